@@ -1,0 +1,345 @@
+import type { Actor, Deps } from '../context';
+import { recordChange } from '../audit/record-change';
+import type { Conn, Tx } from '../db/knex';
+import { currency as currencyOf } from '../domain/currency';
+import { invalid, notAllowed } from '../domain/errors';
+import { countryCode, email, oneOf, optionalText, paging, positiveId, requiredText } from '../domain/fields';
+import { idempotent } from '../idempotency';
+import { scopedAccount, type AccountRow } from './scope';
+
+export const CONTACT_KINDS = ['admin', 'billing', 'technical', 'personal'] as const;
+export type ContactKind = (typeof CONTACT_KINDS)[number];
+export const RESELLER_KINDS = ['affiliate', 'basic', 'advanced'] as const;
+export type ResellerKind = (typeof RESELLER_KINDS)[number];
+export const ACCOUNT_STATUSES = ['active', 'suspended', 'closed'] as const;
+export type AccountStatus = (typeof ACCOUNT_STATUSES)[number];
+
+export interface Contact {
+  firstName: string;
+  middleName: string;
+  lastName: string;
+  email: string;
+  phone: string;
+  phoneCountryCode: string;
+  phoneAreaCode: string;
+  phoneExtension: string;
+  fax: string;
+}
+
+export interface Address {
+  address1?: string;
+  address2?: string;
+  city?: string;
+  state?: string;
+  zip?: string;
+  country?: string;
+  postalAddress?: string;
+}
+
+export interface AccountInput {
+  type: 'reseller' | 'customer';
+  vendorAccountId?: number;
+  resellerKind?: ResellerKind;
+  companyName?: string;
+  currency?: string;
+  taxStatus?: 'taxable' | 'exempt';
+  externalId?: string;
+  address?: Address;
+  contacts: Partial<Record<ContactKind, Partial<Contact>>> & { admin: Partial<Contact> };
+  idempotencyKey?: string;
+}
+
+export interface AccountUpdate {
+  companyName?: string;
+  currency?: string;
+  taxStatus?: 'taxable' | 'exempt';
+  externalId?: string;
+  resellerKind?: ResellerKind;
+  status?: AccountStatus;
+  address?: Address;
+  contacts?: Partial<Record<ContactKind, Partial<Contact>>>;
+}
+
+export interface Account {
+  accountId: number;
+  vendorAccountId: number | null;
+  type: 'provider' | 'reseller' | 'customer';
+  resellerKind: ResellerKind | null;
+  status: AccountStatus;
+  companyName: string;
+  currency: string;
+  taxStatus: 'taxable' | 'exempt';
+  externalId: string | null;
+  address: Required<Address>;
+  contacts: Partial<Record<ContactKind, Contact>>;
+  balance: bigint;
+  createdAt: Date;
+}
+
+const EMPTY_CONTACT: Contact = {
+  firstName: '',
+  middleName: '',
+  lastName: '',
+  email: '',
+  phone: '',
+  phoneCountryCode: '',
+  phoneAreaCode: '',
+  phoneExtension: '',
+  fax: '',
+};
+
+function cleanContact(c: Partial<Contact>, field: string, strict: boolean): Contact {
+  const out: Contact = { ...EMPTY_CONTACT };
+  for (const key of Object.keys(EMPTY_CONTACT) as (keyof Contact)[]) {
+    out[key] = optionalText(c[key], `${field}.${key}`, key === 'email' ? 255 : 128) ?? '';
+  }
+  if (strict) {
+    requiredText(out.firstName, `${field}.firstName`);
+    requiredText(out.lastName, `${field}.lastName`);
+    email(out.email, `${field}.email`);
+  } else if (out.email) {
+    email(out.email, `${field}.email`);
+  }
+  return out;
+}
+
+function cleanAddress(a: Address | undefined, field: string): Address {
+  if (!a) return {};
+  const out: Address = {};
+  for (const key of ['address1', 'address2', 'city', 'state', 'zip', 'postalAddress'] as const) {
+    const v = optionalText(a[key], `${field}.${key}`, key === 'postalAddress' ? 512 : key === 'zip' ? 32 : 255);
+    if (v !== undefined) out[key] = v;
+  }
+  if (a.country !== undefined && a.country !== null && a.country !== '') out.country = countryCode(a.country, `${field}.country`);
+  return out;
+}
+
+const ADDRESS_COLUMNS = {
+  address1: 'address1',
+  address2: 'address2',
+  city: 'city',
+  state: 'state',
+  zip: 'zip',
+  country: 'country',
+  postalAddress: 'postal_address',
+} as const;
+
+function contactRow(accountId: number, kind: ContactKind, c: Contact) {
+  return {
+    account_id: accountId,
+    kind,
+    first_name: c.firstName,
+    middle_name: c.middleName,
+    last_name: c.lastName,
+    email: c.email,
+    phone: c.phone,
+    phone_country_code: c.phoneCountryCode,
+    phone_area_code: c.phoneAreaCode,
+    phone_extension: c.phoneExtension,
+    fax: c.fax,
+  };
+}
+
+interface ContactRow {
+  kind: ContactKind;
+  first_name: string;
+  middle_name: string;
+  last_name: string;
+  email: string;
+  phone: string;
+  phone_country_code: string;
+  phone_area_code: string;
+  phone_extension: string;
+  fax: string;
+}
+
+function toContact(r: ContactRow): Contact {
+  return {
+    firstName: r.first_name,
+    middleName: r.middle_name,
+    lastName: r.last_name,
+    email: r.email,
+    phone: r.phone,
+    phoneCountryCode: r.phone_country_code,
+    phoneAreaCode: r.phone_area_code,
+    phoneExtension: r.phone_extension,
+    fax: r.fax,
+  };
+}
+
+/** Balance source: until billing documents exist every balance is zero; the billing context replaces this. */
+export type BalanceOf = (conn: Conn, accountId: number) => Promise<bigint>;
+
+export class AccountsService {
+  constructor(
+    private readonly deps: Deps,
+    private readonly balanceOf: BalanceOf = async () => 0n,
+  ) {}
+
+  async create(actor: Actor, input: AccountInput): Promise<number> {
+    const type = oneOf(input.type, 'type', ['reseller', 'customer'] as const);
+    const vendorId = input.vendorAccountId === undefined || input.vendorAccountId === null ? actor.accountId : positiveId(input.vendorAccountId, 'vendorAccountId');
+    const { db, clock } = this.deps;
+    const vendor = await scopedAccount(db, actor, vendorId).catch(() => {
+      throw invalid('vendorAccountId', `Vendor account ${vendorId} does not exist.`);
+    });
+    if (vendor.type === 'customer') throw notAllowed(`Account ${vendorId} is a customer and cannot own accounts.`, 'vendorAccountId');
+    if (vendor.reseller_kind === 'affiliate' && type === 'customer') {
+      throw notAllowed(`Account ${vendorId} is an affiliate: it earns commission on referrals but owns no customers.`, 'vendorAccountId');
+    }
+    const resellerKind = type === 'reseller' ? oneOf(input.resellerKind ?? 'basic', 'resellerKind', RESELLER_KINDS) : null;
+    const currency = input.currency ? currencyOf(String(input.currency)).code : vendor.currency;
+    if (resellerKind === 'basic' && currency !== vendor.currency) {
+      throw invalid('currency', `A basic reseller sells its vendor's plans at its vendor's prices, in ${vendor.currency}.`);
+    }
+    const taxStatus = oneOf(input.taxStatus ?? 'taxable', 'taxStatus', ['taxable', 'exempt'] as const);
+    const contacts: Partial<Record<ContactKind, Contact>> = {};
+    if (!input.contacts || !input.contacts.admin) throw invalid('contact', 'An account needs an admin contact (first name, last name, e-mail).');
+    for (const kind of CONTACT_KINDS) {
+      const c = input.contacts[kind];
+      if (c) contacts[kind] = cleanContact(c, kind === 'admin' ? 'contact' : `contacts.${kind}`, kind === 'admin');
+    }
+    const address = cleanAddress(input.address, 'contact');
+    const companyName = optionalText(input.companyName, 'companyName') ?? '';
+    const externalId = optionalText(input.externalId, 'externalId', 128) ?? null;
+
+    return idempotent(this.deps, actor, input.idempotencyKey, 'CreateAccount', { ...input, idempotencyKey: undefined }, async (tx) => {
+      const now = clock.now();
+      const [id] = (await tx('accounts').insert({
+        vendor_id: vendor.id,
+        type,
+        reseller_kind: resellerKind,
+        status: 'active',
+        company_name: companyName,
+        currency,
+        tax_status: taxStatus,
+        external_id: externalId,
+        path: '',
+        ...Object.fromEntries(Object.entries(address).map(([k, v]) => [ADDRESS_COLUMNS[k as keyof Address], v])),
+        created_at: now.getTime(),
+        updated_at: now.getTime(),
+      })) as number[];
+      await tx('accounts').where({ id }).update({ path: `${vendor.path}${id}/` });
+      for (const [kind, c] of Object.entries(contacts)) await tx('account_contacts').insert(contactRow(id, kind as ContactKind, c));
+      await recordChange(tx, actor, now, {
+        operation: 'CreateAccount',
+        objectType: 'account',
+        objectId: id,
+        details: { type, vendorAccountId: vendor.id },
+        event: { name: 'account.created', accountId: id, payload: { accountId: id, vendorAccountId: vendor.id, type, resellerKind } },
+      });
+      return id;
+    });
+  }
+
+  async get(actor: Actor, accountId: number): Promise<Account> {
+    const row = await scopedAccount(this.deps.db, actor, positiveId(accountId, 'accountId'));
+    return this.view(this.deps.db, row);
+  }
+
+  async update(actor: Actor, accountId: number, patch: AccountUpdate): Promise<Account> {
+    const id = positiveId(accountId, 'accountId');
+    const { db, clock } = this.deps;
+    return db.transaction(async (tx) => {
+      const row = await scopedAccount(tx, actor, id);
+      const changes: Record<string, unknown> = {};
+      if (patch.companyName !== undefined) changes.company_name = optionalText(patch.companyName, 'companyName') ?? '';
+      if (patch.currency !== undefined && patch.currency !== row.currency) {
+        changes.currency = currencyOf(String(patch.currency)).code;
+      }
+      if (patch.taxStatus !== undefined) changes.tax_status = oneOf(patch.taxStatus, 'taxStatus', ['taxable', 'exempt'] as const);
+      if (patch.externalId !== undefined) changes.external_id = optionalText(patch.externalId, 'externalId', 128) ?? null;
+      if (patch.resellerKind !== undefined) {
+        if (row.type !== 'reseller') throw invalid('resellerKind', 'Only a reseller has a reseller kind.');
+        changes.reseller_kind = oneOf(patch.resellerKind, 'resellerKind', RESELLER_KINDS);
+      }
+      if (patch.status !== undefined) {
+        const status = oneOf(patch.status, 'status', ACCOUNT_STATUSES);
+        if (row.id === actor.accountId && status !== row.status) throw notAllowed('An account cannot change its own status.', 'status');
+        changes.status = status;
+      }
+      for (const [k, v] of Object.entries(cleanAddress(patch.address, 'contact'))) changes[ADDRESS_COLUMNS[k as keyof Address]] = v;
+      if (Object.keys(changes).length > 0) {
+        changes.updated_at = clock.now().getTime();
+        await tx('accounts').where({ id }).update(changes);
+      }
+      const contactKinds: string[] = [];
+      for (const kind of CONTACT_KINDS) {
+        const c = patch.contacts?.[kind];
+        if (!c) continue;
+        const existing = (await tx('account_contacts').where({ account_id: id, kind }).first()) as ContactRow | undefined;
+        const merged = cleanContact({ ...(existing ? toContact(existing) : {}), ...stripUndefined(c) }, kind === 'admin' ? 'contact' : `contacts.${kind}`, kind === 'admin');
+        if (existing) await tx('account_contacts').where({ account_id: id, kind }).update(contactRow(id, kind, merged));
+        else await tx('account_contacts').insert(contactRow(id, kind, merged));
+        contactKinds.push(kind);
+      }
+      const changed = [...Object.keys(changes).filter((k) => k !== 'updated_at'), ...contactKinds.map((k) => `contact.${k}`)];
+      if (changed.length > 0) {
+        await recordChange(tx, actor, clock.now(), {
+          operation: 'UpdateAccount',
+          objectType: 'account',
+          objectId: id,
+          details: { changed },
+          event: {
+            name: changes.status && changes.status !== row.status ? `account.${changes.status === 'active' ? 'activated' : String(changes.status)}` : 'account.updated',
+            accountId: id,
+            payload: { accountId: id, changed },
+          },
+        });
+      }
+      return this.view(tx, (await tx('accounts').where({ id }).first()) as AccountRow);
+    });
+  }
+
+  async list(
+    actor: Actor,
+    filter: { vendorAccountId?: number; status?: string; search?: string; page?: number; pageSize?: number },
+  ): Promise<{ items: Account[]; total: number }> {
+    const { db } = this.deps;
+    const { offset, pageSize } = paging(filter.page, filter.pageSize);
+    const q = db('accounts').where('path', 'like', `${actor.accountPath}%`).andWhereNot('id', actor.accountId);
+    if (filter.vendorAccountId !== undefined && filter.vendorAccountId !== null) {
+      const vendor = await scopedAccount(db, actor, positiveId(filter.vendorAccountId, 'vendorAccountId'));
+      q.andWhere('vendor_id', vendor.id);
+    }
+    if (filter.status) q.andWhere('status', oneOf(filter.status, 'status', ACCOUNT_STATUSES));
+    if (filter.search) {
+      const term = `%${String(filter.search).replace(/[%_\\]/g, (c) => `\\${c}`)}%`;
+      q.andWhere((w) => w.where('company_name', 'like', term).orWhere('external_id', 'like', term).orWhere('id', Number(filter.search) || -1));
+    }
+    const [{ total }] = (await q.clone().count({ total: '*' })) as { total: number | string }[];
+    const rows = (await q.orderBy('id').limit(pageSize).offset(offset)) as AccountRow[];
+    return { items: await Promise.all(rows.map((r) => this.view(db, r))), total: Number(total) };
+  }
+
+  private async view(conn: Conn | Tx, row: AccountRow): Promise<Account> {
+    const contacts = (await conn('account_contacts').where({ account_id: row.id })) as ContactRow[];
+    return {
+      accountId: row.id,
+      vendorAccountId: row.vendor_id,
+      type: row.type,
+      resellerKind: row.reseller_kind,
+      status: row.status,
+      companyName: row.company_name ?? '',
+      currency: row.currency,
+      taxStatus: row.tax_status,
+      externalId: row.external_id,
+      address: {
+        address1: row.address1 ?? '',
+        address2: row.address2 ?? '',
+        city: row.city ?? '',
+        state: row.state ?? '',
+        zip: row.zip ?? '',
+        country: row.country ?? '',
+        postalAddress: row.postal_address ?? '',
+      },
+      contacts: Object.fromEntries(contacts.map((c) => [c.kind, toContact(c)])),
+      balance: await this.balanceOf(conn, row.id),
+      createdAt: new Date(Number(row.created_at)),
+    };
+  }
+}
+
+function stripUndefined<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+}

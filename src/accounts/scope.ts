@@ -1,0 +1,44 @@
+import type { Actor } from '../context';
+import type { Conn } from '../db/knex';
+import { notFound } from '../domain/errors';
+
+/** Is account `accountId` inside the subtree rooted at `ancestorPath` (itself included)? One indexed query. */
+export async function isInSubtree(conn: Conn, ancestorPath: string, accountId: number): Promise<boolean> {
+  const row = await conn('accounts').where({ id: accountId }).andWhere('path', 'like', `${ancestorPath}%`).first('id');
+  return row !== undefined;
+}
+
+/** Loads an account the actor may see; anything outside its subtree answers exactly like a missing one. */
+export async function scopedAccount(conn: Conn, actor: Actor, accountId: number): Promise<AccountRow> {
+  const row = (await conn('accounts').where({ id: accountId }).andWhere('path', 'like', `${actor.accountPath}%`).first()) as AccountRow | undefined;
+  if (!row) throw notFound('Account', accountId);
+  return row;
+}
+
+export interface AccountRow {
+  id: number;
+  vendor_id: number | null;
+  type: 'provider' | 'reseller' | 'customer';
+  reseller_kind: 'affiliate' | 'basic' | 'advanced' | null;
+  status: 'active' | 'suspended' | 'closed';
+  company_name: string | null;
+  currency: string;
+  tax_status: 'taxable' | 'exempt';
+  external_id: string | null;
+  path: string;
+  address1: string | null;
+  address2: string | null;
+  city: string | null;
+  state: string | null;
+  zip: string | null;
+  country: string | null;
+  postal_address: string | null;
+  time_zone: string;
+  created_at: number;
+  updated_at: number;
+}
+
+/** Ancestor ids of an account, nearest first, from its path. */
+export function ancestorIds(path: string): number[] {
+  return path.split('/').filter(Boolean).map(Number).reverse().slice(1);
+}

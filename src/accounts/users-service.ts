@@ -1,0 +1,181 @@
+import type { Actor, Deps, Role } from '../context';
+import { ROLES } from '../context';
+import { recordChange } from '../audit/record-change';
+import type { Conn } from '../db/knex';
+import { AppError, conflict, invalid, notFound } from '../domain/errors';
+import { email as emailField, optionalText, paging, positiveId, requiredText } from '../domain/fields';
+import { isUniqueViolation } from '../idempotency';
+import { hashPassword, validatePasswordStrength, verifyPassword } from './passwords';
+import { scopedAccount, type AccountRow } from './scope';
+
+export interface UserInput {
+  accountId: number;
+  login: string;
+  password: string;
+  email: string;
+  firstName: string;
+  middleName?: string;
+  lastName: string;
+  roles?: Role[];
+  externalId?: string;
+  phone?: string;
+}
+
+export interface User {
+  userId: number;
+  accountId: number;
+  login: string;
+  email: string;
+  firstName: string;
+  middleName: string;
+  lastName: string;
+  roles: Role[];
+  status: 'enabled' | 'disabled';
+  externalId: string | null;
+  phone: string;
+  createdAt: Date;
+}
+
+export interface UserRow {
+  id: number;
+  account_id: number;
+  login_scope_id: number;
+  login: string;
+  password_hash: string;
+  email: string;
+  first_name: string;
+  middle_name: string;
+  last_name: string;
+  roles: string;
+  status: 'enabled' | 'disabled';
+  external_id: string | null;
+  phone: string;
+  created_at: number;
+}
+
+const LOGIN = /^[A-Za-z0-9._@+-]{1,128}$/;
+
+export function toUser(r: UserRow): User {
+  return {
+    userId: r.id,
+    accountId: r.account_id,
+    login: r.login,
+    email: r.email,
+    firstName: r.first_name,
+    middleName: r.middle_name,
+    lastName: r.last_name,
+    roles: r.roles ? (r.roles.split(',') as Role[]) : [],
+    status: r.status,
+    externalId: r.external_id,
+    phone: r.phone,
+    createdAt: new Date(Number(r.created_at)),
+  };
+}
+
+/** Logins are unique per vendor: a customer's users share the namespace of its vendor; the provider has its own. */
+export function loginScopeOf(account: Pick<AccountRow, 'id' | 'vendor_id' | 'type'>): number {
+  return account.type === 'customer' && account.vendor_id !== null ? account.vendor_id : account.id;
+}
+
+export class UsersService {
+  constructor(private readonly deps: Deps) {}
+
+  async create(actor: Actor, input: UserInput): Promise<number> {
+    const accountId = positiveId(input.accountId, 'accountId');
+    const login = requiredText(input.login, 'login', 128);
+    if (!LOGIN.test(login)) throw invalid('login', 'A login may use letters, digits and . _ @ + - only, up to 128 characters.');
+    if (typeof input.password !== 'string') throw invalid('password', 'password is required.');
+    const weak = validatePasswordStrength(input.password);
+    if (weak) throw invalid('password', weak);
+    const email = emailField(input.email, 'email');
+    const firstName = requiredText(input.firstName, 'firstName', 128);
+    const lastName = requiredText(input.lastName, 'lastName', 128);
+    const roles = (input.roles && input.roles.length ? input.roles : (['admin'] as Role[])).map((r, i) => {
+      if (!ROLES.includes(r)) throw invalid(`roles[${i}]`, `roles[${i}] must be one of ${ROLES.join(', ')}.`);
+      return r;
+    });
+    const account = await scopedAccount(this.deps.db, actor, accountId);
+    const hash = await hashPassword(input.password);
+    try {
+      return await this.deps.db.transaction(async (tx) => {
+        const now = this.deps.clock.now();
+        const [id] = (await tx('users').insert({
+          account_id: account.id,
+          login_scope_id: loginScopeOf(account),
+          login,
+          password_hash: hash,
+          email,
+          first_name: firstName,
+          middle_name: optionalText(input.middleName, 'middleName', 128) ?? '',
+          last_name: lastName,
+          roles: [...new Set(roles)].join(','),
+          status: 'enabled',
+          external_id: optionalText(input.externalId, 'externalId', 128) ?? null,
+          phone: optionalText(input.phone, 'phone', 64) ?? '',
+          created_at: now.getTime(),
+          updated_at: now.getTime(),
+        })) as number[];
+        await recordChange(tx, actor, now, {
+          operation: 'CreateUser',
+          objectType: 'user',
+          objectId: id,
+          details: { accountId: account.id, login, roles },
+          event: { name: 'user.created', accountId: account.id, payload: { userId: id, accountId: account.id, login } },
+        });
+        return id;
+      });
+    } catch (e) {
+      if (isUniqueViolation(e)) throw conflict(`The login '${login}' is already taken under this vendor; choose another.`, 'login');
+      throw e;
+    }
+  }
+
+  async get(actor: Actor, userId: number): Promise<User> {
+    const id = positiveId(userId, 'userId');
+    const row = (await this.deps.db('users as u')
+      .join('accounts as a', 'a.id', 'u.account_id')
+      .where('u.id', id)
+      .andWhere('a.path', 'like', `${actor.accountPath}%`)
+      .first('u.*')) as UserRow | undefined;
+    if (!row) throw notFound('User', id);
+    return toUser(row);
+  }
+
+  async listForAccount(actor: Actor, accountId: number, opts: { page?: number; pageSize?: number; sortBy?: 'id' | 'login' | 'name' } = {}): Promise<{ items: User[]; total: number }> {
+    const account = await scopedAccount(this.deps.db, actor, positiveId(accountId, 'accountId'));
+    const { offset, pageSize } = paging(opts.page, opts.pageSize);
+    const q = this.deps.db('users').where({ account_id: account.id });
+    const [{ total }] = (await q.clone().count({ total: '*' })) as { total: number | string }[];
+    const order = opts.sortBy === 'login' ? ['login'] : opts.sortBy === 'name' ? ['last_name', 'first_name'] : ['id'];
+    const rows = (await q.orderBy(order.map((c) => ({ column: c }))).limit(pageSize).offset(offset)) as UserRow[];
+    return { items: rows.map(toUser), total: Number(total) };
+  }
+
+  /**
+   * Checks a login and password; with vendorId, only among that vendor's users. A wrong login and a wrong
+   * password answer alike. Returns the user and its account.
+   */
+  async verify(login: string, password: string, vendorId?: number): Promise<{ user: UserRow; account: AccountRow }> {
+    const fail = () => new AppError('UNAUTHENTICATED', 'The login or password is wrong.', 'login');
+    if (typeof login !== 'string' || typeof password !== 'string' || !login || !password) throw fail();
+    const q = this.deps.db('users as u').join('accounts as a', 'a.id', 'u.account_id').where('u.login', login).andWhere('u.status', 'enabled');
+    if (vendorId !== undefined) q.andWhere('u.login_scope_id', vendorId);
+    const rows = (await q.select('u.*', 'a.path as account_path').orderByRaw('LENGTH(a.path), u.id')) as (UserRow & { account_path: string })[];
+    for (const row of rows) {
+      if (await verifyPassword(password, row.password_hash)) {
+        const account = (await this.deps.db('accounts').where({ id: row.account_id }).first()) as AccountRow;
+        if (account.status === 'closed') break;
+        return { user: row, account };
+      }
+    }
+    // Spend the same time on an unknown login as on a known one.
+    if (rows.length === 0) await verifyPassword(password, DUMMY_HASH);
+    throw fail();
+  }
+
+  async findRow(conn: Conn, userId: number): Promise<UserRow | undefined> {
+    return (await conn('users').where({ id: userId }).first()) as UserRow | undefined;
+  }
+}
+
+const DUMMY_HASH = 'scrypt$32768$8$1$AAAAAAAAAAAAAAAAAAAAAA==$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=';

@@ -1,0 +1,140 @@
+import fs from 'node:fs';
+import path from 'node:path';
+
+/** Validated runtime configuration: config/default.json, then an optional HOSTWRIGHT_CONFIG file, then environment. */
+export interface Config {
+  port: number;
+  host: string;
+  publicUrl: string;
+  databaseUrl: string;
+  xmlrpcLegacyPort: number;
+  adminPassword: string;
+  logLevel: 'error' | 'warn' | 'info' | 'debug';
+  logFormat: 'json' | 'pretty';
+  bodyLimitBytes: number;
+  xmlrpcTransactionTimeoutSeconds: number;
+  authFailureLimit: number;
+  authFailureWindowSeconds: number;
+  authLockoutSeconds: number;
+  idempotencyKeyTtlHours: number;
+}
+
+export class ConfigError extends Error {
+  constructor(
+    readonly key: string,
+    message: string,
+  ) {
+    super(`Configuration ${key}: ${message}`);
+    this.name = 'ConfigError';
+  }
+}
+
+type Raw = Record<string, unknown>;
+
+/** Environment variable -> config key. Documented in docs/configuration.md. */
+export const ENV_KEYS: Record<string, keyof Config> = {
+  PORT: 'port',
+  HOST: 'host',
+  PUBLIC_URL: 'publicUrl',
+  DATABASE_URL: 'databaseUrl',
+  XMLRPC_LEGACY_PORT: 'xmlrpcLegacyPort',
+  HOSTWRIGHT_ADMIN_PASSWORD: 'adminPassword',
+  LOG_LEVEL: 'logLevel',
+  LOG_FORMAT: 'logFormat',
+  BODY_LIMIT_BYTES: 'bodyLimitBytes',
+  XMLRPC_TRANSACTION_TIMEOUT_SECONDS: 'xmlrpcTransactionTimeoutSeconds',
+  AUTH_FAILURE_LIMIT: 'authFailureLimit',
+  AUTH_FAILURE_WINDOW_SECONDS: 'authFailureWindowSeconds',
+  AUTH_LOCKOUT_SECONDS: 'authLockoutSeconds',
+  IDEMPOTENCY_KEY_TTL_HOURS: 'idempotencyKeyTtlHours',
+};
+
+const ROOT = path.resolve(__dirname, '..');
+
+function readJson(file: string, key: string): Raw {
+  try {
+    const parsed: unknown = JSON.parse(fs.readFileSync(file, 'utf8'));
+    if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) throw new Error('not an object');
+    return parsed as Raw;
+  } catch (e) {
+    throw new ConfigError(key, `cannot read ${file} as a JSON object (${(e as Error).message}).`);
+  }
+}
+
+function integer(raw: Raw, key: keyof Config, min: number, max: number, env?: string): number {
+  const v = raw[key];
+  const n = typeof v === 'string' && /^-?\d+$/.test(v.trim()) ? Number(v) : v;
+  if (typeof n !== 'number' || !Number.isInteger(n) || n < min || n > max) {
+    throw new ConfigError(env ?? key, `must be a whole number from ${min} to ${max}, got ${JSON.stringify(v)}.`);
+  }
+  return n;
+}
+
+function oneOf<T extends string>(raw: Raw, key: keyof Config, allowed: readonly T[], env?: string): T {
+  const v = raw[key];
+  if (typeof v !== 'string' || !allowed.includes(v as T)) {
+    throw new ConfigError(env ?? key, `must be one of ${allowed.join(', ')}, got ${JSON.stringify(v)}.`);
+  }
+  return v as T;
+}
+
+function text(raw: Raw, key: keyof Config, env?: string): string {
+  const v = raw[key] ?? '';
+  if (typeof v !== 'string') throw new ConfigError(env ?? key, `must be a string, got ${JSON.stringify(v)}.`);
+  return v;
+}
+
+export function validateDatabaseUrl(url: string, key = 'databaseUrl'): string {
+  if (/^sqlite:.+/.test(url)) return url;
+  if (/^mysql:\/\/[^/]+\/[A-Za-z0-9_$-]+(\?.*)?$/.test(url)) return url;
+  throw new ConfigError(
+    key,
+    `must be sqlite:PATH (e.g. sqlite:data/hostwright.sqlite) or mysql://user:pass@host:port/database, got ${JSON.stringify(redactUrl(url))}.`,
+  );
+}
+
+/** Hides a password inside a connection URL so it can be printed or logged. */
+export function redactUrl(url: string): string {
+  return url.replace(/^(mysql:\/\/[^:/@]+:)[^@]*@/, '$1***@');
+}
+
+export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Partial<Config> = {}): Config {
+  const raw: Raw = readJson(path.join(ROOT, 'config', 'default.json'), 'config/default.json');
+  if (env.HOSTWRIGHT_CONFIG) Object.assign(raw, readJson(path.resolve(env.HOSTWRIGHT_CONFIG), 'HOSTWRIGHT_CONFIG'));
+  const fromEnv: Record<string, string> = {};
+  for (const [name, key] of Object.entries(ENV_KEYS)) {
+    const v = env[name];
+    if (v !== undefined && v !== '') {
+      raw[key] = v;
+      fromEnv[key] = name;
+    }
+  }
+  Object.assign(raw, overrides);
+  const e = (k: keyof Config) => fromEnv[k];
+  const format = text(raw, 'logFormat', e('logFormat')) || 'auto';
+  const cfg: Config = {
+    port: integer(raw, 'port', 0, 65535, e('port')),
+    host: text(raw, 'host', e('host')) || '0.0.0.0',
+    publicUrl: text(raw, 'publicUrl', e('publicUrl')).replace(/\/+$/, ''),
+    databaseUrl: validateDatabaseUrl(text(raw, 'databaseUrl', e('databaseUrl')), e('databaseUrl') ?? 'databaseUrl'),
+    xmlrpcLegacyPort: integer(raw, 'xmlrpcLegacyPort', 0, 65535, e('xmlrpcLegacyPort')),
+    adminPassword: text(raw, 'adminPassword', e('adminPassword')),
+    logLevel: oneOf(raw, 'logLevel', ['error', 'warn', 'info', 'debug'] as const, e('logLevel')),
+    logFormat:
+      format === 'auto'
+        ? env.NODE_ENV === 'production'
+          ? 'json'
+          : 'pretty'
+        : oneOf(raw, 'logFormat', ['json', 'pretty'] as const, e('logFormat')),
+    bodyLimitBytes: integer(raw, 'bodyLimitBytes', 1024, 64 * 1024 * 1024, e('bodyLimitBytes')),
+    xmlrpcTransactionTimeoutSeconds: integer(raw, 'xmlrpcTransactionTimeoutSeconds', 1, 86400, e('xmlrpcTransactionTimeoutSeconds')),
+    authFailureLimit: integer(raw, 'authFailureLimit', 1, 1000, e('authFailureLimit')),
+    authFailureWindowSeconds: integer(raw, 'authFailureWindowSeconds', 1, 86400, e('authFailureWindowSeconds')),
+    authLockoutSeconds: integer(raw, 'authLockoutSeconds', 1, 86400, e('authLockoutSeconds')),
+    idempotencyKeyTtlHours: integer(raw, 'idempotencyKeyTtlHours', 24, 24 * 365, e('idempotencyKeyTtlHours')),
+  };
+  if (cfg.adminPassword && cfg.adminPassword.length < 8) {
+    throw new ConfigError(e('adminPassword') ?? 'adminPassword', 'must be at least 8 characters long.');
+  }
+  return cfg;
+}

@@ -1,0 +1,130 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import knexFactory, { Knex } from 'knex';
+import { validateDatabaseUrl } from '../config';
+
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const BetterSqliteClient: new (config: Knex.Config) => unknown = require('knex/lib/dialects/better-sqlite3');
+
+export type Db = Knex;
+export type Tx = Knex.Transaction;
+/** Anything a query can run on: the pool or an open transaction. */
+export type Conn = Knex | Knex.Transaction;
+
+const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
+const MIN_SAFE = BigInt(Number.MIN_SAFE_INTEGER);
+
+function narrow(v: unknown): unknown {
+  return typeof v === 'bigint' && v <= MAX_SAFE && v >= MIN_SAFE ? Number(v) : v;
+}
+
+/**
+ * better-sqlite3 returns lossy doubles for integers beyond 2^53 unless asked for BigInt. We always ask, then
+ * narrow the safe ones back to numbers: ids stay numbers, and a money amount beyond 2^53 stays exact.
+ */
+class ExactSqliteClient extends (BetterSqliteClient as unknown as new (config: Knex.Config) => {
+  _query(connection: unknown, obj: { options?: Record<string, unknown>; response?: unknown; context?: { lastID?: unknown } }): Promise<unknown>;
+}) {
+  override async _query(connection: unknown, obj: { options?: Record<string, unknown>; response?: unknown; context?: { lastID?: unknown } }) {
+    obj.options = { ...(obj.options ?? {}), safeIntegers: true };
+    const result = (await super._query(connection, obj)) as typeof obj;
+    if (Array.isArray(result.response)) {
+      for (const row of result.response as Record<string, unknown>[]) {
+        for (const key of Object.keys(row)) row[key] = narrow(row[key]);
+      }
+    }
+    if (result.context) result.context.lastID = narrow(result.context.lastID);
+    return result;
+  }
+}
+
+export function isSqlite(db: Conn): boolean {
+  return db.client.config.client === ExactSqliteClient || /sqlite/.test(String(db.client.dialect));
+}
+
+export function createDb(databaseUrl: string): Db {
+  validateDatabaseUrl(databaseUrl);
+  if (databaseUrl.startsWith('sqlite:')) {
+    const file = databaseUrl.slice('sqlite:'.length);
+    if (file !== ':memory:') fs.mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
+    return knexFactory({
+      client: ExactSqliteClient as unknown as typeof Knex.Client,
+      connection: { filename: file },
+      useNullAsDefault: true,
+      // One connection: SQLite has a single writer, and one connection serialises our transactions cleanly.
+      pool: {
+        min: 1,
+        max: 1,
+        afterCreate(conn: { pragma(s: string): unknown }, done: (err: Error | null, conn: unknown) => void) {
+          try {
+            conn.pragma('journal_mode = WAL');
+            conn.pragma('foreign_keys = ON');
+            conn.pragma('busy_timeout = 5000');
+            conn.pragma('synchronous = NORMAL');
+            done(null, conn);
+          } catch (e) {
+            done(e as Error, conn);
+          }
+        },
+      },
+    });
+  }
+  const url = new URL(databaseUrl);
+  return knexFactory({
+    client: 'mysql2',
+    connection: {
+      host: url.hostname,
+      port: url.port ? Number(url.port) : 3306,
+      user: decodeURIComponent(url.username),
+      password: decodeURIComponent(url.password),
+      database: url.pathname.slice(1),
+      charset: 'utf8mb4',
+      timezone: 'Z',
+      // Exact integers: BIGINT beyond 2^53 arrives as a string, never a rounded double.
+      supportBigNumbers: true,
+      bigNumberStrings: false,
+      decimalNumbers: false,
+    },
+    pool: { min: 0, max: 10 },
+  });
+}
+
+/** Reads an integer column that may hold money beyond 2^53: number, bigint or decimal string, exactly. */
+export function toBigInt(v: unknown): bigint {
+  if (typeof v === 'bigint') return v;
+  if (typeof v === 'number') return BigInt(v);
+  if (typeof v === 'string') return BigInt(v.includes('.') ? v.slice(0, v.indexOf('.')) : v);
+  if (v === null || v === undefined) return 0n;
+  throw new TypeError(`not an integer: ${String(v)}`);
+}
+
+/** Writes money to the database: a decimal string binds exactly on both SQLite (INTEGER affinity) and MySQL. */
+export function money(v: bigint): string {
+  return v.toString();
+}
+
+export function toNumber(v: unknown): number {
+  if (v === null || v === undefined) return 0;
+  return typeof v === 'number' ? v : Number(v);
+}
+
+export function toOptionalNumber(v: unknown): number | null {
+  return v === null || v === undefined ? null : toNumber(v);
+}
+
+export function toBool(v: unknown): boolean {
+  return v === true || v === 1 || v === '1' || v === 1n;
+}
+
+/** Instants are stored as epoch milliseconds (BIGINT) on both databases: exact, zone-free, comparable. */
+export function toDate(v: unknown): Date {
+  return new Date(toNumber(v));
+}
+
+export function toOptionalDate(v: unknown): Date | null {
+  return v === null || v === undefined ? null : toDate(v);
+}
+
+export function ms(d: Date): number {
+  return d.getTime();
+}

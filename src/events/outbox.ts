@@ -1,0 +1,23 @@
+import { bigintReplacer } from '../audit/audit';
+import type { Conn } from '../db/knex';
+
+export interface DomainEvent {
+  name: string;
+  objectType: string;
+  objectId: string | number;
+  accountId?: number | null;
+  payload: Record<string, unknown>;
+}
+
+/** Writes an event to the outbox in the caller's transaction; the dispatcher delivers it after commit. */
+export async function emitEvent(conn: Conn, at: Date, event: DomainEvent): Promise<void> {
+  await conn('events').insert({
+    name: event.name,
+    object_type: event.objectType,
+    object_id: String(event.objectId),
+    account_id: event.accountId ?? null,
+    payload: JSON.stringify(event.payload, bigintReplacer),
+    created_at: at.getTime(),
+    dispatched_at: null,
+  });
+}

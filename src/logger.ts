@@ -1,0 +1,51 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
+import winston from 'winston';
+
+/** Request-scoped context: every log line written while serving a request carries its id. */
+export const requestContext = new AsyncLocalStorage<{ requestId: string }>();
+
+const SECRET_KEY = /pass(word)?|secret|token|card.?number|cardnumber|cvv|cvc|api.?key|authorization|nonce/i;
+const REDACTED = '[redacted]';
+
+/** Deep-copies a log payload with every secret-looking field replaced. */
+export function redact(value: unknown, depth = 0): unknown {
+  if (depth > 8 || value === null || typeof value !== 'object') return value;
+  if (value instanceof Error) return { name: value.name, message: value.message };
+  if (Array.isArray(value)) return value.map((v) => redact(v, depth + 1));
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(value)) out[k] = SECRET_KEY.test(k) ? REDACTED : redact(v, depth + 1);
+  return out;
+}
+
+const redactFormat = winston.format((info) => {
+  for (const key of Object.keys(info)) {
+    if (SECRET_KEY.test(key)) info[key] = REDACTED;
+    else if (key !== 'level' && key !== 'message') info[key] = redact(info[key]);
+  }
+  const store = requestContext.getStore();
+  if (store && info.requestId === undefined) info.requestId = store.requestId;
+  return info;
+});
+
+export type Logger = winston.Logger;
+
+export function createLogger(opts: { level: string; format: 'json' | 'pretty'; silent?: boolean }): Logger {
+  const format =
+    opts.format === 'json'
+      ? winston.format.combine(redactFormat(), winston.format.timestamp(), winston.format.json())
+      : winston.format.combine(
+          redactFormat(),
+          winston.format.timestamp({ format: 'HH:mm:ss.SSS' }),
+          winston.format.printf((info) => {
+            const { level, message, timestamp, requestId, ...rest } = info;
+            const extra = Object.keys(rest).length ? ' ' + JSON.stringify(rest) : '';
+            return `${String(timestamp)} ${level.padEnd(5)}${requestId ? ` [${String(requestId)}]` : ''} ${String(message)}${extra}`;
+          }),
+        );
+  return winston.createLogger({
+    level: opts.level,
+    format,
+    silent: opts.silent ?? false,
+    transports: [new winston.transports.Console()],
+  });
+}

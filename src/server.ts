@@ -1,0 +1,97 @@
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { systemClock, type Clock } from './clock';
+import type { Config } from './config';
+import { createDb, type Db } from './db/knex';
+import { migrateLatest } from './db/migrate';
+import { createHttpApp } from './http/app';
+import { createLogger, type Logger } from './logger';
+import { createServices, type Services } from './services';
+import { seedDemo, type DemoSeed } from './seed/demo';
+import { bootstrapProvider } from './seed/bootstrap';
+import type Koa from 'koa';
+import type Router from '@koa/router';
+
+export interface RunningServer {
+  services: Services;
+  url: string;
+  legacyXmlRpcUrl: string | null;
+  seed: DemoSeed;
+  adminPassword?: string;
+  close(): Promise<void>;
+}
+
+export interface StartOptions {
+  clock?: Clock;
+  log?: Logger;
+  db?: Db;
+  /** Seed the demo provider and catalog (the default); tests may start with only the provider and admin. */
+  demo?: boolean;
+}
+
+function listen(server: http.Server, port: number, host: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve((server.address() as AddressInfo).port);
+    });
+  });
+}
+
+/** Composition root: config -> database -> services -> transports -> listening sockets. */
+export async function startServer(config: Config, opts: StartOptions = {}): Promise<RunningServer> {
+  const log = opts.log ?? createLogger({ level: config.logLevel, format: config.logFormat });
+  const db = opts.db ?? createDb(config.databaseUrl);
+  const clock = opts.clock ?? systemClock;
+  const deps = { db, clock, log, config };
+  const applied = await migrateLatest(db);
+  if (applied.length) log.info('migrations applied', { migrations: applied });
+  const boot = await bootstrapProvider(deps);
+  const seed = opts.demo === false ? { created: false, logins: [] } : await seedDemo(deps);
+  const services = createServices(deps);
+  const { app, router } = createHttpApp(services);
+  const mounts = await mountTransports(services, app, router);
+  app.use(router.routes()).use(router.allowedMethods());
+
+  const server = http.createServer(app.callback());
+  server.keepAliveTimeout = 65_000;
+  const port = await listen(server, config.port, config.host);
+  const url = `http://localhost:${port}`;
+  let legacy: http.Server | null = null;
+  let legacyUrl: string | null = null;
+  if (config.xmlrpcLegacyPort > 0 && mounts.legacyXmlRpc) {
+    legacy = http.createServer(mounts.legacyXmlRpc);
+    const lp = await listen(legacy, config.xmlrpcLegacyPort, config.host);
+    legacyUrl = `http://localhost:${lp}/RPC2`;
+  }
+  return {
+    services,
+    url,
+    legacyXmlRpcUrl: legacyUrl,
+    seed,
+    adminPassword: boot.generatedPassword,
+    async close() {
+      await mounts.close();
+      await Promise.all(
+        [server, legacy].filter((s): s is http.Server => s !== null).map(
+          (s) =>
+            new Promise<void>((resolve) => {
+              s.close(() => resolve());
+              s.closeAllConnections();
+            }),
+        ),
+      );
+      if (!opts.db) await db.destroy();
+    },
+  };
+}
+
+/** Transports (SOAP, XML-RPC, console) register here; each may also serve its own extra listener. */
+async function mountTransports(
+  _services: Services,
+  _app: Koa,
+  _router: Router,
+): Promise<{ legacyXmlRpc?: http.RequestListener; close(): Promise<void> }> {
+  return { close: async () => {} };
+}
