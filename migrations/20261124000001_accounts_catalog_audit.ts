@@ -43,6 +43,11 @@ export async function up(knex: Knex): Promise<void> {
     t.string('phone_area_code', 16).notNullable().defaultTo('');
     t.string('phone_extension', 16).notNullable().defaultTo('');
     t.string('fax', 64).notNullable().defaultTo('');
+    t.string('fax_country_code', 8).notNullable().defaultTo('');
+    t.string('fax_area_code', 16).notNullable().defaultTo('');
+    t.string('fax_extension', 16).notNullable().defaultTo('');
+    t.string('birthday', 16).notNullable().defaultTo(''); // personal contact only (PBA's Pers block)
+    t.string('passport', 64).notNullable().defaultTo('');
     t.unique(['account_id', 'kind']);
   });
 
@@ -61,6 +66,7 @@ export async function up(knex: Knex): Promise<void> {
     t.string('status', 16).notNullable().defaultTo('enabled');
     t.string('external_id', 128).nullable();
     t.string('phone', 64).notNullable().defaultTo('');
+    t.text('profile').nullable(); // JSON: address and phone/fax parts PBA's UserAdd_API carries
     t.bigInteger('created_at').notNullable();
     t.bigInteger('updated_at').notNullable();
     t.unique(['login_scope_id', 'login']);

@@ -2,7 +2,7 @@ import type { Actor, Deps } from '../context';
 import { recordChange } from '../audit/record-change';
 import type { Conn, Tx } from '../db/knex';
 import { currency as currencyOf } from '../domain/currency';
-import { invalid, notAllowed } from '../domain/errors';
+import { conflict, invalid, notAllowed } from '../domain/errors';
 import { countryCode, email, oneOf, optionalText, paging, positiveId, requiredText } from '../domain/fields';
 import { idempotent } from '../idempotency';
 import { scopedAccount, type AccountRow } from './scope';
@@ -24,6 +24,11 @@ export interface Contact {
   phoneAreaCode: string;
   phoneExtension: string;
   fax: string;
+  faxCountryCode: string;
+  faxAreaCode: string;
+  faxExtension: string;
+  birthday: string;
+  passport: string;
 }
 
 export interface Address {
@@ -38,6 +43,8 @@ export interface Address {
 
 export interface AccountInput {
   type: 'reseller' | 'customer';
+  /** PBA's AccountWithIDAdd_API chooses the id; otherwise the database does. */
+  accountId?: number;
   vendorAccountId?: number;
   resellerKind?: ResellerKind;
   companyName?: string;
@@ -86,6 +93,11 @@ const EMPTY_CONTACT: Contact = {
   phoneAreaCode: '',
   phoneExtension: '',
   fax: '',
+  faxCountryCode: '',
+  faxAreaCode: '',
+  faxExtension: '',
+  birthday: '',
+  passport: '',
 };
 
 function cleanContact(c: Partial<Contact>, field: string, strict: boolean): Contact {
@@ -137,6 +149,11 @@ function contactRow(accountId: number, kind: ContactKind, c: Contact) {
     phone_area_code: c.phoneAreaCode,
     phone_extension: c.phoneExtension,
     fax: c.fax,
+    fax_country_code: c.faxCountryCode,
+    fax_area_code: c.faxAreaCode,
+    fax_extension: c.faxExtension,
+    birthday: c.birthday,
+    passport: c.passport,
   };
 }
 
@@ -151,6 +168,11 @@ interface ContactRow {
   phone_area_code: string;
   phone_extension: string;
   fax: string;
+  fax_country_code: string;
+  fax_area_code: string;
+  fax_extension: string;
+  birthday: string;
+  passport: string;
 }
 
 function toContact(r: ContactRow): Contact {
@@ -164,6 +186,11 @@ function toContact(r: ContactRow): Contact {
     phoneAreaCode: r.phone_area_code,
     phoneExtension: r.phone_extension,
     fax: r.fax,
+    faxCountryCode: r.fax_country_code,
+    faxAreaCode: r.fax_area_code,
+    faxExtension: r.fax_extension,
+    birthday: r.birthday,
+    passport: r.passport,
   };
 }
 
@@ -203,9 +230,14 @@ export class AccountsService {
     const companyName = optionalText(input.companyName, 'companyName') ?? '';
     const externalId = optionalText(input.externalId, 'externalId', 128) ?? null;
 
+    const wantedId = input.accountId === undefined || input.accountId === null ? undefined : positiveId(input.accountId, 'accountId');
     return idempotent(this.deps, actor, input.idempotencyKey, 'CreateAccount', { ...input, idempotencyKey: undefined }, async (tx) => {
       const now = clock.now();
-      const [id] = (await tx('accounts').insert({
+      if (wantedId !== undefined && (await tx('accounts').where({ id: wantedId }).first('id'))) {
+        throw conflict(`Account ${wantedId} already exists.`, 'accountId');
+      }
+      const [insertedId] = (await tx('accounts').insert({
+        ...(wantedId !== undefined ? { id: wantedId } : {}),
         vendor_id: vendor.id,
         type,
         reseller_kind: resellerKind,
@@ -219,6 +251,7 @@ export class AccountsService {
         created_at: now.getTime(),
         updated_at: now.getTime(),
       })) as number[];
+      const id = wantedId ?? insertedId;
       await tx('accounts').where({ id }).update({ path: `${vendor.path}${id}/` });
       for (const [kind, c] of Object.entries(contacts)) await tx('account_contacts').insert(contactRow(id, kind as ContactKind, c));
       await recordChange(tx, actor, now, {

@@ -19,6 +19,36 @@ export interface UserInput {
   roles?: Role[];
   externalId?: string;
   phone?: string;
+  profile?: UserProfile;
+}
+
+/** Address and phone parts PBA's UserAdd_API carries; kept as one JSON document per user. */
+export interface UserProfile {
+  address1?: string;
+  address2?: string;
+  city?: string;
+  state?: string;
+  zip?: string;
+  country?: string;
+  phoneCountryCode?: string;
+  phoneAreaCode?: string;
+  phoneNumber?: string;
+  phoneExtension?: string;
+  faxCountryCode?: string;
+  faxAreaCode?: string;
+  faxNumber?: string;
+  faxExtension?: string;
+}
+
+const PROFILE_KEYS: (keyof UserProfile)[] = ['address1', 'address2', 'city', 'state', 'zip', 'country', 'phoneCountryCode', 'phoneAreaCode', 'phoneNumber', 'phoneExtension', 'faxCountryCode', 'faxAreaCode', 'faxNumber', 'faxExtension'];
+
+function cleanProfile(p: UserProfile | undefined): UserProfile {
+  const out: UserProfile = {};
+  for (const k of PROFILE_KEYS) {
+    const v = optionalText(p?.[k], `profile.${k}`, 255);
+    if (v) out[k] = v;
+  }
+  return out;
 }
 
 export interface User {
@@ -33,6 +63,7 @@ export interface User {
   status: 'enabled' | 'disabled';
   externalId: string | null;
   phone: string;
+  profile: UserProfile;
   createdAt: Date;
 }
 
@@ -50,6 +81,7 @@ export interface UserRow {
   status: 'enabled' | 'disabled';
   external_id: string | null;
   phone: string;
+  profile: string | null;
   created_at: number;
 }
 
@@ -68,6 +100,7 @@ export function toUser(r: UserRow): User {
     status: r.status,
     externalId: r.external_id,
     phone: r.phone,
+    profile: r.profile ? (JSON.parse(r.profile) as UserProfile) : {},
     createdAt: new Date(Number(r.created_at)),
   };
 }
@@ -112,6 +145,7 @@ export class UsersService {
           status: 'enabled',
           external_id: optionalText(input.externalId, 'externalId', 128) ?? null,
           phone: optionalText(input.phone, 'phone', 64) ?? '',
+          profile: JSON.stringify(cleanProfile(input.profile)),
           created_at: now.getTime(),
           updated_at: now.getTime(),
         })) as number[];
