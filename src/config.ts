@@ -17,6 +17,8 @@ export interface Config {
   authFailureWindowSeconds: number;
   authLockoutSeconds: number;
   idempotencyKeyTtlHours: number;
+  /** Key for secrets encrypted at rest; empty = a key file under data/ is created on first start. */
+  secretKey: string;
 }
 
 export class ConfigError extends Error {
@@ -47,6 +49,7 @@ export const ENV_KEYS: Record<string, keyof Config> = {
   AUTH_FAILURE_WINDOW_SECONDS: 'authFailureWindowSeconds',
   AUTH_LOCKOUT_SECONDS: 'authLockoutSeconds',
   IDEMPOTENCY_KEY_TTL_HOURS: 'idempotencyKeyTtlHours',
+  HOSTWRIGHT_SECRET_KEY: 'secretKey',
 };
 
 const ROOT = path.resolve(__dirname, '..');
@@ -132,7 +135,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Part
     authFailureWindowSeconds: integer(raw, 'authFailureWindowSeconds', 1, 86400, e('authFailureWindowSeconds')),
     authLockoutSeconds: integer(raw, 'authLockoutSeconds', 1, 86400, e('authLockoutSeconds')),
     idempotencyKeyTtlHours: integer(raw, 'idempotencyKeyTtlHours', 24, 24 * 365, e('idempotencyKeyTtlHours')),
+    secretKey: text(raw, 'secretKey', e('secretKey')),
   };
+  if (cfg.secretKey && cfg.secretKey.length < 32) {
+    throw new ConfigError(e('secretKey') ?? 'secretKey', 'must be at least 32 characters (e.g. `openssl rand -base64 32`).');
+  }
   if (cfg.adminPassword && cfg.adminPassword.length < 8) {
     throw new ConfigError(e('adminPassword') ?? 'adminPassword', 'must be at least 8 characters long.');
   }

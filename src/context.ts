@@ -2,6 +2,7 @@ import type { Clock } from './clock';
 import type { Config } from './config';
 import type { Db } from './db/knex';
 import type { Logger } from './logger';
+import type { SecretBox } from './crypto/secret-box';
 
 export type Channel = 'soap' | 'xmlrpc' | 'console' | 'job' | 'system';
 export type AccountType = 'provider' | 'reseller' | 'customer';
@@ -26,6 +27,8 @@ export interface Deps {
   clock: Clock;
   log: Logger;
   config: Config;
+  /** Encrypts secrets kept at rest. */
+  secrets: SecretBox;
 }
 
 /** The system itself acting at the provider's level (start-up seed, scheduled jobs). */

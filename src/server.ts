@@ -9,7 +9,13 @@ import { createLogger, type Logger } from './logger';
 import { createServices, type Services } from './services';
 import { seedDemo, type DemoSeed } from './seed/demo';
 import { bootstrapProvider } from './seed/bootstrap';
+import { SecretBox, resolveSecretKey } from './crypto/secret-box';
 import type Koa from 'koa';
+import path from 'node:path';
+import { mountSoap } from './api/soap/soap-mount';
+import { billingService, provisioningService } from './api/soap/billing-service';
+
+const WSDL_DIR = path.resolve(__dirname, '..', 'wsdl');
 import type Router from '@koa/router';
 
 export interface RunningServer {
@@ -44,7 +50,8 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   const log = opts.log ?? createLogger({ level: config.logLevel, format: config.logFormat });
   const db = opts.db ?? createDb(config.databaseUrl);
   const clock = opts.clock ?? systemClock;
-  const deps = { db, clock, log, config };
+  const secrets = new SecretBox(resolveSecretKey(config.secretKey, config.databaseUrl));
+  const deps = { db, clock, log, config, secrets };
   const applied = await migrateLatest(db);
   if (applied.length) log.info('migrations applied', { migrations: applied });
   const boot = await bootstrapProvider(deps);
@@ -89,9 +96,10 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
 
 /** Transports (SOAP, XML-RPC, console) register here; each may also serve its own extra listener. */
 async function mountTransports(
-  _services: Services,
+  services: Services,
   _app: Koa,
-  _router: Router,
+  router: Router,
 ): Promise<{ legacyXmlRpc?: http.RequestListener; close(): Promise<void> }> {
+  await mountSoap(services, router, [billingService(services, WSDL_DIR), provisioningService(services, WSDL_DIR)]);
   return { close: async () => {} };
 }

@@ -277,15 +277,25 @@ export class AccountsService {
       const row = await scopedAccount(tx, actor, id);
       const changes: Record<string, unknown> = {};
       if (patch.companyName !== undefined) changes.company_name = optionalText(patch.companyName, 'companyName') ?? '';
-      if (patch.currency !== undefined && patch.currency !== row.currency) {
-        changes.currency = currencyOf(String(patch.currency)).code;
+      if (patch.currency !== undefined) {
+        const code = currencyOf(String(patch.currency)).code;
+        if (code !== row.currency) changes.currency = code;
       }
       if (patch.taxStatus !== undefined) changes.tax_status = oneOf(patch.taxStatus, 'taxStatus', ['taxable', 'exempt'] as const);
       if (patch.externalId !== undefined) changes.external_id = optionalText(patch.externalId, 'externalId', 128) ?? null;
       if (patch.resellerKind !== undefined) {
         if (row.type !== 'reseller') throw invalid('resellerKind', 'Only a reseller has a reseller kind.');
-        changes.reseller_kind = oneOf(patch.resellerKind, 'resellerKind', RESELLER_KINDS);
+        const kind = oneOf(patch.resellerKind, 'resellerKind', RESELLER_KINDS);
+        if (kind !== row.reseller_kind) {
+          // The kind decides what a reseller may do (own customers, own prices): only its vendor sets it.
+          if (row.id === actor.accountId) throw notAllowed('A reseller cannot change its own reseller kind; its vendor does.', 'resellerKind');
+          if (kind === 'affiliate' && (await tx('accounts').where({ vendor_id: id, type: 'customer' }).first('id'))) {
+            throw notAllowed(`Account ${id} owns customers; an affiliate owns none, so move them first.`, 'resellerKind');
+          }
+          changes.reseller_kind = kind;
+        }
       }
+      await this.checkBasicCurrency(tx, row, (changes.reseller_kind as ResellerKind | undefined) ?? row.reseller_kind, (changes.currency as string | undefined) ?? row.currency);
       if (patch.status !== undefined) {
         const status = oneOf(patch.status, 'status', ACCOUNT_STATUSES);
         if (row.id === actor.accountId && status !== row.status) throw notAllowed('An account cannot change its own status.', 'status');
@@ -324,6 +334,17 @@ export class AccountsService {
     });
   }
 
+  /** A basic reseller sells its vendor's plans at its vendor's prices, so it keeps its vendor's currency, and so do the basic resellers below it. */
+  private async checkBasicCurrency(tx: Tx, row: AccountRow, kind: ResellerKind | null, currency: string): Promise<void> {
+    if (kind === 'basic' && row.vendor_id !== null && (kind !== row.reseller_kind || currency !== row.currency)) {
+      const vendor = (await tx('accounts').where({ id: row.vendor_id }).first('currency')) as { currency: string };
+      if (vendor.currency !== currency) throw invalid('currency', `A basic reseller sells its vendor's plans at its vendor's prices, in ${vendor.currency}.`);
+    }
+    if (currency !== row.currency && (await tx('accounts').where({ vendor_id: row.id, type: 'reseller', reseller_kind: 'basic' }).first('id'))) {
+      throw invalid('currency', `Account ${row.id} has basic resellers, which sell in its currency ${row.currency}; it cannot change.`);
+    }
+  }
+
   async list(
     actor: Actor,
     filter: { vendorAccountId?: number; status?: string; search?: string; page?: number; pageSize?: number },
@@ -337,8 +358,14 @@ export class AccountsService {
     }
     if (filter.status) q.andWhere('status', oneOf(filter.status, 'status', ACCOUNT_STATUSES));
     if (filter.search) {
-      const term = `%${String(filter.search).replace(/[%_\\]/g, (c) => `\\${c}`)}%`;
-      q.andWhere((w) => w.where('company_name', 'like', term).orWhere('external_id', 'like', term).orWhere('id', Number(filter.search) || -1));
+      // '!' escapes LIKE wildcards alike on SQLite (which has no default escape) and MariaDB.
+      const term = `%${String(filter.search).replace(/[%_!]/g, (c) => `!${c}`)}%`;
+      q.andWhere((w) =>
+        w
+          .whereRaw("company_name LIKE ? ESCAPE '!'", [term])
+          .orWhereRaw("external_id LIKE ? ESCAPE '!'", [term])
+          .orWhere('id', Number(filter.search) || -1),
+      );
     }
     const [{ total }] = (await q.clone().count({ total: '*' })) as { total: number | string }[];
     const rows = (await q.orderBy('id').limit(pageSize).offset(offset)) as AccountRow[];

@@ -9,6 +9,8 @@ export interface Credentials {
   password: string;
 }
 
+const DIGEST_WINDOW_MS = 5 * 60_000;
+
 interface CacheEntry {
   actor: Omit<Actor, 'channel' | 'remoteAddr' | 'requestId'>;
   expires: number;
@@ -63,6 +65,74 @@ export class Authenticator {
       }
       throw e;
     }
+  }
+
+  /**
+   * WS-Security UsernameToken with PasswordDigest: Base64(SHA-1(nonce + created + secret)), checked against the
+   * API user's secret (kept encrypted). `created` must be within five minutes of now and a nonce is accepted once.
+   */
+  async authenticateDigest(
+    token: { login: string; digest: string; nonce: string; created: string },
+    ctx: { channel: Channel; remoteAddr?: string; requestId?: string; requiredRoles?: readonly Role[] },
+  ): Promise<Actor> {
+    const now = this.deps.clock.now().getTime();
+    const fail = (message = 'The login or password is wrong.') => new AppError('UNAUTHENTICATED', message, 'login');
+    const created = Date.parse(token.created);
+    if (!token.nonce || !token.created || Number.isNaN(created)) throw fail('A PasswordDigest needs a Nonce and a Created time.');
+    if (Math.abs(now - created) > DIGEST_WINDOW_MS) throw fail('The UsernameToken Created time is more than 5 minutes away from the server time.');
+    const credential = crypto.createHash('sha256').update(token.login.toLowerCase()).digest('hex');
+    await this.assertNotLocked(credential, now);
+    const nonce = Buffer.from(token.nonce, 'base64');
+    const candidates = (await this.deps.db('users as u')
+      .join('accounts as a', 'a.id', 'u.account_id')
+      .where('u.login', token.login)
+      .andWhere('u.status', 'enabled')
+      .whereNotNull('u.api_secret_enc')
+      .andWhereNot('a.status', 'closed')
+      .orderByRaw('LENGTH(a.path), u.id')
+      .select('u.id', 'u.roles', 'u.api_secret_enc', 'a.id as account_id', 'a.path', 'a.type')) as {
+      id: number;
+      roles: string;
+      api_secret_enc: string;
+      account_id: number;
+      path: string;
+      type: Actor['accountType'];
+    }[];
+    const given = Buffer.from(token.digest, 'base64');
+    const match = candidates.find((c) => {
+      let secret: string;
+      try {
+        secret = this.deps.secrets.open(c.api_secret_enc);
+      } catch {
+        return false;
+      }
+      const expected = crypto.createHash('sha1').update(nonce).update(token.created).update(secret).digest();
+      return expected.length === given.length && crypto.timingSafeEqual(expected, given);
+    });
+    if (!match) {
+      await this.countFailure(credential, now);
+      throw fail();
+    }
+    const nonceHash = crypto.createHash('sha256').update(nonce).digest('hex');
+    try {
+      await this.deps.db('ws_nonces').insert({ nonce_hash: nonceHash, expires_at: created + DIGEST_WINDOW_MS * 2 });
+    } catch {
+      throw fail('This UsernameToken nonce was already used; send a fresh nonce with every request.');
+    }
+    if (Math.random() < 0.01) await this.deps.db('ws_nonces').where('expires_at', '<', now).del();
+    return this.withRoles(
+      {
+        userId: match.id,
+        accountId: match.account_id,
+        accountPath: match.path,
+        accountType: match.type,
+        roles: match.roles ? (match.roles.split(',') as Role[]) : [],
+        channel: ctx.channel,
+        remoteAddr: ctx.remoteAddr,
+        requestId: ctx.requestId,
+      },
+      ctx.requiredRoles,
+    );
   }
 
   /** Forget cached credentials (after a password change or a user being disabled). */

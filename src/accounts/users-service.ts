@@ -146,6 +146,7 @@ export class UsersService {
           external_id: optionalText(input.externalId, 'externalId', 128) ?? null,
           phone: optionalText(input.phone, 'phone', 64) ?? '',
           profile: JSON.stringify(cleanProfile(input.profile)),
+          api_secret_enc: roles.includes('api') ? this.deps.secrets.seal(input.password) : null,
           created_at: now.getTime(),
           updated_at: now.getTime(),
         })) as number[];
@@ -205,6 +206,13 @@ export class UsersService {
     // Spend the same time on an unknown login as on a known one.
     if (rows.length === 0) await verifyPassword(password, DUMMY_HASH);
     throw fail();
+  }
+
+  /** PBA's UserValidate_API / our ValidateUser: checks a user's password, but only for users inside the caller's subtree. */
+  async validateInScope(actor: Actor, login: string, password: string, vendorId?: number): Promise<{ accountId: number; userId: number; vendorAccountId: number | null }> {
+    const { user, account } = await this.verify(login, password, vendorId);
+    if (!account.path.startsWith(actor.accountPath)) throw new AppError('UNAUTHENTICATED', 'The login or password is wrong.', 'login');
+    return { accountId: account.id, userId: user.id, vendorAccountId: account.vendor_id };
   }
 
   async findRow(conn: Conn, userId: number): Promise<UserRow | undefined> {

@@ -63,6 +63,7 @@ export async function bootstrapProvider(deps: Deps): Promise<Bootstrap> {
       first_name: 'Provider',
       last_name: 'Administrator',
       roles: 'admin,api',
+      api_secret_enc: deps.secrets.seal(password),
       status: 'enabled',
       created_at: now.getTime(),
       updated_at: now.getTime(),

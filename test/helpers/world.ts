@@ -2,6 +2,7 @@ import { ManualClock } from '../../src/clock';
 import { loadConfig, type Config } from '../../src/config';
 import type { Actor, Deps } from '../../src/context';
 import { createLogger } from '../../src/logger';
+import { SecretBox } from '../../src/crypto/secret-box';
 import { bootstrapProvider } from '../../src/seed/bootstrap';
 import { createServices, type Services } from '../../src/services';
 import { freshDatabase, type FreshDb } from './db';
@@ -9,7 +10,7 @@ import { freshDatabase, type FreshDb } from './db';
 export const ADMIN_PASSWORD = 'admin-pass-123';
 
 export function testConfig(overrides: Partial<Config> = {}): Config {
-  return loadConfig({ NODE_ENV: 'test' } as NodeJS.ProcessEnv, { adminPassword: ADMIN_PASSWORD, logLevel: 'error', port: 0, xmlrpcLegacyPort: 0, ...overrides });
+  return loadConfig({ NODE_ENV: 'test' } as NodeJS.ProcessEnv, { adminPassword: ADMIN_PASSWORD, secretKey: 'test-secret-key-0123456789abcdefghijklmnop', logLevel: 'error', port: 0, xmlrpcLegacyPort: 0, ...overrides });
 }
 
 export const quietLog = createLogger({ level: 'error', format: 'json', silent: true });
@@ -27,7 +28,8 @@ export interface World {
 export async function makeWorld(opts: { config?: Partial<Config>; start?: string } = {}): Promise<World> {
   const fresh = await freshDatabase();
   const clock = new ManualClock(opts.start ?? '2026-01-15T10:00:00Z');
-  const deps: Deps = { db: fresh.db, clock, log: quietLog, config: testConfig(opts.config) };
+  const config = testConfig(opts.config);
+  const deps: Deps = { db: fresh.db, clock, log: quietLog, config, secrets: new SecretBox(config.secretKey) };
   const boot = await bootstrapProvider(deps);
   return { fresh, deps, services: createServices(deps), clock, provider: boot.actor, close: () => fresh.drop() };
 }

@@ -1,0 +1,176 @@
+import fs from 'node:fs';
+import type { IncomingMessage } from 'node:http';
+import type Router from '@koa/router';
+import { Server as SoapServer, WSDL } from 'soap';
+import type { Actor, Role } from '../../context';
+import { AppError } from '../../domain/errors';
+import type { Services } from '../../services';
+import { toAppError } from '../api-errors';
+import { runOperation } from '../call';
+import { BodyTooLargeError, readBody } from '../http-body';
+import { assertSafeXml } from '../xml-guard';
+import { soapFault, soapFaultEnvelope } from './soap-faults';
+import { text } from './wire';
+
+export interface SoapOperation {
+  mutating: boolean;
+  run(args: Record<string, unknown>, actor: Actor): Promise<Record<string, unknown>>;
+}
+
+export interface SoapServiceDefinition {
+  service: string;
+  port: string;
+  path: string;
+  wsdlFile: string;
+  namespace: string;
+  operations: Record<string, SoapOperation>;
+  /** Declared in the WSDL but not built yet: operation -> the capability that brings it. */
+  unavailable: (operation: string) => AppError;
+}
+
+const API_ROLES: readonly Role[] = ['api', 'admin'];
+
+// Every scalar stays text: money, ids and dates are read by our own strict parsers, never through a float.
+const KEEP_TEXT = (t: string) => t;
+const DESERIALIZE_AS_TEXT = Object.fromEntries(
+  ['decimal', 'long', 'int', 'integer', 'short', 'double', 'float', 'boolean', 'dateTime', 'date'].map((t) => [t, KEEP_TEXT]),
+);
+
+interface HwRequest extends IncomingMessage {
+  body?: string;
+  hwRequestId?: string;
+}
+
+/** Picks the operation element out of the SOAP Body without a full parse (the guard has already vetted the text). */
+function bodyOperation(xml: string): string | undefined {
+  const m = /<(?:[A-Za-z_][\w.-]*:)?Body\b[^>]*>\s*(?:<!--[\s\S]*?-->\s*)*<(?:[A-Za-z_][\w.-]*:)?([A-Za-z_][\w.-]*)/.exec(xml);
+  return m?.[1];
+}
+
+function soapActionOperation(header: string | string[] | undefined): string | undefined {
+  const raw = (Array.isArray(header) ? header[0] : header)?.trim().replace(/^"(.*)"$/, '$1');
+  if (!raw) return undefined;
+  const hash = raw.lastIndexOf('#');
+  const slash = raw.lastIndexOf('/');
+  return raw.slice(Math.max(hash, slash) + 1);
+}
+
+const HOST = /^(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?$/;
+
+export async function mountSoap(services: Services, router: Router, definitions: SoapServiceDefinition[]): Promise<void> {
+  const { config, log } = services.deps;
+  for (const def of definitions) {
+    const wsdlText = fs.readFileSync(def.wsdlFile, 'utf8');
+    const wsdl = new WSDL(wsdlText, def.wsdlFile, { customDeserializer: DESERIALIZE_AS_TEXT } as never);
+    await new Promise<void>((resolve, reject) => wsdl.onReady((err?: Error) => (err ? reject(err) : resolve())));
+    const binding = Object.values((wsdl as unknown as { definitions: { bindings: Record<string, { methods: Record<string, unknown> }> } }).definitions.bindings)[0];
+    const declared = new Set(Object.keys(binding.methods));
+
+    const impl: Record<string, (args: Record<string, unknown>, cb: unknown, headers: Record<string, unknown> | undefined, req: HwRequest) => Promise<unknown>> = {};
+    for (const name of declared) {
+      const op = def.operations[name];
+      impl[name] = async (args, _cb, headers, req) => {
+        try {
+          const actor = await authenticate(services, headers, req);
+          if (!op) throw def.unavailable(name);
+          return await runOperation(services, actor, { name, mutating: op.mutating }, () => op.run(args ?? {}, actor));
+        } catch (e) {
+          throw soapFault(toAppError(e, log, { operation: name, channel: 'soap' }), def.namespace);
+        }
+      };
+    }
+    const server = new SoapServer(null as never, def.path, { [def.service]: { [def.port]: impl } } as never, wsdl as never, { suppressStack: true } as never);
+    // node-soap echoes a mustUnderstand Security/Timestamp header when the request had one; strict clients reject it.
+    const envelope = (server as unknown as { _envelope(body: string, headers: string, ts: boolean): string })._envelope.bind(server);
+    (server as unknown as { _envelope(body: string, headers: string, ts: boolean): string })._envelope = (body, headers) => envelope(body, headers, false);
+
+    const wsdlFor = new Map<string, string>();
+    router.get(def.path, (ctx) => {
+      if (!Object.prototype.hasOwnProperty.call(ctx.query, 'wsdl') && !/^wsdl$/i.test(ctx.querystring)) {
+        ctx.status = 405;
+        ctx.set('Allow', 'POST');
+        ctx.body = `POST SOAP requests here; the WSDL is at ${def.path}?wsdl`;
+        return;
+      }
+      const host = ctx.get('host');
+      const base = config.publicUrl || `${ctx.protocol}://${HOST.test(host) ? host : `localhost:${config.port}`}`;
+      let body = wsdlFor.get(base);
+      if (!body) {
+        body = wsdlText.replace(/(<soap:address\s+location=")[^"]*(")/, `$1${base}${def.path}$2`);
+        if (wsdlFor.size < 16) wsdlFor.set(base, body);
+      }
+      ctx.type = 'text/xml; charset=utf-8';
+      ctx.body = body;
+    });
+
+    router.post(def.path, async (ctx) => {
+      const refuse = (err: AppError, status = 500) => {
+        ctx.status = status;
+        ctx.type = 'text/xml; charset=utf-8';
+        ctx.body = soapFaultEnvelope(err, def.namespace);
+      };
+      let xml: string;
+      try {
+        xml = await readBody(ctx.req, config.bodyLimitBytes);
+      } catch (e) {
+        if (e instanceof BodyTooLargeError) return refuse(new AppError('INVALID_ARGUMENT', e.message, 'body'), 413);
+        return refuse(new AppError('INVALID_ARGUMENT', 'The request body could not be read (bad compression or an aborted upload).', 'body'));
+      }
+      try {
+        assertSafeXml(xml);
+      } catch (e) {
+        return refuse(toAppError(e, log, { operation: 'soap-guard' }));
+      }
+      const operation = bodyOperation(xml);
+      if (!operation) return refuse(new AppError('INVALID_ARGUMENT', 'The SOAP Body holds no operation element.', 'Body'));
+      if (!declared.has(operation)) {
+        return refuse(new AppError('INVALID_ARGUMENT', `${def.service} has no operation '${operation}'; see ${def.path}?wsdl.`, 'Body'));
+      }
+      const action = soapActionOperation(ctx.req.headers.soapaction);
+      if (action !== undefined && action !== operation) {
+        return refuse(new AppError('INVALID_ARGUMENT', `The SOAPAction names '${action}' but the body calls '${operation}'; they must agree.`, 'SOAPAction'));
+      }
+      // The body decides (node-soap would otherwise route by the header).
+      delete ctx.req.headers.soapaction;
+      const req = ctx.req as HwRequest;
+      req.body = xml;
+      req.hwRequestId = ctx.state.requestId as string;
+      ctx.respond = false;
+      await new Promise<void>((resolve) => {
+        ctx.res.once('finish', resolve);
+        ctx.res.once('close', resolve);
+        try {
+          (server as unknown as { _requestListener(req: IncomingMessage, res: unknown): void })._requestListener(req, ctx.res);
+        } catch (e) {
+          const err = toAppError(e, log, { operation });
+          ctx.res.statusCode = 500;
+          ctx.res.setHeader('Content-Type', 'text/xml; charset=utf-8');
+          ctx.res.end(soapFaultEnvelope(err, def.namespace));
+        }
+      });
+    });
+  }
+}
+
+/** WS-Security UsernameToken (PasswordText or PasswordDigest) or HTTP Basic; nothing else gets in. */
+async function authenticate(services: Services, headers: Record<string, unknown> | undefined, req: HwRequest): Promise<Actor> {
+  const ctx = { channel: 'soap' as const, remoteAddr: req.socket.remoteAddress, requestId: req.hwRequestId, requiredRoles: API_ROLES };
+  const token = (headers?.Security as Record<string, unknown> | undefined)?.UsernameToken as Record<string, unknown> | undefined;
+  if (token) {
+    const login = text(token.Username) ?? '';
+    const password = token.Password as unknown;
+    const type = typeof password === 'object' && password !== null ? String(((password as Record<string, unknown>).attributes as Record<string, unknown> | undefined)?.Type ?? '') : '';
+    const secret = text(password) ?? '';
+    if (type.endsWith('#PasswordDigest')) {
+      return services.auth.authenticateDigest({ login, digest: secret, nonce: text(token.Nonce) ?? '', created: text(token.Created) ?? '' }, ctx);
+    }
+    return services.auth.authenticate({ login, password: secret }, ctx);
+  }
+  const auth = req.headers.authorization;
+  if (auth && /^Basic\s+/i.test(auth)) {
+    const decoded = Buffer.from(auth.replace(/^Basic\s+/i, ''), 'base64').toString('utf8');
+    const i = decoded.indexOf(':');
+    if (i > 0) return services.auth.authenticate({ login: decoded.slice(0, i), password: decoded.slice(i + 1) }, ctx);
+  }
+  throw new AppError('UNAUTHENTICATED', 'Send credentials: a WS-Security UsernameToken header or HTTP Basic authentication.', 'Security');
+}

@@ -1,0 +1,52 @@
+import { formatAmount, parseAmount } from '../../domain/money';
+import { invalid } from '../../domain/errors';
+
+/** SOAP wire values. node-soap is told to hand every number, boolean and date over as text; these read it strictly. */
+
+export const decimal = (minor: bigint, currency: string): string => formatAmount(minor, currency);
+export const dateTime = (d: Date): string => d.toISOString();
+export const quantity = (n: number): string => String(n);
+
+export function text(v: unknown): string | undefined {
+  if (v === undefined || v === null) return undefined;
+  if (typeof v === 'object') {
+    const inner = (v as Record<string, unknown>).$value;
+    return inner === undefined ? undefined : String(inner);
+  }
+  return String(v);
+}
+
+export function int(v: unknown, field: string): number | undefined {
+  const t = text(v)?.trim();
+  if (t === undefined || t === '') return undefined;
+  if (!/^-?\d{1,15}$/.test(t)) throw invalid(field, `${field} must be a whole number.`);
+  return Number(t);
+}
+
+export function bool(v: unknown, field: string): boolean | undefined {
+  const t = text(v)?.trim();
+  if (t === undefined || t === '') return undefined;
+  if (t === 'true' || t === '1') return true;
+  if (t === 'false' || t === '0') return false;
+  throw invalid(field, `${field} must be true or false.`);
+}
+
+export function money(v: unknown, currency: string, field: string): bigint | undefined {
+  const t = text(v)?.trim();
+  if (t === undefined || t === '') return undefined;
+  return parseAmount(t, currency, field);
+}
+
+/** A wrapper list (`<roles><role/>...</roles>`) as an array, whatever node-soap made of one or many items. */
+export function list<T = unknown>(wrapper: unknown, item: string): T[] {
+  if (wrapper === undefined || wrapper === null || typeof wrapper !== 'object') return [];
+  const v = (wrapper as Record<string, unknown>)[item];
+  if (v === undefined || v === null) return [];
+  return (Array.isArray(v) ? v : [v]) as T[];
+}
+
+/** Drops undefined members so optional elements are simply absent (never an empty or nil element). */
+export function compact<T extends Record<string, unknown>>(o: T): T {
+  for (const k of Object.keys(o)) if (o[k] === undefined) delete o[k];
+  return o;
+}
