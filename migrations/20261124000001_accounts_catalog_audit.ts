@@ -67,6 +67,8 @@ export async function up(knex: Knex): Promise<void> {
     t.string('external_id', 128).nullable();
     t.string('phone', 64).notNullable().defaultTo('');
     t.text('profile').nullable(); // JSON: address and phone/fax parts PBA's UserAdd_API carries
+    // WS-Security PasswordDigest needs the secret itself: API users keep it encrypted with the server's key.
+    t.text('api_secret_enc').nullable();
     t.bigInteger('created_at').notNullable();
     t.bigInteger('updated_at').notNullable();
     t.unique(['login_scope_id', 'login']);
@@ -116,6 +118,12 @@ export async function up(knex: Knex): Promise<void> {
     t.bigInteger('created_at').notNullable();
     t.unique(['account_id', 'key']);
     t.index(['created_at']);
+  });
+
+  await knex.schema.createTable('ws_nonces', (t) => {
+    t.string('nonce_hash', 64).primary(); // a PasswordDigest nonce is accepted once
+    t.bigInteger('expires_at').notNullable();
+    t.index(['expires_at']);
   });
 
   await knex.schema.createTable('auth_failures', (t) => {
@@ -249,6 +257,7 @@ export async function down(knex: Knex): Promise<void> {
     'service_templates',
     'resources',
     'auth_failures',
+    'ws_nonces',
     'idempotency_keys',
     'events',
     'audit_log',

@@ -5,11 +5,13 @@ import { migrateLatest } from '../src/db/migrate';
 import { createLogger } from '../src/logger';
 import { seedDemo } from '../src/seed/demo';
 import { bootstrapProvider } from '../src/seed/bootstrap';
+import { SecretBox, resolveSecretKey } from '../src/crypto/secret-box';
 
 (async () => {
   const config = loadConfig();
   const db = createDb(config.databaseUrl);
-  const deps = { db, clock: systemClock, config, log: createLogger({ level: config.logLevel, format: config.logFormat }) };
+  const secrets = new SecretBox(resolveSecretKey(config.secretKey, config.databaseUrl));
+  const deps = { db, clock: systemClock, config, secrets, log: createLogger({ level: config.logLevel, format: config.logFormat }) };
   try {
     await migrateLatest(db);
     const boot = await bootstrapProvider(deps);
