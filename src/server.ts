@@ -13,6 +13,9 @@ import { SecretBox, resolveSecretKey } from './crypto/secret-box';
 import type Koa from 'koa';
 import path from 'node:path';
 import { mountSoap } from './api/soap/soap-mount';
+import { XmlRpcEndpoint } from './api/xmlrpc/execute';
+import { accountMethods } from './api/xmlrpc/methods-accounts';
+import { catalogMethods } from './api/xmlrpc/methods-catalog';
 import { billingService, provisioningService } from './api/soap/billing-service';
 
 const WSDL_DIR = path.resolve(__dirname, '..', 'wsdl');
@@ -101,5 +104,19 @@ async function mountTransports(
   router: Router,
 ): Promise<{ legacyXmlRpc?: http.RequestListener; close(): Promise<void> }> {
   await mountSoap(services, router, [billingService(services, WSDL_DIR), provisioningService(services, WSDL_DIR)]);
-  return { close: async () => {} };
+  const xmlrpc = new XmlRpcEndpoint(services, { ...accountMethods, ...catalogMethods });
+  router.all('/RPC2', async (ctx) => {
+    ctx.respond = false;
+    await xmlrpc.handle(ctx.req, ctx.res, ctx.state.requestId as string);
+  });
+  const legacyXmlRpc: http.RequestListener = (req, res) => {
+    const pathname = (req.url ?? '/').split('?')[0];
+    if (pathname === '/RPC2' || pathname === '/') {
+      void xmlrpc.handle(req, res);
+      return;
+    }
+    res.statusCode = 404;
+    res.end('The PBA-compatible XML-RPC API is at /RPC2.');
+  };
+  return { legacyXmlRpc, close: () => xmlrpc.transactions.closeAll() };
 }

@@ -19,6 +19,9 @@ export type ErrorCode = (typeof ERROR_CODES)[number];
 export class AppError extends Error {
   readonly code: ErrorCode;
   readonly field?: string;
+  /** For NOT_FOUND: what was missing, so the legacy XML-RPC door can word it the way PBA clients expect. */
+  entity?: string;
+  entityId?: string;
 
   constructor(code: ErrorCode, message: string, field?: string) {
     super(message);
@@ -29,8 +32,12 @@ export class AppError extends Error {
 }
 
 export const invalid = (field: string, message: string): AppError => new AppError('INVALID_ARGUMENT', message, field);
-export const notFound = (what: string, id: unknown): AppError =>
-  new AppError('NOT_FOUND', `${what} ${String(id)} does not exist.`);
+export const notFound = (what: string, id: unknown): AppError => {
+  const e = new AppError('NOT_FOUND', `${what} ${String(id)} does not exist.`);
+  e.entity = what;
+  e.entityId = String(id);
+  return e;
+};
 export const notAllowed = (message: string, field?: string): AppError => new AppError('NOT_ALLOWED', message, field);
 export const conflict = (message: string, field?: string): AppError => new AppError('CONFLICT', message, field);
 

@@ -1,0 +1,160 @@
+import crypto from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Actor, Role } from '../../context';
+import { AppError, type ErrorCode } from '../../domain/errors';
+import type { Services } from '../../services';
+import { toAppError, XMLRPC_FAULT_CODES } from '../api-errors';
+import { runOperation } from '../call';
+import { BodyTooLargeError, readBody } from '../http-body';
+import { parseMethodCall, serializeFault, serializeResponse, type XmlRpcValue } from './codec';
+import type { MethodTable } from './method-table';
+import { Params } from './params';
+import { XmlRpcTransactions } from './transactions';
+
+const API_ROLES: readonly Role[] = ['api', 'admin'];
+const GATES = new Set(['BM', 'DOMAINGATE', 'DUMMYGATE', 'MESSAGE', 'TASKMAN', 'PEMGATE']);
+
+/** Gate methods PBA had that arrive with later capabilities: they answer UNAVAILABLE, not "unknown method". */
+const LATER: Record<string, string> = {};
+for (const m of ['PlaceOrderAndAuthorize_API', 'GetOrder_API', 'OrderStatusChange_API', 'OrderByStatusListGet_API', 'SubscriptionDetailsGet_API', 'SubscriptionDetailsGetEx_API', 'GetCustomerSubscriptionList_API', 'SubscriptionStatusUpdate_API', 'SubscriptionStop_API', 'SubscriptionResourcesListGet_API']) {
+  LATER[`BM.${m}`] = 'orders, workflows and provisioning (issue #4)';
+}
+for (const m of ['PlaceSubscriptionCancellationOrder_API', 'AccountBalanceAdjust_API', 'GetAccountBalanceList', 'PaymentInfoGet_API', 'PayToolListForAccountGet_API', 'AppliedDocsListGet_API', 'SubscriptionTakeFromCreditHold_API']) {
+  LATER[`BM.${m}`] = 'the billing engine (issue #5)';
+}
+LATER['DUMMYGATE.IncrementResourceUsage_API'] = LATER['DUMMYGATE.SetResourceUsage_API'] = 'the billing engine (issue #5)';
+for (const m of ['SingleDomainNameAvailability_API', 'DomainNamesAvailability_API', 'DomainInfoGet_API', 'DomainExpirationDateGet_API', 'DomainTransferKeyIsRequired_API']) LATER[`DOMAINGATE.${m}`] = 'domains (issue #7)';
+LATER['MESSAGE.SendSubscriptionNotificationForUser_API'] = LATER['TASKMAN.PostEvent'] = 'event delivery (issue #6)';
+
+/** PBA clients parse "Table X does not contain row with ID N." out of NOT_FOUND faults; keep their wording. */
+function faultMessage(err: AppError): string {
+  if (err.code === 'NOT_FOUND' && err.entity && err.entityId !== undefined) {
+    return `Table ${err.entity.replace(/(^|\s)(\w)/g, (_m, _s: string, c: string) => c.toUpperCase())} does not contain row with ID ${err.entityId}.`;
+  }
+  return err.field ? `${err.message} (${err.field})` : err.message;
+}
+
+function member(struct: Record<string, XmlRpcValue>, name: string): XmlRpcValue {
+  return Object.prototype.hasOwnProperty.call(struct, name) ? struct[name] : undefined;
+}
+
+interface Call {
+  gate: string;
+  method: string;
+  params: XmlRpcValue[];
+  login?: string;
+  password?: string;
+  autoCommit: boolean;
+  transactionId?: string;
+}
+
+function readCall(methodName: string, params: XmlRpcValue[]): Call | { control: 'commit' | 'rollback'; transactionId: string; login?: string; password?: string } {
+  const first = params[0];
+  if (first === null || typeof first !== 'object' || Array.isArray(first) || first instanceof Date || Buffer.isBuffer(first)) {
+    throw new AppError('INVALID_ARGUMENT', `${methodName} takes one struct parameter, e.g. {Server: "BM", Method: "GetVersion_API", Params: []}.`, 'params[0]');
+  }
+  const s = first as Record<string, XmlRpcValue>;
+  const str = (name: string) => {
+    const v = member(s, name);
+    return v === undefined || v === null ? undefined : typeof v === 'string' ? v : String(v);
+  };
+  const password = str('Password');
+  const creds = { login: str('Username'), password: password?.startsWith('XXX') ? password.slice(3) : password };
+  const control = methodName === 'CommitTransaction' || methodName === 'RollbackTransaction' ? methodName : str('Method') === 'CommitTransaction' || str('Method') === 'RollbackTransaction' ? str('Method') : undefined;
+  if (control) {
+    const transactionId = str('TransactionID');
+    if (!transactionId) throw new AppError('INVALID_ARGUMENT', `${control} needs the TransactionID.`, 'TransactionID');
+    return { control: control === 'CommitTransaction' ? 'commit' : 'rollback', transactionId, ...creds };
+  }
+  if (methodName !== 'Execute') throw new AppError('INVALID_ARGUMENT', `Unknown method ${methodName}; call Execute with {Server, Method, Params}.`, 'methodName');
+  // Older clients name the gate through Container ("BM_Container") instead of Server.
+  const gate = (str('Server') ?? str('Container')?.replace(/_Container$/, '') ?? '').toUpperCase();
+  const method = str('Method') ?? '';
+  if (!method) throw new AppError('INVALID_ARGUMENT', 'The Execute struct needs a Method member.', 'Method');
+  if (!GATES.has(gate)) throw new AppError('INVALID_ARGUMENT', `Unknown Server '${gate}'; one of ${[...GATES].join(', ')}.`, 'Server');
+  const p = member(s, 'Params');
+  if (p !== undefined && p !== null && !Array.isArray(p)) throw new AppError('INVALID_ARGUMENT', 'Params must be an array of positional parameters.', 'Params');
+  return { gate, method, params: (p as XmlRpcValue[] | undefined) ?? [], ...creds, autoCommit: (str('AutoCommit') ?? 'Yes').toLowerCase() !== 'no', transactionId: str('TransactionID') };
+}
+
+function basicAuth(req: IncomingMessage): { login?: string; password?: string } {
+  const h = req.headers.authorization;
+  if (!h || !/^Basic\s+/i.test(h)) return {};
+  const d = Buffer.from(h.replace(/^Basic\s+/i, ''), 'base64').toString('utf8');
+  const i = d.indexOf(':');
+  return i > 0 ? { login: d.slice(0, i), password: d.slice(i + 1) } : {};
+}
+
+/** The PBA-compatible `Execute` endpoint as a plain Node request handler, served on /RPC2 and on the legacy port. */
+export class XmlRpcEndpoint {
+  readonly transactions: XmlRpcTransactions;
+  private readonly credentialKey = crypto.randomBytes(32);
+
+  constructor(
+    private readonly services: Services,
+    private readonly methods: MethodTable,
+  ) {
+    this.transactions = new XmlRpcTransactions(services.deps);
+  }
+
+  handle = async (req: IncomingMessage, res: ServerResponse, requestId: string = crypto.randomUUID()): Promise<void> => {
+    const send = (status: number, body: string) => {
+      res.statusCode = status;
+      res.setHeader('Content-Type', 'text/xml; charset=utf-8');
+      res.setHeader('X-Request-Id', requestId);
+      res.end(body);
+    };
+    const fault = (e: unknown, status = 200) => {
+      const err = toAppError(e, this.services.deps.log, { channel: 'xmlrpc', requestId });
+      send(status, serializeFault(XMLRPC_FAULT_CODES[err.code as ErrorCode], faultMessage(err)));
+    };
+    if (req.method !== 'POST') {
+      res.setHeader('Allow', 'POST');
+      return send(405, serializeFault(XMLRPC_FAULT_CODES.INVALID_ARGUMENT, 'POST an XML-RPC methodCall to this address.'));
+    }
+    let xml: string;
+    try {
+      xml = await readBody(req, this.services.deps.config.bodyLimitBytes);
+    } catch (e) {
+      if (e instanceof BodyTooLargeError) return fault(new AppError('INVALID_ARGUMENT', e.message, 'body'), 413);
+      return fault(new AppError('INVALID_ARGUMENT', 'The request body could not be read (bad compression or an aborted upload).', 'body'));
+    }
+    try {
+      const { methodName, params } = parseMethodCall(xml);
+      const call = readCall(methodName, params);
+      const http = basicAuth(req);
+      const login = call.login ?? http.login ?? '';
+      const password = call.password ?? http.password ?? '';
+      const credential = crypto.createHmac('sha256', this.credentialKey).update(login).update('\0').update(password).digest('base64');
+      if ('control' in call) {
+        if (call.control === 'commit') await this.transactions.commit(call.transactionId, credential);
+        else await this.transactions.rollback(call.transactionId, credential);
+        return send(200, serializeResponse({ Result: [{ Status: 'Operation done.' }] }));
+      }
+      const key = `${call.gate}.${call.method}`;
+      const method = this.methods[key];
+      const invoke = async (services: Services, actor: Actor) => {
+        if (!method) {
+          if (LATER[key]) throw new AppError('UNAVAILABLE', `${call.method} is not available yet: it arrives with ${LATER[key]}.`);
+          throw new AppError('INVALID_ARGUMENT', `Server ${call.gate} has no method ${call.method}.`, 'Method');
+        }
+        return runOperation(services, actor, { name: call.method, mutating: method.mutating }, () => method.run(new Params(call.params, call.method), actor, services));
+      };
+      if (call.transactionId) {
+        const result = await this.transactions.run(call.transactionId, credential, (services, actor) => invoke(services, { ...actor, requestId }));
+        return send(200, serializeResponse({ Result: [result], TransactionID: call.transactionId }));
+      }
+      if (!login) throw new AppError('UNAUTHENTICATED', 'Send credentials: Username and Password members of the Execute struct, or HTTP Basic authentication.', 'Username');
+      const actor = await this.services.auth.authenticate({ login, password }, { channel: 'xmlrpc', remoteAddr: req.socket.remoteAddress, requestId, requiredRoles: API_ROLES });
+      if (!call.autoCommit) {
+        const id = await this.transactions.begin(actor, credential);
+        const result = await this.transactions.run(id, credential, (services, a) => invoke(services, a));
+        return send(200, serializeResponse({ Result: [result], TransactionID: id }));
+      }
+      const result = await invoke(this.services, actor);
+      return send(200, serializeResponse({ Result: [result] }));
+    } catch (e) {
+      return fault(e);
+    }
+  };
+}

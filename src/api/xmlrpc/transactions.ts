@@ -1,0 +1,106 @@
+import crypto from 'node:crypto';
+import type { Actor, Deps } from '../../context';
+import type { Tx } from '../../db/knex';
+import { AppError } from '../../domain/errors';
+import { createServices, type Services } from '../../services';
+
+interface OpenTransaction {
+  tx: Tx;
+  services: Services;
+  actor: Actor;
+  credential: string;
+  timer: NodeJS.Timeout;
+  busy: Promise<unknown>;
+}
+
+/**
+ * PBA's client-held transactions (AutoCommit "No"): calls that carry the TransactionID run in one database
+ * transaction, which CommitTransaction or RollbackTransaction ends, or which rolls back by itself after sitting
+ * idle for the configured timeout. Transactions live in this process: a load balancer must keep a transactional
+ * client on one server (sticky sessions); on SQLite an open transaction holds the single connection.
+ */
+export class XmlRpcTransactions {
+  private readonly open = new Map<string, OpenTransaction>();
+
+  constructor(private readonly deps: Deps) {}
+
+  async begin(actor: Actor, credential: string): Promise<string> {
+    const tx = await this.deps.db.transaction();
+    const id = crypto.randomUUID();
+    const entry: OpenTransaction = {
+      tx,
+      services: createServices({ ...this.deps, db: tx as never }),
+      actor,
+      credential,
+      timer: this.idleTimer(id),
+      busy: Promise.resolve(),
+    };
+    this.open.set(id, entry);
+    return id;
+  }
+
+  /** Runs fn inside the transaction, one call at a time, after checking the caller is the one who opened it. */
+  async run<T>(id: string, credential: string, fn: (services: Services, actor: Actor) => Promise<T>): Promise<T> {
+    const entry = this.get(id, credential);
+    clearTimeout(entry.timer);
+    const result = entry.busy.then(() => fn(entry.services, entry.actor));
+    entry.busy = result.catch(() => undefined);
+    try {
+      return await result;
+    } finally {
+      if (this.open.get(id) === entry) entry.timer = this.idleTimer(id);
+    }
+  }
+
+  async commit(id: string, credential: string): Promise<void> {
+    const entry = this.take(id, credential);
+    await entry.busy;
+    await entry.tx.commit();
+  }
+
+  async rollback(id: string, credential: string): Promise<void> {
+    const entry = this.take(id, credential);
+    await entry.busy;
+    await entry.tx.rollback();
+  }
+
+  async closeAll(): Promise<void> {
+    for (const [id, entry] of [...this.open]) {
+      this.open.delete(id);
+      clearTimeout(entry.timer);
+      await entry.tx.rollback().catch(() => undefined);
+    }
+  }
+
+  get size(): number {
+    return this.open.size;
+  }
+
+  private get(id: string, credential: string): OpenTransaction {
+    const entry = this.open.get(id);
+    // Another caller's transaction id answers like an unknown one.
+    if (!entry || entry.credential !== credential) {
+      throw new AppError('NOT_FOUND', `Transaction ${id} is not open (it may have been committed, rolled back, or timed out).`, 'TransactionID');
+    }
+    return entry;
+  }
+
+  private take(id: string, credential: string): OpenTransaction {
+    const entry = this.get(id, credential);
+    this.open.delete(id);
+    clearTimeout(entry.timer);
+    return entry;
+  }
+
+  private idleTimer(id: string): NodeJS.Timeout {
+    const t = setTimeout(() => {
+      const entry = this.open.get(id);
+      if (!entry) return;
+      this.open.delete(id);
+      this.deps.log.warn('XML-RPC transaction rolled back after its idle timeout', { transactionId: id });
+      void entry.busy.then(() => entry.tx.rollback()).catch(() => undefined);
+    }, this.deps.config.xmlrpcTransactionTimeoutSeconds * 1000);
+    t.unref();
+    return t;
+  }
+}

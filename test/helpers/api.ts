@@ -1,0 +1,78 @@
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { ManualClock } from '../../src/clock';
+import type { Config } from '../../src/config';
+import type { Actor } from '../../src/context';
+import { startServer, type RunningServer } from '../../src/server';
+import { freshDatabase, type FreshDb } from './db';
+import { ADMIN_PASSWORD, quietLog, testConfig } from './world';
+
+export { ADMIN_PASSWORD };
+
+/** A real server on an ephemeral port over a fresh database (demo seed off unless asked), for API tests. */
+export interface ApiWorld {
+  server: RunningServer;
+  fresh: FreshDb;
+  url: string;
+  /** The legacy XML-RPC listener, when xmlrpcLegacyPort was set (use port 0 ... see startApiWorld). */
+  legacyUrl: string | null;
+  clock: ManualClock | undefined;
+  close(): Promise<void>;
+}
+
+export async function startApiWorld(opts: { config?: Partial<Config>; demo?: boolean; clock?: ManualClock; legacyPort?: boolean } = {}): Promise<ApiWorld> {
+  const fresh = await freshDatabase(undefined, { migrate: false });
+  let legacyPort = 0;
+  if (opts.legacyPort) {
+    // Find a free port for the legacy listener (0 would switch it off).
+    const probe = http.createServer();
+    await new Promise<void>((r) => probe.listen(0, '127.0.0.1', r));
+    legacyPort = (probe.address() as AddressInfo).port;
+    await new Promise<void>((r) => probe.close(() => r()));
+  }
+  const server = await startServer(testConfig({ databaseUrl: fresh.url, host: '127.0.0.1', xmlrpcLegacyPort: legacyPort, ...opts.config }), {
+    db: fresh.db,
+    log: quietLog,
+    demo: opts.demo ?? false,
+    clock: opts.clock,
+  });
+  return {
+    server,
+    fresh,
+    url: server.url.replace('localhost', '127.0.0.1'),
+    legacyUrl: server.legacyXmlRpcUrl?.replace('localhost', '127.0.0.1') ?? null,
+    clock: opts.clock,
+    async close() {
+      await server.close();
+      await fresh.drop();
+    },
+  };
+}
+
+/** The provider, acting as the system, for setting up fixtures through the services. */
+export async function providerActor(world: ApiWorld): Promise<Actor> {
+  const row = (await world.fresh.db('accounts').where({ type: 'provider' }).first()) as { id: number; path: string };
+  return { userId: null, accountId: row.id, accountPath: row.path, accountType: 'provider', roles: ['admin'], channel: 'system' };
+}
+
+/** Creates an account under `vendorId` (default: the provider) with an API user; returns ids and credentials. */
+export async function accountWithApiUser(
+  world: ApiWorld,
+  type: 'reseller' | 'customer',
+  name: string,
+  vendorId?: number,
+): Promise<{ accountId: number; userId: number; login: string; password: string }> {
+  const actor = await providerActor(world);
+  const { accounts, users } = world.server.services;
+  const accountId = await accounts.create(actor, {
+    type,
+    vendorAccountId: vendorId,
+    companyName: name,
+    address: { country: 'US' },
+    contacts: { admin: { firstName: name, lastName: 'Admin', email: `${name.toLowerCase().replace(/\W+/g, '')}@example.com` } },
+  });
+  const login = `${name.toLowerCase().replace(/\W+/g, '')}-api`;
+  const password = `${login}-password`;
+  const userId = await users.create(actor, { accountId, login, password, email: `${login}@example.com`, firstName: name, lastName: 'Api', roles: ['admin', 'api'] });
+  return { accountId, userId, login, password };
+}
