@@ -196,8 +196,9 @@ function protoFound(offset: number): never {
 }
 
 function reservedName(kind: 'element' | 'attribute', start: number, end: number): never {
+  const name = end - start > 80 ? `...${src.slice(end - 80, end)}` : src.slice(start, end); // a prefix can be long
   return refuse(
-    `The ${kind} name "${src.slice(start, end)}" at offset ${start} is not accepted: ` +
+    `The ${kind} name "${name}" at offset ${start} is not accepted: ` +
       `${FORBIDDEN_NAMES.join(', ')} are reserved names. Rename the ${kind}.`,
   );
 }
