@@ -1,0 +1,485 @@
+/**
+ * Access scoping through both API doors (reliability.md, "Access"; api-contract.md, "Common rules"):
+ * for every operation that takes an id, reseller A's credential gets the same fault on reseller B's object
+ * (and on its own vendor's, the provider's) as on an id that does not exist at all: same code, same field,
+ * same SOAP faultcode / XML-RPC faultCode, same HTTP status, and a message that differs only by the id.
+ * Each row also runs the operation on A's own object, so a row cannot pass because the call is broken.
+ * A last test checks the table against the operations the server actually implements, so an operation
+ * added later without a row here fails the suite.
+ */
+import { expect } from 'chai';
+import path from 'node:path';
+import { BasicAuthSecurity, createClientAsync, type Client } from 'soap';
+import { XMLRPC_FAULT_CODES } from '../../src/api/api-errors';
+import { billingService, provisioningService } from '../../src/api/soap/billing-service';
+import { parseMethodResponse, serializeMethodCall, type XmlRpcValue } from '../../src/api/xmlrpc/codec';
+import { ACCOUNT_ADD_PARAMS, accountMethods } from '../../src/api/xmlrpc/methods-accounts';
+import { catalogMethods } from '../../src/api/xmlrpc/methods-catalog';
+import type { Actor } from '../../src/context';
+import { accountWithApiUser, providerActor, startApiWorld, type ApiWorld } from '../helpers/api';
+
+/** An id no table holds (int32, so XML-RPC sends it as <i4>). */
+const MISSING_ID = 1_987_654_321;
+
+interface Fault {
+  code: string;
+  message: string;
+  field: string | null;
+  /** SOAP faultcode or XML-RPC faultCode. */
+  wireCode: string;
+  status: number;
+}
+type Outcome = { ok: true; value: unknown } | { ok: false; fault: Fault };
+
+const CODE_BY_NUMBER = new Map(Object.entries(XMLRPC_FAULT_CODES).map(([name, n]) => [n, name]));
+
+/** The message with every whole-word occurrence of the id replaced: what must be equal between foreign and missing. */
+function withoutId(message: string, id: number | string): string {
+  const escaped = String(id).replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  return message.replace(new RegExp(`(?<![\\w-])${escaped}(?![\\w-])`, 'g'), '<id>');
+}
+
+/** A repeated element as node-soap hands it over: absent, one object, or an array. */
+function arr<T>(v: unknown): T[] {
+  return v === undefined || v === null ? [] : Array.isArray(v) ? (v as T[]) : [v as T];
+}
+
+function expectFault(o: Outcome, what: string): Fault {
+  if (o.ok) expect.fail(`${what}: expected a fault, got a result: ${JSON.stringify(o.value)}`);
+  return o.fault;
+}
+
+function expectOk(o: Outcome, what: string): unknown {
+  if (!o.ok) expect.fail(`${what}: expected a result (positive control), got ${o.fault.code}: ${o.fault.message}`);
+  return o.value;
+}
+
+describe('API scoping: a reseller cannot reach another reseller\'s objects by id, in either dialect', function () {
+  this.timeout(60_000);
+
+  let world: ApiWorld;
+  let soap: Client;
+  let soapUrl: string;
+
+  // Reseller A (the caller) and what it owns.
+  let A: { accountId: number; userId: number; login: string; password: string };
+  let custA: { accountId: number; userId: number; login: string; password: string };
+  let planA: number;
+  // Reseller B and what it owns; the provider above both.
+  let B: { accountId: number; userId: number; login: string; password: string };
+  let custB: { accountId: number; userId: number; login: string; password: string };
+  let planB: number;
+  let provider: Actor;
+  let providerAdminId: number;
+  let providerPrivatePlan: number;
+
+  let seq = 0;
+  const unique = (prefix: string) => `${prefix}-${Date.now().toString(36)}-${++seq}`;
+
+  // ---- the two doors, with A's credential ------------------------------------------------------------
+
+  async function soapCall(op: string, args: Record<string, unknown>): Promise<Outcome> {
+    const fn = (soap as unknown as Record<string, (a: unknown) => Promise<unknown[]>>)[`${op}Async`];
+    expect(fn, `the WSDL client has no operation ${op}`).to.be.a('function');
+    try {
+      const [result] = await fn.call(soap, args);
+      return { ok: true, value: result };
+    } catch (e) {
+      const res = (e as { response?: { status: number; data: unknown } }).response;
+      if (!res || typeof res.data !== 'string') throw e;
+      const xml = res.data;
+      const pick = (re: RegExp) => re.exec(xml)?.[1] ?? null;
+      const unescape = (s: string | null) => s?.replace(/&lt;/g, '<').replace(/&gt;/g, '>').replace(/&quot;/g, '"').replace(/&apos;/g, "'").replace(/&amp;/g, '&') ?? null;
+      const code = pick(/<tns:code>([^<]*)<\/tns:code>/);
+      if (!code) throw new Error(`SOAP ${op}: HTTP ${res.status} without detail/tns:Error: ${xml.slice(0, 500)}`);
+      expect(xml, 'no stack trace in a fault').not.to.match(/\bat \S+ \(|node_modules|\.ts:\d+/);
+      return {
+        ok: false,
+        fault: {
+          code,
+          message: unescape(pick(/<tns:message>([^<]*)<\/tns:message>/)) ?? '',
+          field: unescape(pick(/<tns:field>([^<]*)<\/tns:field>/)),
+          wireCode: pick(/<faultcode>([^<]*)<\/faultcode>/) ?? '',
+          status: res.status,
+        },
+      };
+    }
+  }
+
+  async function rpcRaw(methodName: string, struct: Record<string, XmlRpcValue>): Promise<{ status: number; value?: XmlRpcValue; fault?: { faultCode: number; faultString: string } }> {
+    const res = await fetch(`${world.url}/RPC2`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'text/xml' },
+      body: serializeMethodCall(methodName, [struct]),
+    });
+    const parsed = parseMethodResponse(await res.text());
+    return { status: res.status, ...parsed };
+  }
+
+  function rpcOutcome(r: Awaited<ReturnType<typeof rpcRaw>>): Outcome {
+    if (r.fault) {
+      const code = CODE_BY_NUMBER.get(r.fault.faultCode);
+      expect(code, `faultCode ${r.fault.faultCode} is one of the documented ones`).to.be.a('string');
+      return { ok: false, fault: { code: code!, message: r.fault.faultString, field: null, wireCode: String(r.fault.faultCode), status: r.status } };
+    }
+    const v = r.value as { Result?: XmlRpcValue[] };
+    expect(v, 'an Execute answer is a struct with Result').to.have.property('Result').that.is.an('array');
+    return { ok: true, value: v.Result![0] };
+  }
+
+  async function rpc(method: string, params: XmlRpcValue[], creds = A, server = 'BM'): Promise<Outcome> {
+    return rpcOutcome(await rpcRaw('Execute', { Server: server, Method: method, Params: params, Username: creds.login, Password: creds.password }));
+  }
+
+  // ---- fixtures --------------------------------------------------------------------------------------
+
+  before(async () => {
+    world = await startApiWorld({ demo: true });
+    const { catalog } = world.server.services;
+    provider = await providerActor(world);
+    providerAdminId = ((await world.fresh.db('users').where({ login: 'admin', account_id: provider.accountId }).first('id')) as { id: number }).id;
+
+    A = await accountWithApiUser(world, 'reseller', 'Scope Reseller A');
+    B = await accountWithApiUser(world, 'reseller', 'Scope Reseller B');
+    custA = await accountWithApiUser(world, 'customer', 'Scope Customer A', A.accountId);
+    custB = await accountWithApiUser(world, 'customer', 'Scope Customer B', B.accountId);
+
+    const template = (await catalog.listTemplates(provider)).find((t) => t.name === 'Shared Hosting')!;
+    const disk = template.resources.find((r) => r.name === 'Disk space')!.resourceId;
+    const planInput = (name: string, vendorAccountId: number | undefined, published: boolean) => ({
+      vendorAccountId,
+      templateId: template.templateId,
+      name,
+      category: 'Scoping',
+      published,
+      resellable: true,
+      periods: [{ duration: 1, unit: 'month', setupFee: 500n, recurringFee: 1234n }],
+      rates: [{ resourceId: disk, included: 10, min: 10, max: 100, recurringFee: 50n, overageFee: 25n }],
+    });
+    // B's plan is published and resellable: as visible as a plan can be, yet only to B's own subtree.
+    planB = await catalog.createPlan(provider, planInput('B private plan', B.accountId, true));
+    // A's plan is unpublished: A sees it because A owns it (the positive control of every plan row).
+    planA = await catalog.createPlan(provider, planInput('A own plan', A.accountId, false));
+    // The provider's unpublished plan: above A, not in A's sellable catalog.
+    providerPrivatePlan = await catalog.createPlan(provider, planInput('Provider private plan', undefined, false));
+
+    soapUrl = `${world.url}/soap/billing`;
+    soap = await createClientAsync(`${soapUrl}?wsdl`);
+    soap.setSecurity(new BasicAuthSecurity(A.login, A.password));
+  });
+
+  after(async () => {
+    await world?.close();
+  });
+
+  // ---- the table -------------------------------------------------------------------------------------
+
+  interface Row {
+    dialect: 'SOAP' | 'XML-RPC';
+    op: string;
+    /** The objects A must not reach, by name (for the failure message) and id. */
+    foreign: () => [string, number][];
+    /** A's own object: the call must work (positive control). */
+    own: () => number;
+    call: (id: number) => Promise<Outcome>;
+    /** The fault every foreign and missing id gets. */
+    code: string;
+    field?: string | null;
+    /** Checks the positive control's answer. */
+    check?: (value: unknown, ownId: number) => void;
+  }
+
+  const accounts = (): [string, number][] => [
+    ["B's reseller account", B.accountId],
+    ["B's customer account", custB.accountId],
+    ["the provider (A's own vendor)", provider.accountId],
+  ];
+  const users = (): [string, number][] => [
+    ["B's API user", B.userId],
+    ["B's customer's user", custB.userId],
+    ["the provider's admin", providerAdminId],
+  ];
+  const plans = (): [string, number][] => [
+    ["B's plan", planB],
+    ["the provider's unpublished plan", providerPrivatePlan],
+  ];
+  /** Vendors A may not create accounts under: B, and B's customer (which would be NOT_ALLOWED if A could see it). */
+  const vendors = (): [string, number][] => [
+    ["B's reseller account", B.accountId],
+    ["B's customer account", custB.accountId],
+    ["the provider (A's own vendor)", provider.accountId],
+  ];
+
+  const contact = (tag: string) => ({ firstName: 'Scope', lastName: tag, email: `${tag.toLowerCase()}@example.com`, country: 'US' });
+  const newUser = (accountId: number) => {
+    const login = unique('scope-user');
+    return { accountId, login, password: `${login}-Pa55word!`, email: `${login}@example.com`, firstName: 'Scope', lastName: 'User', roles: { role: ['billing'] } };
+  };
+  /** AccountAdd_API's 61 positional parameters; AccountWithIDAdd_API appends the AccountID. */
+  const accountAddParams = (vendorId: number, company: string): XmlRpcValue[] => {
+    const p: XmlRpcValue[] = new Array(ACCOUNT_ADD_PARAMS).fill('');
+    p[0] = vendorId;
+    p[1] = 'C';
+    p[2] = company;
+    p[8] = 'US'; // CountryID
+    p[10] = 'Scope'; // Admin FName
+    p[12] = 'Added'; // Admin LName
+    p[13] = `${company.toLowerCase().replace(/\W+/g, '')}@example.com`; // Admin Email
+    p[60] = 1; // TaxStatus
+    return p;
+  };
+  const userAddParams = (accountId: number): XmlRpcValue[] => {
+    const login = unique('scope-rpc-user');
+    const p: XmlRpcValue[] = new Array(23).fill('');
+    p[0] = accountId;
+    p[2] = login;
+    p[3] = `XXX${login}-Pa55word!`;
+    p[4] = 'Scope';
+    p[6] = 'User';
+    p[7] = `${login}@example.com`;
+    p[22] = 0;
+    return p;
+  };
+
+  const rows: Row[] = [
+    // ---- SOAP BillingService --------------------------------------------------------------------------
+    {
+      dialect: 'SOAP', op: 'GetAccount', foreign: accounts, own: () => custA.accountId, code: 'NOT_FOUND', field: null,
+      call: (id) => soapCall('GetAccount', { accountId: id }),
+      check: (v, own) => expect(Number((v as { account: { accountId: unknown } }).account.accountId)).to.equal(own),
+    },
+    {
+      dialect: 'SOAP', op: 'UpdateAccount', foreign: accounts, own: () => custA.accountId, code: 'NOT_FOUND', field: null,
+      call: (id) => soapCall('UpdateAccount', { accountId: id, companyName: 'Renamed by A' }),
+      check: (v) => expect((v as { account: { companyName: string } }).account.companyName).to.equal('Renamed by A'),
+    },
+    {
+      dialect: 'SOAP', op: 'UpdateAccount (vendorAccountId given)', foreign: accounts, own: () => custA.accountId, code: 'NOT_FOUND', field: null,
+      call: async (id) => {
+        // The vendor check reads the account first: it must not become an oracle either.
+        const vendor = id === custA.accountId ? A.accountId : id === custB.accountId ? B.accountId : id;
+        return soapCall('UpdateAccount', { accountId: id, vendorAccountId: vendor, companyName: 'Renamed by A again' });
+      },
+    },
+    {
+      dialect: 'SOAP', op: 'ListAccounts', foreign: vendors, own: () => A.accountId, code: 'NOT_FOUND', field: null,
+      call: (id) => soapCall('ListAccounts', { vendorAccountId: id }),
+      check: (v) => {
+        const ids = arr<{ accountId: unknown }>((v as { accounts: { account?: unknown } }).accounts.account).map((a) => Number(a.accountId));
+        expect(ids).to.include(custA.accountId).and.not.include(custB.accountId);
+      },
+    },
+    {
+      dialect: 'SOAP', op: 'CreateAccount', foreign: vendors, own: () => A.accountId, code: 'INVALID_ARGUMENT', field: 'vendorAccountId',
+      call: (id) => soapCall('CreateAccount', { type: 'customer', vendorAccountId: id, companyName: unique('Scope Co'), contact: contact('Created') }),
+      check: (v) => expect(Number((v as { accountId: unknown }).accountId)).to.be.above(0),
+    },
+    {
+      dialect: 'SOAP', op: 'CreateUser', foreign: accounts, own: () => custA.accountId, code: 'NOT_FOUND', field: null,
+      call: (id) => soapCall('CreateUser', newUser(id)),
+      check: (v) => expect(Number((v as { userId: unknown }).userId)).to.be.above(0),
+    },
+    {
+      dialect: 'SOAP', op: 'GetUser', foreign: users, own: () => custA.userId, code: 'NOT_FOUND', field: null,
+      call: (id) => soapCall('GetUser', { userId: id }),
+      check: (v) => expect((v as { user: { login: string } }).user.login).to.equal(custA.login),
+    },
+    {
+      dialect: 'SOAP', op: 'ListUsers', foreign: accounts, own: () => custA.accountId, code: 'NOT_FOUND', field: null,
+      call: (id) => soapCall('ListUsers', { accountId: id }),
+      check: (v) => {
+        expect(arr<{ login: string }>((v as { users: { user?: unknown } }).users.user).map((u) => u.login)).to.include(custA.login);
+      },
+    },
+    {
+      dialect: 'SOAP', op: 'GetPlan', foreign: plans, own: () => planA, code: 'NOT_FOUND', field: null,
+      call: (id) => soapCall('GetPlan', { planId: id }),
+      check: (v) => expect((v as { plan: { name: string } }).plan.name).to.equal('A own plan'),
+    },
+    {
+      dialect: 'SOAP', op: 'ListPlans', foreign: vendors, own: () => A.accountId, code: 'NOT_FOUND', field: null,
+      call: (id) => soapCall('ListPlans', { vendorAccountId: id }),
+      check: (v) => {
+        const names = arr<{ name: string }>((v as { plans: { plan?: unknown } }).plans.plan).map((p) => p.name);
+        expect(names).to.include('Shared Hosting Basic').and.not.include('B private plan');
+      },
+    },
+    {
+      dialect: 'SOAP', op: 'ValidateUser (vendorAccountId)', foreign: vendors, own: () => A.accountId, code: 'UNAUTHENTICATED', field: 'login',
+      call: (id) => soapCall('ValidateUser', { login: id === A.accountId ? custA.login : custB.login, password: id === A.accountId ? custA.password : custB.password, vendorAccountId: id }),
+      check: (v) => expect(Number((v as { userId: unknown }).userId)).to.equal(custA.userId),
+    },
+
+    // ---- XML-RPC Execute, Server BM ---------------------------------------------------------------------
+    {
+      dialect: 'XML-RPC', op: 'AccountDetailsGet_API', foreign: accounts, own: () => custA.accountId, code: 'NOT_FOUND',
+      call: (id) => rpc('AccountDetailsGet_API', [id]),
+      check: (v, own) => expect((v as XmlRpcValue[])[0]).to.equal(own),
+    },
+    {
+      dialect: 'XML-RPC', op: 'AccountUpdate_API', foreign: accounts, own: () => custA.accountId, code: 'NOT_FOUND',
+      call: (id) => rpc('AccountUpdate_API', [id, 'Renamed over XML-RPC']),
+      check: (v) => expect(v).to.deep.equal({ Status: 'Operation done.' }),
+    },
+    {
+      dialect: 'XML-RPC', op: 'UserAdd_API', foreign: accounts, own: () => custA.accountId, code: 'NOT_FOUND',
+      call: (id) => rpc('UserAdd_API', userAddParams(id)),
+      check: (v) => expect((v as number[])[0]).to.be.a('number').above(0),
+    },
+    {
+      dialect: 'XML-RPC', op: 'UserDetailsGet_API', foreign: users, own: () => custA.userId, code: 'NOT_FOUND',
+      call: (id) => rpc('UserDetailsGet_API', [id]),
+      check: (v) => expect((v as XmlRpcValue[]).slice(0, 3)).to.deep.equal([custA.userId, custA.login, custA.accountId]),
+    },
+    {
+      dialect: 'XML-RPC', op: 'GetUsersListForAccount_API', foreign: accounts, own: () => custA.accountId, code: 'NOT_FOUND',
+      call: (id) => rpc('GetUsersListForAccount_API', [id, 1]),
+      check: (v) => expect((v as XmlRpcValue[][]).map((r) => r[1])).to.include(custA.login),
+    },
+    {
+      dialect: 'XML-RPC', op: 'PlanDetailsGet_API', foreign: plans, own: () => planA, code: 'NOT_FOUND',
+      call: (id) => rpc('PlanDetailsGet_API', [id]),
+      check: (v) => expect((v as XmlRpcValue[]).slice(0, 3)).to.deep.equal([planA, A.accountId, 'A own plan']),
+    },
+    {
+      dialect: 'XML-RPC', op: 'PlanPeriodListGet_API', foreign: plans, own: () => planA, code: 'NOT_FOUND',
+      call: (id) => rpc('PlanPeriodListGet_API', [id, 1]),
+      check: (v) => expect(v as XmlRpcValue[][]).to.have.length(1),
+    },
+    {
+      dialect: 'XML-RPC', op: 'PlanRateListFullGet_API', foreign: plans, own: () => planA, code: 'NOT_FOUND',
+      call: (id) => rpc('PlanRateListFullGet_API', [id, 1]),
+      check: (v) => expect((v as XmlRpcValue[][]).map((r) => r[1])).to.deep.equal(['Disk space']),
+    },
+    {
+      dialect: 'XML-RPC', op: 'PlanListAvailableGet_API', foreign: vendors, own: () => A.accountId, code: 'NOT_FOUND',
+      call: (id) => rpc('PlanListAvailableGet_API', [id, '', '', 1]),
+      check: (v) => expect((v as XmlRpcValue[][]).map((r) => r[1])).to.include('Shared Hosting Basic').and.not.include('B private plan'),
+    },
+    {
+      dialect: 'XML-RPC', op: 'AccountAdd_API', foreign: vendors, own: () => A.accountId, code: 'INVALID_ARGUMENT',
+      call: (id) => rpc('AccountAdd_API', accountAddParams(id, unique('Scope Added'))),
+      check: (v) => expect((v as number[])[0]).to.be.a('number').above(0),
+    },
+    {
+      dialect: 'XML-RPC', op: 'AccountWithIDAdd_API', foreign: vendors, own: () => A.accountId, code: 'INVALID_ARGUMENT',
+      call: (id) => rpc('AccountWithIDAdd_API', [...accountAddParams(id, unique('Scope With Id')), 1_500_000_000 + ++seq]),
+      check: (v) => expect((v as { Status: string }).Status).to.match(/^Operation done\. 15\d{8}$/),
+    },
+    {
+      dialect: 'XML-RPC', op: 'UserForVendorValidate_API', foreign: vendors, own: () => A.accountId, code: 'UNAUTHENTICATED',
+      call: (id) => rpc('UserForVendorValidate_API', id === A.accountId ? [custA.login, custA.password, id] : [custB.login, custB.password, id]),
+      check: (v) => expect(v).to.deep.equal([custA.accountId, A.accountId, custA.userId]),
+    },
+  ];
+
+  for (const row of rows) {
+    it(`${row.dialect} ${row.op}: another reseller's and the vendor's ids answer like a missing id; A's own works`, async () => {
+      const own = row.own();
+      const ownValue = expectOk(await row.call(own), `${row.op} on A's own id ${own}`);
+      row.check?.(ownValue, own);
+
+      const missing = expectFault(await row.call(MISSING_ID), `${row.op} on missing id ${MISSING_ID}`);
+      expect(missing.code, `${row.op} on a missing id`).to.equal(row.code);
+      if (row.field !== undefined) expect(missing.field, `${row.op}: field of the fault`).to.equal(row.field);
+      if (row.dialect === 'SOAP') {
+        expect(missing.wireCode).to.equal('soap:Client');
+        expect(missing.status).to.equal(500);
+      } else {
+        expect(missing.wireCode).to.equal(String(XMLRPC_FAULT_CODES[row.code as keyof typeof XMLRPC_FAULT_CODES]));
+        expect(missing.status).to.equal(200);
+      }
+
+      for (const [name, id] of row.foreign()) {
+        const fault = expectFault(await row.call(id), `${row.op} on ${name} (${id})`);
+        const label = `${row.op} on ${name} (${id}) vs. missing id`;
+        expect({ ...fault, message: withoutId(fault.message, id) }, label).to.deep.equal({ ...missing, message: withoutId(missing.message, MISSING_ID) });
+      }
+    });
+  }
+
+  it("XML-RPC UserValidate_API and SOAP ValidateUser: B's customer's real login and password fail from A's credential exactly like a wrong password", async () => {
+    const positive = expectOk(await rpc('UserValidate_API', [custA.login, `XXX${custA.password}`]), 'UserValidate_API on A\'s customer');
+    expect(positive).to.deep.equal([custA.accountId, A.accountId, custA.userId]);
+    const soapPositive = expectOk(await soapCall('ValidateUser', { login: custA.login, password: custA.password }), "ValidateUser on A's customer");
+    expect(Number((soapPositive as { userId: unknown }).userId)).to.equal(custA.userId);
+
+    const attempts: [string, string][] = [
+      [custB.login, custB.password], // B's customer, right password
+      [B.login, B.password], // B itself, right password
+      ['admin', 'admin-pass-123'], // the provider's administrator, right password
+      [custB.login, 'wrong-password-123'], // wrong password
+      ['no-such-login', 'whatever-123'], // no such login
+    ];
+    const rpcFaults = await Promise.all(attempts.map(async ([l, p]) => expectFault(await rpc('UserValidate_API', [l, p]), `UserValidate_API(${l})`)));
+    const soapFaults = await Promise.all(attempts.map(async ([l, p]) => expectFault(await soapCall('ValidateUser', { login: l, password: p }), `ValidateUser(${l})`)));
+    for (const faults of [rpcFaults, soapFaults]) {
+      expect(faults[0].code).to.equal('UNAUTHENTICATED');
+      for (const f of faults) expect(f).to.deep.equal(faults[0]);
+    }
+    // Nothing of B's leaks into the text.
+    for (const f of [...rpcFaults, ...soapFaults]) expect(f.message).not.to.contain(custB.login).and.not.contain(String(custB.accountId));
+  });
+
+  it("XML-RPC transactions: another caller's TransactionID answers like an unknown one", async () => {
+    // B opens a transaction; A tries to use, commit and roll back B's TransactionID.
+    const opened = await rpcRaw('Execute', { Server: 'BM', Method: 'AccountDetailsGet_API', Params: [custB.accountId], Username: B.login, Password: B.password, AutoCommit: 'No' });
+    expect(opened.fault, 'B opens a transaction').to.equal(undefined);
+    const txB = (opened.value as { TransactionID: string }).TransactionID;
+    expect(txB).to.be.a('string').and.not.be.empty;
+    const unknownTx = '00000000-0000-4000-8000-000000000000';
+
+    const tries = async (tx: string) => [
+      rpcOutcome(await rpcRaw('Execute', { Server: 'BM', Method: 'AccountDetailsGet_API', Params: [custA.accountId], Username: A.login, Password: A.password, TransactionID: tx })),
+      rpcOutcome(await rpcRaw('CommitTransaction', { TransactionID: tx, Username: A.login, Password: A.password })),
+      rpcOutcome(await rpcRaw('RollbackTransaction', { TransactionID: tx, Username: A.login, Password: A.password })),
+    ];
+    const foreign = await tries(txB);
+    const missing = await tries(unknownTx);
+    foreign.forEach((o, k) => {
+      const f = expectFault(o, `A using B's transaction (call ${k})`);
+      const m = expectFault(missing[k], `A using an unknown transaction (call ${k})`);
+      expect(m.code).to.equal('NOT_FOUND');
+      expect({ ...f, message: withoutId(f.message, txB) }).to.deep.equal({ ...m, message: withoutId(m.message, unknownTx) });
+    });
+
+    // B's transaction is still B's: B can use and commit it (positive control).
+    const again = await rpcRaw('Execute', { Server: 'BM', Method: 'AccountDetailsGet_API', Params: [custB.accountId], Username: B.login, Password: B.password, TransactionID: txB });
+    expect(again.fault, 'B still uses its transaction').to.equal(undefined);
+    const commit = await rpcRaw('CommitTransaction', { TransactionID: txB, Username: B.login, Password: B.password });
+    expect(commit.value).to.deep.equal({ Result: [{ Status: 'Operation done.' }] });
+  });
+
+  it("nothing of B's or the provider's was changed by A's attempts", async () => {
+    const db = world.fresh.db;
+    for (const id of [B.accountId, custB.accountId, provider.accountId]) {
+      const row = (await db('accounts').where({ id }).first('company_name')) as { company_name: string };
+      expect(row.company_name, `account ${id}`).not.to.match(/Renamed/);
+    }
+    for (const id of [B.accountId, custB.accountId, provider.accountId]) {
+      const logins = ((await db('users').where({ account_id: id }).select('login')) as { login: string }[]).map((u) => u.login);
+      expect(logins.filter((l) => l.startsWith('scope-')), `users of account ${id}`).to.deep.equal([]);
+    }
+    const underForeign = (await db('accounts').whereIn('vendor_id', [B.accountId, custB.accountId, provider.accountId]).andWhere('company_name', 'like', 'Scope %').select('company_name', 'vendor_id')) as {
+      company_name: string;
+    }[];
+    expect(underForeign.map((a) => a.company_name).sort()).to.deep.equal(['Scope Customer B', 'Scope Reseller A', 'Scope Reseller B']);
+    // ... and A's own positive controls did land.
+    const customerA = (await db('accounts').where({ id: custA.accountId }).first('company_name')) as { company_name: string };
+    expect(customerA.company_name).to.match(/^Renamed/);
+  });
+
+  it('the table covers every implemented operation that takes an id (a new operation needs a row here)', () => {
+    const covered = new Set(rows.map((r) => `${r.dialect} ${r.op.replace(/ \(.*\)$/, '')}`));
+    for (const extra of ['SOAP ValidateUser', 'XML-RPC UserValidate_API']) covered.add(extra); // the login/password test above
+    const withoutIds = new Set(['SOAP GetVersion', 'XML-RPC GetVersion_API']);
+    const wsdlDir = path.resolve(__dirname, '..', '..', 'wsdl');
+    const implemented = [
+      ...Object.keys(billingService(world.server.services, wsdlDir).operations).map((op) => `SOAP ${op}`),
+      ...Object.keys(provisioningService(world.server.services, wsdlDir).operations).map((op) => `SOAP ${op}`),
+      ...Object.keys({ ...accountMethods, ...catalogMethods }).map((key) => `XML-RPC ${key.replace(/^BM\./, '')}`),
+    ];
+    const missingRows = implemented.filter((op) => !covered.has(op) && !withoutIds.has(op));
+    expect(missingRows, 'implemented operations without a scoping row').to.deep.equal([]);
+  });
+});
