@@ -1,6 +1,7 @@
 import crypto from 'node:crypto';
 import type { Actor, Channel, Deps, Role } from '../context';
 import { writeAudit } from '../audit/audit';
+import { isSqlite } from '../db/knex';
 import { AppError } from '../domain/errors';
 import type { UsersService } from './users-service';
 
@@ -33,6 +34,8 @@ export class Authenticator {
   ) {}
 
   async authenticate(cred: Credentials, ctx: { channel: Channel; remoteAddr?: string; requestId?: string; requiredRoles?: readonly Role[] }): Promise<Actor> {
+    // Transports pass what arrived on the wire: a missing login or password is a wrong one, not a crash.
+    if (typeof cred?.login !== 'string' || typeof cred.password !== 'string') throw new AppError('UNAUTHENTICATED', 'The login or password is wrong.', 'login');
     const now = this.deps.clock.now().getTime();
     const cacheKey = crypto.createHmac('sha256', this.key).update(cred.login).update('\0').update(cred.password).digest('base64');
     const hit = this.cache.get(cacheKey);
@@ -157,17 +160,22 @@ export class Authenticator {
 
   private async countFailure(credential: string, now: number): Promise<void> {
     const { authFailureLimit, authFailureWindowSeconds, authLockoutSeconds } = this.deps.config;
+    // Parallel guesses must each count: make sure the row exists, then read and bump it under a row lock
+    // (SQLite serialises every transaction on its one connection, so it needs no lock).
+    await this.deps.db('auth_failures').insert({ credential, failures: 0, window_start: now, locked_until: null }).onConflict('credential').ignore();
     await this.deps.db.transaction(async (tx) => {
-      const row = (await tx('auth_failures').where({ credential }).first()) as { failures: number; window_start: number } | undefined;
+      const read = tx('auth_failures').where({ credential });
+      const row = (await (isSqlite(tx) ? read : read.forUpdate()).first()) as { failures: number; window_start: number } | undefined;
       const fresh = !row || now - Number(row.window_start) > authFailureWindowSeconds * 1000;
-      const failures = fresh ? 1 : Number(row!.failures) + 1;
+      const failures = fresh ? 1 : Number(row.failures) + 1;
       const values = {
         failures,
-        window_start: fresh ? now : Number(row!.window_start),
+        window_start: fresh ? now : Number(row.window_start),
         locked_until: failures >= authFailureLimit ? now + authLockoutSeconds * 1000 : null,
       };
+      // The row is gone only if a sign-in succeeded meanwhile and reset the count.
       if (row) await tx('auth_failures').where({ credential }).update(values);
-      else await tx('auth_failures').insert({ credential, ...values });
+      else await tx('auth_failures').insert({ credential, ...values }).onConflict('credential').ignore();
     });
   }
 }

@@ -1,7 +1,8 @@
 import type { Actor, Deps, Role } from '../context';
 import { ROLES } from '../context';
 import { recordChange } from '../audit/record-change';
-import type { Conn } from '../db/knex';
+import type { Knex } from 'knex';
+import { isSqlite, type Conn } from '../db/knex';
 import { AppError, conflict, invalid, notFound } from '../domain/errors';
 import { email as emailField, optionalText, paging, positiveId, requiredText } from '../domain/fields';
 import { isUniqueViolation } from '../idempotency';
@@ -110,6 +111,14 @@ export function loginScopeOf(account: Pick<AccountRow, 'id' | 'vendor_id' | 'typ
   return account.type === 'customer' && account.vendor_id !== null ? account.vendor_id : account.id;
 }
 
+/**
+ * Logins compare without regard to letter case on both databases (MariaDB's collation does so natively and keeps
+ * its index; SQLite is told NOCASE, which folds ASCII, the only letters a login may hold).
+ */
+export function sameLogin<Q extends Knex.QueryBuilder>(q: Q, column: string, login: string): Q {
+  return (isSqlite(q as unknown as Conn) ? q.whereRaw('?? = ? COLLATE NOCASE', [column, login]) : q.where(column, login)) as Q;
+}
+
 export class UsersService {
   constructor(private readonly deps: Deps) {}
 
@@ -132,6 +141,10 @@ export class UsersService {
     try {
       return await this.deps.db.transaction(async (tx) => {
         const now = this.deps.clock.now();
+        // MariaDB's unique index already ignores letter case; SQLite's does not, so ask first (its writes are serialised).
+        if (await sameLogin(tx('users').where({ login_scope_id: loginScopeOf(account) }), 'login', login).first('id')) {
+          throw conflict(`The login '${login}' is already taken under this vendor; choose another.`, 'login');
+        }
         const [id] = (await tx('users').insert({
           account_id: account.id,
           login_scope_id: loginScopeOf(account),
@@ -193,7 +206,7 @@ export class UsersService {
   async verify(login: string, password: string, vendorId?: number): Promise<{ user: UserRow; account: AccountRow }> {
     const fail = () => new AppError('UNAUTHENTICATED', 'The login or password is wrong.', 'login');
     if (typeof login !== 'string' || typeof password !== 'string' || !login || !password) throw fail();
-    const q = this.deps.db('users as u').join('accounts as a', 'a.id', 'u.account_id').where('u.login', login).andWhere('u.status', 'enabled');
+    const q = sameLogin(this.deps.db('users as u').join('accounts as a', 'a.id', 'u.account_id'), 'u.login', login).andWhere('u.status', 'enabled');
     if (vendorId !== undefined) q.andWhere('u.login_scope_id', vendorId);
     const rows = (await q.select('u.*', 'a.path as account_path').orderByRaw('LENGTH(a.path), u.id')) as (UserRow & { account_path: string })[];
     for (const row of rows) {
