@@ -24,6 +24,8 @@ interface CacheEntry {
  */
 export class Authenticator {
   private readonly cache = new Map<string, CacheEntry>();
+  /** Verifications under way: concurrent calls with the same credential share one memory-hard hash. */
+  private readonly inFlight = new Map<string, Promise<Omit<Actor, 'channel' | 'remoteAddr' | 'requestId'>>>();
   private readonly key = crypto.randomBytes(32);
   private static readonly TTL_MS = 60_000;
   private static readonly MAX_ENTRIES = 10_000;
@@ -41,19 +43,13 @@ export class Authenticator {
     const hit = this.cache.get(cacheKey);
     if (hit && hit.expires > now) return this.withRoles({ ...hit.actor, ...ctx }, ctx.requiredRoles);
     const credential = crypto.createHash('sha256').update(cred.login.toLowerCase()).digest('hex');
-    await this.assertNotLocked(credential, now);
     try {
-      const { user, account } = await this.users.verify(cred.login, cred.password);
-      const actor = {
-        userId: user.id,
-        accountId: account.id,
-        accountPath: account.path,
-        accountType: account.type,
-        roles: user.roles ? (user.roles.split(',') as Role[]) : [],
-      };
-      if (this.cache.size >= Authenticator.MAX_ENTRIES) this.cache.clear();
-      this.cache.set(cacheKey, { actor, expires: now + Authenticator.TTL_MS });
-      await this.deps.db('auth_failures').where({ credential }).del();
+      let pending = this.inFlight.get(cacheKey);
+      if (!pending) {
+        pending = this.verify(cred, credential, cacheKey, now).finally(() => this.inFlight.delete(cacheKey));
+        this.inFlight.set(cacheKey, pending);
+      }
+      const actor = await pending;
       return this.withRoles({ ...actor, channel: ctx.channel, remoteAddr: ctx.remoteAddr, requestId: ctx.requestId }, ctx.requiredRoles);
     } catch (e) {
       if (e instanceof AppError && e.code === 'UNAUTHENTICATED') {
@@ -68,6 +64,22 @@ export class Authenticator {
       }
       throw e;
     }
+  }
+
+  private async verify(cred: Credentials, credential: string, cacheKey: string, now: number): Promise<Omit<Actor, 'channel' | 'remoteAddr' | 'requestId'>> {
+    await this.assertNotLocked(credential, now);
+    const { user, account } = await this.users.verify(cred.login, cred.password);
+    const actor = {
+      userId: user.id,
+      accountId: account.id,
+      accountPath: account.path,
+      accountType: account.type,
+      roles: user.roles ? (user.roles.split(',') as Role[]) : [],
+    };
+    if (this.cache.size >= Authenticator.MAX_ENTRIES) this.cache.clear();
+    this.cache.set(cacheKey, { actor, expires: now + Authenticator.TTL_MS });
+    await this.deps.db('auth_failures').where({ credential }).del();
+    return actor;
   }
 
   /**

@@ -22,19 +22,50 @@ function narrow(v: unknown): unknown {
  * better-sqlite3 returns lossy doubles for integers beyond 2^53 unless asked for BigInt. We always ask, then
  * narrow the safe ones back to numbers: ids stay numbers, and a money amount beyond 2^53 stays exact.
  */
+interface SqliteStatement {
+  reader: boolean;
+  safeIntegers(on: boolean): SqliteStatement;
+  all(bindings: unknown[]): Record<string, unknown>[];
+  run(bindings: unknown[]): { lastInsertRowid: unknown; changes: number };
+}
+interface SqliteConnection {
+  prepare(sql: string): SqliteStatement;
+}
+interface QueryObject {
+  sql?: string;
+  bindings?: unknown[];
+  response?: unknown;
+  context?: { lastID?: unknown; changes?: number };
+}
+
+const STATEMENT_CACHE_SIZE = 500;
+const statementCaches = new WeakMap<SqliteConnection, Map<string, SqliteStatement>>();
+
 class ExactSqliteClient extends (BetterSqliteClient as unknown as new (config: Knex.Config) => {
-  _query(connection: unknown, obj: { options?: Record<string, unknown>; response?: unknown; context?: { lastID?: unknown } }): Promise<unknown>;
+  _formatBindings(bindings: unknown[] | undefined): unknown[];
 }) {
-  override async _query(connection: unknown, obj: { options?: Record<string, unknown>; response?: unknown; context?: { lastID?: unknown } }) {
-    obj.options = { ...(obj.options ?? {}), safeIntegers: true };
-    const result = (await super._query(connection, obj)) as typeof obj;
-    if (Array.isArray(result.response)) {
-      for (const row of result.response as Record<string, unknown>[]) {
-        for (const key of Object.keys(row)) row[key] = narrow(row[key]);
-      }
+  /** knex's own _query, plus a per-connection prepared-statement cache (knex would prepare every query anew). */
+  async _query(connection: SqliteConnection, obj: QueryObject): Promise<QueryObject> {
+    if (!obj.sql) throw new Error('The query is empty');
+    let cache = statementCaches.get(connection);
+    if (!cache) statementCaches.set(connection, (cache = new Map()));
+    let statement = cache.get(obj.sql);
+    if (!statement) {
+      statement = connection.prepare(obj.sql).safeIntegers(true);
+      if (cache.size >= STATEMENT_CACHE_SIZE) cache.delete(cache.keys().next().value as string);
+      cache.set(obj.sql, statement);
     }
-    if (result.context) result.context.lastID = narrow(result.context.lastID);
-    return result;
+    const bindings = this._formatBindings(obj.bindings);
+    if (statement.reader) {
+      const rows = statement.all(bindings);
+      for (const row of rows) for (const key of Object.keys(row)) row[key] = narrow(row[key]);
+      obj.response = rows;
+      return obj;
+    }
+    const info = statement.run(bindings);
+    obj.response = info;
+    obj.context = { lastID: narrow(info.lastInsertRowid), changes: info.changes };
+    return obj;
   }
 }
 
