@@ -39,6 +39,15 @@ const DESERIALIZE_AS_TEXT = Object.fromEntries(
 interface HwRequest extends IncomingMessage {
   body?: string;
   hwRequestId?: string;
+  /** The operation the SOAPAction header named (node-soap never sees the header). */
+  hwSoapAction?: string;
+}
+
+type SoapFaultObject = { faultcode?: unknown; faultstring?: unknown; detail?: unknown; statusCode?: number };
+
+/** Ours: built by soapFault(), with detail/tns:Error already serialized. */
+function isOurFault(f: SoapFaultObject): boolean {
+  return (f.faultcode === 'soap:Client' || f.faultcode === 'soap:Server') && typeof (f.detail as { $xml?: unknown } | undefined)?.$xml === 'string';
 }
 
 /** Picks the operation element out of the SOAP Body without a full parse (the guard has already vetted the text). */
@@ -71,6 +80,11 @@ export async function mountSoap(services: Services, router: Router, definitions:
       const op = def.operations[name];
       impl[name] = async (args, _cb, headers, req) => {
         try {
+          // The operation node-soap dispatched is the one the body names; the early check in the route reads the
+          // text with a regular expression, which a comment or a nested Body element can mislead. This one cannot.
+          if (req.hwSoapAction !== undefined && req.hwSoapAction !== name) {
+            throw new AppError('INVALID_ARGUMENT', `The SOAPAction names '${req.hwSoapAction}' but the body calls '${name}'; they must agree.`, 'SOAPAction');
+          }
           const actor = await authenticate(services, headers, req);
           if (!op) throw def.unavailable(name);
           return await runOperation(services, actor, { name, mutating: op.mutating }, () => op.run(args ?? {}, actor));
@@ -83,6 +97,32 @@ export async function mountSoap(services: Services, router: Router, definitions:
     // node-soap echoes a mustUnderstand Security/Timestamp header when the request had one; strict clients reject it.
     const envelope = (server as unknown as { _envelope(body: string, headers: string, ts: boolean): string })._envelope.bind(server);
     (server as unknown as { _envelope(body: string, headers: string, ts: boolean): string })._envelope = (body, headers) => envelope(body, headers, false);
+    // Every fault node-soap makes itself (malformed XML: faultcode 500 and the parser's text; a JavaScript error
+    // while dispatching: a SOAP 1.2 Reason with the error's text) leaves in our format: soap:Client/soap:Server and
+    // detail/tns:Error, with no internals.
+    const internals = server as unknown as {
+      _sendError(fault: SoapFaultObject, cb: unknown, ts: unknown): unknown;
+      _process(xml: string, req: IncomingMessage, res: unknown, cb: unknown): unknown;
+    };
+    const sendError = internals._sendError.bind(server);
+    internals._sendError = (fault, cb, ts) => {
+      if (isOurFault(fault)) return sendError(fault, cb, ts);
+      const err =
+        fault.faultstring === 'Invalid XML'
+          ? new AppError('INVALID_ARGUMENT', `The request is not well-formed XML (${parserMessage(fault.detail)}).`, 'xml')
+          : toAppError(new Error(`node-soap fault: ${JSON.stringify(fault)}`), log, { operation: 'soap-dispatch', channel: 'soap' });
+      return sendError(soapFault(err, def.namespace).Fault, cb, ts);
+    };
+    // A plain exception out of _process would be answered with its message as the whole (non-XML) body.
+    const processXml = internals._process.bind(server);
+    internals._process = (xml, req, res, cb) => {
+      try {
+        return processXml(xml, req, res, cb);
+      } catch (e) {
+        if (e !== null && typeof e === 'object' && 'Fault' in e) throw e;
+        throw soapFault(toAppError(e, log, { operation: 'soap-dispatch', channel: 'soap' }), def.namespace);
+      }
+    };
 
     const wsdlFor = new Map<string, string>();
     router.get(def.path, (ctx) => {
@@ -130,12 +170,17 @@ export async function mountSoap(services: Services, router: Router, definitions:
       if (action !== undefined && action !== operation) {
         return refuse(new AppError('INVALID_ARGUMENT', `The SOAPAction names '${action}' but the body calls '${operation}'; they must agree.`, 'SOAPAction'));
       }
-      // The body decides (node-soap would otherwise route by the header).
+      // The body decides (node-soap would otherwise route by the header); the operation's wrapper compares again.
       delete ctx.req.headers.soapaction;
       const req = ctx.req as HwRequest;
       req.body = xml;
       req.hwRequestId = ctx.state.requestId as string;
+      req.hwSoapAction = action;
+      // node-soap copies the request's Content-Type onto the response; the answer is always SOAP 1.1 XML.
+      req.headers['content-type'] = 'text/xml; charset=utf-8';
       ctx.respond = false;
+      // Koa starts every response as 404; node-soap sets a status only for faults.
+      ctx.res.statusCode = 200;
       await new Promise<void>((resolve) => {
         ctx.res.once('finish', resolve);
         ctx.res.once('close', resolve);
@@ -150,6 +195,17 @@ export async function mountSoap(services: Services, router: Router, definitions:
       });
     });
   }
+}
+
+/** sax's message ("Error: Unexpected close tag\nLine: 0\nColumn: 193\nChar: >") on one line. */
+function parserMessage(detail: unknown): string {
+  return String(detail ?? 'unreadable')
+    .replace(/^Error:\s*/, '')
+    .split(/\n+/)
+    .map((l) => l.trim())
+    .filter(Boolean)
+    .join(', ')
+    .slice(0, 200);
 }
 
 /** WS-Security UsernameToken (PasswordText or PasswordDigest) or HTTP Basic; nothing else gets in. */
