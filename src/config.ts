@@ -13,6 +13,10 @@ export interface Config {
   logFormat: 'json' | 'pretty';
   bodyLimitBytes: number;
   xmlrpcTransactionTimeoutSeconds: number;
+  /** Open client-held XML-RPC transactions allowed at once per process (1 on SQLite: one holds the only connection). */
+  xmlrpcMaxTransactions: number;
+  /** Seed the demo provider's catalog and demo accounts on first start. */
+  seedDemo: boolean;
   authFailureLimit: number;
   authFailureWindowSeconds: number;
   authLockoutSeconds: number;
@@ -45,6 +49,8 @@ export const ENV_KEYS: Record<string, keyof Config> = {
   LOG_FORMAT: 'logFormat',
   BODY_LIMIT_BYTES: 'bodyLimitBytes',
   XMLRPC_TRANSACTION_TIMEOUT_SECONDS: 'xmlrpcTransactionTimeoutSeconds',
+  XMLRPC_MAX_TRANSACTIONS: 'xmlrpcMaxTransactions',
+  SEED_DEMO: 'seedDemo',
   AUTH_FAILURE_LIMIT: 'authFailureLimit',
   AUTH_FAILURE_WINDOW_SECONDS: 'authFailureWindowSeconds',
   AUTH_LOCKOUT_SECONDS: 'authLockoutSeconds',
@@ -81,6 +87,14 @@ function oneOf<T extends string>(raw: Raw, key: keyof Config, allowed: readonly 
   return v as T;
 }
 
+function boolean(raw: Raw, key: keyof Config, env?: string): boolean {
+  const v = raw[key];
+  if (typeof v === 'boolean') return v;
+  if (v === 'true' || v === '1') return true;
+  if (v === 'false' || v === '0') return false;
+  throw new ConfigError(env ?? key, `must be true or false, got ${JSON.stringify(v)}.`);
+}
+
 function text(raw: Raw, key: keyof Config, env?: string): string {
   const v = raw[key] ?? '';
   if (typeof v !== 'string') throw new ConfigError(env ?? key, `must be a string, got ${JSON.stringify(v)}.`);
@@ -103,7 +117,15 @@ export function redactUrl(url: string): string {
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Partial<Config> = {}): Config {
   const raw: Raw = readJson(path.join(ROOT, 'config', 'default.json'), 'config/default.json');
-  if (env.HOSTWRIGHT_CONFIG) Object.assign(raw, readJson(path.resolve(env.HOSTWRIGHT_CONFIG), 'HOSTWRIGHT_CONFIG'));
+  const known = new Set(Object.keys(raw));
+  if (env.HOSTWRIGHT_CONFIG) {
+    const file = readJson(path.resolve(env.HOSTWRIGHT_CONFIG), 'HOSTWRIGHT_CONFIG');
+    const unknown = Object.keys(file).filter((k) => !known.has(k));
+    if (unknown.length) {
+      throw new ConfigError('HOSTWRIGHT_CONFIG', `unknown key(s) ${unknown.join(', ')}; the keys are those of config/default.json (see docs/configuration.md).`);
+    }
+    Object.assign(raw, file);
+  }
   const fromEnv: Record<string, string> = {};
   for (const [name, key] of Object.entries(ENV_KEYS)) {
     const v = env[name];
@@ -130,13 +152,21 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Part
           : 'pretty'
         : oneOf(raw, 'logFormat', ['json', 'pretty'] as const, e('logFormat')),
     bodyLimitBytes: integer(raw, 'bodyLimitBytes', 1024, 64 * 1024 * 1024, e('bodyLimitBytes')),
-    xmlrpcTransactionTimeoutSeconds: integer(raw, 'xmlrpcTransactionTimeoutSeconds', 1, 86400, e('xmlrpcTransactionTimeoutSeconds')),
+    xmlrpcTransactionTimeoutSeconds: integer(raw, 'xmlrpcTransactionTimeoutSeconds', 1, 3600, e('xmlrpcTransactionTimeoutSeconds')),
+    xmlrpcMaxTransactions: integer(raw, 'xmlrpcMaxTransactions', 0, 1000, e('xmlrpcMaxTransactions')),
+    seedDemo: boolean(raw, 'seedDemo', e('seedDemo')),
     authFailureLimit: integer(raw, 'authFailureLimit', 1, 1000, e('authFailureLimit')),
     authFailureWindowSeconds: integer(raw, 'authFailureWindowSeconds', 1, 86400, e('authFailureWindowSeconds')),
     authLockoutSeconds: integer(raw, 'authLockoutSeconds', 1, 86400, e('authLockoutSeconds')),
     idempotencyKeyTtlHours: integer(raw, 'idempotencyKeyTtlHours', 24, 24 * 365, e('idempotencyKeyTtlHours')),
     secretKey: text(raw, 'secretKey', e('secretKey')),
   };
+  if (!cfg.secretKey && cfg.databaseUrl.startsWith('mysql:')) {
+    throw new ConfigError(
+      'HOSTWRIGHT_SECRET_KEY',
+      'is required with a MySQL/MariaDB database: every server process must encrypt secrets with the same key (e.g. `openssl rand -base64 32`).',
+    );
+  }
   if (cfg.secretKey && cfg.secretKey.length < 32) {
     throw new ConfigError(e('secretKey') ?? 'secretKey', 'must be at least 32 characters (e.g. `openssl rand -base64 32`).');
   }

@@ -7,10 +7,26 @@ export const requestContext = new AsyncLocalStorage<{ requestId: string }>();
 const SECRET_KEY = /pass(word)?|secret|token|card.?number|cardnumber|cvv|cvc|api.?key|authorization|nonce/i;
 const REDACTED = '[redacted]';
 
+/**
+ * An error's message without what a database driver appends: knex prefixes the SQL with its bound values
+ * (password hashes, secrets), so only the driver's own message after the last " - " is kept.
+ */
+export function safeErrorMessage(e: unknown): string {
+  const err = e as { sqlMessage?: string; message?: string; code?: string; sql?: string };
+  if (typeof err?.sqlMessage === 'string') return `${err.code ?? 'DB_ERROR'}: ${err.sqlMessage}`;
+  const message = typeof err?.message === 'string' ? err.message : String(e);
+  if (err?.sql !== undefined || /^(insert|update|delete|select|with|begin|create|alter|drop)\b/i.test(message)) {
+    const i = message.lastIndexOf(' - ');
+    return `${err.code ?? 'DB_ERROR'}: ${i >= 0 ? message.slice(i + 3) : 'database error'}`;
+  }
+  return message;
+}
+
 /** Deep-copies a log payload with every secret-looking field replaced. */
 export function redact(value: unknown, depth = 0): unknown {
-  if (depth > 8 || value === null || typeof value !== 'object') return value;
-  if (value instanceof Error) return { name: value.name, message: value.message };
+  if (value === null || typeof value !== 'object') return value;
+  if (depth > 8) return '[truncated]';
+  if (value instanceof Error) return { name: value.name, message: safeErrorMessage(value) };
   if (Array.isArray(value)) return value.map((v) => redact(v, depth + 1));
   const out: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(value)) out[k] = SECRET_KEY.test(k) ? REDACTED : redact(v, depth + 1);

@@ -1,5 +1,6 @@
 import { ConfigError, loadConfig, redactUrl } from './config';
-import { startServer } from './server';
+import { safeErrorMessage } from './logger';
+import { StartError, startServer } from './server';
 
 async function main(): Promise<void> {
   let config;
@@ -13,19 +14,30 @@ async function main(): Promise<void> {
     throw e;
   }
   const started = Date.now();
-  const server = await startServer(config);
+  let server;
+  try {
+    server = await startServer(config);
+  } catch (e) {
+    const err = e instanceof StartError ? e : new StartError(e);
+    console.error(`Hostwright failed to start: ${safeErrorMessage(err.cause)}`);
+    if (err.adminPassword) console.error(`The provider administrator was created: login "admin", password "${err.adminPassword}" (shown only once).`);
+    process.exit(1);
+  }
   const log = server.services.deps.log;
+  const u = server.publicUrl;
   const lines = [
     '',
     `Hostwright is running (database ${redactUrl(config.databaseUrl)}, ready in ${Date.now() - started} ms)`,
-    `  Console        ${server.url}/`,
-    `  SOAP billing   ${server.url}/soap/billing   (WSDL: ${server.url}/soap/billing?wsdl)`,
-    `  SOAP provisioning ${server.url}/soap/provisioning   (WSDL: ${server.url}/soap/provisioning?wsdl)`,
-    `  XML-RPC        ${server.url}/RPC2${server.legacyXmlRpcUrl ? `  and ${server.legacyXmlRpcUrl}` : ''}`,
-    `  Health         ${server.url}/healthz`,
+    `  SOAP billing       ${u}/soap/billing        WSDL: ${u}/soap/billing?wsdl`,
+    `  SOAP provisioning  ${u}/soap/provisioning   WSDL: ${u}/soap/provisioning?wsdl`,
+    `  XML-RPC (PBA)      ${u}/RPC2${server.legacyXmlRpcUrl ? `   and ${server.legacyXmlRpcUrl}` : ''}`,
+    `  Health             ${u}/healthz`,
   ];
-  if (server.adminPassword) lines.push('', `  Provider administrator: login "admin", password "${server.adminPassword}" (generated; shown only once — set HOSTWRIGHT_ADMIN_PASSWORD to choose it)`);
-  else lines.push('', '  Provider administrator: login "admin" (password from HOSTWRIGHT_ADMIN_PASSWORD, or the one printed at first start)');
+  if (server.adminPassword) {
+    lines.push('', `  Provider administrator: login "admin", password "${server.adminPassword}" (generated; shown only once — set HOSTWRIGHT_ADMIN_PASSWORD before the first start to choose it)`);
+  } else {
+    lines.push('', '  Provider administrator: login "admin" (the password set at first start)');
+  }
   for (const l of server.seed.logins) lines.push(`  Demo ${l.role}: login "${l.login}", password "${l.password}" (shown only once)`);
   // Printed to stdout on purpose, not the log: the generated passwords must never reach a log file.
   process.stdout.write(lines.join('\n') + '\n\n');
@@ -40,6 +52,6 @@ async function main(): Promise<void> {
 }
 
 main().catch((e: unknown) => {
-  console.error('Hostwright failed to start:', (e as Error).message);
+  console.error('Hostwright failed to start:', safeErrorMessage(e));
   process.exit(1);
 });

@@ -5,7 +5,7 @@ import type { Config } from './config';
 import { createDb, type Db } from './db/knex';
 import { migrateLatest } from './db/migrate';
 import { createHttpApp } from './http/app';
-import { createLogger, type Logger } from './logger';
+import { createLogger, safeErrorMessage, type Logger } from './logger';
 import { createServices, type Services } from './services';
 import { seedDemo, type DemoSeed } from './seed/demo';
 import { bootstrapProvider } from './seed/bootstrap';
@@ -24,6 +24,8 @@ import type Router from '@koa/router';
 export interface RunningServer {
   services: Services;
   url: string;
+  /** Where clients reach the server (PUBLIC_URL, or the local URL). */
+  publicUrl: string;
   legacyXmlRpcUrl: string | null;
   seed: DemoSeed;
   adminPassword?: string;
@@ -34,7 +36,7 @@ export interface StartOptions {
   clock?: Clock;
   log?: Logger;
   db?: Db;
-  /** Seed the demo provider and catalog (the default); tests may start with only the provider and admin. */
+  /** Seed the demo catalog and accounts (default: config.seedDemo); tests may start with only the provider and admin. */
   demo?: boolean;
 }
 
@@ -48,53 +50,107 @@ function listen(server: http.Server, port: number, host: string): Promise<number
   });
 }
 
-/** Composition root: config -> database -> services -> transports -> listening sockets. */
+const starting: http.RequestListener = (_req, res) => {
+  res.statusCode = 503;
+  res.setHeader('Retry-After', '2');
+  res.end('Hostwright is starting.');
+};
+
+/** Error of a start that failed after it had generated the administrator's password: main prints it anyway. */
+export class StartError extends Error {
+  constructor(
+    override readonly cause: unknown,
+    readonly adminPassword?: string,
+  ) {
+    super((cause as Error)?.message ?? String(cause));
+  }
+}
+
+/**
+ * Composition root: config -> database -> services -> transports -> listening sockets. The sockets are bound
+ * first (answering 503 while starting), so a port already in use stops the start before anything is created.
+ */
 export async function startServer(config: Config, opts: StartOptions = {}): Promise<RunningServer> {
   const log = opts.log ?? createLogger({ level: config.logLevel, format: config.logFormat });
-  const db = opts.db ?? createDb(config.databaseUrl);
-  const clock = opts.clock ?? systemClock;
-  const secrets = new SecretBox(resolveSecretKey(config.secretKey, config.databaseUrl));
-  const deps = { db, clock, log, config, secrets };
-  const applied = await migrateLatest(db);
-  if (applied.length) log.info('migrations applied', { migrations: applied });
-  const boot = await bootstrapProvider(deps);
-  const seed = opts.demo === false ? { created: false, logins: [] } : await seedDemo(deps);
-  const services = createServices(deps);
-  const { app, router } = createHttpApp(services);
-  const mounts = await mountTransports(services, app, router);
-  app.use(router.routes()).use(router.allowedMethods());
-
-  const server = http.createServer(app.callback());
+  let handler: http.RequestListener = starting;
+  let legacyHandler: http.RequestListener = starting;
+  const server = http.createServer((req, res) => handler(req, res));
   server.keepAliveTimeout = 65_000;
+  const legacy = config.xmlrpcLegacyPort > 0 ? http.createServer((req, res) => legacyHandler(req, res)) : null;
+  const closeSockets = () =>
+    Promise.all(
+      [server, legacy].filter((s): s is http.Server => s !== null && s.listening).map(
+        (s) =>
+          new Promise<void>((resolve) => {
+            s.close(() => resolve());
+            s.closeAllConnections();
+          }),
+      ),
+    );
   const port = await listen(server, config.port, config.host);
-  const url = `http://localhost:${port}`;
-  let legacy: http.Server | null = null;
-  let legacyUrl: string | null = null;
-  if (config.xmlrpcLegacyPort > 0 && mounts.legacyXmlRpc) {
-    legacy = http.createServer(mounts.legacyXmlRpc);
-    const lp = await listen(legacy, config.xmlrpcLegacyPort, config.host);
-    legacyUrl = `http://localhost:${lp}/RPC2`;
+  let legacyPort = 0;
+  try {
+    if (legacy) legacyPort = await listen(legacy, config.xmlrpcLegacyPort, config.host);
+  } catch (e) {
+    await closeSockets();
+    throw e;
   }
-  return {
-    services,
-    url,
-    legacyXmlRpcUrl: legacyUrl,
-    seed,
-    adminPassword: boot.generatedPassword,
-    async close() {
-      await mounts.close();
-      await Promise.all(
-        [server, legacy].filter((s): s is http.Server => s !== null).map(
-          (s) =>
-            new Promise<void>((resolve) => {
-              s.close(() => resolve());
-              s.closeAllConnections();
-            }),
-        ),
-      );
-      if (!opts.db) await db.destroy();
-    },
+
+  const db = opts.db ?? createDb(config.databaseUrl);
+  let adminPassword: string | undefined;
+  try {
+    const clock = opts.clock ?? systemClock;
+    const secrets = new SecretBox(resolveSecretKey(config.secretKey, config.databaseUrl));
+    const deps = { db, clock, log, config, secrets };
+    const applied = await migrateLatest(db);
+    if (applied.length) log.info('migrations applied', { migrations: applied });
+    const boot = await bootstrapProvider(deps);
+    adminPassword = boot.generatedPassword;
+    const seed = (opts.demo ?? config.seedDemo) ? await seedDemo(deps) : { created: false, logins: [] };
+    const services = createServices(deps);
+    const { app, router } = createHttpApp(services);
+    const mounts = await mountTransports(services, app, router);
+    app.use(router.routes()).use(router.allowedMethods());
+    const housekeeping = startHousekeeping(services);
+    handler = app.callback();
+    if (mounts.legacyXmlRpc) legacyHandler = mounts.legacyXmlRpc;
+    const base = config.publicUrl || `http://localhost:${port}`;
+    return {
+      services,
+      url: `http://localhost:${port}`,
+      publicUrl: base,
+      legacyXmlRpcUrl: legacy ? `http://localhost:${legacyPort}/RPC2` : null,
+      seed,
+      adminPassword,
+      async close() {
+        clearInterval(housekeeping);
+        await mounts.close();
+        await closeSockets();
+        if (!opts.db) await db.destroy();
+      },
+    };
+  } catch (e) {
+    await closeSockets();
+    if (!opts.db) await db.destroy().catch(() => undefined);
+    throw new StartError(e, adminPassword);
+  }
+}
+
+/** Periodic clean-up: idempotency keys past their time to live, spent WS-Security nonces. */
+function startHousekeeping(services: Services): NodeJS.Timeout {
+  const { db, clock, config, log } = services.deps;
+  const purge = async () => {
+    const now = clock.now().getTime();
+    try {
+      await db('idempotency_keys').where('created_at', '<', now - config.idempotencyKeyTtlHours * 3_600_000).del();
+      await db('ws_nonces').where('expires_at', '<', now).del();
+    } catch (e) {
+      log.warn('housekeeping failed', { error: safeErrorMessage(e) });
+    }
   };
+  const timer = setInterval(() => void purge(), 3_600_000);
+  timer.unref();
+  return timer;
 }
 
 /** Transports (SOAP, XML-RPC, console) register here; each may also serve its own extra listener. */

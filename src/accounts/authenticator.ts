@@ -11,9 +11,11 @@ export interface Credentials {
 }
 
 const DIGEST_WINDOW_MS = 5 * 60_000;
+const LOCKOUTS = new WeakSet<AppError>();
 
 interface CacheEntry {
   actor: Omit<Actor, 'channel' | 'remoteAddr' | 'requestId'>;
+  credential: string;
   expires: number;
 }
 
@@ -52,15 +54,10 @@ export class Authenticator {
       const actor = await pending;
       return this.withRoles({ ...actor, channel: ctx.channel, remoteAddr: ctx.remoteAddr, requestId: ctx.requestId }, ctx.requiredRoles);
     } catch (e) {
-      if (e instanceof AppError && e.code === 'UNAUTHENTICATED') {
+      // A refusal while locked is not another guess: counting it would extend the lock for the rightful user.
+      if (e instanceof AppError && e.code === 'UNAUTHENTICATED' && !LOCKOUTS.has(e)) {
         await this.countFailure(credential, now);
-        await writeAudit(this.deps.db, { userId: null, accountId: 0, accountPath: '', accountType: 'customer', roles: [], channel: ctx.channel, remoteAddr: ctx.remoteAddr, requestId: ctx.requestId }, new Date(now), {
-          operation: 'Authenticate',
-          objectType: 'credential',
-          objectId: credential.slice(0, 16),
-          outcome: 'error',
-          errorCode: 'UNAUTHENTICATED',
-        });
+        await this.auditFailure(credential, now, ctx);
       }
       throw e;
     }
@@ -77,7 +74,7 @@ export class Authenticator {
       roles: user.roles ? (user.roles.split(',') as Role[]) : [],
     };
     if (this.cache.size >= Authenticator.MAX_ENTRIES) this.cache.clear();
-    this.cache.set(cacheKey, { actor, expires: now + Authenticator.TTL_MS });
+    this.cache.set(cacheKey, { actor, credential, expires: now + Authenticator.TTL_MS });
     await this.deps.db('auth_failures').where({ credential }).del();
     return actor;
   }
@@ -126,6 +123,7 @@ export class Authenticator {
     });
     if (!match) {
       await this.countFailure(credential, now);
+      await this.auditFailure(credential, now, ctx);
       throw fail();
     }
     const nonceHash = crypto.createHash('sha256').update(nonce).digest('hex');
@@ -150,6 +148,25 @@ export class Authenticator {
     );
   }
 
+  /**
+   * Checks a third party's login and password for PBA's UserValidate_API / SOAP ValidateUser, with the same
+   * lockout and failure counting as sign-ins, so these calls cannot be used to guess passwords without limit.
+   */
+  async checkPassword(actor: Actor, login: string, password: string, vendorId?: number): Promise<{ accountId: number; userId: number; vendorAccountId: number | null }> {
+    const now = this.deps.clock.now().getTime();
+    const credential = crypto.createHash('sha256').update(String(login).toLowerCase()).digest('hex');
+    await this.assertNotLocked(credential, now);
+    try {
+      return await this.users.validateInScope(actor, login, password, vendorId);
+    } catch (e) {
+      if (e instanceof AppError && e.code === 'UNAUTHENTICATED') {
+        await this.countFailure(credential, now);
+        await this.auditFailure(credential, now, actor);
+      }
+      throw e;
+    }
+  }
+
   /** Forget cached credentials (after a password change or a user being disabled). */
   forget(): void {
     this.cache.clear();
@@ -162,15 +179,31 @@ export class Authenticator {
     return actor;
   }
 
+  /** A failed sign-in leaves a trace: the credential's hash prefix (never the login or password), where from, when. */
+  private async auditFailure(credential: string, now: number, ctx: { channel: Channel; remoteAddr?: string; requestId?: string }): Promise<void> {
+    const nobody: Actor = { userId: null, accountId: 0, accountPath: '', accountType: 'customer', roles: [], channel: ctx.channel, remoteAddr: ctx.remoteAddr, requestId: ctx.requestId };
+    await writeAudit(this.deps.db, nobody, new Date(now), {
+      operation: 'Authenticate',
+      objectType: 'credential',
+      objectId: credential.slice(0, 16),
+      outcome: 'error',
+      errorCode: 'UNAUTHENTICATED',
+    });
+  }
+
   private async assertNotLocked(credential: string, now: number): Promise<void> {
     const row = (await this.deps.db('auth_failures').where({ credential }).first()) as { locked_until: number | null } | undefined;
     if (row && row.locked_until !== null && Number(row.locked_until) > now) {
       const seconds = Math.ceil((Number(row.locked_until) - now) / 1000);
-      throw new AppError('UNAUTHENTICATED', `Too many failed sign-ins for this login; try again in ${seconds} seconds.`, 'login');
+      const locked = new AppError('UNAUTHENTICATED', `Too many failed sign-ins for this login; try again in ${seconds} seconds.`, 'login');
+      LOCKOUTS.add(locked);
+      throw locked;
     }
   }
 
   private async countFailure(credential: string, now: number): Promise<void> {
+    // A wrong guess evicts the login's cached sign-ins, so a lock it triggers is checked on the very next call.
+    for (const [key, entry] of this.cache) if (entry.credential === credential) this.cache.delete(key);
     const { authFailureLimit, authFailureWindowSeconds, authLockoutSeconds } = this.deps.config;
     // Parallel guesses must each count: make sure the row exists, then read and bump it under a row lock
     // (SQLite serialises every transaction on its one connection, so it needs no lock).

@@ -1,10 +1,10 @@
 import { AppError, isAppError, type ErrorCode } from '../domain/errors';
-import type { Logger } from '../logger';
+import { safeErrorMessage, type Logger } from '../logger';
 
 /** Any thrown thing as an AppError; unexpected ones become INTERNAL with a generic message (details go to the log only). */
 export function toAppError(e: unknown, log: Logger, context: Record<string, unknown>): AppError {
   if (isAppError(e)) return e;
-  log.error('unexpected error in API call', { ...context, error: (e as Error)?.message, stack: (e as Error)?.stack });
+  log.error('unexpected error in API call', { ...context, error: safeErrorMessage(e), stack: (e as { sql?: string })?.sql ? undefined : (e as Error)?.stack });
   return new AppError('INTERNAL', 'An internal error occurred; the operator can find it in the log by its request id.');
 }
 

@@ -3,6 +3,7 @@ import type { Actor } from '../context';
 import type { AppError } from '../domain/errors';
 import type { Services } from '../services';
 import { toAppError } from './api-errors';
+import { safeErrorMessage } from '../logger';
 
 /**
  * Runs one API operation for an authenticated actor. Successful changes are audited by the services in their
@@ -24,7 +25,7 @@ export async function runOperation<T>(
         outcome: 'error',
         errorCode: err.code,
         details: { message: err.message, field: err.field },
-      }).catch((auditError: Error) => services.deps.log.error('could not write the audit record of a failed call', { error: auditError.message }));
+      }).catch((auditError: Error) => services.deps.log.error('could not write the audit record of a failed call', { error: safeErrorMessage(auditError) }));
     }
     throw err;
   }

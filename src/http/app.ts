@@ -1,7 +1,7 @@
 import crypto from 'node:crypto';
 import Koa from 'koa';
 import Router from '@koa/router';
-import { requestContext } from '../logger';
+import { requestContext, safeErrorMessage } from '../logger';
 import type { Services } from '../services';
 
 /** The main Koa application: request ids, access log, health. Transports mount their routes on it. */
@@ -32,7 +32,7 @@ export function createHttpApp(services: Services): { app: Koa; router: Router } 
     try {
       await next();
     } catch (e) {
-      log.error('unhandled request error', { error: (e as Error).message, stack: (e as Error).stack });
+      log.error('unhandled request error', { error: safeErrorMessage(e) });
       ctx.status = 500;
       ctx.type = 'text/plain';
       ctx.body = 'Internal error; the request id in X-Request-Id helps the operator find the log entry.';

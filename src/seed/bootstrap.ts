@@ -3,6 +3,7 @@ import { systemActor, type Actor, type Deps } from '../context';
 import { recordChange } from '../audit/record-change';
 import { hashPassword } from '../accounts/passwords';
 import type { AccountRow } from '../accounts/scope';
+import { isUniqueViolation } from '../idempotency';
 
 export const PROVIDER_NAME = 'Demo Hosting';
 export const ADMIN_LOGIN = 'admin';
@@ -15,12 +16,18 @@ export interface Bootstrap {
   createdAdmin: boolean;
 }
 
-/** Ensures the provider (root vendor) and its administrator exist. Idempotent. */
+const findProvider = (deps: Deps) => deps.db('accounts').whereNull('vendor_id').andWhere({ type: 'provider' }).orderBy('id').first() as Promise<AccountRow | undefined>;
+
+/**
+ * Ensures the provider (root vendor) and its administrator exist. Idempotent, and safe when several processes
+ * start at once: the first to insert the claim row creates them; the others wait on it and then find them.
+ */
 export async function bootstrapProvider(deps: Deps): Promise<Bootstrap> {
   const { db, clock, config } = deps;
-  let provider = (await db('accounts').whereNull('vendor_id').andWhere({ type: 'provider' }).orderBy('id').first()) as AccountRow | undefined;
+  let provider = await findProvider(deps);
   if (!provider) {
     await db.transaction(async (tx) => {
+      await tx('system_settings').insert({ name: 'provider_claimed', value: clock.now().toISOString() });
       const now = clock.now();
       const [id] = (await tx('accounts').insert({
         vendor_id: null,
@@ -43,8 +50,11 @@ export async function bootstrapProvider(deps: Deps): Promise<Bootstrap> {
         objectId: id,
         event: { name: 'account.created', accountId: id, payload: { accountId: id, type: 'provider' } },
       });
+    }).catch((e: unknown) => {
+      if (!isUniqueViolation(e)) throw e;
     });
-    provider = (await db('accounts').whereNull('vendor_id').andWhere({ type: 'provider' }).orderBy('id').first()) as AccountRow;
+    provider = await findProvider(deps);
+    if (!provider) throw new Error('The provider account could not be created.');
   }
   const actor = systemActor(provider);
   const admin = await db('users').where({ login_scope_id: provider.id, login: ADMIN_LOGIN }).first('id');
@@ -52,7 +62,7 @@ export async function bootstrapProvider(deps: Deps): Promise<Bootstrap> {
   const generated = config.adminPassword ? undefined : crypto.randomBytes(12).toString('base64url');
   const password = config.adminPassword || generated!;
   const hash = await hashPassword(password);
-  await db.transaction(async (tx) => {
+  const created = await db.transaction(async (tx) => {
     const now = clock.now();
     const [id] = (await tx('users').insert({
       account_id: provider!.id,
@@ -75,6 +85,11 @@ export async function bootstrapProvider(deps: Deps): Promise<Bootstrap> {
       details: { login: ADMIN_LOGIN },
       event: { name: 'user.created', accountId: provider!.id, payload: { userId: id, accountId: provider!.id, login: ADMIN_LOGIN } },
     });
+    return true;
+  }).catch((e: unknown) => {
+    // Another process created the administrator a moment ago; its password, not ours, is the one in force.
+    if (isUniqueViolation(e)) return false;
+    throw e;
   });
-  return { provider, actor, generatedPassword: generated, createdAdmin: true };
+  return { provider, actor, generatedPassword: created ? generated : undefined, createdAdmin: created };
 }

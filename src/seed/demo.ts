@@ -4,6 +4,7 @@ import { AccountsService } from '../accounts/accounts-service';
 import { UsersService } from '../accounts/users-service';
 import { CatalogService, type PeriodInput, type RateInput } from '../catalog/catalog-service';
 import { bootstrapProvider } from './bootstrap';
+import { isUniqueViolation } from '../idempotency';
 
 const SEEDED = 'demo_seeded';
 
@@ -32,6 +33,19 @@ export async function seedDemo(deps: Deps): Promise<DemoSeed> {
   const { db } = deps;
   const boot = await bootstrapProvider(deps);
   if (await db('system_settings').where({ name: SEEDED }).first()) return { created: false, logins: [] };
+  // One process seeds; a claim older than ten minutes is taken to be from a start that died half-way.
+  const claimedAt = deps.clock.now().getTime();
+  const claim = (await db('system_settings').where({ name: 'demo_claimed' }).first()) as { value: string } | undefined;
+  if (claim && claimedAt - Number(claim.value) < 600_000) return { created: false, logins: [] };
+  if (claim) await db('system_settings').where({ name: 'demo_claimed' }).update({ value: String(claimedAt) });
+  else {
+    try {
+      await db('system_settings').insert({ name: 'demo_claimed', value: String(claimedAt) });
+    } catch (e) {
+      if (isUniqueViolation(e)) return { created: false, logins: [] };
+      throw e;
+    }
+  }
   const actor = boot.actor;
   const catalog = new CatalogService(deps);
   const accounts = new AccountsService(deps);

@@ -13,8 +13,8 @@ describe('configuration', () => {
   });
 
   it('takes overrides from the environment', () => {
-    const c = loadConfig(env({ PORT: '9090', DATABASE_URL: 'mysql://u:p@db:3306/hw', XMLRPC_LEGACY_PORT: '0', LOG_LEVEL: 'debug' }));
-    expect(c).to.include({ port: 9090, databaseUrl: 'mysql://u:p@db:3306/hw', xmlrpcLegacyPort: 0, logLevel: 'debug' });
+    const c = loadConfig(env({ PORT: '9090', DATABASE_URL: 'mysql://u:p@db:3306/hw', HOSTWRIGHT_SECRET_KEY: 'k'.repeat(32), XMLRPC_LEGACY_PORT: '0', LOG_LEVEL: 'debug', SEED_DEMO: 'false' }));
+    expect(c).to.include({ port: 9090, databaseUrl: 'mysql://u:p@db:3306/hw', xmlrpcLegacyPort: 0, logLevel: 'debug', seedDemo: false });
   });
 
   const bad: [Record<string, string>, string, RegExp][] = [
@@ -24,6 +24,8 @@ describe('configuration', () => {
     [{ LOG_LEVEL: 'loud' }, 'LOG_LEVEL', /one of error, warn, info, debug/],
     [{ XMLRPC_LEGACY_PORT: '-1' }, 'XMLRPC_LEGACY_PORT', /whole number/],
     [{ HOSTWRIGHT_ADMIN_PASSWORD: 'short' }, 'HOSTWRIGHT_ADMIN_PASSWORD', /at least 8 characters/],
+    [{ DATABASE_URL: 'mysql://u:p@db:3306/hw' }, 'HOSTWRIGHT_SECRET_KEY', /required with a MySQL/],
+    [{ SEED_DEMO: 'maybe' }, 'SEED_DEMO', /true or false/],
   ];
   for (const [vars, key, message] of bad) {
     it(`refuses ${JSON.stringify(vars)} with a message naming ${key} and what is allowed`, () => {
@@ -39,11 +41,22 @@ describe('configuration', () => {
     });
   }
 
+  it('refuses a config file with a key it does not know, naming the key', () => {
+    const fs = require('node:fs') as typeof import('node:fs');
+    const file = require('node:path').join(require('node:os').tmpdir(), `hw-config-${process.pid}.json`);
+    fs.writeFileSync(file, JSON.stringify({ prot: 9000 }));
+    try {
+      expect(() => loadConfig(env({ HOSTWRIGHT_CONFIG: file }))).to.throw(ConfigError, /unknown key\(s\) prot/);
+    } finally {
+      fs.unlinkSync(file);
+    }
+  });
+
   it('never prints a database password', () => {
     expect(redactUrl('mysql://hw:s3cret@db:3306/hw')).to.equal('mysql://hw:***@db:3306/hw');
     let error: unknown;
     try {
-      loadConfig(env({ DATABASE_URL: 'mysql://hw:s3cret@db' }));
+      loadConfig(env({ DATABASE_URL: 'mysql://hw:s3cret@db', HOSTWRIGHT_SECRET_KEY: 'k'.repeat(32) }));
     } catch (e) {
       error = e;
     }

@@ -32,7 +32,8 @@ export function accountWire(a: Account) {
       city: a.address.city || undefined,
       state: a.address.state || undefined,
       zip: a.address.zip || undefined,
-      country: a.address.country,
+      // The schema requires an ISO code; ZZ is ISO 3166's user-assigned "unknown" for accounts created without one.
+      country: a.address.country || 'ZZ',
     }),
     currency: a.currency,
     balance: decimal(a.balance, a.currency),
@@ -184,7 +185,7 @@ export function billingService(services: Services, wsdlDir: string): SoapService
       return { users: { user: r.items.map(userWire) }, total: r.total };
     }),
     ValidateUser: read(async (a, actor) => {
-      const r = await users.validateInScope(actor, text(a.login) ?? '', text(a.password) ?? '', int(a.vendorAccountId, 'vendorAccountId'));
+      const r = await services.auth.checkPassword(actor, text(a.login) ?? '', text(a.password) ?? '', int(a.vendorAccountId, 'vendorAccountId'));
       return compact({ accountId: r.accountId, userId: r.userId, vendorAccountId: r.vendorAccountId ?? undefined });
     }),
     ListPlans: read(async (a, actor) => {

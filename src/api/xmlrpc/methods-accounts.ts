@@ -191,16 +191,23 @@ export const accountMethods: MethodTable = {
     ];
   }),
   'BM.GetUsersListForAccount_API': read(async (p, actor, s) => {
-    const r = await s.users.listForAccount(actor, p.int(0, 'AccountID'), { pageSize: 500 });
-    const rows = r.items.map((u) => [u.userId, u.login, [u.firstName, u.middleName, u.lastName].filter(Boolean).join(' ')] as XmlRpcValue[]);
-    return sortRows(rows, p.optInt(1, 'SortNo'));
+    const accountId = p.int(0, 'AccountID');
+    const sortNo = p.optInt(1, 'SortNo');
+    // PBA answers the whole list; the service pages by at most 500, so read every page.
+    const rows: XmlRpcValue[][] = [];
+    for (let page = 1; ; page++) {
+      const r = await s.users.listForAccount(actor, accountId, { page, pageSize: 500 });
+      for (const u of r.items) rows.push([u.userId, u.login, [u.firstName, u.middleName, u.lastName].filter(Boolean).join(' ')]);
+      if (r.items.length === 0 || page * 500 >= r.total) break;
+    }
+    return sortRows(rows, sortNo);
   }),
   'BM.UserValidate_API': read(async (p, actor, s) => {
-    const r = await s.users.validateInScope(actor, p.str(0, 'Login'), p.secret(1, 'Password'));
+    const r = await s.auth.checkPassword(actor, p.str(0, 'Login'), p.secret(1, 'Password'));
     return [r.accountId, r.vendorAccountId ?? 0, r.userId];
   }),
   'BM.UserForVendorValidate_API': read(async (p, actor, s) => {
-    const r = await s.users.validateInScope(actor, p.str(0, 'Login'), p.secret(1, 'Password'), p.int(2, 'VendorID'));
+    const r = await s.auth.checkPassword(actor, p.str(0, 'Login'), p.secret(1, 'Password'), p.int(2, 'VendorID'));
     return [r.accountId, r.vendorAccountId ?? 0, r.userId];
   }),
 };

@@ -1,6 +1,6 @@
 import crypto from 'node:crypto';
 import type { Actor, Deps } from '../../context';
-import type { Tx } from '../../db/knex';
+import { isSqlite, type Tx } from '../../db/knex';
 import { AppError } from '../../domain/errors';
 import { createServices, type Services } from '../../services';
 
@@ -11,6 +11,8 @@ interface OpenTransaction {
   credential: string;
   timer: NodeJS.Timeout;
   busy: Promise<unknown>;
+  /** Calls queued or running: the idle clock runs only while there are none. */
+  active: number;
 }
 
 /**
@@ -25,6 +27,16 @@ export class XmlRpcTransactions {
   constructor(private readonly deps: Deps) {}
 
   async begin(actor: Actor, credential: string): Promise<string> {
+    const limit = isSqlite(this.deps.db) ? Math.min(1, this.deps.config.xmlrpcMaxTransactions) : this.deps.config.xmlrpcMaxTransactions;
+    if (this.open.size >= limit) {
+      throw new AppError(
+        'UNAVAILABLE',
+        limit === 0
+          ? 'Client-held transactions (AutoCommit "No") are switched off on this server.'
+          : `${limit} client-held transaction(s) are already open; commit or roll back, or retry shortly.`,
+        'AutoCommit',
+      );
+    }
     const tx = await this.deps.db.transaction();
     const id = crypto.randomUUID();
     const entry: OpenTransaction = {
@@ -34,6 +46,7 @@ export class XmlRpcTransactions {
       credential,
       timer: this.idleTimer(id),
       busy: Promise.resolve(),
+      active: 0,
     };
     this.open.set(id, entry);
     return id;
@@ -43,12 +56,19 @@ export class XmlRpcTransactions {
   async run<T>(id: string, credential: string, fn: (services: Services, actor: Actor) => Promise<T>): Promise<T> {
     const entry = this.get(id, credential);
     clearTimeout(entry.timer);
+    entry.active++;
     const result = entry.busy.then(() => fn(entry.services, entry.actor));
     entry.busy = result.catch(() => undefined);
     try {
       return await result;
     } finally {
-      if (this.open.get(id) === entry) entry.timer = this.idleTimer(id);
+      entry.active--;
+      // Only the last call out restarts the idle clock: a timer started while another call of the same
+      // transaction is still queued or running could roll it back under that call (or, overwritten, leak).
+      if (this.open.get(id) === entry && entry.active === 0) {
+        clearTimeout(entry.timer);
+        entry.timer = this.idleTimer(id);
+      }
     }
   }
 
