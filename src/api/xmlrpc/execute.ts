@@ -1,5 +1,6 @@
 import crypto from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { writeAudit } from '../../audit/audit';
 import type { Actor, Role } from '../../context';
 import { AppError, type ErrorCode } from '../../domain/errors';
 import type { Services } from '../../services';
@@ -85,6 +86,17 @@ function basicAuth(req: IncomingMessage): { login?: string; password?: string } 
   return i > 0 ? { login: d.slice(0, i), password: d.slice(i + 1) } : {};
 }
 
+/** The audit record of a failed state-changing call, as runOperation writes it (used where that one was rolled back). */
+async function auditFailure(services: Services, actor: Actor, operation: string, e: unknown): Promise<void> {
+  const err = toAppError(e, services.deps.log, { operation, channel: actor.channel });
+  await writeAudit(services.deps.db, actor, services.deps.clock.now(), {
+    operation,
+    outcome: 'error',
+    errorCode: err.code,
+    details: { message: err.message, field: err.field },
+  }).catch((auditError: Error) => services.deps.log.error('could not write the audit record of a failed call', { error: auditError.message }));
+}
+
 /** The PBA-compatible `Execute` endpoint as a plain Node request handler, served on /RPC2 and on the legacy port. */
 export class XmlRpcEndpoint {
   readonly transactions: XmlRpcTransactions;
@@ -148,7 +160,18 @@ export class XmlRpcEndpoint {
       const actor = await this.services.auth.authenticate({ login, password }, { channel: 'xmlrpc', remoteAddr: req.socket.remoteAddress, requestId, requiredRoles: API_ROLES });
       if (!call.autoCommit) {
         const id = await this.transactions.begin(actor, credential);
-        const result = await this.transactions.run(id, credential, (services, a) => invoke(services, a));
+        let result: XmlRpcValue;
+        try {
+          result = await this.transactions.run(id, credential, (services, a) => invoke(services, a));
+        } catch (e) {
+          // A fault carries no TransactionID, so the client can never commit, roll back or continue a transaction
+          // whose first call failed: end it now instead of holding it (on SQLite: the only connection, which
+          // stalls every other request) until the idle timeout. The failure's audit record was written inside
+          // the transaction and goes with it, so write it again outside.
+          await this.transactions.rollback(id, credential).catch(() => undefined);
+          if (method?.mutating) await auditFailure(this.services, actor, call.method, e);
+          throw e;
+        }
         return send(200, serializeResponse({ Result: [result], TransactionID: id }));
       }
       const result = await invoke(this.services, actor);
