@@ -47,6 +47,10 @@ async function main(): Promise<void> {
   process.send?.('ready');
 }
 
+// Exit through process.exit so that --cpu-prof can write its profile.
+process.on('SIGINT', () => process.exit(0));
+process.on('SIGTERM', () => process.exit(0));
+
 main().catch((e: Error) => {
   console.error(e);
   process.exit(1);

@@ -231,6 +231,12 @@ export class AccountsService {
     const externalId = optionalText(input.externalId, 'externalId', 128) ?? null;
 
     const wantedId = input.accountId === undefined || input.accountId === null ? undefined : positiveId(input.accountId, 'accountId');
+    if (wantedId !== undefined) {
+      // Choosing ids is the provider's: anyone else could probe which ids exist, or push the sequence past what
+      // PBA clients read as a 32-bit integer.
+      if (actor.accountType !== 'provider') throw notAllowed('Only the provider may choose account ids; leave AccountID out.', 'accountId');
+      if (wantedId > 2147483647) throw invalid('accountId', 'An account id must fit in 32 bits (at most 2147483647).');
+    }
     return idempotent(this.deps, actor, input.idempotencyKey, 'CreateAccount', { ...input, idempotencyKey: undefined }, async (tx) => {
       const now = clock.now();
       if (wantedId !== undefined && (await tx('accounts').where({ id: wantedId }).first('id'))) {

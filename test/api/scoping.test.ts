@@ -364,11 +364,6 @@ describe('API scoping: a reseller cannot reach another reseller\'s objects by id
       check: (v) => expect((v as number[])[0]).to.be.a('number').above(0),
     },
     {
-      dialect: 'XML-RPC', op: 'AccountWithIDAdd_API', foreign: vendors, own: () => A.accountId, code: 'INVALID_ARGUMENT',
-      call: (id) => rpc('AccountWithIDAdd_API', [...accountAddParams(id, unique('Scope With Id')), 1_500_000_000 + ++seq]),
-      check: (v) => expect((v as { Status: string }).Status).to.match(/^Operation done\. 15\d{8}$/),
-    },
-    {
       dialect: 'XML-RPC', op: 'UserForVendorValidate_API', foreign: vendors, own: () => A.accountId, code: 'UNAUTHENTICATED',
       call: (id) => rpc('UserForVendorValidate_API', id === A.accountId ? [custA.login, custA.password, id] : [custB.login, custB.password, id]),
       check: (v) => expect(v).to.deep.equal([custA.accountId, A.accountId, custA.userId]),
@@ -471,9 +466,17 @@ describe('API scoping: a reseller cannot reach another reseller\'s objects by id
     expect(customerA.company_name).to.match(/^Renamed/);
   });
 
+  it('XML-RPC AccountWithIDAdd_API: a reseller may not choose ids at all, so free and taken ids answer alike', async () => {
+    const taken = expectFault(await rpc('AccountWithIDAdd_API', [...accountAddParams(A.accountId, unique('Taken Id')), B.accountId]), 'taken id');
+    const free = expectFault(await rpc('AccountWithIDAdd_API', [...accountAddParams(A.accountId, unique('Free Id')), 1_900_000_000 + ++seq]), 'free id');
+    expect(taken.code).to.equal('NOT_ALLOWED');
+    expect(free).to.deep.equal(taken);
+  });
+
   it('the table covers every implemented operation that takes an id (a new operation needs a row here)', () => {
     const covered = new Set(rows.map((r) => `${r.dialect} ${r.op.replace(/ \(.*\)$/, '')}`));
     for (const extra of ['SOAP ValidateUser', 'XML-RPC UserValidate_API']) covered.add(extra); // the login/password test above
+    covered.add('XML-RPC AccountWithIDAdd_API'); // provider-only: the test below
     const withoutIds = new Set(['SOAP GetVersion', 'XML-RPC GetVersion_API']);
     const wsdlDir = path.resolve(__dirname, '..', '..', 'wsdl');
     const implemented = [

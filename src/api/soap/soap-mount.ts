@@ -1,5 +1,5 @@
 import fs from 'node:fs';
-import type { IncomingMessage } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type Router from '@koa/router';
 import { Server as SoapServer, WSDL } from 'soap';
 import type { Actor, Role } from '../../context';
@@ -66,8 +66,13 @@ function soapActionOperation(header: string | string[] | undefined): string | un
 
 const HOST = /^(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?$/;
 
-export async function mountSoap(services: Services, router: Router, definitions: SoapServiceDefinition[]): Promise<void> {
+/** A raw request handler for a POST path; the server dispatches API POSTs to these directly, without Koa. */
+export type PostHandler = (req: IncomingMessage, res: ServerResponse, requestId: string) => Promise<void>;
+
+/** Registers each service's WSDL (GET, on the Koa router) and returns its SOAP POST handlers by path. */
+export async function mountSoap(services: Services, router: Router, definitions: SoapServiceDefinition[]): Promise<Record<string, PostHandler>> {
   const { config, log } = services.deps;
+  const posts: Record<string, PostHandler> = {};
   for (const def of definitions) {
     const wsdlText = fs.readFileSync(def.wsdlFile, 'utf8');
     const wsdl = new WSDL(wsdlText, def.wsdlFile, { customDeserializer: DESERIALIZE_AS_TEXT } as never);
@@ -143,15 +148,15 @@ export async function mountSoap(services: Services, router: Router, definitions:
       ctx.body = body;
     });
 
-    router.post(def.path, async (ctx) => {
+    posts[def.path] = async (req: HwRequest, res: ServerResponse, requestId: string) => {
       const refuse = (err: AppError, status = 500) => {
-        ctx.status = status;
-        ctx.type = 'text/xml; charset=utf-8';
-        ctx.body = soapFaultEnvelope(err, def.namespace);
+        res.statusCode = status;
+        res.setHeader('Content-Type', 'text/xml; charset=utf-8');
+        res.end(soapFaultEnvelope(err, def.namespace));
       };
       let xml: string;
       try {
-        xml = await readBody(ctx.req, config.bodyLimitBytes);
+        xml = await readBody(req, config.bodyLimitBytes);
       } catch (e) {
         if (e instanceof BodyTooLargeError) return refuse(new AppError('INVALID_ARGUMENT', e.message, 'body'), 413);
         return refuse(new AppError('INVALID_ARGUMENT', 'The request body could not be read (bad compression or an aborted upload).', 'body'));
@@ -166,35 +171,34 @@ export async function mountSoap(services: Services, router: Router, definitions:
       if (!declared.has(operation)) {
         return refuse(new AppError('INVALID_ARGUMENT', `${def.service} has no operation '${operation}'; see ${def.path}?wsdl.`, 'Body'));
       }
-      const action = soapActionOperation(ctx.req.headers.soapaction);
+      const action = soapActionOperation(req.headers.soapaction);
       if (action !== undefined && action !== operation) {
         return refuse(new AppError('INVALID_ARGUMENT', `The SOAPAction names '${action}' but the body calls '${operation}'; they must agree.`, 'SOAPAction'));
       }
       // The body decides (node-soap would otherwise route by the header); the operation's wrapper compares again.
-      delete ctx.req.headers.soapaction;
-      const req = ctx.req as HwRequest;
+      delete req.headers.soapaction;
       req.body = xml;
-      req.hwRequestId = ctx.state.requestId as string;
+      req.hwRequestId = requestId;
       req.hwSoapAction = action;
       // node-soap copies the request's Content-Type onto the response; the answer is always SOAP 1.1 XML.
       req.headers['content-type'] = 'text/xml; charset=utf-8';
-      ctx.respond = false;
-      // Koa starts every response as 404; node-soap sets a status only for faults.
-      ctx.res.statusCode = 200;
+      // node-soap sets a status only for faults.
+      res.statusCode = 200;
       await new Promise<void>((resolve) => {
-        ctx.res.once('finish', resolve);
-        ctx.res.once('close', resolve);
+        res.once('finish', resolve);
+        res.once('close', resolve);
         try {
-          (server as unknown as { _requestListener(req: IncomingMessage, res: unknown): void })._requestListener(req, ctx.res);
+          (server as unknown as { _requestListener(req: IncomingMessage, res: unknown): void })._requestListener(req, res);
         } catch (e) {
           const err = toAppError(e, log, { operation });
-          ctx.res.statusCode = 500;
-          ctx.res.setHeader('Content-Type', 'text/xml; charset=utf-8');
-          ctx.res.end(soapFaultEnvelope(err, def.namespace));
+          res.statusCode = 500;
+          res.setHeader('Content-Type', 'text/xml; charset=utf-8');
+          res.end(soapFaultEnvelope(err, def.namespace));
         }
       });
-    });
+    };
   }
+  return posts;
 }
 
 /** sax's message ("Error: Unexpected close tag\nLine: 0\nColumn: 193\nChar: >") on one line. */

@@ -174,10 +174,19 @@ function hasOwn(node: object, key: string): boolean {
 
 /** The element as an object of child arrays ('' means no children); text where children belong is refused. */
 function elementOf(node: unknown, field: string, what: string): Record<string, unknown[]> {
-  if (node === '') return {};
-  if (typeof node === 'string') invalid(field, `${what} must hold elements, not text "${clip(node)}".`);
+  // Whitespace between elements is layout, not content: Python's client writes an empty list as "<data>\n</data>".
+  if (typeof node === 'string') {
+    if (node.trim() === '') return {};
+    invalid(field, `${what} must hold elements, not text "${clip(node)}".`);
+  }
   if (node === null || typeof node !== 'object') invalid(field, `${what} is malformed.`);
-  if (hasOwn(node, '_')) invalid(field, `${what} must hold elements, not text.`);
+  if (hasOwn(node, '_')) {
+    const text = (node as Record<string, unknown>)._;
+    if (typeof text !== 'string' || text.trim() !== '') invalid(field, `${what} must hold elements, not text.`);
+    const copy: Record<string, unknown[]> = {};
+    for (const [k, v] of Object.entries(node as Record<string, unknown[]>)) if (k !== '_') copy[k] = v;
+    return copy;
+  }
   return node as Record<string, unknown[]>;
 }
 

@@ -16,8 +16,8 @@ export const ACCOUNT_ADD_PARAMS = 10 + 12 * 3 + 14 + 1;
 
 /** PBA TaxStatus: 1 taxable, 2 exempt (names accepted too). */
 function taxStatus(v: string | number | undefined, field: string): 'taxable' | 'exempt' | undefined {
-  if (v === undefined) return undefined;
-  const s = String(v).toLowerCase();
+  if (v === undefined || String(v).trim() === '') return undefined;
+  const s = String(v).trim().toLowerCase();
   if (s === '1' || s === 'taxable' || s === '0') return 'taxable';
   if (s === '2' || s === 'exempt') return 'exempt';
   throw invalid(field, 'TaxStatus must be 1 (taxable) or 2 (exempt).');

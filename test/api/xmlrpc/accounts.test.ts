@@ -150,6 +150,12 @@ describe('XML-RPC accounts and users methods', () => {
       expect((result(await bm(rpc, 'AccountDetailsGet_API', [777002])) as unknown[])[2]).to.equal('Twice Ltd');
     });
 
+    it('refuses an id beyond 32 bits, which PBA clients could not read back as an <i4>', async () => {
+      const f = fault(await bm(rpc, 'AccountWithIDAdd_API', [...accountAddParams({ admin: { fname: 'Big', lname: 'Id', email: 'big@id.example' } }), 2147483648]));
+      expect(f.faultCode).to.equal(XMLRPC_FAULT_CODES.INVALID_ARGUMENT);
+      expect(f.faultString).to.contain('32 bits');
+    });
+
     it('refuses AccountWithIDAdd_API without the trailing AccountID', async () => {
       const f = fault(await bm(rpc, 'AccountWithIDAdd_API', accountAddParams({ admin: { fname: 'No', lname: 'Id', email: 'no@id.example' } })));
       expect(f.faultCode).to.equal(XMLRPC_FAULT_CODES.INVALID_ARGUMENT);

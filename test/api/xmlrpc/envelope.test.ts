@@ -68,10 +68,8 @@ describe('XML-RPC Execute envelope', () => {
       expect((result(await postRaw(rpc, xml)) as unknown[])[0]).to.equal(accountId);
     });
 
-    // Known codec bug (src/api/xmlrpc/codec.ts, not ours to edit): xmlrpclib writes an empty list as
-    // "<array><data>\n</data></array>" and the codec refuses the white space inside <data>. Until it is fixed,
-    // the other tests never send empty Params; un-skip this one when the codec accepts it.
-    it.skip('accepts Params: [] as Python writes it (<array><data>\\n</data></array>)', async () => {
+    // xmlrpclib writes an empty list as "<array><data>\n</data></array>": white space between elements is layout.
+    it('accepts Params: [] as Python writes it (<array><data>\\n</data></array>)', async () => {
       const xml = pythonExecuteXml(
         pyMember('Server', '<string>BM</string>') +
           pyMember('Method', '<string>GetVersion_API</string>') +

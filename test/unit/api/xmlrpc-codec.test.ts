@@ -375,3 +375,21 @@ describe('api/xmlrpc/codec', () => {
     });
   });
 });
+
+describe('xmlrpc codec: white space between elements', () => {
+  it('reads an empty array, an empty struct and no params the way Python xmlrpc.client writes them', () => {
+    // Bytes as xmlrpc.client.dumps(({'Params': [], 'Opts': {}},), 'Execute') produces them.
+    const xml =
+      "<?xml version='1.0'?>\n<methodCall>\n<methodName>Execute</methodName>\n<params>\n<param>\n<value><struct>\n" +
+      '<member>\n<name>Params</name>\n<value><array><data>\n</data></array></value>\n</member>\n' +
+      '<member>\n<name>Opts</name>\n<value><struct>\n</struct></value>\n</member>\n' +
+      '</struct></value>\n</param>\n</params>\n</methodCall>\n';
+    const call = parseMethodCall(xml);
+    expect(call.params).to.deep.equal([{ Params: [], Opts: {} }]);
+    expect(parseMethodCall("<?xml version='1.0'?>\n<methodCall>\n<methodName>GetVersion</methodName>\n<params>\n</params>\n</methodCall>\n").params).to.deep.equal([]);
+  });
+
+  it('still refuses real text where elements belong', () => {
+    expect(() => parseMethodCall('<methodCall><methodName>X</methodName><params><param><value><array><data>oops</data></array></value></param></params></methodCall>')).to.throw(/must hold elements/);
+  });
+});
