@@ -151,7 +151,7 @@ describe('XML-RPC accounts and users methods', () => {
     });
 
     it('refuses an id beyond 32 bits, which PBA clients could not read back as an <i4>', async () => {
-      const f = fault(await bm(rpc, 'AccountWithIDAdd_API', [...accountAddParams({ admin: { fname: 'Big', lname: 'Id', email: 'big@id.example' } }), 2147483648]));
+      const f = fault(await bm(rpc, 'AccountWithIDAdd_API', [...accountAddParams({ admin: { fname: 'Big', lname: 'Id', email: 'big@id.example' } }), 2147483648n]));
       expect(f.faultCode).to.equal(XMLRPC_FAULT_CODES.INVALID_ARGUMENT);
       expect(f.faultString).to.contain('32 bits');
     });
