@@ -15,8 +15,9 @@ import { SecretBox, resolveSecretKey } from '../src/crypto/secret-box';
   try {
     await migrateLatest(db);
     const boot = await bootstrapProvider(deps);
-    const seed = await seedDemo(deps);
-    console.log(seed.created ? `Demo provider and catalog seeded into ${redactUrl(config.databaseUrl)}.` : 'The demo was already seeded; nothing changed.');
+    const seed = config.seedDemo ? await seedDemo(deps) : { created: false, logins: [] };
+    if (!config.seedDemo) console.log(`Provider and administrator ready in ${redactUrl(config.databaseUrl)} (SEED_DEMO=false: no demo catalog or accounts).`);
+    else console.log(seed.created ? `Demo provider and catalog seeded into ${redactUrl(config.databaseUrl)}.` : 'The demo was already seeded; nothing changed.');
     if (boot.generatedPassword) console.log(`Provider administrator: login "admin", password "${boot.generatedPassword}" (shown only once)`);
     for (const l of seed.logins) console.log(`Demo ${l.role}: login "${l.login}", password "${l.password}" (shown only once)`);
   } finally {
