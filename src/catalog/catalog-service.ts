@@ -131,12 +131,19 @@ export interface PlanInput {
 
 const PARAMETER_KINDS = ['string', 'domain', 'login', 'password', 'email'] as const;
 
+// Money columns are signed 64-bit: a larger amount would fail on MariaDB and turn into an inexact REAL on SQLite.
+const MAX_AMOUNT = 2n ** 63n - 1n;
+
 function fee(value: bigint | undefined, field: string): bigint {
   if (value === undefined) return 0n;
   if (typeof value !== 'bigint') throw invalid(field, `${field} must be an amount in minor units.`);
   if (value < 0n) throw invalid(field, `${field} cannot be negative.`);
+  if (value > MAX_AMOUNT) throw invalid(field, `${field} is larger than the largest amount kept (${MAX_AMOUNT} minor units).`);
   return value;
 }
+
+/** Periods are told apart by duration, unit and trial (a unique key of plan_periods). */
+const periodKey = (p: { duration: number; unit: string; trial: boolean }) => `${p.duration}/${p.unit}/${p.trial ? 1 : 0}`;
 
 function checkPeriod(p: PeriodInput, field: string) {
   const duration = typeof p.duration === 'string' ? Number(p.duration) : p.duration;
@@ -358,6 +365,11 @@ export class CatalogService {
     });
     const name = requiredText(input.name, 'name', 128);
     const periods = (input.periods ?? []).map((p, i) => checkPeriod(p, `periods[${i}]`));
+    periods.forEach((p, i) => {
+      if (periods.findIndex((q) => periodKey(q) === periodKey(p)) < i) {
+        throw invalid(`periods[${i}]`, `periods[${i}] repeats the ${p.duration}-${p.unit} ${p.trial ? 'trial ' : ''}period given before it.`);
+      }
+    });
     const templateResources = new Set(template.resources.map((r) => r.resourceId));
     const rates = (input.rates ?? []).map((r, i) => checkRate(r, `rates[${i}]`, templateResources, template.name));
     if (new Set(rates.map((r) => r.resource_id)).size !== rates.length) throw invalid('rates', 'A resource may have only one rate in a plan.');
@@ -442,6 +454,14 @@ export class CatalogService {
       throw notFound('Plan period', id);
     });
     const row = checkPeriod(input, 'period');
+    if (plan.trial && !row.trial) throw invalid('period.trial', 'A trial plan has only trial periods.');
+    const others = plan.periods.filter((p) => p.periodId !== id);
+    if (others.some((p) => periodKey(p) === periodKey(row))) {
+      throw invalid('period', `The plan already has a ${row.duration}-${row.unit} ${row.trial ? 'trial ' : ''}period.`);
+    }
+    if (plan.published && !row.enabled && !others.some((p) => p.enabled)) {
+      throw invalid('period.enabled', 'This is the last enabled period of a published plan; unpublish the plan first.');
+    }
     await this.deps.db.transaction(async (tx) => {
       const now = this.deps.clock.now();
       await tx('plan_periods').where({ id }).update(row);
@@ -548,7 +568,9 @@ export class CatalogService {
         }
       })
       .andWhere((w) => {
-        if (!includeUnpublished) w.where('p.published', true);
+        // Drafts are shown to their owner only, never an ancestor's drafts.
+        w.where('p.published', true);
+        if (includeUnpublished) w.orWhere('p.vendor_id', seller.id);
       });
   }
 
