@@ -1,7 +1,8 @@
 import crypto from 'node:crypto';
 import { systemActor, type Actor, type Deps } from '../context';
 import { recordChange } from '../audit/record-change';
-import { hashPassword } from '../accounts/passwords';
+import { UsersService } from '../accounts/users-service';
+import { AppError } from '../domain/errors';
 import type { AccountRow } from '../accounts/scope';
 import { isUniqueViolation } from '../idempotency';
 
@@ -61,35 +62,21 @@ export async function bootstrapProvider(deps: Deps): Promise<Bootstrap> {
   if (admin) return { provider, actor, createdAdmin: false };
   const generated = config.adminPassword ? undefined : crypto.randomBytes(12).toString('base64url');
   const password = config.adminPassword || generated!;
-  const hash = await hashPassword(password);
-  const created = await db.transaction(async (tx) => {
-    const now = clock.now();
-    const [id] = (await tx('users').insert({
-      account_id: provider!.id,
-      login_scope_id: provider!.id,
+  const created = await new UsersService(deps)
+    .create(actor, {
+      accountId: provider.id,
       login: ADMIN_LOGIN,
-      password_hash: hash,
+      password,
       email: 'admin@demo-hosting.example',
-      first_name: 'Provider',
-      last_name: 'Administrator',
-      roles: 'admin,api',
-      api_secret_enc: deps.secrets.seal(password),
-      status: 'enabled',
-      created_at: now.getTime(),
-      updated_at: now.getTime(),
-    })) as number[];
-    await recordChange(tx, actor, now, {
-      operation: 'CreateUser',
-      objectType: 'user',
-      objectId: id,
-      details: { login: ADMIN_LOGIN },
-      event: { name: 'user.created', accountId: provider!.id, payload: { userId: id, accountId: provider!.id, login: ADMIN_LOGIN } },
+      firstName: 'Provider',
+      lastName: 'Administrator',
+      roles: ['admin', 'api'],
+    })
+    .then(() => true)
+    .catch((e: unknown) => {
+      // Another process created the administrator a moment ago; its password, not ours, is the one in force.
+      if (e instanceof AppError && e.code === 'CONFLICT') return false;
+      throw e;
     });
-    return true;
-  }).catch((e: unknown) => {
-    // Another process created the administrator a moment ago; its password, not ours, is the one in force.
-    if (isUniqueViolation(e)) return false;
-    throw e;
-  });
   return { provider, actor, generatedPassword: created ? generated : undefined, createdAdmin: created };
 }

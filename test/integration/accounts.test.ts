@@ -4,20 +4,8 @@ import { isInSubtree } from '../../src/accounts/scope';
 import type { Actor } from '../../src/context';
 import { AppError } from '../../src/domain/errors';
 import { accountActor, makeWorld, type World } from '../helpers/world';
+import { failure } from '../helpers/assertions';
 
-/** Awaits a promise that must fail with an AppError of this code (and field, when given). */
-async function failure(p: Promise<unknown>, code: string, field?: string): Promise<AppError> {
-  let caught: unknown;
-  try {
-    await p;
-  } catch (e) {
-    caught = e;
-  }
-  expect(caught, `expected ${code}${field ? ` on ${field}` : ''}, but the call succeeded`).to.be.instanceOf(AppError);
-  const err = caught as AppError;
-  expect({ code: err.code, field: err.field }).to.deep.equal({ code, field });
-  return err;
-}
 
 async function count(world: World, table: string, where: Record<string, unknown> = {}): Promise<number> {
   const [{ n }] = (await world.deps.db(table).where(where).count({ n: '*' })) as { n: number | string }[];

@@ -1,21 +1,8 @@
 import { expect } from 'chai';
 import type { PeriodInput, PlanInput, RateInput } from '../../src/catalog/catalog-service';
 import type { Actor } from '../../src/context';
-import { AppError } from '../../src/domain/errors';
 import { accountActor, makeWorld, type World } from '../helpers/world';
-
-async function failure(p: Promise<unknown>, code: string, field?: string): Promise<AppError> {
-  let caught: unknown;
-  try {
-    await p;
-  } catch (e) {
-    caught = e;
-  }
-  expect(caught, `expected ${code}${field ? ` on ${field}` : ''}, but the call succeeded`).to.be.instanceOf(AppError);
-  const err = caught as AppError;
-  expect({ code: err.code, field: err.field }).to.deep.equal({ code, field });
-  return err;
-}
+import { failure } from '../helpers/assertions';
 
 async function count(world: World, table: string, where: Record<string, unknown> = {}): Promise<number> {
   const [{ n }] = (await world.deps.db(table).where(where).count({ n: '*' })) as { n: number | string }[];

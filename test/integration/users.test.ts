@@ -3,19 +3,7 @@ import type { UserInput } from '../../src/accounts/users-service';
 import type { Actor } from '../../src/context';
 import { AppError } from '../../src/domain/errors';
 import { ADMIN_PASSWORD, accountActor, makeWorld, type World } from '../helpers/world';
-
-async function failure(p: Promise<unknown>, code: string, field?: string): Promise<AppError> {
-  let caught: unknown;
-  try {
-    await p;
-  } catch (e) {
-    caught = e;
-  }
-  expect(caught, `expected ${code}${field ? ` on ${field}` : ''}, but the call succeeded`).to.be.instanceOf(AppError);
-  const err = caught as AppError;
-  expect({ code: err.code, field: err.field }).to.deep.equal({ code, field });
-  return err;
-}
+import { failure } from '../helpers/assertions';
 
 async function count(world: World, table: string, where: Record<string, unknown> = {}): Promise<number> {
   const [{ n }] = (await world.deps.db(table).where(where).count({ n: '*' })) as { n: number | string }[];

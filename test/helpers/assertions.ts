@@ -1,0 +1,16 @@
+import { expect } from 'chai';
+import { AppError } from '../../src/domain/errors';
+
+/** Awaits a promise that must fail with an AppError of this code (and field, when given). */
+export async function failure(p: Promise<unknown>, code: string, field?: string): Promise<AppError> {
+  let caught: unknown;
+  try {
+    await p;
+  } catch (e) {
+    caught = e;
+  }
+  expect(caught, `expected ${code}${field ? ` on ${field}` : ''}, but the call succeeded`).to.be.instanceOf(AppError);
+  const err = caught as AppError;
+  expect({ code: err.code, field: err.field }).to.deep.equal({ code, field });
+  return err;
+}
