@@ -1,6 +1,7 @@
 import { expect } from 'chai';
 import type { Db } from '../../src/db/knex';
 import { migrateLatest } from '../../src/db/migrate';
+import { insertBatched, MAX_ROWS_PER_STATEMENT } from '../../src/db/batch';
 import { freshDatabase, type FreshDb } from '../helpers/db';
 
 type Shape = Record<string, string[]>;
@@ -52,6 +53,21 @@ describe('migrations', () => {
       expect(updateError?.message).to.match(/append-only/);
       expect(deleteError?.message).to.match(/append-only/);
       expect(await db('audit_log').where({ operation: 'Test', outcome: 'ok' })).to.have.length(1);
+    });
+
+    it(`insert 1,234 rows in statements of at most ${MAX_ROWS_PER_STATEMENT} on ${kind}`, async () => {
+      const db = kind === 'sqlite' ? sqlite.db : mysql.db;
+      const statements: string[] = [];
+      const onQuery = (q: { sql: string }) => {
+        if (/^insert/i.test(q.sql)) statements.push(q.sql);
+      };
+      db.on('query', onQuery);
+      const rows = Array.from({ length: 1234 }, (_, i) => ({ name: `batch-${i}`, value: String(i) }));
+      await insertBatched(db, 'system_settings', rows);
+      db.off('query', onQuery);
+      expect(statements).to.have.length(3);
+      const [{ n }] = (await db('system_settings').where('name', 'like', 'batch-%').count({ n: '*' })) as { n: number | string }[];
+      expect(Number(n)).to.equal(1234);
     });
 
     it(`store money beyond 2^53 exactly on ${kind}`, async () => {
