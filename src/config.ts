@@ -15,6 +15,8 @@ export interface Config {
   xmlrpcTransactionTimeoutSeconds: number;
   /** Open client-held XML-RPC transactions allowed at once per process (1 on SQLite: one holds the only connection). */
   xmlrpcMaxTransactions: number;
+  /** Behind a reverse proxy: take the client's address from X-Forwarded-For (for the audit trail). */
+  trustProxy: boolean;
   /** Seed the demo provider's catalog and demo accounts on first start. */
   seedDemo: boolean;
   authFailureLimit: number;
@@ -51,6 +53,7 @@ export const ENV_KEYS: Record<string, keyof Config> = {
   XMLRPC_TRANSACTION_TIMEOUT_SECONDS: 'xmlrpcTransactionTimeoutSeconds',
   XMLRPC_MAX_TRANSACTIONS: 'xmlrpcMaxTransactions',
   SEED_DEMO: 'seedDemo',
+  TRUST_PROXY: 'trustProxy',
   AUTH_FAILURE_LIMIT: 'authFailureLimit',
   AUTH_FAILURE_WINDOW_SECONDS: 'authFailureWindowSeconds',
   AUTH_LOCKOUT_SECONDS: 'authLockoutSeconds',
@@ -155,6 +158,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Part
     xmlrpcTransactionTimeoutSeconds: integer(raw, 'xmlrpcTransactionTimeoutSeconds', 1, 3600, e('xmlrpcTransactionTimeoutSeconds')),
     xmlrpcMaxTransactions: integer(raw, 'xmlrpcMaxTransactions', 0, 1000, e('xmlrpcMaxTransactions')),
     seedDemo: boolean(raw, 'seedDemo', e('seedDemo')),
+    trustProxy: boolean(raw, 'trustProxy', e('trustProxy')),
     authFailureLimit: integer(raw, 'authFailureLimit', 1, 1000, e('authFailureLimit')),
     authFailureWindowSeconds: integer(raw, 'authFailureWindowSeconds', 1, 86400, e('authFailureWindowSeconds')),
     authLockoutSeconds: integer(raw, 'authLockoutSeconds', 1, 86400, e('authLockoutSeconds')),

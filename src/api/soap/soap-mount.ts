@@ -7,6 +7,7 @@ import { AppError } from '../../domain/errors';
 import type { Services } from '../../services';
 import { toAppError } from '../api-errors';
 import { runOperation } from '../call';
+import { clientAddress } from '../client-address';
 import { BodyTooLargeError, readBody } from '../http-body';
 import { assertSafeXml } from '../xml-guard';
 import { soapFault, soapFaultEnvelope } from './soap-faults';
@@ -214,7 +215,7 @@ function parserMessage(detail: unknown): string {
 
 /** WS-Security UsernameToken (PasswordText or PasswordDigest) or HTTP Basic; nothing else gets in. */
 async function authenticate(services: Services, headers: Record<string, unknown> | undefined, req: HwRequest): Promise<Actor> {
-  const ctx = { channel: 'soap' as const, remoteAddr: req.socket.remoteAddress, requestId: req.hwRequestId, requiredRoles: API_ROLES };
+  const ctx = { channel: 'soap' as const, remoteAddr: clientAddress(req, services.deps.config.trustProxy), requestId: req.hwRequestId, requiredRoles: API_ROLES };
   const token = (headers?.Security as Record<string, unknown> | undefined)?.UsernameToken as Record<string, unknown> | undefined;
   if (token) {
     const login = text(token.Username) ?? '';

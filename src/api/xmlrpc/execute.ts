@@ -6,6 +6,7 @@ import { AppError, type ErrorCode } from '../../domain/errors';
 import type { Services } from '../../services';
 import { toAppError, XMLRPC_FAULT_CODES } from '../api-errors';
 import { runOperation } from '../call';
+import { clientAddress } from '../client-address';
 import { BodyTooLargeError, readBody } from '../http-body';
 import { parseMethodCall, serializeFault, serializeResponse, type XmlRpcValue } from './codec';
 import type { MethodTable } from './method-table';
@@ -157,7 +158,7 @@ export class XmlRpcEndpoint {
         return send(200, serializeResponse({ Result: [result], TransactionID: call.transactionId }));
       }
       if (!login) throw new AppError('UNAUTHENTICATED', 'Send credentials: Username and Password members of the Execute struct, or HTTP Basic authentication.', 'Username');
-      const actor = await this.services.auth.authenticate({ login, password }, { channel: 'xmlrpc', remoteAddr: req.socket.remoteAddress, requestId, requiredRoles: API_ROLES });
+      const actor = await this.services.auth.authenticate({ login, password }, { channel: 'xmlrpc', remoteAddr: clientAddress(req, this.services.deps.config.trustProxy), requestId, requiredRoles: API_ROLES });
       if (!call.autoCommit) {
         const id = await this.transactions.begin(actor, credential);
         let result: XmlRpcValue;

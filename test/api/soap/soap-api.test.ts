@@ -867,3 +867,27 @@ describe('SOAP hostile input', () => {
     expect(r.contentType).to.equal('text/xml; charset=utf-8');
   });
 });
+
+describe('SOAP audit behind a reverse proxy', () => {
+  it('records the X-Forwarded-For client address only when TRUST_PROXY is on', async () => {
+    for (const trustProxy of [true, false]) {
+      const world = await startApiWorld({ config: { trustProxy } });
+      try {
+        const body =
+          '<?xml version="1.0"?><soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/" xmlns:t="urn:hostwright:billing:v1"><soap:Body>' +
+          '<t:CreateAccount><t:type>customer</t:type><t:contact><t:firstName>Fwd</t:firstName><t:lastName>Ed</t:lastName><t:email>fwd@example.com</t:email><t:country>US</t:country></t:contact></t:CreateAccount>' +
+          '</soap:Body></soap:Envelope>';
+        const res = await fetch(`${world.url}/soap/billing`, {
+          method: 'POST',
+          headers: { 'content-type': 'text/xml', authorization: `Basic ${Buffer.from(`admin:${ADMIN_PASSWORD}`).toString('base64')}`, 'x-forwarded-for': '203.0.113.50, 10.0.0.1' },
+          body,
+        });
+        expect(res.status).to.equal(200);
+        const row = await world.fresh.db('audit_log').where({ operation: 'CreateAccount', channel: 'soap' }).first();
+        expect(row.remote_addr).to.equal(trustProxy ? '203.0.113.50' : '127.0.0.1');
+      } finally {
+        await world.close();
+      }
+    }
+  });
+});
