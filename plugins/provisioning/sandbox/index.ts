@@ -197,7 +197,8 @@ export class SandboxGate implements ProvisioningGate {
       return failure(`Operation id ${req.operationId} was already used for ${known.action}.`, false, 'OPERATION_ID_REUSED');
     }
     if (known?.outcome) return known.outcome;
-    if (known) return this.poll(req.operationId, known);
+    // Only status polls move a pending operation along; a repeated call just hears that it is still under way.
+    if (known) return pending(`The sandbox is still working on ${action}.`, 1);
 
     await this.delay();
     const op: SandboxOperation = { action, outcome: null, pollsLeft: 0, request: structuredClone(req) };
