@@ -43,7 +43,7 @@ describe('script service gate', () => {
       const req = request();
       const outcome = await gate({ commands: { provision: script('echo') }, env: { REGION: 'eu-1' }, secretEnv: { PANEL_TOKEN: 'tok-123' } }).provision(req);
       expect(outcome.status).to.equal('success');
-      const result = (outcome as { result: { stdin: unknown; argv: string[]; env: Record<string, string> } }).result;
+      const result = (outcome as unknown as { result: { stdin: unknown; argv: string[]; env: Record<string, string> } }).result;
       expect(result.stdin).to.deep.equal({ action: 'provision', request: req });
       expect(result.argv).to.deep.equal(['echo']);
       expect(result.env).to.include({ REGION: 'eu-1', PANEL_TOKEN: 'tok-123', HOSTWRIGHT_ACTION: 'provision', HOSTWRIGHT_OPERATION_ID: req.operationId, HOSTWRIGHT_INSTANCE: 'test-script' });
