@@ -312,8 +312,8 @@ describe('task queue', () => {
     it("answers another reseller's task, and a system task, like a missing one, for get, retry and cancel", async () => {
       const missing = await failure(queue.get(alpha, 999_999), 'NOT_FOUND');
       for (const hidden of [tasks.beta, tasks.system]) {
-        for (const call of [queue.get(alpha, hidden), queue.retry(alpha, hidden), queue.cancel(alpha, hidden)]) {
-          const err = await failure(call, 'NOT_FOUND');
+        for (const call of [queue.get, queue.retry, queue.cancel]) {
+          const err = await failure(call.call(queue, alpha, hidden), 'NOT_FOUND');
           expect(err.message.replace(String(hidden), '#')).to.equal(missing.message.replace('999999', '#'));
         }
       }
