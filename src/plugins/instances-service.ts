@@ -99,9 +99,10 @@ export class PluginInstancesService {
       if (isObject(given) && given[key] === SECRET_MASK) throw invalid(`settings.${key}`, `settings.${key} is the mask of a kept secret; give the secret itself.`);
     }
     const { plain, secrets } = this.checkSettings(plugin, given);
+    const taken = () => invalid('name', `A plugin instance named '${name}' already exists.`);
     return this.deps.db.transaction(async (tx) => {
       const dup = await tx('plugin_instances').where({ vendor_id: vendor.id, name }).first('id');
-      if (dup) throw invalid('name', `A plugin instance named '${name}' already exists.`);
+      if (dup) throw taken();
       const now = this.deps.clock.now();
       const [id] = (await tx('plugin_instances').insert({
         vendor_id: vendor.id,
@@ -113,6 +114,9 @@ export class PluginInstancesService {
         status,
         created_at: now.getTime(),
         updated_at: now.getTime(),
+      }).catch((e: unknown) => {
+        // Two creations racing past the check above: the unique key (vendor_id, name) decides.
+        throw isUniqueViolation(e) ? taken() : e;
       })) as number[];
       await recordChange(tx, actor, now, {
         operation: 'CreatePluginInstance',
@@ -160,6 +164,7 @@ export class PluginInstancesService {
       // An unchanged secret keeps its sealed bytes, so the row shows no change where there was none.
       changes.secrets_enc = sameSecrets ? row.secrets_enc : this.seal(secrets);
     }
+    if (changed.length === 0) return this.view(row);
     await this.deps.db.transaction(async (tx) => {
       if (typeof changes.name === 'string') {
         const dup = await tx('plugin_instances').where({ vendor_id: row.vendor_id, name: changes.name }).whereNot({ id: row.id }).first('id');
@@ -383,6 +388,11 @@ export class PluginInstancesService {
       .first('t.name')) as { name: string } | undefined;
     if (user) throw conflict(`Service template '${user.name}' delivers through the gate '${row.name}'; point it elsewhere before renaming the gate.`, 'name');
   }
+}
+
+function isUniqueViolation(e: unknown): boolean {
+  const code = (e as { code?: unknown } | null)?.code;
+  return code === 'ER_DUP_ENTRY' || code === 'SQLITE_CONSTRAINT_UNIQUE';
 }
 
 function isObject(v: unknown): v is Record<string, unknown> {

@@ -113,6 +113,15 @@ describe('plugin instances', () => {
       expect(await count(world, 'plugin_instances', { name: 'sandbox' })).to.equal(2);
     });
 
+    it('lets only one of two simultaneous creations of one name through; the other is refused on name', async () => {
+      const create = () => svc.create(provider, { kind: 'provisioning', plugin: 'sandbox', name: 'sandbox' });
+      const results = await Promise.allSettled([create(), create()]);
+      expect(results.map((r) => r.status).sort()).to.deep.equal(['fulfilled', 'rejected']);
+      const refused = results.find((r) => r.status === 'rejected') as PromiseRejectedResult;
+      expect(refused.reason).to.be.instanceOf(AppError).and.deep.include({ code: 'INVALID_ARGUMENT', field: 'name' });
+      expect(await count(world, 'plugin_instances')).to.equal(1);
+    });
+
     it('keeps a customer from owning a plugin instance (INVALID_ARGUMENT on vendorAccountId)', async () => {
       const customer = await accountActor(world, provider, 'customer', 'Cust');
       await rejects(svc.create(customer, { kind: 'provisioning', plugin: 'sandbox', name: 'mine' }), 'INVALID_ARGUMENT', 'vendorAccountId');
@@ -128,6 +137,13 @@ describe('plugin instances', () => {
       const event = (await world.deps.db('events').where({ name: 'plugin_instance.updated' }).first()) as { payload: string };
       expect(JSON.parse(event.payload)).to.deep.include({ instanceId: id, name: 'demo', changed: ['name', 'status', 'settings.pendingFor'] });
       expect(await count(world, 'audit_log', { operation: 'UpdatePluginInstance', object_id: String(id) })).to.equal(1);
+    });
+
+    it('writes nothing for an update that changes nothing', async () => {
+      const id = await svc.create(provider, { kind: 'provisioning', plugin: 'sandbox', name: 'sandbox' });
+      await svc.update(provider, id, { name: 'sandbox', status: 'active' });
+      expect(await count(world, 'events', { name: 'plugin_instance.updated' })).to.equal(0);
+      expect(await count(world, 'audit_log', { operation: 'UpdatePluginInstance' })).to.equal(0);
     });
 
     it('refuses an update whose merged settings the schema refuses, and changes nothing', async () => {
