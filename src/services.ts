@@ -3,6 +3,9 @@ import { Authenticator } from './accounts/authenticator';
 import { UsersService } from './accounts/users-service';
 import { CatalogService } from './catalog/catalog-service';
 import type { Deps } from './context';
+import { TaskQueue } from './jobs/task-queue';
+import { PluginInstancesService } from './plugins/instances-service';
+import { BUNDLED_PLUGINS_DIR, loadPlugins, type PluginRegistry } from './plugins/loader';
 
 /** Every service of the application, built once from its dependencies. Transports receive this. */
 export interface Services {
@@ -11,9 +14,14 @@ export interface Services {
   users: UsersService;
   catalog: CatalogService;
   auth: Authenticator;
+  tasks: TaskQueue;
+  /** Plugins found on disk (loaded once per process), broken ones included with their reason. */
+  plugins: PluginRegistry;
+  pluginInstances: PluginInstancesService;
 }
 
-export function createServices(deps: Deps): Services {
+/** Builds every service; pass the registry when one is already loaded (it is loaded once per process). */
+export function createServices(deps: Deps, plugins: PluginRegistry = loadPlugins(BUNDLED_PLUGINS_DIR, deps.log)): Services {
   const users = new UsersService(deps);
   return {
     deps,
@@ -21,5 +29,8 @@ export function createServices(deps: Deps): Services {
     users,
     catalog: new CatalogService(deps),
     auth: new Authenticator(deps, users),
+    tasks: new TaskQueue(deps),
+    plugins,
+    pluginInstances: new PluginInstancesService(deps, plugins),
   };
 }

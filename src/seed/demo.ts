@@ -4,6 +4,8 @@ import { AccountsService } from '../accounts/accounts-service';
 import { UsersService } from '../accounts/users-service';
 import { CatalogService, type PeriodInput, type RateInput } from '../catalog/catalog-service';
 import { bootstrapProvider } from './bootstrap';
+import { PluginInstancesService } from '../plugins/instances-service';
+import { BUNDLED_PLUGINS_DIR, loadPlugins } from '../plugins/loader';
 import { isUniqueViolation } from '../idempotency';
 
 const SEEDED = 'demo_seeded';
@@ -63,6 +65,11 @@ export async function seedDemo(deps: Deps): Promise<DemoSeed> {
     resourceIds[key] = existingResources.find((r) => r.name === name)?.resourceId ?? (await catalog.createResource(actor, { name, unit, code: key }));
   }
   const r = resourceIds;
+  // The demo's templates are delivered by the sandbox gate, so a fresh start provisions orders at once.
+  const pluginInstances = new PluginInstancesService(deps, loadPlugins(BUNDLED_PLUGINS_DIR, deps.log));
+  if (!(await deps.db('plugin_instances').where({ vendor_id: actor.accountId, name: 'sandbox' }).first('id'))) {
+    await pluginInstances.create(actor, { kind: 'provisioning', plugin: 'sandbox', name: 'sandbox', settings: {} });
+  }
   const templates = await catalog.listTemplates(actor);
   const template = async (name: string, resources: [number, number | null][], parameters: { name: string; title: string; kind: string }[]) =>
     templates.find((t) => t.name === name)?.templateId ??

@@ -5,6 +5,7 @@ import type { Plan } from '../../catalog/catalog-service';
 import type { Role } from '../../context';
 import { invalid } from '../../domain/errors';
 import type { Services } from '../../services';
+import type { Task, TaskStatus } from '../../jobs/task-queue';
 import { VERSION } from '../../version';
 import { unavailable } from '../api-errors';
 import type { SoapOperation, SoapServiceDefinition } from './soap-mount';
@@ -214,7 +215,22 @@ export function billingService(services: Services, wsdlDir: string): SoapService
   };
 }
 
-export function provisioningService(_services: Services, wsdlDir: string): SoapServiceDefinition {
+/** Background tasks as the contract shows them: gate calls on the provisioning queue. */
+function taskWire(t: Task) {
+  return compact({
+    taskId: t.taskId,
+    subscriptionId: t.objectType === 'subscription' && t.objectId ? Number(t.objectId) : undefined,
+    action: t.kind.replace(/^(gate|domain)\./, ''),
+    status: t.status === 'done' ? 'succeeded' : t.status === 'pending' && t.attempts > 0 ? 'waiting_retry' : t.status,
+    attempts: t.attempts,
+    lastError: t.lastError ?? undefined,
+    updatedAt: dateTime(t.updatedAt),
+  });
+}
+
+const TASK_STATUS: Record<string, TaskStatus> = { pending: 'pending', waiting_retry: 'pending', running: 'running', succeeded: 'done', failed: 'failed', canceled: 'canceled' };
+
+export function provisioningService(services: Services, wsdlDir: string): SoapServiceDefinition {
   return {
     service: 'ProvisioningService',
     port: 'ProvisioningServiceSoap',
@@ -223,6 +239,29 @@ export function provisioningService(_services: Services, wsdlDir: string): SoapS
     namespace: 'urn:hostwright:provisioning:v1',
     operations: {
       GetVersion: read(async () => ({ version: VERSION, apiVersion: 'v1' })),
+      ListTasks: read(async (a, actor) => {
+        const wanted = text(a.status);
+        if (wanted !== undefined && !(wanted in TASK_STATUS)) throw invalid('status', `status must be one of ${Object.keys(TASK_STATUS).join(', ')}.`);
+        const r = await services.tasks.list(actor, {
+          queue: 'provisioning',
+          status: wanted ? TASK_STATUS[wanted] : undefined,
+          page: int(a.page, 'page'),
+          pageSize: int(a.pageSize, 'pageSize'),
+        });
+        return { tasks: { task: r.items.map(taskWire) }, total: r.total };
+      }),
+      RetryTask: write(async (a, actor) => ({ task: taskWire(await services.tasks.retry(actor, int(a.taskId, 'taskId') as number)) })),
+      ListServiceGates: read(async (_a, actor) => {
+        const gates = (await services.pluginInstances.listServiceGates(actor)).filter((g) => g.kind === 'provisioning');
+        const wire = gates.map((g) => ({ name: g.name, plugin: g.plugin, kind: g.kind, status: g.status === 'active' ? 'enabled' : g.status }));
+        // A provisioning plugin that failed to load is reported to the provider even before any gate uses it.
+        if (actor.accountType === 'provider') {
+          for (const p of services.plugins.list()) {
+            if (p.kind === 'provisioning' && p.status === 'broken' && !gates.some((g) => g.plugin === p.name)) wire.push({ name: p.name, plugin: p.name, kind: p.kind, status: 'broken' });
+          }
+        }
+        return { gates: { gate: wire } };
+      }),
     },
     unavailable: (op) => (/Domain|EppCode|Nameservers/.test(op) ? unavailable(op, 'domains (issue #7)') : unavailable(op, ORDERS)),
   };

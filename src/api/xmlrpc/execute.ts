@@ -107,7 +107,7 @@ export class XmlRpcEndpoint {
     private readonly services: Services,
     private readonly methods: MethodTable,
   ) {
-    this.transactions = new XmlRpcTransactions(services.deps);
+    this.transactions = new XmlRpcTransactions(services.deps, services.plugins);
   }
 
   handle = async (req: IncomingMessage, res: ServerResponse, requestId: string = crypto.randomUUID()): Promise<void> => {

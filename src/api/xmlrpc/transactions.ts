@@ -3,6 +3,7 @@ import type { Actor, Deps } from '../../context';
 import { isSqlite, type Tx } from '../../db/knex';
 import { AppError } from '../../domain/errors';
 import { createServices, type Services } from '../../services';
+import type { PluginRegistry } from '../../plugins/loader';
 
 interface OpenTransaction {
   tx: Tx;
@@ -24,7 +25,10 @@ interface OpenTransaction {
 export class XmlRpcTransactions {
   private readonly open = new Map<string, OpenTransaction>();
 
-  constructor(private readonly deps: Deps) {}
+  constructor(
+    private readonly deps: Deps,
+    private readonly plugins: PluginRegistry,
+  ) {}
 
   async begin(actor: Actor, credential: string): Promise<string> {
     const limit = isSqlite(this.deps.db) ? Math.min(1, this.deps.config.xmlrpcMaxTransactions) : this.deps.config.xmlrpcMaxTransactions;
@@ -41,7 +45,7 @@ export class XmlRpcTransactions {
     const id = crypto.randomUUID();
     const entry: OpenTransaction = {
       tx,
-      services: createServices({ ...this.deps, db: tx as never }),
+      services: createServices({ ...this.deps, db: tx as never }, this.plugins),
       actor,
       credential,
       timer: this.idleTimer(id),
