@@ -5,6 +5,10 @@ import { CatalogService } from './catalog/catalog-service';
 import type { Deps } from './context';
 import { TaskQueue } from './jobs/task-queue';
 import { PluginInstancesService } from './plugins/instances-service';
+import { PaymentsService } from './payments/payments-service';
+import { FraudService } from './fraud/fraud-service';
+import { notFound } from './domain/errors';
+import type { PaymentGateway } from './plugins/sdk';
 import { BUNDLED_PLUGINS_DIR, loadPlugins, type PluginRegistry } from './plugins/loader';
 
 /** Every service of the application, built once from its dependencies. Transports receive this. */
@@ -18,11 +22,14 @@ export interface Services {
   /** Plugins found on disk (loaded once per process), broken ones included with their reason. */
   plugins: PluginRegistry;
   pluginInstances: PluginInstancesService;
+  payments: PaymentsService;
+  fraud: FraudService;
 }
 
 /** Builds every service; pass the registry when one is already loaded (it is loaded once per process). */
 export function createServices(deps: Deps, plugins: PluginRegistry = loadPlugins(BUNDLED_PLUGINS_DIR, deps.log)): Services {
   const users = new UsersService(deps);
+  const pluginInstances = new PluginInstancesService(deps, plugins);
   return {
     deps,
     accounts: new AccountsService(deps),
@@ -31,6 +38,12 @@ export function createServices(deps: Deps, plugins: PluginRegistry = loadPlugins
     auth: new Authenticator(deps, users),
     tasks: new TaskQueue(deps),
     plugins,
-    pluginInstances: new PluginInstancesService(deps, plugins),
+    pluginInstances,
+    payments: new PaymentsService(deps, async (id) => {
+      const row = (await deps.db('plugin_instances').where({ id }).first('kind')) as { kind: string } | undefined;
+      if (!row || row.kind !== 'payment') throw notFound('Payment gateway instance', id);
+      return pluginInstances.instantiate<PaymentGateway>(id);
+    }),
+    fraud: new FraudService(deps),
   };
 }

@@ -67,8 +67,15 @@ export async function seedDemo(deps: Deps): Promise<DemoSeed> {
   const r = resourceIds;
   // The demo's templates are delivered by the sandbox gate, so a fresh start provisions orders at once.
   const pluginInstances = new PluginInstancesService(deps, loadPlugins(BUNDLED_PLUGINS_DIR, deps.log));
-  if (!(await deps.db('plugin_instances').where({ vendor_id: actor.accountId, name: 'sandbox' }).first('id'))) {
-    await pluginInstances.create(actor, { kind: 'provisioning', plugin: 'sandbox', name: 'sandbox', settings: {} });
+  // ... a sandbox payment gateway (test cards) charges them, and the rules screen checks them for fraud.
+  for (const [kind, plugin, name] of [
+    ['provisioning', 'sandbox', 'sandbox'],
+    ['payment', 'sandbox', 'sandbox-payments'],
+    ['fraud', 'rules', 'fraud-rules'],
+  ] as const) {
+    if (!(await deps.db('plugin_instances').where({ vendor_id: actor.accountId, name }).first('id'))) {
+      await pluginInstances.create(actor, { kind, plugin, name, settings: {} });
+    }
   }
   const templates = await catalog.listTemplates(actor);
   const template = async (name: string, resources: [number, number | null][], parameters: { name: string; title: string; kind: string }[]) =>

@@ -38,6 +38,12 @@ describe('server start-up', () => {
     expect(await db('accounts').where({ type: 'reseller', reseller_kind: 'basic' })).to.have.length(1);
     expect(await db('users').whereIn('login', ['admin', 'reseller', 'customer'])).to.have.length(3);
     expect(server.seed.logins.map((l) => l.login)).to.deep.equal(['reseller', 'customer']);
+    const instances = await db('plugin_instances').orderBy('id').select('kind', 'plugin', 'name', 'status');
+    expect(instances).to.deep.equal([
+      { kind: 'provisioning', plugin: 'sandbox', name: 'sandbox', status: 'active' },
+      { kind: 'payment', plugin: 'sandbox', name: 'sandbox-payments', status: 'active' },
+      { kind: 'fraud', plugin: 'rules', name: 'fraud-rules', status: 'active' },
+    ]);
   });
 
   it('seeds only once: a second start on the same database changes nothing', async () => {
