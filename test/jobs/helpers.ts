@@ -1,20 +1,7 @@
-import { expect } from 'chai';
-import { AppError } from '../../src/domain/errors';
 import type { Conn } from '../../src/db/knex';
 
-/** Awaits p and checks it failed with this code (and field); returns the error. */
-export async function failure(p: Promise<unknown>, code: string, field?: string): Promise<AppError> {
-  let caught: unknown;
-  try {
-    await p;
-  } catch (e) {
-    caught = e;
-  }
-  expect(caught, `expected ${code}${field ? ` on ${field}` : ''}, but the call succeeded`).to.be.instanceOf(AppError);
-  const err = caught as AppError;
-  expect({ code: err.code, field: err.field }).to.deep.equal({ code, field });
-  return err;
-}
+/** The shared assertion, re-exported for the job tests. */
+export { failure } from '../helpers/assertions';
 
 export async function count(db: Conn, table: string, where: Record<string, unknown> = {}): Promise<number> {
   const [{ n }] = (await db(table).where(where).count({ n: '*' })) as { n: number | string }[];

@@ -9,19 +9,7 @@ import type { ProvisioningGate, ServiceRequest } from '../../src/plugins/sdk';
 import { startWebhookPanel } from '../fixtures/plugins/webhook-panel';
 import { accountActor, makeWorld, type World } from '../helpers/world';
 import { bundledPlugins } from './bundled';
-
-async function rejects(p: Promise<unknown>, code: string, field?: string): Promise<AppError> {
-  let caught: unknown;
-  try {
-    await p;
-  } catch (e) {
-    caught = e;
-  }
-  expect(caught, `expected ${code}${field ? ` on ${field}` : ''}, but the call succeeded`).to.be.instanceOf(AppError);
-  const err = caught as AppError;
-  expect({ code: err.code, field: err.field }).to.deep.equal({ code, field });
-  return err;
-}
+import { failure as rejects } from '../helpers/assertions';
 
 async function count(world: World, table: string, where: Record<string, unknown> = {}): Promise<number> {
   const [{ n }] = (await world.deps.db(table).where(where).count({ n: '*' })) as { n: number | string }[];
