@@ -8,6 +8,7 @@ import {
   type ProvisioningGate,
   type ServiceRequest,
   type UsageReading,
+  outcomeFromReply,
 } from '../../../src/plugins/sdk';
 
 /**
@@ -47,29 +48,7 @@ function isObject(v: unknown): v is Record<string, unknown> {
 
 /** A reply turned into a well-formed outcome for `action`, or a reason it is not one. */
 function toOutcome(action: WebhookAction, reply: unknown): Outcome<unknown> | string {
-  if (!isObject(reply)) return 'the reply is not a JSON object';
-  if (reply.status === 'success') {
-    const result = reply.result === undefined ? {} : reply.result;
-    if (!isObject(result)) return 'its "result" is not an object';
-    if (action === 'provision' && (typeof result.reference !== 'string' || result.reference === '')) return 'its provision result has no "reference"';
-    if (action === 'readUsage' && !(Array.isArray(result.usage) && result.usage.every((u) => isObject(u) && typeof u.resource === 'string' && typeof u.usage === 'number'))) {
-      return 'its readUsage result has no "usage" list of {resource, usage}';
-    }
-    if (action === 'testConnection' && typeof result.message !== 'string') result.message = 'The control panel answered.';
-    return { status: 'success', result };
-  }
-  if (reply.status === 'failure') {
-    const message = typeof reply.message === 'string' && reply.message ? clip(reply.message) : 'The control panel reported a failure without a message.';
-    return { status: 'failure', retryable: reply.retryable === true, message, ...(typeof reply.code === 'string' ? { code: reply.code } : {}) };
-  }
-  if (reply.status === 'pending') {
-    return {
-      status: 'pending',
-      ...(typeof reply.message === 'string' ? { message: clip(reply.message) } : {}),
-      ...(typeof reply.retryAfterSeconds === 'number' && reply.retryAfterSeconds >= 0 ? { retryAfterSeconds: reply.retryAfterSeconds } : {}),
-    };
-  }
-  return 'its "status" is not success, failure or pending';
+  return outcomeFromReply(action, reply, 'The control panel');
 }
 
 /** Reads at most MAX_REPLY bytes of a response body. */

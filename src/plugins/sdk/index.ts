@@ -197,3 +197,44 @@ export interface FraudScreen {
 
 export type PluginInstance = ProvisioningGate | PaymentGateway | FraudScreen;
 export type PluginFactory<T extends PluginInstance = PluginInstance> = (context: PluginContext) => T;
+
+// ---------------------------------------------------------------------------------------------------------------
+// Helpers for gates that forward to another system (a script, a control panel's HTTP API)
+
+export type GateAction = 'provision' | 'suspend' | 'resume' | 'terminate' | 'changeLimits' | 'readUsage' | 'status' | 'testConnection';
+
+const MAX_REPLY_MESSAGE = 500;
+const clipMessage = (text: string) => (text.length > MAX_REPLY_MESSAGE ? `${text.slice(0, MAX_REPLY_MESSAGE)}…` : text);
+const isRecord = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v);
+
+/**
+ * Reads another system's JSON reply `{status: "success", result} | {status: "failure", message, retryable?, code?}
+ * | {status: "pending", message?, retryAfterSeconds?}` as a well-formed outcome for `action`, or returns why it is
+ * not one (a string), so the gate can answer a failure naming the fault. `source` names the system in messages,
+ * e.g. "The script" or "The control panel".
+ */
+export function outcomeFromReply(action: GateAction, reply: unknown, source: string): Outcome<unknown> | string {
+  if (!isRecord(reply)) return 'the reply is not a JSON object';
+  if (reply.status === 'success') {
+    const result = reply.result === undefined ? {} : reply.result;
+    if (!isRecord(result)) return 'its "result" is not an object';
+    if (action === 'provision' && (typeof result.reference !== 'string' || result.reference === '')) return 'its provision result has no "reference"';
+    if (action === 'readUsage' && !(Array.isArray(result.usage) && result.usage.every((u) => isRecord(u) && typeof u.resource === 'string' && typeof u.usage === 'number'))) {
+      return 'its readUsage result has no "usage" list of {resource, usage}';
+    }
+    if (action === 'testConnection' && typeof result.message !== 'string') result.message = `${source} answered.`;
+    return { status: 'success', result };
+  }
+  if (reply.status === 'failure') {
+    const message = typeof reply.message === 'string' && reply.message ? clipMessage(reply.message) : `${source} reported a failure without a message.`;
+    return { status: 'failure', retryable: reply.retryable === true, message, ...(typeof reply.code === 'string' ? { code: reply.code } : {}) };
+  }
+  if (reply.status === 'pending') {
+    return {
+      status: 'pending',
+      ...(typeof reply.message === 'string' ? { message: clipMessage(reply.message) } : {}),
+      ...(typeof reply.retryAfterSeconds === 'number' && reply.retryAfterSeconds >= 0 ? { retryAfterSeconds: reply.retryAfterSeconds } : {}),
+    };
+  }
+  return 'its "status" is not success, failure or pending';
+}
