@@ -1,0 +1,327 @@
+import { isSqlite, toNumber, type Tx } from '../db/knex';
+import { isAppError } from '../domain/errors';
+import type { Task } from '../jobs/task-queue';
+import type { TaskContext, TaskOutcome } from '../jobs/worker';
+import { safeErrorMessage } from '../logger';
+import { isOutcome } from '../plugins/instances-service';
+import type { Outcome, ProvisioningGate, ServiceRequest } from '../plugins/sdk';
+import { ORDERS_QUEUE } from './transitions';
+import { actionOf, loadOrder, loadWorkflowDefinition, lockOrder, transitionIfAt, writeTx, type Ctx, type OrderItemRow, type OrderRow } from './step-handlers';
+
+/**
+ * The provisioning saga of an order. Its state lives in saga_steps: one `provision` row per item (in position
+ * order) and, once an item fails for good, one `compensate` row per item already provisioned. Each row is worked
+ * by one task (dedupe key per row, so its operation id never changes and a gate call repeated after a crash or a
+ * retry is the same operation). Every change of a row commits with the enqueue of the task that comes next:
+ *
+ *   provision 1 -> provision 2 -> ... -> provision n -> subscriptions active, order 'success'
+ *        \ item k fails for good: items k+1.. skipped, compensate k-1 -> ... -> 1 -> saga.finish
+ *   saga.finish: void (or refund) the order's payment, then order 'failure' with the reason.
+ */
+
+export const SAGA_PROVISION = 'saga.provision_item';
+export const SAGA_COMPENSATE = 'saga.compensate_item';
+export const SAGA_FINISH = 'saga.finish';
+
+type StepStatus = 'pending' | 'running' | 'done' | 'failed' | 'skipped';
+
+interface SagaStepRow {
+  id: number;
+  order_id: number;
+  item_id: number;
+  subscription_id: number | null;
+  position: number;
+  action: 'provision' | 'compensate';
+  status: StepStatus;
+  task_id: number | null;
+  last_error: string | null;
+}
+
+const done = (result?: unknown): TaskOutcome => ({ status: 'done', result });
+const clip = (s: string, n = 2000) => (s.length <= n ? s : `${s.slice(0, n - 1)}…`);
+
+async function enqueueStep(ctx: Ctx, tx: Tx, order: OrderRow, step: Pick<SagaStepRow, 'id' | 'item_id' | 'action'>): Promise<void> {
+  const kind = step.action === 'provision' ? SAGA_PROVISION : SAGA_COMPENSATE;
+  const taskId = await ctx.svc.tasks.enqueue(tx, {
+    kind,
+    queue: ORDERS_QUEUE,
+    payload: { orderId: toNumber(order.id), itemId: toNumber(step.item_id) },
+    accountId: toNumber(order.account_id),
+    objectType: 'order',
+    objectId: toNumber(order.id),
+    maxAttempts: ctx.opts.sagaMaxAttempts,
+    dedupeKey: `saga:${toNumber(order.id)}:${toNumber(step.item_id)}:${step.action}`,
+  });
+  await tx('saga_steps').where({ id: step.id }).update({ task_id: taskId, updated_at: ctx.deps.clock.now().getTime() });
+}
+
+async function enqueueFinish(ctx: Ctx, tx: Tx, order: OrderRow): Promise<void> {
+  await ctx.svc.tasks.enqueue(tx, {
+    kind: SAGA_FINISH,
+    queue: ORDERS_QUEUE,
+    payload: { orderId: toNumber(order.id) },
+    accountId: toNumber(order.account_id),
+    objectType: 'order',
+    objectId: toNumber(order.id),
+    maxAttempts: ctx.opts.sagaMaxAttempts,
+    dedupeKey: `saga:${toNumber(order.id)}:finish`,
+  });
+}
+
+async function stepsOf(tx: Tx, orderId: number, action: 'provision' | 'compensate'): Promise<SagaStepRow[]> {
+  return (await tx('saga_steps').where({ order_id: orderId, action }).orderBy('position')) as SagaStepRow[];
+}
+
+/**
+ * Starts the saga of an order at its provision step, in the caller's transaction: a subscription and a saga row
+ * per item, and the task of the first item. An order without items moves on at once. Idempotent.
+ */
+export async function startSaga(ctx: Ctx, tx: Tx, order: OrderRow): Promise<void> {
+  const orderId = toNumber(order.id);
+  if ((await stepsOf(tx, orderId, 'provision')).length > 0) return;
+  const items = (await tx('order_items').where({ order_id: orderId }).orderBy('position')) as OrderItemRow[];
+  if (items.length === 0) {
+    await transitionIfAt(ctx, tx, orderId, order.step, 'success', 'The order has no services to provision.');
+    return;
+  }
+  const actor = await ctx.actor(tx);
+  const now = ctx.deps.clock.now().getTime();
+  let first: SagaStepRow | undefined;
+  for (const item of items) {
+    const subscriptionId = item.subscription_id ?? (await ctx.subs.createForItem(tx, actor, order, item));
+    await tx('order_items').where({ id: item.id }).update({ subscription_id: subscriptionId });
+    const row = { order_id: orderId, item_id: item.id, subscription_id: subscriptionId, position: item.position, action: 'provision' as const, status: 'pending' as const, updated_at: now };
+    const [id] = (await tx('saga_steps').insert(row)) as number[];
+    first ??= { ...row, id: toNumber(id), task_id: null, last_error: null };
+  }
+  await enqueueStep(ctx, tx, order, first!);
+}
+
+interface Target {
+  order: OrderRow;
+  step: SagaStepRow;
+  gateName: string;
+  request: Omit<ServiceRequest, 'operationId'>;
+  itemLabel: string;
+}
+
+/** The saga row a task works, with its order and gate request; null when there is nothing (left) to do. */
+async function loadTarget(ctx: Ctx, task: Task, action: 'provision' | 'compensate'): Promise<Target | null> {
+  const { db } = ctx.deps;
+  const orderId = toNumber(task.payload.orderId);
+  const itemId = toNumber(task.payload.itemId);
+  const step = (await db('saga_steps').where({ order_id: orderId, item_id: itemId, action }).first()) as SagaStepRow | undefined;
+  if (!step || (step.status !== 'pending' && step.status !== 'running') || step.subscription_id === null) return null;
+  const order = await loadOrder(db, orderId);
+  if (!order) return null;
+  const def = await loadWorkflowDefinition(db, toNumber(order.workflow_id));
+  if (actionOf(def, order.step) !== 'provision') return null;
+  const sub = (await db('subscriptions as s')
+    .join('plans as p', 'p.id', 's.plan_id')
+    .join('service_templates as t', 't.id', 'p.template_id')
+    .where('s.id', step.subscription_id)
+    .first('s.id', 's.account_id', 's.service_gate', 's.gate_reference', 's.parameters', 's.name', 't.name as template')) as
+    | { id: number; account_id: number; service_gate: string; gate_reference: string | null; parameters: string; name: string; template: string }
+    | undefined;
+  if (!sub) return null;
+  const limits = (await db('subscription_resources as r').join('resources as res', 'res.id', 'r.resource_id').where('r.subscription_id', sub.id).select('res.code', 'res.name', 'r.limit_value')) as {
+    code: string | null;
+    name: string;
+    limit_value: unknown;
+  }[];
+  const parameters: Record<string, string> = {};
+  for (const [k, v] of Object.entries(JSON.parse(sub.parameters || '{}') as Record<string, unknown>)) parameters[k] = String(v);
+  return {
+    order,
+    step,
+    gateName: sub.service_gate,
+    itemLabel: `Item ${step.position} (${sub.name})`,
+    request: {
+      subscriptionId: toNumber(sub.id),
+      accountId: toNumber(sub.account_id),
+      template: sub.template,
+      parameters,
+      limits: limits.map((l) => ({ resource: l.code || l.name, limit: l.limit_value === null ? null : Number(l.limit_value) })),
+      ...(sub.gate_reference ? { reference: sub.gate_reference } : {}),
+    },
+  };
+}
+
+/**
+ * Calls the gate for a saga row. A row already `running` made its call and heard pending: the gate is polled
+ * with status (the same operation id); a gate that no longer knows the operation gets the call again.
+ */
+async function callGate(ctx: Ctx, t: Target, operationId: string, call: (gate: ProvisioningGate, req: ServiceRequest) => Promise<Outcome<unknown>>): Promise<Outcome<unknown>> {
+  let gate: ProvisioningGate;
+  try {
+    gate = (await ctx.svc.pluginInstances.resolveGate(toNumber(t.order.vendor_id), t.gateName)).gate;
+  } catch (e) {
+    const missing = isAppError(e) && e.code === 'NOT_FOUND';
+    return { status: 'failure', retryable: !missing, message: isAppError(e) ? e.message : safeErrorMessage(e), code: missing ? 'GATE_NOT_FOUND' : 'GATE_UNAVAILABLE' };
+  }
+  const req: ServiceRequest = { ...t.request, operationId };
+  const guarded = async (f: () => Promise<Outcome<unknown>>): Promise<Outcome<unknown>> => {
+    try {
+      const o = await f();
+      return isOutcome(o) ? o : { status: 'failure', retryable: false, message: `Service gate '${t.gateName}' answered with something that is not an outcome.`, code: 'PLUGIN_ERROR' };
+    } catch (e) {
+      return { status: 'failure', retryable: true, message: `Service gate '${t.gateName}' failed: ${safeErrorMessage(e)}`, code: 'PLUGIN_ERROR' };
+    }
+  };
+  if (t.step.status === 'running') {
+    const polled = await guarded(() => gate.status(operationId));
+    if (!(polled.status === 'failure' && polled.code === 'NOT_FOUND')) return polled;
+  }
+  return guarded(() => call(gate, req));
+}
+
+/** Re-reads the row under the order's lock: false when another run settled it meanwhile. */
+async function stillOpen(tx: Tx, step: SagaStepRow): Promise<boolean> {
+  const q = tx('saga_steps').where({ id: step.id }).first('status');
+  const row = (await (isSqlite(tx) ? q : q.forUpdate())) as { status: StepStatus } | undefined;
+  return row !== undefined && (row.status === 'pending' || row.status === 'running');
+}
+
+/** A pending answer or a retryable failure: the row keeps its note and the task runs again after its backoff. */
+async function later(ctx: Ctx, step: SagaStepRow, outcome: Outcome<unknown>): Promise<TaskOutcome> {
+  const pendingNow = outcome.status === 'pending';
+  const note = pendingNow ? `Pending: ${outcome.message ?? 'the gate will finish later.'}` : `Retrying: ${(outcome as { message: string }).message}`;
+  await writeTx(ctx.deps, async (tx) => {
+    if (!(await stillOpen(tx, step))) return;
+    await tx('saga_steps')
+      .where({ id: step.id })
+      .update({ ...(pendingNow ? { status: 'running' } : {}), last_error: clip(note), updated_at: ctx.deps.clock.now().getTime() });
+  });
+  return { status: 'retry', error: note, retryable: true };
+}
+
+function exhausted(task: Task, tc: TaskContext): boolean {
+  return tc.attempt >= task.maxAttempts;
+}
+
+/** saga.provision_item {orderId, itemId}. */
+export async function provisionItem(ctx: Ctx, task: Task, tc: TaskContext): Promise<TaskOutcome> {
+  const t = await loadTarget(ctx, task, 'provision');
+  if (!t) return done({ skipped: true });
+  const outcome = await callGate(ctx, t, tc.operationId, (gate, req) => gate.provision(req));
+  if (outcome.status === 'success') {
+    const reference = String((outcome.result as { reference?: unknown }).reference ?? '');
+    await writeTx(ctx.deps, async (tx) => {
+      const order = await lockOrder(tx, toNumber(t.order.id));
+      if (!order || !(await stillOpen(tx, t.step))) return;
+      const actor = await ctx.actor(tx);
+      await tx('saga_steps').where({ id: t.step.id }).update({ status: 'done', last_error: null, updated_at: ctx.deps.clock.now().getTime() });
+      await ctx.subs.setProvisioned(tx, actor, toNumber(t.step.subscription_id), reference);
+      const steps = await stepsOf(tx, toNumber(order.id), 'provision');
+      const next = steps.find((s) => s.status === 'pending' && s.position > t.step.position);
+      if (next) {
+        await enqueueStep(ctx, tx, order, next);
+        return;
+      }
+      for (const s of steps) await ctx.subs.markProvisioned(tx, actor, toNumber(s.subscription_id));
+      await transitionIfAt(ctx, tx, toNumber(order.id), order.step, 'success', `All ${steps.length} service(s) provisioned.`);
+    });
+    return done({ reference });
+  }
+  if ((outcome.status === 'pending' || outcome.retryable) && !exhausted(task, tc)) return later(ctx, t.step, outcome);
+  const why =
+    outcome.status === 'pending'
+      ? `service gate '${t.gateName}' did not finish within ${task.maxAttempts} attempts (${outcome.message ?? 'pending'})`
+      : `service gate '${t.gateName}' failed: ${outcome.message}`;
+  const reason = clip(`${t.itemLabel} could not be provisioned: ${why}`);
+  await writeTx(ctx.deps, async (tx) => {
+    const order = await lockOrder(tx, toNumber(t.order.id));
+    if (!order || !(await stillOpen(tx, t.step))) return;
+    const now = ctx.deps.clock.now().getTime();
+    const actor = await ctx.actor(tx);
+    await tx('saga_steps').where({ id: t.step.id }).update({ status: 'failed', last_error: reason, updated_at: now });
+    await ctx.subs.markRemoved(tx, actor, toNumber(t.step.subscription_id), reason);
+    const steps = await stepsOf(tx, toNumber(order.id), 'provision');
+    for (const s of steps.filter((x) => x.status === 'pending' && x.id !== t.step.id)) {
+      await tx('saga_steps').where({ id: s.id }).update({ status: 'skipped', updated_at: now });
+      await ctx.subs.markRemoved(tx, actor, toNumber(s.subscription_id), `Not provisioned: ${reason}`);
+    }
+    // Every provisioned item is undone, the last one first.
+    const toUndo = steps.filter((s) => s.status === 'done').sort((a, b) => b.position - a.position);
+    let first: SagaStepRow | undefined;
+    for (const s of toUndo) {
+      const row = { order_id: s.order_id, item_id: s.item_id, subscription_id: s.subscription_id, position: s.position, action: 'compensate' as const, status: 'pending' as const, updated_at: now };
+      const [id] = (await tx('saga_steps').insert(row)) as number[];
+      first ??= { ...row, id: toNumber(id), task_id: null, last_error: null };
+    }
+    if (first) await enqueueStep(ctx, tx, order, first);
+    else await enqueueFinish(ctx, tx, order);
+  });
+  return done({ failed: reason });
+}
+
+/** saga.compensate_item {orderId, itemId}: terminates a provisioned item; a permanent failure is noted and the saga goes on. */
+export async function compensateItem(ctx: Ctx, task: Task, tc: TaskContext): Promise<TaskOutcome> {
+  const t = await loadTarget(ctx, task, 'compensate');
+  if (!t) return done({ skipped: true });
+  const outcome = await callGate(ctx, t, tc.operationId, (gate, req) => gate.terminate(req));
+  if (outcome.status !== 'success' && (outcome.status === 'pending' || outcome.retryable) && !exhausted(task, tc)) return later(ctx, t.step, outcome);
+  const error =
+    outcome.status === 'success'
+      ? null
+      : clip(`${t.itemLabel} could not be undone: service gate '${t.gateName}' ${outcome.status === 'pending' ? 'did not finish terminating it' : `failed: ${outcome.message}`}`);
+  await writeTx(ctx.deps, async (tx) => {
+    const order = await lockOrder(tx, toNumber(t.order.id));
+    if (!order || !(await stillOpen(tx, t.step))) return;
+    const now = ctx.deps.clock.now().getTime();
+    await tx('saga_steps').where({ id: t.step.id }).update({ status: error ? 'failed' : 'done', last_error: error, updated_at: now });
+    if (!error) await ctx.subs.markRemoved(tx, await ctx.actor(tx), toNumber(t.step.subscription_id), 'Undone: another item of the order could not be provisioned.');
+    const next = (await stepsOf(tx, toNumber(order.id), 'compensate')).filter((s) => s.status === 'pending' && s.position < t.step.position).sort((a, b) => b.position - a.position)[0];
+    if (next) await enqueueStep(ctx, tx, order, next);
+    else await enqueueFinish(ctx, tx, order);
+  });
+  return done(error ? { failed: error } : { terminated: true });
+}
+
+/** saga.finish {orderId}: the order's payment is voided (or refunded), then the order fails with the reason. */
+export async function finishFailedSaga(ctx: Ctx, task: Task): Promise<TaskOutcome> {
+  const { db } = ctx.deps;
+  const orderId = toNumber(task.payload.orderId);
+  const order = await loadOrder(db, orderId);
+  if (!order) return done({ skipped: true });
+  const def = await loadWorkflowDefinition(db, toNumber(order.workflow_id));
+  if (actionOf(def, order.step) !== 'provision') return done({ skipped: true });
+  const failed = (await db('saga_steps').where({ order_id: orderId, action: 'provision', status: 'failed' }).orderBy('position').first('last_error')) as { last_error: string | null } | undefined;
+  const undone = (await db('saga_steps').where({ order_id: orderId, action: 'compensate', status: 'failed' }).orderBy('position', 'desc').select('last_error')) as { last_error: string | null }[];
+  const money = await rollBackPayment(ctx, order);
+  if (money.retry) return { status: 'retry', error: money.note, retryable: true };
+  const reason = [failed?.last_error ?? 'Provisioning failed.', ...undone.map((u) => u.last_error ?? ''), money.note].filter(Boolean).join(' ');
+  await writeTx(ctx.deps, (tx) => transitionIfAt(ctx, tx, orderId, order.step, 'failure', reason));
+  return done({ reason });
+}
+
+/** Voids the order's successful charge, or refunds it when it cannot be voided; open payments wait for the reconciler. */
+async function rollBackPayment(ctx: Ctx, order: OrderRow): Promise<{ retry: boolean; note: string }> {
+  const payments = ctx.svc.payments;
+  if (order.payment_id === null || order.payment_id === undefined || !payments) return { retry: false, note: '' };
+  const actor = await ctx.actor();
+  const id = toNumber(order.payment_id);
+  const p = await payments.get(actor, id);
+  if (p.status === 'voided') return { retry: false, note: `Payment ${id} was voided.` };
+  if (p.status === 'pending' || p.status === 'unknown') return { retry: true, note: `Payment ${id} is ${p.status}; it is undone once the gateway's answer is known.` };
+  if (p.status !== 'success') return { retry: false, note: '' };
+  let voidError = '';
+  try {
+    const v = await payments.void(actor, id, { idempotencyKey: `order-${toNumber(order.id)}-void` });
+    if (v.status === 'success') return { retry: false, note: `Payment ${id} was voided.` };
+    if (v.status === 'pending' || v.status === 'unknown') return { retry: true, note: `The void of payment ${id} is ${v.status}.` };
+    voidError = v.message ?? v.status;
+  } catch (e) {
+    if (!isAppError(e) || e.code !== 'NOT_ALLOWED') throw e;
+    voidError = e.message;
+  }
+  try {
+    const r = await payments.refund(actor, id, { idempotencyKey: `order-${toNumber(order.id)}-refund`, reason: 'Provisioning failed' });
+    if (r.status === 'success') return { retry: false, note: `Payment ${id} was refunded.` };
+    if (r.status === 'pending' || r.status === 'unknown') return { retry: true, note: `The refund of payment ${id} is ${r.status}.` };
+    return { retry: false, note: `Payment ${id} could not be voided (${voidError}) nor refunded (${r.message ?? r.status}): refund it by hand.` };
+  } catch (e) {
+    if (!isAppError(e) || e.code !== 'NOT_ALLOWED') throw e;
+    return { retry: false, note: `Payment ${id} could not be voided (${voidError}) nor refunded (${e.message}): refund it by hand.` };
+  }
+}
