@@ -74,8 +74,9 @@ export async function makeCatalog(deps: Deps, services: Services, provider: Acto
     const [periodId] = (await db('plan_periods').insert({ plan_id: planId, duration: 1, unit: 'month', trial: false, setup_fee: 0, recurring_fee: 1000 * (i + 1), renewal_fee: 1000 * (i + 1), sort_order: 0 })) as number[];
     plans.push({ planId: toNumber(planId), periodId: toNumber(periodId), name });
   }
+  // A version clear of the default's version 1, which WorkflowsService makes on first use.
   const [{ v }] = (await db('workflows').where({ vendor_id: vendorId, order_type: 'sales' }).max({ v: 'version' })) as { v: number | null }[];
-  const [workflowId] = (await db('workflows').insert({ vendor_id: vendorId, order_type: 'sales', version: toNumber(v ?? 0) + 1, definition: JSON.stringify(opts.workflow ?? DEFAULT_SALES_WORKFLOW), active: false, created_at: now })) as number[];
+  const [workflowId] = (await db('workflows').insert({ vendor_id: vendorId, order_type: 'sales', version: toNumber(v ?? 0) + 100, definition: JSON.stringify(opts.workflow ?? DEFAULT_SALES_WORKFLOW), active: false, created_at: now })) as number[];
   const customer = await customerActor(deps, services, provider);
   const tool = await engine.payments.storePayTool(provider, customer.accountId, gatewayInstanceId, APPROVED_CARD, { makeDefault: true });
   return { vendorId, customer, plans, gatewayInstanceId, payToolId: tool.payToolId, workflowId: toNumber(workflowId), stateFile, dir };
