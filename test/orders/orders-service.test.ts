@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { ORDER_ADVANCE } from '../../src/orders/transitions';
+import { ORDER_ADVANCE, transition } from '../../src/orders/transitions';
 import { failure } from '../helpers/assertions';
 import { count, orderWorld, type OrderWorld } from '../subscriptions/order-world';
 
@@ -207,5 +207,76 @@ describe('orders: reading', () => {
     expect(page2).to.deep.include({ total: 2 });
     expect(page2.items.map((o) => o.orderId)).to.deep.equal([a.orderId]);
     await failure(w.orders.list(w.world.provider, { status: 'XX' }), 'INVALID_ARGUMENT', 'status');
+  });
+});
+
+describe('orders: approval', () => {
+  beforeEach(async () => {
+    w = await orderWorld();
+  });
+  afterEach(async () => {
+    await w?.world.close();
+  });
+
+  /** Places an order and screens it suspect, leaving it waiting for approval. */
+  async function waiting(): Promise<number> {
+    const order = await w.place(w.customer, { accountId: w.customer.accountId });
+    for (const outcome of ['suspect', 'done'] as const) {
+      await w.world.deps.db.transaction(async (tx) => {
+        const row = await tx('orders').where({ id: order.orderId }).first();
+        await transition(tx, w.world.deps, w.world.services.tasks, row, outcome, { ...w.world.provider, channel: 'job' });
+      });
+    }
+    return order.orderId;
+  }
+
+  const eventNames = async (orderId: number) => ((await w.world.deps.db('events').where({ object_type: 'order', object_id: String(orderId) }).orderBy('id')) as { name: string }[]).map((e) => e.name);
+  const advanceSteps = async (orderId: number) =>
+    ((await w.world.deps.db('tasks').where({ kind: ORDER_ADVANCE, object_id: String(orderId) }).orderBy('id')) as { payload: string }[]).map((t) => (JSON.parse(t.payload) as { step: string }).step);
+
+  it('refuses approval and rejection while the order is not at a manual step, naming its status', async () => {
+    const order = await w.place(w.customer, { accountId: w.customer.accountId });
+    const err = await failure(w.orders.approve(w.world.provider, order.orderId), 'NOT_ALLOWED', 'status');
+    expect(err.message).to.contain('NP');
+    await failure(w.orders.reject(w.world.provider, order.orderId), 'NOT_ALLOWED', 'status');
+    expect(await count(w.world, 'order_history', { order_id: order.orderId })).to.equal(1);
+  });
+
+  it('lets the vendor side approve a waiting order: on to charging, order.approved, the next advance task, the comment in the history', async () => {
+    const id = await waiting();
+    const order = await w.orders.approve(w.world.provider, id, 'Called the customer');
+    expect(order).to.deep.include({ status: 'WP', step: 'charge_card' });
+    expect(order.history.at(-1)).to.deep.include({ status: 'WP', step: 'charge_card', outcome: 'approved', comment: 'Called the customer' });
+    expect((await eventNames(id)).at(-1)).to.equal('order.approved');
+    expect(await advanceSteps(id)).to.deep.equal(['fraud_screening', 'mark_suspect', 'charge_card']);
+    await failure(w.orders.approve(w.world.provider, id), 'NOT_ALLOWED', 'status');
+  });
+
+  it('lets the vendor side reject a waiting order: rejected, order.rejected, no task', async () => {
+    const id = await waiting();
+    const order = await w.orders.reject(w.world.provider, id, 'Stolen card');
+    expect(order).to.deep.include({ status: 'RJ', step: 'reject_order' });
+    expect((await eventNames(id)).at(-1)).to.equal('order.rejected');
+    expect(await advanceSteps(id)).to.deep.equal(['fraud_screening', 'mark_suspect']);
+  });
+
+  it('refuses approval by the customer itself (NOT_ALLOWED), a vendor user without admin or billing role, and hides the order from another reseller (NOT_FOUND)', async () => {
+    const id = await waiting();
+    await failure(w.orders.approve(w.customer, id), 'NOT_ALLOWED');
+    await failure(w.orders.reject(w.customer, id), 'NOT_ALLOWED');
+    await failure(w.orders.approve({ ...w.world.provider, roles: ['technical'] }, id), 'NOT_ALLOWED');
+    await failure(w.orders.approve(w.otherReseller, id), 'NOT_FOUND');
+    expect((await w.orders.get(w.world.provider, id)).status).to.equal('WA');
+  });
+
+  it("lets a reseller approve its own customer's order", async () => {
+    const order = await w.orders.place(w.reseller, { accountId: w.resellerCustomer.accountId, items: [{ planId: w.euroPlan, periodId: w.euroMonthly, parameters: { domain: 'r.example' } }] });
+    for (const outcome of ['suspect', 'done'] as const) {
+      await w.world.deps.db.transaction(async (tx) => {
+        const row = await tx('orders').where({ id: order.orderId }).first();
+        await transition(tx, w.world.deps, w.world.services.tasks, row, outcome, { ...w.world.provider, channel: 'job' });
+      });
+    }
+    expect((await w.orders.approve({ ...w.reseller, roles: ['billing'] }, order.orderId)).status).to.equal('WP');
   });
 });
