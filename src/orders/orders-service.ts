@@ -159,61 +159,60 @@ export class OrdersService {
 
   async place(actor: Actor, input: PlaceOrderInput, type: OrderType = 'sales'): Promise<Order> {
     const orderType = oneOf(type, 'type', ORDER_TYPES);
-    const { db, clock } = this.deps;
+    const { clock } = this.deps;
     const accountId = positiveId(input?.accountId, 'accountId');
-    const account = await scopedAccount(db, actor, accountId);
-    if (account.type === 'provider' || (account.type === 'reseller' && account.id !== actor.accountId)) {
-      throw invalid('accountId', `Account ${accountId} is a ${account.type}; orders are placed for customers (or by a reseller for itself).`);
-    }
-    if (account.status !== 'active') throw notAllowed(`Account ${accountId} is ${account.status}; only an active account may order.`, 'accountId');
-    const vendorId = toNumber(account.vendor_id);
     if (!Array.isArray(input.items) || input.items.length === 0) throw invalid('items', 'An order needs at least one item.');
     if (input.items.length > MAX_ITEMS) throw invalid('items', `An order may have at most ${MAX_ITEMS} items.`);
     const ipAddress = optionalText(input.ipAddress, 'ipAddress', 64) ?? null;
     const comment = optionalText(input.comment, 'comment', 1024) ?? '';
     const payToolId = input.payToolId === undefined || input.payToolId === null ? null : positiveId(input.payToolId, 'payToolId');
-    if (payToolId !== null && !(await db('pay_tools').where({ id: payToolId, account_id: accountId }).first('id'))) {
-      throw invalid('payToolId', `Pay tool ${payToolId} is not one of account ${accountId}'s.`);
-    }
-
-    const prepared: PreparedItem[] = [];
-    let currency: string | undefined;
-    for (let i = 0; i < input.items.length; i++) {
-      prepared.push(await this.prepareItem(db, vendorId, input.items[i]!, i));
-      const planCurrency = prepared[i]!.plan.currency;
-      if (currency !== undefined && planCurrency !== currency) {
-        throw invalid(`items[${i}].planId`, `Plan ${prepared[i]!.plan.planId} is priced in ${planCurrency}, the order's earlier items in ${currency}; one order has one currency.`);
-      }
-      currency = planCurrency;
-    }
-    const orderCurrency = currency as string;
-
-    const now = clock.now();
-    let promo: PromoCode | undefined;
-    if (input.promoCode !== undefined && input.promoCode !== null && String(input.promoCode).trim() !== '') {
-      promo = await this.svc.promoCodes.find(db, vendorId, String(input.promoCode), now);
-      if (promo.kind === 'fixed' && promo.currency !== orderCurrency) {
-        throw invalid('promoCode', `Promo code '${promo.code}' takes off an amount in ${promo.currency}; this order is in ${orderCurrency}.`);
-      }
-    }
-    const priced = prepared.map((p, i) => {
-      const period = p.plan.periods.find((x) => x.periodId === p.periodId)!;
-      return priceItem({
-        planName: p.plan.name,
-        period: { setupFee: period.setupFee, recurringFee: period.recurringFee, trial: period.trial },
-        rates: p.plan.resources,
-        resources: p.resources,
-        promo: promo ? asPricingPromo(promo) : undefined,
-        field: `items[${i}]`,
-      });
-    });
-    const subtotal = priced.reduce((s, p) => s + p.subtotal, 0n);
-    const discount = priced.reduce((s, p) => s + p.discount, 0n);
-    const tax = 0n;
-    const total = subtotal - discount + tax;
-
     const args = { input: { ...input, idempotencyKey: undefined }, type: orderType };
+    // Everything is read in the placing transaction, after the idempotency key: a repeated call answers the first
+    // order even when its promo code has been used up by it since.
     return idempotent(this.deps, actor, input.idempotencyKey, 'PlaceOrder', args, async (tx) => {
+      const account = await scopedAccount(tx, actor, accountId);
+      if (account.type === 'provider' || (account.type === 'reseller' && account.id !== actor.accountId)) {
+        throw invalid('accountId', `Account ${accountId} is a ${account.type}; orders are placed for customers (or by a reseller for itself).`);
+      }
+      if (account.status !== 'active') throw notAllowed(`Account ${accountId} is ${account.status}; only an active account may order.`, 'accountId');
+      const vendorId = toNumber(account.vendor_id);
+      if (payToolId !== null && !(await tx('pay_tools').where({ id: payToolId, account_id: accountId }).first('id'))) {
+        throw invalid('payToolId', `Pay tool ${payToolId} is not one of account ${accountId}'s.`);
+      }
+      const prepared: PreparedItem[] = [];
+      let currency: string | undefined;
+      for (let i = 0; i < input.items.length; i++) {
+        prepared.push(await this.prepareItem(tx, vendorId, input.items[i]!, i));
+        const planCurrency = prepared[i]!.plan.currency;
+        if (currency !== undefined && planCurrency !== currency) {
+          throw invalid(`items[${i}].planId`, `Plan ${prepared[i]!.plan.planId} is priced in ${planCurrency}, the order's earlier items in ${currency}; one order has one currency.`);
+        }
+        currency = planCurrency;
+      }
+      const orderCurrency = currency as string;
+      let promo: PromoCode | undefined;
+      if (input.promoCode !== undefined && input.promoCode !== null && String(input.promoCode).trim() !== '') {
+        promo = await this.svc.promoCodes.find(tx, vendorId, String(input.promoCode), clock.now());
+        if (promo.kind === 'fixed' && promo.currency !== orderCurrency) {
+          throw invalid('promoCode', `Promo code '${promo.code}' takes off an amount in ${promo.currency}; this order is in ${orderCurrency}.`);
+        }
+      }
+      const priced = prepared.map((p, i) => {
+        const period = p.plan.periods.find((x) => x.periodId === p.periodId)!;
+        return priceItem({
+          planName: p.plan.name,
+          period: { setupFee: period.setupFee, recurringFee: period.recurringFee, trial: period.trial },
+          rates: p.plan.resources,
+          resources: p.resources,
+          promo: promo ? asPricingPromo(promo) : undefined,
+          field: `items[${i}]`,
+        });
+      });
+      const subtotal = priced.reduce((s, p) => s + p.subtotal, 0n);
+      const discount = priced.reduce((s, p) => s + p.discount, 0n);
+      const tax = 0n;
+      const total = subtotal - discount + tax;
+
       const workflow = await this.svc.workflows.activeFor(tx, vendorId, orderType);
       const start = workflow.definition.start;
       const status = STATUS_OF_ACTION[workflow.definition.steps[start]!.action];

@@ -163,6 +163,14 @@ describe('orders: placing', () => {
     await failure(w.place(w.customer, { accountId: w.customer.accountId, idempotencyKey: 'k-1', comment: 'other' }), 'CONFLICT', 'idempotencyKey');
   });
 
+  it('answers a repeated call with the first order even though that order used up its promo code', async () => {
+    await w.promoCodes.create(w.world.provider, { code: 'ONCE', kind: 'percent', value: 5000n, maxUses: 1 });
+    const first = await w.place(w.customer, { accountId: w.customer.accountId, promoCode: 'ONCE', idempotencyKey: 'k-promo' });
+    const again = await w.place(w.customer, { accountId: w.customer.accountId, promoCode: 'ONCE', idempotencyKey: 'k-promo' });
+    expect(again).to.deep.include({ orderId: first.orderId, discountTotal: first.discountTotal });
+    expect((await w.promoCodes.list(w.world.provider))[0]!.uses).to.equal(1);
+  });
+
   it('links an add-on item to the earlier item it names by position', async () => {
     const order = await w.place(w.customer, {
       accountId: w.customer.accountId,
