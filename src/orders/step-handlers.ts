@@ -151,7 +151,14 @@ export async function runFraudScreen(ctx: Ctx, order: OrderRow): Promise<{ outco
   const rows = (await db('plugin_instances').whereIn('vendor_id', chain).andWhere({ kind: 'fraud', status: 'active' }).orderBy('id')) as { id: number; vendor_id: number; name: string }[];
   const instance = chain.map((id) => rows.find((r) => toNumber(r.vendor_id) === id)).find((r) => r !== undefined);
   if (!instance) return { outcome: 'pass', comment: 'No fraud screen instance is configured for the vendor.' };
-  const screen = await ctx.svc.pluginInstances.instantiate<FraudScreen>(toNumber(instance.id));
+  let screen: FraudScreen;
+  try {
+    screen = await ctx.svc.pluginInstances.instantiate<FraudScreen>(toNumber(instance.id));
+  } catch (e) {
+    // Like a screen that fails (FraudService): the order waits for an operator rather than going on unscreened.
+    if (!isAppError(e)) throw e;
+    return { outcome: 'suspect', comment: `Fraud screen '${instance.name}' cannot run (${e.message}); an operator should review the order.` };
+  }
   const contact = (await db('account_contacts').where({ account_id: order.account_id }).orderByRaw("CASE kind WHEN 'billing' THEN 0 WHEN 'admin' THEN 1 ELSE 2 END").first('email')) as { email: string } | undefined;
   const check = await ctx.svc.fraud.screen(await ctx.actor(), { instanceName: instance.name, screen }, {
     orderId: toNumber(order.id),

@@ -130,4 +130,26 @@ describe('order engine: steps, gates and edge cases', () => {
     expect((await world.deps.db('saga_steps').where({ order_id: orderId }).count({ n: '*' }))[0]).to.deep.include({ n: 2 });
     expect((await world.deps.db('payments').where({ order_id: orderId }).count({ n: '*' }))[0]).to.deep.include({ n: 1 });
   });
+
+  it("makes the order suspect when the vendor's fraud screen cannot run, rather than letting it through", async () => {
+    await setup();
+    const id = await world.services.pluginInstances.create(world.provider, { kind: 'fraud', plugin: 'rules', name: 'screen', settings: {} });
+    await world.deps.db('plugin_instances').where({ id }).update({ settings: JSON.stringify({ windowSeconds: 1 }) });
+    const orderId = await placeOrder(world.deps, world.services, cat, [{ plan: 0 }]);
+    await drive(world.deps, world.clock, engine.worker);
+    expect((await orderRow(world.deps.db, orderId)).status).to.equal('WA');
+    const history = (await world.deps.db('order_history').where({ order_id: orderId, status: 'SS' }).first('comment')) as { comment: string };
+    expect(history.comment).to.contain("Fraud screen 'screen' cannot run");
+  });
+
+  it('charges nothing for an order with a total of 0 and still provisions it', async () => {
+    await setup();
+    const orderId = await placeOrder(world.deps, world.services, cat, [{ plan: 0 }]);
+    await world.deps.db('orders').where({ id: orderId }).update({ subtotal: 0, total: 0 });
+    await drive(world.deps, world.clock, engine.worker);
+    const order = await orderRow(world.deps.db, orderId);
+    expect(order).to.include({ status: 'CP', payment_id: null });
+    expect((await world.deps.db('payments').where({ order_id: orderId }).count({ n: '*' }))[0]).to.deep.include({ n: 0 });
+    expect(journal(cat).map((e) => e.action)).to.deep.equal(['provision']);
+  });
 });
