@@ -310,9 +310,7 @@ export class OrdersService {
     }
     const [{ total }] = (await q.clone().count({ total: '*' })) as { total: number | string }[];
     const rows = (await q.select('o.*').orderBy('o.id', 'desc').limit(pageSize).offset(offset)) as OrderRow[];
-    const items: Order[] = [];
-    for (const r of rows) items.push(await this.view(db, r));
-    return { items, total: Number(total) };
+    return { items: await this.views(db, rows), total: Number(total) };
   }
 
   /** ApproveOrder: the vendor side moves an order waiting at a manual step on by `approved`. */
@@ -392,61 +390,83 @@ export class OrdersService {
   }
 
   private async view(conn: Conn, r: OrderRow): Promise<Order> {
-    const id = toNumber(r.id);
-    const items = (await conn('order_items').where({ order_id: id }).orderBy('position')) as Record<string, unknown>[];
-    const lines = (await conn('order_lines').where({ order_id: id }).orderBy('position')) as Record<string, unknown>[];
-    const history = (await conn('order_history').where({ order_id: id }).orderBy('id')) as Record<string, unknown>[];
-    return {
-      orderId: id,
-      orderNumber: r.order_number,
-      accountId: toNumber(r.account_id),
-      vendorAccountId: toNumber(r.vendor_id),
-      type: r.type as OrderType,
-      status: r.status as PbaOrderStatus,
-      step: r.step,
-      workflowId: toNumber(r.workflow_id),
-      currency: r.currency,
-      subtotal: toBigInt(r.subtotal),
-      discountTotal: toBigInt(r.discount_total),
-      taxTotal: toBigInt(r.tax_total),
-      total: toBigInt(r.total),
-      promoCodeId: toOptionalNumber(r.promo_code_id),
-      payToolId: toOptionalNumber(r.pay_tool_id),
-      paymentId: toOptionalNumber(r.payment_id),
-      ipAddress: r.ip_address,
-      comment: r.comment,
-      failureReason: r.failure_reason,
-      createdAt: new Date(toNumber(r.created_at)),
-      updatedAt: new Date(toNumber(r.updated_at)),
-      items: items.map((it) => ({
-        itemId: toNumber(it.id),
-        position: toNumber(it.position),
-        planId: toNumber(it.plan_id),
-        periodId: toNumber(it.period_id),
-        parentItemId: toOptionalNumber(it.parent_item_id),
-        parameters: JSON.parse(String(it.parameters)) as Record<string, string>,
-        resources: JSON.parse(String(it.resources)) as { resourceId: number; quantity: number }[],
-        subscriptionId: toOptionalNumber(it.subscription_id),
-      })),
-      lines: lines.map((l) => ({
-        lineId: toNumber(l.id),
-        itemId: toOptionalNumber(l.item_id),
-        position: toNumber(l.position),
-        kind: l.kind as LineKind,
-        description: String(l.description),
-        resourceId: toOptionalNumber(l.resource_id),
-        quantity: Number(l.quantity),
-        unitPrice: toBigInt(l.unit_price),
-        amount: toBigInt(l.amount),
-      })),
-      history: history.map((h) => ({
-        status: h.status as PbaOrderStatus,
-        step: String(h.step),
-        outcome: (h.outcome as string | null) ?? null,
-        at: new Date(toNumber(h.at)),
-        comment: String(h.comment ?? ''),
-        actorUserId: toOptionalNumber(h.actor_user_id),
-      })),
+    return (await this.views(conn, [r]))[0]!;
+  }
+
+  /** Order views with their items, lines and history: three queries for the whole page. */
+  private async views(conn: Conn, rows: OrderRow[]): Promise<Order[]> {
+    if (rows.length === 0) return [];
+    const ids = rows.map((r) => toNumber(r.id));
+    const group = (list: Record<string, unknown>[]) => {
+      const by = new Map<number, Record<string, unknown>[]>();
+      for (const x of list) {
+        const k = toNumber(x.order_id);
+        const bucket = by.get(k);
+        if (bucket) bucket.push(x);
+        else by.set(k, [x]);
+      }
+      return by;
     };
+    const allItems = group((await conn('order_items').whereIn('order_id', ids).orderBy([{ column: 'order_id' }, { column: 'position' }])) as Record<string, unknown>[]);
+    const allLines = group((await conn('order_lines').whereIn('order_id', ids).orderBy([{ column: 'order_id' }, { column: 'position' }])) as Record<string, unknown>[]);
+    const allHistory = group((await conn('order_history').whereIn('order_id', ids).orderBy([{ column: 'order_id' }, { column: 'id' }])) as Record<string, unknown>[]);
+    return rows.map((r) => {
+      const id = toNumber(r.id);
+      const items = allItems.get(id) ?? [];
+      const lines = allLines.get(id) ?? [];
+      const history = allHistory.get(id) ?? [];
+      return {
+        orderId: id,
+        orderNumber: r.order_number,
+        accountId: toNumber(r.account_id),
+        vendorAccountId: toNumber(r.vendor_id),
+        type: r.type as OrderType,
+        status: r.status as PbaOrderStatus,
+        step: r.step,
+        workflowId: toNumber(r.workflow_id),
+        currency: r.currency,
+        subtotal: toBigInt(r.subtotal),
+        discountTotal: toBigInt(r.discount_total),
+        taxTotal: toBigInt(r.tax_total),
+        total: toBigInt(r.total),
+        promoCodeId: toOptionalNumber(r.promo_code_id),
+        payToolId: toOptionalNumber(r.pay_tool_id),
+        paymentId: toOptionalNumber(r.payment_id),
+        ipAddress: r.ip_address,
+        comment: r.comment,
+        failureReason: r.failure_reason,
+        createdAt: new Date(toNumber(r.created_at)),
+        updatedAt: new Date(toNumber(r.updated_at)),
+        items: items.map((it) => ({
+          itemId: toNumber(it.id),
+          position: toNumber(it.position),
+          planId: toNumber(it.plan_id),
+          periodId: toNumber(it.period_id),
+          parentItemId: toOptionalNumber(it.parent_item_id),
+          parameters: JSON.parse(String(it.parameters)) as Record<string, string>,
+          resources: JSON.parse(String(it.resources)) as { resourceId: number; quantity: number }[],
+          subscriptionId: toOptionalNumber(it.subscription_id),
+        })),
+        lines: lines.map((l) => ({
+          lineId: toNumber(l.id),
+          itemId: toOptionalNumber(l.item_id),
+          position: toNumber(l.position),
+          kind: l.kind as LineKind,
+          description: String(l.description),
+          resourceId: toOptionalNumber(l.resource_id),
+          quantity: Number(l.quantity),
+          unitPrice: toBigInt(l.unit_price),
+          amount: toBigInt(l.amount),
+        })),
+        history: history.map((h) => ({
+          status: h.status as PbaOrderStatus,
+          step: String(h.step),
+          outcome: (h.outcome as string | null) ?? null,
+          at: new Date(toNumber(h.at)),
+          comment: String(h.comment ?? ''),
+          actorUserId: toOptionalNumber(h.actor_user_id),
+        })),
+      };
+    });
   }
 }
