@@ -64,6 +64,16 @@ describe('promo codes', () => {
     expect((await w.promoCodes.list(w.world.provider))[1]!.uses).to.equal(3);
   });
 
+  it('lets exactly one of two concurrent orders take the last use; the other is a CONFLICT and leaves no order', async () => {
+    await w.promoCodes.create(w.world.provider, { code: 'LAST', kind: 'percent', value: 1000n, maxUses: 1 });
+    const results = await Promise.allSettled([0, 1].map(() => w.place(w.customer, { accountId: w.customer.accountId, promoCode: 'LAST' })));
+    expect(results.map((r) => r.status).sort()).to.deep.equal(['fulfilled', 'rejected']);
+    const rejected = results.find((r) => r.status === 'rejected') as PromiseRejectedResult;
+    expect((rejected.reason as { code: string }).code).to.equal('CONFLICT');
+    expect(await count(w.world, 'orders')).to.equal(1);
+    expect((await w.promoCodes.list(w.world.provider))[0]!.uses).to.equal(1);
+  });
+
   it('refuses a fixed promo in another currency than the order', async () => {
     await w.promoCodes.create(w.world.provider, { code: 'EUROS', kind: 'fixed', value: 100n, currency: 'EUR' });
     await failure(w.place(w.customer, { accountId: w.customer.accountId, promoCode: 'EUROS' }), 'INVALID_ARGUMENT', 'promoCode');

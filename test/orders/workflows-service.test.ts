@@ -52,6 +52,12 @@ describe('workflows', () => {
     expect(renewal.definition.start).to.equal('charge_card');
   });
 
+  it("creates the provider's default once when several first uses race", async () => {
+    const all = await Promise.all([0, 1, 2, 3].map(() => w.workflows.activeFor(w.world.deps.db, w.world.provider.accountId, 'sales')));
+    expect(new Set(all.map((x) => x.workflowId)).size).to.equal(1);
+    expect(await count(w.world, 'workflows')).to.equal(1);
+  });
+
   it('refuses a broken definition naming the field, and a definition of another order type', async () => {
     const broken = { ...APPROVE_FIRST, start: 'nowhere' };
     await failure(w.workflows.define(w.world.provider, { orderType: 'sales', definition: broken }), 'INVALID_ARGUMENT', 'definition.start');
