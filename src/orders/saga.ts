@@ -55,11 +55,11 @@ async function enqueueStep(ctx: Ctx, tx: Tx, order: OrderRow, step: Pick<SagaSte
   await tx('saga_steps').where({ id: step.id }).update({ task_id: taskId, updated_at: ctx.deps.clock.now().getTime() });
 }
 
-async function enqueueFinish(ctx: Ctx, tx: Tx, order: OrderRow): Promise<void> {
+async function enqueueFinish(ctx: Ctx, tx: Tx, order: OrderRow, reason?: string): Promise<void> {
   await ctx.svc.tasks.enqueue(tx, {
     kind: SAGA_FINISH,
     queue: ORDERS_QUEUE,
-    payload: { orderId: toNumber(order.id) },
+    payload: { orderId: toNumber(order.id), ...(reason ? { reason } : {}) },
     accountId: toNumber(order.account_id),
     objectType: 'order',
     objectId: toNumber(order.id),
@@ -79,6 +79,17 @@ async function stepsOf(tx: Tx, orderId: number, action: 'provision' | 'compensat
 export async function startSaga(ctx: Ctx, tx: Tx, order: OrderRow): Promise<void> {
   const orderId = toNumber(order.id);
   if ((await stepsOf(tx, orderId, 'provision')).length > 0) return;
+  // Only a sales order brings new services. A renewal changes none; the others act on existing subscriptions,
+  // which order items cannot name yet: they fail here rather than provision new services by mistake.
+  if (order.type === 'renewal') {
+    await transitionIfAt(ctx, tx, orderId, order.step, 'success', 'A renewal provisions nothing.');
+    return;
+  }
+  if (order.type !== 'sales') {
+    // Through saga.finish, so that the charge is voided like after any failed provisioning.
+    await enqueueFinish(ctx, tx, order, `Provisioning ${order.type} orders is not supported yet; no service was changed.`);
+    return;
+  }
   const items = (await tx('order_items').where({ order_id: orderId }).orderBy('position')) as OrderItemRow[];
   if (items.length === 0) {
     await transitionIfAt(ctx, tx, orderId, order.step, 'success', 'The order has no services to provision.');
@@ -278,7 +289,7 @@ export async function compensateItem(ctx: Ctx, task: Task, tc: TaskContext): Pro
   return done(error ? { failed: error } : { terminated: true });
 }
 
-/** saga.finish {orderId}: the order's payment is voided (or refunded), then the order fails with the reason. */
+/** saga.finish {orderId, reason?}: the order's payment is voided (or refunded), then the order fails with the reason. */
 export async function finishFailedSaga(ctx: Ctx, task: Task): Promise<TaskOutcome> {
   const { db } = ctx.deps;
   const orderId = toNumber(task.payload.orderId);
@@ -290,7 +301,8 @@ export async function finishFailedSaga(ctx: Ctx, task: Task): Promise<TaskOutcom
   const undone = (await db('saga_steps').where({ order_id: orderId, action: 'compensate', status: 'failed' }).orderBy('position', 'desc').select('last_error')) as { last_error: string | null }[];
   const money = await rollBackPayment(ctx, order);
   if (money.retry) return { status: 'retry', error: money.note, retryable: true };
-  const reason = [failed?.last_error ?? 'Provisioning failed.', ...undone.map((u) => u.last_error ?? ''), money.note].filter(Boolean).join(' ');
+  const given = typeof task.payload.reason === 'string' ? task.payload.reason : undefined;
+  const reason = [failed?.last_error ?? given ?? 'Provisioning failed.', ...undone.map((u) => u.last_error ?? ''), money.note].filter(Boolean).join(' ');
   await writeTx(ctx.deps, (tx) => transitionIfAt(ctx, tx, orderId, order.step, 'failure', reason));
   return done({ reason });
 }
