@@ -133,6 +133,11 @@ describe('orders: placing', () => {
     await failure(w.place(w.customer, { accountId: w.customer.accountId }), 'NOT_ALLOWED', 'accountId');
   });
 
+  it('lets a reseller order for itself from its vendor, who is then the order\'s vendor', async () => {
+    const order = await w.place(w.otherReseller, { accountId: w.otherReseller.accountId });
+    expect(order).to.deep.include({ accountId: w.otherReseller.accountId, vendorAccountId: w.world.provider.accountId, total: 1499n });
+  });
+
   it('places everything in one transaction: a failure at the last moment leaves no order, item, line, history, event, task or promo use', async () => {
     await w.promoCodes.create(w.world.provider, { code: 'HALF', kind: 'percent', value: 5000n });
     const tasks = w.world.services.tasks;
