@@ -13,6 +13,10 @@ import { SecretBox, resolveSecretKey } from './crypto/secret-box';
 import type Koa from 'koa';
 import path from 'node:path';
 import { mountSoap, type PostHandler } from './api/soap/soap-mount';
+import { Worker, defaultOwner } from './jobs/worker';
+import { orderHandlers } from './orders/engine';
+import { subscriptionHooks } from './orders/step-handlers';
+import { ORDERS_QUEUE } from './orders/transitions';
 import crypto from 'node:crypto';
 import { requestContext } from './logger';
 import { XmlRpcEndpoint } from './api/xmlrpc/execute';
@@ -38,6 +42,8 @@ export interface StartOptions {
   clock?: Clock;
   log?: Logger;
   db?: Db;
+  /** Run the background worker (default true); tests that drive tasks by hand switch it off. */
+  worker?: boolean;
   /** Seed the demo catalog and accounts (default: config.seedDemo); tests may start with only the provider and admin. */
   demo?: boolean;
 }
@@ -114,6 +120,15 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     const mounts = await mountTransports(services, app, router);
     app.use(router.routes()).use(router.allowedMethods());
     const housekeeping = startHousekeeping(services);
+    // Orders move through their workflows as background tasks; this process takes its share of them.
+    const worker = new Worker(deps, services.tasks, orderHandlers(deps, {
+      tasks: services.tasks,
+      pluginInstances: services.pluginInstances,
+      payments: services.payments,
+      fraud: services.fraud,
+      subscriptions: subscriptionHooks(deps, services.subscriptions, services.catalog),
+    }), { owner: defaultOwner(), queues: [ORDERS_QUEUE] });
+    if (opts.worker !== false) worker.start();
     handler = apiFirst(mounts.posts, app.callback(), log);
     if (mounts.legacyXmlRpc) legacyHandler = mounts.legacyXmlRpc;
     const base = config.publicUrl || `http://localhost:${port}`;
@@ -126,6 +141,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
       adminPassword,
       async close() {
         clearInterval(housekeeping);
+        await worker.stop();
         await mounts.close();
         await closeSockets();
         if (!opts.db) await db.destroy();

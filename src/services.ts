@@ -9,6 +9,10 @@ import { PaymentsService } from './payments/payments-service';
 import { FraudService } from './fraud/fraud-service';
 import { notFound } from './domain/errors';
 import type { PaymentGateway } from './plugins/sdk';
+import { OrdersService } from './orders/orders-service';
+import { WorkflowsService } from './orders/workflows-service';
+import { PromoCodesService } from './orders/promo-codes-service';
+import { SubscriptionsService } from './subscriptions/subscriptions-service';
 import { BUNDLED_PLUGINS_DIR, loadPlugins, type PluginRegistry } from './plugins/loader';
 
 /** Every service of the application, built once from its dependencies. Transports receive this. */
@@ -24,19 +28,27 @@ export interface Services {
   pluginInstances: PluginInstancesService;
   payments: PaymentsService;
   fraud: FraudService;
+  workflows: WorkflowsService;
+  promoCodes: PromoCodesService;
+  orders: OrdersService;
+  subscriptions: SubscriptionsService;
 }
 
 /** Builds every service; pass the registry when one is already loaded (it is loaded once per process). */
 export function createServices(deps: Deps, plugins: PluginRegistry = loadPlugins(BUNDLED_PLUGINS_DIR, deps.log)): Services {
   const users = new UsersService(deps);
   const pluginInstances = new PluginInstancesService(deps, plugins);
+  const catalog = new CatalogService(deps);
+  const tasks = new TaskQueue(deps);
+  const workflows = new WorkflowsService(deps);
+  const promoCodes = new PromoCodesService(deps);
   return {
     deps,
     accounts: new AccountsService(deps),
     users,
-    catalog: new CatalogService(deps),
+    catalog,
     auth: new Authenticator(deps, users),
-    tasks: new TaskQueue(deps),
+    tasks,
     plugins,
     pluginInstances,
     payments: new PaymentsService(deps, async (id) => {
@@ -45,5 +57,9 @@ export function createServices(deps: Deps, plugins: PluginRegistry = loadPlugins
       return pluginInstances.instantiate<PaymentGateway>(id);
     }),
     fraud: new FraudService(deps),
+    workflows,
+    promoCodes,
+    orders: new OrdersService(deps, { catalog, tasks, workflows, promoCodes }),
+    subscriptions: new SubscriptionsService(deps),
   };
 }

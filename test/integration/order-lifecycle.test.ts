@@ -1,0 +1,71 @@
+import { expect } from 'chai';
+import type { Actor } from '../../src/context';
+import { providerActor, startApiWorld, type ApiWorld } from '../helpers/api';
+
+/** Waits for a condition the server's own background worker brings about (it polls about once a second). */
+async function eventually<T>(probe: () => Promise<T | undefined>, what: string, ms = 20_000): Promise<T> {
+  const until = Date.now() + ms;
+  for (;;) {
+    const v = await probe();
+    if (v !== undefined) return v;
+    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+describe('an order on a running server (the demo catalog, the sandbox gate and gateway, the worker)', () => {
+  let world: ApiWorld;
+  let provider: Actor;
+  let customerId: number;
+  let planId: number;
+  let periodId: number;
+  let gatewayId: number;
+
+  before(async () => {
+    world = await startApiWorld({ demo: true });
+    provider = await providerActor(world);
+    const db = world.fresh.db;
+    customerId = (await db('accounts').where({ company_name: 'Bluebird Bakery' }).first('id')).id;
+    const plan = await db('plans').where({ name: 'Shared Hosting Basic' }).first('id');
+    planId = plan.id;
+    periodId = (await db('plan_periods').where({ plan_id: planId, duration: 1, unit: 'month' }).first('id')).id;
+    gatewayId = (await db('plugin_instances').where({ name: 'sandbox-payments' }).first('id')).id;
+  });
+  after(() => world.close());
+
+  async function place(card: string, domain: string) {
+    const { payments, orders } = world.server.services;
+    const tool = await payments.storePayTool(provider, customerId, gatewayId, { number: card, expMonth: 12, expYear: 2040, cvv: '123', holder: 'Carla Customer' });
+    return orders.place(provider, { accountId: customerId, payToolId: tool.payToolId, items: [{ planId, periodId, parameters: { domain } }] });
+  }
+
+  it('is screened, charged, provisioned and completed by the background worker: CP, an active running subscription', async () => {
+    const order = await place('4242424242424242', 'bluebird-bakery.example');
+    expect(order.status).to.equal('NP');
+    const db = world.fresh.db;
+    const done = await eventually(async () => {
+      const row = await db('orders').where({ id: order.orderId }).first('status');
+      return ['CP', 'RJ', 'PF'].includes(row.status) ? row.status : undefined;
+    }, 'the order to finish');
+    expect(done).to.equal('CP');
+    const sub = await db('subscriptions').where({ order_id: order.orderId }).first();
+    expect(sub).to.include({ status: 30, service_status: 50 });
+    expect(sub.gate_reference).to.be.a('string').and.not.equal('');
+    const payment = await db('payments').where({ order_id: order.orderId }).first('status', 'amount');
+    expect(payment.status).to.equal('success');
+    expect(String(payment.amount)).to.equal(String(order.total));
+    const history = (await db('order_history').where({ order_id: order.orderId }).orderBy('id').select('step')).map((r: { step: string }) => r.step);
+    expect(history).to.deep.equal(['fraud_screening', 'charge_card', 'provision_services', 'notify_customer', 'completed']);
+  });
+
+  it('is rejected when the card is declined, with no subscription provisioned', async () => {
+    const order = await place('4000000000000341', 'declined-bakery.example');
+    const db = world.fresh.db;
+    const status = await eventually(async () => {
+      const row = await db('orders').where({ id: order.orderId }).first('status');
+      return ['CP', 'RJ', 'PF'].includes(row.status) ? row.status : undefined;
+    }, 'the order to finish');
+    expect(status).to.equal('RJ');
+    expect(await db('subscriptions').where({ order_id: order.orderId, service_status: 50 })).to.have.length(0);
+  });
+});
