@@ -131,11 +131,28 @@ const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve,
  * on SQLite), retried with backoff, and kept with their last error for operators to see and retry.
  */
 export class TaskQueue {
+  private readonly enqueueListeners = new Set<() => void>();
   private provider: { id: number; path: string } | undefined;
 
   constructor(private readonly deps: Deps) {}
 
   /** Adds a task in the caller's transaction (conn may be a Tx) and returns its id. */
+  /** Called when a task enqueued in this process is committed: in-process workers start on it without waiting to poll. */
+  onEnqueue(listener: () => void): () => void {
+    this.enqueueListeners.add(listener);
+    return () => this.enqueueListeners.delete(listener);
+  }
+
+  private notifyAfterCommit(conn: Conn): void {
+    if (this.enqueueListeners.size === 0) return;
+    const notify = () => {
+      for (const listener of this.enqueueListeners) listener();
+    };
+    const committed = (conn as { executionPromise?: Promise<unknown> }).executionPromise;
+    if (committed) committed.then(notify, () => undefined);
+    else setImmediate(notify);
+  }
+
   async enqueue(conn: Conn, input: EnqueueInput): Promise<number> {
     const row = this.newRow(input);
     if (row.dedupe_key !== null) {
@@ -144,6 +161,7 @@ export class TaskQueue {
     }
     try {
       const [id] = (await conn('tasks').insert(row)) as number[];
+      this.notifyAfterCommit(conn);
       return toNumber(id);
     } catch (e) {
       if (row.dedupe_key === null || !isUniqueViolation(e)) throw e;

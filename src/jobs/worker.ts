@@ -57,6 +57,7 @@ export class Worker {
   private loop: Promise<void> | undefined;
   private stopping = false;
   private wake: (() => void) | undefined;
+  private unsubscribe: (() => void) | undefined;
 
   constructor(
     private readonly deps: Deps,
@@ -78,12 +79,14 @@ export class Worker {
   start(): void {
     if (this.loop) return;
     this.stopping = false;
+    this.unsubscribe = this.queue.onEnqueue(() => this.wake?.());
     this.loop = this.poll();
   }
 
   /** Stops leasing and waits for the tasks running now to finish and be settled. */
   async stop(): Promise<void> {
     this.stopping = true;
+    this.unsubscribe?.();
     this.wake?.();
     await this.loop;
     this.loop = undefined;

@@ -183,3 +183,24 @@ describe('task worker', () => {
     expect((await task(later)).status).to.equal('pending');
   });
 });
+
+describe('worker wake-up on enqueue', () => {
+  it('starts on a task enqueued in this process as soon as its transaction commits, not at the next poll', async () => {
+    const world = await makeWorld();
+    const queue = new TaskQueue(world.deps);
+    let ranAt = 0;
+    const worker = new Worker(world.deps, queue, { 'test.wake': async () => ((ranAt = Date.now()), { status: 'done' }) }, { owner: 'wake-test', pollMs: 60_000 });
+    worker.start();
+    try {
+      await new Promise((r) => setTimeout(r, 50)); // the first (empty) poll has happened; the next is a minute away
+      const committedAt = Date.now();
+      await world.deps.db.transaction((tx) => queue.enqueue(tx, { kind: 'test.wake' }));
+      for (let i = 0; i < 100 && !ranAt; i++) await new Promise((r) => setTimeout(r, 10));
+      expect(ranAt, 'the task ran').to.be.greaterThan(0);
+      expect(ranAt - committedAt).to.be.lessThan(1000);
+    } finally {
+      await worker.stop();
+      await world.close();
+    }
+  });
+});
