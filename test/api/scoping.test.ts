@@ -72,6 +72,11 @@ describe('API scoping: a reseller cannot reach another reseller\'s objects by id
   let provider: Actor;
   let providerAdminId: number;
   let providerPrivatePlan: number;
+  // Orders and subscriptions: A's customer's and B's customer's.
+  let orderA: { approve: number; reject: number; any: number };
+  let orderB: number;
+  let subA: number;
+  let subB: number;
 
   let seq = 0;
   const unique = (prefix: string) => `${prefix}-${Date.now().toString(36)}-${++seq}`;
@@ -165,6 +170,46 @@ describe('API scoping: a reseller cannot reach another reseller\'s objects by id
     // The provider's unpublished plan: above A, not in A's sellable catalog.
     providerPrivatePlan = await catalog.createPlan(provider, planInput('Provider private plan', undefined, false));
 
+
+    // Orders: a workflow that provisions at once gives each customer a subscription; then A's asks for approval.
+    const { orders, workflows } = world.server.services;
+    const basic = ((await world.fresh.db('plans').where({ name: 'Shared Hosting Basic' }).first('id')) as { id: number }).id;
+    const monthly = ((await world.fresh.db('plan_periods').where({ plan_id: basic, duration: 1, unit: 'month' }).first('id')) as { id: number }).id;
+    orderPlanId = basic;
+    orderPeriodId = monthly;
+    const provisionAtOnce = {
+      orderType: 'sales',
+      start: 'provision',
+      steps: { provision: { action: 'provision', next: { success: 'done', failure: 'failed' } }, done: { action: 'complete', next: {} }, failed: { action: 'fail', next: {} } },
+    };
+    const approveFirst = {
+      orderType: 'sales',
+      start: 'approval',
+      steps: {
+        approval: { action: 'wait_for_approval', next: { approved: 'provision', rejected: 'rejected' } },
+        provision: { action: 'provision', next: { success: 'done', failure: 'failed' } },
+        done: { action: 'complete', next: {} },
+        rejected: { action: 'reject', next: {} },
+        failed: { action: 'fail', next: {} },
+      },
+    };
+    const placeFor = async (accountId: number, domain: string) => (await orders.place(provider, { accountId, items: [{ planId: basic, periodId: monthly, parameters: { domain } }] })).orderId;
+    await workflows.define(provider, { vendorAccountId: A.accountId, orderType: 'sales', definition: provisionAtOnce });
+    await workflows.define(provider, { vendorAccountId: B.accountId, orderType: 'sales', definition: provisionAtOnce });
+    const subOrderA = await placeFor(custA.accountId, 'scope-a.example');
+    orderB = await placeFor(custB.accountId, 'scope-b.example');
+    const subscriptionOf = async (orderId: number) => {
+      for (const until = Date.now() + 20_000; Date.now() < until; await new Promise((r) => setTimeout(r, 100))) {
+        const row = (await world.fresh.db('subscriptions').where({ order_id: orderId }).first('id')) as { id: number } | undefined;
+        if (row) return row.id;
+      }
+      throw new Error(`no subscription for order ${orderId}`);
+    };
+    subA = await subscriptionOf(subOrderA);
+    subB = await subscriptionOf(orderB);
+    await workflows.define(provider, { vendorAccountId: A.accountId, orderType: 'sales', definition: approveFirst });
+    orderA = { approve: await placeFor(custA.accountId, 'scope-a2.example'), reject: await placeFor(custA.accountId, 'scope-a3.example'), any: subOrderA };
+
     soapUrl = `${world.url}/soap/billing`;
     soap = await createClientAsync(`${soapUrl}?wsdl`);
     soap.setSecurity(new BasicAuthSecurity(A.login, A.password));
@@ -211,6 +256,13 @@ describe('API scoping: a reseller cannot reach another reseller\'s objects by id
     ["B's customer account", custB.accountId],
     ["the provider (A's own vendor)", provider.accountId],
   ];
+
+  const foreignOrders = (): [string, number][] => [["B's customer's order", orderB]];
+  const foreignSubscriptions = (): [string, number][] => [["B's customer's subscription", subB]];
+  let orderPlanId = 0;
+  let orderPeriodId = 0;
+  const orderPlan = () => orderPlanId;
+  const orderPeriod = () => orderPeriodId;
 
   const contact = (tag: string) => ({ firstName: 'Scope', lastName: tag, email: `${tag.toLowerCase()}@example.com`, country: 'US' });
   const newUser = (accountId: number) => {
@@ -310,6 +362,42 @@ describe('API scoping: a reseller cannot reach another reseller\'s objects by id
       dialect: 'SOAP', op: 'ValidateUser (vendorAccountId)', foreign: vendors, own: () => A.accountId, code: 'UNAUTHENTICATED', field: 'login',
       call: (id) => soapCall('ValidateUser', { login: id === A.accountId ? custA.login : custB.login, password: id === A.accountId ? custA.password : custB.password, vendorAccountId: id }),
       check: (v) => expect(Number((v as { userId: unknown }).userId)).to.equal(custA.userId),
+    },
+
+    {
+      dialect: 'SOAP', op: 'PlaceOrder', foreign: accounts, own: () => custA.accountId, code: 'NOT_FOUND', field: null,
+      call: (id) => soapCall('PlaceOrder', { accountId: id, items: { item: [{ planId: orderPlan(), periodId: orderPeriod(), parameters: { parameter: [{ name: 'domain', value: unique('scope-order') + '.example' }] } }] } }),
+      check: (v) => expect((v as { status: string }).status).to.equal('waiting_approval'),
+    },
+    {
+      dialect: 'SOAP', op: 'GetOrder', foreign: foreignOrders, own: () => orderA.any, code: 'NOT_FOUND', field: null,
+      call: (id) => soapCall('GetOrder', { orderId: id }),
+      check: (v, own) => expect(Number((v as { order: { orderId: unknown } }).order.orderId)).to.equal(own),
+    },
+    {
+      dialect: 'SOAP', op: 'ListOrders', foreign: accounts, own: () => custA.accountId, code: 'NOT_FOUND', field: null,
+      call: (id) => soapCall('ListOrders', { accountId: id }),
+      check: (v) => expect(arr<{ orderId: unknown }>((v as { orders: { order?: unknown } }).orders.order).map((o) => Number(o.orderId))).to.include(orderA.any).and.not.include(orderB),
+    },
+    {
+      dialect: 'SOAP', op: 'ApproveOrder', foreign: foreignOrders, own: () => orderA.approve, code: 'NOT_FOUND', field: null,
+      call: (id) => soapCall('ApproveOrder', { orderId: id, comment: 'scope' }),
+      check: (v) => expect((v as { order: { status: string } }).order.status).not.to.equal('waiting_approval'),
+    },
+    {
+      dialect: 'SOAP', op: 'RejectOrder', foreign: foreignOrders, own: () => orderA.reject, code: 'NOT_FOUND', field: null,
+      call: (id) => soapCall('RejectOrder', { orderId: id, comment: 'scope' }),
+      check: (v) => expect((v as { order: { status: string } }).order.status).to.equal('rejected'),
+    },
+    {
+      dialect: 'SOAP', op: 'GetSubscription', foreign: foreignSubscriptions, own: () => subA, code: 'NOT_FOUND', field: null,
+      call: (id) => soapCall('GetSubscription', { subscriptionId: id }),
+      check: (v, own) => expect(Number((v as { subscription: { subscriptionId: unknown } }).subscription.subscriptionId)).to.equal(own),
+    },
+    {
+      dialect: 'SOAP', op: 'ListSubscriptions', foreign: accounts, own: () => custA.accountId, code: 'NOT_FOUND', field: null,
+      call: (id) => soapCall('ListSubscriptions', { accountId: id }),
+      check: (v) => expect(arr<{ subscriptionId: unknown }>((v as { subscriptions: { subscription?: unknown } }).subscriptions.subscription).map((x) => Number(x.subscriptionId))).to.include(subA).and.not.include(subB),
     },
 
     // ---- XML-RPC Execute, Server BM ---------------------------------------------------------------------

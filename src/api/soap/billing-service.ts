@@ -3,6 +3,9 @@ import type { Account } from '../../accounts/accounts-service';
 import type { User } from '../../accounts/users-service';
 import type { Plan } from '../../catalog/catalog-service';
 import type { Role } from '../../context';
+import type { PbaOrderStatus } from '../../domain/workflow';
+import type { Order } from '../../orders/orders-service';
+import { SERVICE_STATUS, SUBSCRIPTION_STATUS, type Subscription } from '../../subscriptions/subscriptions-service';
 import { invalid } from '../../domain/errors';
 import type { Services } from '../../services';
 import type { Task, TaskStatus } from '../../jobs/task-queue';
@@ -115,6 +118,108 @@ function contactInput(c: Args) {
   };
 }
 
+/** The WSDL's OrderStatus for each PBA order status code. */
+export const ORDER_STATUS_WIRE: Record<PbaOrderStatus, string> = {
+  NP: 'new',
+  WP: 'waiting_payment',
+  SS: 'suspected_fraud',
+  WA: 'waiting_approval',
+  HL: 'on_hold',
+  PR: 'provisioning',
+  PF: 'provisioning_failed',
+  PC: 'provisioned',
+  CP: 'completed',
+  RJ: 'rejected',
+};
+const ORDER_STATUS_CODE = new Map(Object.entries(ORDER_STATUS_WIRE).map(([code, wire]) => [wire, code as PbaOrderStatus]));
+/** WSDL OrderStatus values no Hostwright order takes: a filter on them finds nothing. */
+const UNUSED_ORDER_STATUSES = new Set(['canceled', 'failed']);
+
+const snake = (s: string) => s.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
+const SUBSCRIPTION_STATUS_WIRE = new Map<number, string>(Object.entries(SUBSCRIPTION_STATUS).map(([k, v]) => [v, k]));
+const SERVICE_STATUS_WIRE = new Map<number, string>(Object.entries(SERVICE_STATUS).map(([k, v]) => [v, snake(k)]));
+
+/** An order in the XSD's sequence; lines and history only where the WSDL shows them (not in ListOrders). */
+export function orderWire(o: Order, full: boolean) {
+  const itemOf = (itemId: number | null) => o.items.find((i) => i.itemId === itemId);
+  return compact({
+    orderId: o.orderId,
+    orderNumber: o.orderNumber,
+    accountId: o.accountId,
+    type: o.type,
+    status: ORDER_STATUS_WIRE[o.status],
+    total: decimal(o.total, o.currency),
+    currency: o.currency,
+    createdAt: dateTime(o.createdAt),
+    lines: full
+      ? {
+          line: o.lines.map((l) => {
+            const item = itemOf(l.itemId);
+            return compact({
+              lineId: l.lineId,
+              description: l.description,
+              planId: item?.planId,
+              periodId: item?.periodId,
+              subscriptionId: item?.subscriptionId ?? undefined,
+              resourceId: l.resourceId ?? undefined,
+              quantity: quantity(l.quantity),
+              unitPrice: decimal(l.unitPrice, o.currency),
+              amount: decimal(l.amount, o.currency),
+            });
+          }),
+        }
+      : undefined,
+    history: full
+      ? { event: o.history.map((h) => compact({ status: ORDER_STATUS_WIRE[h.status], at: dateTime(h.at), comment: h.comment || undefined })) }
+      : undefined,
+  });
+}
+
+/** A subscription in the XSD's sequence; absent dates are absent elements, an unlimited resource has no limit. */
+export function subscriptionWire(s: Subscription, withResources: boolean) {
+  return compact({
+    subscriptionId: s.subscriptionId,
+    accountId: s.accountId,
+    planId: s.planId,
+    periodId: s.periodId,
+    status: SUBSCRIPTION_STATUS_WIRE.get(s.status) ?? String(s.status),
+    serviceStatus: SERVICE_STATUS_WIRE.get(s.serviceStatus) ?? String(s.serviceStatus),
+    startDate: s.startDate ? dateTime(s.startDate) : undefined,
+    expirationDate: s.expirationDate ? dateTime(s.expirationDate) : undefined,
+    nextBillDate: s.nextBillDate ? dateTime(s.nextBillDate) : undefined,
+    resources: withResources
+      ? { resource: s.resources.map((r) => compact({ resourceId: r.resourceId, limit: r.limit === null ? undefined : quantity(r.limit), usage: quantity(r.usage) })) }
+      : undefined,
+  });
+}
+
+function orderItemInput(raw: unknown, i: number) {
+  const item = obj(raw);
+  const parameters: Record<string, string> = {};
+  for (const p of list<Args>(item.parameters, 'parameter')) {
+    const name = text(obj(p).name) ?? '';
+    Object.defineProperty(parameters, name, { value: text(obj(p).value) ?? '', enumerable: true, writable: true, configurable: true });
+  }
+  return {
+    planId: int(item.planId, `items[${i}].planId`) as number,
+    periodId: int(item.periodId, `items[${i}].periodId`) as number,
+    parameters,
+    resources: list<Args>(item.resources, 'resource').map((r, j) => {
+      const q = text(obj(r).quantity)?.trim() ?? '';
+      if (!/^\d+(\.\d+)?$/.test(q)) throw invalid(`items[${i}].resources[${j}].quantity`, 'quantity must be a non-negative number.');
+      return { resourceId: int(obj(r).resourceId, `items[${i}].resources[${j}].resourceId`) as number, quantity: Number(q) };
+    }),
+  };
+}
+
+function since(v: unknown): Date | undefined {
+  const t = text(v)?.trim();
+  if (t === undefined || t === '') return undefined;
+  const d = new Date(t);
+  if (Number.isNaN(d.getTime())) throw invalid('since', 'since must be an xs:dateTime, e.g. 2026-01-31T00:00:00Z.');
+  return d;
+}
+
 const read = (run: SoapOperation['run']): SoapOperation => ({ mutating: false, run });
 const write = (run: SoapOperation['run']): SoapOperation => ({ mutating: true, run });
 
@@ -199,6 +304,52 @@ export function billingService(services: Services, wsdlDir: string): SoapService
       return { plans: { plan: r.items.map((p) => planWire(p, false)) }, total: r.total };
     }),
     GetPlan: read(async (a, actor) => ({ plan: planWire(await catalog.getPlan(actor, int(a.planId, 'planId') as number), true) })),
+    PlaceOrder: write(async (a, actor) => {
+      const order = await services.orders.place(actor, {
+        accountId: int(a.accountId, 'accountId') as number,
+        items: list(a.items, 'item').map(orderItemInput),
+        promoCode: text(a.promoCode),
+        payToolId: int(a.payToolId, 'payToolId'),
+        ipAddress: actor.remoteAddr,
+        idempotencyKey: text(a.idempotencyKey),
+      });
+      return { orderId: order.orderId, orderNumber: order.orderNumber, status: ORDER_STATUS_WIRE[order.status], total: decimal(order.total, order.currency), currency: order.currency };
+    }),
+    GetOrder: read(async (a, actor) => ({ order: orderWire(await services.orders.get(actor, int(a.orderId, 'orderId') as number), true) })),
+    ListOrders: read(async (a, actor) => {
+      const wanted = text(a.status)?.trim() || undefined;
+      if (wanted !== undefined && !ORDER_STATUS_CODE.has(wanted) && !UNUSED_ORDER_STATUSES.has(wanted)) {
+        throw invalid('status', `status must be one of ${[...ORDER_STATUS_CODE.keys(), ...UNUSED_ORDER_STATUSES].join(', ')}.`);
+      }
+      const filter = {
+        accountId: int(a.accountId, 'accountId'),
+        status: wanted === undefined ? undefined : ORDER_STATUS_CODE.get(wanted),
+        type: text(a.type)?.trim() || undefined,
+        since: since(a.since),
+        page: int(a.page, 'page'),
+        pageSize: int(a.pageSize, 'pageSize'),
+      };
+      const r = await services.orders.list(actor, filter);
+      if (wanted !== undefined && UNUSED_ORDER_STATUSES.has(wanted)) return { orders: { order: [] }, total: 0 };
+      return { orders: { order: r.items.map((o) => orderWire(o, false)) }, total: r.total };
+    }),
+    ApproveOrder: write(async (a, actor) => ({ order: orderWire(await services.orders.approve(actor, int(a.orderId, 'orderId') as number, text(a.comment)), true) })),
+    RejectOrder: write(async (a, actor) => ({ order: orderWire(await services.orders.reject(actor, int(a.orderId, 'orderId') as number, text(a.comment)), true) })),
+    GetSubscription: read(async (a, actor) => ({ subscription: subscriptionWire(await services.subscriptions.get(actor, int(a.subscriptionId, 'subscriptionId') as number), true) })),
+    ListSubscriptions: read(async (a, actor) => {
+      const wanted = text(a.status)?.trim() || undefined;
+      const code = wanted === undefined ? undefined : (SUBSCRIPTION_STATUS as Record<string, number>)[wanted];
+      if (wanted !== undefined && (code === undefined || !Object.prototype.hasOwnProperty.call(SUBSCRIPTION_STATUS, wanted))) {
+        throw invalid('status', `status must be one of ${Object.keys(SUBSCRIPTION_STATUS).join(', ')}.`);
+      }
+      const r = await services.subscriptions.list(actor, {
+        accountId: int(a.accountId, 'accountId') as number,
+        status: code,
+        page: int(a.page, 'page'),
+        pageSize: int(a.pageSize, 'pageSize'),
+      });
+      return { subscriptions: { subscription: r.items.map((x) => subscriptionWire(x, true)) }, total: r.total };
+    }),
     GetVersion: read(async () => ({ version: VERSION, apiVersion: 'v1' })),
   };
   return {
