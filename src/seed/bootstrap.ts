@@ -5,6 +5,7 @@ import { UsersService } from '../accounts/users-service';
 import { AppError } from '../domain/errors';
 import type { AccountRow } from '../accounts/scope';
 import { isUniqueViolation } from '../idempotency';
+import { ORDER_TYPES, defaultWorkflow } from '../domain/workflow';
 
 export const PROVIDER_NAME = 'Demo Hosting';
 export const ADMIN_LOGIN = 'admin';
@@ -58,6 +59,7 @@ export async function bootstrapProvider(deps: Deps): Promise<Bootstrap> {
     if (!provider) throw new Error('The provider account could not be created.');
   }
   const actor = systemActor(provider);
+  await ensureDefaultWorkflows(deps, provider.id);
   const admin = await db('users').where({ login_scope_id: provider.id, login: ADMIN_LOGIN }).first('id');
   if (admin) return { provider, actor, createdAdmin: false };
   const generated = config.adminPassword ? undefined : crypto.randomBytes(12).toString('base64url');
@@ -79,4 +81,20 @@ export async function bootstrapProvider(deps: Deps): Promise<Bootstrap> {
       throw e;
     });
   return { provider, actor, generatedPassword: created ? generated : undefined, createdAdmin: created };
+}
+
+/**
+ * The provider's default workflow of every order type, version 1, created at start-up. Creating them on the first
+ * order instead would race inside order transactions, whose REPEATABLE READ snapshots on MariaDB cannot see a
+ * workflow another transaction committed a moment later.
+ */
+async function ensureDefaultWorkflows(deps: Deps, providerId: number): Promise<void> {
+  for (const orderType of ORDER_TYPES) {
+    if (await deps.db('workflows').where({ vendor_id: providerId, order_type: orderType }).first('id')) continue;
+    await deps.db('workflows')
+      .insert({ vendor_id: providerId, order_type: orderType, version: 1, definition: JSON.stringify(defaultWorkflow(orderType)), active: true, created_at: deps.clock.now().getTime() })
+      .catch((e: unknown) => {
+        if (!isUniqueViolation(e)) throw e;
+      });
+  }
 }

@@ -1,4 +1,5 @@
 import { expect } from 'chai';
+import { ORDER_TYPES } from '../../src/domain/workflow';
 import type { Actor } from '../../src/context';
 import { DEFAULT_SALES_WORKFLOW, type WorkflowDefinition } from '../../src/domain/workflow';
 import { ORDER_ADVANCE, startOrder, transition } from '../../src/orders/transitions';
@@ -41,31 +42,34 @@ describe('workflows', () => {
     await w?.world.close();
   });
 
-  it("creates the provider's version 1 from the default on first use, once", async () => {
+  it("gives every vendor the provider's version 1 of the default, created at start-up for every order type", async () => {
+    expect(await count(w.world, 'workflows')).to.equal(ORDER_TYPES.length);
     const a = await w.workflows.activeFor(w.world.deps.db, w.otherReseller.accountId, 'sales');
     const b = await w.workflows.activeFor(w.world.deps.db, w.world.provider.accountId, 'sales');
     expect(a.workflowId).to.equal(b.workflowId);
     expect(a).to.deep.include({ vendorAccountId: w.world.provider.accountId, version: 1, active: true, orderType: 'sales' });
     expect(a.definition).to.deep.equal(DEFAULT_SALES_WORKFLOW);
-    expect(await count(w.world, 'workflows')).to.equal(1);
+    expect(await count(w.world, 'workflows')).to.equal(ORDER_TYPES.length);
     const renewal = await w.workflows.activeFor(w.world.deps.db, w.world.provider.accountId, 'renewal');
     expect(renewal.definition.start).to.equal('charge_card');
   });
 
-  it("creates the provider's default once when several first uses race", async () => {
+  it("creates the provider's default once when several first uses race (a database that predates the start-up defaults)", async () => {
+    await w.world.deps.db('workflows').where({ order_type: 'sales' }).del();
     const all = await Promise.all([0, 1, 2, 3].map(() => w.workflows.activeFor(w.world.deps.db, w.world.provider.accountId, 'sales')));
     expect(new Set(all.map((x) => x.workflowId)).size).to.equal(1);
-    expect(await count(w.world, 'workflows')).to.equal(1);
+    expect(await count(w.world, 'workflows', { order_type: 'sales' })).to.equal(1);
   });
 
   it('refuses a broken definition naming the field, and a definition of another order type', async () => {
+    const before = await count(w.world, 'workflows');
     const broken = { ...APPROVE_FIRST, start: 'nowhere' };
     await failure(w.workflows.define(w.world.provider, { orderType: 'sales', definition: broken }), 'INVALID_ARGUMENT', 'definition.start');
     const missing = { ...APPROVE_FIRST, steps: { ...APPROVE_FIRST.steps, provision: { action: 'provision', next: { success: 'done' } } } };
     await failure(w.workflows.define(w.world.provider, { orderType: 'sales', definition: missing }), 'INVALID_ARGUMENT', 'definition.steps.provision.next.failure');
     await failure(w.workflows.define(w.world.provider, { orderType: 'renewal', definition: APPROVE_FIRST }), 'INVALID_ARGUMENT', 'definition.orderType');
     await failure(w.workflows.define(w.customer, { orderType: 'sales', definition: APPROVE_FIRST }), 'INVALID_ARGUMENT', 'vendorAccountId');
-    expect(await count(w.world, 'workflows')).to.equal(0);
+    expect(await count(w.world, 'workflows')).to.equal(before);
   });
 
   it('stores each definition as a new active version, keeping the earlier ones, with audit and a workflow.defined event', async () => {
@@ -73,7 +77,7 @@ describe('workflows', () => {
     const v2 = await w.workflows.define(w.world.provider, { orderType: 'sales', definition: APPROVE_FIRST });
     expect(v2).to.deep.include({ version: 2, active: true, vendorAccountId: w.world.provider.accountId });
     expect((await w.workflows.get(w.world.provider, v1.workflowId)).active).to.equal(false);
-    expect((await w.workflows.list(w.world.provider)).map((x) => [x.version, x.active])).to.deep.equal([
+    expect((await w.workflows.list(w.world.provider)).filter((x) => x.orderType === 'sales').map((x) => [x.version, x.active])).to.deep.equal([
       [2, true],
       [1, false],
     ]);
