@@ -15,6 +15,7 @@ import { billingService, provisioningService } from '../../src/api/soap/billing-
 import { parseMethodResponse, serializeMethodCall, type XmlRpcValue } from '../../src/api/xmlrpc/codec';
 import { ACCOUNT_ADD_PARAMS, accountMethods } from '../../src/api/xmlrpc/methods-accounts';
 import { catalogMethods } from '../../src/api/xmlrpc/methods-catalog';
+import { orderMethods, orderSignature } from '../../src/api/xmlrpc/methods-orders';
 import type { Actor } from '../../src/context';
 import { accountWithApiUser, providerActor, startApiWorld, type ApiWorld } from '../helpers/api';
 
@@ -73,7 +74,7 @@ describe('API scoping: a reseller cannot reach another reseller\'s objects by id
   let providerAdminId: number;
   let providerPrivatePlan: number;
   // Orders and subscriptions: A's customer's and B's customer's.
-  let orderA: { approve: number; reject: number; any: number };
+  let orderA: { approve: number; reject: number; rpc: number; any: number };
   let orderB: number;
   let subA: number;
   let subB: number;
@@ -208,7 +209,7 @@ describe('API scoping: a reseller cannot reach another reseller\'s objects by id
     subA = await subscriptionOf(subOrderA);
     subB = await subscriptionOf(orderB);
     await workflows.define(provider, { vendorAccountId: A.accountId, orderType: 'sales', definition: approveFirst });
-    orderA = { approve: await placeFor(custA.accountId, 'scope-a2.example'), reject: await placeFor(custA.accountId, 'scope-a3.example'), any: subOrderA };
+    orderA = { approve: await placeFor(custA.accountId, 'scope-a2.example'), reject: await placeFor(custA.accountId, 'scope-a3.example'), rpc: await placeFor(custA.accountId, 'scope-a4.example'), any: subOrderA };
 
     soapUrl = `${world.url}/soap/billing`;
     soap = await createClientAsync(`${soapUrl}?wsdl`);
@@ -456,6 +457,45 @@ describe('API scoping: a reseller cannot reach another reseller\'s objects by id
       call: (id) => rpc('UserForVendorValidate_API', id === A.accountId ? [custA.login, custA.password, id] : [custB.login, custB.password, id]),
       check: (v) => expect(v).to.deep.equal([custA.accountId, A.accountId, custA.userId]),
     },
+    {
+      dialect: 'XML-RPC', op: 'GetOrder_API', foreign: foreignOrders, own: () => orderA.any, code: 'NOT_FOUND',
+      call: (id) => rpc('GetOrder_API', [id]),
+      check: (v, own) => expect((v as XmlRpcValue[]).slice(0, 1)).to.deep.equal([own]),
+    },
+    {
+      dialect: 'XML-RPC', op: 'OrderStatusChange_API', foreign: foreignOrders, own: () => orderA.rpc, code: 'NOT_FOUND',
+      call: async (id) => {
+        // A's own order gets its true signature; any other id a well-formed one (it must fail before the check).
+        const signature = id === orderA.rpc ? orderSignature(await world.server.services.orders.get(provider, id)) : 'f'.repeat(32);
+        return rpc('OrderStatusChange_API', [id, 'RJ', signature]);
+      },
+      check: (v) => expect(v).to.deep.equal({ Status: 'Operation done. RJ' }),
+    },
+    {
+      dialect: 'XML-RPC', op: 'OrderByStatusListGet_API', foreign: vendors, own: () => A.accountId, code: 'NOT_FOUND',
+      call: (id) => rpc('OrderByStatusListGet_API', [id, '', '', 0, 1]),
+      check: (v) => expect((v as XmlRpcValue[][]).map((r) => r[0])).to.include(orderA.any).and.not.include(orderB),
+    },
+    {
+      dialect: 'XML-RPC', op: 'SubscriptionDetailsGet_API', foreign: foreignSubscriptions, own: () => subA, code: 'NOT_FOUND',
+      call: (id) => rpc('SubscriptionDetailsGet_API', [id]),
+      check: (v, own) => expect((v as XmlRpcValue[])[0]).to.equal(own),
+    },
+    {
+      dialect: 'XML-RPC', op: 'SubscriptionDetailsGetEx_API', foreign: foreignSubscriptions, own: () => subA, code: 'NOT_FOUND',
+      call: (id) => rpc('SubscriptionDetailsGetEx_API', [id]),
+      check: (v, own) => expect((v as XmlRpcValue[])[0]).to.equal(own),
+    },
+    {
+      dialect: 'XML-RPC', op: 'SubscriptionResourcesListGet_API', foreign: foreignSubscriptions, own: () => subA, code: 'NOT_FOUND',
+      call: (id) => rpc('SubscriptionResourcesListGet_API', [id, 1]),
+      check: (v) => expect(v as XmlRpcValue[][]).to.have.length.above(0),
+    },
+    {
+      dialect: 'XML-RPC', op: 'GetCustomerSubscriptionList_API', foreign: accounts, own: () => custA.accountId, code: 'NOT_FOUND',
+      call: (id) => rpc('GetCustomerSubscriptionList_API', [id, 1]),
+      check: (v) => expect((v as XmlRpcValue[][]).map((r) => r[0])).to.include(subA).and.not.include(subB),
+    },
   ];
 
   for (const row of rows) {
@@ -572,7 +612,7 @@ describe('API scoping: a reseller cannot reach another reseller\'s objects by id
     const implemented = [
       ...Object.keys(billingService(world.server.services, wsdlDir).operations).map((op) => `SOAP ${op}`),
       ...Object.keys(provisioningService(world.server.services, wsdlDir).operations).map((op) => `SOAP ${op}`),
-      ...Object.keys({ ...accountMethods, ...catalogMethods }).map((key) => `XML-RPC ${key.replace(/^BM\./, '')}`),
+      ...Object.keys({ ...accountMethods, ...catalogMethods, ...orderMethods }).map((key) => `XML-RPC ${key.replace(/^BM\./, '')}`),
     ];
     const missingRows = implemented.filter((op) => !covered.has(op) && !withoutIds.has(op));
     expect(missingRows, 'implemented operations without a scoping row').to.deep.equal([]);
