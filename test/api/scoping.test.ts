@@ -458,6 +458,11 @@ describe('API scoping: a reseller cannot reach another reseller\'s objects by id
       check: (v) => expect(v).to.deep.equal([custA.accountId, A.accountId, custA.userId]),
     },
     {
+      dialect: 'XML-RPC', op: 'PlaceOrderAndAuthorize_API', foreign: accounts, own: () => custA.accountId, code: 'NOT_FOUND',
+      call: (id) => rpc('PlaceOrderAndAuthorize_API', [0, 1, `${orderPlan()}=${orderPeriod()}=1=-1`, 1, 1, 1, `domain=${unique('scope-pao')}.example`, 1, `AccountID=${id}`, 0, 0]),
+      check: (v, own) => expect((v as XmlRpcValue[])[0]).to.equal(own),
+    },
+    {
       dialect: 'XML-RPC', op: 'GetOrder_API', foreign: foreignOrders, own: () => orderA.any, code: 'NOT_FOUND',
       call: (id) => rpc('GetOrder_API', [id]),
       check: (v, own) => expect((v as XmlRpcValue[]).slice(0, 1)).to.deep.equal([own]),

@@ -4,7 +4,7 @@ import { invalid } from '../../domain/errors';
 import { formatAmount } from '../../domain/money';
 import { periodUnitToPba } from '../../domain/period';
 import type { OrderType, PbaOrderStatus } from '../../domain/workflow';
-import type { Order } from '../../orders/orders-service';
+import type { Order, OrderItemInput } from '../../orders/orders-service';
 import type { Services } from '../../services';
 import type { Subscription } from '../../subscriptions/subscriptions-service';
 import { XmlRpcDouble, type XmlRpcValue } from './codec';
@@ -75,7 +75,158 @@ function optCode(p: Params, i: number, name: string): string | undefined {
   return v ? v.toUpperCase() : undefined;
 }
 
+/** One "Slot=Value" (or "Name=Value") string, split at the first '='. */
+function slot(p: Params, i: number, what: string): [string, string] {
+  const v = p.str(i, what);
+  const at = v.indexOf('=');
+  if (at <= 0) throw invalid(`Params[${i}] (${what})`, `${what} must read "Name=Value".`);
+  return [v.slice(0, at).trim(), v.slice(at + 1)];
+}
+
+/** A counter of PlaceOrderAndAuthorize_API: how many strings follow. Absent trailing counters are 0. */
+function counter(p: Params, i: number, name: string): number {
+  if (i >= p.length) return 0;
+  const n = p.optInt(i, name) ?? 0;
+  if (n < 0 || n > 500) throw invalid(`Params[${i}] (${name})`, `${name} must be between 0 and 500.`);
+  if (n > 0 && i + n >= p.length) throw invalid(`Params[${i}] (${name})`, `${name} says ${n} but fewer parameters follow.`);
+  return n;
+}
+
+/** MM/YY, MM/YYYY, MMYY or MMYYYY. */
+function expiry(v: string, field: string): { expMonth: number; expYear: number } {
+  const m = /^(\d{1,2})\s*[/-]?\s*(\d{2}|\d{4})$/.exec(v.trim());
+  if (!m) throw invalid(field, 'ExpDateID must be MM/YY or MM/YYYY.');
+  const year = Number(m[2]);
+  return { expMonth: Number(m[1]), expYear: year < 100 ? 2000 + year : year };
+}
+
+interface PlaceOrderCall {
+  vendorId: number | undefined;
+  items: OrderItemInput[];
+  contact: Map<string, string>;
+  payTool: Map<string, string>;
+}
+
+/** Reads PlaceOrderAndAuthorize_API's counted layout (legacy-xmlrpc.md; docs/api/xmlrpc.md 9.4). */
+function readPlaceOrder(p: Params): PlaceOrderCall {
+  const vendorId = p.optInt(0, 'VendorAccountID') || undefined;
+  let at = 1;
+  const itemCount = counter(p, at, 'ProvisioningItemsCounter');
+  if (itemCount === 0) throw invalid('Params[1] (ProvisioningItemsCounter)', 'An order needs at least one item.');
+  at++;
+  const items: OrderItemInput[] = [];
+  const positionOfItemId = new Map<number, number>();
+  for (let k = 0; k < itemCount; k++, at++) {
+    const f = `Params[${at}] (Item)`;
+    const parts = p.str(at, 'Item').split('=').map((x) => x.trim());
+    if (parts.length !== 4 || !parts.every((x) => /^-?\d{1,15}$/.test(x))) throw invalid(f, 'An item reads "PlanID=PlanPeriodID=ItemID=ParentItemID", e.g. "20=36=0=-1".');
+    const [planId, periodId, itemId, parentId] = parts.map(Number);
+    if (positionOfItemId.has(itemId)) throw invalid(f, `ItemID ${itemId} is used twice.`);
+    positionOfItemId.set(itemId, k + 1);
+    let parentItemId: number | undefined;
+    if (parentId !== -1) {
+      parentItemId = positionOfItemId.get(parentId);
+      if (parentItemId === undefined || parentItemId === k + 1) throw invalid(f, `ParentItemID ${parentId} is not the ItemID of an earlier item (-1: none).`);
+    }
+    items.push({ planId, periodId, parentItemId, parameters: {} });
+  }
+  const slots = counter(p, at, 'ProvisioningDataSlotCounter');
+  at++;
+  for (let k = 0; k < slots; k++) {
+    const itemId = p.int(at, 'ProvisioningItemID');
+    const position = positionOfItemId.get(itemId);
+    if (position === undefined) throw invalid(`Params[${at}] (ProvisioningItemID)`, `ProvisioningItemID ${itemId} is not the ItemID of an item of this order.`);
+    at++;
+    const params = counter(p, at, 'ParamCounter');
+    at++;
+    const target = items[position - 1]!.parameters!;
+    for (let j = 0; j < params; j++, at++) {
+      const [name, value] = slot(p, at, 'Param');
+      Object.defineProperty(target, name, { value, enumerable: true, writable: true, configurable: true });
+    }
+  }
+  const readSlots = (name: string, secrets: readonly string[]): Map<string, string> => {
+    const n = counter(p, at, name);
+    at++;
+    const out = new Map<string, string>();
+    for (let j = 0; j < n; j++, at++) {
+      const [k, v] = slot(p, at, 'Slot');
+      const key = k.toLowerCase();
+      out.set(key, secrets.includes(key) && v.startsWith('XXX') ? v.slice(3) : v);
+    }
+    return out;
+  };
+  const contact = readSlots('ContactDataCounter', ['passwordid']);
+  const payTool = readSlots('PayToolCounter', ['cardnumberid', 'cvcid']);
+  // AdditionalContactsDataCounter and its strings are read past and not used.
+  return { vendorId, items, contact, payTool };
+}
+
+const given = (m: Map<string, string>, key: string): string | undefined => {
+  const v = m.get(key.toLowerCase())?.trim();
+  return v ? v : undefined;
+};
+
 export const orderMethods: MethodTable = {
+
+  /**
+   * (VendorAccountID, ProvisioningItemsCounter, items..., ProvisioningDataSlotCounter, slots..., ContactDataCounter,
+   * "Slot=Value"..., PayToolCounter, "Slot=Value"..., AdditionalContactsDataCounter, ...)
+   * -> [AccountID, OrderID, Login, CreationTimeStr, DocID, Total, TaxTotal, DiscTotal, MerchTotal, Descr, OrderNbr, RedirectURL]
+   */
+  'BM.PlaceOrderAndAuthorize_API': write(async (p, actor, s) => {
+    const call = readPlaceOrder(p);
+    const c = call.contact;
+    let accountId = Number(given(c, 'AccountID') ?? NaN);
+    let login = '';
+    if (given(c, 'AccountID') !== undefined) {
+      if (!Number.isSafeInteger(accountId) || accountId <= 0) throw invalid('ContactData (AccountID)', 'AccountID= must be an account id.');
+      const account = await s.accounts.get(actor, accountId);
+      if (call.vendorId !== undefined && account.vendorAccountId !== call.vendorId && account.accountId !== call.vendorId) {
+        throw invalid('Params[0] (VendorAccountID)', `Account ${accountId} is not a customer of vendor ${call.vendorId}.`);
+      }
+    } else {
+      const firstName = given(c, 'FirstNameID');
+      const email = given(c, 'EmailID');
+      const company = given(c, 'CompanyNameID');
+      const lastName = given(c, 'LastNameID') ?? company ?? firstName;
+      accountId = await s.accounts.create(actor, {
+        type: 'customer',
+        vendorAccountId: call.vendorId,
+        companyName: company,
+        address: { country: given(c, 'CountryID') },
+        contacts: { admin: { firstName, lastName, email } },
+      });
+      const wantedLogin = given(c, 'LoginID');
+      if (wantedLogin !== undefined) {
+        await s.users.create(actor, { accountId, login: wantedLogin, password: c.get('passwordid') ?? '', email: email ?? '', firstName: firstName ?? '', lastName: lastName ?? '', roles: ['admin'] });
+        login = wantedLogin;
+      }
+    }
+    const t = call.payTool;
+    let payToolId: number | undefined;
+    if (given(t, 'PayToolID') !== undefined) {
+      payToolId = Number(given(t, 'PayToolID'));
+      if (!Number.isSafeInteger(payToolId) || payToolId <= 0) throw invalid('PayTool (PayToolID)', 'PayToolID= must be a pay tool id.');
+    } else if (given(t, 'CardNumberID') !== undefined) {
+      const type = given(t, 'PayToolTypeID') ?? '0';
+      if (type !== '0') throw invalid('PayTool (PayToolTypeID)', 'Only cards (PayToolTypeID=0) can be given in the call; store other pay tools first and pass PayToolID=.');
+      const account = await s.accounts.get(actor, accountId);
+      // The card goes to a payment gateway the caller keeps: the customer's vendor's, else the caller's own, else the first.
+      const gateways = (await s.pluginInstances.list(actor, { kind: 'payment' })).filter((g) => g.status === 'active');
+      const gateway = gateways.find((g) => g.vendorAccountId === account.vendorAccountId) ?? gateways.find((g) => g.vendorAccountId === actor.accountId) ?? gateways[0];
+      if (!gateway) throw invalid('PayTool (CardNumberID)', 'No payment gateway of yours can keep this card; store it with the vendor that owns the gateway and pass PayToolID=.');
+      const tool = await s.payments.storePayTool(actor, accountId, gateway.instanceId, {
+        number: given(t, 'CardNumberID')!,
+        cvv: given(t, 'CVCID'),
+        ...expiry(given(t, 'ExpDateID') ?? '', 'PayTool (ExpDateID)'),
+      });
+      payToolId = tool.payToolId;
+    }
+    const order = await s.orders.place(actor, { accountId, items: call.items, promoCode: given(c, 'PromoCodeID'), payToolId, ipAddress: given(t, 'IPAddressID') ?? actor.remoteAddr });
+    const m = (v: bigint) => moneyDouble(formatAmount(v, order.currency));
+    return [accountId, order.orderId, login, String(seconds(order.createdAt)), INT_NULL, m(order.total), m(order.taxTotal), m(order.discountTotal), m(order.subtotal), order.comment, order.orderNumber, ''];
+  }),
   /** (OrderID) -> [OrderID, OrderNumber, VendorAccountID, CustomerID, OrderStatusID, OrderTypeID, CreationTime, OrderDate, Total, TaxTotal, DiscountTotal, MerchTotal, Comments, ExpirationDate, PromoCode, SalesBranchID, SalesPersonID] */
   'BM.GetOrder_API': read(async (p, actor, s) => orderDetails(s, actor, await s.orders.get(actor, p.int(0, 'OrderID')))),
 

@@ -204,10 +204,10 @@ describe('XML-RPC Execute envelope', () => {
       expect(f.faultString).to.contain('Unknown method system.listMethods');
     });
 
-    it('answers a method of a later capability (PlaceOrderAndAuthorize_API) with an UNAVAILABLE fault', async () => {
-      const f = fault(await bm(rpc, 'PlaceOrderAndAuthorize_API', [1, 1, '20=36=0=-1']));
+    it('answers a method of a later capability (SubscriptionStop_API) with an UNAVAILABLE fault', async () => {
+      const f = fault(await bm(rpc, 'SubscriptionStop_API', [1, 'stop']));
       expect(f.faultCode).to.equal(XMLRPC_FAULT_CODES.UNAVAILABLE);
-      expect(f.faultString).to.contain('PlaceOrderAndAuthorize_API is not available yet');
+      expect(f.faultString).to.contain('SubscriptionStop_API is not available yet');
     });
 
     it('answers later methods of the other gates with UNAVAILABLE too (DOMAINGATE, TASKMAN)', async () => {

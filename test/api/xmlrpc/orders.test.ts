@@ -140,6 +140,59 @@ describe('XML-RPC order and subscription methods (through real XML-RPC bytes, on
     }
   });
 
+  describe('PlaceOrderAndAuthorize_API', () => {
+    const item = () => `${planId}=${periodId}=1=-1`;
+
+    it('orders for an existing account (AccountID=) with a stored pay tool (PayToolID=): the positional result, then CP', async () => {
+      const row = result(await bm(rpc, 'PlaceOrderAndAuthorize_API', [resellerId, 1, item(), 1, 1, 1, 'domain=pao-bakery.example', 1, `AccountID=${customerId}`, 1, `PayToolID=${payToolId}`, 0])) as XmlRpcValue[];
+      const order = await world.server.services.orders.get(provider, row[1] as number);
+      expect(asText(row)).to.deep.equal([customerId, order.orderId, '', String(Math.floor(order.createdAt.getTime() / 1000)), INT_NULL, total, '0.00', '0.00', total, '', order.orderNumber, '']);
+      expect(order.items[0]!.parameters).to.deep.equal({ domain: 'pao-bakery.example' });
+      expect(order.payToolId).to.equal(payToolId);
+      expect(await until(order.orderId, ['CP', 'RJ', 'PF'])).to.equal('CP');
+    });
+
+    it('creates the customer (CompanyNameID=, FirstNameID=, EmailID=, LoginID=, PasswordID=) and keeps the card as a token; the card number is nowhere', async () => {
+      const params: XmlRpcValue[] = [
+        resellerId, 1, item(), 1, 1, 1, 'domain=new-shop.example',
+        5, 'CompanyNameID=New Shop', 'FirstNameID=Nina', 'EmailID=nina@new-shop.example', 'LoginID=newshop', 'PasswordID=XXXnew-shop-Pa55word!',
+        4, 'PayToolTypeID=0', 'CardNumberID=XXX4242424242424242', 'CVCID=XXX123', 'ExpDateID=12/40',
+        0,
+      ];
+      const row = result(await bm(rpc, 'PlaceOrderAndAuthorize_API', params)) as XmlRpcValue[];
+      const [accountId, orderId, login] = row as [number, number, string];
+      expect(login).to.equal('newshop');
+      const account = await world.server.services.accounts.get(provider, accountId);
+      expect(account).to.include({ type: 'customer', vendorAccountId: resellerId, companyName: 'New Shop' });
+      const db = world.fresh.db;
+      expect(await db('users').where({ account_id: accountId, login: 'newshop' })).to.have.length(1);
+      const tools = await world.server.services.payments.listPayTools(provider, accountId);
+      expect(tools).to.have.length(1);
+      expect(await until(orderId, ['CP', 'RJ', 'PF'])).to.equal('CP');
+      const audit = JSON.stringify(await db('audit_log').select());
+      expect(audit).not.to.contain('4242424242424242').and.not.to.contain('new-shop-Pa55word!');
+      // The new login signs in.
+      expect(result(await bm(rpc, 'UserValidate_API', ['newshop', 'new-shop-Pa55word!']))).to.deep.equal([accountId, resellerId, (await db('users').where({ login: 'newshop' }).first('id')).id]);
+    });
+
+    it('refuses a malformed item, a counter that says more than follows, and an unknown ProvisioningItemID', async () => {
+      const bad = fault(await bm(rpc, 'PlaceOrderAndAuthorize_API', [resellerId, 1, `${planId}=${periodId}`, 0, 1, `AccountID=${customerId}`, 0, 0]));
+      expect(bad.faultCode).to.equal(XMLRPC_FAULT_CODES.INVALID_ARGUMENT);
+      expect(bad.faultString).to.contain('PlanID=PlanPeriodID=ItemID=ParentItemID');
+      expect(fault(await bm(rpc, 'PlaceOrderAndAuthorize_API', [resellerId, 3, item()])).faultCode).to.equal(XMLRPC_FAULT_CODES.INVALID_ARGUMENT);
+      const slot = fault(await bm(rpc, 'PlaceOrderAndAuthorize_API', [resellerId, 1, item(), 1, 7, 1, 'domain=x.example', 1, `AccountID=${customerId}`, 0, 0]));
+      expect(slot.faultString).to.contain('ProvisioningItemID 7');
+    });
+
+    it('places a parent and an add-on (ParentItemID names the earlier ItemID)', async () => {
+      const row = result(await bm(rpc, 'PlaceOrderAndAuthorize_API', [resellerId, 2, `${planId}=${periodId}=10=-1`, `${planId}=${periodId}=11=10`, 2, 10, 1, 'domain=parent.example', 11, 1, 'domain=child.example', 1, `AccountID=${customerId}`, 1, `PayToolID=${payToolId}`, 0])) as XmlRpcValue[];
+      const order = await world.server.services.orders.get(provider, row[1] as number);
+      expect(order.items.map((i) => i.parameters.domain)).to.deep.equal(['parent.example', 'child.example']);
+      expect(order.items[1]!.parentItemId).to.equal(order.items[0]!.itemId);
+      await until(order.orderId, ['CP', 'RJ', 'PF']);
+    });
+  });
+
   describe('OrderStatusChange_API on suspect orders (the reseller\'s workflow marks every order suspect)', () => {
     before(async () => {
       await world.server.services.workflows.define(provider, { vendorAccountId: resellerId, orderType: 'sales', definition: SUSPECT_FIRST });
