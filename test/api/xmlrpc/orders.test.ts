@@ -191,6 +191,15 @@ describe('XML-RPC order and subscription methods (through real XML-RPC bytes, on
       expect(order.items[1]!.parentItemId).to.equal(order.items[0]!.itemId);
       await until(order.orderId, ['CP', 'RJ', 'PF']);
     });
+
+    it('with AutoCommit "No", a refused order takes the new customer with it (the call rolls back as one)', async () => {
+      const params: XmlRpcValue[] = [resellerId, 1, `${planId}=987654321=1=-1`, 0, 5, 'CompanyNameID=Tx Shop', 'FirstNameID=Tom', 'EmailID=tom@tx-shop.example', 'LoginID=txshop', 'PasswordID=tx-shop-Pa55word!', 0, 0];
+      const f = fault(await bm(rpc, 'PlaceOrderAndAuthorize_API', params, { AutoCommit: 'No' }));
+      expect(f.faultCode).to.equal(XMLRPC_FAULT_CODES.INVALID_ARGUMENT);
+      expect(f.faultString).to.contain('items[0].periodId');
+      expect(await world.fresh.db('accounts').where({ company_name: 'Tx Shop' })).to.have.length(0);
+      expect(await world.fresh.db('users').where({ login: 'txshop' })).to.have.length(0);
+    });
   });
 
   describe('OrderStatusChange_API on suspect orders (the reseller\'s workflow marks every order suspect)', () => {
