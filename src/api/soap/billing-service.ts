@@ -132,8 +132,9 @@ export const ORDER_STATUS_WIRE: Record<PbaOrderStatus, string> = {
   RJ: 'rejected',
 };
 const ORDER_STATUS_CODE = new Map(Object.entries(ORDER_STATUS_WIRE).map(([code, wire]) => [wire, code as PbaOrderStatus]));
-/** WSDL OrderStatus values no Hostwright order takes: a filter on them finds nothing. */
+/** WSDL OrderStatus and OrderType values no Hostwright order takes: a filter on them finds nothing. */
 const UNUSED_ORDER_STATUSES = new Set(['canceled', 'failed']);
+const UNUSED_ORDER_TYPES = new Set(['cancellation_charge', 'billing', 'payment']);
 
 const snake = (s: string) => s.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
 const SUBSCRIPTION_STATUS_WIRE = new Map<number, string>(Object.entries(SUBSCRIPTION_STATUS).map(([k, v]) => [v, k]));
@@ -321,16 +322,18 @@ export function billingService(services: Services, wsdlDir: string): SoapService
       if (wanted !== undefined && !ORDER_STATUS_CODE.has(wanted) && !UNUSED_ORDER_STATUSES.has(wanted)) {
         throw invalid('status', `status must be one of ${[...ORDER_STATUS_CODE.keys(), ...UNUSED_ORDER_STATUSES].join(', ')}.`);
       }
+      const type = text(a.type)?.trim() || undefined;
+      const unused = (wanted !== undefined && UNUSED_ORDER_STATUSES.has(wanted)) || (type !== undefined && UNUSED_ORDER_TYPES.has(type));
       const filter = {
         accountId: int(a.accountId, 'accountId'),
         status: wanted === undefined ? undefined : ORDER_STATUS_CODE.get(wanted),
-        type: text(a.type)?.trim() || undefined,
+        type: type !== undefined && UNUSED_ORDER_TYPES.has(type) ? undefined : type,
         since: since(a.since),
         page: int(a.page, 'page'),
         pageSize: int(a.pageSize, 'pageSize'),
       };
       const r = await services.orders.list(actor, filter);
-      if (wanted !== undefined && UNUSED_ORDER_STATUSES.has(wanted)) return { orders: { order: [] }, total: 0 };
+      if (unused) return { orders: { order: [] }, total: 0 };
       return { orders: { order: r.items.map((o) => orderWire(o, false)) }, total: r.total };
     }),
     ApproveOrder: write(async (a, actor) => ({ order: orderWire(await services.orders.approve(actor, int(a.orderId, 'orderId') as number, text(a.comment)), true) })),
