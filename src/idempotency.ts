@@ -1,7 +1,7 @@
 import crypto from 'node:crypto';
 import type { Actor, Deps } from './context';
 import type { Tx } from './db/knex';
-import { inTransaction } from './db/transaction';
+import { inTransaction, retryOnDeadlock } from './db/transaction';
 import { conflict } from './domain/errors';
 
 const replacer = (_k: string, v: unknown) => (typeof v === 'bigint' ? { $bigint: v.toString() } : v);
@@ -45,7 +45,7 @@ export async function idempotent<T>(
   const earlier = await replay();
   if (earlier !== undefined) return earlier;
   try {
-    return await deps.db.transaction(async (tx) => {
+    return await retryOnDeadlock(() => deps.db.transaction(async (tx) => {
       await tx('idempotency_keys').insert({
         account_id: actor.accountId,
         key,
@@ -57,7 +57,7 @@ export async function idempotent<T>(
       const result = await fn(tx);
       await tx('idempotency_keys').where({ account_id: actor.accountId, key }).update({ response: JSON.stringify(result ?? null, replacer) });
       return result;
-    });
+    }));
   } catch (e) {
     if (!isUniqueViolation(e)) throw e;
     const twin = await replay();

@@ -6,5 +6,26 @@ import type { Conn, Tx } from './knex';
  */
 export async function inTransaction<T>(conn: Conn, fn: (tx: Tx) => Promise<T>): Promise<T> {
   if ((conn as Tx).isTransaction) return fn(conn as Tx);
-  return conn.transaction(fn);
+  return retryOnDeadlock(() => conn.transaction(fn));
+}
+
+/** InnoDB chose this transaction as a deadlock victim (or waited too long for a lock) and rolled it back whole. */
+export function isDeadlock(e: unknown): boolean {
+  const code = (e as { code?: string })?.code;
+  return code === 'ER_LOCK_DEADLOCK' || code === 'ER_LOCK_WAIT_TIMEOUT';
+}
+
+/**
+ * Runs a whole transaction again when the database rolled it back as a deadlock victim: nothing of it was kept,
+ * so running it again is safe, and the caller sees the answer the serial order gives (e.g. "used up").
+ */
+export async function retryOnDeadlock<T>(run: () => Promise<T>, attempts = 5): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await run();
+    } catch (e) {
+      if (!isDeadlock(e) || attempt >= attempts) throw e;
+      await new Promise((r) => setTimeout(r, 5 * attempt + Math.floor(Math.random() * 10)));
+    }
+  }
 }
