@@ -11,6 +11,7 @@ import type { PaymentsService } from '../payments/payments-service';
 import type { PluginInstancesService } from '../plugins/instances-service';
 import type { FraudScreen } from '../plugins/sdk';
 import { loadWorkflowDefinition, transition } from './transitions';
+import type { OrderRow as FullOrderRow } from './orders-service';
 
 /**
  * Shared machinery of the order engine (engine.ts) and the provisioning saga (saga.ts), and the actions of the
@@ -47,22 +48,11 @@ export interface EngineOptions {
   sagaMaxAttempts?: number;
 }
 
-export interface OrderRow {
-  id: number;
-  order_number: string;
-  vendor_id: number;
-  account_id: number;
-  type: string;
-  status: string;
-  workflow_id: number;
-  step: string;
-  currency: string;
-  total: unknown;
-  pay_tool_id: number | null;
-  payment_id: number | null;
-  ip_address: string | null;
-  failure_reason: string | null;
-}
+/** The orders row as the engine reads it (the orders service owns the table's shape). */
+export type OrderRow = Pick<
+  FullOrderRow,
+  'id' | 'order_number' | 'vendor_id' | 'account_id' | 'type' | 'status' | 'workflow_id' | 'step' | 'currency' | 'total' | 'pay_tool_id' | 'payment_id' | 'ip_address' | 'failure_reason'
+>;
 
 export interface OrderItemRow {
   id: number;
