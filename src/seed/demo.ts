@@ -1,10 +1,13 @@
 import crypto from 'node:crypto';
+import path from 'node:path';
 import type { Deps } from '../context';
 import { AccountsService } from '../accounts/accounts-service';
 import { UsersService } from '../accounts/users-service';
 import { CatalogService, type PeriodInput, type RateInput } from '../catalog/catalog-service';
 import { bootstrapProvider } from './bootstrap';
 import { PluginInstancesService } from '../plugins/instances-service';
+import { PaymentsService } from '../payments/payments-service';
+import type { PaymentGateway } from '../plugins/sdk';
 import { BUNDLED_PLUGINS_DIR, loadPlugins } from '../plugins/loader';
 import { isUniqueViolation } from '../idempotency';
 
@@ -68,13 +71,18 @@ export async function seedDemo(deps: Deps): Promise<DemoSeed> {
   // The demo's templates are delivered by the sandbox gate, so a fresh start provisions orders at once.
   const pluginInstances = new PluginInstancesService(deps, loadPlugins(BUNDLED_PLUGINS_DIR, deps.log));
   // ... a sandbox payment gateway (test cards) charges them, and the rules screen checks them for fraud.
-  for (const [kind, plugin, name] of [
-    ['provisioning', 'sandbox', 'sandbox'],
-    ['payment', 'sandbox', 'sandbox-payments'],
-    ['fraud', 'rules', 'fraud-rules'],
+  // The sandbox "processor" keeps stored cards in a state file beside the database, as a real processor keeps
+  // them on its side: a card stored by one process (this seed, `npm run seed`) is known to the server's.
+  const url = deps.config.databaseUrl;
+  const stateDir = url.startsWith('sqlite:') ? path.dirname(path.resolve(url.slice('sqlite:'.length))) : path.resolve('data');
+  const stateFile = path.join(stateDir, `sandbox-payments-${crypto.createHash('sha256').update(url).digest('hex').slice(0, 12)}.json`);
+  for (const [kind, plugin, name, settings] of [
+    ['provisioning', 'sandbox', 'sandbox', {}],
+    ['payment', 'sandbox', 'sandbox-payments', { stateFile }],
+    ['fraud', 'rules', 'fraud-rules', {}],
   ] as const) {
     if (!(await deps.db('plugin_instances').where({ vendor_id: actor.accountId, name }).first('id'))) {
-      await pluginInstances.create(actor, { kind, plugin, name, settings: {} });
+      await pluginInstances.create(actor, { kind, plugin, name, settings });
     }
   }
   const templates = await catalog.listTemplates(actor);
@@ -180,6 +188,10 @@ export async function seedDemo(deps: Deps): Promise<DemoSeed> {
     const pw = password();
     await users.create(actor, { accountId: customer, login: 'customer', password: pw, email: 'carla@bluebird.example', firstName: 'Carla', lastName: 'Customer', roles: ['admin'] });
     logins.push({ login: 'customer', password: pw, role: 'customer (Bluebird Bakery, under Acme Web Reseller)' });
+    // The sandbox's always-approving test card as the customer's default pay tool, so a demo order is paid at once.
+    const gateway = (await db('plugin_instances').where({ vendor_id: actor.accountId, name: 'sandbox-payments' }).first('id')) as { id: number };
+    const payments = new PaymentsService(deps, (id) => pluginInstances.instantiate<PaymentGateway>(id));
+    await payments.storePayTool(actor, customer, gateway.id, { number: '4242424242424242', expMonth: 12, expYear: deps.clock.now().getUTCFullYear() + 5, cvv: '123', holder: 'Carla Customer' }, { makeDefault: true });
   }
   await db('system_settings').insert({ name: SEEDED, value: new Date(deps.clock.now()).toISOString() });
   return { created: true, logins };

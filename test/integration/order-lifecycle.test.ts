@@ -1,6 +1,7 @@
 import { expect } from 'chai';
 import type { Actor } from '../../src/context';
-import { providerActor, startApiWorld, type ApiWorld } from '../helpers/api';
+import * as soap from 'soap';
+import { ADMIN_PASSWORD, providerActor, startApiWorld, type ApiWorld } from '../helpers/api';
 
 /** Waits for a condition the server's own background worker brings about (it polls about once a second). */
 async function eventually<T>(probe: () => Promise<T | undefined>, what: string, ms = 20_000): Promise<T> {
@@ -67,5 +68,34 @@ describe('an order on a running server (the demo catalog, the sandbox gate and g
     }, 'the order to finish');
     expect(status).to.equal('RJ');
     expect(await db('subscriptions').where({ order_id: order.orderId, service_status: 50 })).to.have.length(0);
+  });
+});
+
+describe('the demo as a newcomer finds it', () => {
+  it("takes an order for the demo customer through SOAP with no pay tool named (the seeded test card pays) and provisions it", async () => {
+    const world = await startApiWorld({ demo: true });
+    try {
+      const db = world.fresh.db;
+      const tool = await db('pay_tools').where({ is_default: true }).first('last4', 'token');
+      expect(tool.last4).to.equal('4242');
+      const customerId = (await db('accounts').where({ company_name: 'Bluebird Bakery' }).first('id')).id;
+      const plan = await db('plans').where({ name: 'Business Mail' }).first('id');
+      const period = await db('plan_periods').where({ plan_id: plan.id, duration: 1, unit: 'month' }).first('id');
+      const client = await soap.createClientAsync(`${world.url}/soap/billing?wsdl`);
+      client.setSecurity(new soap.BasicAuthSecurity('admin', ADMIN_PASSWORD));
+      const [placed] = await client.PlaceOrderAsync({
+        accountId: customerId,
+        items: { item: [{ planId: plan.id, periodId: period.id, parameters: { parameter: [{ name: 'domain', value: 'bluebird-mail.example' }] } }] },
+      });
+      const status = await eventually(async () => {
+        const [r] = await client.GetOrderAsync({ orderId: placed.orderId });
+        return ['completed', 'rejected', 'provisioning_failed'].includes(r.order.status) ? r.order.status : undefined;
+      }, 'the SOAP order to finish');
+      expect(status).to.equal('completed');
+      const cardDigits = await db('payments').where('description', 'like', '%4242424242424242%').orWhere('message', 'like', '%4242424242424242%');
+      expect(cardDigits).to.have.length(0);
+    } finally {
+      await world.close();
+    }
   });
 });
