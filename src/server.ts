@@ -16,6 +16,7 @@ import { mountSoap, type PostHandler } from './api/soap/soap-mount';
 import { Worker, defaultOwner } from './jobs/worker';
 import { orderHandlers } from './orders/engine';
 import { subscriptionHooks } from './orders/step-handlers';
+import { subscriptionActionHandlers } from './subscriptions/service-actions';
 import { ORDERS_QUEUE } from './orders/transitions';
 import crypto from 'node:crypto';
 import { requestContext } from './logger';
@@ -122,13 +123,16 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     app.use(router.routes()).use(router.allowedMethods());
     const housekeeping = startHousekeeping(services);
     // Orders move through their workflows as background tasks; this process takes its share of them.
-    const worker = new Worker(deps, services.tasks, orderHandlers(deps, {
-      tasks: services.tasks,
-      pluginInstances: services.pluginInstances,
-      payments: services.payments,
-      fraud: services.fraud,
-      subscriptions: subscriptionHooks(deps, services.subscriptions, services.catalog),
-    }), { owner: defaultOwner(), queues: [ORDERS_QUEUE] });
+    const worker = new Worker(deps, services.tasks, {
+      ...orderHandlers(deps, {
+        tasks: services.tasks,
+        pluginInstances: services.pluginInstances,
+        payments: services.payments,
+        fraud: services.fraud,
+        subscriptions: subscriptionHooks(deps, services.subscriptions, services.catalog),
+      }),
+      ...subscriptionActionHandlers(deps, { pluginInstances: services.pluginInstances, subscriptions: services.subscriptions }),
+    }, { owner: defaultOwner(), queues: [ORDERS_QUEUE] });
     if (opts.worker !== false) worker.start();
     handler = apiFirst(mounts.posts, app.callback(), log);
     if (mounts.legacyXmlRpc) legacyHandler = mounts.legacyXmlRpc;

@@ -60,6 +60,7 @@ describe('API scoping: a reseller cannot reach another reseller\'s objects by id
 
   let world: ApiWorld;
   let soap: Client;
+  let provisioningSoap: Client;
   let soapUrl: string;
 
   // Reseller A (the caller) and what it owns.
@@ -84,11 +85,11 @@ describe('API scoping: a reseller cannot reach another reseller\'s objects by id
 
   // ---- the two doors, with A's credential ------------------------------------------------------------
 
-  async function soapCall(op: string, args: Record<string, unknown>): Promise<Outcome> {
-    const fn = (soap as unknown as Record<string, (a: unknown) => Promise<unknown[]>>)[`${op}Async`];
+  async function soapCall(op: string, args: Record<string, unknown>, client: Client = soap): Promise<Outcome> {
+    const fn = (client as unknown as Record<string, (a: unknown) => Promise<unknown[]>>)[`${op}Async`];
     expect(fn, `the WSDL client has no operation ${op}`).to.be.a('function');
     try {
-      const [result] = await fn.call(soap, args);
+      const [result] = await fn.call(client, args);
       return { ok: true, value: result };
     } catch (e) {
       const res = (e as { response?: { status: number; data: unknown } }).response;
@@ -214,6 +215,8 @@ describe('API scoping: a reseller cannot reach another reseller\'s objects by id
     soapUrl = `${world.url}/soap/billing`;
     soap = await createClientAsync(`${soapUrl}?wsdl`);
     soap.setSecurity(new BasicAuthSecurity(A.login, A.password));
+    provisioningSoap = await createClientAsync(`${world.url}/soap/provisioning?wsdl`);
+    provisioningSoap.setSecurity(new BasicAuthSecurity(A.login, A.password));
   });
 
   after(async () => {
@@ -394,6 +397,11 @@ describe('API scoping: a reseller cannot reach another reseller\'s objects by id
       dialect: 'SOAP', op: 'GetSubscription', foreign: foreignSubscriptions, own: () => subA, code: 'NOT_FOUND', field: null,
       call: (id) => soapCall('GetSubscription', { subscriptionId: id }),
       check: (v, own) => expect(Number((v as { subscription: { subscriptionId: unknown } }).subscription.subscriptionId)).to.equal(own),
+    },
+    {
+      dialect: 'SOAP', op: 'GetProvisioningStatus', foreign: foreignSubscriptions, own: () => subA, code: 'NOT_FOUND', field: null,
+      call: (id) => soapCall('GetProvisioningStatus', { subscriptionId: id }, provisioningSoap),
+      check: (v) => expect((v as { serviceStatus: unknown }).serviceStatus).to.be.a('string'),
     },
     {
       dialect: 'SOAP', op: 'ListSubscriptions', foreign: accounts, own: () => custA.accountId, code: 'NOT_FOUND', field: null,
@@ -612,6 +620,9 @@ describe('API scoping: a reseller cannot reach another reseller\'s objects by id
     covered.add('XML-RPC AccountWithIDAdd_API'); // provider-only: the test below
     covered.add('SOAP ListTasks'); // scoped lists and RetryTask by id: test/api/soap/provisioning-tasks.test.ts
     covered.add('SOAP RetryTask');
+    // Suspend/resume/terminate/provision change state: another reseller's subscription answers like a missing id,
+    // door by door, in test/api/soap/subscription-actions.test.ts (A's own is suspended, resumed and terminated there).
+    for (const op of ['SOAP SuspendSubscription', 'SOAP ResumeSubscription', 'SOAP TerminateSubscription', 'SOAP ProvisionSubscription', 'XML-RPC SubscriptionStop_API', 'XML-RPC SubscriptionStatusUpdate_API']) covered.add(op);
     const withoutIds = new Set(['SOAP GetVersion', 'XML-RPC GetVersion_API', 'SOAP ListServiceGates']);
     const wsdlDir = path.resolve(__dirname, '..', '..', 'wsdl');
     const implemented = [

@@ -10,6 +10,7 @@ import { invalid } from '../../domain/errors';
 import type { Services } from '../../services';
 import type { Task, TaskStatus } from '../../jobs/task-queue';
 import { VERSION } from '../../version';
+import { SubscriptionActionsService, type ServiceAction } from '../../subscriptions/service-actions';
 import { unavailable } from '../api-errors';
 import type { SoapOperation, SoapServiceDefinition } from './soap-mount';
 import { compact, dateTime, decimal, int, list, quantity, text } from './wire';
@@ -385,6 +386,12 @@ function taskWire(t: Task) {
 const TASK_STATUS: Record<string, TaskStatus> = { pending: 'pending', waiting_retry: 'pending', running: 'running', succeeded: 'done', failed: 'failed', canceled: 'canceled' };
 
 export function provisioningService(services: Services, wsdlDir: string): SoapServiceDefinition {
+  const actions = new SubscriptionActionsService(services.deps, { tasks: services.tasks });
+  const act = (action: ServiceAction) =>
+    write(async (a, actor) => {
+      const r = await actions.request(actor, int(a.subscriptionId, 'subscriptionId') as number, action, { reason: text(a.reason), idempotencyKey: text(a.idempotencyKey) });
+      return { taskId: r.taskId, serviceStatus: SERVICE_STATUS_WIRE.get(r.serviceStatus) ?? String(r.serviceStatus) };
+    });
   return {
     service: 'ProvisioningService',
     port: 'ProvisioningServiceSoap',
@@ -405,6 +412,16 @@ export function provisioningService(services: Services, wsdlDir: string): SoapSe
         return { tasks: { task: r.items.map(taskWire) }, total: r.total };
       }),
       RetryTask: write(async (a, actor) => ({ task: taskWire(await services.tasks.retry(actor, int(a.taskId, 'taskId') as number)) })),
+      ProvisionSubscription: act('provision'),
+      SuspendSubscription: act('suspend'),
+      ResumeSubscription: act('resume'),
+      TerminateSubscription: act('terminate'),
+      GetProvisioningStatus: read(async (a, actor) => {
+        const r = await actions.provisioningStatus(actor, int(a.subscriptionId, 'subscriptionId') as number);
+        // Subscription tasks are named subscription.<action>; the contract's TaskAction is the bare action.
+        const tasks = r.tasks.map((t) => taskWire({ ...t, kind: t.kind.replace(/^subscription\./, '') }));
+        return { serviceStatus: SERVICE_STATUS_WIRE.get(r.serviceStatus) ?? String(r.serviceStatus), tasks: { task: tasks } };
+      }),
       ListServiceGates: read(async (_a, actor) => {
         const gates = (await services.pluginInstances.listServiceGates(actor)).filter((g) => g.kind === 'provisioning');
         const wire = gates.map((g) => ({ name: g.name, plugin: g.plugin, kind: g.kind, status: g.status === 'active' ? 'enabled' : g.status }));

@@ -1,12 +1,13 @@
 import crypto from 'node:crypto';
 import type { Actor } from '../../context';
-import { invalid } from '../../domain/errors';
+import { invalid, notAllowed } from '../../domain/errors';
 import { formatAmount } from '../../domain/money';
 import { periodUnitToPba } from '../../domain/period';
 import type { OrderType, PbaOrderStatus } from '../../domain/workflow';
 import type { Order, OrderItemInput } from '../../orders/orders-service';
 import type { Services } from '../../services';
-import type { Subscription } from '../../subscriptions/subscriptions-service';
+import { SUBSCRIPTION_STATUS, type Subscription } from '../../subscriptions/subscriptions-service';
+import { SubscriptionActionsService } from '../../subscriptions/service-actions';
 import { XmlRpcDouble, type XmlRpcValue } from './codec';
 import { done, read, write, type MethodTable } from './method-table';
 import { INT_NULL, moneyDouble, sortRows, type Params } from './params';
@@ -270,6 +271,32 @@ export const orderMethods: MethodTable = {
     }
     const changed = status === 'RJ' ? await s.orders.reject(actor, orderId) : await s.orders.approve(actor, orderId);
     return done(changed.status);
+  }),
+
+  /**
+   * (SubscriptionID, Status, ServStatus) -> {Status}: Status 80 suspends the service through its gate; Status 30
+   * resumes a suspended one. Any other Status is NOT_ALLOWED; ServStatus is not set by hand (the gate's task sets
+   * it). The change finishes in the background: SubscriptionDetailsGet_API shows Stopping, then Suspended/Stopped.
+   */
+  'BM.SubscriptionStatusUpdate_API': write(async (p, actor, s) => {
+    const id = p.int(0, 'SubscriptionID');
+    const status = p.int(1, 'Status');
+    const actions = new SubscriptionActionsService(s.deps, { tasks: s.tasks });
+    const current = await s.subscriptions.get(actor, id);
+    let action: 'suspend' | 'resume';
+    if (status === SUBSCRIPTION_STATUS.suspended) action = 'suspend';
+    else if (status === SUBSCRIPTION_STATUS.active && current.status === SUBSCRIPTION_STATUS.suspended) action = 'resume';
+    else throw notAllowed(`Status ${status} cannot be set on subscription ${id} (status ${current.status}): only 80 (suspend) and 30 on a suspended subscription (resume) can; terminate with SubscriptionStop_API.`, 'Params[1] (Status)');
+    const r = await actions.request(actor, id, action, {});
+    return done(`Task ${r.taskId}.`);
+  }),
+
+  /** (SubscriptionID, Comment) -> {Status}: terminates the service through its gate (in the background). */
+  'BM.SubscriptionStop_API': write(async (p, actor, s) => {
+    const id = p.int(0, 'SubscriptionID');
+    const comment = p.optStr(1, 'Comment')?.trim();
+    const r = await new SubscriptionActionsService(s.deps, { tasks: s.tasks }).request(actor, id, 'terminate', { reason: comment || undefined });
+    return done(`Task ${r.taskId}.`);
   }),
 
   /** (SubscriptionID) -> [ID, Name, AccountID, PlanID, PlanName, Status, ServStatus] */

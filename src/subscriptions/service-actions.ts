@@ -1,0 +1,263 @@
+import { recordChange } from '../audit/record-change';
+import { systemActor, type Actor, type Deps } from '../context';
+import { isSqlite, toNumber, type Conn, type Tx } from '../db/knex';
+import { isAppError, notAllowed, notFound } from '../domain/errors';
+import { positiveId } from '../domain/fields';
+import { idempotent } from '../idempotency';
+import type { Task, TaskQueue } from '../jobs/task-queue';
+import type { TaskHandler, TaskOutcome } from '../jobs/worker';
+import { safeErrorMessage } from '../logger';
+import { isOutcome, type PluginInstancesService } from '../plugins/instances-service';
+import type { Outcome, ProvisioningGate, ServiceRequest } from '../plugins/sdk';
+import { SERVICE_STATUS, SUBSCRIPTION_STATUS, type SubscriptionsService } from './subscriptions-service';
+
+/**
+ * Suspend, resume, terminate and provision a subscription through its service gate. A request changes the
+ * service status to its in-between value and enqueues a task in the same transaction; the task (on the orders
+ * queue) calls the gate and, in one transaction, sets the final state. A permanent gate failure puts the service
+ * status back and fails the task with the gate's message.
+ */
+
+export type ServiceAction = 'suspend' | 'resume' | 'terminate' | 'provision';
+export const SERVICE_ACTIONS: readonly ServiceAction[] = ['suspend', 'resume', 'terminate', 'provision'];
+export const SUBSCRIPTION_ACTIONS_QUEUE = 'orders';
+
+const IN_BETWEEN: Record<ServiceAction, number> = {
+  suspend: SERVICE_STATUS.stopping,
+  resume: SERVICE_STATUS.starting,
+  terminate: SERVICE_STATUS.removing,
+  provision: SERVICE_STATUS.provisioning,
+};
+
+const STATUS_NAME = new Map<number, string>(Object.entries(SUBSCRIPTION_STATUS).map(([k, v]) => [v, k]));
+const SERVICE_NAME = new Map<number, string>(Object.entries(SERVICE_STATUS).map(([k, v]) => [v, k]));
+
+interface SubRow {
+  id: number;
+  account_id: number;
+  vendor_id: number;
+  status: number;
+  service_status: number;
+  service_gate: string;
+  gate_reference: string | null;
+  parameters: string;
+  name: string;
+  plan_id: number;
+}
+
+export interface ProvisioningStatus {
+  serviceStatus: number;
+  tasks: Task[];
+}
+
+function describe(row: SubRow): string {
+  const s = toNumber(row.status);
+  const ss = toNumber(row.service_status);
+  return `status ${STATUS_NAME.get(s) ?? s} (${s}), service ${SERVICE_NAME.get(ss) ?? ss} (${ss})`;
+}
+
+/** Why the action may not run now; null when it may. */
+function refusal(action: ServiceAction, row: SubRow): string | null {
+  const s = toNumber(row.status);
+  const ss = toNumber(row.service_status);
+  const id = toNumber(row.id);
+  switch (action) {
+    case 'suspend':
+      return ([SUBSCRIPTION_STATUS.active, SUBSCRIPTION_STATUS.trial, SUBSCRIPTION_STATUS.graced] as number[]).includes(s) && ss === SERVICE_STATUS.running
+        ? null
+        : `Subscription ${id} cannot be suspended: only an active, trial or graced subscription with its service running can be; it is ${describe(row)}.`;
+    case 'resume':
+      return s === SUBSCRIPTION_STATUS.suspended && ss === SERVICE_STATUS.stopped ? null : `Subscription ${id} cannot be resumed: only a suspended one can be; it is ${describe(row)}.`;
+    case 'terminate':
+      return s !== SUBSCRIPTION_STATUS.terminated && ss !== SERVICE_STATUS.removing && ss !== SERVICE_STATUS.removed ? null : `Subscription ${id} cannot be terminated: it is ${describe(row)}.`;
+    case 'provision':
+      return ss === SERVICE_STATUS.notProvisioned && s !== SUBSCRIPTION_STATUS.terminated ? null : `Subscription ${id} cannot be provisioned: only a not provisioned one can be; it is ${describe(row)}.`;
+  }
+}
+
+export class SubscriptionActionsService {
+  constructor(
+    private readonly deps: Deps,
+    private readonly svc: { tasks: TaskQueue },
+  ) {}
+
+  private async scopedRow(conn: Conn, actor: Actor, subscriptionId: number, lock: boolean): Promise<SubRow> {
+    const q = conn('subscriptions as s').join('accounts as a', 'a.id', 's.account_id').where('s.id', subscriptionId).andWhere('a.path', 'like', `${actor.accountPath}%`).first('s.*');
+    const row = (await (lock && !isSqlite(conn) ? q.forUpdate() : q)) as SubRow | undefined;
+    if (!row) throw notFound('Subscription', subscriptionId);
+    return row;
+  }
+
+  async request(actor: Actor, subscriptionId: number, action: ServiceAction, opts: { reason?: string; idempotencyKey?: string } = {}): Promise<{ taskId: number; serviceStatus: number }> {
+    const id = positiveId(subscriptionId, 'subscriptionId');
+    if (!SERVICE_ACTIONS.includes(action)) throw notAllowed(`Unknown action '${String(action)}'.`, 'action');
+    const reason = opts.reason?.slice(0, 1000);
+    // A refusal rolls the key's claim back with everything else; a repeated key answers the first request.
+    return idempotent(this.deps, actor, opts.idempotencyKey, `subscription.${action}`, { id, reason }, async (tx) => {
+      if (isSqlite(tx)) await tx.raw('UPDATE tasks SET id = id WHERE 0');
+      const row = await this.scopedRow(tx, actor, id, true);
+      const refused = refusal(action, row);
+      if (refused) throw notAllowed(refused, 'subscriptionId');
+      const now = this.deps.clock.now();
+      const serviceStatus = IN_BETWEEN[action];
+      const previous = toNumber(row.service_status);
+      await tx('subscriptions').where({ id }).update({ service_status: serviceStatus, updated_at: now.getTime() });
+      const taskId = await this.svc.tasks.enqueue(tx, {
+        kind: `subscription.${action}`,
+        queue: SUBSCRIPTION_ACTIONS_QUEUE,
+        payload: { subscriptionId: id, action, previousServiceStatus: previous, ...(reason ? { reason } : {}) },
+        accountId: toNumber(row.account_id),
+        objectType: 'subscription',
+        objectId: id,
+      });
+      await recordChange(tx, actor, now, {
+        operation: `${action[0]!.toUpperCase()}${action.slice(1)}Subscription`,
+        objectType: 'subscription',
+        objectId: id,
+        details: { taskId, ...(reason ? { reason } : {}) },
+        event: { name: `subscription.${action}_requested`, accountId: toNumber(row.account_id), payload: { subscriptionId: id, action, taskId, serviceStatus, ...(reason ? { reason } : {}) } },
+      });
+      return { taskId, serviceStatus };
+    });
+  }
+
+  async provisioningStatus(actor: Actor, subscriptionId: number): Promise<ProvisioningStatus> {
+    const id = positiveId(subscriptionId, 'subscriptionId');
+    const row = await this.scopedRow(this.deps.db, actor, id, false);
+    const tasks = await this.svc.tasks.list(actor, { objectType: 'subscription', objectId: id, pageSize: 100 });
+    return { serviceStatus: toNumber(row.service_status), tasks: tasks.items };
+  }
+}
+
+// ---- the tasks ----
+
+export interface ActionHandlerServices {
+  pluginInstances: Pick<PluginInstancesService, 'resolveGate'>;
+  subscriptions: Pick<SubscriptionsService, 'markRemoved' | 'markProvisioned'>;
+}
+
+async function jobActor(conn: Conn): Promise<Actor> {
+  const row = (await conn('accounts').whereNull('vendor_id').andWhere({ type: 'provider' }).orderBy('id').first('id', 'path')) as { id: number; path: string } | undefined;
+  if (!row) throw new Error('The provider account does not exist yet; start the server once to create it.');
+  return systemActor({ id: toNumber(row.id), path: row.path }, 'job');
+}
+
+async function writeTx<T>(deps: Deps, fn: (tx: Tx) => Promise<T>): Promise<T> {
+  const sqlite = isSqlite(deps.db);
+  return deps.db.transaction(async (tx) => {
+    if (sqlite) await tx.raw('UPDATE tasks SET id = id WHERE 0');
+    return fn(tx);
+  });
+}
+
+async function lockSub(tx: Tx, id: number): Promise<SubRow | undefined> {
+  const q = tx('subscriptions').where({ id }).first();
+  return (await (isSqlite(tx) ? q : q.forUpdate())) as SubRow | undefined;
+}
+
+async function gateRequest(conn: Conn, sub: SubRow, operationId: string): Promise<ServiceRequest> {
+  const template = (await conn('plans as p').join('service_templates as t', 't.id', 'p.template_id').where('p.id', sub.plan_id).first('t.name')) as { name: string } | undefined;
+  const limits = (await conn('subscription_resources as r').join('resources as res', 'res.id', 'r.resource_id').where('r.subscription_id', sub.id).select('res.code', 'res.name', 'r.limit_value')) as {
+    code: string | null;
+    name: string;
+    limit_value: unknown;
+  }[];
+  const parameters: Record<string, string> = {};
+  for (const [k, v] of Object.entries(JSON.parse(sub.parameters || '{}') as Record<string, unknown>)) parameters[k] = String(v);
+  return {
+    operationId,
+    subscriptionId: toNumber(sub.id),
+    accountId: toNumber(sub.account_id),
+    template: template?.name ?? '',
+    parameters,
+    limits: limits.map((l) => ({ resource: l.code || l.name, limit: l.limit_value === null ? null : Number(l.limit_value) })),
+    ...(sub.gate_reference ? { reference: sub.gate_reference } : {}),
+  };
+}
+
+async function callGate(svc: ActionHandlerServices, sub: SubRow, req: ServiceRequest, action: ServiceAction, poll: boolean): Promise<Outcome<unknown>> {
+  let gate: ProvisioningGate;
+  try {
+    gate = (await svc.pluginInstances.resolveGate(toNumber(sub.vendor_id), sub.service_gate)).gate;
+  } catch (e) {
+    const missing = isAppError(e) && e.code === 'NOT_FOUND';
+    return { status: 'failure', retryable: !missing, message: isAppError(e) ? e.message : safeErrorMessage(e), code: missing ? 'GATE_NOT_FOUND' : 'GATE_UNAVAILABLE' };
+  }
+  const guarded = async (f: () => Promise<Outcome<unknown>>): Promise<Outcome<unknown>> => {
+    try {
+      const o = await f();
+      return isOutcome(o) ? o : { status: 'failure', retryable: false, message: `Service gate '${sub.service_gate}' answered with something that is not an outcome.`, code: 'PLUGIN_ERROR' };
+    } catch (e) {
+      return { status: 'failure', retryable: true, message: `Service gate '${sub.service_gate}' failed: ${safeErrorMessage(e)}`, code: 'PLUGIN_ERROR' };
+    }
+  };
+  if (poll) {
+    const polled = await guarded(() => gate.status(req.operationId));
+    if (!(polled.status === 'failure' && polled.code === 'NOT_FOUND')) return polled;
+  }
+  return guarded(() => (action === 'provision' ? gate.provision(req) : gate[action](req)));
+}
+
+async function subscriptionEvent(tx: Tx, actor: Actor, at: Date, row: SubRow, name: string, operation: string, details: Record<string, unknown>): Promise<void> {
+  await recordChange(tx, actor, at, {
+    operation,
+    objectType: 'subscription',
+    objectId: toNumber(row.id),
+    details,
+    event: { name, accountId: toNumber(row.account_id), payload: { subscriptionId: toNumber(row.id), accountId: toNumber(row.account_id), ...details } },
+  });
+}
+
+async function runAction(deps: Deps, svc: ActionHandlerServices, action: ServiceAction, task: Task, operationId: string, attempt: number): Promise<TaskOutcome> {
+  const id = toNumber(task.payload.subscriptionId);
+  const previous = toNumber(task.payload.previousServiceStatus ?? SERVICE_STATUS.running);
+  const sub = (await deps.db('subscriptions').where({ id }).first()) as SubRow | undefined;
+  // Nothing to do when the subscription is gone or another run settled this request already.
+  if (!sub || toNumber(sub.service_status) !== IN_BETWEEN[action]) return { status: 'done', result: { stale: true } };
+  const outcome = await callGate(svc, sub, await gateRequest(deps.db, sub, operationId), action, attempt > 1);
+  if (outcome.status === 'success') {
+    await writeTx(deps, async (tx) => {
+      const row = await lockSub(tx, id);
+      if (!row || toNumber(row.service_status) !== IN_BETWEEN[action]) return;
+      const now = deps.clock.now();
+      const actor = await jobActor(tx);
+      if (action === 'suspend') {
+        await tx('subscriptions').where({ id }).update({ status: SUBSCRIPTION_STATUS.suspended, service_status: SERVICE_STATUS.stopped, updated_at: now.getTime() });
+        await subscriptionEvent(tx, actor, now, row, 'subscription.suspended', 'SuspendSubscription', { taskId: task.taskId });
+      } else if (action === 'resume') {
+        await tx('subscriptions').where({ id }).update({ status: SUBSCRIPTION_STATUS.active, service_status: SERVICE_STATUS.running, updated_at: now.getTime() });
+        await subscriptionEvent(tx, actor, now, row, 'subscription.resumed', 'ResumeSubscription', { taskId: task.taskId });
+      } else if (action === 'terminate') {
+        await svc.subscriptions.markRemoved(tx, id, now);
+      } else {
+        const reference = String((outcome.result as { reference?: unknown } | undefined)?.reference ?? '');
+        await tx('subscriptions').where({ id }).update({ gate_reference: reference || null });
+        await svc.subscriptions.markProvisioned(tx, id, reference || null, now);
+      }
+    });
+    return { status: 'done' };
+  }
+  const exhausted = attempt >= task.maxAttempts;
+  if ((outcome.status === 'pending' || outcome.retryable) && !exhausted) {
+    return { status: 'retry', error: outcome.status === 'pending' ? `Pending: ${outcome.message ?? 'the gate will finish later.'}` : `Retrying: ${outcome.message}`, retryable: true };
+  }
+  const message =
+    outcome.status === 'pending'
+      ? `Service gate '${sub.service_gate}' did not finish the ${action} within ${task.maxAttempts} attempts.`
+      : `Service gate '${sub.service_gate}' failed to ${action} subscription ${id}: ${outcome.message}`;
+  await writeTx(deps, async (tx) => {
+    const row = await lockSub(tx, id);
+    if (!row || toNumber(row.service_status) !== IN_BETWEEN[action]) return;
+    const now = deps.clock.now();
+    await tx('subscriptions').where({ id }).update({ service_status: previous, updated_at: now.getTime() });
+    await subscriptionEvent(tx, await jobActor(tx), now, row, `subscription.${action}_failed`, `${action[0]!.toUpperCase()}${action.slice(1)}Subscription`, { taskId: task.taskId, error: message });
+  });
+  return { status: 'retry', error: message, retryable: false };
+}
+
+/** The workers' handlers of `subscription.<action>` tasks. */
+export function subscriptionActionHandlers(deps: Deps, svc: ActionHandlerServices): Record<string, TaskHandler> {
+  const out: Record<string, TaskHandler> = {};
+  for (const action of SERVICE_ACTIONS) out[`subscription.${action}`] = (task, tc) => runAction(deps, svc, action, task, tc.operationId, tc.attempt);
+  return out;
+}
