@@ -1,0 +1,141 @@
+import { expect } from 'chai';
+import type { Task } from '../../src/jobs/task-queue';
+import type { TaskContext, TaskOutcome } from '../../src/jobs/worker';
+import { templateForPlan } from '../../src/orders/orders-service';
+import type { Outcome, ProvisioningGate, ServiceRequest } from '../../src/plugins/sdk';
+import { SubscriptionActionsService, subscriptionActionHandlers } from '../../src/subscriptions/service-actions';
+import { failure } from '../helpers/assertions';
+import { quietLog } from '../helpers/world';
+import { orderWorld, type OrderWorld } from './order-world';
+
+let w: OrderWorld;
+let svc: SubscriptionActionsService;
+let handlers: ReturnType<typeof subscriptionActionHandlers>;
+/** What the fake gate answers next, per action (then success); the calls it heard. */
+let script: Record<string, Outcome<unknown>[]>;
+let heard: { call: string; operationId: string }[];
+
+const fakeGate = {
+  async provision(req: ServiceRequest) {
+    return next('provision', req.operationId, { status: 'success', result: { reference: `ref-${req.subscriptionId}` } });
+  },
+  suspend: (req: ServiceRequest) => next('suspend', req.operationId),
+  resume: (req: ServiceRequest) => next('resume', req.operationId),
+  terminate: (req: ServiceRequest) => next('terminate', req.operationId),
+  status: (operationId: string) => next('status', operationId),
+} as unknown as ProvisioningGate;
+
+async function next(call: string, operationId: string, fallback: Outcome<unknown> = { status: 'success', result: {} }): Promise<Outcome<never>> {
+  heard.push({ call, operationId });
+  return (script[call]?.shift() ?? fallback) as Outcome<never>;
+}
+
+async function subscribe(): Promise<number> {
+  const order = await w.place(w.customer, { accountId: w.customer.accountId });
+  const { catalog } = w.world.services;
+  return w.world.deps.db.transaction(async (tx) => {
+    const o = (await tx('orders').where({ id: order.orderId }).first()) as { id: number; account_id: number; vendor_id: number };
+    const item = (await tx('order_items').where({ order_id: order.orderId }).first()) as { id: number; plan_id: number; period_id: number; parameters: string; resources: string };
+    const plan = (await catalog.getPlanForOrder(tx, Number(item.plan_id)))!;
+    return w.subscriptions.createForItem(tx, o, item, plan, await templateForPlan(catalog, tx, plan));
+  });
+}
+
+async function run(taskId: number, attempt = 1): Promise<TaskOutcome> {
+  const task: Task = await w.world.services.tasks.get(w.world.provider, taskId);
+  const kind = task.kind;
+  const ctx = { operationId: task.operationId, attempt, signal: new AbortController().signal, extendLease: async () => true, log: quietLog } as TaskContext;
+  return handlers[kind]!(task, ctx);
+}
+
+async function state(id: number) {
+  const r = (await w.world.deps.db('subscriptions').where({ id }).first('status', 'service_status', 'gate_reference')) as { status: number; service_status: number; gate_reference: string | null };
+  return { status: Number(r.status), serviceStatus: Number(r.service_status), reference: r.gate_reference };
+}
+
+describe('SubscriptionActionsService and its gate tasks (a scripted gate)', () => {
+  beforeEach(async () => {
+    w = await orderWorld('2026-03-01T10:00:00Z');
+    svc = new SubscriptionActionsService(w.world.deps, { tasks: w.world.services.tasks });
+    handlers = subscriptionActionHandlers(w.world.deps, {
+      pluginInstances: { resolveGate: async () => ({ gate: fakeGate }) as never },
+      subscriptions: w.subscriptions,
+    });
+    script = {};
+    heard = [];
+  });
+  afterEach(async () => {
+    await w?.world.close();
+  });
+
+  it('provisions a not provisioned subscription, then suspends (pending, then polled with the same operation id), resumes and terminates it', async () => {
+    const id = await subscribe();
+    const p = await svc.request(w.customer, id, 'provision', {});
+    expect(p.serviceStatus).to.equal(20);
+    const task = await w.world.services.tasks.get(w.world.provider, p.taskId);
+    expect(task).to.include({ kind: 'subscription.provision', queue: 'orders', objectType: 'subscription', objectId: String(id), accountId: w.customer.accountId });
+    expect(task.payload).to.include({ subscriptionId: id, action: 'provision' });
+    expect(await run(p.taskId)).to.deep.equal({ status: 'done' });
+    expect(await state(id)).to.deep.equal({ status: 30, serviceStatus: 50, reference: `ref-${id}` });
+
+    script.suspend = [{ status: 'pending', message: 'stopping the site' }];
+    const s = await svc.request(w.customer, id, 'suspend', { reason: 'unpaid' });
+    expect(s.serviceStatus).to.equal(60);
+    const first = await run(s.taskId, 1);
+    expect(first).to.include({ status: 'retry', retryable: true });
+    expect(await state(id)).to.include({ status: 30, serviceStatus: 60 });
+    expect(await run(s.taskId, 2)).to.deep.equal({ status: 'done' });
+    expect(heard.slice(-2).map((h) => h.call)).to.deep.equal(['suspend', 'status']);
+    expect(heard.at(-1)!.operationId).to.equal(heard.at(-2)!.operationId);
+    expect(await state(id)).to.include({ status: 80, serviceStatus: 30 });
+    // A repeated run of a settled task does nothing.
+    expect(await run(s.taskId, 3)).to.deep.include({ status: 'done' });
+
+    const r = await svc.request(w.customer, id, 'resume');
+    expect(r.serviceStatus).to.equal(40);
+    await run(r.taskId);
+    expect(await state(id)).to.include({ status: 30, serviceStatus: 50 });
+
+    const t = await svc.request(w.customer, id, 'terminate', { reason: 'closing' });
+    expect(t.serviceStatus).to.equal(70);
+    await run(t.taskId);
+    expect(await state(id)).to.include({ status: 60, serviceStatus: 90 });
+
+    const status = await svc.provisioningStatus(w.customer, id);
+    expect(status.serviceStatus).to.equal(90);
+    expect(status.tasks.map((x) => x.kind)).to.deep.equal(['subscription.terminate', 'subscription.resume', 'subscription.suspend', 'subscription.provision']);
+    const events = ((await w.world.deps.db('events').where({ object_type: 'subscription', object_id: String(id) }).orderBy('id').select('name')) as { name: string }[]).map((e) => e.name);
+    expect(events).to.include.members(['subscription.provision_requested', 'subscription.suspend_requested', 'subscription.suspended', 'subscription.resume_requested', 'subscription.resumed', 'subscription.terminate_requested', 'subscription.terminated']);
+  });
+
+  it('a permanent gate failure puts the service status back and fails the task with the gate message', async () => {
+    const id = await subscribe();
+    await run((await svc.request(w.customer, id, 'provision')).taskId);
+    script.suspend = [{ status: 'failure', retryable: false, message: 'panel says no', code: 'REFUSED' }];
+    const s = await svc.request(w.customer, id, 'suspend');
+    const out = await run(s.taskId);
+    expect(out).to.include({ status: 'retry', retryable: false });
+    expect((out as { error: string }).error).to.contain('panel says no');
+    expect(await state(id)).to.include({ status: 30, serviceStatus: 50 });
+  });
+
+  it('refuses requests in the wrong state (NOT_ALLOWED naming the status) and outside the subtree (NOT_FOUND); one idempotency key, one task', async () => {
+    const id = await subscribe();
+    const e1 = await failure(svc.request(w.customer, id, 'suspend'), 'NOT_ALLOWED', 'subscriptionId');
+    expect(e1.message).to.contain('notProvisioned');
+    const e2 = await failure(svc.request(w.customer, id, 'resume'), 'NOT_ALLOWED', 'subscriptionId');
+    expect(e2.message).to.contain('ordered');
+    await failure(svc.request(w.otherReseller, id, 'terminate'), 'NOT_FOUND');
+    await failure(svc.provisioningStatus(w.otherCustomer, id), 'NOT_FOUND');
+    const a = await svc.request(w.customer, id, 'provision', { idempotencyKey: 'once' });
+    const b = await svc.request(w.customer, id, 'provision', { idempotencyKey: 'once' });
+    expect(b).to.deep.equal(a);
+    await failure(svc.request(w.customer, id, 'provision'), 'NOT_ALLOWED', 'subscriptionId');
+    await run(a.taskId);
+    await failure(svc.request(w.customer, id, 'provision'), 'NOT_ALLOWED', 'subscriptionId');
+    const t = await svc.request(w.customer, id, 'terminate');
+    await run(t.taskId);
+    const e3 = await failure(svc.request(w.customer, id, 'terminate'), 'NOT_ALLOWED', 'subscriptionId');
+    expect(e3.message).to.contain('terminated');
+  });
+});
