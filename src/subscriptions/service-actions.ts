@@ -35,6 +35,7 @@ const SERVICE_NAME = new Map<number, string>(Object.entries(SERVICE_STATUS).map(
 interface SubRow {
   id: number;
   account_id: number;
+  order_id: number | null;
   vendor_id: number;
   status: number;
   service_status: number;
@@ -98,6 +99,14 @@ export class SubscriptionActionsService {
       const row = await this.scopedRow(tx, actor, id, true);
       const refused = refusal(action, row);
       if (refused) throw notAllowed(refused, 'subscriptionId');
+      // While its order's saga is still running, the saga provisions (or removes) the service: a second request
+      // now could provision it twice.
+      if (row.order_id !== null && row.order_id !== undefined) {
+        const order = (await tx('orders').where({ id: row.order_id }).first('status', 'order_number')) as { status: string; order_number: string } | undefined;
+        if (order && !['PC', 'CP', 'PF', 'RJ'].includes(order.status)) {
+          throw notAllowed(`Subscription ${id} belongs to order ${order.order_number}, which is still being processed (status ${order.status}); wait until it has finished.`, 'subscriptionId');
+        }
+      }
       const now = this.deps.clock.now();
       const serviceStatus = IN_BETWEEN[action];
       const previous = toNumber(row.service_status);

@@ -30,9 +30,11 @@ async function next(call: string, operationId: string, fallback: Outcome<unknown
   return (script[call]?.shift() ?? fallback) as Outcome<never>;
 }
 
-async function subscribe(): Promise<number> {
+/** A not provisioned subscription whose order has finished (as when its saga gave up), unless `openOrder`. */
+async function subscribe(openOrder = false): Promise<number> {
   const order = await w.place(w.customer, { accountId: w.customer.accountId });
   const { catalog } = w.world.services;
+  if (!openOrder) await w.world.deps.db('orders').where({ id: order.orderId }).update({ status: 'PF' });
   return w.world.deps.db.transaction(async (tx) => {
     const o = (await tx('orders').where({ id: order.orderId }).first()) as { id: number; account_id: number; vendor_id: number };
     const item = (await tx('order_items').where({ order_id: order.orderId }).first()) as { id: number; plan_id: number; period_id: number; parameters: string; resources: string };
@@ -137,5 +139,12 @@ describe('SubscriptionActionsService and its gate tasks (a scripted gate)', () =
     await run(t.taskId);
     const e3 = await failure(svc.request(w.customer, id, 'terminate'), 'NOT_ALLOWED', 'subscriptionId');
     expect(e3.message).to.contain('terminated');
+  });
+
+  it('refuses to provision a subscription while its order is still being processed (its saga provisions it)', async () => {
+    const id = await subscribe(true);
+    const e = await failure(svc.request(w.customer, id, 'provision'), 'NOT_ALLOWED', 'subscriptionId');
+    expect(e.message).to.match(/still being processed/);
+    expect(await w.world.deps.db('tasks').where({ kind: 'subscription.provision', object_id: String(id) })).to.have.length(0);
   });
 });
