@@ -7,6 +7,7 @@ import { isOutcome } from '../plugins/instances-service';
 import type { Outcome, ProvisioningGate, ServiceRequest } from '../plugins/sdk';
 import { ORDERS_QUEUE } from './transitions';
 import { actionOf, loadOrder, loadWorkflowDefinition, lockOrder, transitionIfAt, writeTx, type Ctx, type OrderItemRow, type OrderRow } from './step-handlers';
+import { describeForGate } from '../subscriptions/gate-request';
 
 /**
  * The provisioning saga of an order. Its state lives in saga_steps: one `provision` row per item (in position
@@ -127,36 +128,15 @@ async function loadTarget(ctx: Ctx, task: Task, action: 'provision' | 'compensat
   if (!order) return null;
   const def = await loadWorkflowDefinition(db, toNumber(order.workflow_id));
   if (actionOf(def, order.step) !== 'provision') return null;
-  const sub = (await db('subscriptions as s')
-    .join('plans as p', 'p.id', 's.plan_id')
-    .join('service_templates as t', 't.id', 'p.template_id')
-    .where('s.id', step.subscription_id)
-    .first('s.id', 's.account_id', 's.service_gate', 's.gate_reference', 's.parameters', 's.name', 't.name as template')) as
-    | { id: number; account_id: number; service_gate: string; gate_reference: string | null; parameters: string; name: string; template: string }
-    | undefined;
+  const sub = await describeForGate(db, toNumber(step.subscription_id));
   if (!sub) return null;
-  const limits = (await db('subscription_resources as r').join('resources as res', 'res.id', 'r.resource_id').where('r.subscription_id', sub.id).select('res.code', 'res.name', 'r.limit_value')) as {
-    code: string | null;
-    name: string;
-    limit_value: unknown;
-  }[];
-  const parameters: Record<string, string> = {};
-  for (const [k, v] of Object.entries(JSON.parse(sub.parameters || '{}') as Record<string, unknown>)) parameters[k] = String(v);
   return {
     order,
     step,
-    gateName: sub.service_gate,
+    gateName: sub.serviceGate,
     itemLabel: `Item ${step.position} (${sub.name})`,
-    request: {
-      subscriptionId: toNumber(sub.id),
-      accountId: toNumber(sub.account_id),
-      template: sub.template,
-      parameters,
-      limits: limits.map((l) => ({ resource: l.code || l.name, limit: l.limit_value === null ? null : Number(l.limit_value) })),
-      ...(sub.gate_reference ? { reference: sub.gate_reference } : {}),
-    },
-  };
-}
+    request: sub.request,
+  };}
 
 /**
  * Calls the gate for a saga row. A row already `running` made its call and heard pending: the gate is polled

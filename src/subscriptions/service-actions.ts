@@ -10,6 +10,7 @@ import { safeErrorMessage } from '../logger';
 import { isOutcome, type PluginInstancesService } from '../plugins/instances-service';
 import type { Outcome, ProvisioningGate, ServiceRequest } from '../plugins/sdk';
 import { SERVICE_STATUS, SUBSCRIPTION_STATUS, type SubscriptionsService } from './subscriptions-service';
+import { describeForGate } from './gate-request';
 
 /**
  * Suspend, resume, terminate and provision a subscription through its service gate. A request changes the
@@ -165,23 +166,9 @@ async function lockSub(tx: Tx, id: number): Promise<SubRow | undefined> {
 }
 
 async function gateRequest(conn: Conn, sub: SubRow, operationId: string): Promise<ServiceRequest> {
-  const template = (await conn('plans as p').join('service_templates as t', 't.id', 'p.template_id').where('p.id', sub.plan_id).first('t.name')) as { name: string } | undefined;
-  const limits = (await conn('subscription_resources as r').join('resources as res', 'res.id', 'r.resource_id').where('r.subscription_id', sub.id).select('res.code', 'res.name', 'r.limit_value')) as {
-    code: string | null;
-    name: string;
-    limit_value: unknown;
-  }[];
-  const parameters: Record<string, string> = {};
-  for (const [k, v] of Object.entries(JSON.parse(sub.parameters || '{}') as Record<string, unknown>)) parameters[k] = String(v);
-  return {
-    operationId,
-    subscriptionId: toNumber(sub.id),
-    accountId: toNumber(sub.account_id),
-    template: template?.name ?? '',
-    parameters,
-    limits: limits.map((l) => ({ resource: l.code || l.name, limit: l.limit_value === null ? null : Number(l.limit_value) })),
-    ...(sub.gate_reference ? { reference: sub.gate_reference } : {}),
-  };
+  const described = await describeForGate(conn, toNumber(sub.id));
+  if (!described) throw new Error(`Subscription ${sub.id} has no plan or template to describe it to its gate.`);
+  return { ...described.request, operationId };
 }
 
 async function callGate(svc: ActionHandlerServices, sub: SubRow, req: ServiceRequest, action: ServiceAction, poll: boolean): Promise<Outcome<unknown>> {
