@@ -6,6 +6,7 @@ import { AppError, conflict, invalid, notFound } from '../domain/errors';
 import { oneOf, positiveId, requiredText } from '../domain/fields';
 import { PLUGIN_KINDS, type LoadedPlugin, type PluginRegistry } from './loader';
 import type { Outcome, PluginContext, PluginInstance, PluginKind, ProvisioningGate } from './sdk';
+import { DbPluginStore } from './store';
 
 /** What a kept secret looks like when shown; sending it back in an update keeps the secret. */
 export const SECRET_MASK = '********';
@@ -255,6 +256,7 @@ export class PluginInstancesService {
       instanceName: row.name,
       log: this.deps.log.child({ plugin: `${row.kind}/${row.plugin}`, instance: row.name, instanceId: row.id }),
       now: () => this.deps.clock.now(),
+      store: new DbPluginStore(this.deps.db, toNumber(row.id), () => this.deps.clock.now()),
     };
     let object: PluginInstance;
     try {
