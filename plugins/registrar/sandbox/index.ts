@@ -1,15 +1,16 @@
 import {
+  checkDomainContacts,
   createMemoryStore,
   failure,
   isOperationId,
   MAX_NAMES_PER_CALL,
   parseDomainName,
+  parseNameservers,
   pending,
   success,
   type CheckAvailabilityRequest,
   type DomainAvailability,
   type DomainCall,
-  type DomainContact,
   type DomainContacts,
   type DomainInfo,
   type DomainRegistration,
@@ -94,45 +95,6 @@ export function addYears(iso: string, years: number): string {
   return d.toISOString();
 }
 
-function checkContact(c: unknown, role: string): string | null {
-  if (!c || typeof c !== 'object') return `contacts.${role} is required.`;
-  const x = c as Partial<DomainContact>;
-  for (const f of ['name', 'email', 'phone', 'city', 'countryCode'] as const) {
-    if (typeof x[f] !== 'string' || (x[f] as string).trim() === '') return `contacts.${role}.${f} is required.`;
-  }
-  if (!/^[^\s@]+@[^\s@]+\.[^\s@]+$/.test(x.email as string)) return `contacts.${role}.email is not an email address.`;
-  if (!/^\+\d{1,3}\.\d{4,14}$/.test(x.phone as string)) return `contacts.${role}.phone must look like +1.5555550100.`;
-  if (!/^[A-Z]{2}$/.test(x.countryCode as string)) return `contacts.${role}.countryCode must be two capital letters (ISO 3166).`;
-  if (!Array.isArray(x.street) || x.street.length < 1 || x.street.length > 3 || !x.street.every((s) => typeof s === 'string' && s.trim() !== '')) return `contacts.${role}.street must be 1 to 3 lines.`;
-  return null;
-}
-
-/** Why these contacts cannot be registered, or null. */
-export function contactsProblem(contacts: unknown): string | null {
-  if (!contacts || typeof contacts !== 'object') return 'contacts.registrant is required.';
-  for (const role of ['registrant', 'admin', 'tech', 'billing'] as const) {
-    const c = (contacts as Record<string, unknown>)[role];
-    if (role !== 'registrant' && c === undefined) continue;
-    const problem = checkContact(c, role);
-    if (problem) return problem;
-  }
-  return null;
-}
-
-/** Normalised, distinct host names, or why not. */
-export function nameserverList(list: unknown): { ok: true; hosts: string[] } | { ok: false; message: string } {
-  if (list === undefined || list === null) return { ok: true, hosts: [] };
-  if (!Array.isArray(list)) return { ok: false, message: 'nameservers must be a list of host names.' };
-  if (list.length > 13) return { ok: false, message: 'At most 13 nameservers.' };
-  const hosts: string[] = [];
-  for (const h of list) {
-    const parsed = parseDomainName(h);
-    if (!parsed.ok) return { ok: false, message: `Nameserver ${parsed.message}` };
-    if (!hosts.includes(parsed.name)) hosts.push(parsed.name);
-  }
-  return { ok: true, hosts };
-}
-
 type FailureRule = { retryable: boolean; attempts: number | null };
 
 export class SandboxRegistrar implements Registrar {
@@ -175,9 +137,9 @@ export class SandboxRegistrar implements Registrar {
   register(req: RegisterDomainRequest): Promise<Outcome<DomainRegistration>> {
     return this.operation('register', req, async (name) => {
       if (!Number.isInteger(req.years) || req.years < 1 || req.years > MAX_YEARS) return failure(`years must be a whole number from 1 to ${MAX_YEARS}.`, false, 'INVALID_ARGUMENT');
-      const problem = contactsProblem(req.contacts);
+      const problem = checkDomainContacts(req.contacts);
       if (problem) return failure(problem, false, 'INVALID_ARGUMENT');
-      const ns = nameserverList(req.nameservers);
+      const ns = parseNameservers(req.nameservers);
       if (!ns.ok) return failure(ns.message, false, 'INVALID_ARGUMENT');
       if (this.isTaken(name) || (await this.domain(name))) return failure(`${name} is already registered.`, false, 'OBJECT_EXISTS');
       const now = this.context.now().toISOString();
@@ -258,7 +220,7 @@ export class SandboxRegistrar implements Registrar {
 
   setNameservers(req: SetNameserversRequest): Promise<Outcome<{ nameservers: string[] }>> {
     return this.operation('setNameservers', req, async (name) => {
-      const ns = nameserverList(req.nameservers);
+      const ns = parseNameservers(req.nameservers);
       if (!ns.ok) return failure(ns.message, false, 'INVALID_ARGUMENT');
       const domain = await this.domain(name);
       if (!domain) return this.notHeld(name);
@@ -279,7 +241,7 @@ export class SandboxRegistrar implements Registrar {
 
   setContacts(req: SetContactsRequest): Promise<Outcome<Record<string, never>>> {
     return this.operation('setContacts', req, async (name) => {
-      const problem = contactsProblem(req.contacts);
+      const problem = checkDomainContacts(req.contacts);
       if (problem) return failure(problem, false, 'INVALID_ARGUMENT');
       const domain = await this.domain(name);
       if (!domain) return this.notHeld(name);

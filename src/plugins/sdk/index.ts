@@ -448,6 +448,45 @@ export function isOperationId(id: unknown): id is string {
   return typeof id === 'string' && /^[\x21-\x7e]{3,64}$/.test(id);
 }
 
+function checkContact(c: unknown, role: string): string | null {
+  if (!c || typeof c !== 'object') return `contacts.${role} is required.`;
+  const x = c as Partial<DomainContact>;
+  for (const f of ['name', 'email', 'phone', 'city', 'countryCode'] as const) {
+    if (typeof x[f] !== 'string' || (x[f] as string).trim() === '') return `contacts.${role}.${f} is required.`;
+  }
+  if (!/^[^\s@]+@[^\s@]+\.[^\s@]+$/.test(x.email as string)) return `contacts.${role}.email is not an email address.`;
+  if (!/^\+\d{1,3}\.\d{4,14}$/.test(x.phone as string)) return `contacts.${role}.phone must look like +1.5555550100.`;
+  if (!/^[A-Z]{2}$/.test(x.countryCode as string)) return `contacts.${role}.countryCode must be two capital letters (ISO 3166).`;
+  if (!Array.isArray(x.street) || x.street.length < 1 || x.street.length > 3 || !x.street.every((s) => typeof s === 'string' && s.trim() !== '')) return `contacts.${role}.street must be 1 to 3 lines.`;
+  return null;
+}
+
+/** Why these contacts cannot be sent to a registry (naming the field, e.g. contacts.registrant.phone), or null. */
+export function checkDomainContacts(contacts: unknown): string | null {
+  if (!contacts || typeof contacts !== 'object') return 'contacts.registrant is required.';
+  for (const role of ['registrant', 'admin', 'tech', 'billing'] as const) {
+    const c = (contacts as Record<string, unknown>)[role];
+    if (role !== 'registrant' && c === undefined) continue;
+    const problem = checkContact(c, role);
+    if (problem) return problem;
+  }
+  return null;
+}
+
+/** Nameserver host names normalised like domain names, duplicates dropped, at most 13; or why not. */
+export function parseNameservers(list: unknown): { ok: true; hosts: string[] } | { ok: false; message: string } {
+  if (list === undefined || list === null) return { ok: true, hosts: [] };
+  if (!Array.isArray(list)) return { ok: false, message: 'nameservers must be a list of host names.' };
+  if (list.length > 13) return { ok: false, message: 'At most 13 nameservers.' };
+  const hosts: string[] = [];
+  for (const h of list) {
+    const parsed = parseDomainName(h);
+    if (!parsed.ok) return { ok: false, message: `Nameserver ${parsed.message}` };
+    if (!hosts.includes(parsed.name)) hosts.push(parsed.name);
+  }
+  return { ok: true, hosts };
+}
+
 export type PluginInstance = ProvisioningGate | PaymentGateway | FraudScreen | Registrar;
 export type PluginFactory<T extends PluginInstance = PluginInstance> = (context: PluginContext) => T;
 
