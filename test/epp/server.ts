@@ -53,6 +53,8 @@ export interface TestDomain {
   trDate?: Date;
   statuses: Set<string>;
   ns: string[];
+  /** Nameservers given as hostAttr rather than host objects. */
+  nsAttr?: boolean;
   registrant?: string;
   contacts: { type: string; id: string }[];
   authCode: string;
@@ -173,7 +175,7 @@ export async function startTestEppServer(options: TestEppServerOptions = {}): Pr
     [...d.statuses].map((s) => `<domain:status s="${s}"/>`).join('') +
     (d.registrant ? `<domain:registrant>${d.registrant}</domain:registrant>` : '') +
     d.contacts.map((c) => `<domain:contact type="${c.type}">${c.id}</domain:contact>`).join('') +
-    (d.ns.length ? `<domain:ns>${d.ns.map((n) => `<domain:hostObj>${n}</domain:hostObj>`).join('')}</domain:ns>` : '') +
+    (d.ns.length ? `<domain:ns>${d.ns.map((n) => (d.nsAttr ? `<domain:hostAttr><domain:hostName>${n}</domain:hostName></domain:hostAttr>` : `<domain:hostObj>${n}</domain:hostObj>`)).join('')}</domain:ns>` : '') +
     `<domain:clID>${d.clID}</domain:clID><domain:crID>${d.clID}</domain:crID><domain:crDate>${day(d.crDate)}</domain:crDate><domain:exDate>${day(d.exDate)}</domain:exDate>` +
     (d.trDate ? `<domain:trDate>${day(d.trDate)}</domain:trDate>` : '') +
     (full ? `<domain:authInfo><domain:pw>${esc(d.authCode)}</domain:pw></domain:authInfo>` : '') +
@@ -213,10 +215,14 @@ export async function startTestEppServer(options: TestEppServerOptions = {}): Pr
       for (const id of [registrant, ...cts.map((c) => c.id)]) if (!contacts.has(id)) return new Reply(2303, '', `contact ${id} does not exist`);
       const ns = kids(one(obj, 'ns'), 'hostObj').map((h) => txt(h).toLowerCase());
       for (const h of ns) if (!hosts.has(h)) return new Reply(2303, '', `host ${h} does not exist`);
+      // hostAttr: the names travel inside the domain, no host objects needed (shown back as hostAttr).
+      const attrNs = kids(one(obj, 'ns'), 'hostAttr').map((h) => txt(one(h, 'hostName')).toLowerCase());
+      if (ns.length && attrNs.length) return new Reply(2001, '', 'hostObj and hostAttr mixed');
+      ns.push(...attrNs);
       const pw = txt(one(obj, 'authInfo', 'pw'));
       if (!pw) return new Reply(2003, '', 'authInfo is required');
       const crDate = now();
-      const dom: TestDomain = { name, roid: `D${++roid}-TEST`, clID, crDate, exDate: addYears(crDate, period), statuses: new Set(['ok']), ns, registrant, contacts: cts, authCode: pw };
+      const dom: TestDomain = { name, roid: `D${++roid}-TEST`, clID, crDate, exDate: addYears(crDate, period), statuses: new Set(['ok']), ns, nsAttr: attrNs.length > 0, registrant, contacts: cts, authCode: pw };
       domains.set(name, dom);
       return new Reply(1000, `<domain:creData xmlns:domain="${DOMAIN_NS}"><domain:name>${name}</domain:name><domain:crDate>${day(dom.crDate)}</domain:crDate><domain:exDate>${day(dom.exDate)}</domain:exDate></domain:creData>`);
     }
