@@ -156,6 +156,15 @@ export function registrarContract(label: string, make: () => Promise<RegistrarCo
       if (n !== null) expect(n, 'registrations performed for one operation id').to.equal(1);
     });
 
+    it('answers two concurrent registrations with one operation id alike, registering once', async () => {
+      const name = subject.freshName();
+      const req = { operationId: opId(), name, years: 1, contacts: CONTRACT_CONTACTS };
+      const [a, b] = await Promise.all([reg.register(req), reg.register({ ...req })]);
+      expect(ok(a, 'register (first)')).to.deep.equal(ok(b, 'register (concurrent)'));
+      const n = await performedCount(registerAction, req.operationId);
+      if (n !== null) expect(n, 'registrations performed for one operation id').to.equal(1);
+    });
+
     it('refuses to register a name already held, with OBJECT_EXISTS that is not retryable', async () => {
       const { name } = await registered();
       const f = refused(await reg.register({ operationId: opId(), name, years: 1, contacts: CONTRACT_CONTACTS }), 'register of a held name', 'OBJECT_EXISTS');

@@ -155,6 +155,8 @@ export class EppConnection {
     if (this.failure) throw this.failure;
     if (this.waiter) throw new EppConnectionError('The EPP connection is already waiting for an answer (one command at a time).', 'protocol');
     this.lastUsed = Date.now();
+    // A frame nobody asked for (a server's parting 2500) must not be taken for this command's answer.
+    this.frames.length = 0;
     this.socket.write(frame(xml));
     const raw = await this.receive(this.options.commandTimeoutMs);
     this.lastUsed = Date.now();

@@ -228,6 +228,7 @@ export class EppRegistrar implements Registrar {
   private connection: EppConnection | null = null;
   private queue: Promise<unknown> = Promise.resolve();
   private idleTimer: NodeJS.Timeout | null = null;
+  private readonly inFlight = new Map<string, Promise<Outcome<unknown>>>();
 
   constructor(private readonly context: PluginContext) {
     const x = context.settings as Partial<Settings>;
@@ -567,12 +568,25 @@ export class EppRegistrar implements Registrar {
    * A changing call under the operation-id rules: a final outcome already kept answers at once; otherwise the
    * attempt is marked started (so a retry knows an earlier attempt may have acted) and its final outcome kept.
    */
-  private async operation<T>(
+  private operation<T>(
     action: string,
     req: DomainCall,
     fn: (name: string, send: Send, started: { retried: boolean; pending: boolean; record: Started; remember(extra: Partial<Started>): Promise<void> }) => Promise<Outcome<T>>,
   ): Promise<Outcome<T>> {
-    if (!isOperationId(req?.operationId)) return noOperationId();
+    if (!isOperationId(req?.operationId)) return Promise.resolve(noOperationId());
+    // The same operation id arriving while it is under way waits for the same answer (no second command).
+    const running = this.inFlight.get(req.operationId);
+    if (running) return running as Promise<Outcome<T>>;
+    const p = this.operationOnce(action, req, fn).finally(() => this.inFlight.delete(req.operationId));
+    this.inFlight.set(req.operationId, p);
+    return p;
+  }
+
+  private async operationOnce<T>(
+    action: string,
+    req: DomainCall,
+    fn: (name: string, send: Send, started: { retried: boolean; pending: boolean; record: Started; remember(extra: Partial<Started>): Promise<void> }) => Promise<Outcome<T>>,
+  ): Promise<Outcome<T>> {
     const parsed = parseDomainName(req.name);
     if (!parsed.ok) return failure(parsed.message, false, 'INVALID_NAME');
     const name = parsed.name;
