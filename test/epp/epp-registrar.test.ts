@@ -124,6 +124,25 @@ describe('EPP registrar', () => {
     expect(server.log.at(-1)?.command).to.equal('logout');
   });
 
+  it('reconnects and logs in again when the registry dropped its connection between calls', async () => {
+    const name = `dropped-${rand()}.test`;
+    expect((await register(name)).status).to.equal('success');
+    server.disconnectAll();
+    await new Promise((r) => setTimeout(r, 20));
+    expect((await reg.getInfo({ operationId: op(), name })).status).to.equal('success');
+    expect(server.log.filter((l) => l.command === 'login')).to.have.length(2);
+  });
+
+  it('logs out after idleTimeoutMs without calls', async () => {
+    reg = epp(server, { idleTimeoutMs: 150 });
+    expect((await reg.testConnection()).status).to.equal('success');
+    expect(server.connections()).to.equal(1);
+    await new Promise((r) => setTimeout(r, 400));
+    expect(server.log.at(-1)?.command).to.equal('logout');
+    expect(server.connections()).to.equal(0);
+    expect((await reg.testConnection()).status, 'and logs in again when needed').to.equal('success');
+  });
+
   it('answers a wrong password with AUTHENTICATION_ERROR that is not retryable', async () => {
     reg = epp(server, { password: 'not-the-password' });
     const outcome = await reg.checkAvailability({ operationId: op(), names: ['x.test'] });

@@ -110,6 +110,8 @@ export interface TestEppServer {
   /** A domain held by `clID` (another registrar), for transfers. */
   seedDomain(name: string, clID: string, authCode: string, years?: number): TestDomain;
   connections(): number;
+  /** Drops every client connection at once (a registry restarting, or closing idle sessions). */
+  disconnectAll(): void;
   close(): Promise<void>;
 }
 
@@ -477,6 +479,9 @@ export async function startTestEppServer(options: TestEppServerOptions = {}): Pr
       return d;
     },
     connections: () => sockets.size,
+    disconnectAll: () => {
+      for (const s of sockets) s.destroy();
+    },
     close: async () => {
       for (const s of sockets) s.destroy();
       await new Promise<void>((resolve) => server.close(() => resolve()));
