@@ -183,6 +183,15 @@ export function registrarContract(label: string, make: () => Promise<RegistrarCo
       if (n !== null) expect(n, 'renewals performed for one operation id').to.equal(1);
     });
 
+    it('refuses a renewal whose currentExpiresAt is not the current expiry (a renewal made already): POLICY_ERROR', async () => {
+      const { name, expiresAt } = await registered(1);
+      ok(await reg.renew({ operationId: opId(), name, years: 1, currentExpiresAt: expiresAt }), 'renew');
+      const f = refused(await reg.renew({ operationId: opId(), name, years: 1, currentExpiresAt: expiresAt }), 'renew with the old expiry', 'POLICY_ERROR');
+      expect(f.retryable).to.equal(false);
+      const info = ok(await reg.getInfo({ operationId: opId(), name }), 'getInfo');
+      expect(yearOf(info.expiresAt) - yearOf(expiresAt), 'renewed once').to.equal(1);
+    });
+
     it('renews without being told the current expiry', async () => {
       const { name, expiresAt } = await registered(1);
       const renewed = ok(await reg.renew({ operationId: opId(), name, years: 1 }), 'renew');
