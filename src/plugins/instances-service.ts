@@ -6,6 +6,7 @@ import { AppError, conflict, invalid, notFound } from '../domain/errors';
 import { oneOf, positiveId, requiredText } from '../domain/fields';
 import { PLUGIN_KINDS, type LoadedPlugin, type PluginRegistry } from './loader';
 import type { Outcome, PluginContext, PluginInstance, PluginKind, ProvisioningGate } from './sdk';
+import { DbPluginStore } from './store';
 
 /** What a kept secret looks like when shown; sending it back in an update keeps the secret. */
 export const SECRET_MASK = '********';
@@ -185,7 +186,7 @@ export class PluginInstancesService {
         },
       });
     });
-    this.cache.delete(row.id);
+    this.forget(row.id);
     return this.get(actor, row.id);
   }
 
@@ -255,6 +256,7 @@ export class PluginInstancesService {
       instanceName: row.name,
       log: this.deps.log.child({ plugin: `${row.kind}/${row.plugin}`, instance: row.name, instanceId: row.id }),
       now: () => this.deps.clock.now(),
+      store: new DbPluginStore(this.deps.db, toNumber(row.id), () => this.deps.clock.now()),
     };
     let object: PluginInstance;
     try {
@@ -263,6 +265,7 @@ export class PluginInstancesService {
       throw unavailable(`Plugin instance '${row.name}' could not start: ${(e as Error).message}`);
     }
     if (!object || typeof object !== 'object') throw unavailable(`Plugin instance '${row.name}' could not start: its factory returned no object.`);
+    if (cached) this.forget(row.id);
     this.cache.set(row.id, { stamp, object });
     return object as T;
   }
@@ -305,6 +308,13 @@ export class PluginInstancesService {
   }
 
   // ---- helpers ----
+
+  /** Drops a cached plugin object; one made for the old settings may hold a connection (an EPP session): closed. */
+  private forget(instanceId: number): void {
+    const old = this.cache.get(instanceId)?.object as { close?: () => Promise<void> } | undefined;
+    this.cache.delete(instanceId);
+    if (old && typeof old.close === 'function') void Promise.resolve().then(() => old.close?.()).catch(() => undefined);
+  }
 
   private async vendor(actor: Actor, vendorAccountId?: number): Promise<AccountRow> {
     const id = vendorAccountId === undefined || vendorAccountId === null ? actor.accountId : positiveId(vendorAccountId, 'vendorAccountId');

@@ -6,6 +6,8 @@
  * The core owns every operation id it hands a plugin: repeating a call with the same id must have no extra effect.
  */
 
+import { domainToASCII } from 'node:url';
+
 export const SDK_VERSION = '1.0.0';
 
 export type PluginKind = 'provisioning' | 'payment' | 'registrar' | 'fraud';
@@ -35,6 +37,67 @@ export interface PluginContext {
   log: PluginLogger;
   /** The core's clock: plugins never read the system time directly. */
   now(): Date;
+  /**
+   * A small persistent key-value store of this plugin instance (kept in the core's database, shared by every
+   * process of the server, gone with the instance). The core always gives one; it is optional here only so that
+   * contexts built by hand in older tests still type-check. See PluginStore.
+   */
+  store?: PluginStore;
+}
+
+/**
+ * Persistent key-value storage scoped to one plugin instance. Keys are text of 1-255 characters compared exactly
+ * (case matters); values are anything JSON can carry (objects, arrays, strings, numbers, booleans, null), at most
+ * 1 MiB once serialised. `put` replaces a key's value as a whole; there is no transaction across keys, so a plugin
+ * that updates several keys for one operation must tolerate a crash between them (or serialise its own calls).
+ */
+export interface PluginStore {
+  /** The value kept under `key`, or undefined when there is none. */
+  get<T = unknown>(key: string): Promise<T | undefined>;
+  put(key: string, value: unknown): Promise<void>;
+  /** Removes `key`; true when it was there. */
+  delete(key: string): Promise<boolean>;
+  /** Every entry whose key starts with `prefix` (all of them for ""), in key order. */
+  list<T = unknown>(prefix?: string): Promise<{ key: string; value: T }[]>;
+}
+
+export const MAX_STORE_KEY_LENGTH = 255;
+export const MAX_STORE_VALUE_BYTES = 1024 * 1024;
+
+/** Checks a store key and value the way every PluginStore must; returns the JSON text of the value. */
+export function checkStoreEntry(key: string, value?: unknown): string {
+  if (typeof key !== 'string' || key.length === 0 || key.length > MAX_STORE_KEY_LENGTH) throw new TypeError(`A store key is text of 1 to ${MAX_STORE_KEY_LENGTH} characters; got ${JSON.stringify(key)}.`);
+  if (arguments.length < 2) return '';
+  if (value === undefined) throw new TypeError(`The value for store key '${key}' is undefined; use delete() to remove a key.`);
+  const json = JSON.stringify(value);
+  if (json === undefined) throw new TypeError(`The value for store key '${key}' cannot be written as JSON.`);
+  if (Buffer.byteLength(json) > MAX_STORE_VALUE_BYTES) throw new RangeError(`The value for store key '${key}' is over ${MAX_STORE_VALUE_BYTES} bytes as JSON.`);
+  return json;
+}
+
+/** A PluginStore kept in memory, for a plugin's own unit tests (the core gives a database-backed one). */
+export function createMemoryStore(): PluginStore {
+  const entries = new Map<string, string>();
+  return {
+    async get<T>(key: string) {
+      checkStoreEntry(key);
+      const json = entries.get(key);
+      return json === undefined ? undefined : (JSON.parse(json) as T);
+    },
+    async put(key, value) {
+      entries.set(key, checkStoreEntry(key, value));
+    },
+    async delete(key) {
+      checkStoreEntry(key);
+      return entries.delete(key);
+    },
+    async list<T>(prefix = '') {
+      return [...entries.keys()]
+        .filter((k) => k.startsWith(prefix))
+        .sort((a, b) => (a < b ? -1 : a > b ? 1 : 0))
+        .map((key) => ({ key, value: JSON.parse(entries.get(key) as string) as T }));
+    },
+  };
 }
 
 export interface PluginLogger {
@@ -195,7 +258,236 @@ export interface FraudScreen {
   screen(req: FraudCheckRequest): Promise<Outcome<FraudVerdict>>;
 }
 
-export type PluginInstance = ProvisioningGate | PaymentGateway | FraudScreen;
+// ---------------------------------------------------------------------------------------------------------------
+// Domain registrars
+
+/** A person or organisation a domain is registered to (or administered by). Text as the registry should show it. */
+export interface DomainContact {
+  name: string;
+  organization?: string;
+  email: string;
+  /** E.164 style with a dot after the country code, as EPP wants it: "+1.5555550100". */
+  phone: string;
+  fax?: string;
+  /** One to three lines. */
+  street: string[];
+  city: string;
+  state?: string;
+  postalCode?: string;
+  /** ISO 3166-1 alpha-2, e.g. "US". */
+  countryCode: string;
+}
+
+export const CONTACT_ROLES = ['registrant', 'admin', 'tech', 'billing'] as const;
+export type ContactRole = (typeof CONTACT_ROLES)[number];
+
+/** The registrant is required; a role left out is filled by the registrant where the registry needs one. */
+export type DomainContacts = { registrant: DomainContact } & Partial<Record<Exclude<ContactRole, 'registrant'>, DomainContact>>;
+
+/** Every registrar call: the core's operation id, the same id repeated must have no extra effect. */
+export interface RegistrarCall {
+  /** 3-64 characters, no spaces (EPP sends it as the clTRID, so a retried command is recognisable). */
+  operationId: string;
+}
+
+/** A call about one domain. `name` is normalised by the plugin with parseDomainName (IDN to punycode, lowercase). */
+export interface DomainCall extends RegistrarCall {
+  name: string;
+}
+
+export interface CheckAvailabilityRequest extends RegistrarCall {
+  /** One or more names (at most 100). */
+  names: string[];
+}
+
+export interface DomainAvailability {
+  /** The normalised name (punycode, lowercase). */
+  name: string;
+  available: boolean;
+  /** Why it is not available, as the registry says it ("In use", "Reserved"). */
+  reason?: string;
+}
+
+export interface RegisterDomainRequest extends DomainCall {
+  /** Registration period in whole years (1-10). */
+  years: number;
+  /** Host names; an empty list or none leaves the domain without nameservers (the registry may refuse). */
+  nameservers?: string[];
+  contacts: DomainContacts;
+}
+
+export interface TransferDomainRequest extends DomainCall {
+  /** The EPP auth code (authInfo) the losing registrar gave the registrant. */
+  authCode: string;
+  /** Years added by the transfer, where the registry allows a choice (usually 1). */
+  years?: number;
+}
+
+export interface RenewDomainRequest extends DomainCall {
+  years: number;
+  /** The expiry the core believes current; guards against renewing twice (EPP's curExpDate). Read from the registry when omitted. */
+  currentExpiresAt?: string;
+}
+
+export interface SetNameserversRequest extends DomainCall {
+  /** The complete new list (replaces the old one). */
+  nameservers: string[];
+}
+
+export interface SetContactsRequest extends DomainCall {
+  contacts: DomainContacts;
+}
+
+export interface SetLockRequest extends DomainCall {
+  /** true: refuse transfers away (and deletion); false: allow them. */
+  locked: boolean;
+}
+
+export interface SyncDomainsRequest extends RegistrarCall {
+  names: string[];
+}
+
+/** What the core shows of a domain, derived from the registry's statuses. */
+export const DOMAIN_STATES = ['active', 'pending', 'transferring', 'expired', 'suspended', 'deleting'] as const;
+export type DomainState = (typeof DOMAIN_STATES)[number];
+
+export interface DomainInfo {
+  name: string;
+  state: DomainState;
+  /** The registry's own statuses as it reported them (EPP: "ok", "clientTransferProhibited", ...). */
+  registryStatuses: string[];
+  /** ISO 8601 instants. */
+  createdAt?: string;
+  expiresAt: string;
+  nameservers: string[];
+  /** Transfers away refused (EPP clientTransferProhibited). */
+  locked: boolean;
+}
+
+export interface DomainRegistration {
+  name: string;
+  expiresAt: string;
+  createdAt?: string;
+}
+
+export interface DomainTransfer {
+  name: string;
+  /** pending until the losing side approves or the registry's time runs out; then approved (success) or a failure. */
+  transferStatus: 'approved';
+  expiresAt?: string;
+}
+
+export interface SyncedDomain {
+  name: string;
+  /** false: the registrar does not hold the domain (deleted, transferred away, never ours). */
+  found: boolean;
+  state?: DomainState;
+  expiresAt?: string;
+}
+
+/**
+ * A domain registrar. Every call answers an Outcome and never throws for a remote refusal or a broken connection:
+ * success; failure (retryable: trying the same operation id later may succeed, e.g. the registry timed out;
+ * not retryable: it will not, e.g. the name is taken, code "OBJECT_EXISTS"); or pending (the registry accepted
+ * the request and finishes later, as transfers do: the core polls with pollTransfer and the same operation id).
+ * The failure codes a registrar uses: INVALID_NAME, INVALID_ARGUMENT, OBJECT_EXISTS, NOT_FOUND, NOT_SPONSORED,
+ * AUTHORIZATION_ERROR, STATUS_PROHIBITS, POLICY_ERROR, BILLING_FAILURE, GRACE_PERIOD_OVER, TRANSFER_REJECTED,
+ * OPERATION_ID_REUSED, CONNECTION_ERROR, TIMEOUT, REGISTRY_ERROR (and others of the plugin's own).
+ */
+export interface Registrar {
+  checkAvailability(req: CheckAvailabilityRequest): Promise<Outcome<{ results: DomainAvailability[] }>>;
+  register(req: RegisterDomainRequest): Promise<Outcome<DomainRegistration>>;
+  /** Usually pending first; then pollTransfer with the same operation id until success or failure. */
+  transfer(req: TransferDomainRequest): Promise<Outcome<DomainTransfer>>;
+  /** The state of the transfer started with `operationId` for `name`. */
+  pollTransfer(req: DomainCall): Promise<Outcome<DomainTransfer>>;
+  renew(req: RenewDomainRequest): Promise<Outcome<DomainRegistration>>;
+  getInfo(req: DomainCall): Promise<Outcome<DomainInfo>>;
+  setNameservers(req: SetNameserversRequest): Promise<Outcome<{ nameservers: string[] }>>;
+  getContacts(req: DomainCall): Promise<Outcome<DomainContacts>>;
+  setContacts(req: SetContactsRequest): Promise<Outcome<Record<string, never>>>;
+  setLock(req: SetLockRequest): Promise<Outcome<{ locked: boolean }>>;
+  getAuthCode(req: DomainCall): Promise<Outcome<{ authCode: string }>>;
+  /** State and expiry of many names at once (the daily sync); a name the registrar does not hold is found: false. */
+  sync(req: SyncDomainsRequest): Promise<Outcome<{ domains: SyncedDomain[] }>>;
+  /** Deletes a domain, for a saga rolling back a registration; registries allow it only in the add grace period. */
+  delete(req: DomainCall): Promise<Outcome<Record<string, never>>>;
+  testConnection(): Promise<Outcome<{ message: string }>>;
+  /** Releases connections (optional): called when the core drops the instance and by tests. */
+  close?(): Promise<void>;
+}
+
+export const MAX_NAMES_PER_CALL = 100;
+
+export type NameCheck = { ok: true; name: string; tld: string } | { ok: false; message: string };
+
+/**
+ * A domain (or host) name as registries want it: trimmed, without a trailing dot, IDN labels in punycode
+ * (node:url domainToASCII, which also lowercases), 2 to 127 labels of 1-63 letters, digits or hyphens not at
+ * either end, at most 253 characters, and a top-level label that is not all digits.
+ */
+export function parseDomainName(input: unknown): NameCheck {
+  if (typeof input !== 'string' || input.trim() === '') return { ok: false, message: 'A domain name is required.' };
+  const raw = input.trim().replace(/\.$/, '');
+  if (/[\s/\\@:]/.test(raw)) return { ok: false, message: `'${input}' is not a domain name: it contains a space or one of / \\ @ :.` };
+  const ascii = domainToASCII(raw);
+  if (!ascii) return { ok: false, message: `'${input}' is not a domain name.` };
+  const labels = ascii.split('.');
+  if (labels.length < 2) return { ok: false, message: `'${input}' is not a domain name: it needs a name and a top-level domain, such as example.com.` };
+  if (ascii.length > 253) return { ok: false, message: `'${input}' is not a domain name: it is longer than 253 characters.` };
+  for (const label of labels) {
+    if (!/^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/.test(label)) return { ok: false, message: `'${input}' is not a domain name: '${label}' is not a label of 1-63 letters, digits and inner hyphens.` };
+  }
+  const tld = labels[labels.length - 1];
+  if (/^\d+$/.test(tld)) return { ok: false, message: `'${input}' is not a domain name: its top-level domain is a number.` };
+  return { ok: true, name: ascii, tld };
+}
+
+/** An operation id the registrar SDK accepts: 3-64 printable characters without spaces. */
+export function isOperationId(id: unknown): id is string {
+  return typeof id === 'string' && /^[\x21-\x7e]{3,64}$/.test(id);
+}
+
+function checkContact(c: unknown, role: string): string | null {
+  if (!c || typeof c !== 'object') return `contacts.${role} is required.`;
+  const x = c as Partial<DomainContact>;
+  for (const f of ['name', 'email', 'phone', 'city', 'countryCode'] as const) {
+    if (typeof x[f] !== 'string' || (x[f] as string).trim() === '') return `contacts.${role}.${f} is required.`;
+  }
+  if (!/^[^\s@]+@[^\s@]+\.[^\s@]+$/.test(x.email as string)) return `contacts.${role}.email is not an email address.`;
+  if (!/^\+\d{1,3}\.\d{4,14}$/.test(x.phone as string)) return `contacts.${role}.phone must look like +1.5555550100.`;
+  if (!/^[A-Z]{2}$/.test(x.countryCode as string)) return `contacts.${role}.countryCode must be two capital letters (ISO 3166).`;
+  if (!Array.isArray(x.street) || x.street.length < 1 || x.street.length > 3 || !x.street.every((s) => typeof s === 'string' && s.trim() !== '')) return `contacts.${role}.street must be 1 to 3 lines.`;
+  return null;
+}
+
+/** Why these contacts cannot be sent to a registry (naming the field, e.g. contacts.registrant.phone), or null. */
+export function checkDomainContacts(contacts: unknown): string | null {
+  if (!contacts || typeof contacts !== 'object') return 'contacts.registrant is required.';
+  for (const role of ['registrant', 'admin', 'tech', 'billing'] as const) {
+    const c = (contacts as Record<string, unknown>)[role];
+    if (role !== 'registrant' && c === undefined) continue;
+    const problem = checkContact(c, role);
+    if (problem) return problem;
+  }
+  return null;
+}
+
+/** Nameserver host names normalised like domain names, duplicates dropped, at most 13; or why not. */
+export function parseNameservers(list: unknown): { ok: true; hosts: string[] } | { ok: false; message: string } {
+  if (list === undefined || list === null) return { ok: true, hosts: [] };
+  if (!Array.isArray(list)) return { ok: false, message: 'nameservers must be a list of host names.' };
+  if (list.length > 13) return { ok: false, message: 'At most 13 nameservers.' };
+  const hosts: string[] = [];
+  for (const h of list) {
+    const parsed = parseDomainName(h);
+    if (!parsed.ok) return { ok: false, message: `Nameserver ${parsed.message}` };
+    if (!hosts.includes(parsed.name)) hosts.push(parsed.name);
+  }
+  return { ok: true, hosts };
+}
+
+export type PluginInstance = ProvisioningGate | PaymentGateway | FraudScreen | Registrar;
 export type PluginFactory<T extends PluginInstance = PluginInstance> = (context: PluginContext) => T;
 
 // ---------------------------------------------------------------------------------------------------------------
