@@ -1,0 +1,269 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { recordChange } from '../audit/record-change';
+import { scopedAccount, type AccountRow } from '../accounts/scope';
+import type { Actor, Deps } from '../context';
+import { toBool, toNumber, type Conn } from '../db/knex';
+import { inTransaction } from '../db/transaction';
+import { invalid, notFound } from '../domain/errors';
+import { oneOf, optionalText, positiveId, requiredText } from '../domain/fields';
+
+export const ACTION_TYPES = ['notification', 'webhook', 'script'] as const;
+export type ActionType = (typeof ACTION_TYPES)[number];
+
+/** What a kept webhook secret looks like when shown; sending it back in an update keeps the secret. */
+export const SECRET_MASK = '********';
+
+export const DEFAULT_TIMEOUT_MS = 10_000;
+export const MAX_TIMEOUT_MS = 120_000;
+export const RECIPIENTS = ['billing', 'admin', 'technical'] as const;
+
+export interface WebhookConfig {
+  url: string;
+  timeoutMs: number;
+}
+export interface ScriptConfig {
+  path: string;
+  args: string[];
+  timeoutMs: number;
+}
+export interface NotificationConfig {
+  /** The template to render; the event's own name unless told. */
+  template?: string;
+  language: string;
+  /** Which contact of the account receives it (falling back to the admin contact). */
+  recipient: (typeof RECIPIENTS)[number];
+}
+
+export interface EventAction {
+  actionId: number;
+  vendorAccountId: number;
+  name: string;
+  eventPattern: string;
+  type: ActionType;
+  /** For a webhook the secret shows as SECRET_MASK. */
+  config: Record<string, unknown>;
+  enabled: boolean;
+  createdAt: Date;
+  updatedAt: Date;
+}
+
+export interface ActionInput {
+  vendorAccountId?: number;
+  name?: string;
+  eventPattern?: string;
+  type?: string;
+  /** webhook: {url, secret, timeoutMs?}; script: {path, args?, timeoutMs?}; notification: {template?, language?, recipient?} */
+  config?: Record<string, unknown>;
+  enabled?: boolean;
+}
+
+export interface ActionRow {
+  id: number;
+  vendor_id: number;
+  name: string;
+  event_pattern: string;
+  type: ActionType;
+  config: string;
+  secret_enc: string | null;
+  enabled: unknown;
+  created_at: number;
+  updated_at: number;
+}
+
+const EVENT_NAME = /^[a-z][a-z0-9_]*(\.[a-z0-9_]+)*$/;
+
+/** "order.placed", "order.*" (any event whose name starts with "order."), or "*" (every event). */
+export function checkPattern(value: unknown, field = 'eventPattern'): string {
+  const p = requiredText(value, field, 96);
+  if (p === '*') return p;
+  const base = p.endsWith('.*') ? p.slice(0, -2) : p;
+  if (!EVENT_NAME.test(base)) throw invalid(field, `${field} '${p}' must be an event name such as order.placed, a prefix such as order.*, or *.`);
+  return p;
+}
+
+export function patternMatches(pattern: string, eventName: string): boolean {
+  if (pattern === '*') return true;
+  if (pattern.endsWith('.*')) return eventName.startsWith(pattern.slice(0, -1));
+  return pattern === eventName;
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function timeout(v: unknown, field: string): number {
+  if (v === undefined || v === null) return DEFAULT_TIMEOUT_MS;
+  const n = positiveId(v, field);
+  if (n < 100 || n > MAX_TIMEOUT_MS) throw invalid(field, `${field} must be from 100 to ${MAX_TIMEOUT_MS} milliseconds.`);
+  return n;
+}
+
+export function toAction(r: ActionRow): EventAction {
+  const config = JSON.parse(r.config) as Record<string, unknown>;
+  if (r.type === 'webhook') config.secret = SECRET_MASK;
+  return {
+    actionId: toNumber(r.id),
+    vendorAccountId: toNumber(r.vendor_id),
+    name: r.name,
+    eventPattern: r.event_pattern,
+    type: r.type,
+    config,
+    enabled: toBool(r.enabled),
+    createdAt: new Date(toNumber(r.created_at)),
+    updatedAt: new Date(toNumber(r.updated_at)),
+  };
+}
+
+/**
+ * Event actions per vendor: what happens when an event of the vendor's subtree occurs (a notification, a signed
+ * webhook, a script). The provider's actions see every event; a reseller's see its own and its customers'.
+ */
+export class EventActionsService {
+  constructor(private readonly deps: Deps) {}
+
+  async create(actor: Actor, input: ActionInput): Promise<EventAction> {
+    const vendor = await this.vendor(actor, input.vendorAccountId);
+    const type = oneOf(input.type, 'type', ACTION_TYPES);
+    const name = requiredText(input.name, 'name', 128);
+    const eventPattern = checkPattern(input.eventPattern);
+    const { config, secret } = this.checkConfig(type, input.config ?? {}, undefined);
+    const enabled = input.enabled === undefined ? true : input.enabled === true;
+    return inTransaction(this.deps.db, async (tx) => {
+      const now = this.deps.clock.now();
+      const [id] = (await tx('event_actions').insert({
+        vendor_id: vendor.id,
+        name,
+        event_pattern: eventPattern,
+        type,
+        config: JSON.stringify(config),
+        secret_enc: secret === undefined ? null : this.deps.secrets.seal(secret),
+        enabled,
+        created_at: now.getTime(),
+        updated_at: now.getTime(),
+      })) as number[];
+      const actionId = toNumber(id);
+      await recordChange(tx, actor, now, {
+        operation: 'CreateEventAction',
+        objectType: 'event_action',
+        objectId: actionId,
+        details: { name, eventPattern, type, enabled },
+        event: { name: 'event_action.created', accountId: toNumber(vendor.id), payload: { actionId, vendorAccountId: toNumber(vendor.id), name, eventPattern, type, enabled } },
+      });
+      return toAction((await tx('event_actions').where({ id: actionId }).first()) as ActionRow);
+    });
+  }
+
+  async update(actor: Actor, actionId: number, input: ActionInput): Promise<EventAction> {
+    return inTransaction(this.deps.db, async (tx) => {
+      const row = await this.scopedRow(tx, actor, actionId);
+      const changes: Record<string, unknown> = {};
+      if (input.vendorAccountId !== undefined) throw invalid('vendorAccountId', 'An action stays with its vendor; create a new one for another vendor.');
+      if (input.type !== undefined && input.type !== row.type) throw invalid('type', 'The type of an action cannot change; create a new action.');
+      if (input.name !== undefined) changes.name = requiredText(input.name, 'name', 128);
+      if (input.eventPattern !== undefined) changes.event_pattern = checkPattern(input.eventPattern);
+      if (input.enabled !== undefined) {
+        if (typeof input.enabled !== 'boolean') throw invalid('enabled', 'enabled must be true or false.');
+        changes.enabled = input.enabled;
+      }
+      if (input.config !== undefined) {
+        const { config, secret } = this.checkConfig(row.type, input.config, row.secret_enc);
+        changes.config = JSON.stringify(config);
+        if (secret !== undefined) changes.secret_enc = this.deps.secrets.seal(secret);
+      }
+      const now = this.deps.clock.now();
+      await tx('event_actions').where({ id: row.id }).update({ ...changes, updated_at: now.getTime() });
+      const changed = Object.keys(changes).map((k) => (k === 'event_pattern' ? 'eventPattern' : k === 'secret_enc' ? 'secret' : k));
+      await recordChange(tx, actor, now, {
+        operation: 'UpdateEventAction',
+        objectType: 'event_action',
+        objectId: toNumber(row.id),
+        details: { changed },
+        event: { name: 'event_action.updated', accountId: toNumber(row.vendor_id), payload: { actionId: toNumber(row.id), changed } },
+      });
+      return toAction((await tx('event_actions').where({ id: row.id }).first()) as ActionRow);
+    });
+  }
+
+  /** Removes an action; deliveries already queued for it finish as skipped. */
+  async remove(actor: Actor, actionId: number): Promise<void> {
+    await inTransaction(this.deps.db, async (tx) => {
+      const row = await this.scopedRow(tx, actor, actionId);
+      await tx('event_actions').where({ id: row.id }).del();
+      await recordChange(tx, actor, this.deps.clock.now(), {
+        operation: 'DeleteEventAction',
+        objectType: 'event_action',
+        objectId: toNumber(row.id),
+        details: { name: row.name },
+        event: { name: 'event_action.deleted', accountId: toNumber(row.vendor_id), payload: { actionId: toNumber(row.id), name: row.name } },
+      });
+    });
+  }
+
+  async get(actor: Actor, actionId: number): Promise<EventAction> {
+    return toAction(await this.scopedRow(this.deps.db, actor, actionId));
+  }
+
+  /** Actions of the actor's subtree (or of one vendor in it), oldest first. */
+  async list(actor: Actor, filter: { vendorAccountId?: number } = {}): Promise<EventAction[]> {
+    const q = this.deps.db('event_actions as e').join('accounts as a', 'a.id', 'e.vendor_id').where('a.path', 'like', `${actor.accountPath}%`);
+    if (filter.vendorAccountId !== undefined) q.andWhere('e.vendor_id', positiveId(filter.vendorAccountId, 'vendorAccountId'));
+    const rows = (await q.orderBy('e.id').select('e.*')) as ActionRow[];
+    return rows.map(toAction);
+  }
+
+  private checkConfig(type: ActionType, raw: unknown, keptSecret: string | null | undefined): { config: Record<string, unknown>; secret?: string } {
+    if (!isObject(raw)) throw invalid('config', 'config must be an object.');
+    if (type === 'webhook') {
+      const url = requiredText(raw.url, 'config.url', 2000);
+      let parsed: URL;
+      try {
+        parsed = new URL(url);
+      } catch {
+        throw invalid('config.url', `config.url '${url}' is not a URL.`);
+      }
+      if (parsed.protocol !== 'https:' && parsed.protocol !== 'http:') throw invalid('config.url', 'config.url must be an http or https URL.');
+      const config: WebhookConfig = { url, timeoutMs: timeout(raw.timeoutMs, 'config.timeoutMs') };
+      const given = raw.secret;
+      if ((given === undefined || given === SECRET_MASK) && keptSecret) return { config: { ...config } };
+      const secret = requiredText(given, 'config.secret', 512);
+      if (secret === SECRET_MASK) throw invalid('config.secret', 'config.secret is the mask of a kept secret; give the secret itself.');
+      if (secret.length < 16) throw invalid('config.secret', 'config.secret must have at least 16 characters (e.g. `openssl rand -hex 32`).');
+      return { config: { ...config }, secret };
+    }
+    if (type === 'script') {
+      const file = requiredText(raw.path, 'config.path', 1000);
+      if (!path.isAbsolute(file)) throw invalid('config.path', `config.path '${file}' must be an absolute path.`);
+      try {
+        fs.accessSync(file, fs.constants.X_OK);
+      } catch {
+        throw invalid('config.path', `config.path '${file}' is not an executable file on this server.`);
+      }
+      const args = raw.args === undefined ? [] : raw.args;
+      if (!Array.isArray(args) || args.some((a) => typeof a !== 'string')) throw invalid('config.args', 'config.args must be a list of strings.');
+      const config: ScriptConfig = { path: file, args: args as string[], timeoutMs: timeout(raw.timeoutMs, 'config.timeoutMs') };
+      return { config: { ...config } };
+    }
+    const template = raw.template === undefined || raw.template === null ? undefined : checkPattern(raw.template, 'config.template');
+    if (template !== undefined && template.includes('*')) throw invalid('config.template', 'config.template must be a template name such as order.placed.');
+    const language = optionalText(raw.language, 'config.language', 16) || 'en';
+    if (!/^[a-z]{2}(-[A-Za-z]{2})?$/.test(language)) throw invalid('config.language', `config.language '${language}' must be a language code such as en or pt-BR.`);
+    const recipient = raw.recipient === undefined ? 'billing' : oneOf(raw.recipient, 'config.recipient', RECIPIENTS);
+    const config: NotificationConfig = { language, recipient, ...(template ? { template } : {}) };
+    return { config: { ...config } };
+  }
+
+  private async vendor(actor: Actor, vendorAccountId?: number): Promise<AccountRow> {
+    const id = vendorAccountId === undefined || vendorAccountId === null ? actor.accountId : positiveId(vendorAccountId, 'vendorAccountId');
+    const row = await scopedAccount(this.deps.db, actor, id);
+    if (row.type === 'customer') throw invalid('vendorAccountId', `Account ${id} is a customer; only the provider and resellers keep event actions.`);
+    return row;
+  }
+
+  private async scopedRow(conn: Conn, actor: Actor, actionId: number): Promise<ActionRow> {
+    const id = positiveId(actionId, 'actionId');
+    const row = (await conn('event_actions as e').join('accounts as a', 'a.id', 'e.vendor_id').where('e.id', id).andWhere('a.path', 'like', `${actor.accountPath}%`).first('e.*')) as ActionRow | undefined;
+    if (!row) throw notFound('Event action', id);
+    return row;
+  }
+}
