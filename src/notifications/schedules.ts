@@ -1,7 +1,7 @@
 import { recordChange } from '../audit/record-change';
 import { scopedAccount } from '../accounts/scope';
 import type { Actor, Deps } from '../context';
-import { toBool, toNumber } from '../db/knex';
+import { toBool, toNumber, type Conn } from '../db/knex';
 import { inTransaction } from '../db/transaction';
 import { invalid } from '../domain/errors';
 import { positiveId } from '../domain/fields';
@@ -65,12 +65,12 @@ export class NotificationSchedulesService {
         details: { basis, daysBefore: days },
         event: { name: 'notification_schedule.set', accountId: vendorId, payload: { vendorAccountId: vendorId, basis, daysBefore: days } },
       });
-      return this.list(actor, vendorId);
+      return this.list(actor, vendorId, tx);
     });
   }
 
-  async list(actor: Actor, vendorAccountId?: number): Promise<NotificationSchedule[]> {
-    const q = this.deps.db('notification_schedules as s').join('accounts as a', 'a.id', 's.vendor_id').where('a.path', 'like', `${actor.accountPath}%`);
+  async list(actor: Actor, vendorAccountId?: number, conn: Conn = this.deps.db): Promise<NotificationSchedule[]> {
+    const q = conn('notification_schedules as s').join('accounts as a', 'a.id', 's.vendor_id').where('a.path', 'like', `${actor.accountPath}%`);
     if (vendorAccountId !== undefined) q.andWhere('s.vendor_id', positiveId(vendorAccountId, 'vendorAccountId'));
     const rows = (await q.orderBy(['s.vendor_id', { column: 's.days_before', order: 'desc' }]).select('s.*')) as ScheduleRow[];
     return rows.map((r) => ({ scheduleId: toNumber(r.id), vendorAccountId: toNumber(r.vendor_id), basis: r.basis, daysBefore: toNumber(r.days_before), enabled: toBool(r.enabled) }));
@@ -85,14 +85,19 @@ export class NotificationSchedulesService {
     const now = clock.now().getTime();
     const schedules = (await db('notification_schedules as s').join('accounts as a', 'a.id', 's.vendor_id').where('s.basis', 'expiration').select('s.*', 'a.path as vendor_path')) as (ScheduleRow & { vendor_path: string })[];
     let emitted = 0;
-    for (const s of schedules.filter((x) => toBool(x.enabled))) {
+    const live = schedules.filter((x) => toBool(x.enabled));
+    for (const s of live) {
       const days = toNumber(s.days_before);
+      // Only the nearest offset that is due: a subscription found 12 hours before expiry gets the 1-day reminder,
+      // not the 7-day one too.
+      const nearer = live.filter((x) => toNumber(x.vendor_id) === toNumber(s.vendor_id) && toNumber(x.days_before) < days).map((x) => toNumber(x.days_before));
+      const from = nearer.length ? now + Math.max(...nearer) * DAY_MS : now;
       const subs = (await db('subscriptions as sub')
         .join('accounts as a', 'a.id', 'sub.account_id')
         .where('a.path', 'like', `${s.vendor_path}%`)
         .whereIn('sub.status', LIVE_STATUSES)
         .whereNotNull('sub.expiration_date')
-        .andWhere('sub.expiration_date', '>', now)
+        .andWhere('sub.expiration_date', '>', from)
         .andWhere('sub.expiration_date', '<=', now + days * DAY_MS)
         .select('sub.id', 'sub.account_id', 'sub.name', 'sub.plan_id', 'sub.expiration_date')) as { id: number; account_id: number; name: string; plan_id: number; expiration_date: number }[];
       for (const sub of subs) {
