@@ -201,21 +201,28 @@ export class EventDispatcher {
     return (await q.first('d.id')) !== undefined;
   }
 
-  /** Waiting deliveries whose earlier deliveries are all done or canceled run now. */
+  /**
+   * Waiting deliveries whose earlier deliveries are all done or canceled run now: one query finds them (the first
+   * waiting delivery of each chain whose predecessors finished), one update releases them.
+   */
   private async release(tx: Tx, now: number): Promise<number> {
-    const parked = (await tx('tasks as t')
+    const rows = (await tx('tasks as t')
       .join('event_deliveries as d', 'd.task_id', 't.id')
       .where({ 't.status': 'pending', 't.queue': EVENTS_QUEUE, 't.run_at': PARKED_AT })
+      .whereNotExists(function () {
+        this.select(tx.raw('1'))
+          .from('event_deliveries as d2')
+          .join('tasks as t2', 't2.id', 'd2.task_id')
+          .whereRaw('d2.chain = d.chain')
+          .andWhereRaw('d2.id < d.id')
+          .whereIn('t2.status', UNFINISHED);
+      })
       .orderBy('d.id')
       .limit(1000)
-      .select('t.id as task_id', 'd.id as delivery_id', 'd.chain')) as { task_id: number; delivery_id: number; chain: string }[];
-    let released = 0;
-    for (const p of parked) {
-      if (await this.unfinishedIn(tx, p.chain, toNumber(p.delivery_id))) continue;
-      await tx('tasks').where({ id: toNumber(p.task_id), status: 'pending', run_at: PARKED_AT }).update({ run_at: now, updated_at: now });
-      released++;
-    }
-    return released;
+      .select('t.id')) as { id: number }[];
+    if (rows.length === 0) return 0;
+    const ids = rows.map((r) => toNumber(r.id));
+    return tx('tasks').whereIn('id', ids).andWhere({ status: 'pending', run_at: PARKED_AT }).update({ run_at: now, updated_at: now });
   }
 
   private async enabledActions(tx: Tx): Promise<(ActionRow & { vendor_path: string; vendor_type: string })[]> {
