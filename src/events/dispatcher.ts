@@ -67,6 +67,11 @@ export interface DispatcherOptions {
   batchSize?: number;
   /** How often undispatched events and waiting deliveries are looked at when nothing woke the dispatcher (real time). */
   intervalMs?: number;
+  /**
+   * The least time between two dispatch transactions that were not full batches (real time): commits in a burst
+   * share one dispatch instead of each taking the database (on SQLite, its only connection) for their own.
+   */
+  minGapMs?: number;
 }
 
 /**
@@ -78,6 +83,7 @@ export interface DispatcherOptions {
 export class EventDispatcher {
   private readonly batchSize: number;
   private readonly intervalMs: number;
+  private readonly minGapMs: number;
   private loop: Promise<void> | undefined;
   private stopping = false;
   private wake: (() => void) | undefined;
@@ -91,6 +97,7 @@ export class EventDispatcher {
   ) {
     this.batchSize = opts.batchSize ?? 200;
     this.intervalMs = opts.intervalMs ?? 1000;
+    this.minGapMs = opts.minGapMs ?? 200;
   }
 
   start(): void {
@@ -118,6 +125,7 @@ export class EventDispatcher {
   private async run(): Promise<void> {
     while (!this.stopping) {
       let full = false;
+      const started = Date.now();
       this.pendingWake = false;
       try {
         const r = await this.dispatchOnce();
@@ -125,7 +133,10 @@ export class EventDispatcher {
       } catch (e) {
         this.deps.log.error('event dispatch failed', { error: safeErrorMessage(e) });
       }
-      if (!this.stopping && !full && !this.pendingWake) await this.idle();
+      if (this.stopping || full) continue;
+      if (!this.pendingWake) await this.idle();
+      const gap = started + this.minGapMs - Date.now();
+      if (gap > 0 && !this.stopping) await new Promise<void>((resolve) => setTimeout(resolve, gap));
     }
   }
 
