@@ -29,6 +29,8 @@ export interface Config {
   smtpUrl: string;
   /** The From address of notifications. */
   mailFrom: string;
+  /** Resellers' webhooks may target loopback/private addresses (off: only the provider's may; for test set-ups). */
+  webhookAllowPrivateNetworks: boolean;
 }
 
 export class ConfigError extends Error {
@@ -65,6 +67,7 @@ export const ENV_KEYS: Record<string, keyof Config> = {
   HOSTWRIGHT_SECRET_KEY: 'secretKey',
   SMTP_URL: 'smtpUrl',
   MAIL_FROM: 'mailFrom',
+  WEBHOOK_ALLOW_PRIVATE_NETWORKS: 'webhookAllowPrivateNetworks',
 };
 
 const ROOT = path.resolve(__dirname, '..');
@@ -172,6 +175,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Part
     secretKey: text(raw, 'secretKey', e('secretKey')),
     smtpUrl: text(raw, 'smtpUrl', e('smtpUrl')).trim(),
     mailFrom: text(raw, 'mailFrom', e('mailFrom')).trim() || 'Hostwright <no-reply@localhost>',
+    webhookAllowPrivateNetworks: boolean(raw, 'webhookAllowPrivateNetworks', e('webhookAllowPrivateNetworks')),
   };
   if (cfg.smtpUrl && !/^smtps?:\/\/[^/\s]+/.test(cfg.smtpUrl)) {
     throw new ConfigError(e('smtpUrl') ?? 'smtpUrl', `must be smtp://[user:pass@]host[:port] or smtps://..., got ${JSON.stringify(cfg.smtpUrl.replace(/\/\/[^@/]*@/, '//***@'))}.`);

@@ -5,7 +5,8 @@ import { scopedAccount, type AccountRow } from '../accounts/scope';
 import type { Actor, Deps } from '../context';
 import { toBool, toNumber, type Conn } from '../db/knex';
 import { inTransaction } from '../db/transaction';
-import { invalid, notFound } from '../domain/errors';
+import { invalid, notAllowed, notFound } from '../domain/errors';
+import { literalInternalHost } from './network';
 import { oneOf, optionalText, positiveId, requiredText } from '../domain/fields';
 
 export const ACTION_TYPES = ['notification', 'webhook', 'script'] as const;
@@ -127,7 +128,8 @@ export class EventActionsService {
     const type = oneOf(input.type, 'type', ACTION_TYPES);
     const name = requiredText(input.name, 'name', 128);
     const eventPattern = checkPattern(input.eventPattern);
-    const { config, secret } = this.checkConfig(type, input.config ?? {}, undefined);
+    if (type === 'script' && vendor.type !== 'provider') throw notAllowed('Only the provider may run scripts on the server; a reseller uses a webhook.', 'type');
+    const { config, secret } = this.checkConfig(type, input.config ?? {}, undefined, vendor.type === 'provider');
     const enabled = input.enabled === undefined ? true : input.enabled === true;
     return inTransaction(this.deps.db, async (tx) => {
       const now = this.deps.clock.now();
@@ -167,7 +169,8 @@ export class EventActionsService {
         changes.enabled = input.enabled;
       }
       if (input.config !== undefined) {
-        const { config, secret } = this.checkConfig(row.type, input.config, row.secret_enc);
+        const vendor = (await tx('accounts').where({ id: row.vendor_id }).first('type')) as { type: string };
+        const { config, secret } = this.checkConfig(row.type, input.config, row.secret_enc, vendor.type === 'provider');
         changes.config = JSON.stringify(config);
         if (secret !== undefined) changes.secret_enc = this.deps.secrets.seal(secret);
       }
@@ -212,7 +215,7 @@ export class EventActionsService {
     return rows.map(toAction);
   }
 
-  private checkConfig(type: ActionType, raw: unknown, keptSecret: string | null | undefined): { config: Record<string, unknown>; secret?: string } {
+  private checkConfig(type: ActionType, raw: unknown, keptSecret: string | null | undefined, byProvider: boolean): { config: Record<string, unknown>; secret?: string } {
     if (!isObject(raw)) throw invalid('config', 'config must be an object.');
     if (type === 'webhook') {
       const url = requiredText(raw.url, 'config.url', 2000);
@@ -223,6 +226,10 @@ export class EventActionsService {
         throw invalid('config.url', `config.url '${url}' is not a URL.`);
       }
       if (parsed.protocol !== 'https:' && parsed.protocol !== 'http:') throw invalid('config.url', 'config.url must be an http or https URL.');
+      if (parsed.username || parsed.password) throw invalid('config.url', 'config.url may not carry a user or password; the signature authenticates the request.');
+      if (!byProvider && !this.deps.config.webhookAllowPrivateNetworks && literalInternalHost(parsed)) {
+        throw invalid('config.url', `config.url '${parsed.hostname}' is a local or private address; a reseller's webhook must reach a public host.`);
+      }
       const config: WebhookConfig = { url, timeoutMs: timeout(raw.timeoutMs, 'config.timeoutMs') };
       const given = raw.secret;
       if ((given === undefined || given === SECRET_MASK) && keptSecret) return { config: { ...config } };

@@ -8,6 +8,7 @@ import { safeErrorMessage } from '../logger';
 import type { NotificationsService } from '../notifications/notifications-service';
 import { DEFAULT_TIMEOUT_MS, type ActionRow, type NotificationConfig, type ScriptConfig, type WebhookConfig } from './actions-service';
 import { envelope, type EventDispatcher, type EventEnvelope, type EventRow } from './dispatcher';
+import { resolvesInternal } from './network';
 
 export const SIGNATURE_HEADER = 'X-Hostwright-Signature';
 /** Shown of a failing receiver's answer or a script's stderr in the task's last error. */
@@ -81,6 +82,14 @@ export function deliveryHandlers(deps: Deps, parts: { dispatcher: EventDispatche
   const webhook = deliver(async (event, action, _task, ctx) => {
     const config = JSON.parse(action.config) as WebhookConfig;
     if (!action.secret_enc) return { outcome: 'failed', detail: `Webhook action ${action.id} has no signing secret; set config.secret.` };
+    if (!deps.config.webhookAllowPrivateNetworks) {
+      // A reseller's webhook may not reach into the provider's own network (the answer would show in its last error).
+      const vendor = (await db('accounts').where({ id: action.vendor_id }).first('type')) as { type: string } | undefined;
+      if (vendor?.type !== 'provider') {
+        const inside = await resolvesInternal(new URL(config.url)).catch((e: Error) => `unresolvable (${e.message})`);
+        if (inside) return { outcome: 'failed', detail: `Refused: ${new URL(config.url).hostname} resolves to ${inside}, a local or private address; a reseller's webhook must reach a public host.` };
+      }
+    }
     const secret = deps.secrets.open(action.secret_enc);
     const body = JSON.stringify(event);
     const t = Math.floor(clock.now().getTime() / 1000);

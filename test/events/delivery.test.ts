@@ -226,10 +226,33 @@ describe('event delivery: dispatcher, webhooks, scripts, notifications', functio
     const reseller = await accountActor(world, world.provider, 'reseller', 'Scoped Reseller');
     const other = await accountActor(world, world.provider, 'reseller', 'Other Reseller');
     await settle(); // their own account.created events went out before the action existed
-    const mine = await world.services.eventActions.create(reseller, { name: 'Mine', eventPattern: 'account.created', type: 'webhook', config: { url: hook.url, secret: SECRET } });
+    // A reseller may not point a webhook into the provider's network, nor run scripts on the server ...
+    const refused = (await world.services.eventActions.create(reseller, { name: 'Inside', eventPattern: '*', type: 'webhook', config: { url: hook.url, secret: SECRET } }).then(() => null, (x: unknown) => x)) as { code: string; field: string };
+    expect(refused).to.include({ code: 'INVALID_ARGUMENT', field: 'config.url' });
+    const script = (await world.services.eventActions.create(reseller, { name: 'Script', eventPattern: '*', type: 'script', config: { path: '/bin/true' } }).then(() => null, (x: unknown) => x)) as { code: string; field: string };
+    expect(script).to.include({ code: 'NOT_ALLOWED', field: 'type' });
+    // ... unless the operator allows private networks (this test's receiver listens on 127.0.0.1).
+    world.deps.config.webhookAllowPrivateNetworks = true;
+    let mine;
+    try {
+      mine = await world.services.eventActions.create(reseller, { name: 'Mine', eventPattern: 'account.created', type: 'webhook', config: { url: hook.url, secret: SECRET } });
+    } finally {
+      world.deps.config.webhookAllowPrivateNetworks = false;
+    }
     const theirs = await accountActor(world, other, 'customer', 'Not Mine');
     const own = await accountActor(world, reseller, 'customer', 'Is Mine');
     await settle();
+    // Switched off again before delivery: the address is checked again, and the attempt refused.
+    expect(hook.got).to.have.length(0);
+    const [refusedTask] = await deliveryTasks(mine.actionId);
+    expect(refusedTask.last_error).to.contain('resolves to 127.0.0.1, a local or private address');
+    world.deps.config.webhookAllowPrivateNetworks = true;
+    try {
+      world.clock.advance(retryDelay(1, refusedTask.id));
+      await settle();
+    } finally {
+      world.deps.config.webhookAllowPrivateNetworks = false;
+    }
     expect(hook.got.map((g) => g.event.objectId)).to.deep.equal([String(own.accountId)]);
     expect(theirs.accountId).to.be.a('number');
     // The reseller sees its deliveries among its tasks; the other reseller cannot reach its action.
