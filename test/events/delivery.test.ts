@@ -375,6 +375,10 @@ describe('event delivery: dispatcher, webhooks, scripts, notifications', functio
       expect(out.text).to.equal('[]');
       // The classic escape to Function() finds nothing to call.
       expect(() => world.services.notifications.render({ subject: 'x', text: 'x', html: '{{ "".constructor.constructor("return process")().pid }}' }, {})).to.throw(/Unable to call/);
+      // An endless loop is cut off after the render time limit instead of stalling the server.
+      const started = Date.now();
+      expect(() => world.services.notifications.render({ subject: 'x', text: 'x', html: '{% for i in range(0, 1000000000) %}{{ i }}{% endfor %}' }, {})).to.throw(/took longer than 1000 ms/);
+      expect(Date.now() - started).to.be.below(3000);
       const audited = (await world.deps.db('audit_log').where({ object_type: 'notification_template', object_id: String(t.templateId) }).pluck('operation')) as string[];
       expect(audited).to.deep.equal(['CreateNotificationTemplate']);
     });
