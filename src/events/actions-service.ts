@@ -7,7 +7,7 @@ import { toBool, toNumber, type Conn } from '../db/knex';
 import { inTransaction } from '../db/transaction';
 import { invalid, notAllowed, notFound } from '../domain/errors';
 import { literalInternalHost } from './network';
-import { oneOf, optionalText, positiveId, requiredText } from '../domain/fields';
+import { oneOf, optionalText, paging, positiveId, requiredText } from '../domain/fields';
 
 export const ACTION_TYPES = ['notification', 'webhook', 'script'] as const;
 export type ActionType = (typeof ACTION_TYPES)[number];
@@ -57,6 +57,44 @@ export interface ActionInput {
   /** webhook: {url, secret, timeoutMs?}; script: {path, args?, timeoutMs?}; notification: {template?, language?, recipient?} */
   config?: Record<string, unknown>;
   enabled?: boolean;
+}
+
+/** One outbox event as the console shows it. */
+export interface EventView {
+  eventId: number;
+  name: string;
+  objectType: string;
+  objectId: string;
+  accountId: number | null;
+  payload: Record<string, unknown>;
+  occurredAt: Date;
+  dispatchedAt: Date | null;
+}
+
+/** One delivery: an event handed to an action, with its task's state. */
+export interface DeliveryView {
+  deliveryId: number;
+  eventId: number;
+  eventName: string;
+  actionId: number;
+  taskId: number;
+  kind: string;
+  status: string;
+  attempts: number;
+  maxAttempts: number;
+  lastError: string | null;
+  /** When it runs next; 9999-12-31 while it waits for an earlier delivery of its object. */
+  runAt: Date;
+  objectType: string;
+  objectId: string;
+}
+
+export interface AttemptView {
+  attempt: number;
+  at: Date;
+  outcome: 'ok' | 'failed';
+  durationMs: number;
+  detail: string | null;
 }
 
 export interface ActionRow {
@@ -213,6 +251,95 @@ export class EventActionsService {
     if (filter.vendorAccountId !== undefined) q.andWhere('e.vendor_id', positiveId(filter.vendorAccountId, 'vendorAccountId'));
     const rows = (await q.orderBy('e.id').select('e.*')) as ActionRow[];
     return rows.map(toAction);
+  }
+
+  /** Events of the actor's subtree (the provider also sees events of no account), newest first. */
+  async listEvents(actor: Actor, filter: { name?: string; objectType?: string; objectId?: string | number; page?: number; pageSize?: number } = {}): Promise<{ items: EventView[]; total: number }> {
+    const { db } = this.deps;
+    const { offset, pageSize } = paging(filter.page, filter.pageSize);
+    const q = db('events as e');
+    if (actor.accountType === 'provider') {
+      q.where((w) => w.whereNull('e.account_id').orWhereIn('e.account_id', db('accounts').select('id').where('path', 'like', `${actor.accountPath}%`)));
+    } else {
+      q.whereIn('e.account_id', db('accounts').select('id').where('path', 'like', `${actor.accountPath}%`));
+    }
+    const name = optionalText(filter.name, 'name', 96);
+    if (name) {
+      if (name.endsWith('.*')) q.andWhere('e.name', 'like', `${checkPattern(name, 'name').slice(0, -1)}%`);
+      else q.andWhere('e.name', name);
+    }
+    const objectType = optionalText(filter.objectType, 'objectType', 48);
+    if (objectType) q.andWhere('e.object_type', objectType);
+    const objectId = optionalText(filter.objectId, 'objectId', 64);
+    if (objectId) q.andWhere('e.object_id', objectId);
+    const [{ total }] = (await q.clone().count({ total: '*' })) as { total: number | string }[];
+    const rows = (await q.orderBy('e.id', 'desc').limit(pageSize).offset(offset).select('e.*')) as {
+      id: number; name: string; object_type: string; object_id: string; account_id: number | null; payload: string; created_at: number; dispatched_at: number | null;
+    }[];
+    return {
+      total: Number(total),
+      items: rows.map((r) => ({
+        eventId: toNumber(r.id),
+        name: r.name,
+        objectType: r.object_type,
+        objectId: r.object_id,
+        accountId: r.account_id === null ? null : toNumber(r.account_id),
+        payload: JSON.parse(r.payload) as Record<string, unknown>,
+        occurredAt: new Date(toNumber(r.created_at)),
+        dispatchedAt: r.dispatched_at === null ? null : new Date(toNumber(r.dispatched_at)),
+      })),
+    };
+  }
+
+  /** Deliveries of the actor's subtree's actions (optionally of one event, action or task status), newest first. */
+  async listDeliveries(actor: Actor, filter: { eventId?: number; actionId?: number; status?: string; page?: number; pageSize?: number } = {}): Promise<{ items: DeliveryView[]; total: number }> {
+    const { db } = this.deps;
+    const { offset, pageSize } = paging(filter.page, filter.pageSize);
+    const q = db('event_deliveries as d')
+      .join('event_actions as ea', 'ea.id', 'd.action_id')
+      .join('accounts as a', 'a.id', 'ea.vendor_id')
+      .join('tasks as t', 't.id', 'd.task_id')
+      .join('events as e', 'e.id', 'd.event_id')
+      .where('a.path', 'like', `${actor.accountPath}%`);
+    if (filter.eventId !== undefined) q.andWhere('d.event_id', positiveId(filter.eventId, 'eventId'));
+    if (filter.actionId !== undefined) q.andWhere('d.action_id', positiveId(filter.actionId, 'actionId'));
+    if (filter.status !== undefined) q.andWhere('t.status', oneOf(filter.status, 'status', ['pending', 'running', 'done', 'failed', 'canceled'] as const));
+    const [{ total }] = (await q.clone().count({ total: '*' })) as { total: number | string }[];
+    const rows = (await q
+      .orderBy('d.id', 'desc')
+      .limit(pageSize)
+      .offset(offset)
+      .select('d.id', 'd.event_id', 'e.name as event_name', 'd.action_id', 'd.task_id', 't.kind', 't.status', 't.attempts', 't.max_attempts', 't.last_error', 't.run_at', 'e.object_type', 'e.object_id')) as Record<string, unknown>[];
+    return {
+      total: Number(total),
+      items: rows.map((r) => ({
+        deliveryId: toNumber(r.id),
+        eventId: toNumber(r.event_id),
+        eventName: String(r.event_name),
+        actionId: toNumber(r.action_id),
+        taskId: toNumber(r.task_id),
+        kind: String(r.kind),
+        status: String(r.status),
+        attempts: toNumber(r.attempts),
+        maxAttempts: toNumber(r.max_attempts),
+        lastError: (r.last_error as string | null) ?? null,
+        runAt: new Date(toNumber(r.run_at)),
+        objectType: String(r.object_type),
+        objectId: String(r.object_id),
+      })),
+    };
+  }
+
+  /** The attempts of one delivery task (the actor must see the task), oldest first. */
+  async attempts(actor: Actor, taskId: number): Promise<AttemptView[]> {
+    const task = await this.deps.db('tasks as t')
+      .join('accounts as a', 'a.id', 't.account_id')
+      .where('t.id', positiveId(taskId, 'taskId'))
+      .andWhere('a.path', 'like', `${actor.accountPath}%`)
+      .first('t.id');
+    if (!task) throw notFound('Task', taskId);
+    const rows = (await this.deps.db('delivery_attempts').where({ task_id: toNumber((task as { id: number }).id) }).orderBy('id')) as Record<string, unknown>[];
+    return rows.map((r) => ({ attempt: toNumber(r.attempt), at: new Date(toNumber(r.at)), outcome: r.outcome as 'ok' | 'failed', durationMs: toNumber(r.duration_ms), detail: (r.detail as string | null) ?? null }));
   }
 
   private checkConfig(type: ActionType, raw: unknown, keptSecret: string | null | undefined, byProvider: boolean): { config: Record<string, unknown>; secret?: string } {

@@ -166,8 +166,12 @@ describe('event delivery: dispatcher, webhooks, scripts, notifications', functio
     // The same event each time, each time signed.
     expect(new Set(hook.got.map((g) => g.event.id)).size).to.equal(1);
     expect(hook.got.every((g) => g.verified && g.event.objectId === String(customer.accountId))).to.equal(true);
-    const attempts = (await world.deps.db('delivery_attempts').where({ task_id: task.id }).orderBy('id')) as { outcome: string }[];
+    const attempts = await world.services.eventActions.attempts(world.provider, task.id);
     expect(attempts.map((a) => a.outcome)).to.deep.equal(['failed', 'failed', 'ok']);
+    expect(attempts.map((a) => a.attempt)).to.deep.equal([1, 2, 3]);
+    expect(attempts[0].detail).to.contain('HTTP 500');
+    const deliveries = await world.services.eventActions.listDeliveries(world.provider, { actionId: action.actionId });
+    expect(deliveries.items.map((d) => ({ eventName: d.eventName, status: d.status, attempts: d.attempts, taskId: d.taskId }))).to.deep.equal([{ eventName: 'account.created', status: 'done', attempts: 3, taskId: task.id }]);
   });
 
   it('delivers in order per object: a later event of the same object waits for the earlier delivery, others do not', async () => {
@@ -255,6 +259,11 @@ describe('event delivery: dispatcher, webhooks, scripts, notifications', functio
     }
     expect(hook.got.map((g) => g.event.objectId)).to.deep.equal([String(own.accountId)]);
     expect(theirs.accountId).to.be.a('number');
+    // The reseller sees the events of its subtree only, and its own deliveries.
+    const events = await world.services.eventActions.listEvents(reseller, { name: 'account.*' });
+    expect(events.items.map((e) => e.objectId)).to.include(String(own.accountId)).and.not.include(String(theirs.accountId));
+    expect((await world.services.eventActions.listDeliveries(reseller)).items.map((d) => d.objectId)).to.deep.equal([String(own.accountId)]);
+    expect((await world.services.eventActions.listDeliveries(other)).total).to.equal(0);
     // The reseller sees its deliveries among its tasks; the other reseller cannot reach its action.
     const visible = await world.services.tasks.list(reseller, { queue: EVENTS_QUEUE });
     expect(visible.items).to.have.length(1);
