@@ -30,7 +30,7 @@ export function startEventDelivery(
   const worker = new Worker(deps, parts.tasks, deliveryHandlers(deps, { dispatcher, notifications: parts.notifications }), {
     owner: defaultOwner(),
     queues: [EVENTS_QUEUE],
-    pollMs: 250,
+    pollMs: 500,
     concurrency: 8,
     leaseMs: 5 * 60_000,
   });

@@ -165,6 +165,8 @@ export class EventDispatcher {
         if (events.length) {
           const actions = await this.enabledActions(tx);
           const paths = await this.accountPaths(tx, events);
+          // Chains that have an unfinished delivery (known after the first look, or made so by this batch).
+          const blockedChains = new Set<string>();
           for (const e of events) {
             if (aboutDelivery(e)) continue;
             const path = e.account_id === null ? null : (paths.get(toNumber(e.account_id)) ?? null);
@@ -172,7 +174,7 @@ export class EventDispatcher {
               if (!patternMatches(a.event_pattern, e.name)) continue;
               // The provider's actions see every event; a reseller's, the events of its subtree.
               if (!(a.vendor_type === 'provider' || (path !== null && path.startsWith(a.vendor_path)))) continue;
-              if (await this.enqueue(tx, e, a, now)) deliveries++;
+              if (await this.enqueue(tx, e, a, now, blockedChains)) deliveries++;
             }
           }
           await tx('events').whereIn('id', events.map((e) => toNumber(e.id))).update({ dispatched_at: now });
@@ -183,13 +185,14 @@ export class EventDispatcher {
     );
   }
 
-  private async enqueue(tx: Tx, e: EventRow, a: ActionRow & { vendor_path: string }, now: number): Promise<boolean> {
+  private async enqueue(tx: Tx, e: EventRow, a: ActionRow & { vendor_path: string }, now: number, blockedChains: Set<string>): Promise<boolean> {
     const eventId = toNumber(e.id);
     const actionId = toNumber(a.id);
     const existing = await tx('event_deliveries').where({ event_id: eventId, action_id: actionId }).first('id');
     if (existing) return false;
     const chain = chainOf(actionId, e.object_type, e.object_id);
-    const blocked = await this.unfinishedIn(tx, chain);
+    const blocked = blockedChains.has(chain) || (await this.unfinishedIn(tx, chain));
+    blockedChains.add(chain); // this delivery is unfinished now: later events of the chain wait for it
     const taskId = await this.tasks.enqueue(tx, {
       kind: `event.${a.type}`,
       queue: EVENTS_QUEUE,
