@@ -25,6 +25,12 @@ export interface Config {
   idempotencyKeyTtlHours: number;
   /** Key for secrets encrypted at rest; empty = a key file under data/ is created on first start. */
   secretKey: string;
+  /** SMTP server for notifications (smtp://user:pass@host:587, smtps://...); empty = mail goes to the local spool only. */
+  smtpUrl: string;
+  /** The From address of notifications. */
+  mailFrom: string;
+  /** Resellers' webhooks may target loopback/private addresses (off: only the provider's may; for test set-ups). */
+  webhookAllowPrivateNetworks: boolean;
 }
 
 export class ConfigError extends Error {
@@ -59,6 +65,9 @@ export const ENV_KEYS: Record<string, keyof Config> = {
   AUTH_LOCKOUT_SECONDS: 'authLockoutSeconds',
   IDEMPOTENCY_KEY_TTL_HOURS: 'idempotencyKeyTtlHours',
   HOSTWRIGHT_SECRET_KEY: 'secretKey',
+  SMTP_URL: 'smtpUrl',
+  MAIL_FROM: 'mailFrom',
+  WEBHOOK_ALLOW_PRIVATE_NETWORKS: 'webhookAllowPrivateNetworks',
 };
 
 const ROOT = path.resolve(__dirname, '..');
@@ -164,7 +173,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Part
     authLockoutSeconds: integer(raw, 'authLockoutSeconds', 1, 86400, e('authLockoutSeconds')),
     idempotencyKeyTtlHours: integer(raw, 'idempotencyKeyTtlHours', 24, 24 * 365, e('idempotencyKeyTtlHours')),
     secretKey: text(raw, 'secretKey', e('secretKey')),
+    smtpUrl: text(raw, 'smtpUrl', e('smtpUrl')).trim(),
+    mailFrom: text(raw, 'mailFrom', e('mailFrom')).trim() || 'Hostwright <no-reply@localhost>',
+    webhookAllowPrivateNetworks: boolean(raw, 'webhookAllowPrivateNetworks', e('webhookAllowPrivateNetworks')),
   };
+  if (cfg.smtpUrl && !/^smtps?:\/\/[^/\s]+/.test(cfg.smtpUrl)) {
+    throw new ConfigError(e('smtpUrl') ?? 'smtpUrl', `must be smtp://[user:pass@]host[:port] or smtps://..., got ${JSON.stringify(cfg.smtpUrl.replace(/\/\/[^@/]*@/, '//***@'))}.`);
+  }
   if (!cfg.secretKey && cfg.databaseUrl.startsWith('mysql:')) {
     throw new ConfigError(
       'HOSTWRIGHT_SECRET_KEY',

@@ -25,6 +25,8 @@ import { accountMethods } from './api/xmlrpc/methods-accounts';
 import { catalogMethods } from './api/xmlrpc/methods-catalog';
 import { orderMethods } from './api/xmlrpc/methods-orders';
 import { billingService, provisioningService } from './api/soap/billing-service';
+import { eventMethods } from './api/xmlrpc/methods-events';
+import { startEventDelivery, type EventDelivery } from './events/delivery-runtime';
 
 const WSDL_DIR = path.resolve(__dirname, '..', 'wsdl');
 import type Router from '@koa/router';
@@ -37,6 +39,8 @@ export interface RunningServer {
   legacyXmlRpcUrl: string | null;
   seed: DemoSeed;
   adminPassword?: string;
+  /** The event dispatcher, the events queue's worker and the schedule scan. */
+  events: EventDelivery;
   close(): Promise<void>;
 }
 
@@ -134,6 +138,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
       ...subscriptionActionHandlers(deps, { pluginInstances: services.pluginInstances, subscriptions: services.subscriptions }),
     }, { owner: defaultOwner(), queues: [ORDERS_QUEUE] });
     if (opts.worker !== false) worker.start();
+    const events = startEventDelivery(deps, { tasks: services.tasks, notifications: services.notifications, schedules: services.notificationSchedules }, { run: opts.worker !== false });
     handler = apiFirst(mounts.posts, app.callback(), log);
     if (mounts.legacyXmlRpc) legacyHandler = mounts.legacyXmlRpc;
     const base = config.publicUrl || `http://localhost:${port}`;
@@ -144,8 +149,10 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
       legacyXmlRpcUrl: legacy ? `http://localhost:${legacyPort}/RPC2` : null,
       seed,
       adminPassword,
+      events,
       async close() {
         clearInterval(housekeeping);
+        await events.stop();
         await worker.stop();
         await mounts.close();
         await closeSockets();
@@ -204,7 +211,7 @@ async function mountTransports(
   router: Router,
 ): Promise<{ legacyXmlRpc?: http.RequestListener; posts: Record<string, PostHandler>; close(): Promise<void> }> {
   const soapPosts = await mountSoap(services, router, [billingService(services, WSDL_DIR), provisioningService(services, WSDL_DIR)]);
-  const xmlrpc = new XmlRpcEndpoint(services, { ...accountMethods, ...catalogMethods, ...orderMethods });
+  const xmlrpc = new XmlRpcEndpoint(services, { ...accountMethods, ...catalogMethods, ...orderMethods, ...eventMethods });
   router.all('/RPC2', async (ctx) => {
     ctx.respond = false;
     await xmlrpc.handle(ctx.req, ctx.res, ctx.state.requestId as string);

@@ -14,6 +14,9 @@ import { WorkflowsService } from './orders/workflows-service';
 import { PromoCodesService } from './orders/promo-codes-service';
 import { SubscriptionsService } from './subscriptions/subscriptions-service';
 import { BUNDLED_PLUGINS_DIR, loadPlugins, type PluginRegistry } from './plugins/loader';
+import { EventActionsService } from './events/actions-service';
+import { NotificationsService } from './notifications/notifications-service';
+import { NotificationSchedulesService } from './notifications/schedules';
 
 /** Every service of the application, built once from its dependencies. Transports receive this. */
 export interface Services {
@@ -32,6 +35,11 @@ export interface Services {
   promoCodes: PromoCodesService;
   orders: OrdersService;
   subscriptions: SubscriptionsService;
+  /** Event actions per vendor: notification, webhook, script (issue #6). */
+  eventActions: EventActionsService;
+  /** Notification templates, rendering, sending and the mail spool. */
+  notifications: NotificationsService;
+  notificationSchedules: NotificationSchedulesService;
 }
 
 /** Builds every service; pass the registry when one is already loaded (it is loaded once per process). */
@@ -61,5 +69,8 @@ export function createServices(deps: Deps, plugins: PluginRegistry = loadPlugins
     promoCodes,
     orders: new OrdersService(deps, { catalog, tasks, workflows, promoCodes }),
     subscriptions: new SubscriptionsService(deps),
+    eventActions: new EventActionsService(deps),
+    notifications: new NotificationsService(deps),
+    notificationSchedules: new NotificationSchedulesService(deps),
   };
 }

@@ -9,6 +9,24 @@ export interface DomainEvent {
   payload: Record<string, unknown>;
 }
 
+const listeners = new Set<() => void>();
+
+/** Called after a transaction that wrote events commits (in this process): the dispatcher wakes without polling. */
+export function onEventsCommitted(listener: () => void): () => void {
+  listeners.add(listener);
+  return () => listeners.delete(listener);
+}
+
+function notifyAfterCommit(conn: Conn): void {
+  if (listeners.size === 0) return;
+  const notify = () => {
+    for (const listener of listeners) listener();
+  };
+  const committed = (conn as { executionPromise?: Promise<unknown> }).executionPromise;
+  if (committed) committed.then(notify, () => undefined);
+  else setImmediate(notify);
+}
+
 /** Writes an event to the outbox in the caller's transaction; the dispatcher delivers it after commit. */
 export async function emitEvent(conn: Conn, at: Date, event: DomainEvent): Promise<void> {
   await conn('events').insert({
@@ -20,4 +38,5 @@ export async function emitEvent(conn: Conn, at: Date, event: DomainEvent): Promi
     created_at: at.getTime(),
     dispatched_at: null,
   });
+  notifyAfterCommit(conn);
 }

@@ -16,6 +16,7 @@ import { parseMethodResponse, serializeMethodCall, type XmlRpcValue } from '../.
 import { ACCOUNT_ADD_PARAMS, accountMethods } from '../../src/api/xmlrpc/methods-accounts';
 import { catalogMethods } from '../../src/api/xmlrpc/methods-catalog';
 import { orderMethods, orderSignature } from '../../src/api/xmlrpc/methods-orders';
+import { eventMethods } from '../../src/api/xmlrpc/methods-events';
 import type { Actor } from '../../src/context';
 import { accountWithApiUser, providerActor, startApiWorld, type ApiWorld } from '../helpers/api';
 
@@ -509,6 +510,16 @@ describe('API scoping: a reseller cannot reach another reseller\'s objects by id
       call: (id) => rpc('GetCustomerSubscriptionList_API', [id, 1]),
       check: (v) => expect((v as XmlRpcValue[][]).map((r) => r[0])).to.include(subA).and.not.include(subB),
     },
+    {
+      dialect: 'XML-RPC', op: 'PostEvent', foreign: accounts, own: () => custA.accountId, code: 'NOT_FOUND',
+      call: (id) => rpc('PostEvent', ['ScopeCheck', `AccountID=${id}; Note=scoping`, 0], A, 'TASKMAN'),
+      check: (v) => expect(v).to.deep.equal({ Status: 'Operation done.' }),
+    },
+    {
+      dialect: 'XML-RPC', op: 'SendSubscriptionNotificationForUser_API', foreign: foreignSubscriptions, own: () => subA, code: 'NOT_FOUND',
+      call: (id) => rpc('SendSubscriptionNotificationForUser_API', ['subscription.expiring', id, custA.userId, 'Note', 'scoping'], A, 'MESSAGE'),
+      check: (v) => expect(v).to.deep.equal({ Status: 'Operation done.' }),
+    },
   ];
 
   for (const row of rows) {
@@ -629,6 +640,7 @@ describe('API scoping: a reseller cannot reach another reseller\'s objects by id
       ...Object.keys(billingService(world.server.services, wsdlDir).operations).map((op) => `SOAP ${op}`),
       ...Object.keys(provisioningService(world.server.services, wsdlDir).operations).map((op) => `SOAP ${op}`),
       ...Object.keys({ ...accountMethods, ...catalogMethods, ...orderMethods }).map((key) => `XML-RPC ${key.replace(/^BM\./, '')}`),
+      ...Object.keys(eventMethods).map((key) => `XML-RPC ${key.replace(/^[A-Z]+\./, '')}`),
     ];
     const missingRows = implemented.filter((op) => !covered.has(op) && !withoutIds.has(op));
     expect(missingRows, 'implemented operations without a scoping row').to.deep.equal([]);
