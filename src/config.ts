@@ -25,6 +25,10 @@ export interface Config {
   idempotencyKeyTtlHours: number;
   /** Key for secrets encrypted at rest; empty = a key file under data/ is created on first start. */
   secretKey: string;
+  /** Operators' console: a session unused this long ends. */
+  consoleSessionIdleMinutes: number;
+  /** Operators' console: a session ends this long after sign-in, however active. */
+  consoleSessionAbsoluteHours: number;
 }
 
 export class ConfigError extends Error {
@@ -59,6 +63,8 @@ export const ENV_KEYS: Record<string, keyof Config> = {
   AUTH_LOCKOUT_SECONDS: 'authLockoutSeconds',
   IDEMPOTENCY_KEY_TTL_HOURS: 'idempotencyKeyTtlHours',
   HOSTWRIGHT_SECRET_KEY: 'secretKey',
+  CONSOLE_SESSION_IDLE_MINUTES: 'consoleSessionIdleMinutes',
+  CONSOLE_SESSION_ABSOLUTE_HOURS: 'consoleSessionAbsoluteHours',
 };
 
 const ROOT = path.resolve(__dirname, '..');
@@ -164,6 +170,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Part
     authLockoutSeconds: integer(raw, 'authLockoutSeconds', 1, 86400, e('authLockoutSeconds')),
     idempotencyKeyTtlHours: integer(raw, 'idempotencyKeyTtlHours', 24, 24 * 365, e('idempotencyKeyTtlHours')),
     secretKey: text(raw, 'secretKey', e('secretKey')),
+    consoleSessionIdleMinutes: integer(raw, 'consoleSessionIdleMinutes', 1, 7 * 24 * 60, e('consoleSessionIdleMinutes')),
+    consoleSessionAbsoluteHours: integer(raw, 'consoleSessionAbsoluteHours', 1, 24 * 30, e('consoleSessionAbsoluteHours')),
   };
   if (!cfg.secretKey && cfg.databaseUrl.startsWith('mysql:')) {
     throw new ConfigError(
