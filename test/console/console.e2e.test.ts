@@ -122,6 +122,18 @@ describe('the operators\u2019 console in a real browser (demo seed, real server,
       expect(Number(sub.service_status)).to.equal(50); // running
       await page.click(`a[href="/console/subscriptions/${sub.id}"]`);
       expect(await page.textContent('#service-status')).to.contain('running');
+
+      // Resume is refused while it runs, with the service's reason; suspend and resume then go through the gate.
+      await page.click('button:has-text("Resume")');
+      expect(await page.textContent('.flash.error')).to.contain('cannot be resumed');
+      const statusOf = async () => Number((await world.fresh.db('subscriptions').where({ id: sub.id }).first('status')).status);
+      await page.click('button:has-text("Suspend")');
+      expect(await page.textContent('.flash.ok')).to.contain('queued as task');
+      await eventually(async () => ((await statusOf()) === 80 ? true : undefined), 'the subscription to be suspended');
+      await page.reload();
+      expect(await page.textContent('#sub-status')).to.equal('suspended');
+      await page.click('button:has-text("Resume")');
+      await eventually(async () => ((await statusOf()) === 30 ? true : undefined), 'the subscription to be active again');
       const admin = await world.fresh.db('users').where({ login: 'admin' }).first('id');
       const audit = await world.fresh.db('audit_log').where({ object_type: 'order', object_id: String(order.orderId), channel: 'console' }).first('actor_user_id', 'details');
       expect(Number(audit.actor_user_id), 'the approval is audited as the console user').to.equal(Number(admin.id));
