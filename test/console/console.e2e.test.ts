@@ -143,6 +143,21 @@ describe('the operators\u2019 console in a real browser (demo seed, real server,
     }
   });
 
+  it('shows on the dashboard this month\u2019s revenue from the successful payments, and the subscriptions by status', async () => {
+    const { context, page } = await signedIn('admin', ADMIN_PASSWORD);
+    try {
+      const rows = await world.fresh.db('payments').where({ status: 'success', kind: 'purchase' }).select('amount');
+      const cents = rows.reduce((sum: bigint, r: { amount: unknown }) => sum + BigInt(String(r.amount)), 0n);
+      expect(cents > 0n, 'the approved order was paid').to.equal(true);
+      const text = await page.textContent('.tiles');
+      expect(text).to.contain(`${cents / 100n}.${String(cents % 100n).padStart(2, '0')} USD`);
+      const active = await world.fresh.db('subscriptions').where({ status: 30 }).count({ n: '*' }).first();
+      expect(text).to.match(new RegExp(`active\\s*${Number(active!.n)}`));
+    } finally {
+      await context.close();
+    }
+  });
+
   it('creates a plan, shows a field error beside the period field, adds a period, publishes it, and the plan is sellable', async () => {
     const { context, page } = await signedIn('admin', ADMIN_PASSWORD);
     try {
@@ -180,6 +195,8 @@ describe('the operators\u2019 console in a real browser (demo seed, real server,
       const catalog = await world.server.services.catalog.listPlans(asCustomer, { pageSize: 100 });
       const listed = catalog.items.find((p) => p.planId === planId);
       expect(listed?.periods.map((p) => [p.duration, p.unit, p.recurringFee])).to.deep.equal([[1, 'month', 299n]]);
+      await page.goto('/console/catalog');
+      expect(await page.textContent('#sellable-list')).to.contain('Console Starter');
     } finally {
       await context.close();
     }
@@ -247,6 +264,46 @@ describe('the operators\u2019 console in a real browser (demo seed, real server,
       expect(other!.status()).to.equal(404);
       expect(await page.textContent('h1')).to.equal('Not found');
       expect(await page.textContent('body')).to.not.contain('Other Reseller Customer');
+    } finally {
+      await context.close();
+    }
+  });
+
+  it('sorts a list by the column clicked, both ways, keeping its filters', async () => {
+    const { context, page } = await signedIn('admin', ADMIN_PASSWORD);
+    try {
+      await page.goto('/console/accounts?type=customer');
+      await page.click('th a:has-text("No.")');
+      const ids = async () => (await page.locator('tbody tr td.num').allTextContents()).map(Number);
+      const ascending = await ids();
+      expect(ascending.length).to.be.greaterThan(1);
+      expect(ascending).to.deep.equal([...ascending].sort((a, b) => a - b));
+      expect(new URL(page.url()).searchParams.get('type')).to.equal('customer');
+      await page.click('th a:has-text("No.")');
+      expect(await ids()).to.deep.equal([...ascending].reverse());
+      const customers = await world.fresh.db('accounts').where({ type: 'customer' }).count({ n: '*' }).first();
+      expect(ascending).to.have.length(Number(customers!.n));
+    } finally {
+      await context.close();
+    }
+  });
+
+  it('keeps a workflow definition only when it is valid, naming the field at fault otherwise', async () => {
+    const { context, page } = await signedIn('admin', ADMIN_PASSWORD);
+    try {
+      const before = await world.fresh.db('workflows').where({ order_type: 'renewal' }).count({ n: '*' }).first();
+      await page.goto('/console/workflows');
+      await page.click('a[href="/console/workflows/define?type=renewal"]');
+      const text = await page.inputValue('textarea[name=definition]');
+      await page.fill('textarea[name=definition]', text.replace('"success": "provision_changes"', '"success": "nowhere"'));
+      await page.click('button:has-text("Validate and save")');
+      expect(await page.textContent('.field-error')).to.contain('definition.steps.charge_card.next.success').and.contain("'nowhere' is not a step");
+      expect(await world.fresh.db('workflows').where({ order_type: 'renewal' }).count({ n: '*' }).first()).to.deep.equal(before);
+      await page.fill('textarea[name=definition]', text.replace('"approved": "provision_changes"', '"approved": "reject_order"'));
+      await page.click('button:has-text("Validate and save")');
+      expect(await page.textContent('.flash.ok')).to.contain('is now active for new orders');
+      const active = await world.fresh.db('workflows').where({ order_type: 'renewal', active: true }).first('definition');
+      expect(JSON.parse(active.definition).steps.wait_for_approval.next.approved).to.equal('reject_order');
     } finally {
       await context.close();
     }

@@ -38,12 +38,15 @@ export function catalogPages(r: ConsoleRoutes): void {
       filters: ['q', 'published'],
       tieBreaker: 'p.id',
     });
+    // What the operator's account sells now: its own published plans and those it may resell from above.
+    const sellable = await page.services.catalog.listPlans(page.actor, { pageSize: 100 });
     const rq = page.query('rq').trim().toLowerCase();
     await page.render('catalog.njk', {
       title: 'Catalog',
       list: { ...list, rows: list.rows.map((p) => ({ ...p, published: !!Number(p.published), resellable: !!Number(p.resellable) })) },
       resources: rq ? resources.filter((x) => `${x.name} ${x.unit} ${x.code ?? ''}`.toLowerCase().includes(rq)) : resources,
       templates: rq ? templates.filter((t) => `${t.name} ${t.serviceGate}`.toLowerCase().includes(rq)) : templates,
+      sellable,
       q: search,
       rq: page.query('rq'),
       published: page.query('published'),
