@@ -264,10 +264,38 @@ describe('the operators\u2019 console in a real browser (demo seed, real server,
       expect(other!.status()).to.equal(404);
       expect(await page.textContent('h1')).to.equal('Not found');
       expect(await page.textContent('body')).to.not.contain('Other Reseller Customer');
+      // Its customers' orders open, though their workflow is the provider's (shown through the history).
+      const order = await world.fresh.db('orders').where({ account_id: bluebirdId }).first('id', 'order_number');
+      if (order) {
+        const res = await page.goto(`/console/orders/${order.id}`);
+        expect(res!.status()).to.equal(200);
+        expect(await page.textContent('h1')).to.contain(order.order_number);
+      }
     } finally {
       await context.close();
     }
   });
+
+  for (const who of ['admin', 'reseller'] as const) {
+    it(`opens every section of the navigation for the ${who === 'admin' ? 'provider' : 'reseller'} administrator`, async () => {
+      const { context, page } = await signedIn(who, who === 'admin' ? ADMIN_PASSWORD : resellerPassword);
+      try {
+        const links = await page.locator('nav.side a').evaluateAll((as) => as.map((a) => (a as HTMLAnchorElement).getAttribute('href')!));
+        expect(links).to.have.length(13);
+        for (const href of links) {
+          const res = await page.goto(href);
+          expect(res!.status(), href).to.equal(200);
+          expect(await page.locator('nav.side a[aria-current="page"]').getAttribute('href'), href).to.equal(href);
+        }
+        for (const p of ['/console/invoices', '/console/payments']) {
+          await page.goto(p);
+          expect(await page.textContent('.placeholder')).to.contain('arrives with billing');
+        }
+      } finally {
+        await context.close();
+      }
+    });
+  }
 
   it('sorts a list by the column clicked, both ways, keeping its filters', async () => {
     const { context, page } = await signedIn('admin', ADMIN_PASSWORD);
