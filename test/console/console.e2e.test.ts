@@ -195,6 +195,18 @@ describe('the operators\u2019 console in a real browser (demo seed, real server,
       const catalog = await world.server.services.catalog.listPlans(asCustomer, { pageSize: 100 });
       const listed = catalog.items.find((p) => p.planId === planId);
       expect(listed?.periods.map((p) => [p.duration, p.unit, p.recurringFee])).to.deep.equal([[1, 'month', 299n]]);
+      // The last enabled period of a published plan cannot be disabled: the refusal says why, nothing changes.
+      await page.goto(`/console/catalog/plans/${planId}`);
+      await page.click('#periods button:has-text("Disable")');
+      expect(await page.textContent('.flash.error')).to.contain('unpublish the plan first');
+      expect(await world.fresh.db('plan_periods').where({ plan_id: planId, enabled: true })).to.have.length(1);
+      await page.fill('#period-form input[name=duration]', '12');
+      await page.fill('#period-form input[name=recurringFee]', '29.90');
+      await page.click('button:has-text("Add period")');
+      await page.locator('#periods tr', { hasText: '12 months' }).locator('button:has-text("Disable")').click();
+      expect(await page.textContent('.flash.ok')).to.contain('12-month period is disabled');
+      const yearly = await world.fresh.db('plan_periods').where({ plan_id: planId, duration: 12 }).first('enabled', 'recurring_fee');
+      expect([Boolean(Number(yearly.enabled)), String(yearly.recurring_fee)]).to.deep.equal([false, '2990']);
       await page.goto('/console/catalog');
       expect(await page.textContent('#sellable-list')).to.contain('Console Starter');
     } finally {
@@ -280,7 +292,7 @@ describe('the operators\u2019 console in a real browser (demo seed, real server,
     it(`opens every section of the navigation for the ${who === 'admin' ? 'provider' : 'reseller'} administrator`, async () => {
       const { context, page } = await signedIn(who, who === 'admin' ? ADMIN_PASSWORD : resellerPassword);
       try {
-        const links = await page.locator('nav.side a').evaluateAll((as) => as.map((a) => (a as HTMLAnchorElement).getAttribute('href')!));
+        const links = await Promise.all((await page.locator('nav.side a').all()).map(async (a) => (await a.getAttribute('href'))!));
         expect(links).to.have.length(13);
         for (const href of links) {
           const res = await page.goto(href);

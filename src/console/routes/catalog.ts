@@ -1,7 +1,7 @@
 import type { ConsoleRoutes } from '../app';
 import type { Page } from '../page';
 import { parseAmount } from '../../domain/money';
-import { invalid } from '../../domain/errors';
+import { invalid, notFound } from '../../domain/errors';
 import { PERIOD_UNITS } from '../../domain/period';
 import { likeTerm, listPage } from '../lists';
 import { inSubtree } from './scope';
@@ -114,6 +114,20 @@ export function catalogPages(r: ConsoleRoutes): void {
     );
     if (done === undefined) return show(page, 422);
     await page.redirect(`/console/catalog/plans/${id}`, { kind: 'ok', text: `Period of ${page.form.duration} ${page.form.unit}(s) added.` });
+  });
+
+  r.post('/catalog/plans/:id/periods/:periodId/toggle', async (page) => {
+    const id = page.param('id');
+    const plan = await page.services.catalog.getPlan(page.actor, id);
+    const period = plan.periods.find((p) => p.periodId === page.param('periodId'));
+    if (!period) throw notFound('Plan period', page.param('periodId'));
+    // updatePeriod replaces the whole period: every other value is sent back as it is.
+    const { duration, unit, trial, setupFee, recurringFee, renewalFee, transferFee, nonRefundableAmount, refundPeriodDays, sortOrder } = period;
+    const done = await page.attempt(() =>
+      page.services.catalog.updatePeriod(page.actor, period.periodId, { duration, unit, trial, setupFee, recurringFee, renewalFee, transferFee, nonRefundableAmount, refundPeriodDays, sortOrder, enabled: !period.enabled }),
+    );
+    if (!done) return show(page, 422);
+    await page.redirect(`/console/catalog/plans/${id}`, { kind: 'ok', text: `The ${duration}-${unit} period is ${done.enabled ? 'enabled' : 'disabled'}.` });
   });
 
   r.post('/catalog/plans/:id/rates', async (page) => {
