@@ -121,6 +121,28 @@ describe('the console over plain HTTP', () => {
     expect((await attempt(billing, 'gate-billing-password')).status).to.equal(403);
   });
 
+  it('answers a page that fails unexpectedly with a 500 page naming the request id, never the error or a stack', async () => {
+    const { cookie, token } = await loginForm();
+    const signIn = await fetch(`${api.url}/console/login`, {
+      method: 'POST',
+      redirect: 'manual',
+      headers: { 'content-type': 'application/x-www-form-urlencoded', cookie },
+      body: new URLSearchParams({ _csrf: token, login: 'admin', password: ADMIN_PASSWORD }).toString(),
+    });
+    const session = signIn.headers.getSetCookie().find((c) => c.startsWith('__Host-hw_console='))!.split(';')[0];
+    // A workflow row whose definition is not JSON (written behind the services' back) breaks the workflows page.
+    const provider = await api.fresh.db('accounts').where({ type: 'provider' }).first('id');
+    await api.fresh.db('workflows').insert({ vendor_id: provider.id, order_type: 'change', version: 99, definition: '{broken', active: false, created_at: 0 });
+    const res = await fetch(`${api.url}/console/workflows`, { headers: { cookie: session } });
+    expect(res.status).to.equal(500);
+    const html = await res.text();
+    expect(html).to.contain('Something went wrong').and.contain(res.headers.get('x-request-id')!);
+    expect(html).to.not.match(/SyntaxError|JSON|at [\w.]+ \(/);
+    const missing = await fetch(`${api.url}/console/orders/999999`, { headers: { cookie: session } });
+    expect(missing.status).to.equal(404);
+    expect(await missing.text()).to.contain('Order 999999 does not exist');
+  });
+
   it('serves its one stylesheet with a cache header and an ETag, and pages with no-store and a strict CSP', async () => {
     const css = await fetch(`${api.url}/console/static/console.css`);
     expect(css.headers.get('cache-control')).to.equal('public, max-age=86400');
