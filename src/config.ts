@@ -31,6 +31,10 @@ export interface Config {
   mailFrom: string;
   /** Resellers' webhooks may target loopback/private addresses (off: only the provider's may; for test set-ups). */
   webhookAllowPrivateNetworks: boolean;
+  /** Operators' console: a session unused this long ends. */
+  consoleSessionIdleMinutes: number;
+  /** Operators' console: a session ends this long after sign-in, however active. */
+  consoleSessionAbsoluteHours: number;
 }
 
 export class ConfigError extends Error {
@@ -68,6 +72,8 @@ export const ENV_KEYS: Record<string, keyof Config> = {
   SMTP_URL: 'smtpUrl',
   MAIL_FROM: 'mailFrom',
   WEBHOOK_ALLOW_PRIVATE_NETWORKS: 'webhookAllowPrivateNetworks',
+  CONSOLE_SESSION_IDLE_MINUTES: 'consoleSessionIdleMinutes',
+  CONSOLE_SESSION_ABSOLUTE_HOURS: 'consoleSessionAbsoluteHours',
 };
 
 const ROOT = path.resolve(__dirname, '..');
@@ -176,6 +182,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Part
     smtpUrl: text(raw, 'smtpUrl', e('smtpUrl')).trim(),
     mailFrom: text(raw, 'mailFrom', e('mailFrom')).trim() || 'Hostwright <no-reply@localhost>',
     webhookAllowPrivateNetworks: boolean(raw, 'webhookAllowPrivateNetworks', e('webhookAllowPrivateNetworks')),
+    consoleSessionIdleMinutes: integer(raw, 'consoleSessionIdleMinutes', 1, 7 * 24 * 60, e('consoleSessionIdleMinutes')),
+    consoleSessionAbsoluteHours: integer(raw, 'consoleSessionAbsoluteHours', 1, 24 * 30, e('consoleSessionAbsoluteHours')),
   };
   if (cfg.smtpUrl && !/^smtps?:\/\/[^/\s]+/.test(cfg.smtpUrl)) {
     throw new ConfigError(e('smtpUrl') ?? 'smtpUrl', `must be smtp://[user:pass@]host[:port] or smtps://..., got ${JSON.stringify(cfg.smtpUrl.replace(/\/\/[^@/]*@/, '//***@'))}.`);

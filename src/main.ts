@@ -32,6 +32,7 @@ async function main(): Promise<void> {
     `  SOAP provisioning  ${u}/soap/provisioning   WSDL: ${u}/soap/provisioning?wsdl`,
     `  XML-RPC (PBA)      ${u}/RPC2${server.legacyXmlRpcUrl ? `   and ${server.legacyXmlRpcUrl}` : ''}`,
     `  Health             ${u}/healthz`,
+    `  Console            ${u}/console   (provider and reseller administrators)`,
   ];
   if (server.adminPassword) {
     lines.push('', `  Provider administrator: login "admin", password "${server.adminPassword}" (generated; shown only once — set HOSTWRIGHT_ADMIN_PASSWORD before the first start to choose it)`);

@@ -27,6 +27,7 @@ import { orderMethods } from './api/xmlrpc/methods-orders';
 import { billingService, provisioningService } from './api/soap/billing-service';
 import { eventMethods } from './api/xmlrpc/methods-events';
 import { startEventDelivery, type EventDelivery } from './events/delivery-runtime';
+import { consoleMiddleware } from './console/app';
 
 const WSDL_DIR = path.resolve(__dirname, '..', 'wsdl');
 import type Router from '@koa/router';
@@ -207,9 +208,10 @@ function startHousekeeping(services: Services): NodeJS.Timeout {
 /** Transports (SOAP, XML-RPC, console) register here; each may also serve its own extra listener. */
 async function mountTransports(
   services: Services,
-  _app: Koa,
+  app: Koa,
   router: Router,
 ): Promise<{ legacyXmlRpc?: http.RequestListener; posts: Record<string, PostHandler>; close(): Promise<void> }> {
+  app.use(consoleMiddleware(services));
   const soapPosts = await mountSoap(services, router, [billingService(services, WSDL_DIR), provisioningService(services, WSDL_DIR)]);
   const xmlrpc = new XmlRpcEndpoint(services, { ...accountMethods, ...catalogMethods, ...orderMethods, ...eventMethods });
   router.all('/RPC2', async (ctx) => {

@@ -1,0 +1,16 @@
+import type { ConsoleRoutes } from '../app';
+import { dashboardPages } from './dashboard';
+import { accountPages } from './accounts';
+import { orderPages } from './orders';
+import { subscriptionPages } from './subscriptions';
+import { catalogPages } from './catalog';
+import { pluginPages } from './plugins';
+import { taskPages } from './tasks';
+import { auditPages } from './audit';
+import { workflowPages } from './workflows';
+import { placeholderPages } from './placeholders';
+
+/** Every console page, in the order of the navigation. */
+export function registerPages(r: ConsoleRoutes): void {
+  for (const pages of [dashboardPages, accountPages, orderPages, subscriptionPages, catalogPages, pluginPages, taskPages, auditPages, workflowPages, placeholderPages]) pages(r);
+}
