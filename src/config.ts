@@ -1,5 +1,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
+import cron from 'node-cron';
 
 /** Validated runtime configuration: config/default.json, then an optional HOSTWRIGHT_CONFIG file, then environment. */
 export interface Config {
@@ -25,6 +26,8 @@ export interface Config {
   idempotencyKeyTtlHours: number;
   /** Key for secrets encrypted at rest; empty = a key file under data/ is created on first start. */
   secretKey: string;
+  /** node-cron expression of the payment reconciler's runs (asks gateways about pending and unknown payments). */
+  paymentReconcileCron: string;
 }
 
 export class ConfigError extends Error {
@@ -59,6 +62,7 @@ export const ENV_KEYS: Record<string, keyof Config> = {
   AUTH_LOCKOUT_SECONDS: 'authLockoutSeconds',
   IDEMPOTENCY_KEY_TTL_HOURS: 'idempotencyKeyTtlHours',
   HOSTWRIGHT_SECRET_KEY: 'secretKey',
+  PAYMENT_RECONCILE_CRON: 'paymentReconcileCron',
 };
 
 const ROOT = path.resolve(__dirname, '..');
@@ -102,6 +106,14 @@ function text(raw: Raw, key: keyof Config, env?: string): string {
   const v = raw[key] ?? '';
   if (typeof v !== 'string') throw new ConfigError(env ?? key, `must be a string, got ${JSON.stringify(v)}.`);
   return v;
+}
+
+function cronExpression(raw: Raw, key: keyof Config, env?: string): string {
+  const v = raw[key];
+  if (typeof v !== 'string' || v.trim() === '' || !cron.validate(v.trim())) {
+    throw new ConfigError(env ?? key, `must be a cron expression (5 fields, or 6 with seconds first, e.g. "*/5 * * * *"), got ${JSON.stringify(v)}.`);
+  }
+  return v.trim();
 }
 
 export function validateDatabaseUrl(url: string, key = 'databaseUrl'): string {
@@ -164,6 +176,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Part
     authLockoutSeconds: integer(raw, 'authLockoutSeconds', 1, 86400, e('authLockoutSeconds')),
     idempotencyKeyTtlHours: integer(raw, 'idempotencyKeyTtlHours', 24, 24 * 365, e('idempotencyKeyTtlHours')),
     secretKey: text(raw, 'secretKey', e('secretKey')),
+    paymentReconcileCron: cronExpression(raw, 'paymentReconcileCron', e('paymentReconcileCron')),
   };
   if (!cfg.secretKey && cfg.databaseUrl.startsWith('mysql:')) {
     throw new ConfigError(

@@ -18,6 +18,7 @@ import { orderHandlers } from './orders/engine';
 import { subscriptionHooks } from './orders/step-handlers';
 import { subscriptionActionHandlers } from './subscriptions/service-actions';
 import { ORDERS_QUEUE } from './orders/transitions';
+import { schedulePaymentReconciler } from './payments/reconcile-schedule';
 import crypto from 'node:crypto';
 import { requestContext } from './logger';
 import { XmlRpcEndpoint } from './api/xmlrpc/execute';
@@ -122,6 +123,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     const mounts = await mountTransports(services, app, router);
     app.use(router.routes()).use(router.allowedMethods());
     const housekeeping = startHousekeeping(services);
+    const reconciler = schedulePaymentReconciler(deps, services.payments, config.paymentReconcileCron);
     // Orders move through their workflows as background tasks; this process takes its share of them.
     const worker = new Worker(deps, services.tasks, {
       ...orderHandlers(deps, {
@@ -146,6 +148,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
       adminPassword,
       async close() {
         clearInterval(housekeeping);
+        await reconciler.destroy();
         await worker.stop();
         await mounts.close();
         await closeSockets();

@@ -82,6 +82,8 @@ interface Attempt {
   /** Builds the row inside the creating transaction, after any lock and state check; throws TwinFound on its own key. */
   build(tx: Tx, key: string): Promise<NewPayment>;
   call(gateway: PaymentGateway, key: string, row: NewPayment): Promise<Outcome<PaymentResult>>;
+  /** New money (a charge or an authorization): refused on a disabled gateway instance. */
+  newCharge?: { field: string };
 }
 
 /** A concurrent request with the same key got there first: answer its payment. */
@@ -155,6 +157,7 @@ export class PaymentsService {
       callerKey: key,
       hash: requestHash({ op: kind, accountId, orderId, amount, currency, gatewayInstanceId: gateway, tool: toolFingerprint, description }),
       gatewayInstanceId: gateway,
+      newCharge: { field: payToolId !== null ? 'payTool.payToolId' : 'gatewayInstanceId' },
       build: async () => ({
         account_id: accountId,
         vendor_id: account.vendor_id ?? account.id,
@@ -294,6 +297,7 @@ export class PaymentsService {
     const key = a.callerKey === undefined ? randomGatewayKey() : derivedGatewayKey(a.accountId, a.callerKey);
     const earlier = await this.byKey(key);
     if (earlier) return this.replay(earlier, a);
+    if (a.newCharge) await this.requireEnabled(a.gatewayInstanceId, a.newCharge.field);
     const gateway = await this.gatewayFor(a.gatewayInstanceId);
     let created: { id: number; row: NewPayment };
     try {
@@ -475,6 +479,17 @@ export class PaymentsService {
       },
       call: (gw, k, row) => call!(gw, k, row),
     });
+  }
+
+  /**
+   * A disabled payment gateway instance takes no new charge (its existing payments may still be voided, refunded,
+   * captured and reconciled). An instance the database does not know is left to the resolver to refuse.
+   */
+  private async requireEnabled(gatewayInstanceId: number, field: string): Promise<void> {
+    const row = (await this.deps.db('plugin_instances').where({ id: gatewayInstanceId }).first('name', 'status')) as { name: string; status: string } | undefined;
+    if (row && row.status !== 'active') {
+      throw notAllowed(`Payment gateway '${row.name}' (instance ${gatewayInstanceId}) is ${row.status}; it takes no new charges. Enable it, or pay with a pay tool of another gateway.`, field);
+    }
   }
 
   private requireSuccess(p: PaymentRow, what: string): void {
