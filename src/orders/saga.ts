@@ -41,12 +41,13 @@ interface SagaStepRow {
 const done = (result?: unknown): TaskOutcome => ({ status: 'done', result });
 const clip = (s: string, n = 2000) => (s.length <= n ? s : `${s.slice(0, n - 1)}…`);
 
-async function enqueueStep(ctx: Ctx, tx: Tx, order: OrderRow, step: Pick<SagaStepRow, 'id' | 'item_id' | 'action'>): Promise<void> {
+async function enqueueStep(ctx: Ctx, tx: Tx, order: OrderRow, step: Pick<SagaStepRow, 'id' | 'item_id' | 'action' | 'subscription_id'>): Promise<void> {
   const kind = step.action === 'provision' ? SAGA_PROVISION : SAGA_COMPENSATE;
   const taskId = await ctx.svc.tasks.enqueue(tx, {
     kind,
     queue: ORDERS_QUEUE,
-    payload: { orderId: toNumber(order.id), itemId: toNumber(step.item_id) },
+    // subscriptionId: for ListTasks (the task's object is the order); the handler reads the saga row.
+    payload: { orderId: toNumber(order.id), itemId: toNumber(step.item_id), subscriptionId: step.subscription_id === null ? null : toNumber(step.subscription_id) },
     accountId: toNumber(order.account_id),
     objectType: 'order',
     objectId: toNumber(order.id),

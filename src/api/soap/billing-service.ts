@@ -14,6 +14,7 @@ import { SubscriptionActionsService, type ServiceAction } from '../../subscripti
 import { unavailable } from '../api-errors';
 import type { SoapOperation, SoapServiceDefinition } from './soap-mount';
 import { compact, dateTime, decimal, int, list, quantity, text } from './wire';
+import { GATE_TASK_KINDS, gateTaskAction, gateTaskSubscriptionId } from '../../orders/gate-tasks';
 
 export const BILLING_NS = 'urn:hostwright:billing:v1';
 
@@ -370,12 +371,12 @@ export function billingService(services: Services, wsdlDir: string): SoapService
   };
 }
 
-/** Background tasks as the contract shows them: gate calls on the provisioning queue. */
+/** Background tasks as the contract shows them: gate calls (the provisioning queue, and orders' and subscriptions' gate tasks). */
 function taskWire(t: Task) {
   return compact({
     taskId: t.taskId,
-    subscriptionId: t.objectType === 'subscription' && t.objectId ? Number(t.objectId) : undefined,
-    action: t.kind.replace(/^(gate|domain)\./, ''),
+    subscriptionId: gateTaskSubscriptionId(t),
+    action: gateTaskAction(t),
     status: t.status === 'done' ? 'succeeded' : t.status === 'pending' && t.attempts > 0 ? 'waiting_retry' : t.status,
     attempts: t.attempts,
     lastError: t.lastError ?? undefined,
@@ -404,7 +405,7 @@ export function provisioningService(services: Services, wsdlDir: string): SoapSe
         const wanted = text(a.status);
         if (wanted !== undefined && !(wanted in TASK_STATUS)) throw invalid('status', `status must be one of ${Object.keys(TASK_STATUS).join(', ')}.`);
         const r = await services.tasks.list(actor, {
-          queue: 'provisioning',
+          anyOf: { queues: ['provisioning'], kinds: GATE_TASK_KINDS },
           status: wanted ? TASK_STATUS[wanted] : undefined,
           page: int(a.page, 'page'),
           pageSize: int(a.pageSize, 'pageSize'),
