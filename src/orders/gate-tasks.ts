@@ -13,6 +13,7 @@ export const GATE_TASK_ACTIONS: Readonly<Record<string, string>> = Object.freeze
   'subscription.suspend': 'suspend',
   'subscription.resume': 'resume',
   'subscription.terminate': 'terminate',
+  'saga.late_completion': 'provision',
   'subscription.late_completion': 'provision',
 });
 
@@ -20,7 +21,7 @@ export const GATE_TASK_KINDS: readonly string[] = Object.keys(GATE_TASK_ACTIONS)
 
 /** The gate action of a task: from the table above, else its kind without a gate./domain. prefix. */
 export function gateTaskAction(task: Pick<Task, 'kind' | 'payload'>): string {
-  if (task.kind === 'subscription.late_completion' && typeof task.payload?.action === 'string') return task.payload.action;
+  if (task.kind.endsWith('.late_completion') && typeof task.payload?.action === 'string') return task.payload.action;
   return GATE_TASK_ACTIONS[task.kind] ?? task.kind.replace(/^(gate|domain)\./, '');
 }
 

@@ -196,30 +196,33 @@ export async function provisionItem(ctx: Ctx, task: Task, tc: TaskContext): Prom
   const t = await loadTarget(ctx, task, 'provision');
   if (!t) return done({ skipped: true });
   const outcome = await callGate(ctx, t, tc.operationId, (gate, req) => gate.provision(req));
-  if (outcome.status === 'success') {
-    const reference = String((outcome.result as { reference?: unknown }).reference ?? '');
-    await writeTx(ctx.deps, async (tx) => {
-      const order = await lockOrder(tx, toNumber(t.order.id));
-      if (!order || !(await stillOpen(tx, t.step))) return;
-      const actor = await ctx.actor(tx);
-      await tx('saga_steps').where({ id: t.step.id }).update({ status: 'done', last_error: null, updated_at: ctx.deps.clock.now().getTime() });
-      await ctx.subs.setProvisioned(tx, actor, toNumber(t.step.subscription_id), reference);
-      const steps = await stepsOf(tx, toNumber(order.id), 'provision');
-      const next = steps.find((s) => s.status === 'pending' && s.position > t.step.position);
-      if (next) {
-        await enqueueStep(ctx, tx, order, next);
-        return;
-      }
-      for (const s of steps) await ctx.subs.markProvisioned(tx, actor, toNumber(s.subscription_id));
-      await transitionIfAt(ctx, tx, toNumber(order.id), order.step, 'success', `All ${steps.length} service(s) provisioned.`);
-    });
-    return done({ reference });
-  }
+  if (outcome.status === 'success') return provisioned(ctx, t, outcome.result);
   if ((outcome.status === 'pending' || outcome.retryable) && !exhausted(task, tc)) return later(ctx, t.step, outcome);
-  const why =
-    outcome.status === 'pending'
-      ? `service gate '${t.gateName}' did not finish within ${task.maxAttempts} attempts (${outcome.message ?? 'pending'})`
-      : `service gate '${t.gateName}' failed: ${outcome.message}`;
+  if (outcome.status === 'pending') return handOverLate(ctx, t, task, tc, 'provision');
+  return provisionFailed(ctx, t, `service gate '${t.gateName}' failed: ${outcome.message}`);
+}
+
+async function provisioned(ctx: Ctx, t: Target, result: unknown): Promise<TaskOutcome> {
+  const reference = String((result as { reference?: unknown } | undefined)?.reference ?? '');
+  await writeTx(ctx.deps, async (tx) => {
+    const order = await lockOrder(tx, toNumber(t.order.id));
+    if (!order || !(await stillOpen(tx, t.step))) return;
+    const actor = await ctx.actor(tx);
+    await tx('saga_steps').where({ id: t.step.id }).update({ status: 'done', last_error: null, updated_at: ctx.deps.clock.now().getTime() });
+    await ctx.subs.setProvisioned(tx, actor, toNumber(t.step.subscription_id), reference);
+    const steps = await stepsOf(tx, toNumber(order.id), 'provision');
+    const next = steps.find((s) => s.status === 'pending' && s.position > t.step.position);
+    if (next) {
+      await enqueueStep(ctx, tx, order, next);
+      return;
+    }
+    for (const s of steps) await ctx.subs.markProvisioned(tx, actor, toNumber(s.subscription_id));
+    await transitionIfAt(ctx, tx, toNumber(order.id), order.step, 'success', `All ${steps.length} service(s) provisioned.`);
+  });
+  return done({ reference });
+}
+
+async function provisionFailed(ctx: Ctx, t: Target, why: string): Promise<TaskOutcome> {
   const reason = clip(`${t.itemLabel} could not be provisioned: ${why}`);
   await writeTx(ctx.deps, async (tx) => {
     const order = await lockOrder(tx, toNumber(t.order.id));
@@ -253,10 +256,12 @@ export async function compensateItem(ctx: Ctx, task: Task, tc: TaskContext): Pro
   if (!t) return done({ skipped: true });
   const outcome = await callGate(ctx, t, tc.operationId, (gate, req) => gate.terminate(req));
   if (outcome.status !== 'success' && (outcome.status === 'pending' || outcome.retryable) && !exhausted(task, tc)) return later(ctx, t.step, outcome);
-  const error =
-    outcome.status === 'success'
-      ? null
-      : clip(`${t.itemLabel} could not be undone: service gate '${t.gateName}' ${outcome.status === 'pending' ? 'did not finish terminating it' : `failed: ${outcome.message}`}`);
+  if (outcome.status === 'pending') return handOverLate(ctx, t, task, tc, 'compensate');
+  return compensated(ctx, t, outcome.status === 'success' ? null : `failed: ${outcome.message}`);
+}
+
+async function compensated(ctx: Ctx, t: Target, failure: string | null): Promise<TaskOutcome> {
+  const error = failure === null ? null : clip(`${t.itemLabel} could not be undone: service gate '${t.gateName}' ${failure}`);
   await writeTx(ctx.deps, async (tx) => {
     const order = await lockOrder(tx, toNumber(t.order.id));
     if (!order || !(await stillOpen(tx, t.step))) return;
@@ -268,6 +273,56 @@ export async function compensateItem(ctx: Ctx, task: Task, tc: TaskContext): Pro
     else await enqueueFinish(ctx, tx, order);
   });
   return done(error ? { failed: error } : { terminated: true });
+}
+
+// ---- late completion: a gate still answering pending after the task's last attempt ----
+
+/** The late-completion sweep of one saga gate operation (the subscription actions have subscription.late_completion). */
+export const SAGA_LATE_COMPLETION = 'saga.late_completion';
+/** The sweep first looks again this long after the task gave up, then backs off (5 s ... 1 h) for LATE_MAX_ATTEMPTS. */
+export const LATE_FIRST_DELAY_MS = 10 * 60_000;
+export const LATE_MAX_ATTEMPTS = 30;
+
+/**
+ * The gate accepted the operation but has not finished it within the task's attempts: the saga row stays
+ * `running` (the order waits at its provision step) and a late-completion task takes the operation over, polling
+ * the gate with the SAME operation id until it finishes, fails, or the sweep gives up; then the saga goes on
+ * exactly as if the first task had heard the answer.
+ */
+async function handOverLate(ctx: Ctx, t: Target, task: Task, tc: TaskContext, action: 'provision' | 'compensate'): Promise<TaskOutcome> {
+  const note = clip(`Still pending after ${task.maxAttempts} attempts; the late-completion sweep polls service gate '${t.gateName}' again later.`);
+  await writeTx(ctx.deps, async (tx) => {
+    if (!(await stillOpen(tx, t.step))) return;
+    await tx('saga_steps').where({ id: t.step.id }).update({ status: 'running', last_error: note, updated_at: ctx.deps.clock.now().getTime() });
+    await ctx.svc.tasks.enqueue(tx, {
+      kind: SAGA_LATE_COMPLETION,
+      queue: ORDERS_QUEUE,
+      payload: { target: 'saga', sagaAction: action, orderId: toNumber(t.order.id), itemId: toNumber(t.step.item_id), subscriptionId: toNumber(t.step.subscription_id), action: action === 'provision' ? 'provision' : 'terminate', operationId: tc.operationId, taskId: task.taskId },
+      accountId: toNumber(t.order.account_id),
+      objectType: 'subscription',
+      objectId: toNumber(t.step.subscription_id),
+      runAt: new Date(ctx.deps.clock.now().getTime() + LATE_FIRST_DELAY_MS),
+      maxAttempts: LATE_MAX_ATTEMPTS,
+      dedupeKey: `late:${tc.operationId}`,
+    });
+  });
+  return done({ late: true, note });
+}
+
+/** A late-completion task of a saga row: polls the original operation and settles the row when it is known. */
+export async function lateSagaCompletion(ctx: Ctx, task: Task, tc: TaskContext): Promise<TaskOutcome> {
+  const sagaAction = task.payload.sagaAction === 'compensate' ? 'compensate' : 'provision';
+  const t = await loadTarget(ctx, task, sagaAction);
+  if (!t) return done({ skipped: true });
+  const operationId = String(task.payload.operationId);
+  const outcome = await callGate(ctx, { ...t, step: { ...t.step, status: 'running' } }, operationId, (gate, req) => (sagaAction === 'provision' ? gate.provision(req) : gate.terminate(req)));
+  const last = exhausted(task, tc);
+  if (outcome.status === 'success') return sagaAction === 'provision' ? provisioned(ctx, t, outcome.result) : compensated(ctx, t, null);
+  if ((outcome.status === 'pending' || outcome.retryable) && !last) {
+    return { status: 'retry', error: outcome.status === 'pending' ? `Pending: ${outcome.message ?? 'the gate will finish later.'}` : `Retrying: ${outcome.message}`, retryable: true };
+  }
+  const why = outcome.status === 'pending' ? `was still pending after its task's attempts and ${task.maxAttempts} late checks (${outcome.message ?? 'pending'})` : `failed: ${outcome.message}`;
+  return sagaAction === 'provision' ? provisionFailed(ctx, t, `service gate '${t.gateName}' ${why}`) : compensated(ctx, t, why);
 }
 
 /** saga.finish {orderId, reason?}: the order's payment is voided (or refunded), then the order fails with the reason. */
