@@ -8,7 +8,7 @@ import { oneOf, optionalText, paging, positiveId, requiredText } from '../domain
 import { formatAmount } from '../domain/money';
 import { isUniqueViolation } from '../idempotency';
 import { safeErrorMessage } from '../logger';
-import type { CardDetails, Outcome, PaymentGateway, PaymentResult } from '../plugins/sdk';
+import type { CardDetails, Outcome, PaymentGateway, PaymentResult, StoredPayTool } from '../plugins/sdk';
 import { checkCard, last4Of, scrubCardNumbers } from './card';
 import { insertPayTool, payToolsOf, tokenize, type PayTool, type PayToolRow } from './pay-tools';
 import {
@@ -25,6 +25,13 @@ import {
 import { eventNameOf, isOpen, OPEN_STATUSES, PLUGIN_ERROR_CODE, settlementOf, settlementOfState, type PaymentKind, type PaymentStatus, type Settlement } from './payment-states';
 
 export type { Payment } from './payment-records';
+
+/** A card the gateway keeps, not yet stored for an account (tokenizeCard, then savePayTool). No card number. */
+export interface TokenizedCard {
+  gatewayInstanceId: number;
+  tool: StoredPayTool;
+  card: { expMonth: number; expYear: number };
+}
 export type { PayTool } from './pay-tools';
 
 /** Finds the gateway of a payment plugin instance; the caller (plugin loader) owns how. */
@@ -280,6 +287,31 @@ export class PaymentsService {
     const gateway = await this.gatewayFor(instanceId);
     const tool = await tokenize(gateway, checked, account.id);
     return insertPayTool(this.deps, actor, { accountId: account.id, gatewayInstanceId: instanceId, tool, card: checked, makeDefault: opts.makeDefault === true });
+  }
+
+  /**
+   * The first half of storePayTool, for a caller that must call the gateway before the account exists (XML-RPC
+   * PlaceOrderAndAuthorize_API creating the customer in one transaction): the gateway keeps the card and answers a
+   * token; nothing is stored until savePayTool. customerReference defaults to "account-new".
+   */
+  async tokenizeCard(gatewayInstanceId: number, card: CardDetails, customerReference?: number): Promise<TokenizedCard> {
+    const instanceId = positiveId(gatewayInstanceId, 'gatewayInstanceId');
+    const checked = checkCard(card, this.deps.clock.now(), 'card');
+    const gateway = await this.gatewayFor(instanceId);
+    const tool = await tokenize(gateway, checked, customerReference ?? 'new');
+    return { gatewayInstanceId: instanceId, tool, card: { expMonth: checked.expMonth, expYear: checked.expYear } };
+  }
+
+  /** The second half: stores a token from tokenizeCard for an account (in the caller's transaction when deps.db is one). */
+  async savePayTool(actor: Actor, accountId: number, tokenized: TokenizedCard, opts: { makeDefault?: boolean } = {}): Promise<PayTool> {
+    const account = await scopedAccount(this.deps.db, actor, positiveId(accountId, 'accountId'));
+    return insertPayTool(this.deps, actor, {
+      accountId: account.id,
+      gatewayInstanceId: tokenized.gatewayInstanceId,
+      tool: tokenized.tool,
+      card: tokenized.card,
+      makeDefault: opts.makeDefault === true,
+    });
   }
 
   async listPayTools(actor: Actor, accountId: number): Promise<PayTool[]> {
