@@ -13,6 +13,7 @@ import { OrdersService } from './orders/orders-service';
 import { WorkflowsService } from './orders/workflows-service';
 import { PromoCodesService } from './orders/promo-codes-service';
 import { SubscriptionsService } from './subscriptions/subscriptions-service';
+import { SubscriptionOrdersService } from './orders/subscription-orders';
 import { BUNDLED_PLUGINS_DIR, loadPlugins, type PluginRegistry } from './plugins/loader';
 
 /** Every service of the application, built once from its dependencies. Transports receive this. */
@@ -32,6 +33,8 @@ export interface Services {
   promoCodes: PromoCodesService;
   orders: OrdersService;
   subscriptions: SubscriptionsService;
+  /** Renewal and cancellation orders on existing subscriptions. */
+  subscriptionOrders: SubscriptionOrdersService;
 }
 
 /** Builds every service; pass the registry when one is already loaded (it is loaded once per process). */
@@ -61,5 +64,6 @@ export function createServices(deps: Deps, plugins: PluginRegistry = loadPlugins
     promoCodes,
     orders: new OrdersService(deps, { catalog, tasks, workflows, promoCodes }),
     subscriptions: new SubscriptionsService(deps),
+    subscriptionOrders: new SubscriptionOrdersService(deps, { catalog, tasks, workflows }),
   };
 }

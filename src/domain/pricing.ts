@@ -32,7 +32,8 @@ export interface Promo {
   appliesTo: 'setup' | 'first_period' | 'both';
 }
 
-export type LineKind = 'setup' | 'recurring' | 'resource_setup' | 'resource_recurring' | 'discount';
+/** renewal: a period's renewal fee; refund and credit: negative lines of a cancellation (money back, or a credit). */
+export type LineKind = 'setup' | 'recurring' | 'resource_setup' | 'resource_recurring' | 'discount' | 'renewal' | 'refund' | 'credit';
 
 export interface PriceLine {
   kind: LineKind;
@@ -110,4 +111,30 @@ export function priceItem(input: {
     if (discount > 0n) lines.push({ kind: 'discount', description: `Promo code ${p.code}`, quantity: 1, unitPrice: -discount, amount: -discount });
   }
   return { lines, subtotal, discount, total: subtotal - discount };
+}
+
+/**
+ * Prices the renewal of a subscription for one period from the catalog: the period's renewal fee, and the
+ * recurring fee of every resource the subscription has above what the plan includes (additional quantity, up
+ * to 4 decimals). Each line is rounded half-up; the total is the sum of the lines.
+ */
+export function priceRenewal(input: {
+  planName: string;
+  period: { renewalFee: bigint; duration: number; unit: string };
+  rates: readonly Pick<PricedRate, 'resourceId' | 'name' | 'unit' | 'recurringFee'>[];
+  additional: readonly { resourceId: number; quantity: number }[];
+}): ItemPrice {
+  const p = input.period;
+  const lines: PriceLine[] = [
+    { kind: 'renewal', description: `${input.planName}: renewal for ${p.duration} ${p.unit}${p.duration === 1 ? '' : 's'}`, quantity: 1, unitPrice: p.renewalFee, amount: p.renewalFee },
+  ];
+  const byId = new Map(input.rates.map((r) => [r.resourceId, r]));
+  for (const a of input.additional) {
+    const rate = byId.get(a.resourceId);
+    if (!rate || rate.recurringFee <= 0n || !(a.quantity > 0)) continue;
+    const extra = scaled(a.quantity, 'additional');
+    lines.push({ kind: 'resource_recurring', description: `${rate.name}: ${a.quantity} ${rate.unit} above the plan, renewal`, resourceId: rate.resourceId, quantity: a.quantity, unitPrice: rate.recurringFee, amount: mulDivHalfUp(rate.recurringFee, extra, SCALE) });
+  }
+  const subtotal = lines.reduce((sum, l) => sum + l.amount, 0n);
+  return { lines, subtotal, discount: 0n, total: subtotal };
 }

@@ -14,6 +14,8 @@ export const GATE_TASK_ACTIONS: Readonly<Record<string, string>> = Object.freeze
   'subscription.resume': 'resume',
   'subscription.terminate': 'terminate',
   'saga.late_completion': 'provision',
+  'order.cancellation': 'terminate',
+  'subscription.scheduled_cancel': 'terminate',
   'subscription.late_completion': 'provision',
 });
 

@@ -8,6 +8,7 @@ import type { Outcome, ProvisioningGate, ServiceRequest } from '../plugins/sdk';
 import { ORDERS_QUEUE } from './transitions';
 import { actionOf, loadOrder, loadWorkflowDefinition, lockOrder, transitionIfAt, writeTx, type Ctx, type OrderItemRow, type OrderRow } from './step-handlers';
 import { describeForGate } from '../subscriptions/gate-request';
+import { startLifecycle } from './lifecycle-steps';
 
 /**
  * The provisioning saga of an order. Its state lives in saga_steps: one `provision` row per item (in position
@@ -57,7 +58,7 @@ async function enqueueStep(ctx: Ctx, tx: Tx, order: OrderRow, step: Pick<SagaSte
   await tx('saga_steps').where({ id: step.id }).update({ task_id: taskId, updated_at: ctx.deps.clock.now().getTime() });
 }
 
-async function enqueueFinish(ctx: Ctx, tx: Tx, order: OrderRow, reason?: string): Promise<void> {
+export async function enqueueFinish(ctx: Ctx, tx: Tx, order: OrderRow, reason?: string): Promise<void> {
   await ctx.svc.tasks.enqueue(tx, {
     kind: SAGA_FINISH,
     queue: ORDERS_QUEUE,
@@ -81,15 +82,9 @@ async function stepsOf(tx: Tx, orderId: number, action: 'provision' | 'compensat
 export async function startSaga(ctx: Ctx, tx: Tx, order: OrderRow): Promise<void> {
   const orderId = toNumber(order.id);
   if ((await stepsOf(tx, orderId, 'provision')).length > 0) return;
-  // Only a sales order brings new services. A renewal changes none; the others act on existing subscriptions,
-  // which order items cannot name yet: they fail here rather than provision new services by mistake.
-  if (order.type === 'renewal') {
-    await transitionIfAt(ctx, tx, orderId, order.step, 'success', 'A renewal provisions nothing.');
-    return;
-  }
+  // Only a sales order brings new services; the other types act on an existing subscription (lifecycle-steps.ts).
   if (order.type !== 'sales') {
-    // Through saga.finish, so that the charge is voided like after any failed provisioning.
-    await enqueueFinish(ctx, tx, order, `Provisioning ${order.type} orders is not supported yet; no service was changed.`);
+    await startLifecycle(ctx, tx, order);
     return;
   }
   const items = (await tx('order_items').where({ order_id: orderId }).orderBy('position')) as OrderItemRow[];

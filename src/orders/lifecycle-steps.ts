@@ -1,0 +1,284 @@
+import { recordChange } from '../audit/record-change';
+import { toBigInt, toNumber, type Tx } from '../db/knex';
+import { isAppError } from '../domain/errors';
+import type { Task } from '../jobs/task-queue';
+import type { TaskContext, TaskOutcome } from '../jobs/worker';
+import { safeErrorMessage } from '../logger';
+import { isOutcome } from '../plugins/instances-service';
+import type { Outcome, ProvisioningGate } from '../plugins/sdk';
+import { describeForGate } from '../subscriptions/gate-request';
+import { extendSubscriptionByPeriod } from '../subscriptions/renewal';
+import { SERVICE_STATUS, SUBSCRIPTION_STATUS } from '../subscriptions/subscriptions-service';
+import { issueOrderCredit } from './credit-hook';
+import { enqueueFinish } from './saga';
+import { actionOf, loadOrder, loadWorkflowDefinition, lockOrder, transitionIfAt, writeTx, type Ctx, type OrderRow } from './step-handlers';
+import { amountText, type SubscriptionRow } from './subscription-orders';
+import { ORDERS_QUEUE } from './transitions';
+
+/**
+ * The provision step of orders on existing subscriptions (subscription-orders.ts): one task per order (order.renewal,
+ * order.cancellation) applies it. A renewal extends the subscription by a period (and resumes an expired, stopped service); an
+ * immediate cancellation terminates the service through its gate (the task's operation id; polled when pending),
+ * then refunds or credits; an end-of-term cancellation schedules `subscription.scheduled_cancel` at the
+ * expiration date. Each database change commits together with the order's transition, so a repeated task finds
+ * the order moved on and does nothing twice; the gate's terminate is skipped once the service is removed.
+ */
+
+/** The task kind per order type: order.renewal, order.cancellation (one handler, runLifecycle). */
+export const LIFECYCLE_KINDS = { renewal: 'order.renewal', cancellation: 'order.cancellation' } as const;
+export const SCHEDULED_CANCEL = 'subscription.scheduled_cancel';
+
+interface ItemRow {
+  id: number;
+  target_subscription_id: number | null;
+  period_id: number;
+  cancel_type: string | null;
+  effective: string | null;
+  details: string | null;
+}
+
+const done = (result?: unknown): TaskOutcome => ({ status: 'done', result });
+const clip = (s: string, n = 1000) => (s.length <= n ? s : `${s.slice(0, n - 1)}…`);
+
+/** From startSaga, for every order type but sales: the lifecycle task, or a failure for what is not built. */
+export async function startLifecycle(ctx: Ctx, tx: Tx, order: OrderRow): Promise<void> {
+  const orderId = toNumber(order.id);
+  const item = (await tx('order_items').where({ order_id: orderId }).orderBy('position').first()) as ItemRow | undefined;
+  if (order.type === 'change' || order.type === 'resource') {
+    await enqueueFinish(ctx, tx, order, `Provisioning ${order.type} orders is not supported yet; no service was changed.`);
+    return;
+  }
+  if (!item || item.target_subscription_id === null || item.target_subscription_id === undefined) {
+    await enqueueFinish(ctx, tx, order, `This ${order.type} order names no subscription to act on; nothing was changed.`);
+    return;
+  }
+  await ctx.svc.tasks.enqueue(tx, {
+    kind: LIFECYCLE_KINDS[order.type as keyof typeof LIFECYCLE_KINDS],
+    queue: ORDERS_QUEUE,
+    payload: { orderId, subscriptionId: toNumber(item.target_subscription_id) },
+    accountId: toNumber(order.account_id),
+    objectType: 'order',
+    objectId: orderId,
+    maxAttempts: ctx.opts.sagaMaxAttempts,
+    dedupeKey: `lifecycle:${orderId}`,
+  });
+}
+
+async function itemOf(conn: Tx | Ctx['deps']['db'], orderId: number): Promise<ItemRow | undefined> {
+  return (await conn('order_items').where({ order_id: orderId }).orderBy('position').first()) as ItemRow | undefined;
+}
+
+async function subOf(conn: Tx | Ctx['deps']['db'], id: number): Promise<SubscriptionRow | undefined> {
+  return (await conn('subscriptions').where({ id }).first()) as SubscriptionRow | undefined;
+}
+
+/** order.renewal / order.cancellation {orderId, subscriptionId}. */
+export async function runLifecycle(ctx: Ctx, task: Task, tc: TaskContext): Promise<TaskOutcome> {
+  const { db } = ctx.deps;
+  const orderId = toNumber(task.payload.orderId);
+  const order = await loadOrder(db, orderId);
+  if (!order) return done({ skipped: true });
+  const def = await loadWorkflowDefinition(db, toNumber(order.workflow_id));
+  if (actionOf(def, order.step) !== 'provision') return done({ skipped: true });
+  const item = await itemOf(db, orderId);
+  const subId = toNumber(item?.target_subscription_id ?? 0);
+  const sub = subId ? await subOf(db, subId) : undefined;
+  if (!item || !sub) {
+    await writeTx(ctx.deps, (tx) => transitionIfAt(ctx, tx, orderId, order.step, 'failure', `Subscription ${subId} of this order no longer exists; nothing was changed.`));
+    return done({ failed: true });
+  }
+  if (order.type === 'renewal') return applyRenewal(ctx, order, item, sub);
+  if (order.type === 'cancellation') {
+    if (item.effective === 'end_of_term') return scheduleCancellation(ctx, order, sub);
+    return applyCancellation(ctx, task, tc, order, item, sub);
+  }
+  await writeTx(ctx.deps, (tx) => transitionIfAt(ctx, tx, orderId, order.step, 'failure', `Provisioning ${order.type} orders is not supported yet; no service was changed.`));
+  return done({ failed: true });
+}
+
+async function applyRenewal(ctx: Ctx, order: OrderRow, item: ItemRow, sub: SubscriptionRow): Promise<TaskOutcome> {
+  let result: unknown;
+  await writeTx(ctx.deps, async (tx) => {
+    const locked = await lockOrder(tx, toNumber(order.id));
+    if (!locked || locked.step !== order.step) return;
+    const actor = await ctx.actor(tx);
+    const now = ctx.deps.clock.now();
+    const before = (await subOf(tx, toNumber(sub.id)))!;
+    const ext = await extendSubscriptionByPeriod(tx, actor, toNumber(sub.id), now, { periodId: toNumber(item.period_id), orderId: toNumber(order.id) });
+    let resumed = '';
+    // An expired subscription whose service was stopped runs again: the resume goes through its gate as a
+    // subscription action (its task sets the subscription active and running once the gate has resumed it).
+    if (toNumber(before.status) === SUBSCRIPTION_STATUS.expired && toNumber(before.service_status) === SERVICE_STATUS.stopped) {
+      await tx('subscriptions').where({ id: sub.id }).update({ status: SUBSCRIPTION_STATUS.expired, service_status: SERVICE_STATUS.starting, updated_at: now.getTime() });
+      const taskId = await ctx.svc.tasks.enqueue(tx, {
+        kind: 'subscription.resume',
+        queue: ORDERS_QUEUE,
+        payload: { subscriptionId: toNumber(sub.id), action: 'resume', previousServiceStatus: SERVICE_STATUS.stopped, reason: `Renewed by order ${order.order_number}` },
+        accountId: toNumber(sub.account_id),
+        objectType: 'subscription',
+        objectId: toNumber(sub.id),
+      });
+      resumed = ` The expired service is being resumed (task ${taskId}).`;
+    }
+    await tx('order_items').where({ id: item.id }).update({ details: JSON.stringify({ ...parse(item.details), from: ext.from.toISOString(), to: ext.to.toISOString() }) });
+    result = { expirationDate: ext.to.toISOString() };
+    await transitionIfAt(ctx, tx, toNumber(order.id), order.step, 'success', `Subscription ${sub.id} renewed until ${ext.to.toISOString()}.${resumed}`);
+  });
+  return done(result ?? { stale: true });
+}
+
+async function scheduleCancellation(ctx: Ctx, order: OrderRow, sub: SubscriptionRow): Promise<TaskOutcome> {
+  const at = new Date(toNumber(sub.expiration_date));
+  await writeTx(ctx.deps, async (tx) => {
+    const locked = await lockOrder(tx, toNumber(order.id));
+    if (!locked || locked.step !== order.step) return;
+    const taskId = await ctx.svc.tasks.enqueue(tx, {
+      kind: SCHEDULED_CANCEL,
+      queue: ORDERS_QUEUE,
+      payload: { orderId: toNumber(order.id), subscriptionId: toNumber(sub.id), action: 'terminate' },
+      accountId: toNumber(sub.account_id),
+      objectType: 'subscription',
+      objectId: toNumber(sub.id),
+      runAt: at,
+      maxAttempts: ctx.opts.sagaMaxAttempts,
+      dedupeKey: `cancel-at-term:${toNumber(order.id)}`,
+    });
+    const now = ctx.deps.clock.now();
+    await recordChange(tx, await ctx.actor(tx), now, {
+      operation: 'ScheduleCancellation',
+      objectType: 'subscription',
+      objectId: toNumber(sub.id),
+      details: { orderId: toNumber(order.id), at: at.toISOString(), taskId },
+      event: { name: 'subscription.cancellation_scheduled', accountId: toNumber(sub.account_id), payload: { subscriptionId: toNumber(sub.id), orderId: toNumber(order.id), at: at.toISOString() } },
+    });
+    await transitionIfAt(ctx, tx, toNumber(order.id), order.step, 'success', `Subscription ${sub.id} will be canceled at the end of its term, ${at.toISOString()} (task ${taskId}).`);
+  });
+  return done({ scheduledFor: at.toISOString() });
+}
+
+/** Terminates the service through its gate under `operationId` (polled first on a repeat); removed already: success. */
+async function terminateThroughGate(ctx: Ctx, sub: SubscriptionRow, operationId: string, poll: boolean): Promise<Outcome<unknown>> {
+  if (toNumber(sub.service_status) === SERVICE_STATUS.removed) return { status: 'success', result: {} };
+  const described = await describeForGate(ctx.deps.db, toNumber(sub.id));
+  if (!described) return { status: 'failure', retryable: false, message: `Subscription ${sub.id} has no plan or template to describe it to its gate.` };
+  let gate: ProvisioningGate;
+  try {
+    gate = (await ctx.svc.pluginInstances.resolveGate(toNumber(sub.vendor_id), sub.service_gate)).gate;
+  } catch (e) {
+    const missing = isAppError(e) && e.code === 'NOT_FOUND';
+    return { status: 'failure', retryable: !missing, message: isAppError(e) ? e.message : safeErrorMessage(e), code: missing ? 'GATE_NOT_FOUND' : 'GATE_UNAVAILABLE' };
+  }
+  const guarded = async (f: () => Promise<Outcome<unknown>>): Promise<Outcome<unknown>> => {
+    try {
+      const o = await f();
+      return isOutcome(o) ? o : { status: 'failure', retryable: false, message: `Service gate '${sub.service_gate}' answered with something that is not an outcome.`, code: 'PLUGIN_ERROR' };
+    } catch (e) {
+      return { status: 'failure', retryable: true, message: `Service gate '${sub.service_gate}' failed: ${safeErrorMessage(e)}`, code: 'PLUGIN_ERROR' };
+    }
+  };
+  if (poll) {
+    const polled = await guarded(() => gate.status(operationId));
+    if (!(polled.status === 'failure' && polled.code === 'NOT_FOUND')) return polled;
+  }
+  return guarded(() => gate.terminate({ ...described.request, operationId }));
+}
+
+/** The service is gone for a cancellation: status canceled (70), service removed (90), in the caller's transaction. */
+async function markCanceled(ctx: Ctx, tx: Tx, sub: SubscriptionRow, orderId: number | null, reason: string): Promise<boolean> {
+  const row = (await subOf(tx, toNumber(sub.id)))!;
+  if (toNumber(row.status) === SUBSCRIPTION_STATUS.canceled) return false;
+  const now = ctx.deps.clock.now();
+  await tx('subscriptions').where({ id: sub.id }).update({ status: SUBSCRIPTION_STATUS.canceled, service_status: SERVICE_STATUS.removed, next_bill_date: null, updated_at: now.getTime() });
+  await recordChange(tx, await ctx.actor(tx), now, {
+    operation: 'CancelSubscription',
+    objectType: 'subscription',
+    objectId: toNumber(sub.id),
+    details: { orderId, reason },
+    event: { name: 'subscription.canceled', accountId: toNumber(sub.account_id), payload: { subscriptionId: toNumber(sub.id), accountId: toNumber(sub.account_id), orderId, status: SUBSCRIPTION_STATUS.canceled, serviceStatus: SERVICE_STATUS.removed } },
+  });
+  return true;
+}
+
+async function applyCancellation(ctx: Ctx, task: Task, tc: TaskContext, order: OrderRow, item: ItemRow, sub: SubscriptionRow): Promise<TaskOutcome> {
+  const orderId = toNumber(order.id);
+  const outcome = await terminateThroughGate(ctx, sub, tc.operationId, tc.attempt > 1);
+  const last = tc.attempt >= task.maxAttempts;
+  if (outcome.status !== 'success') {
+    if ((outcome.status === 'pending' || outcome.retryable) && !last) {
+      return { status: 'retry', error: outcome.status === 'pending' ? `Pending: ${outcome.message ?? 'the gate is terminating the service.'}` : `Retrying: ${outcome.message}`, retryable: true };
+    }
+    const why = outcome.status === 'pending' ? `did not finish terminating it within ${task.maxAttempts} attempts` : `failed: ${outcome.message}`;
+    await writeTx(ctx.deps, (tx) => transitionIfAt(ctx, tx, orderId, order.step, 'failure', clip(`Subscription ${sub.id} could not be canceled: service gate '${sub.service_gate}' ${why}. The subscription is unchanged.`)));
+    return done({ failed: why });
+  }
+  const details = parse(item.details);
+  await writeTx(ctx.deps, async (tx) => {
+    const locked = await lockOrder(tx, orderId);
+    if (!locked || locked.step !== order.step) return;
+    await markCanceled(ctx, tx, sub, orderId, String(details.reason ?? ''));
+  });
+  // What the customer gets back, after the service is gone.
+  const amount = toBigInt(String(details.amount ?? '0'));
+  let note = 'Nothing is given back.';
+  if (amount > 0n && item.cancel_type === 'refund') {
+    const paymentId = toNumber(details.paymentId ?? 0);
+    const payments = ctx.svc.payments;
+    if (!payments || !paymentId) {
+      note = `A refund of ${amountText(amount, order.currency)} is due but no payment service or payment is there to refund it: refund it by hand.`;
+    } else {
+      try {
+        const r = await payments.refund(await ctx.actor(), paymentId, { amount, idempotencyKey: `order-${orderId}-refund`, reason: `Cancellation ${order.order_number}` });
+        if (r.status === 'pending' || r.status === 'unknown') return { status: 'retry', error: `The refund of payment ${paymentId} is ${r.status}.`, retryable: true };
+        note = r.status === 'success' ? `Refunded ${amountText(amount, order.currency)} of payment ${paymentId} (refund ${r.paymentId}).` : `The refund of payment ${paymentId} was ${r.status}${r.message ? `: ${r.message}` : ''}; refund it by hand.`;
+        details.refundPaymentId = r.paymentId;
+      } catch (e) {
+        if (!isAppError(e) || e.code !== 'NOT_ALLOWED') throw e;
+        note = `Payment ${paymentId} could not be refunded (${e.message}); refund it by hand.`;
+      }
+    }
+  } else if (amount > 0n && item.cancel_type === 'credit') {
+    note = `A credit of ${amountText(amount, order.currency)} is due to the account.`;
+  }
+  await writeTx(ctx.deps, async (tx) => {
+    const locked = await lockOrder(tx, orderId);
+    if (!locked || locked.step !== order.step) return;
+    if (amount > 0n && item.cancel_type === 'credit') {
+      await issueOrderCredit(tx, await ctx.actor(tx), ctx.deps.clock.now(), {
+        orderId,
+        orderNumber: order.order_number,
+        accountId: toNumber(order.account_id),
+        vendorAccountId: toNumber(order.vendor_id),
+        subscriptionId: toNumber(sub.id),
+        amount,
+        currency: order.currency,
+        reason: `Cancellation of subscription ${sub.id}`,
+      });
+    }
+    await tx('order_items').where({ id: item.id }).update({ details: JSON.stringify({ ...details, result: note }) });
+    await transitionIfAt(ctx, tx, orderId, order.step, 'success', clip(`Subscription ${sub.id} canceled. ${note}`));
+  });
+  return done({ canceled: true, note });
+}
+
+/** subscription.scheduled_cancel {orderId, subscriptionId}: the end-of-term cancellation, at the expiration date. */
+export async function runScheduledCancel(ctx: Ctx, task: Task, tc: TaskContext): Promise<TaskOutcome> {
+  const sub = await subOf(ctx.deps.db, toNumber(task.payload.subscriptionId));
+  if (!sub || [SUBSCRIPTION_STATUS.canceled, SUBSCRIPTION_STATUS.terminated].includes(toNumber(sub.status) as 60 | 70)) return done({ skipped: true });
+  const outcome = await terminateThroughGate(ctx, sub, tc.operationId, tc.attempt > 1);
+  if (outcome.status === 'success') {
+    await writeTx(ctx.deps, (tx) => markCanceled(ctx, tx, sub, toNumber(task.payload.orderId), 'Canceled at the end of its term.'));
+    return done({ canceled: true });
+  }
+  if ((outcome.status === 'pending' || outcome.retryable) && tc.attempt < task.maxAttempts) {
+    return { status: 'retry', error: outcome.status === 'pending' ? `Pending: ${outcome.message ?? 'terminating'}` : `Retrying: ${outcome.message}`, retryable: true };
+  }
+  return { status: 'retry', error: `Service gate '${sub.service_gate}' could not terminate subscription ${sub.id} at the end of its term: ${outcome.status === 'pending' ? 'still pending' : outcome.message}. Retry the task once the gate is fixed.`, retryable: false };
+}
+
+function parse(text: string | null): Record<string, unknown> {
+  try {
+    return text ? (JSON.parse(text) as Record<string, unknown>) : {};
+  } catch {
+    return {};
+  }
+}

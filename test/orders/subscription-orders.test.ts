@@ -1,0 +1,180 @@
+import fs from 'node:fs';
+import { expect } from 'chai';
+import { toBigInt, toNumber } from '../../src/db/knex';
+import { Worker } from '../../src/jobs/worker';
+import { orderHandlers, subscriptionHooks } from '../../src/orders/engine';
+import { subscriptionActionHandlers } from '../../src/subscriptions/service-actions';
+import { OrdersService } from '../../src/orders/orders-service';
+import { PromoCodesService } from '../../src/orders/promo-codes-service';
+import { SubscriptionOrdersService } from '../../src/orders/subscription-orders';
+import { WorkflowsService } from '../../src/orders/workflows-service';
+import { SubscriptionsService } from '../../src/subscriptions/subscriptions-service';
+import { failure } from '../helpers/assertions';
+import { makeWorld, type World } from '../helpers/world';
+import { drive, journal, makeCatalog, makeEngine, orderRow, type Catalog, type Engine } from './fixtures';
+
+const DAY = 86_400_000;
+
+describe('renewal and cancellation orders on existing subscriptions (sandbox gate and card gateway)', () => {
+  let world: World;
+  let engine: Engine;
+  let cat: Catalog;
+  let orders: OrdersService;
+  let lifecycle: SubscriptionOrdersService;
+
+  /** An active subscription of the Web plan (10.00 USD a month), bought and provisioned through a sales order. */
+  async function activeSubscription(domain: string): Promise<{ subscriptionId: number; orderId: number }> {
+    const placed = await orders.place(world.provider, { accountId: cat.customer.accountId, payToolId: cat.payToolId, items: [{ planId: cat.plans[0]!.planId, periodId: cat.plans[0]!.periodId, parameters: { domain } }] });
+    await drive(world.deps, world.clock, engine.worker);
+    expect((await orderRow(world.deps.db, placed.orderId)).status).to.equal('CP');
+    const sub = (await world.deps.db('subscriptions').where({ order_id: placed.orderId }).first('id')) as { id: number };
+    return { subscriptionId: toNumber(sub.id), orderId: placed.orderId };
+  }
+  const subRow = async (id: number) => {
+    const r = (await world.deps.db('subscriptions').where({ id }).first()) as Record<string, unknown>;
+    return { status: toNumber(r.status), serviceStatus: toNumber(r.service_status), expiration: toNumber(r.expiration_date), periodId: toNumber(r.period_id) };
+  };
+  const paymentsOf = async (orderId: number) => (await world.deps.db('payments').where({ order_id: orderId }).orderBy('id').select('kind', 'status', 'amount')).map((p: Record<string, unknown>) => [p.kind, p.status, toBigInt(p.amount)]);
+
+  beforeEach(async () => {
+    world = await makeWorld({ start: '2026-03-01T10:00:00Z' });
+    const subscriptions = new SubscriptionsService(world.deps);
+    engine = makeEngine(world.deps, world.services, { subscriptions: subscriptionHooks(world.deps, subscriptions, world.services.catalog) });
+    // As on the server, one worker also runs the subscription actions (a renewal resumes an expired service).
+    const handlers = {
+      ...orderHandlers(world.deps, { tasks: world.services.tasks, pluginInstances: world.services.pluginInstances, payments: engine.payments, fraud: engine.fraud, subscriptions: subscriptionHooks(world.deps, subscriptions, world.services.catalog) }),
+      ...subscriptionActionHandlers(world.deps, { pluginInstances: world.services.pluginInstances, subscriptions }),
+    };
+    engine.worker = new Worker(world.deps, world.services.tasks, handlers, { owner: 'lifecycle-test', concurrency: 1, leaseMs: 60_000, pollMs: 20 });
+    cat = await makeCatalog(world.deps, world.services, world.provider, engine);
+    const workflows = new WorkflowsService(world.deps);
+    orders = new OrdersService(world.deps, { catalog: world.services.catalog, tasks: world.services.tasks, workflows, promoCodes: new PromoCodesService(world.deps) });
+    lifecycle = new SubscriptionOrdersService(world.deps, { catalog: world.services.catalog, tasks: world.services.tasks, workflows });
+    // The Web plan: renewal 12.00 (recurring 10.00), refundable for 14 days less 2.00.
+    await world.deps.db('plan_periods').where({ id: cat.plans[0]!.periodId }).update({ renewal_fee: 1200, refund_period_days: 14, non_refundable_amount: 200 });
+  });
+  afterEach(async () => {
+    await world?.close();
+    if (cat) fs.rmSync(cat.dir, { recursive: true, force: true });
+  });
+
+  it('renews: a RN order priced from the renewal fee is charged, and the expiration moves one month on, with no gate call', async () => {
+    const { subscriptionId } = await activeSubscription('renew.example');
+    const before = await subRow(subscriptionId);
+    expect(new Date(before.expiration).toISOString()).to.equal('2026-04-01T10:00:00.000Z');
+    const gateCalls = journal(cat).length;
+
+    world.clock.set(new Date('2026-03-25T08:00:00Z'));
+    const { orderId } = await lifecycle.renew(cat.customer, subscriptionId, { idempotencyKey: 'renew-1' });
+    const again = await lifecycle.renew(cat.customer, subscriptionId, { idempotencyKey: 'renew-1' });
+    expect(again.orderId).to.equal(orderId);
+    const order = await orders.get(world.provider, orderId);
+    expect(order).to.include({ type: 'renewal', total: 1200n, currency: 'USD' });
+    expect(order.orderNumber).to.match(/^RN\d{6}$/);
+    expect(order.lines.map((l) => [l.kind, l.amount])).to.deep.equal([['renewal', 1200n]]);
+    // A second renewal while this one is under way is refused.
+    await failure(lifecycle.renew(cat.customer, subscriptionId), 'NOT_ALLOWED', 'subscriptionId');
+
+    await drive(world.deps, world.clock, engine.worker);
+    expect((await orderRow(world.deps.db, orderId)).status).to.equal('CP');
+    expect(await paymentsOf(orderId)).to.deep.equal([['purchase', 'success', 1200n]]);
+    const after = await subRow(subscriptionId);
+    expect(new Date(after.expiration).toISOString()).to.equal('2026-05-01T10:00:00.000Z');
+    expect(after.status).to.equal(30);
+    expect(journal(cat)).to.have.length(gateCalls);
+    const renewed = await world.deps.db('events').where({ name: 'subscription.renewed', object_id: String(subscriptionId) });
+    expect(renewed).to.have.length(1);
+  });
+
+  it('renews an expired subscription whose service was stopped: extended, and resumed through the gate', async () => {
+    const { subscriptionId } = await activeSubscription('expired.example');
+    world.clock.set(new Date('2026-04-03T00:00:00Z'));
+    await world.deps.db('subscriptions').where({ id: subscriptionId }).update({ status: 50, service_status: 30 });
+    const { orderId } = await lifecycle.renew(world.provider, subscriptionId);
+    await drive(world.deps, world.clock, engine.worker);
+    expect((await orderRow(world.deps.db, orderId)).status).to.equal('CP');
+    const after = await subRow(subscriptionId);
+    expect({ status: after.status, serviceStatus: after.serviceStatus }).to.deep.equal({ status: 30, serviceStatus: 50 });
+    expect(new Date(after.expiration).toISOString()).to.equal('2026-05-01T10:00:00.000Z');
+    expect(journal(cat).map((e) => e.action)).to.deep.equal(['provision', 'resume']);
+  });
+
+  it('refuses to renew a canceled subscription, another account\'s, or with a period of another plan', async () => {
+    const { subscriptionId } = await activeSubscription('refuse.example');
+    await failure(lifecycle.renew(world.provider, subscriptionId, { periodId: cat.plans[1]!.periodId }), 'INVALID_ARGUMENT', 'periodId');
+    const stranger = { ...cat.customer, accountId: 999999, accountPath: '/999999/' };
+    await failure(lifecycle.renew(stranger, subscriptionId), 'NOT_FOUND');
+    await world.deps.db('subscriptions').where({ id: subscriptionId }).update({ status: 70 });
+    const e = await failure(lifecycle.renew(world.provider, subscriptionId), 'NOT_ALLOWED', 'subscriptionId');
+    expect(e.message).to.contain('canceled (70)');
+  });
+
+  it('cancels immediately with a refund inside the refund period: terminated through the gate, 10.00 - 2.00 refunded to the original payment', async () => {
+    const { subscriptionId, orderId: salesId } = await activeSubscription('refund.example');
+    world.clock.set(new Date(world.clock.now().getTime() + 3 * DAY));
+    const { orderId } = await lifecycle.cancel(cat.customer, subscriptionId, { cancelType: 'refund', when: 'immediate', reason: 'moving away' });
+    const order = await orders.get(world.provider, orderId);
+    expect(order).to.include({ type: 'cancellation', total: -800n, comment: 'moving away' });
+    expect(order.orderNumber).to.match(/^CL/);
+    expect(order.lines.map((l) => [l.kind, l.amount])).to.deep.equal([['refund', -800n]]);
+    await drive(world.deps, world.clock, engine.worker);
+    const row = await orderRow(world.deps.db, orderId);
+    expect(row.status).to.equal('CP');
+    expect(await subRow(subscriptionId)).to.include({ status: 70, serviceStatus: 90 });
+    expect(journal(cat).map((e) => e.action)).to.deep.equal(['provision', 'terminate']);
+    expect(await paymentsOf(salesId)).to.deep.equal([
+      ['purchase', 'success', 1000n],
+      ['refund', 'success', 800n],
+    ]);
+    const history = (await orders.get(world.provider, orderId)).history.map((h) => h.comment).join('\n');
+    expect(history).to.match(/Subscription \d+ canceled\. Refunded 8\.00 USD of payment \d+/);
+    expect(await world.deps.db('events').where({ name: 'subscription.canceled', object_id: String(subscriptionId) })).to.have.length(1);
+  });
+
+  it('gives nothing back after the refund period, and records a credit (order.credit_due, a credit line) for cancelType credit', async () => {
+    const late = await activeSubscription('late.example');
+    world.clock.set(new Date(world.clock.now().getTime() + 20 * DAY));
+    const none = await lifecycle.cancel(world.provider, late.subscriptionId, { cancelType: 'refund', when: 'immediate' });
+    expect((await orders.get(world.provider, none.orderId)).total).to.equal(0n);
+    await drive(world.deps, world.clock, engine.worker);
+    expect(await paymentsOf(late.orderId)).to.deep.equal([['purchase', 'success', 1000n]]);
+
+    const credited = await activeSubscription('credit.example');
+    const { orderId } = await lifecycle.cancel(world.provider, credited.subscriptionId, { cancelType: 'credit', when: 'immediate' });
+    const order = await orders.get(world.provider, orderId);
+    expect(order.lines.map((l) => [l.kind, l.amount])).to.deep.equal([['credit', -800n]]);
+    await drive(world.deps, world.clock, engine.worker);
+    expect((await orderRow(world.deps.db, orderId)).status).to.equal('CP');
+    const due = (await world.deps.db('events').where({ name: 'order.credit_due', object_id: String(orderId) })) as { payload: string }[];
+    expect(due).to.have.length(1);
+    expect(JSON.parse(due[0]!.payload)).to.include({ amount: '800', currency: 'USD', subscriptionId: credited.subscriptionId });
+    expect(await paymentsOf(credited.orderId)).to.deep.equal([['purchase', 'success', 1000n]]);
+  });
+
+  it('cancels at the end of the term: the order completes now, the service is terminated at the expiration date', async () => {
+    const { subscriptionId } = await activeSubscription('term.example');
+    const { orderId } = await lifecycle.cancel(world.provider, subscriptionId, { cancelType: 'refund', when: 'end_of_term' });
+    expect((await orders.get(world.provider, orderId)).total).to.equal(0n);
+    // Run what is due now only: the order completes and the cancellation waits for its date.
+    for (let i = 0; i < 20; i++) await engine.worker.runOnce();
+    expect((await orderRow(world.deps.db, orderId)).status).to.equal('CP');
+    expect(await subRow(subscriptionId)).to.include({ status: 30, serviceStatus: 50 });
+    const scheduled = (await world.deps.db('tasks').where({ kind: 'subscription.scheduled_cancel' }).first('run_at', 'status')) as { run_at: number; status: string };
+    expect(new Date(toNumber(scheduled.run_at)).toISOString()).to.equal('2026-04-01T10:00:00.000Z');
+    await drive(world.deps, world.clock, engine.worker);
+    expect(await subRow(subscriptionId)).to.include({ status: 70, serviceStatus: 90 });
+    expect(journal(cat).map((e) => e.action)).to.deep.equal(['provision', 'terminate']);
+  });
+
+  it('fails a cancellation whose gate refuses the terminate, leaving the subscription as it was', async () => {
+    const { subscriptionId } = await activeSubscription('stuck.example');
+    const row = (await world.deps.db('subscriptions').where({ id: subscriptionId }).first('parameters')) as { parameters: string };
+    await world.deps.db('subscriptions').where({ id: subscriptionId }).update({ parameters: JSON.stringify({ ...JSON.parse(row.parameters), sandbox_fail: 'terminate' }) });
+    const { orderId } = await lifecycle.cancel(world.provider, subscriptionId, { cancelType: 'none', when: 'immediate' });
+    await drive(world.deps, world.clock, engine.worker);
+    const order = await orderRow(world.deps.db, orderId);
+    expect(order.status).to.equal('PF');
+    expect(order.failure_reason).to.match(/could not be canceled: service gate 'sandbox' failed/);
+    expect(await subRow(subscriptionId)).to.include({ status: 30, serviceStatus: 50 });
+  });
+});
