@@ -25,6 +25,7 @@ import { XmlRpcEndpoint } from './api/xmlrpc/execute';
 import { accountMethods } from './api/xmlrpc/methods-accounts';
 import { catalogMethods } from './api/xmlrpc/methods-catalog';
 import { orderMethods } from './api/xmlrpc/methods-orders';
+import { lifecycleMethods } from './api/xmlrpc/methods-lifecycle';
 import { billingService, provisioningService } from './api/soap/billing-service';
 
 const WSDL_DIR = path.resolve(__dirname, '..', 'wsdl');
@@ -207,7 +208,7 @@ async function mountTransports(
   router: Router,
 ): Promise<{ legacyXmlRpc?: http.RequestListener; posts: Record<string, PostHandler>; close(): Promise<void> }> {
   const soapPosts = await mountSoap(services, router, [billingService(services, WSDL_DIR), provisioningService(services, WSDL_DIR)]);
-  const xmlrpc = new XmlRpcEndpoint(services, { ...accountMethods, ...catalogMethods, ...orderMethods });
+  const xmlrpc = new XmlRpcEndpoint(services, { ...accountMethods, ...catalogMethods, ...orderMethods, ...lifecycleMethods });
   router.all('/RPC2', async (ctx) => {
     ctx.respond = false;
     await xmlrpc.handle(ctx.req, ctx.res, ctx.state.requestId as string);

@@ -14,6 +14,7 @@ import { SubscriptionActionsService, type ServiceAction } from '../../subscripti
 import { unavailable } from '../api-errors';
 import type { SoapOperation, SoapServiceDefinition } from './soap-mount';
 import { compact, dateTime, decimal, int, list, quantity, text } from './wire';
+import { lifecycleOperations } from './ops-lifecycle';
 import { GATE_TASK_KINDS, gateTaskAction, gateTaskSubscriptionId } from '../../orders/gate-tasks';
 
 export const BILLING_NS = 'urn:hostwright:billing:v1';
@@ -163,7 +164,7 @@ export function orderWire(o: Order, full: boolean) {
               description: l.description,
               planId: item?.planId,
               periodId: item?.periodId,
-              subscriptionId: item?.subscriptionId ?? undefined,
+              subscriptionId: item?.subscriptionId ?? item?.targetSubscriptionId ?? undefined,
               resourceId: l.resourceId ?? undefined,
               quantity: quantity(l.quantity),
               unitPrice: decimal(l.unitPrice, o.currency),
@@ -356,6 +357,7 @@ export function billingService(services: Services, wsdlDir: string): SoapService
       return { subscriptions: { subscription: r.items.map((x) => subscriptionWire(x, true)) }, total: r.total };
     }),
     GetVersion: read(async () => ({ version: VERSION, apiVersion: 'v1' })),
+    ...lifecycleOperations(services),
   };
   return {
     service: 'BillingService',

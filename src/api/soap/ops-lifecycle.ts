@@ -1,0 +1,33 @@
+import type { Services } from '../../services';
+import type { SoapOperation } from './soap-mount';
+import { int, text } from './wire';
+
+const write = (run: SoapOperation['run']): SoapOperation => ({ mutating: true, run });
+
+/**
+ * BillingService operations on existing subscriptions: RenewSubscription and CancelSubscription place orders
+ * (src/orders/subscription-orders.ts) that run through the vendor's renewal / cancellation workflow. Spread into
+ * billingService's operations.
+ */
+export function lifecycleOperations(services: Services): Record<string, SoapOperation> {
+  const orders = services.subscriptionOrders;
+  return {
+    RenewSubscription: write(async (a, actor) => {
+      const { orderId } = await orders.renew(actor, int(a.subscriptionId, 'subscriptionId') as number, {
+        periodId: int(a.periodId, 'periodId'),
+        idempotencyKey: text(a.idempotencyKey),
+      });
+      return { orderId };
+    }),
+    CancelSubscription: write(async (a, actor) => {
+      const { orderId } = await orders.cancel(actor, int(a.subscriptionId, 'subscriptionId') as number, {
+        cancelType: text(a.cancelType) as string,
+        when: text(a.when) as string,
+        reason: text(a.reason),
+        idempotencyKey: text(a.idempotencyKey),
+      });
+      return { orderId };
+    }),
+  };
+}
+
