@@ -138,3 +138,28 @@ export function priceRenewal(input: {
   const subtotal = lines.reduce((sum, l) => sum + l.amount, 0n);
   return { lines, subtotal, discount: 0n, total: subtotal };
 }
+
+/**
+ * Prices an immediate plan or period change by the exact share of the current term still ahead
+ * (share = remaining ms / term ms, from period.ts remainingShare): a credit line for the old recurring fee's share
+ * and a charge for the new fee's share when the new period is as long as the old one (the term keeps its end);
+ * with a period of another length a new term starts now and the new period is charged in full. Each line is
+ * rounded half-up; the total (negative for a credit) is the sum of the lines.
+ */
+export function priceChange(input: {
+  oldPlanName: string;
+  newPlanName: string;
+  oldFee: bigint;
+  newFee: bigint;
+  share: { numerator: bigint; denominator: bigint };
+  sameLength: boolean;
+}): ItemPrice {
+  const { numerator, denominator } = input.share;
+  const credit = mulDivHalfUp(input.oldFee, numerator, denominator);
+  const charge = input.sameLength ? mulDivHalfUp(input.newFee, numerator, denominator) : input.newFee;
+  const lines: PriceLine[] = [];
+  if (credit > 0n) lines.push({ kind: 'credit', description: `${input.oldPlanName}: unused share of the current term`, quantity: 1, unitPrice: -credit, amount: -credit });
+  lines.push({ kind: 'recurring', description: `${input.newPlanName}: ${input.sameLength ? 'rest of the current term' : 'first period'}`, quantity: 1, unitPrice: charge, amount: charge });
+  const subtotal = lines.reduce((sum, l) => sum + l.amount, 0n);
+  return { lines, subtotal, discount: 0n, total: subtotal };
+}

@@ -6,7 +6,7 @@ import type { TaskHandler, TaskOutcome } from '../jobs/worker';
 import { compensateItem, finishFailedSaga, lateSagaCompletion, provisionItem, SAGA_COMPENSATE, SAGA_FINISH, SAGA_LATE_COMPLETION, SAGA_PROVISION, startSaga } from './saga';
 import { actionOf, loadOrder, loadWorkflowDefinition, lockOrder, makeCtx, runSimpleStep, writeTx, type Ctx, type EngineOptions, type EngineServices } from './step-handlers';
 import { ORDER_ADVANCE } from './transitions';
-import { LIFECYCLE_KINDS, runLifecycle, runScheduledCancel, SCHEDULED_CANCEL } from './lifecycle-steps';
+import { LIFECYCLE_KINDS, runLifecycle, runScheduledCancel, runScheduledChange, SCHEDULED_CANCEL, SCHEDULED_CHANGE } from './lifecycle-steps';
 
 export type { EngineOptions, EngineServices, SubscriptionHooks } from './step-handlers';
 export { sqlSubscriptions, subscriptionHooks, type SubscriptionsServiceLike } from './step-handlers';
@@ -32,7 +32,9 @@ export function orderHandlers(deps: Deps, services: EngineServices, options: Eng
     [SAGA_LATE_COMPLETION]: (task, tc) => conflictIsDone(() => lateSagaCompletion(ctx, task, tc)),
     [LIFECYCLE_KINDS.renewal]: (task, tc) => conflictIsDone(() => runLifecycle(ctx, task, tc)),
     [LIFECYCLE_KINDS.cancellation]: (task, tc) => conflictIsDone(() => runLifecycle(ctx, task, tc)),
+    [LIFECYCLE_KINDS.change]: (task, tc) => conflictIsDone(() => runLifecycle(ctx, task, tc)),
     [SCHEDULED_CANCEL]: (task, tc) => conflictIsDone(() => runScheduledCancel(ctx, task, tc)),
+    [SCHEDULED_CHANGE]: (task, tc) => conflictIsDone(() => runScheduledChange(ctx, task, tc)),
   };
 }
 

@@ -16,6 +16,8 @@ export const GATE_TASK_ACTIONS: Readonly<Record<string, string>> = Object.freeze
   'saga.late_completion': 'provision',
   'order.cancellation': 'terminate',
   'subscription.scheduled_cancel': 'terminate',
+  'order.change': 'change_limits',
+  'subscription.scheduled_change': 'change_limits',
   'subscription.late_completion': 'provision',
 });
 

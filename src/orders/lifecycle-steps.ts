@@ -8,6 +8,7 @@ import { isOutcome } from '../plugins/instances-service';
 import type { Outcome, ProvisioningGate } from '../plugins/sdk';
 import { describeForGate } from '../subscriptions/gate-request';
 import { extendSubscriptionByPeriod } from '../subscriptions/renewal';
+import { addPeriod, type PeriodUnit } from '../domain/period';
 import { SERVICE_STATUS, SUBSCRIPTION_STATUS } from '../subscriptions/subscriptions-service';
 import { issueOrderCredit } from './credit-hook';
 import { enqueueFinish } from './saga';
@@ -25,11 +26,13 @@ import { ORDERS_QUEUE } from './transitions';
  */
 
 /** The task kind per order type: order.renewal, order.cancellation (one handler, runLifecycle). */
-export const LIFECYCLE_KINDS = { renewal: 'order.renewal', cancellation: 'order.cancellation' } as const;
+export const LIFECYCLE_KINDS = { renewal: 'order.renewal', cancellation: 'order.cancellation', change: 'order.change' } as const;
 export const SCHEDULED_CANCEL = 'subscription.scheduled_cancel';
+export const SCHEDULED_CHANGE = 'subscription.scheduled_change';
 
 interface ItemRow {
   id: number;
+  plan_id: number;
   target_subscription_id: number | null;
   period_id: number;
   cancel_type: string | null;
@@ -44,7 +47,7 @@ const clip = (s: string, n = 1000) => (s.length <= n ? s : `${s.slice(0, n - 1)}
 export async function startLifecycle(ctx: Ctx, tx: Tx, order: OrderRow): Promise<void> {
   const orderId = toNumber(order.id);
   const item = (await tx('order_items').where({ order_id: orderId }).orderBy('position').first()) as ItemRow | undefined;
-  if (order.type === 'change' || order.type === 'resource') {
+  if (order.type === 'resource') {
     await enqueueFinish(ctx, tx, order, `Provisioning ${order.type} orders is not supported yet; no service was changed.`);
     return;
   }
@@ -91,6 +94,10 @@ export async function runLifecycle(ctx: Ctx, task: Task, tc: TaskContext): Promi
   if (order.type === 'cancellation') {
     if (item.effective === 'end_of_term') return scheduleCancellation(ctx, order, sub);
     return applyCancellation(ctx, task, tc, order, item, sub);
+  }
+  if (order.type === 'change') {
+    if (item.effective === 'end_of_term') return scheduleChange(ctx, order, item, sub);
+    return applyChange(ctx, task, tc, order, item, sub);
   }
   await writeTx(ctx.deps, (tx) => transitionIfAt(ctx, tx, orderId, order.step, 'failure', `Provisioning ${order.type} orders is not supported yet; no service was changed.`));
   return done({ failed: true });
@@ -161,6 +168,11 @@ async function terminateThroughGate(ctx: Ctx, sub: SubscriptionRow, operationId:
   if (toNumber(sub.service_status) === SERVICE_STATUS.removed) return { status: 'success', result: {} };
   const described = await describeForGate(ctx.deps.db, toNumber(sub.id));
   if (!described) return { status: 'failure', retryable: false, message: `Subscription ${sub.id} has no plan or template to describe it to its gate.` };
+  return callGate(ctx, sub, operationId, poll, (gate) => gate.terminate({ ...described.request, operationId }));
+}
+
+/** One gate call with the subscription's gate; a repeat polls status(operationId) first (NOT_FOUND: called again). */
+async function callGate(ctx: Ctx, sub: SubscriptionRow, operationId: string, poll: boolean, call: (gate: ProvisioningGate) => Promise<Outcome<unknown>>): Promise<Outcome<unknown>> {
   let gate: ProvisioningGate;
   try {
     gate = (await ctx.svc.pluginInstances.resolveGate(toNumber(sub.vendor_id), sub.service_gate)).gate;
@@ -180,7 +192,7 @@ async function terminateThroughGate(ctx: Ctx, sub: SubscriptionRow, operationId:
     const polled = await guarded(() => gate.status(operationId));
     if (!(polled.status === 'failure' && polled.code === 'NOT_FOUND')) return polled;
   }
-  return guarded(() => gate.terminate({ ...described.request, operationId }));
+  return guarded(() => call(gate));
 }
 
 /** The service is gone for a cancellation: status canceled (70), service removed (90), in the caller's transaction. */
@@ -273,6 +285,151 @@ export async function runScheduledCancel(ctx: Ctx, task: Task, tc: TaskContext):
     return { status: 'retry', error: outcome.status === 'pending' ? `Pending: ${outcome.message ?? 'terminating'}` : `Retrying: ${outcome.message}`, retryable: true };
   }
   return { status: 'retry', error: `Service gate '${sub.service_gate}' could not terminate subscription ${sub.id} at the end of its term: ${outcome.status === 'pending' ? 'still pending' : outcome.message}. Retry the task once the gate is fixed.`, retryable: false };
+}
+
+// ---- change: plan and/or period ----
+
+interface NewResource {
+  resource_id: number;
+  included: number;
+  additional: number;
+  limit_value: number | null;
+  code: string;
+}
+
+/** The subscription's resources on the new plan: the new template's limits and plan's included amounts; what was bought above the plan is kept. */
+async function resourcesOnPlan(conn: Tx | Ctx['deps']['db'], sub: SubscriptionRow, planId: number): Promise<NewResource[]> {
+  const template = (await conn('template_resources as tr')
+    .join('plans as p', 'p.template_id', 'tr.template_id')
+    .join('resources as r', 'r.id', 'tr.resource_id')
+    .where('p.id', planId)
+    .select('tr.resource_id', 'tr.limit_value', 'r.code', 'r.name')) as { resource_id: number; limit_value: unknown; code: string | null; name: string }[];
+  const rates = (await conn('resource_rates').where({ plan_id: planId }).select('resource_id', 'included')) as { resource_id: number; included: unknown }[];
+  const current = (await conn('subscription_resources').where({ subscription_id: sub.id }).select('resource_id', 'additional')) as { resource_id: number; additional: unknown }[];
+  return template.map((t) => {
+    const included = Number(rates.find((r) => toNumber(r.resource_id) === toNumber(t.resource_id))?.included ?? 0);
+    const additional = Number(current.find((c) => toNumber(c.resource_id) === toNumber(t.resource_id))?.additional ?? 0);
+    const limit = t.limit_value === null ? null : Math.max(Number(t.limit_value), included + additional);
+    return { resource_id: toNumber(t.resource_id), included, additional, limit_value: limit, code: t.code || t.name };
+  });
+}
+
+/** Calls the gate's changeLimits with the new plan's limits under `operationId` (polled first on a repeat). */
+async function changeLimitsThroughGate(ctx: Ctx, sub: SubscriptionRow, planId: number, operationId: string, poll: boolean): Promise<Outcome<unknown>> {
+  const described = await describeForGate(ctx.deps.db, toNumber(sub.id));
+  if (!described) return { status: 'failure', retryable: false, message: `Subscription ${sub.id} has no plan or template to describe it to its gate.` };
+  const tmpl = (await ctx.deps.db('plans as p').join('service_templates as t', 't.id', 'p.template_id').where('p.id', planId).first('t.name')) as { name: string } | undefined;
+  const limits = (await resourcesOnPlan(ctx.deps.db, sub, planId)).map((r) => ({ resource: r.code, limit: r.limit_value }));
+  return callGate(ctx, sub, operationId, poll, (gate) => gate.changeLimits({ ...described.request, template: tmpl?.name ?? described.request.template, limits, operationId }));
+}
+
+/** In the caller's transaction: the subscription is on the new plan and period, with the new resource limits (usage kept). */
+async function moveToPlan(ctx: Ctx, tx: Tx, sub: SubscriptionRow, planId: number, periodId: number, newTerm: boolean, orderId: number): Promise<void> {
+  const now = ctx.deps.clock.now();
+  const resources = await resourcesOnPlan(tx, sub, planId);
+  const usage = (await tx('subscription_resources').where({ subscription_id: sub.id }).select('resource_id', 'usage')) as { resource_id: number; usage: unknown }[];
+  await tx('subscription_resources').where({ subscription_id: sub.id }).del();
+  if (resources.length) {
+    await tx('subscription_resources').insert(
+      resources.map((r) => ({ subscription_id: sub.id, resource_id: r.resource_id, included: r.included, additional: r.additional, limit_value: r.limit_value, usage: Number(usage.find((u) => toNumber(u.resource_id) === r.resource_id)?.usage ?? 0) })),
+    );
+  }
+  const update: Record<string, unknown> = { plan_id: planId, period_id: periodId, updated_at: now.getTime() };
+  if (newTerm) {
+    const p = (await tx('plan_periods').where({ id: periodId }).first('duration', 'unit')) as { duration: unknown; unit: PeriodUnit };
+    const to = addPeriod(now, toNumber(p.duration), p.unit).getTime();
+    Object.assign(update, { last_bill_date: now.getTime(), expiration_date: to, next_bill_date: to });
+  }
+  await tx('subscriptions').where({ id: sub.id }).update(update);
+  await recordChange(tx, await ctx.actor(tx), now, {
+    operation: 'ChangeSubscriptionPlan',
+    objectType: 'subscription',
+    objectId: toNumber(sub.id),
+    details: { orderId, fromPlanId: toNumber(sub.plan_id), fromPeriodId: toNumber(sub.period_id), planId, periodId, newTerm },
+    event: { name: 'subscription.plan_changed', accountId: toNumber(sub.account_id), payload: { subscriptionId: toNumber(sub.id), orderId, fromPlanId: toNumber(sub.plan_id), planId, fromPeriodId: toNumber(sub.period_id), periodId } },
+  });
+}
+
+async function applyChange(ctx: Ctx, task: Task, tc: TaskContext, order: OrderRow, item: ItemRow, sub: SubscriptionRow): Promise<TaskOutcome> {
+  const orderId = toNumber(order.id);
+  const planId = toNumber(item.plan_id);
+  const periodId = toNumber(item.period_id);
+  const details = parse(item.details);
+  const outcome = await changeLimitsThroughGate(ctx, sub, planId, tc.operationId, tc.attempt > 1);
+  if (outcome.status !== 'success') {
+    if ((outcome.status === 'pending' || outcome.retryable) && tc.attempt < task.maxAttempts) {
+      return { status: 'retry', error: outcome.status === 'pending' ? `Pending: ${outcome.message ?? 'the gate is changing the limits.'}` : `Retrying: ${outcome.message}`, retryable: true };
+    }
+    // Through saga.finish, so that the change's charge is voided like after any failed provisioning.
+    const why = outcome.status === 'pending' ? `did not finish changing the limits within ${task.maxAttempts} attempts` : `failed: ${outcome.message}`;
+    await writeTx(ctx.deps, async (tx) => {
+      const locked = await lockOrder(tx, orderId);
+      if (locked && locked.step === order.step) await enqueueFinish(ctx, tx, locked, clip(`Subscription ${sub.id} could not change plan: service gate '${sub.service_gate}' ${why}. The subscription is unchanged.`));
+    });
+    return done({ failed: why });
+  }
+  const total = toBigInt(order.total);
+  await writeTx(ctx.deps, async (tx) => {
+    const locked = await lockOrder(tx, orderId);
+    if (!locked || locked.step !== order.step) return;
+    await moveToPlan(ctx, tx, sub, planId, periodId, details.newTerm === true, orderId);
+    let note = '';
+    if (total < 0n) {
+      await issueOrderCredit(tx, await ctx.actor(tx), ctx.deps.clock.now(), {
+        orderId,
+        orderNumber: order.order_number,
+        accountId: toNumber(order.account_id),
+        vendorAccountId: toNumber(order.vendor_id),
+        subscriptionId: toNumber(sub.id),
+        amount: -total,
+        currency: order.currency,
+        reason: `Plan change of subscription ${sub.id}`,
+      });
+      note = ` A credit of ${amountText(-total, order.currency)} is due to the account.`;
+    }
+    await transitionIfAt(ctx, tx, orderId, order.step, 'success', `Subscription ${sub.id} moved to plan ${planId}, period ${periodId}.${note}`);
+  });
+  return done({ changed: true });
+}
+
+async function scheduleChange(ctx: Ctx, order: OrderRow, item: ItemRow, sub: SubscriptionRow): Promise<TaskOutcome> {
+  const at = new Date(toNumber(sub.expiration_date));
+  await writeTx(ctx.deps, async (tx) => {
+    const locked = await lockOrder(tx, toNumber(order.id));
+    if (!locked || locked.step !== order.step) return;
+    const planId = toNumber(item.plan_id);
+    const taskId = await ctx.svc.tasks.enqueue(tx, {
+      kind: SCHEDULED_CHANGE,
+      queue: ORDERS_QUEUE,
+      payload: { orderId: toNumber(order.id), subscriptionId: toNumber(sub.id), planId, periodId: toNumber(item.period_id), action: 'change_limits' },
+      accountId: toNumber(sub.account_id),
+      objectType: 'subscription',
+      objectId: toNumber(sub.id),
+      runAt: at,
+      maxAttempts: ctx.opts.sagaMaxAttempts,
+      dedupeKey: `change-at-term:${toNumber(order.id)}`,
+    });
+    await transitionIfAt(ctx, tx, toNumber(order.id), order.step, 'success', `Subscription ${sub.id} moves to plan ${planId} at the end of its term, ${at.toISOString()} (task ${taskId}).`);
+  });
+  return done({ scheduledFor: at.toISOString() });
+}
+
+/** subscription.scheduled_change {orderId, subscriptionId, planId, periodId}: the end-of-term change, at the expiration date. */
+export async function runScheduledChange(ctx: Ctx, task: Task, tc: TaskContext): Promise<TaskOutcome> {
+  const sub = await subOf(ctx.deps.db, toNumber(task.payload.subscriptionId));
+  const planId = toNumber(task.payload.planId);
+  const periodId = toNumber(task.payload.periodId);
+  if (!sub || ![SUBSCRIPTION_STATUS.active, SUBSCRIPTION_STATUS.graced, SUBSCRIPTION_STATUS.suspended].includes(toNumber(sub.status) as 30)) return done({ skipped: true, reason: 'The subscription is no longer active.' });
+  if (toNumber(sub.plan_id) === planId && toNumber(sub.period_id) === periodId) return done({ skipped: true });
+  const outcome = await changeLimitsThroughGate(ctx, sub, planId, tc.operationId, tc.attempt > 1);
+  if (outcome.status === 'success') {
+    await writeTx(ctx.deps, (tx) => moveToPlan(ctx, tx, sub, planId, periodId, false, toNumber(task.payload.orderId)));
+    return done({ changed: true });
+  }
+  if ((outcome.status === 'pending' || outcome.retryable) && tc.attempt < task.maxAttempts) {
+    return { status: 'retry', error: outcome.status === 'pending' ? `Pending: ${outcome.message ?? 'changing limits'}` : `Retrying: ${outcome.message}`, retryable: true };
+  }
+  return { status: 'retry', error: `Service gate '${sub.service_gate}' could not change subscription ${sub.id}'s limits at the end of its term: ${outcome.status === 'pending' ? 'still pending' : outcome.message}. Retry the task once the gate is fixed.`, retryable: false };
 }
 
 function parse(text: string | null): Record<string, unknown> {

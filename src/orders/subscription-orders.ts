@@ -6,7 +6,8 @@ import { isSqlite, money, toBigInt, toNumber, type Conn, type Tx } from '../db/k
 import { invalid, notAllowed, notFound } from '../domain/errors';
 import { oneOf, optionalText, positiveId } from '../domain/fields';
 import { formatAmount } from '../domain/money';
-import { priceRenewal, type PriceLine } from '../domain/pricing';
+import { priceChange, priceRenewal, type PriceLine } from '../domain/pricing';
+import { remainingShare } from '../domain/period';
 import { STATUS_OF_ACTION, type OrderType } from '../domain/workflow';
 import { idempotent } from '../idempotency';
 import type { TaskQueue } from '../jobs/task-queue';
@@ -45,6 +46,7 @@ export interface SubscriptionRow {
   parameters: string;
   start_date: unknown;
   expiration_date: unknown;
+  last_bill_date?: unknown;
 }
 
 export interface CancellationAmount {
@@ -220,6 +222,58 @@ export class SubscriptionOrdersService {
     });
   }
 
+  /**
+   * ChangeSubscriptionPlan: a change order moving the subscription to another plan (on the same service gate) and/or
+   * period. `immediate` is priced by the exact share of the current term still ahead (priceChange: credit for the
+   * old recurring fee's share, charge for the new one's; a period of another length starts a new term, charged in
+   * full); the change runs through the gate's changeLimits once charged, and a negative total becomes a credit
+   * (issueOrderCredit). `end_of_term` costs nothing now and is applied at the expiration date.
+   */
+  async change(actor: Actor, subscriptionId: number, opts: { planId: number; periodId: number; when: string; idempotencyKey?: string; payToolId?: number }): Promise<PlacedOnSubscription> {
+    const id = positiveId(subscriptionId, 'subscriptionId');
+    const planId = positiveId(opts.planId, 'planId');
+    const periodId = positiveId(opts.periodId, 'periodId');
+    const when = oneOf(opts.when, 'when', CHANGE_TIMINGS);
+    return idempotent(this.deps, actor, opts.idempotencyKey, 'ChangeSubscriptionPlan', { id, planId, periodId, when }, async (tx) => {
+      const sub = await scopedSubscription(tx, actor, id);
+      const status = toNumber(sub.status);
+      if (status !== SUBSCRIPTION_STATUS.active && status !== SUBSCRIPTION_STATUS.graced) {
+        throw notAllowed(`Subscription ${id} is ${statusText(status)}; only an active or graced subscription can change its plan.`, 'subscriptionId');
+      }
+      if (toNumber(sub.service_status) !== SERVICE_STATUS.running) throw notAllowed(`Subscription ${id}'s service is not running (service status ${toNumber(sub.service_status)}); change its plan once it runs.`, 'subscriptionId');
+      await refuseOpenOrder(tx, sub);
+      const oldPlan = await this.svc.catalog.getPlanForOrder(tx, toNumber(sub.plan_id));
+      if (!oldPlan) throw notFound('Plan', toNumber(sub.plan_id));
+      const oldPeriod = oldPlan.periods.find((p) => p.periodId === toNumber(sub.period_id));
+      if (!oldPeriod) throw notFound('Plan period', toNumber(sub.period_id));
+      const plan = await this.svc.catalog.getPlanForOrder(tx, planId);
+      if (!plan || !(await this.svc.catalog.isSellable(tx, toNumber(sub.vendor_id), planId))) throw invalid('planId', `Plan ${planId} does not exist or is not for sale to this account.`);
+      const period = plan.periods.find((p) => p.periodId === periodId);
+      if (!period || !period.enabled || period.trial) throw invalid('periodId', `Period ${periodId} is not an available paid period of plan '${plan.name}'.`);
+      if (planId === toNumber(sub.plan_id) && periodId === toNumber(sub.period_id)) throw invalid('planId', `Subscription ${id} is already on plan '${plan.name}' with period ${periodId}.`);
+      if (plan.currency !== oldPlan.currency) throw invalid('planId', `Plan '${plan.name}' is priced in ${plan.currency}, the subscription in ${oldPlan.currency}.`);
+      const gates = (await tx('plans as p').join('service_templates as t', 't.id', 'p.template_id').whereIn('p.id', [planId, toNumber(sub.plan_id)]).select('p.id', 't.service_gate')) as { id: number; service_gate: string }[];
+      const newGate = gates.find((g) => toNumber(g.id) === planId)?.service_gate;
+      if (newGate !== sub.service_gate) throw invalid('planId', `Plan '${plan.name}' is delivered by service gate '${newGate}', this subscription by '${sub.service_gate}'; order the new plan and cancel this one instead.`);
+      let lines: PriceLine[] = [];
+      const details: Record<string, unknown> = { fromPlanId: toNumber(sub.plan_id), fromPeriodId: toNumber(sub.period_id), planId, periodId };
+      if (when === 'immediate') {
+        const startRaw = sub.last_bill_date ?? sub.start_date;
+        if (startRaw === null || startRaw === undefined || sub.expiration_date === null || sub.expiration_date === undefined) {
+          throw invalid('when', `Subscription ${id} has no current term to prorate; change it at the end of the term.`);
+        }
+        const now = this.deps.clock.now();
+        const share = remainingShare(new Date(toNumber(startRaw)), new Date(toNumber(sub.expiration_date)), now);
+        const sameLength = period.duration === oldPeriod.duration && period.unit === oldPeriod.unit;
+        lines = priceChange({ oldPlanName: oldPlan.name, newPlanName: plan.name, oldFee: oldPeriod.recurringFee, newFee: period.recurringFee, share, sameLength }).lines;
+        details.share = `${share.numerator}/${share.denominator}`;
+        details.newTerm = !sameLength;
+      }
+      const orderId = await this.insertOrder(tx, actor, 'change', sub, { planId, periodId, currency: plan.currency, lines, effective: when, payToolId: opts.payToolId, details });
+      return { orderId };
+    });
+  }
+
   /** Writes the order, its one item on the subscription, its lines and history, and starts its workflow. */
   private async insertOrder(
     tx: Tx,
@@ -300,7 +354,7 @@ export class SubscriptionOrdersService {
     await tx('order_history').insert({ order_id: orderId, status, step: start, outcome: null, actor_user_id: actor.userId, comment, at });
     const subscriptionId = toNumber(sub.id);
     await recordChange(tx, actor, new Date(at), {
-      operation: type === 'renewal' ? 'PlaceRenewalOrder' : 'PlaceCancellationOrder',
+      operation: type === 'renewal' ? 'PlaceRenewalOrder' : type === 'change' ? 'PlaceChangeOrder' : 'PlaceCancellationOrder',
       objectType: 'order',
       objectId: orderId,
       details: { orderNumber: number, accountId, type, subscriptionId, total: total.toString(), currency: o.currency, cancelType: o.cancelType, when: o.effective },

@@ -626,7 +626,7 @@ describe('API scoping: a reseller cannot reach another reseller\'s objects by id
     for (const op of ['SOAP SuspendSubscription', 'SOAP ResumeSubscription', 'SOAP TerminateSubscription', 'SOAP ProvisionSubscription', 'XML-RPC SubscriptionStop_API', 'XML-RPC SubscriptionStatusUpdate_API']) covered.add(op);
     // Renewal and cancellation orders change state likewise: another reseller's subscription answers like a missing
     // id, door by door, in test/subscriptions/lifecycle-api.test.ts.
-    for (const op of ['SOAP RenewSubscription', 'SOAP CancelSubscription', 'XML-RPC PlaceSubscriptionCancellationOrder_API']) covered.add(op);
+    for (const op of ['SOAP RenewSubscription', 'SOAP CancelSubscription', 'SOAP ChangeSubscriptionPlan', 'XML-RPC PlaceSubscriptionCancellationOrder_API']) covered.add(op);
     const withoutIds = new Set(['SOAP GetVersion', 'XML-RPC GetVersion_API', 'SOAP ListServiceGates']);
     const wsdlDir = path.resolve(__dirname, '..', '..', 'wsdl');
     const implemented = [

@@ -153,7 +153,7 @@ describe('order engine: steps, gates and edge cases', () => {
     expect(journal(cat).map((e) => e.action)).to.deep.equal(['provision']);
   });
 
-  it('fails a renewal order that names no subscription, and a change order (not built yet), at their provision step (charge voided) instead of making new services', async () => {
+  it('fails a renewal and a change order that name no subscription at their provision step (charge voided) instead of making new services', async () => {
     await setup();
     const renewal = await placeOrder(world.deps, world.services, cat, [{ plan: 0 }]);
     const change = await placeOrder(world.deps, world.services, cat, [{ plan: 1 }]);
@@ -165,7 +165,7 @@ describe('order engine: steps, gates and edge cases', () => {
     expect(noTarget.failure_reason).to.contain('This renewal order names no subscription to act on');
     const failed = await orderRow(world.deps.db, change);
     expect(failed.status).to.equal('PF');
-    expect(failed.failure_reason).to.contain('Provisioning change orders is not supported yet');
+    expect(failed.failure_reason).to.contain('This change order names no subscription to act on');
     expect(failed.failure_reason).to.contain('voided');
     expect(((await world.deps.db('payments').where({ id: failed.payment_id }).first('status')) as { status: string }).status).to.equal('voided');
     expect(journal(cat)).to.deep.equal([]);

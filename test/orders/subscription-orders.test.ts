@@ -177,4 +177,76 @@ describe('renewal and cancellation orders on existing subscriptions (sandbox gat
     expect(order.failure_reason).to.match(/could not be canceled: service gate 'sandbox' failed/);
     expect(await subRow(subscriptionId)).to.include({ status: 30, serviceStatus: 50 });
   });
+  it('changes plan immediately: prorated by the exact share of the term left (credit old, charge new, half-up per line), charged, changeLimits through the gate, then the subscription is on the new plan', async () => {
+    const { subscriptionId } = await activeSubscription('upgrade.example');
+    // 31-day term (03-01 10:00 to 04-01 10:00); 10 days later 21/31 of it is left.
+    world.clock.set(new Date('2026-03-11T10:00:00Z'));
+    const mail = cat.plans[1]!;
+    const { orderId } = await lifecycle.change(cat.customer, subscriptionId, { planId: mail.planId, periodId: mail.periodId, when: 'immediate' });
+    const order = await orders.get(world.provider, orderId);
+    expect(order.orderNumber).to.match(/^CH/);
+    // 1000 * 21/31 = 677.42 -> 677 credited; 2000 * 21/31 = 1354.84 -> 1355 charged.
+    expect(order.lines.map((l) => [l.kind, l.amount])).to.deep.equal([
+      ['credit', -677n],
+      ['recurring', 1355n],
+    ]);
+    expect(order.total).to.equal(678n);
+    await drive(world.deps, world.clock, engine.worker);
+    expect((await orderRow(world.deps.db, orderId)).status).to.equal('CP');
+    expect(await paymentsOf(orderId)).to.deep.equal([['purchase', 'success', 678n]]);
+    expect(journal(cat).map((e) => e.action)).to.deep.equal(['provision', 'changeLimits']);
+    const after = (await world.deps.db('subscriptions').where({ id: subscriptionId }).first('plan_id', 'period_id', 'expiration_date')) as Record<string, unknown>;
+    expect([toNumber(after.plan_id), toNumber(after.period_id)]).to.deep.equal([mail.planId, mail.periodId]);
+    expect(new Date(toNumber(after.expiration_date)).toISOString()).to.equal('2026-04-01T10:00:00.000Z');
+    expect(await world.deps.db('events').where({ name: 'subscription.plan_changed', object_id: String(subscriptionId) })).to.have.length(1);
+
+    // And back down: a negative total is a credit (order.credit_due), nothing is charged.
+    world.clock.set(new Date('2026-03-21T10:00:00Z'));
+    const web = cat.plans[0]!;
+    const down = await lifecycle.change(cat.customer, subscriptionId, { planId: web.planId, periodId: web.periodId, when: 'immediate' });
+    const downOrder = await orders.get(world.provider, down.orderId);
+    // 11/31 left: 2000 * 11/31 = 709.68 -> 710 credited; 1000 * 11/31 = 354.84 -> 355 charged.
+    expect(downOrder.lines.map((l) => [l.kind, l.amount])).to.deep.equal([
+      ['credit', -710n],
+      ['recurring', 355n],
+    ]);
+    expect(downOrder.total).to.equal(-355n);
+    await drive(world.deps, world.clock, engine.worker);
+    expect((await orderRow(world.deps.db, down.orderId)).status).to.equal('CP');
+    expect(await paymentsOf(down.orderId)).to.deep.equal([]);
+    const due = (await world.deps.db('events').where({ name: 'order.credit_due', object_id: String(down.orderId) })) as { payload: string }[];
+    expect(JSON.parse(due[0]!.payload)).to.include({ amount: '355' });
+  });
+
+  it('changes plan at the end of the term: nothing charged now, the gate and the subscription change at the expiration date', async () => {
+    const { subscriptionId } = await activeSubscription('later.example');
+    const dns = cat.plans[2]!;
+    const { orderId } = await lifecycle.change(world.provider, subscriptionId, { planId: dns.planId, periodId: dns.periodId, when: 'end_of_term' });
+    expect((await orders.get(world.provider, orderId)).total).to.equal(0n);
+    for (let i = 0; i < 20; i++) await engine.worker.runOnce();
+    expect((await orderRow(world.deps.db, orderId)).status).to.equal('CP');
+    expect(toNumber(((await world.deps.db('subscriptions').where({ id: subscriptionId }).first('plan_id')) as { plan_id: number }).plan_id)).to.equal(cat.plans[0]!.planId);
+    await drive(world.deps, world.clock, engine.worker);
+    expect(toNumber(((await world.deps.db('subscriptions').where({ id: subscriptionId }).first('plan_id')) as { plan_id: number }).plan_id)).to.equal(dns.planId);
+    expect(journal(cat).map((e) => e.action)).to.deep.equal(['provision', 'changeLimits']);
+    expect(world.clock.now().toISOString()).to.equal('2026-04-01T10:00:00.000Z');
+  });
+
+  it('voids the change charge and leaves the subscription on its plan when the gate refuses the new limits', async () => {
+    const { subscriptionId } = await activeSubscription('nochange.example');
+    const row = (await world.deps.db('subscriptions').where({ id: subscriptionId }).first('parameters')) as { parameters: string };
+    await world.deps.db('subscriptions').where({ id: subscriptionId }).update({ parameters: JSON.stringify({ ...JSON.parse(row.parameters), sandbox_fail: 'changeLimits' }) });
+    world.clock.set(new Date('2026-03-11T10:00:00Z'));
+    const { orderId } = await lifecycle.change(world.provider, subscriptionId, { planId: cat.plans[1]!.planId, periodId: cat.plans[1]!.periodId, when: 'immediate' });
+    await drive(world.deps, world.clock, engine.worker);
+    const order = await orderRow(world.deps.db, orderId);
+    expect(order.status).to.equal('PF');
+    expect(order.failure_reason).to.match(/could not change plan: service gate 'sandbox' failed/);
+    expect(order.failure_reason).to.contain('voided');
+    expect(await paymentsOf(orderId)).to.deep.equal([
+      ['purchase', 'voided', 678n],
+      ['void', 'success', 678n],
+    ]);
+    expect(toNumber(((await world.deps.db('subscriptions').where({ id: subscriptionId }).first('plan_id')) as { plan_id: number }).plan_id)).to.equal(cat.plans[0]!.planId);
+  });
 });

@@ -3,7 +3,7 @@ import * as soap from 'soap';
 import { XMLRPC_FAULT_CODES } from '../../src/api/api-errors';
 import type { XmlRpcValue } from '../../src/api/xmlrpc/codec';
 import { toBigInt, toNumber } from '../../src/db/knex';
-import { accountWithApiUser, ADMIN_PASSWORD, startApiWorld, type ApiWorld } from '../helpers/api';
+import { accountWithApiUser, ADMIN_PASSWORD, providerActor, startApiWorld, type ApiWorld } from '../helpers/api';
 import { bm, fault, result } from '../api/xmlrpc/client';
 
 async function eventually<T>(probe: () => Promise<T | undefined>, what: string, ms = 30_000): Promise<T> {
@@ -126,6 +126,20 @@ describe('RenewSubscription, CancelSubscription (SOAP) and PlaceSubscriptionCanc
     expect(toBigInt(order.total)).to.equal(0n);
   });
 
+  it('ChangeSubscriptionPlan answers the order, its prorated amount and currency; the subscription moves to the new plan through the gate', async () => {
+    const { subscriptionId } = await activeSubscription('change-api.example');
+    const db = world.fresh.db;
+    const premium = await db('plans').where({ name: 'Shared Hosting Pro' }).first('id');
+    const premiumPeriod = await db('plan_periods').where({ plan_id: premium.id, duration: 1, unit: 'month', trial: false }).first('id');
+    const [r] = await billing.ChangeSubscriptionPlanAsync({ subscriptionId, planId: premium.id, periodId: premiumPeriod.id, when: 'immediate', idempotencyKey: 'change-api-1' });
+    const orderId = Number(r.orderId);
+    const order = await world.server.services.orders.get(await providerActor(world), orderId);
+    expect(billing.lastResponse).to.contain(`<orderId>${orderId}</orderId><amount>${(Number(order.total) / 100).toFixed(2)}</amount><currency>${order.currency}</currency>`);
+    expect(await orderStatus(orderId)).to.equal('CP');
+    const after = await db('subscriptions').where({ id: subscriptionId }).first('plan_id');
+    expect(Number(after.plan_id)).to.equal(Number(premium.id));
+  });
+
   it("another reseller's API user gets NOT_FOUND for the subscription, exactly like a missing id, through each door, and nothing is placed", async () => {
     const { subscriptionId } = await activeSubscription('scope-api.example');
     const stranger = await accountWithApiUser(world, 'reseller', 'Lifecycle Stranger');
@@ -135,6 +149,7 @@ describe('RenewSubscription, CancelSubscription (SOAP) and PlaceSubscriptionCanc
     const missingId = 987654321;
     for (const [op, args] of [
       ['RenewSubscriptionAsync', {}],
+      ['ChangeSubscriptionPlanAsync', { planId, periodId, when: 'end_of_term' }],
       ['CancelSubscriptionAsync', { cancelType: 'none', when: 'immediate' }],
     ] as const) {
       const callOp = (id: number) => (theirs as unknown as Record<string, (a: unknown) => Promise<unknown>>)[op]!({ subscriptionId: id, ...args }).then(() => null, (e: unknown) => e);
