@@ -163,3 +163,31 @@ export function priceChange(input: {
   const subtotal = lines.reduce((sum, l) => sum + l.amount, 0n);
   return { lines, subtotal, discount: 0n, total: subtotal };
 }
+
+/**
+ * Prices more of a subscription's resources: per resource, the setup fee for the quantity added, and its recurring
+ * fee for that quantity times the share of the current term still ahead. Each line is rounded half-up; the total is
+ * the sum of the lines.
+ */
+export function priceResourceAddition(input: {
+  rates: readonly Pick<PricedRate, 'resourceId' | 'name' | 'unit' | 'setupFee' | 'recurringFee'>[];
+  added: readonly { resourceId: number; quantity: number }[];
+  share: { numerator: bigint; denominator: bigint };
+  field?: string;
+}): ItemPrice {
+  const lines: PriceLine[] = [];
+  input.added.forEach((a, i) => {
+    const rate = input.rates.find((r) => r.resourceId === a.resourceId);
+    if (!rate) throw invalid(`${input.field ?? 'resources'}[${i}].resourceId`, `Resource ${a.resourceId} cannot be ordered with this plan.`);
+    const q = scaled(a.quantity, `${input.field ?? 'resources'}[${i}].quantity`);
+    if (rate.setupFee > 0n) {
+      lines.push({ kind: 'resource_setup', description: `${rate.name}: ${a.quantity} ${rate.unit} more, setup`, resourceId: rate.resourceId, quantity: a.quantity, unitPrice: rate.setupFee, amount: mulDivHalfUp(rate.setupFee, q, SCALE) });
+    }
+    if (rate.recurringFee > 0n) {
+      const amount = mulDivHalfUp(rate.recurringFee * q, input.share.numerator, SCALE * input.share.denominator);
+      lines.push({ kind: 'resource_recurring', description: `${rate.name}: ${a.quantity} ${rate.unit} more, rest of the current term`, resourceId: rate.resourceId, quantity: a.quantity, unitPrice: rate.recurringFee, amount });
+    }
+  });
+  const subtotal = lines.reduce((sum, l) => sum + l.amount, 0n);
+  return { lines, subtotal, discount: 0n, total: subtotal };
+}

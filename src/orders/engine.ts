@@ -33,6 +33,7 @@ export function orderHandlers(deps: Deps, services: EngineServices, options: Eng
     [LIFECYCLE_KINDS.renewal]: (task, tc) => conflictIsDone(() => runLifecycle(ctx, task, tc)),
     [LIFECYCLE_KINDS.cancellation]: (task, tc) => conflictIsDone(() => runLifecycle(ctx, task, tc)),
     [LIFECYCLE_KINDS.change]: (task, tc) => conflictIsDone(() => runLifecycle(ctx, task, tc)),
+    [LIFECYCLE_KINDS.resource]: (task, tc) => conflictIsDone(() => runLifecycle(ctx, task, tc)),
     [SCHEDULED_CANCEL]: (task, tc) => conflictIsDone(() => runScheduledCancel(ctx, task, tc)),
     [SCHEDULED_CHANGE]: (task, tc) => conflictIsDone(() => runScheduledChange(ctx, task, tc)),
   };

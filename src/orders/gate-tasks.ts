@@ -17,6 +17,7 @@ export const GATE_TASK_ACTIONS: Readonly<Record<string, string>> = Object.freeze
   'order.cancellation': 'terminate',
   'subscription.scheduled_cancel': 'terminate',
   'order.change': 'change_limits',
+  'order.resource': 'change_limits',
   'subscription.scheduled_change': 'change_limits',
   'subscription.late_completion': 'provision',
 });

@@ -26,13 +26,14 @@ import { ORDERS_QUEUE } from './transitions';
  */
 
 /** The task kind per order type: order.renewal, order.cancellation (one handler, runLifecycle). */
-export const LIFECYCLE_KINDS = { renewal: 'order.renewal', cancellation: 'order.cancellation', change: 'order.change' } as const;
+export const LIFECYCLE_KINDS = { renewal: 'order.renewal', cancellation: 'order.cancellation', change: 'order.change', resource: 'order.resource' } as const;
 export const SCHEDULED_CANCEL = 'subscription.scheduled_cancel';
 export const SCHEDULED_CHANGE = 'subscription.scheduled_change';
 
 interface ItemRow {
   id: number;
   plan_id: number;
+  resources: string;
   target_subscription_id: number | null;
   period_id: number;
   cancel_type: string | null;
@@ -47,10 +48,6 @@ const clip = (s: string, n = 1000) => (s.length <= n ? s : `${s.slice(0, n - 1)}
 export async function startLifecycle(ctx: Ctx, tx: Tx, order: OrderRow): Promise<void> {
   const orderId = toNumber(order.id);
   const item = (await tx('order_items').where({ order_id: orderId }).orderBy('position').first()) as ItemRow | undefined;
-  if (order.type === 'resource') {
-    await enqueueFinish(ctx, tx, order, `Provisioning ${order.type} orders is not supported yet; no service was changed.`);
-    return;
-  }
   if (!item || item.target_subscription_id === null || item.target_subscription_id === undefined) {
     await enqueueFinish(ctx, tx, order, `This ${order.type} order names no subscription to act on; nothing was changed.`);
     return;
@@ -99,6 +96,7 @@ export async function runLifecycle(ctx: Ctx, task: Task, tc: TaskContext): Promi
     if (item.effective === 'end_of_term') return scheduleChange(ctx, order, item, sub);
     return applyChange(ctx, task, tc, order, item, sub);
   }
+  if (order.type === 'resource') return applyChange(ctx, task, tc, order, item, sub, extraOf(item));
   await writeTx(ctx.deps, (tx) => transitionIfAt(ctx, tx, orderId, order.step, 'failure', `Provisioning ${order.type} orders is not supported yet; no service was changed.`));
   return done({ failed: true });
 }
@@ -298,7 +296,7 @@ interface NewResource {
 }
 
 /** The subscription's resources on the new plan: the new template's limits and plan's included amounts; what was bought above the plan is kept. */
-async function resourcesOnPlan(conn: Tx | Ctx['deps']['db'], sub: SubscriptionRow, planId: number): Promise<NewResource[]> {
+async function resourcesOnPlan(conn: Tx | Ctx['deps']['db'], sub: SubscriptionRow, planId: number, extra: Map<number, number> = new Map()): Promise<NewResource[]> {
   const template = (await conn('template_resources as tr')
     .join('plans as p', 'p.template_id', 'tr.template_id')
     .join('resources as r', 'r.id', 'tr.resource_id')
@@ -308,25 +306,25 @@ async function resourcesOnPlan(conn: Tx | Ctx['deps']['db'], sub: SubscriptionRo
   const current = (await conn('subscription_resources').where({ subscription_id: sub.id }).select('resource_id', 'additional')) as { resource_id: number; additional: unknown }[];
   return template.map((t) => {
     const included = Number(rates.find((r) => toNumber(r.resource_id) === toNumber(t.resource_id))?.included ?? 0);
-    const additional = Number(current.find((c) => toNumber(c.resource_id) === toNumber(t.resource_id))?.additional ?? 0);
+    const additional = Number(current.find((c) => toNumber(c.resource_id) === toNumber(t.resource_id))?.additional ?? 0) + (extra.get(toNumber(t.resource_id)) ?? 0);
     const limit = t.limit_value === null ? null : Math.max(Number(t.limit_value), included + additional);
     return { resource_id: toNumber(t.resource_id), included, additional, limit_value: limit, code: t.code || t.name };
   });
 }
 
 /** Calls the gate's changeLimits with the new plan's limits under `operationId` (polled first on a repeat). */
-async function changeLimitsThroughGate(ctx: Ctx, sub: SubscriptionRow, planId: number, operationId: string, poll: boolean): Promise<Outcome<unknown>> {
+async function changeLimitsThroughGate(ctx: Ctx, sub: SubscriptionRow, planId: number, operationId: string, poll: boolean, extra?: Map<number, number>): Promise<Outcome<unknown>> {
   const described = await describeForGate(ctx.deps.db, toNumber(sub.id));
   if (!described) return { status: 'failure', retryable: false, message: `Subscription ${sub.id} has no plan or template to describe it to its gate.` };
   const tmpl = (await ctx.deps.db('plans as p').join('service_templates as t', 't.id', 'p.template_id').where('p.id', planId).first('t.name')) as { name: string } | undefined;
-  const limits = (await resourcesOnPlan(ctx.deps.db, sub, planId)).map((r) => ({ resource: r.code, limit: r.limit_value }));
+  const limits = (await resourcesOnPlan(ctx.deps.db, sub, planId, extra)).map((r) => ({ resource: r.code, limit: r.limit_value }));
   return callGate(ctx, sub, operationId, poll, (gate) => gate.changeLimits({ ...described.request, template: tmpl?.name ?? described.request.template, limits, operationId }));
 }
 
 /** In the caller's transaction: the subscription is on the new plan and period, with the new resource limits (usage kept). */
-async function moveToPlan(ctx: Ctx, tx: Tx, sub: SubscriptionRow, planId: number, periodId: number, newTerm: boolean, orderId: number): Promise<void> {
+async function moveToPlan(ctx: Ctx, tx: Tx, sub: SubscriptionRow, planId: number, periodId: number, newTerm: boolean, orderId: number, extra?: Map<number, number>): Promise<void> {
   const now = ctx.deps.clock.now();
-  const resources = await resourcesOnPlan(tx, sub, planId);
+  const resources = await resourcesOnPlan(tx, sub, planId, extra);
   const usage = (await tx('subscription_resources').where({ subscription_id: sub.id }).select('resource_id', 'usage')) as { resource_id: number; usage: unknown }[];
   await tx('subscription_resources').where({ subscription_id: sub.id }).del();
   if (resources.length) {
@@ -341,6 +339,17 @@ async function moveToPlan(ctx: Ctx, tx: Tx, sub: SubscriptionRow, planId: number
     Object.assign(update, { last_bill_date: now.getTime(), expiration_date: to, next_bill_date: to });
   }
   await tx('subscriptions').where({ id: sub.id }).update(update);
+  if (extra) {
+    const added = Object.fromEntries([...extra].map(([k, v]) => [String(k), v]));
+    await recordChange(tx, await ctx.actor(tx), now, {
+      operation: 'AddSubscriptionResources',
+      objectType: 'subscription',
+      objectId: toNumber(sub.id),
+      details: { orderId, added },
+      event: { name: 'subscription.resources_added', accountId: toNumber(sub.account_id), payload: { subscriptionId: toNumber(sub.id), orderId, added, limits: resources.map((r) => ({ resourceId: r.resource_id, additional: r.additional, limit: r.limit_value })) } },
+    });
+    return;
+  }
   await recordChange(tx, await ctx.actor(tx), now, {
     operation: 'ChangeSubscriptionPlan',
     objectType: 'subscription',
@@ -350,21 +359,35 @@ async function moveToPlan(ctx: Ctx, tx: Tx, sub: SubscriptionRow, planId: number
   });
 }
 
-async function applyChange(ctx: Ctx, task: Task, tc: TaskContext, order: OrderRow, item: ItemRow, sub: SubscriptionRow): Promise<TaskOutcome> {
+/** A resource order's added quantities, by resource id. */
+function extraOf(item: ItemRow): Map<number, number> {
+  const list = (() => {
+    try {
+      return JSON.parse(item.resources || '[]') as { resourceId: number; quantity: number }[];
+    } catch {
+      return [];
+    }
+  })();
+  return new Map(list.map((r) => [toNumber(r.resourceId), Number(r.quantity)]));
+}
+
+/** A change order (extra undefined) or a resource order (extra: the quantities added, plan and period unchanged). */
+async function applyChange(ctx: Ctx, task: Task, tc: TaskContext, order: OrderRow, item: ItemRow, sub: SubscriptionRow, extra?: Map<number, number>): Promise<TaskOutcome> {
   const orderId = toNumber(order.id);
   const planId = toNumber(item.plan_id);
   const periodId = toNumber(item.period_id);
   const details = parse(item.details);
-  const outcome = await changeLimitsThroughGate(ctx, sub, planId, tc.operationId, tc.attempt > 1);
+  const outcome = await changeLimitsThroughGate(ctx, sub, planId, tc.operationId, tc.attempt > 1, extra);
   if (outcome.status !== 'success') {
     if ((outcome.status === 'pending' || outcome.retryable) && tc.attempt < task.maxAttempts) {
       return { status: 'retry', error: outcome.status === 'pending' ? `Pending: ${outcome.message ?? 'the gate is changing the limits.'}` : `Retrying: ${outcome.message}`, retryable: true };
     }
     // Through saga.finish, so that the change's charge is voided like after any failed provisioning.
     const why = outcome.status === 'pending' ? `did not finish changing the limits within ${task.maxAttempts} attempts` : `failed: ${outcome.message}`;
+    const what = extra ? 'could not get the added resources' : 'could not change plan';
     await writeTx(ctx.deps, async (tx) => {
       const locked = await lockOrder(tx, orderId);
-      if (locked && locked.step === order.step) await enqueueFinish(ctx, tx, locked, clip(`Subscription ${sub.id} could not change plan: service gate '${sub.service_gate}' ${why}. The subscription is unchanged.`));
+      if (locked && locked.step === order.step) await enqueueFinish(ctx, tx, locked, clip(`Subscription ${sub.id} ${what}: service gate '${sub.service_gate}' ${why}. The subscription is unchanged.`));
     });
     return done({ failed: why });
   }
@@ -372,7 +395,7 @@ async function applyChange(ctx: Ctx, task: Task, tc: TaskContext, order: OrderRo
   await writeTx(ctx.deps, async (tx) => {
     const locked = await lockOrder(tx, orderId);
     if (!locked || locked.step !== order.step) return;
-    await moveToPlan(ctx, tx, sub, planId, periodId, details.newTerm === true, orderId);
+    await moveToPlan(ctx, tx, sub, planId, periodId, details.newTerm === true, orderId, extra);
     let note = '';
     if (total < 0n) {
       await issueOrderCredit(tx, await ctx.actor(tx), ctx.deps.clock.now(), {
@@ -387,7 +410,8 @@ async function applyChange(ctx: Ctx, task: Task, tc: TaskContext, order: OrderRo
       });
       note = ` A credit of ${amountText(-total, order.currency)} is due to the account.`;
     }
-    await transitionIfAt(ctx, tx, orderId, order.step, 'success', `Subscription ${sub.id} moved to plan ${planId}, period ${periodId}.${note}`);
+    const text = extra ? `Subscription ${sub.id} has its added resources.` : `Subscription ${sub.id} moved to plan ${planId}, period ${periodId}.`;
+    await transitionIfAt(ctx, tx, orderId, order.step, 'success', `${text}${note}`);
   });
   return done({ changed: true });
 }

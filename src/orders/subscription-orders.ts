@@ -6,7 +6,7 @@ import { isSqlite, money, toBigInt, toNumber, type Conn, type Tx } from '../db/k
 import { invalid, notAllowed, notFound } from '../domain/errors';
 import { oneOf, optionalText, positiveId } from '../domain/fields';
 import { formatAmount } from '../domain/money';
-import { priceChange, priceRenewal, type PriceLine } from '../domain/pricing';
+import { priceChange, priceRenewal, priceResourceAddition, type PriceLine } from '../domain/pricing';
 import { remainingShare } from '../domain/period';
 import { STATUS_OF_ACTION, type OrderType } from '../domain/workflow';
 import { idempotent } from '../idempotency';
@@ -274,13 +274,54 @@ export class SubscriptionOrdersService {
     });
   }
 
+  /**
+   * A resource order: more of some of the subscription's resources (quantity = how much to add, up to 4 decimals),
+   * within each rate's maximum. Priced per resource: the setup fee for the quantity, and the recurring fee for it
+   * times the share of the current term still ahead; charged, then the gate's changeLimits with the raised limits,
+   * then the subscription's additional quantities and limits. (No API operation places one yet.)
+   */
+  async buyResources(actor: Actor, subscriptionId: number, opts: { resources: { resourceId: number; quantity: number }[]; idempotencyKey?: string; payToolId?: number }): Promise<PlacedOnSubscription> {
+    const id = positiveId(subscriptionId, 'subscriptionId');
+    if (!Array.isArray(opts.resources) || opts.resources.length === 0) throw invalid('resources', 'Name at least one resource and the quantity to add.');
+    const added = opts.resources.map((r, i) => {
+      const resourceId = positiveId(r?.resourceId, `resources[${i}].resourceId`);
+      const quantity = Number(r?.quantity);
+      if (!Number.isFinite(quantity) || quantity <= 0) throw invalid(`resources[${i}].quantity`, 'quantity is how much to add: a number above 0.');
+      if (opts.resources.findIndex((x) => Number(x?.resourceId) === resourceId) !== i) throw invalid(`resources[${i}].resourceId`, `Resource ${resourceId} appears twice.`);
+      return { resourceId, quantity };
+    });
+    return idempotent(this.deps, actor, opts.idempotencyKey, 'BuySubscriptionResources', { id, added }, async (tx) => {
+      const sub = await scopedSubscription(tx, actor, id);
+      const status = toNumber(sub.status);
+      if (status !== SUBSCRIPTION_STATUS.active && status !== SUBSCRIPTION_STATUS.graced) throw notAllowed(`Subscription ${id} is ${statusText(status)}; resources are added to an active or graced subscription.`, 'subscriptionId');
+      if (toNumber(sub.service_status) !== SERVICE_STATUS.running) throw notAllowed(`Subscription ${id}'s service is not running (service status ${toNumber(sub.service_status)}).`, 'subscriptionId');
+      await refuseOpenOrder(tx, sub);
+      const plan = await this.svc.catalog.getPlanForOrder(tx, toNumber(sub.plan_id));
+      if (!plan) throw notFound('Plan', toNumber(sub.plan_id));
+      const current = (await tx('subscription_resources').where({ subscription_id: id }).select('resource_id', 'included', 'additional')) as { resource_id: number; included: unknown; additional: unknown }[];
+      added.forEach((a, i) => {
+        const rate = plan.resources.find((r) => r.resourceId === a.resourceId);
+        const have = current.find((c) => toNumber(c.resource_id) === a.resourceId);
+        if (!rate || !have) throw invalid(`resources[${i}].resourceId`, `Resource ${a.resourceId} is not one of plan '${plan.name}''s resources.`);
+        const total = Number(have.included) + Number(have.additional) + a.quantity;
+        if (rate.max !== null && total > rate.max) throw invalid(`resources[${i}].quantity`, `${rate.name}: at most ${rate.max} ${rate.unit} in all; the subscription has ${Number(have.included) + Number(have.additional)}.`);
+      });
+      const startRaw = sub.last_bill_date ?? sub.start_date;
+      if (startRaw === null || startRaw === undefined || sub.expiration_date === null || sub.expiration_date === undefined) throw notAllowed(`Subscription ${id} has no current term.`, 'subscriptionId');
+      const share = remainingShare(new Date(toNumber(startRaw)), new Date(toNumber(sub.expiration_date)), this.deps.clock.now());
+      const priced = priceResourceAddition({ rates: plan.resources, added, share });
+      const orderId = await this.insertOrder(tx, actor, 'resource', sub, { planId: plan.planId, periodId: toNumber(sub.period_id), currency: plan.currency, lines: priced.lines, payToolId: opts.payToolId, resources: added, details: { share: `${share.numerator}/${share.denominator}` } });
+      return { orderId };
+    });
+  }
+
   /** Writes the order, its one item on the subscription, its lines and history, and starts its workflow. */
   private async insertOrder(
     tx: Tx,
     actor: Actor,
     type: OrderType,
     sub: SubscriptionRow,
-    o: { planId: number; periodId: number; currency: string; lines: PriceLine[]; payToolId?: number; cancelType?: CancelType; effective?: ChangeTiming; comment?: string; details: Record<string, unknown> },
+    o: { planId: number; periodId: number; currency: string; lines: PriceLine[]; payToolId?: number; cancelType?: CancelType; effective?: ChangeTiming; comment?: string; resources?: { resourceId: number; quantity: number }[]; details: Record<string, unknown> },
   ): Promise<number> {
     const accountId = toNumber(sub.account_id);
     const vendorId = toNumber(sub.vendor_id);
@@ -328,7 +369,7 @@ export class SubscriptionOrdersService {
       period_id: o.periodId,
       parent_item_id: null,
       parameters: sub.parameters || '{}',
-      resources: '[]',
+      resources: JSON.stringify(o.resources ?? []),
       subscription_id: null,
       target_subscription_id: sub.id,
       cancel_type: o.cancelType ?? null,
@@ -354,7 +395,7 @@ export class SubscriptionOrdersService {
     await tx('order_history').insert({ order_id: orderId, status, step: start, outcome: null, actor_user_id: actor.userId, comment, at });
     const subscriptionId = toNumber(sub.id);
     await recordChange(tx, actor, new Date(at), {
-      operation: type === 'renewal' ? 'PlaceRenewalOrder' : type === 'change' ? 'PlaceChangeOrder' : 'PlaceCancellationOrder',
+      operation: { renewal: 'PlaceRenewalOrder', change: 'PlaceChangeOrder', resource: 'PlaceResourceOrder', cancellation: 'PlaceCancellationOrder', sales: 'PlaceOrder' }[type],
       objectType: 'order',
       objectId: orderId,
       details: { orderNumber: number, accountId, type, subscriptionId, total: total.toString(), currency: o.currency, cancelType: o.cancelType, when: o.effective },

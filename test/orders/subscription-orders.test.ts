@@ -11,6 +11,7 @@ import { WorkflowsService } from '../../src/orders/workflows-service';
 import { SubscriptionsService } from '../../src/subscriptions/subscriptions-service';
 import { failure } from '../helpers/assertions';
 import { makeWorld, type World } from '../helpers/world';
+import { readSandboxStateFile } from '../../plugins/provisioning/sandbox';
 import { drive, journal, makeCatalog, makeEngine, orderRow, type Catalog, type Engine } from './fixtures';
 
 const DAY = 86_400_000;
@@ -248,5 +249,35 @@ describe('renewal and cancellation orders on existing subscriptions (sandbox gat
       ['void', 'success', 678n],
     ]);
     expect(toNumber(((await world.deps.db('subscriptions').where({ id: subscriptionId }).first('plan_id')) as { plan_id: number }).plan_id)).to.equal(cat.plans[0]!.planId);
+  });
+  it('buys more of a resource: setup fee plus the recurring fee for the rest of the term, charged, changeLimits through the gate with the raised limit, then the subscription has it', async () => {
+    // Disk on the Web plan: 10 GB included, at most 50, 1.00 setup and 0.50 a month per extra GB; the template caps at 10.
+    const now = world.clock.now().getTime();
+    const [disk] = (await world.deps.db('resources').insert({ vendor_id: cat.vendorId, name: 'Disk', unit: 'GB', code: 'disk', created_at: now })) as number[];
+    const web = (await world.deps.db('plans').where({ id: cat.plans[0]!.planId }).first('template_id')) as { template_id: number };
+    await world.deps.db('template_resources').insert({ template_id: web.template_id, resource_id: disk, limit_value: 10 });
+    await world.deps.db('resource_rates').insert({ plan_id: cat.plans[0]!.planId, resource_id: disk, included: 10, min_quantity: 0, max_quantity: 50, setup_fee: 100, recurring_fee: 50 });
+    const { subscriptionId } = await activeSubscription('disk.example');
+    world.clock.set(new Date('2026-03-11T10:00:00Z'));
+    await failure(lifecycle.buyResources(world.provider, subscriptionId, { resources: [{ resourceId: toNumber(disk), quantity: 41 }] }), 'INVALID_ARGUMENT', 'resources[0].quantity');
+    const { orderId } = await lifecycle.buyResources(world.provider, subscriptionId, { resources: [{ resourceId: toNumber(disk), quantity: 5 }] });
+    const order = await orders.get(world.provider, orderId);
+    expect(order.type).to.equal('resource');
+    // 5 x 1.00 setup; 5 x 0.50 x 21/31 = 1.6935 -> 1.69.
+    expect(order.lines.map((l) => [l.kind, l.amount])).to.deep.equal([
+      ['resource_setup', 500n],
+      ['resource_recurring', 169n],
+    ]);
+    expect(order.total).to.equal(669n);
+    await drive(world.deps, world.clock, engine.worker);
+    expect((await orderRow(world.deps.db, orderId)).status).to.equal('CP');
+    expect(await paymentsOf(orderId)).to.deep.equal([['purchase', 'success', 669n]]);
+    expect(journal(cat).map((e) => e.action)).to.deep.equal(['provision', 'changeLimits']);
+    const r = (await world.deps.db('subscription_resources').where({ subscription_id: subscriptionId, resource_id: disk }).first()) as Record<string, unknown>;
+    expect([Number(r.included), Number(r.additional), Number(r.limit_value)]).to.deep.equal([10, 5, 15]);
+    // The control panel (the sandbox's state) has the raised limit too.
+    const service = Object.values(readSandboxStateFile(cat.stateFile).services).find((x) => x.subscriptionId === subscriptionId)!;
+    expect(service.limits).to.deep.include({ resource: 'disk', limit: 15 });
+    expect(await world.deps.db('events').where({ name: 'subscription.resources_added', object_id: String(subscriptionId) })).to.have.length(1);
   });
 });
