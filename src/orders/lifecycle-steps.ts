@@ -242,7 +242,9 @@ async function applyCancellation(ctx: Ctx, task: Task, tc: TaskContext, order: O
         note = r.status === 'success' ? `Refunded ${amountText(amount, order.currency)} of payment ${paymentId} (refund ${r.paymentId}).` : `The refund of payment ${paymentId} was ${r.status}${r.message ? `: ${r.message}` : ''}; refund it by hand.`;
         details.refundPaymentId = r.paymentId;
       } catch (e) {
-        if (!isAppError(e) || e.code !== 'NOT_ALLOWED') throw e;
+        // Refused (already refunded meanwhile, ...): the cancellation stands and an operator settles the money.
+        // Anything else (the gateway unreachable, ...) is retried by the task.
+        if (!isAppError(e) || e.code === 'UNAVAILABLE' || e.code === 'INTERNAL') throw e;
         note = `Payment ${paymentId} could not be refunded (${e.message}); refund it by hand.`;
       }
     }

@@ -132,6 +132,22 @@ describe('renewal and cancellation orders on existing subscriptions (sandbox gat
     expect(await world.deps.db('events').where({ name: 'subscription.canceled', object_id: String(subscriptionId) })).to.have.length(1);
   });
 
+  it('still cancels when the payment was refunded by hand meanwhile, and says the refund is for an operator to settle', async () => {
+    const { subscriptionId, orderId: salesId } = await activeSubscription('manual.example');
+    const { orderId } = await lifecycle.cancel(world.provider, subscriptionId, { cancelType: 'refund', when: 'immediate' });
+    const payment = (await world.deps.db('orders').where({ id: salesId }).first('payment_id')) as { payment_id: number };
+    await engine.payments.refund(world.provider, toNumber(payment.payment_id), { reason: 'by hand' });
+    await drive(world.deps, world.clock, engine.worker);
+    expect((await orderRow(world.deps.db, orderId)).status).to.equal('CP');
+    expect(await subRow(subscriptionId)).to.include({ status: 70, serviceStatus: 90 });
+    const history = (await orders.get(world.provider, orderId)).history.map((h) => h.comment).join('\n');
+    expect(history).to.match(/could not be refunded \(.*already refunded in full.*\); refund it by hand/);
+    expect(await paymentsOf(salesId)).to.deep.equal([
+      ['purchase', 'success', 1000n],
+      ['refund', 'success', 1000n],
+    ]);
+  });
+
   it('gives nothing back after the refund period, and records a credit (order.credit_due, a credit line) for cancelType credit', async () => {
     const late = await activeSubscription('late.example');
     world.clock.set(new Date(world.clock.now().getTime() + 20 * DAY));
