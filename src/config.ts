@@ -1,5 +1,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
+import cron from 'node-cron';
 
 /** Validated runtime configuration: config/default.json, then an optional HOSTWRIGHT_CONFIG file, then environment. */
 export interface Config {
@@ -35,6 +36,8 @@ export interface Config {
   consoleSessionIdleMinutes: number;
   /** Operators' console: a session ends this long after sign-in, however active. */
   consoleSessionAbsoluteHours: number;
+  /** node-cron expression of the payment reconciler's runs (asks gateways about pending and unknown payments). */
+  paymentReconcileCron: string;
 }
 
 export class ConfigError extends Error {
@@ -74,6 +77,7 @@ export const ENV_KEYS: Record<string, keyof Config> = {
   WEBHOOK_ALLOW_PRIVATE_NETWORKS: 'webhookAllowPrivateNetworks',
   CONSOLE_SESSION_IDLE_MINUTES: 'consoleSessionIdleMinutes',
   CONSOLE_SESSION_ABSOLUTE_HOURS: 'consoleSessionAbsoluteHours',
+  PAYMENT_RECONCILE_CRON: 'paymentReconcileCron',
 };
 
 const ROOT = path.resolve(__dirname, '..');
@@ -117,6 +121,14 @@ function text(raw: Raw, key: keyof Config, env?: string): string {
   const v = raw[key] ?? '';
   if (typeof v !== 'string') throw new ConfigError(env ?? key, `must be a string, got ${JSON.stringify(v)}.`);
   return v;
+}
+
+function cronExpression(raw: Raw, key: keyof Config, env?: string): string {
+  const v = raw[key];
+  if (typeof v !== 'string' || v.trim() === '' || !cron.validate(v.trim())) {
+    throw new ConfigError(env ?? key, `must be a cron expression (5 fields, or 6 with seconds first, e.g. "*/5 * * * *"), got ${JSON.stringify(v)}.`);
+  }
+  return v.trim();
 }
 
 export function validateDatabaseUrl(url: string, key = 'databaseUrl'): string {
@@ -184,6 +196,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Part
     webhookAllowPrivateNetworks: boolean(raw, 'webhookAllowPrivateNetworks', e('webhookAllowPrivateNetworks')),
     consoleSessionIdleMinutes: integer(raw, 'consoleSessionIdleMinutes', 1, 7 * 24 * 60, e('consoleSessionIdleMinutes')),
     consoleSessionAbsoluteHours: integer(raw, 'consoleSessionAbsoluteHours', 1, 24 * 30, e('consoleSessionAbsoluteHours')),
+    paymentReconcileCron: cronExpression(raw, 'paymentReconcileCron', e('paymentReconcileCron')),
   };
   if (cfg.smtpUrl && !/^smtps?:\/\/[^/\s]+/.test(cfg.smtpUrl)) {
     throw new ConfigError(e('smtpUrl') ?? 'smtpUrl', `must be smtp://[user:pass@]host[:port] or smtps://..., got ${JSON.stringify(cfg.smtpUrl.replace(/\/\/[^@/]*@/, '//***@'))}.`);

@@ -18,12 +18,14 @@ import { orderHandlers } from './orders/engine';
 import { subscriptionHooks } from './orders/step-handlers';
 import { subscriptionActionHandlers } from './subscriptions/service-actions';
 import { ORDERS_QUEUE } from './orders/transitions';
+import { schedulePaymentReconciler } from './payments/reconcile-schedule';
 import crypto from 'node:crypto';
 import { requestContext } from './logger';
 import { XmlRpcEndpoint } from './api/xmlrpc/execute';
 import { accountMethods } from './api/xmlrpc/methods-accounts';
 import { catalogMethods } from './api/xmlrpc/methods-catalog';
 import { orderMethods } from './api/xmlrpc/methods-orders';
+import { lifecycleMethods } from './api/xmlrpc/methods-lifecycle';
 import { billingService, provisioningService } from './api/soap/billing-service';
 import { eventMethods } from './api/xmlrpc/methods-events';
 import { startEventDelivery, type EventDelivery } from './events/delivery-runtime';
@@ -127,6 +129,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     const mounts = await mountTransports(services, app, router);
     app.use(router.routes()).use(router.allowedMethods());
     const housekeeping = startHousekeeping(services);
+    const reconciler = schedulePaymentReconciler(deps, services.payments, config.paymentReconcileCron);
     // Orders move through their workflows as background tasks; this process takes its share of them.
     const worker = new Worker(deps, services.tasks, {
       ...orderHandlers(deps, {
@@ -154,6 +157,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
       async close() {
         clearInterval(housekeeping);
         await events.stop();
+        await reconciler.destroy();
         await worker.stop();
         await mounts.close();
         await closeSockets();
@@ -213,7 +217,7 @@ async function mountTransports(
 ): Promise<{ legacyXmlRpc?: http.RequestListener; posts: Record<string, PostHandler>; close(): Promise<void> }> {
   app.use(consoleMiddleware(services));
   const soapPosts = await mountSoap(services, router, [billingService(services, WSDL_DIR), provisioningService(services, WSDL_DIR)]);
-  const xmlrpc = new XmlRpcEndpoint(services, { ...accountMethods, ...catalogMethods, ...orderMethods, ...eventMethods });
+  const xmlrpc = new XmlRpcEndpoint(services, { ...accountMethods, ...catalogMethods, ...orderMethods, ...eventMethods, ...lifecycleMethods });
   router.all('/RPC2', async (ctx) => {
     ctx.respond = false;
     await xmlrpc.handle(ctx.req, ctx.res, ctx.state.requestId as string);

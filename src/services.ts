@@ -13,6 +13,7 @@ import { OrdersService } from './orders/orders-service';
 import { WorkflowsService } from './orders/workflows-service';
 import { PromoCodesService } from './orders/promo-codes-service';
 import { SubscriptionsService } from './subscriptions/subscriptions-service';
+import { SubscriptionOrdersService } from './orders/subscription-orders';
 import { BUNDLED_PLUGINS_DIR, loadPlugins, type PluginRegistry } from './plugins/loader';
 import { EventActionsService } from './events/actions-service';
 import { NotificationsService } from './notifications/notifications-service';
@@ -40,6 +41,8 @@ export interface Services {
   /** Notification templates, rendering, sending and the mail spool. */
   notifications: NotificationsService;
   notificationSchedules: NotificationSchedulesService;
+  /** Renewal and cancellation orders on existing subscriptions. */
+  subscriptionOrders: SubscriptionOrdersService;
 }
 
 /** Builds every service; pass the registry when one is already loaded (it is loaded once per process). */
@@ -72,5 +75,6 @@ export function createServices(deps: Deps, plugins: PluginRegistry = loadPlugins
     eventActions: new EventActionsService(deps),
     notifications: new NotificationsService(deps),
     notificationSchedules: new NotificationSchedulesService(deps),
+    subscriptionOrders: new SubscriptionOrdersService(deps, { catalog, tasks, workflows }),
   };
 }

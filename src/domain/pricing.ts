@@ -32,7 +32,8 @@ export interface Promo {
   appliesTo: 'setup' | 'first_period' | 'both';
 }
 
-export type LineKind = 'setup' | 'recurring' | 'resource_setup' | 'resource_recurring' | 'discount';
+/** renewal: a period's renewal fee; refund and credit: negative lines of a cancellation (money back, or a credit). */
+export type LineKind = 'setup' | 'recurring' | 'resource_setup' | 'resource_recurring' | 'discount' | 'renewal' | 'refund' | 'credit';
 
 export interface PriceLine {
   kind: LineKind;
@@ -110,4 +111,83 @@ export function priceItem(input: {
     if (discount > 0n) lines.push({ kind: 'discount', description: `Promo code ${p.code}`, quantity: 1, unitPrice: -discount, amount: -discount });
   }
   return { lines, subtotal, discount, total: subtotal - discount };
+}
+
+/**
+ * Prices the renewal of a subscription for one period from the catalog: the period's renewal fee, and the
+ * recurring fee of every resource the subscription has above what the plan includes (additional quantity, up
+ * to 4 decimals). Each line is rounded half-up; the total is the sum of the lines.
+ */
+export function priceRenewal(input: {
+  planName: string;
+  period: { renewalFee: bigint; duration: number; unit: string };
+  rates: readonly Pick<PricedRate, 'resourceId' | 'name' | 'unit' | 'recurringFee'>[];
+  additional: readonly { resourceId: number; quantity: number }[];
+}): ItemPrice {
+  const p = input.period;
+  const lines: PriceLine[] = [
+    { kind: 'renewal', description: `${input.planName}: renewal for ${p.duration} ${p.unit}${p.duration === 1 ? '' : 's'}`, quantity: 1, unitPrice: p.renewalFee, amount: p.renewalFee },
+  ];
+  const byId = new Map(input.rates.map((r) => [r.resourceId, r]));
+  for (const a of input.additional) {
+    const rate = byId.get(a.resourceId);
+    if (!rate || rate.recurringFee <= 0n || !(a.quantity > 0)) continue;
+    const extra = scaled(a.quantity, 'additional');
+    lines.push({ kind: 'resource_recurring', description: `${rate.name}: ${a.quantity} ${rate.unit} above the plan, renewal`, resourceId: rate.resourceId, quantity: a.quantity, unitPrice: rate.recurringFee, amount: mulDivHalfUp(rate.recurringFee, extra, SCALE) });
+  }
+  const subtotal = lines.reduce((sum, l) => sum + l.amount, 0n);
+  return { lines, subtotal, discount: 0n, total: subtotal };
+}
+
+/**
+ * Prices an immediate plan or period change by the exact share of the current term still ahead
+ * (share = remaining ms / term ms, from period.ts remainingShare): a credit line for the old recurring fee's share
+ * and a charge for the new fee's share when the new period is as long as the old one (the term keeps its end);
+ * with a period of another length a new term starts now and the new period is charged in full. Each line is
+ * rounded half-up; the total (negative for a credit) is the sum of the lines.
+ */
+export function priceChange(input: {
+  oldPlanName: string;
+  newPlanName: string;
+  oldFee: bigint;
+  newFee: bigint;
+  share: { numerator: bigint; denominator: bigint };
+  sameLength: boolean;
+}): ItemPrice {
+  const { numerator, denominator } = input.share;
+  const credit = mulDivHalfUp(input.oldFee, numerator, denominator);
+  const charge = input.sameLength ? mulDivHalfUp(input.newFee, numerator, denominator) : input.newFee;
+  const lines: PriceLine[] = [];
+  if (credit > 0n) lines.push({ kind: 'credit', description: `${input.oldPlanName}: unused share of the current term`, quantity: 1, unitPrice: -credit, amount: -credit });
+  lines.push({ kind: 'recurring', description: `${input.newPlanName}: ${input.sameLength ? 'rest of the current term' : 'first period'}`, quantity: 1, unitPrice: charge, amount: charge });
+  const subtotal = lines.reduce((sum, l) => sum + l.amount, 0n);
+  return { lines, subtotal, discount: 0n, total: subtotal };
+}
+
+/**
+ * Prices more of a subscription's resources: per resource, the setup fee for the quantity added, and its recurring
+ * fee for that quantity times the share of the current term still ahead. Each line is rounded half-up; the total is
+ * the sum of the lines.
+ */
+export function priceResourceAddition(input: {
+  rates: readonly Pick<PricedRate, 'resourceId' | 'name' | 'unit' | 'setupFee' | 'recurringFee'>[];
+  added: readonly { resourceId: number; quantity: number }[];
+  share: { numerator: bigint; denominator: bigint };
+  field?: string;
+}): ItemPrice {
+  const lines: PriceLine[] = [];
+  input.added.forEach((a, i) => {
+    const rate = input.rates.find((r) => r.resourceId === a.resourceId);
+    if (!rate) throw invalid(`${input.field ?? 'resources'}[${i}].resourceId`, `Resource ${a.resourceId} cannot be ordered with this plan.`);
+    const q = scaled(a.quantity, `${input.field ?? 'resources'}[${i}].quantity`);
+    if (rate.setupFee > 0n) {
+      lines.push({ kind: 'resource_setup', description: `${rate.name}: ${a.quantity} ${rate.unit} more, setup`, resourceId: rate.resourceId, quantity: a.quantity, unitPrice: rate.setupFee, amount: mulDivHalfUp(rate.setupFee, q, SCALE) });
+    }
+    if (rate.recurringFee > 0n) {
+      const amount = mulDivHalfUp(rate.recurringFee * q, input.share.numerator, SCALE * input.share.denominator);
+      lines.push({ kind: 'resource_recurring', description: `${rate.name}: ${a.quantity} ${rate.unit} more, rest of the current term`, resourceId: rate.resourceId, quantity: a.quantity, unitPrice: rate.recurringFee, amount });
+    }
+  });
+  const subtotal = lines.reduce((sum, l) => sum + l.amount, 0n);
+  return { lines, subtotal, discount: 0n, total: subtotal };
 }

@@ -74,6 +74,8 @@ export interface TaskFilter {
   queue?: string;
   objectType?: string;
   objectId?: string | number;
+  /** Tasks on any of these queues or of any of these kinds (ANDed with the other filters). */
+  anyOf?: { queues?: readonly string[]; kinds?: readonly string[] };
   page?: number;
   pageSize?: number;
 }
@@ -314,6 +316,14 @@ export class TaskQueue {
     if (objectType) q.andWhere('object_type', objectType);
     const objectId = optionalText(filter.objectId, 'objectId', 64);
     if (objectId) q.andWhere('object_id', objectId);
+    if (filter.anyOf) {
+      const queues = [...(filter.anyOf.queues ?? [])];
+      const kinds = [...(filter.anyOf.kinds ?? [])];
+      q.andWhere((w) => {
+        w.whereIn('queue', queues.length ? queues : ['']);
+        if (kinds.length) w.orWhereIn('kind', kinds);
+      });
+    }
     const [{ total }] = (await q.clone().count({ total: '*' })) as { total: number | string }[];
     const rows = (await q.orderBy('id', 'desc').limit(pageSize).offset(offset)) as TaskRow[];
     return { items: rows.map(toTask), total: Number(total) };

@@ -3,13 +3,14 @@ import { toNumber } from '../db/knex';
 import { isAppError } from '../domain/errors';
 import { isManual, isTerminal } from '../domain/workflow';
 import type { TaskHandler, TaskOutcome } from '../jobs/worker';
-import { compensateItem, finishFailedSaga, provisionItem, SAGA_COMPENSATE, SAGA_FINISH, SAGA_PROVISION, startSaga } from './saga';
+import { compensateItem, finishFailedSaga, lateSagaCompletion, provisionItem, SAGA_COMPENSATE, SAGA_FINISH, SAGA_LATE_COMPLETION, SAGA_PROVISION, startSaga } from './saga';
 import { actionOf, loadOrder, loadWorkflowDefinition, lockOrder, makeCtx, runSimpleStep, writeTx, type Ctx, type EngineOptions, type EngineServices } from './step-handlers';
 import { ORDER_ADVANCE } from './transitions';
+import { LIFECYCLE_KINDS, runLifecycle, runScheduledCancel, runScheduledChange, SCHEDULED_CANCEL, SCHEDULED_CHANGE } from './lifecycle-steps';
 
 export type { EngineOptions, EngineServices, SubscriptionHooks } from './step-handlers';
 export { sqlSubscriptions, subscriptionHooks, type SubscriptionsServiceLike } from './step-handlers';
-export { SAGA_COMPENSATE, SAGA_FINISH, SAGA_PROVISION } from './saga';
+export { SAGA_COMPENSATE, SAGA_FINISH, SAGA_LATE_COMPLETION, SAGA_PROVISION } from './saga';
 
 /**
  * The order execution engine: worker handlers that run each order's automatic workflow steps and its
@@ -28,6 +29,13 @@ export function orderHandlers(deps: Deps, services: EngineServices, options: Eng
     [SAGA_PROVISION]: (task, tc) => conflictIsDone(() => provisionItem(ctx, task, tc)),
     [SAGA_COMPENSATE]: (task, tc) => conflictIsDone(() => compensateItem(ctx, task, tc)),
     [SAGA_FINISH]: (task) => conflictIsDone(() => finishFailedSaga(ctx, task)),
+    [SAGA_LATE_COMPLETION]: (task, tc) => conflictIsDone(() => lateSagaCompletion(ctx, task, tc)),
+    [LIFECYCLE_KINDS.renewal]: (task, tc) => conflictIsDone(() => runLifecycle(ctx, task, tc)),
+    [LIFECYCLE_KINDS.cancellation]: (task, tc) => conflictIsDone(() => runLifecycle(ctx, task, tc)),
+    [LIFECYCLE_KINDS.change]: (task, tc) => conflictIsDone(() => runLifecycle(ctx, task, tc)),
+    [LIFECYCLE_KINDS.resource]: (task, tc) => conflictIsDone(() => runLifecycle(ctx, task, tc)),
+    [SCHEDULED_CANCEL]: (task, tc) => conflictIsDone(() => runScheduledCancel(ctx, task, tc)),
+    [SCHEDULED_CHANGE]: (task, tc) => conflictIsDone(() => runScheduledChange(ctx, task, tc)),
   };
 }
 

@@ -59,7 +59,13 @@ export interface OrderItem {
   parentItemId: number | null;
   parameters: Record<string, string>;
   resources: { resourceId: number; quantity: number }[];
+  /** The subscription a sales item created. */
   subscriptionId: number | null;
+  /** The existing subscription a renewal or cancellation item acts on. */
+  targetSubscriptionId: number | null;
+  /** Cancellation: refund | credit | none; and when: immediate | end_of_term. */
+  cancelType: string | null;
+  effective: string | null;
 }
 
 export interface OrderHistoryEntry {
@@ -446,6 +452,9 @@ export class OrdersService {
           parameters: JSON.parse(String(it.parameters)) as Record<string, string>,
           resources: JSON.parse(String(it.resources)) as { resourceId: number; quantity: number }[],
           subscriptionId: toOptionalNumber(it.subscription_id),
+          targetSubscriptionId: toOptionalNumber(it.target_subscription_id),
+          cancelType: (it.cancel_type as string | null | undefined) ?? null,
+          effective: (it.effective as string | null | undefined) ?? null,
         })),
         lines: lines.map((l) => ({
           lineId: toNumber(l.id),

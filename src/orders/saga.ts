@@ -8,6 +8,7 @@ import type { Outcome, ProvisioningGate, ServiceRequest } from '../plugins/sdk';
 import { ORDERS_QUEUE } from './transitions';
 import { actionOf, loadOrder, loadWorkflowDefinition, lockOrder, transitionIfAt, writeTx, type Ctx, type OrderItemRow, type OrderRow } from './step-handlers';
 import { describeForGate } from '../subscriptions/gate-request';
+import { startLifecycle } from './lifecycle-steps';
 
 /**
  * The provisioning saga of an order. Its state lives in saga_steps: one `provision` row per item (in position
@@ -41,12 +42,13 @@ interface SagaStepRow {
 const done = (result?: unknown): TaskOutcome => ({ status: 'done', result });
 const clip = (s: string, n = 2000) => (s.length <= n ? s : `${s.slice(0, n - 1)}…`);
 
-async function enqueueStep(ctx: Ctx, tx: Tx, order: OrderRow, step: Pick<SagaStepRow, 'id' | 'item_id' | 'action'>): Promise<void> {
+async function enqueueStep(ctx: Ctx, tx: Tx, order: OrderRow, step: Pick<SagaStepRow, 'id' | 'item_id' | 'action' | 'subscription_id'>): Promise<void> {
   const kind = step.action === 'provision' ? SAGA_PROVISION : SAGA_COMPENSATE;
   const taskId = await ctx.svc.tasks.enqueue(tx, {
     kind,
     queue: ORDERS_QUEUE,
-    payload: { orderId: toNumber(order.id), itemId: toNumber(step.item_id) },
+    // subscriptionId: for ListTasks (the task's object is the order); the handler reads the saga row.
+    payload: { orderId: toNumber(order.id), itemId: toNumber(step.item_id), subscriptionId: step.subscription_id === null ? null : toNumber(step.subscription_id) },
     accountId: toNumber(order.account_id),
     objectType: 'order',
     objectId: toNumber(order.id),
@@ -56,7 +58,7 @@ async function enqueueStep(ctx: Ctx, tx: Tx, order: OrderRow, step: Pick<SagaSte
   await tx('saga_steps').where({ id: step.id }).update({ task_id: taskId, updated_at: ctx.deps.clock.now().getTime() });
 }
 
-async function enqueueFinish(ctx: Ctx, tx: Tx, order: OrderRow, reason?: string): Promise<void> {
+export async function enqueueFinish(ctx: Ctx, tx: Tx, order: OrderRow, reason?: string): Promise<void> {
   await ctx.svc.tasks.enqueue(tx, {
     kind: SAGA_FINISH,
     queue: ORDERS_QUEUE,
@@ -80,15 +82,9 @@ async function stepsOf(tx: Tx, orderId: number, action: 'provision' | 'compensat
 export async function startSaga(ctx: Ctx, tx: Tx, order: OrderRow): Promise<void> {
   const orderId = toNumber(order.id);
   if ((await stepsOf(tx, orderId, 'provision')).length > 0) return;
-  // Only a sales order brings new services. A renewal changes none; the others act on existing subscriptions,
-  // which order items cannot name yet: they fail here rather than provision new services by mistake.
-  if (order.type === 'renewal') {
-    await transitionIfAt(ctx, tx, orderId, order.step, 'success', 'A renewal provisions nothing.');
-    return;
-  }
+  // Only a sales order brings new services; the other types act on an existing subscription (lifecycle-steps.ts).
   if (order.type !== 'sales') {
-    // Through saga.finish, so that the charge is voided like after any failed provisioning.
-    await enqueueFinish(ctx, tx, order, `Provisioning ${order.type} orders is not supported yet; no service was changed.`);
+    await startLifecycle(ctx, tx, order);
     return;
   }
   const items = (await tx('order_items').where({ order_id: orderId }).orderBy('position')) as OrderItemRow[];
@@ -195,30 +191,33 @@ export async function provisionItem(ctx: Ctx, task: Task, tc: TaskContext): Prom
   const t = await loadTarget(ctx, task, 'provision');
   if (!t) return done({ skipped: true });
   const outcome = await callGate(ctx, t, tc.operationId, (gate, req) => gate.provision(req));
-  if (outcome.status === 'success') {
-    const reference = String((outcome.result as { reference?: unknown }).reference ?? '');
-    await writeTx(ctx.deps, async (tx) => {
-      const order = await lockOrder(tx, toNumber(t.order.id));
-      if (!order || !(await stillOpen(tx, t.step))) return;
-      const actor = await ctx.actor(tx);
-      await tx('saga_steps').where({ id: t.step.id }).update({ status: 'done', last_error: null, updated_at: ctx.deps.clock.now().getTime() });
-      await ctx.subs.setProvisioned(tx, actor, toNumber(t.step.subscription_id), reference);
-      const steps = await stepsOf(tx, toNumber(order.id), 'provision');
-      const next = steps.find((s) => s.status === 'pending' && s.position > t.step.position);
-      if (next) {
-        await enqueueStep(ctx, tx, order, next);
-        return;
-      }
-      for (const s of steps) await ctx.subs.markProvisioned(tx, actor, toNumber(s.subscription_id));
-      await transitionIfAt(ctx, tx, toNumber(order.id), order.step, 'success', `All ${steps.length} service(s) provisioned.`);
-    });
-    return done({ reference });
-  }
+  if (outcome.status === 'success') return provisioned(ctx, t, outcome.result);
   if ((outcome.status === 'pending' || outcome.retryable) && !exhausted(task, tc)) return later(ctx, t.step, outcome);
-  const why =
-    outcome.status === 'pending'
-      ? `service gate '${t.gateName}' did not finish within ${task.maxAttempts} attempts (${outcome.message ?? 'pending'})`
-      : `service gate '${t.gateName}' failed: ${outcome.message}`;
+  if (outcome.status === 'pending') return handOverLate(ctx, t, task, tc, 'provision');
+  return provisionFailed(ctx, t, `service gate '${t.gateName}' failed: ${outcome.message}`);
+}
+
+async function provisioned(ctx: Ctx, t: Target, result: unknown): Promise<TaskOutcome> {
+  const reference = String((result as { reference?: unknown } | undefined)?.reference ?? '');
+  await writeTx(ctx.deps, async (tx) => {
+    const order = await lockOrder(tx, toNumber(t.order.id));
+    if (!order || !(await stillOpen(tx, t.step))) return;
+    const actor = await ctx.actor(tx);
+    await tx('saga_steps').where({ id: t.step.id }).update({ status: 'done', last_error: null, updated_at: ctx.deps.clock.now().getTime() });
+    await ctx.subs.setProvisioned(tx, actor, toNumber(t.step.subscription_id), reference);
+    const steps = await stepsOf(tx, toNumber(order.id), 'provision');
+    const next = steps.find((s) => s.status === 'pending' && s.position > t.step.position);
+    if (next) {
+      await enqueueStep(ctx, tx, order, next);
+      return;
+    }
+    for (const s of steps) await ctx.subs.markProvisioned(tx, actor, toNumber(s.subscription_id));
+    await transitionIfAt(ctx, tx, toNumber(order.id), order.step, 'success', `All ${steps.length} service(s) provisioned.`);
+  });
+  return done({ reference });
+}
+
+async function provisionFailed(ctx: Ctx, t: Target, why: string): Promise<TaskOutcome> {
   const reason = clip(`${t.itemLabel} could not be provisioned: ${why}`);
   await writeTx(ctx.deps, async (tx) => {
     const order = await lockOrder(tx, toNumber(t.order.id));
@@ -252,10 +251,12 @@ export async function compensateItem(ctx: Ctx, task: Task, tc: TaskContext): Pro
   if (!t) return done({ skipped: true });
   const outcome = await callGate(ctx, t, tc.operationId, (gate, req) => gate.terminate(req));
   if (outcome.status !== 'success' && (outcome.status === 'pending' || outcome.retryable) && !exhausted(task, tc)) return later(ctx, t.step, outcome);
-  const error =
-    outcome.status === 'success'
-      ? null
-      : clip(`${t.itemLabel} could not be undone: service gate '${t.gateName}' ${outcome.status === 'pending' ? 'did not finish terminating it' : `failed: ${outcome.message}`}`);
+  if (outcome.status === 'pending') return handOverLate(ctx, t, task, tc, 'compensate');
+  return compensated(ctx, t, outcome.status === 'success' ? null : `failed: ${outcome.message}`);
+}
+
+async function compensated(ctx: Ctx, t: Target, failure: string | null): Promise<TaskOutcome> {
+  const error = failure === null ? null : clip(`${t.itemLabel} could not be undone: service gate '${t.gateName}' ${failure}`);
   await writeTx(ctx.deps, async (tx) => {
     const order = await lockOrder(tx, toNumber(t.order.id));
     if (!order || !(await stillOpen(tx, t.step))) return;
@@ -267,6 +268,56 @@ export async function compensateItem(ctx: Ctx, task: Task, tc: TaskContext): Pro
     else await enqueueFinish(ctx, tx, order);
   });
   return done(error ? { failed: error } : { terminated: true });
+}
+
+// ---- late completion: a gate still answering pending after the task's last attempt ----
+
+/** The late-completion sweep of one saga gate operation (the subscription actions have subscription.late_completion). */
+export const SAGA_LATE_COMPLETION = 'saga.late_completion';
+/** The sweep first looks again this long after the task gave up, then backs off (5 s ... 1 h) for LATE_MAX_ATTEMPTS. */
+export const LATE_FIRST_DELAY_MS = 10 * 60_000;
+export const LATE_MAX_ATTEMPTS = 30;
+
+/**
+ * The gate accepted the operation but has not finished it within the task's attempts: the saga row stays
+ * `running` (the order waits at its provision step) and a late-completion task takes the operation over, polling
+ * the gate with the SAME operation id until it finishes, fails, or the sweep gives up; then the saga goes on
+ * exactly as if the first task had heard the answer.
+ */
+async function handOverLate(ctx: Ctx, t: Target, task: Task, tc: TaskContext, action: 'provision' | 'compensate'): Promise<TaskOutcome> {
+  const note = clip(`Still pending after ${task.maxAttempts} attempts; the late-completion sweep polls service gate '${t.gateName}' again later.`);
+  await writeTx(ctx.deps, async (tx) => {
+    if (!(await stillOpen(tx, t.step))) return;
+    await tx('saga_steps').where({ id: t.step.id }).update({ status: 'running', last_error: note, updated_at: ctx.deps.clock.now().getTime() });
+    await ctx.svc.tasks.enqueue(tx, {
+      kind: SAGA_LATE_COMPLETION,
+      queue: ORDERS_QUEUE,
+      payload: { target: 'saga', sagaAction: action, orderId: toNumber(t.order.id), itemId: toNumber(t.step.item_id), subscriptionId: toNumber(t.step.subscription_id), action: action === 'provision' ? 'provision' : 'terminate', operationId: tc.operationId, taskId: task.taskId },
+      accountId: toNumber(t.order.account_id),
+      objectType: 'subscription',
+      objectId: toNumber(t.step.subscription_id),
+      runAt: new Date(ctx.deps.clock.now().getTime() + LATE_FIRST_DELAY_MS),
+      maxAttempts: LATE_MAX_ATTEMPTS,
+      dedupeKey: `late:${tc.operationId}`,
+    });
+  });
+  return done({ late: true, note });
+}
+
+/** A late-completion task of a saga row: polls the original operation and settles the row when it is known. */
+export async function lateSagaCompletion(ctx: Ctx, task: Task, tc: TaskContext): Promise<TaskOutcome> {
+  const sagaAction = task.payload.sagaAction === 'compensate' ? 'compensate' : 'provision';
+  const t = await loadTarget(ctx, task, sagaAction);
+  if (!t) return done({ skipped: true });
+  const operationId = String(task.payload.operationId);
+  const outcome = await callGate(ctx, { ...t, step: { ...t.step, status: 'running' } }, operationId, (gate, req) => (sagaAction === 'provision' ? gate.provision(req) : gate.terminate(req)));
+  const last = exhausted(task, tc);
+  if (outcome.status === 'success') return sagaAction === 'provision' ? provisioned(ctx, t, outcome.result) : compensated(ctx, t, null);
+  if ((outcome.status === 'pending' || outcome.retryable) && !last) {
+    return { status: 'retry', error: outcome.status === 'pending' ? `Pending: ${outcome.message ?? 'the gate will finish later.'}` : `Retrying: ${outcome.message}`, retryable: true };
+  }
+  const why = outcome.status === 'pending' ? `was still pending after its task's attempts and ${task.maxAttempts} late checks (${outcome.message ?? 'pending'})` : `failed: ${outcome.message}`;
+  return sagaAction === 'provision' ? provisionFailed(ctx, t, `service gate '${t.gateName}' ${why}`) : compensated(ctx, t, why);
 }
 
 /** saga.finish {orderId, reason?}: the order's payment is voided (or refunded), then the order fails with the reason. */

@@ -167,7 +167,8 @@ export async function runFraudScreen(ctx: Ctx, order: OrderRow): Promise<{ outco
  */
 export async function runCharge(ctx: Ctx, order: OrderRow): Promise<{ outcome: StepOutcome; comment: string; paymentId?: number }> {
   const total = toBigInt(order.total);
-  if (total === 0n) return { outcome: 'success', comment: 'Nothing to charge.' };
+  // A negative total (a credit or refund the order gives back) charges nothing either.
+  if (total <= 0n) return { outcome: 'success', comment: 'Nothing to charge.' };
   const payments = ctx.svc.payments;
   if (!payments) return { outcome: 'declined', comment: 'No payment service is configured to charge the order.' };
   const actor = await ctx.actor();

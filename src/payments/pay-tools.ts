@@ -58,7 +58,7 @@ function isTimeout(e: unknown): boolean {
 }
 
 /** Asks the gateway to keep the card, and checks that what came back is a token and not card data. */
-export async function tokenize(gateway: PaymentGateway, card: CardDetails, accountId: number): Promise<StoredPayTool> {
+export async function tokenize(gateway: PaymentGateway, card: CardDetails, accountId: number | string): Promise<StoredPayTool> {
   let outcome: Outcome<StoredPayTool>;
   try {
     outcome = await gateway.storePayTool({ idempotencyKey: randomGatewayKey(), card, customerReference: `account-${accountId}` });
@@ -88,7 +88,7 @@ export async function tokenize(gateway: PaymentGateway, card: CardDetails, accou
 export async function insertPayTool(
   deps: Deps,
   actor: Actor,
-  input: { accountId: number; gatewayInstanceId: number; tool: StoredPayTool; card: CardDetails; makeDefault: boolean },
+  input: { accountId: number; gatewayInstanceId: number; tool: StoredPayTool; card: Pick<CardDetails, 'expMonth' | 'expYear'>; makeDefault: boolean },
 ): Promise<PayTool> {
   return deps.db.transaction(async (tx) => {
     const now = deps.clock.now();

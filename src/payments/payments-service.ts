@@ -8,7 +8,7 @@ import { oneOf, optionalText, paging, positiveId, requiredText } from '../domain
 import { formatAmount } from '../domain/money';
 import { isUniqueViolation } from '../idempotency';
 import { safeErrorMessage } from '../logger';
-import type { CardDetails, Outcome, PaymentGateway, PaymentResult } from '../plugins/sdk';
+import type { CardDetails, Outcome, PaymentGateway, PaymentResult, StoredPayTool } from '../plugins/sdk';
 import { checkCard, last4Of, scrubCardNumbers } from './card';
 import { insertPayTool, payToolsOf, tokenize, type PayTool, type PayToolRow } from './pay-tools';
 import {
@@ -25,6 +25,13 @@ import {
 import { eventNameOf, isOpen, OPEN_STATUSES, PLUGIN_ERROR_CODE, settlementOf, settlementOfState, type PaymentKind, type PaymentStatus, type Settlement } from './payment-states';
 
 export type { Payment } from './payment-records';
+
+/** A card the gateway keeps, not yet stored for an account (tokenizeCard, then savePayTool). No card number. */
+export interface TokenizedCard {
+  gatewayInstanceId: number;
+  tool: StoredPayTool;
+  card: { expMonth: number; expYear: number };
+}
 export type { PayTool } from './pay-tools';
 
 /** Finds the gateway of a payment plugin instance; the caller (plugin loader) owns how. */
@@ -82,6 +89,8 @@ interface Attempt {
   /** Builds the row inside the creating transaction, after any lock and state check; throws TwinFound on its own key. */
   build(tx: Tx, key: string): Promise<NewPayment>;
   call(gateway: PaymentGateway, key: string, row: NewPayment): Promise<Outcome<PaymentResult>>;
+  /** New money (a charge or an authorization): refused on a disabled gateway instance. */
+  newCharge?: { field: string };
 }
 
 /** A concurrent request with the same key got there first: answer its payment. */
@@ -155,6 +164,7 @@ export class PaymentsService {
       callerKey: key,
       hash: requestHash({ op: kind, accountId, orderId, amount, currency, gatewayInstanceId: gateway, tool: toolFingerprint, description }),
       gatewayInstanceId: gateway,
+      newCharge: { field: payToolId !== null ? 'payTool.payToolId' : 'gatewayInstanceId' },
       build: async () => ({
         account_id: accountId,
         vendor_id: account.vendor_id ?? account.id,
@@ -279,6 +289,31 @@ export class PaymentsService {
     return insertPayTool(this.deps, actor, { accountId: account.id, gatewayInstanceId: instanceId, tool, card: checked, makeDefault: opts.makeDefault === true });
   }
 
+  /**
+   * The first half of storePayTool, for a caller that must call the gateway before the account exists (XML-RPC
+   * PlaceOrderAndAuthorize_API creating the customer in one transaction): the gateway keeps the card and answers a
+   * token; nothing is stored until savePayTool. customerReference defaults to "account-new".
+   */
+  async tokenizeCard(gatewayInstanceId: number, card: CardDetails, customerReference?: number): Promise<TokenizedCard> {
+    const instanceId = positiveId(gatewayInstanceId, 'gatewayInstanceId');
+    const checked = checkCard(card, this.deps.clock.now(), 'card');
+    const gateway = await this.gatewayFor(instanceId);
+    const tool = await tokenize(gateway, checked, customerReference ?? 'new');
+    return { gatewayInstanceId: instanceId, tool, card: { expMonth: checked.expMonth, expYear: checked.expYear } };
+  }
+
+  /** The second half: stores a token from tokenizeCard for an account (in the caller's transaction when deps.db is one). */
+  async savePayTool(actor: Actor, accountId: number, tokenized: TokenizedCard, opts: { makeDefault?: boolean } = {}): Promise<PayTool> {
+    const account = await scopedAccount(this.deps.db, actor, positiveId(accountId, 'accountId'));
+    return insertPayTool(this.deps, actor, {
+      accountId: account.id,
+      gatewayInstanceId: tokenized.gatewayInstanceId,
+      tool: tokenized.tool,
+      card: tokenized.card,
+      makeDefault: opts.makeDefault === true,
+    });
+  }
+
   async listPayTools(actor: Actor, accountId: number): Promise<PayTool[]> {
     const account = await scopedAccount(this.deps.db, actor, positiveId(accountId, 'accountId'));
     return payToolsOf(this.deps.db, account.id);
@@ -294,6 +329,7 @@ export class PaymentsService {
     const key = a.callerKey === undefined ? randomGatewayKey() : derivedGatewayKey(a.accountId, a.callerKey);
     const earlier = await this.byKey(key);
     if (earlier) return this.replay(earlier, a);
+    if (a.newCharge) await this.requireEnabled(a.gatewayInstanceId, a.newCharge.field);
     const gateway = await this.gatewayFor(a.gatewayInstanceId);
     let created: { id: number; row: NewPayment };
     try {
@@ -475,6 +511,17 @@ export class PaymentsService {
       },
       call: (gw, k, row) => call!(gw, k, row),
     });
+  }
+
+  /**
+   * A disabled payment gateway instance takes no new charge (its existing payments may still be voided, refunded,
+   * captured and reconciled). An instance the database does not know is left to the resolver to refuse.
+   */
+  private async requireEnabled(gatewayInstanceId: number, field: string): Promise<void> {
+    const row = (await this.deps.db('plugin_instances').where({ id: gatewayInstanceId }).first('name', 'status')) as { name: string; status: string } | undefined;
+    if (row && row.status !== 'active') {
+      throw notAllowed(`Payment gateway '${row.name}' (instance ${gatewayInstanceId}) is ${row.status}; it takes no new charges. Enable it, or pay with a pay tool of another gateway.`, field);
+    }
   }
 
   private requireSuccess(p: PaymentRow, what: string): void {

@@ -4,7 +4,7 @@ import { isSqlite, toNumber, type Conn, type Tx } from '../db/knex';
 import { isAppError, notAllowed, notFound } from '../domain/errors';
 import { positiveId } from '../domain/fields';
 import { idempotent } from '../idempotency';
-import type { Task, TaskQueue } from '../jobs/task-queue';
+import { TaskQueue, type Task } from '../jobs/task-queue';
 import type { TaskHandler, TaskOutcome } from '../jobs/worker';
 import { safeErrorMessage } from '../logger';
 import { isOutcome, type PluginInstancesService } from '../plugins/instances-service';
@@ -22,6 +22,10 @@ import { describeForGate } from './gate-request';
 export type ServiceAction = 'suspend' | 'resume' | 'terminate' | 'provision';
 export const SERVICE_ACTIONS: readonly ServiceAction[] = ['suspend', 'resume', 'terminate', 'provision'];
 export const SUBSCRIPTION_ACTIONS_QUEUE = 'orders';
+/** The late-completion sweep of a subscription action whose gate still answered pending at the task's last attempt. */
+export const ACTION_LATE_COMPLETION = 'subscription.late_completion';
+const LATE_FIRST_DELAY_MS = 10 * 60_000;
+const LATE_MAX_ATTEMPTS = 30;
 
 const IN_BETWEEN: Record<ServiceAction, number> = {
   suspend: SERVICE_STATUS.stopping,
@@ -144,6 +148,8 @@ export class SubscriptionActionsService {
 export interface ActionHandlerServices {
   pluginInstances: Pick<PluginInstancesService, 'resolveGate'>;
   subscriptions: Pick<SubscriptionsService, 'markRemoved' | 'markProvisioned'>;
+  /** Where the late-completion task is enqueued (default: a TaskQueue on deps). */
+  tasks?: Pick<TaskQueue, 'enqueue'>;
 }
 
 async function jobActor(conn: Conn): Promise<Actor> {
@@ -206,47 +212,91 @@ async function subscriptionEvent(tx: Tx, actor: Actor, at: Date, row: SubRow, na
 
 async function runAction(deps: Deps, svc: ActionHandlerServices, action: ServiceAction, task: Task, operationId: string, attempt: number): Promise<TaskOutcome> {
   const id = toNumber(task.payload.subscriptionId);
-  const previous = toNumber(task.payload.previousServiceStatus ?? SERVICE_STATUS.running);
   const sub = (await deps.db('subscriptions').where({ id }).first()) as SubRow | undefined;
   // Nothing to do when the subscription is gone or another run settled this request already.
   if (!sub || toNumber(sub.service_status) !== IN_BETWEEN[action]) return { status: 'done', result: { stale: true } };
   const outcome = await callGate(svc, sub, await gateRequest(deps.db, sub, operationId), action, attempt > 1);
-  if (outcome.status === 'success') {
-    await writeTx(deps, async (tx) => {
-      const row = await lockSub(tx, id);
-      if (!row || toNumber(row.service_status) !== IN_BETWEEN[action]) return;
-      const now = deps.clock.now();
-      const actor = await jobActor(tx);
-      if (action === 'suspend') {
-        await tx('subscriptions').where({ id }).update({ status: SUBSCRIPTION_STATUS.suspended, service_status: SERVICE_STATUS.stopped, updated_at: now.getTime() });
-        await subscriptionEvent(tx, actor, now, row, 'subscription.suspended', 'SuspendSubscription', { taskId: task.taskId });
-      } else if (action === 'resume') {
-        await tx('subscriptions').where({ id }).update({ status: SUBSCRIPTION_STATUS.active, service_status: SERVICE_STATUS.running, updated_at: now.getTime() });
-        await subscriptionEvent(tx, actor, now, row, 'subscription.resumed', 'ResumeSubscription', { taskId: task.taskId });
-      } else if (action === 'terminate') {
-        await svc.subscriptions.markRemoved(tx, id, now);
-      } else {
-        const reference = String((outcome.result as { reference?: unknown } | undefined)?.reference ?? '');
-        await tx('subscriptions').where({ id }).update({ gate_reference: reference || null });
-        await svc.subscriptions.markProvisioned(tx, id, reference || null, now);
-      }
-    });
-    return { status: 'done' };
-  }
+  if (outcome.status === 'success') return actionSucceeded(deps, svc, action, task, id, outcome.result);
   const exhausted = attempt >= task.maxAttempts;
   if ((outcome.status === 'pending' || outcome.retryable) && !exhausted) {
     return { status: 'retry', error: outcome.status === 'pending' ? `Pending: ${outcome.message ?? 'the gate will finish later.'}` : `Retrying: ${outcome.message}`, retryable: true };
   }
+  if (outcome.status === 'pending') {
+    // The gate took the request and is still at it: the service keeps its in-between status and the
+    // late-completion sweep polls the same operation later (lateActionCompletion).
+    const note = `Still pending after ${task.maxAttempts} attempts; the late-completion sweep polls service gate '${sub.service_gate}' again later.`;
+    await writeTx(deps, async (tx) => {
+      await (svc.tasks ?? new TaskQueue(deps)).enqueue(tx, {
+        kind: ACTION_LATE_COMPLETION,
+        queue: SUBSCRIPTION_ACTIONS_QUEUE,
+        payload: { ...task.payload, subscriptionId: id, action, operationId, taskId: task.taskId },
+        accountId: toNumber(sub.account_id),
+        objectType: 'subscription',
+        objectId: id,
+        runAt: new Date(deps.clock.now().getTime() + LATE_FIRST_DELAY_MS),
+        maxAttempts: LATE_MAX_ATTEMPTS,
+        dedupeKey: `late:${operationId}`,
+      });
+    });
+    return { status: 'done', result: { late: true, note } };
+  }
+  return actionFailed(deps, action, task, id, `Service gate '${sub.service_gate}' failed to ${action} subscription ${id}: ${outcome.message}`);
+}
+
+/** subscription.late_completion {subscriptionId, action, operationId, previousServiceStatus}: polls the operation a task gave up waiting for. */
+async function lateActionCompletion(deps: Deps, svc: ActionHandlerServices, task: Task, attempt: number): Promise<TaskOutcome> {
+  const action = String(task.payload.action) as ServiceAction;
+  if (!SERVICE_ACTIONS.includes(action)) return { status: 'retry', error: `Unknown action '${action}'.`, retryable: false };
+  const id = toNumber(task.payload.subscriptionId);
+  const operationId = String(task.payload.operationId);
+  const sub = (await deps.db('subscriptions').where({ id }).first()) as SubRow | undefined;
+  if (!sub || toNumber(sub.service_status) !== IN_BETWEEN[action]) return { status: 'done', result: { stale: true } };
+  const outcome = await callGate(svc, sub, await gateRequest(deps.db, sub, operationId), action, true);
+  if (outcome.status === 'success') return actionSucceeded(deps, svc, action, task, id, outcome.result);
+  if ((outcome.status === 'pending' || outcome.retryable) && attempt < task.maxAttempts) {
+    return { status: 'retry', error: outcome.status === 'pending' ? `Pending: ${outcome.message ?? 'the gate will finish later.'}` : `Retrying: ${outcome.message}`, retryable: true };
+  }
   const message =
     outcome.status === 'pending'
-      ? `Service gate '${sub.service_gate}' did not finish the ${action} within ${task.maxAttempts} attempts.`
+      ? `Service gate '${sub.service_gate}' did not finish the ${action} of subscription ${id}, still pending after ${task.maxAttempts} late checks.`
       : `Service gate '${sub.service_gate}' failed to ${action} subscription ${id}: ${outcome.message}`;
+  return actionFailed(deps, action, task, id, message);
+}
+
+async function actionSucceeded(deps: Deps, svc: ActionHandlerServices, action: ServiceAction, task: Task, id: number, result: unknown): Promise<TaskOutcome> {
+  const taskId = toNumber(task.payload.taskId ?? task.taskId);
+  await writeTx(deps, async (tx) => {
+    const row = await lockSub(tx, id);
+    if (!row || toNumber(row.service_status) !== IN_BETWEEN[action]) return;
+    const now = deps.clock.now();
+    const actor = await jobActor(tx);
+    if (action === 'suspend') {
+      await tx('subscriptions').where({ id }).update({ status: SUBSCRIPTION_STATUS.suspended, service_status: SERVICE_STATUS.stopped, updated_at: now.getTime() });
+      await subscriptionEvent(tx, actor, now, row, 'subscription.suspended', 'SuspendSubscription', { taskId });
+    } else if (action === 'resume') {
+      await tx('subscriptions').where({ id }).update({ status: SUBSCRIPTION_STATUS.active, service_status: SERVICE_STATUS.running, updated_at: now.getTime() });
+      await subscriptionEvent(tx, actor, now, row, 'subscription.resumed', 'ResumeSubscription', { taskId });
+    } else if (action === 'terminate') {
+      await svc.subscriptions.markRemoved(tx, id, now);
+    } else {
+      const reference = String((result as { reference?: unknown } | undefined)?.reference ?? '');
+      await tx('subscriptions').where({ id }).update({ gate_reference: reference || null });
+      await svc.subscriptions.markProvisioned(tx, id, reference || null, now);
+    }
+  });
+  return { status: 'done' };
+}
+
+/** A permanent failure: the service status goes back to what it was and the task fails with the message. */
+async function actionFailed(deps: Deps, action: ServiceAction, task: Task, id: number, message: string): Promise<TaskOutcome> {
+  const previous = toNumber(task.payload.previousServiceStatus ?? SERVICE_STATUS.running);
+  const taskId = toNumber(task.payload.taskId ?? task.taskId);
   await writeTx(deps, async (tx) => {
     const row = await lockSub(tx, id);
     if (!row || toNumber(row.service_status) !== IN_BETWEEN[action]) return;
     const now = deps.clock.now();
     await tx('subscriptions').where({ id }).update({ service_status: previous, updated_at: now.getTime() });
-    await subscriptionEvent(tx, await jobActor(tx), now, row, `subscription.${action}_failed`, `${action[0]!.toUpperCase()}${action.slice(1)}Subscription`, { taskId: task.taskId, error: message });
+    await subscriptionEvent(tx, await jobActor(tx), now, row, `subscription.${action}_failed`, `${action[0]!.toUpperCase()}${action.slice(1)}Subscription`, { taskId, error: message });
   });
   return { status: 'retry', error: message, retryable: false };
 }
@@ -255,5 +305,6 @@ async function runAction(deps: Deps, svc: ActionHandlerServices, action: Service
 export function subscriptionActionHandlers(deps: Deps, svc: ActionHandlerServices): Record<string, TaskHandler> {
   const out: Record<string, TaskHandler> = {};
   for (const action of SERVICE_ACTIONS) out[`subscription.${action}`] = (task, tc) => runAction(deps, svc, action, task, tc.operationId, tc.attempt);
+  out[ACTION_LATE_COMPLETION] = (task, tc) => lateActionCompletion(deps, svc, task, tc.attempt);
   return out;
 }

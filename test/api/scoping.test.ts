@@ -17,6 +17,7 @@ import { ACCOUNT_ADD_PARAMS, accountMethods } from '../../src/api/xmlrpc/methods
 import { catalogMethods } from '../../src/api/xmlrpc/methods-catalog';
 import { orderMethods, orderSignature } from '../../src/api/xmlrpc/methods-orders';
 import { eventMethods } from '../../src/api/xmlrpc/methods-events';
+import { lifecycleMethods } from '../../src/api/xmlrpc/methods-lifecycle';
 import type { Actor } from '../../src/context';
 import { accountWithApiUser, providerActor, startApiWorld, type ApiWorld } from '../helpers/api';
 
@@ -634,12 +635,15 @@ describe('API scoping: a reseller cannot reach another reseller\'s objects by id
     // Suspend/resume/terminate/provision change state: another reseller's subscription answers like a missing id,
     // door by door, in test/api/soap/subscription-actions.test.ts (A's own is suspended, resumed and terminated there).
     for (const op of ['SOAP SuspendSubscription', 'SOAP ResumeSubscription', 'SOAP TerminateSubscription', 'SOAP ProvisionSubscription', 'XML-RPC SubscriptionStop_API', 'XML-RPC SubscriptionStatusUpdate_API']) covered.add(op);
+    // Renewal and cancellation orders change state likewise: another reseller's subscription answers like a missing
+    // id, door by door, in test/subscriptions/lifecycle-api.test.ts.
+    for (const op of ['SOAP RenewSubscription', 'SOAP CancelSubscription', 'SOAP ChangeSubscriptionPlan', 'XML-RPC PlaceSubscriptionCancellationOrder_API']) covered.add(op);
     const withoutIds = new Set(['SOAP GetVersion', 'XML-RPC GetVersion_API', 'SOAP ListServiceGates']);
     const wsdlDir = path.resolve(__dirname, '..', '..', 'wsdl');
     const implemented = [
       ...Object.keys(billingService(world.server.services, wsdlDir).operations).map((op) => `SOAP ${op}`),
       ...Object.keys(provisioningService(world.server.services, wsdlDir).operations).map((op) => `SOAP ${op}`),
-      ...Object.keys({ ...accountMethods, ...catalogMethods, ...orderMethods }).map((key) => `XML-RPC ${key.replace(/^BM\./, '')}`),
+      ...Object.keys({ ...accountMethods, ...catalogMethods, ...orderMethods, ...lifecycleMethods }).map((key) => `XML-RPC ${key.replace(/^BM\./, '')}`),
       ...Object.keys(eventMethods).map((key) => `XML-RPC ${key.replace(/^[A-Z]+\./, '')}`),
     ];
     const missingRows = implemented.filter((op) => !covered.has(op) && !withoutIds.has(op));

@@ -153,17 +153,19 @@ describe('order engine: steps, gates and edge cases', () => {
     expect(journal(cat).map((e) => e.action)).to.deep.equal(['provision']);
   });
 
-  it('provisions nothing for a renewal order, and fails a change order at its provision step (charge voided) instead of making new services', async () => {
+  it('fails a renewal and a change order that name no subscription at their provision step (charge voided) instead of making new services', async () => {
     await setup();
     const renewal = await placeOrder(world.deps, world.services, cat, [{ plan: 0 }]);
     const change = await placeOrder(world.deps, world.services, cat, [{ plan: 1 }]);
     await world.deps.db('orders').where({ id: renewal }).update({ type: 'renewal' });
     await world.deps.db('orders').where({ id: change }).update({ type: 'change' });
     await drive(world.deps, world.clock, engine.worker);
-    expect((await orderRow(world.deps.db, renewal)).status).to.equal('CP');
+    const noTarget = await orderRow(world.deps.db, renewal);
+    expect(noTarget.status).to.equal('PF');
+    expect(noTarget.failure_reason).to.contain('This renewal order names no subscription to act on');
     const failed = await orderRow(world.deps.db, change);
     expect(failed.status).to.equal('PF');
-    expect(failed.failure_reason).to.contain('Provisioning change orders is not supported yet');
+    expect(failed.failure_reason).to.contain('This change order names no subscription to act on');
     expect(failed.failure_reason).to.contain('voided');
     expect(((await world.deps.db('payments').where({ id: failed.payment_id }).first('status')) as { status: string }).status).to.equal('voided');
     expect(journal(cat)).to.deep.equal([]);

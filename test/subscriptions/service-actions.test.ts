@@ -147,4 +147,44 @@ describe('SubscriptionActionsService and its gate tasks (a scripted gate)', () =
     expect(e.message).to.match(/still being processed/);
     expect(await w.world.deps.db('tasks').where({ kind: 'subscription.provision', object_id: String(id) })).to.have.length(0);
   });
+  it('hands a suspend still pending at the last attempt to the late-completion sweep, which finishes it later under the same operation id, or puts the service back when it never finishes', async () => {
+    const id = await subscribe();
+    await run((await svc.request(w.customer, id, 'provision', {})).taskId);
+    const s = await svc.request(w.customer, id, 'suspend', {});
+    const task = await w.world.services.tasks.get(w.world.provider, s.taskId);
+    script.suspend = [{ status: 'pending', message: 'stopping' }];
+    expect(await run(s.taskId, 1)).to.include({ status: 'retry', retryable: true });
+    script.status = [{ status: 'pending', message: 'stopping' }];
+    expect(await run(s.taskId, task.maxAttempts)).to.deep.include({ status: 'done' });
+    // Not failed: the service is still stopping, and a late-completion task polls again in 10 minutes.
+    expect(await state(id)).to.include({ status: 30, serviceStatus: 60 });
+    const [late] = (await w.world.services.tasks.list(w.world.provider, { kind: 'subscription.late_completion' })).items;
+    expect(late).to.include({ queue: 'orders', objectType: 'subscription', objectId: String(id), maxAttempts: 30 });
+    expect(late!.payload).to.include({ action: 'suspend', operationId: task.operationId, taskId: s.taskId });
+    expect(late!.runAt.getTime() - w.world.clock.now().getTime()).to.equal(10 * 60_000);
+
+    script.status = [{ status: 'pending', message: 'still stopping' }];
+    expect(await run(late!.taskId, 1)).to.include({ status: 'retry', retryable: true });
+    expect(await run(late!.taskId, 2)).to.deep.equal({ status: 'done' });
+    expect(heard.slice(-2)).to.deep.equal([
+      { call: 'status', operationId: task.operationId },
+      { call: 'status', operationId: task.operationId },
+    ]);
+    expect(heard.filter((h) => h.call === 'suspend')).to.have.length(1);
+    expect(await state(id)).to.include({ status: 80, serviceStatus: 30 });
+
+    // A resume that never finishes: after the sweep's last check the service is put back as it was.
+    const r = await svc.request(w.customer, id, 'resume');
+    const rTask = await w.world.services.tasks.get(w.world.provider, r.taskId);
+    script.status = [{ status: 'pending' }];
+    await run(r.taskId, rTask.maxAttempts);
+    const lateResume = (await w.world.services.tasks.list(w.world.provider, { kind: 'subscription.late_completion' })).items.find((t) => t.payload.action === 'resume')!;
+    script.status = [{ status: 'pending' }];
+    const out = await run(lateResume.taskId, lateResume.maxAttempts);
+    expect(out).to.include({ status: 'retry', retryable: false });
+    expect((out as { error: string }).error).to.match(/did not finish the resume .* still pending after 30 late checks/);
+    expect(await state(id)).to.include({ status: 80, serviceStatus: 30 });
+    const failed = await w.world.deps.db('events').where({ name: 'subscription.resume_failed', object_id: String(id) }).first('id');
+    expect(failed).to.not.equal(undefined);
+  });
 });

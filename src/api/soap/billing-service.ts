@@ -14,6 +14,8 @@ import { SubscriptionActionsService, type ServiceAction } from '../../subscripti
 import { unavailable } from '../api-errors';
 import type { SoapOperation, SoapServiceDefinition } from './soap-mount';
 import { compact, dateTime, decimal, int, list, quantity, text } from './wire';
+import { lifecycleOperations } from './ops-lifecycle';
+import { GATE_TASK_KINDS, gateTaskAction, gateTaskSubscriptionId } from '../../orders/gate-tasks';
 
 export const BILLING_NS = 'urn:hostwright:billing:v1';
 
@@ -162,7 +164,7 @@ export function orderWire(o: Order, full: boolean) {
               description: l.description,
               planId: item?.planId,
               periodId: item?.periodId,
-              subscriptionId: item?.subscriptionId ?? undefined,
+              subscriptionId: item?.subscriptionId ?? item?.targetSubscriptionId ?? undefined,
               resourceId: l.resourceId ?? undefined,
               quantity: quantity(l.quantity),
               unitPrice: decimal(l.unitPrice, o.currency),
@@ -355,6 +357,7 @@ export function billingService(services: Services, wsdlDir: string): SoapService
       return { subscriptions: { subscription: r.items.map((x) => subscriptionWire(x, true)) }, total: r.total };
     }),
     GetVersion: read(async () => ({ version: VERSION, apiVersion: 'v1' })),
+    ...lifecycleOperations(services),
   };
   return {
     service: 'BillingService',
@@ -370,12 +373,12 @@ export function billingService(services: Services, wsdlDir: string): SoapService
   };
 }
 
-/** Background tasks as the contract shows them: gate calls on the provisioning queue. */
+/** Background tasks as the contract shows them: gate calls (the provisioning queue, and orders' and subscriptions' gate tasks). */
 function taskWire(t: Task) {
   return compact({
     taskId: t.taskId,
-    subscriptionId: t.objectType === 'subscription' && t.objectId ? Number(t.objectId) : undefined,
-    action: t.kind.replace(/^(gate|domain)\./, ''),
+    subscriptionId: gateTaskSubscriptionId(t),
+    action: gateTaskAction(t),
     status: t.status === 'done' ? 'succeeded' : t.status === 'pending' && t.attempts > 0 ? 'waiting_retry' : t.status,
     attempts: t.attempts,
     lastError: t.lastError ?? undefined,
@@ -404,7 +407,7 @@ export function provisioningService(services: Services, wsdlDir: string): SoapSe
         const wanted = text(a.status);
         if (wanted !== undefined && !(wanted in TASK_STATUS)) throw invalid('status', `status must be one of ${Object.keys(TASK_STATUS).join(', ')}.`);
         const r = await services.tasks.list(actor, {
-          queue: 'provisioning',
+          anyOf: { queues: ['provisioning'], kinds: GATE_TASK_KINDS },
           status: wanted ? TASK_STATUS[wanted] : undefined,
           page: int(a.page, 'page'),
           pageSize: int(a.pageSize, 'pageSize'),

@@ -5,7 +5,10 @@ import { formatAmount } from '../../domain/money';
 import { periodUnitToPba } from '../../domain/period';
 import type { OrderType, PbaOrderStatus } from '../../domain/workflow';
 import type { Order, OrderItemInput } from '../../orders/orders-service';
-import type { Services } from '../../services';
+import type { TokenizedCard } from '../../payments/payments-service';
+import type { Account } from '../../accounts/accounts-service';
+import { createServices, type Services } from '../../services';
+import type { Tx } from '../../db/knex';
 import { SUBSCRIPTION_STATUS, type Subscription } from '../../subscriptions/subscriptions-service';
 import { SubscriptionActionsService } from '../../subscriptions/service-actions';
 import { XmlRpcDouble, type XmlRpcValue } from './codec';
@@ -168,30 +171,51 @@ const given = (m: Map<string, string>, key: string): string | undefined => {
   return v ? v : undefined;
 };
 
-export const orderMethods: MethodTable = {
-
-  /**
-   * (VendorAccountID, ProvisioningItemsCounter, items..., ProvisioningDataSlotCounter, slots..., ContactDataCounter,
-   * "Slot=Value"..., PayToolCounter, "Slot=Value"..., AdditionalContactsDataCounter, ...)
-   * -> [AccountID, OrderID, Login, CreationTimeStr, DocID, Total, TaxTotal, DiscTotal, MerchTotal, Descr, OrderNbr, RedirectURL]
-   */
-  'BM.PlaceOrderAndAuthorize_API': write(async (p, actor, s) => {
-    const call = readPlaceOrder(p);
-    const c = call.contact;
-    let accountId = Number(given(c, 'AccountID') ?? NaN);
+/**
+ * PlaceOrderAndAuthorize_API as one unit of work: the account (found, or created with its login), its pay tool and
+ * the order commit together, so a refused order leaves no new customer behind. Inside a client-held transaction
+ * (AutoCommit "No") that transaction is the unit; otherwise the call opens its own. A card given in the call is
+ * handed to the gateway first, outside the transaction (no database transaction waits on a gateway): if the call
+ * is then refused, the gateway keeps a token nobody uses, and nothing is stored here.
+ */
+async function placeOrderAndAuthorize(s: Services, actor: Actor, call: PlaceOrderCall): Promise<XmlRpcValue[]> {
+  const c = call.contact;
+  const t = call.payTool;
+  let existing: Account | undefined;
+  if (given(c, 'AccountID') !== undefined) {
+    const accountId = Number(given(c, 'AccountID'));
+    if (!Number.isSafeInteger(accountId) || accountId <= 0) throw invalid('ContactData (AccountID)', 'AccountID= must be an account id.');
+    existing = await s.accounts.get(actor, accountId);
+    if (call.vendorId !== undefined && existing.vendorAccountId !== call.vendorId && existing.accountId !== call.vendorId) {
+      throw invalid('Params[0] (VendorAccountID)', `Account ${accountId} is not a customer of vendor ${call.vendorId}.`);
+    }
+  }
+  let payToolId: number | undefined;
+  let card: TokenizedCard | undefined;
+  if (given(t, 'PayToolID') !== undefined) {
+    payToolId = Number(given(t, 'PayToolID'));
+    if (!Number.isSafeInteger(payToolId) || payToolId <= 0) throw invalid('PayTool (PayToolID)', 'PayToolID= must be a pay tool id.');
+  } else if (given(t, 'CardNumberID') !== undefined) {
+    const type = given(t, 'PayToolTypeID') ?? '0';
+    if (type !== '0') throw invalid('PayTool (PayToolTypeID)', 'Only cards (PayToolTypeID=0) can be given in the call; store other pay tools first and pass PayToolID=.');
+    // The card goes to a payment gateway the caller keeps: the customer's vendor's, else the caller's own, else the first.
+    const vendorOfCustomer = existing ? existing.vendorAccountId : (call.vendorId ?? actor.accountId);
+    const gateways = (await s.pluginInstances.list(actor, { kind: 'payment' })).filter((g) => g.status === 'active');
+    const gateway = gateways.find((g) => g.vendorAccountId === vendorOfCustomer) ?? gateways.find((g) => g.vendorAccountId === actor.accountId) ?? gateways[0];
+    if (!gateway) throw invalid('PayTool (CardNumberID)', 'No payment gateway of yours can keep this card; store it with the vendor that owns the gateway and pass PayToolID=.');
+    card = await s.payments.tokenizeCard(gateway.instanceId, { number: given(t, 'CardNumberID')!, cvv: given(t, 'CVCID'), ...expiry(given(t, 'ExpDateID') ?? '', 'PayTool (ExpDateID)') }, existing?.accountId);
+  }
+  const work = async (ts: Services): Promise<XmlRpcValue[]> => {
+    let accountId: number;
     let login = '';
-    if (given(c, 'AccountID') !== undefined) {
-      if (!Number.isSafeInteger(accountId) || accountId <= 0) throw invalid('ContactData (AccountID)', 'AccountID= must be an account id.');
-      const account = await s.accounts.get(actor, accountId);
-      if (call.vendorId !== undefined && account.vendorAccountId !== call.vendorId && account.accountId !== call.vendorId) {
-        throw invalid('Params[0] (VendorAccountID)', `Account ${accountId} is not a customer of vendor ${call.vendorId}.`);
-      }
+    if (existing) {
+      accountId = existing.accountId;
     } else {
       const firstName = given(c, 'FirstNameID');
       const email = given(c, 'EmailID');
       const company = given(c, 'CompanyNameID');
       const lastName = given(c, 'LastNameID') ?? company ?? firstName;
-      accountId = await s.accounts.create(actor, {
+      accountId = await ts.accounts.create(actor, {
         type: 'customer',
         vendorAccountId: call.vendorId,
         companyName: company,
@@ -200,34 +224,28 @@ export const orderMethods: MethodTable = {
       });
       const wantedLogin = given(c, 'LoginID');
       if (wantedLogin !== undefined) {
-        await s.users.create(actor, { accountId, login: wantedLogin, password: c.get('passwordid') ?? '', email: email ?? '', firstName: firstName ?? '', lastName: lastName ?? '', roles: ['admin'] });
+        await ts.users.create(actor, { accountId, login: wantedLogin, password: c.get('passwordid') ?? '', email: email ?? '', firstName: firstName ?? '', lastName: lastName ?? '', roles: ['admin'] });
         login = wantedLogin;
       }
     }
-    const t = call.payTool;
-    let payToolId: number | undefined;
-    if (given(t, 'PayToolID') !== undefined) {
-      payToolId = Number(given(t, 'PayToolID'));
-      if (!Number.isSafeInteger(payToolId) || payToolId <= 0) throw invalid('PayTool (PayToolID)', 'PayToolID= must be a pay tool id.');
-    } else if (given(t, 'CardNumberID') !== undefined) {
-      const type = given(t, 'PayToolTypeID') ?? '0';
-      if (type !== '0') throw invalid('PayTool (PayToolTypeID)', 'Only cards (PayToolTypeID=0) can be given in the call; store other pay tools first and pass PayToolID=.');
-      const account = await s.accounts.get(actor, accountId);
-      // The card goes to a payment gateway the caller keeps: the customer's vendor's, else the caller's own, else the first.
-      const gateways = (await s.pluginInstances.list(actor, { kind: 'payment' })).filter((g) => g.status === 'active');
-      const gateway = gateways.find((g) => g.vendorAccountId === account.vendorAccountId) ?? gateways.find((g) => g.vendorAccountId === actor.accountId) ?? gateways[0];
-      if (!gateway) throw invalid('PayTool (CardNumberID)', 'No payment gateway of yours can keep this card; store it with the vendor that owns the gateway and pass PayToolID=.');
-      const tool = await s.payments.storePayTool(actor, accountId, gateway.instanceId, {
-        number: given(t, 'CardNumberID')!,
-        cvv: given(t, 'CVCID'),
-        ...expiry(given(t, 'ExpDateID') ?? '', 'PayTool (ExpDateID)'),
-      });
-      payToolId = tool.payToolId;
-    }
-    const order = await s.orders.place(actor, { accountId, items: call.items, promoCode: given(c, 'PromoCodeID'), payToolId, ipAddress: given(t, 'IPAddressID') ?? actor.remoteAddr });
+    if (card) payToolId = (await ts.payments.savePayTool(actor, accountId, card)).payToolId;
+    const order = await ts.orders.place(actor, { accountId, items: call.items, promoCode: given(c, 'PromoCodeID'), payToolId, ipAddress: given(t, 'IPAddressID') ?? actor.remoteAddr });
     const m = (v: bigint) => moneyDouble(formatAmount(v, order.currency));
     return [accountId, order.orderId, login, String(seconds(order.createdAt)), INT_NULL, m(order.total), m(order.taxTotal), m(order.discountTotal), m(order.subtotal), order.comment, order.orderNumber, ''];
-  }),
+  };
+  if ((s.deps.db as Tx).isTransaction) return work(s);
+  // Services over the transaction for the writes; the gateway was called above with the process's own.
+  return s.deps.db.transaction((tx) => work(createServices({ ...s.deps, db: tx as never }, s.plugins)));
+}
+
+export const orderMethods: MethodTable = {
+
+  /**
+   * (VendorAccountID, ProvisioningItemsCounter, items..., ProvisioningDataSlotCounter, slots..., ContactDataCounter,
+   * "Slot=Value"..., PayToolCounter, "Slot=Value"..., AdditionalContactsDataCounter, ...)
+   * -> [AccountID, OrderID, Login, CreationTimeStr, DocID, Total, TaxTotal, DiscTotal, MerchTotal, Descr, OrderNbr, RedirectURL]
+   */
+  'BM.PlaceOrderAndAuthorize_API': write(async (p, actor, s) => placeOrderAndAuthorize(s, actor, readPlaceOrder(p))),
   /** (OrderID) -> [OrderID, OrderNumber, VendorAccountID, CustomerID, OrderStatusID, OrderTypeID, CreationTime, OrderDate, Total, TaxTotal, DiscountTotal, MerchTotal, Comments, ExpirationDate, PromoCode, SalesBranchID, SalesPersonID] */
   'BM.GetOrder_API': read(async (p, actor, s) => orderDetails(s, actor, await s.orders.get(actor, p.int(0, 'OrderID')))),
 

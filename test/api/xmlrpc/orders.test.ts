@@ -200,6 +200,21 @@ describe('XML-RPC order and subscription methods (through real XML-RPC bytes, on
       expect(await world.fresh.db('accounts').where({ company_name: 'Tx Shop' })).to.have.length(0);
       expect(await world.fresh.db('users').where({ login: 'txshop' })).to.have.length(0);
     });
+    it('without AutoCommit "No" too, a refused order leaves no new customer, login or event of them behind', async () => {
+      const params: XmlRpcValue[] = [resellerId, 1, `${planId}=987654321=1=-1`, 1, 1, 1, 'domain=atomic-shop.example', 5, 'CompanyNameID=Atomic Shop', 'FirstNameID=Ada', 'EmailID=ada@atomic-shop.example', 'LoginID=atomicshop', 'PasswordID=atomic-shop-Pa55word!', 0, 0];
+      const f = fault(await bm(rpc, 'PlaceOrderAndAuthorize_API', params));
+      expect(f.faultCode).to.equal(XMLRPC_FAULT_CODES.INVALID_ARGUMENT);
+      expect(f.faultString).to.contain('items[0].periodId');
+      expect(await world.fresh.db('accounts').where({ company_name: 'Atomic Shop' })).to.have.length(0);
+      expect(await world.fresh.db('users').where({ login: 'atomicshop' })).to.have.length(0);
+      expect(await world.fresh.db('events').where({ name: 'account.created' }).andWhere('payload', 'like', '%Atomic Shop%')).to.have.length(0);
+      // The same call with a good period creates the customer and its order together.
+      params[2] = item();
+      const row = result(await bm(rpc, 'PlaceOrderAndAuthorize_API', params)) as XmlRpcValue[];
+      const account = await world.server.services.accounts.get(provider, row[0] as number);
+      expect(account.companyName).to.equal('Atomic Shop');
+      expect((await world.server.services.orders.get(provider, row[1] as number)).accountId).to.equal(account.accountId);
+    });
   });
 
   describe('OrderStatusChange_API on suspect orders (the reseller\'s workflow marks every order suspect)', () => {

@@ -1,0 +1,45 @@
+import type { Services } from '../../services';
+import type { SoapOperation } from './soap-mount';
+import { decimal, int, text } from './wire';
+
+const write = (run: SoapOperation['run']): SoapOperation => ({ mutating: true, run });
+
+/**
+ * BillingService operations on existing subscriptions: RenewSubscription, ChangeSubscriptionPlan and CancelSubscription
+ * place orders
+ * (src/orders/subscription-orders.ts) that run through the vendor's renewal / cancellation workflow. Spread into
+ * billingService's operations.
+ */
+export function lifecycleOperations(services: Services): Record<string, SoapOperation> {
+  const orders = services.subscriptionOrders;
+  return {
+    RenewSubscription: write(async (a, actor) => {
+      const { orderId } = await orders.renew(actor, int(a.subscriptionId, 'subscriptionId') as number, {
+        periodId: int(a.periodId, 'periodId'),
+        idempotencyKey: text(a.idempotencyKey),
+      });
+      return { orderId };
+    }),
+    ChangeSubscriptionPlan: write(async (a, actor) => {
+      const { orderId } = await orders.change(actor, int(a.subscriptionId, 'subscriptionId') as number, {
+        planId: int(a.planId, 'planId') as number,
+        periodId: int(a.periodId, 'periodId') as number,
+        when: text(a.when) as string,
+        idempotencyKey: text(a.idempotencyKey),
+      });
+      const order = await services.orders.get(actor, orderId);
+      // The prorated amount: negative when the change gives a credit.
+      return { orderId, amount: decimal(order.total, order.currency), currency: order.currency };
+    }),
+    CancelSubscription: write(async (a, actor) => {
+      const { orderId } = await orders.cancel(actor, int(a.subscriptionId, 'subscriptionId') as number, {
+        cancelType: text(a.cancelType) as string,
+        when: text(a.when) as string,
+        reason: text(a.reason),
+        idempotencyKey: text(a.idempotencyKey),
+      });
+      return { orderId };
+    }),
+  };
+}
+

@@ -1,0 +1,416 @@
+import crypto from 'node:crypto';
+import { recordChange } from '../audit/record-change';
+import type { Actor, Deps } from '../context';
+import type { CatalogService, PlanPeriod } from '../catalog/catalog-service';
+import { isSqlite, money, toBigInt, toNumber, type Conn, type Tx } from '../db/knex';
+import { invalid, notAllowed, notFound } from '../domain/errors';
+import { oneOf, optionalText, positiveId } from '../domain/fields';
+import { formatAmount } from '../domain/money';
+import { priceChange, priceRenewal, priceResourceAddition, type PriceLine } from '../domain/pricing';
+import { remainingShare } from '../domain/period';
+import { STATUS_OF_ACTION, type OrderType } from '../domain/workflow';
+import { idempotent } from '../idempotency';
+import type { TaskQueue } from '../jobs/task-queue';
+import { SERVICE_STATUS, SUBSCRIPTION_STATUS } from '../subscriptions/subscriptions-service';
+import { orderNumber } from './order-numbers';
+import { startOrder } from './transitions';
+import type { WorkflowsService } from './workflows-service';
+
+/**
+ * Orders on an EXISTING subscription: renewal (one more period, charged, no provisioning) and cancellation
+ * (terminated through the gate now or at the end of the term, with a refund, a credit or nothing). Each is an
+ * ordinary order with one item whose target_subscription_id names the subscription; it runs through its
+ * workflow (src/domain/workflow.ts defaults: renewal charges then applies; cancellation applies) and its
+ * provision step runs the `order.lifecycle` task (lifecycle-steps.ts) instead of the sales saga.
+ */
+
+export const CANCEL_TYPES = ['refund', 'credit', 'none'] as const;
+export type CancelType = (typeof CANCEL_TYPES)[number];
+export const CHANGE_TIMINGS = ['immediate', 'end_of_term'] as const;
+export type ChangeTiming = (typeof CHANGE_TIMINGS)[number];
+
+/** Statuses an order is finished in: any other means it is still under way. */
+export const FINISHED_ORDER_STATUSES = ['CP', 'PC', 'PF', 'RJ'] as const;
+
+export interface SubscriptionRow {
+  id: number;
+  account_id: number;
+  vendor_id: number;
+  plan_id: number;
+  period_id: number;
+  order_id: number | null;
+  name: string;
+  status: number;
+  service_status: number;
+  service_gate: string;
+  parameters: string;
+  start_date: unknown;
+  expiration_date: unknown;
+  last_bill_date?: unknown;
+}
+
+export interface CancellationAmount {
+  /** Minor units of money back (refund) or owed (credit); 0 when nothing is due. */
+  amount: bigint;
+  /** The successful charge the money came from (a refund goes back to it). */
+  paymentId: number | null;
+  /** How the amount was found, for the order's comment and details. */
+  note: string;
+}
+
+export interface PlacedOnSubscription {
+  orderId: number;
+}
+
+const STATUS_NAME = new Map<number, string>(Object.entries(SUBSCRIPTION_STATUS).map(([k, v]) => [v, k]));
+const RENEWABLE: readonly number[] = [SUBSCRIPTION_STATUS.active, SUBSCRIPTION_STATUS.graced, SUBSCRIPTION_STATUS.expired, SUBSCRIPTION_STATUS.suspended];
+const CANCELABLE: readonly number[] = [SUBSCRIPTION_STATUS.trial, SUBSCRIPTION_STATUS.active, SUBSCRIPTION_STATUS.graced, SUBSCRIPTION_STATUS.expired, SUBSCRIPTION_STATUS.suspended];
+const DAY_MS = 86_400_000;
+
+function statusText(status: number): string {
+  return `${STATUS_NAME.get(status) ?? 'status'} (${status})`;
+}
+
+/** The subscription in the actor's subtree (NOT_FOUND outside it), locked on MariaDB for the placing transaction. */
+export async function scopedSubscription(tx: Conn, actor: Actor, subscriptionId: number): Promise<SubscriptionRow> {
+  const id = positiveId(subscriptionId, 'subscriptionId');
+  const visible = (await tx('subscriptions as s').join('accounts as a', 'a.id', 's.account_id').where('s.id', id).andWhere('a.path', 'like', `${actor.accountPath}%`).first('s.id')) as
+    | { id: number }
+    | undefined;
+  if (!visible) throw notFound('Subscription', id);
+  const q = tx('subscriptions').where({ id }).first();
+  return (await (isSqlite(tx) ? q : q.forUpdate())) as SubscriptionRow;
+}
+
+/** Refuses a second lifecycle order while one on the same subscription is still under way. */
+async function refuseOpenOrder(tx: Tx, sub: SubscriptionRow): Promise<void> {
+  const open = (await tx('order_items as i')
+    .join('orders as o', 'o.id', 'i.order_id')
+    .where('i.target_subscription_id', sub.id)
+    .whereNotIn('o.status', FINISHED_ORDER_STATUSES as unknown as string[])
+    .first('o.order_number', 'o.type', 'o.status')) as { order_number: string; type: string; status: string } | undefined;
+  if (open) {
+    throw notAllowed(`Subscription ${sub.id} already has ${open.type} order ${open.order_number} under way (status ${open.status}); wait until it has finished.`, 'subscriptionId');
+  }
+}
+
+/**
+ * What a cancellation gives back: within the period's refund period (days from the payment of the current term),
+ * what was paid for this subscription in that payment (its order lines), less the period's non-refundable amount,
+ * at most what is left unrefunded of the payment; after the refund period, or without a successful payment,
+ * nothing.
+ */
+export async function cancellationAmount(conn: Conn, sub: SubscriptionRow, period: Pick<PlanPeriod, 'refundPeriodDays' | 'nonRefundableAmount'>, now: Date): Promise<CancellationAmount> {
+  const paid = (await conn('orders as o')
+    .join('order_items as i', 'i.order_id', 'o.id')
+    .join('payments as p', 'p.id', 'o.payment_id')
+    .where((q) => q.where({ 'o.type': 'sales', 'i.subscription_id': sub.id }).orWhere({ 'o.type': 'renewal', 'i.target_subscription_id': sub.id }))
+    .whereIn('o.status', ['CP', 'PC'])
+    .where('p.status', 'success')
+    .orderBy('o.id', 'desc')
+    .first('o.id as order_id', 'o.order_number', 'i.id as item_id', 'p.id as payment_id', 'p.amount as payment_amount', 'p.created_at as paid_at')) as
+    | { order_id: number; order_number: string; item_id: number; payment_id: number; payment_amount: unknown; paid_at: unknown }
+    | undefined;
+  if (!paid) return { amount: 0n, paymentId: null, note: 'No successful payment of this subscription to give back.' };
+  const paymentId = toNumber(paid.payment_id);
+  const paidAt = toNumber(paid.paid_at);
+  const deadline = paidAt + period.refundPeriodDays * DAY_MS;
+  if (now.getTime() > deadline) {
+    return { amount: 0n, paymentId, note: `The refund period (${period.refundPeriodDays} days from payment ${paymentId}) is over.` };
+  }
+  const [{ s }] = (await conn('order_lines').where({ order_id: paid.order_id, item_id: paid.item_id }).sum({ s: 'amount' })) as { s: unknown }[];
+  const itemPaid = s === null || s === undefined ? 0n : toBigInt(typeof s === 'number' ? Math.round(s) : s);
+  const [{ r }] = (await conn('payments').where({ parent_payment_id: paymentId, kind: 'refund', status: 'success' }).sum({ r: 'amount' })) as { r: unknown }[];
+  const refunded = r === null || r === undefined ? 0n : toBigInt(typeof r === 'number' ? Math.round(r) : r);
+  const left = toBigInt(paid.payment_amount) - refunded;
+  let amount = (itemPaid < left ? itemPaid : left) - period.nonRefundableAmount;
+  if (amount < 0n) amount = 0n;
+  return {
+    amount,
+    paymentId,
+    note: `Within the refund period of payment ${paymentId} (order ${paid.order_number}): ${itemPaid} paid for this subscription, ${period.nonRefundableAmount} not refundable, ${left} left on the payment.`,
+  };
+}
+
+/** Places renewal and cancellation orders on existing subscriptions. */
+export class SubscriptionOrdersService {
+  constructor(
+    private readonly deps: Deps,
+    private readonly svc: { catalog: CatalogService; tasks: TaskQueue; workflows: WorkflowsService },
+  ) {}
+
+  /**
+   * RenewSubscription: a renewal order for one more period (the subscription's, or another period of its plan),
+   * priced from the period's renewal fee and the recurring fees of the resources above the plan; charged, then the
+   * subscription's expiration moves one period on (an expired service is resumed). No provisioning call.
+   */
+  async renew(actor: Actor, subscriptionId: number, opts: { periodId?: number; idempotencyKey?: string; payToolId?: number } = {}): Promise<PlacedOnSubscription> {
+    const id = positiveId(subscriptionId, 'subscriptionId');
+    const periodId = opts.periodId === undefined || opts.periodId === null ? undefined : positiveId(opts.periodId, 'periodId');
+    return idempotent(this.deps, actor, opts.idempotencyKey, 'RenewSubscription', { id, periodId }, async (tx) => {
+      const sub = await scopedSubscription(tx, actor, id);
+      const status = toNumber(sub.status);
+      if (!RENEWABLE.includes(status)) {
+        throw notAllowed(`Subscription ${id} is ${statusText(status)}; only an active, graced, expired or suspended subscription can be renewed${status === SUBSCRIPTION_STATUS.trial ? ' (a trial is converted by ordering a paid period)' : ''}.`, 'subscriptionId');
+      }
+      await refuseOpenOrder(tx, sub);
+      const plan = await this.svc.catalog.getPlanForOrder(tx, toNumber(sub.plan_id));
+      if (!plan) throw notFound('Plan', toNumber(sub.plan_id));
+      const pid = periodId ?? toNumber(sub.period_id);
+      const period = plan.periods.find((p) => p.periodId === pid);
+      if (!period || !period.enabled || period.trial) throw invalid('periodId', `Period ${pid} is not an available paid period of plan '${plan.name}'.`);
+      const additional = ((await tx('subscription_resources').where({ subscription_id: id }).select('resource_id', 'additional')) as { resource_id: number; additional: unknown }[]).map((r) => ({
+        resourceId: toNumber(r.resource_id),
+        quantity: Number(r.additional),
+      }));
+      const priced = priceRenewal({
+        planName: plan.name,
+        period: { renewalFee: period.renewalFee, duration: period.duration, unit: period.unit },
+        rates: plan.resources,
+        additional,
+      });
+      const orderId = await this.insertOrder(tx, actor, 'renewal', sub, { planId: plan.planId, periodId: pid, currency: plan.currency, lines: priced.lines, payToolId: opts.payToolId, details: {} });
+      return { orderId };
+    });
+  }
+
+  /**
+   * CancelSubscription / PlaceSubscriptionCancellationOrder_API: a cancellation order. `immediate` terminates the
+   * service through its gate when the order runs, then gives back what cancelType says (refund to the original
+   * payment, a credit through issueOrderCredit, or nothing; see cancellationAmount); `end_of_term` records the
+   * cancellation and terminates at the expiration date (nothing is given back: the term is used).
+   */
+  async cancel(actor: Actor, subscriptionId: number, opts: { cancelType: string; when: string; reason?: string; idempotencyKey?: string }): Promise<PlacedOnSubscription> {
+    const id = positiveId(subscriptionId, 'subscriptionId');
+    const cancelType = oneOf(opts.cancelType, 'cancelType', CANCEL_TYPES);
+    const when = oneOf(opts.when, 'when', CHANGE_TIMINGS);
+    const reason = optionalText(opts.reason, 'reason', 1024) ?? '';
+    return idempotent(this.deps, actor, opts.idempotencyKey, 'CancelSubscription', { id, cancelType, when, reason }, async (tx) => {
+      const sub = await scopedSubscription(tx, actor, id);
+      const status = toNumber(sub.status);
+      if (!CANCELABLE.includes(status)) throw notAllowed(`Subscription ${id} is ${statusText(status)}; it cannot be canceled.`, 'subscriptionId');
+      if (toNumber(sub.service_status) !== SERVICE_STATUS.running && toNumber(sub.service_status) !== SERVICE_STATUS.stopped) {
+        throw notAllowed(`Subscription ${id}'s service is changing (service status ${toNumber(sub.service_status)}); cancel it once that has finished.`, 'subscriptionId');
+      }
+      await refuseOpenOrder(tx, sub);
+      if (when === 'end_of_term' && (sub.expiration_date === null || sub.expiration_date === undefined)) {
+        throw invalid('when', `Subscription ${id} has no expiration date to cancel at; cancel it immediately.`);
+      }
+      const plan = await this.svc.catalog.getPlanForOrder(tx, toNumber(sub.plan_id));
+      if (!plan) throw notFound('Plan', toNumber(sub.plan_id));
+      const period = plan.periods.find((p) => p.periodId === toNumber(sub.period_id));
+      if (!period) throw notFound('Plan period', toNumber(sub.period_id));
+      const now = this.deps.clock.now();
+      const due = when === 'immediate' && cancelType !== 'none' ? await cancellationAmount(tx, sub, period, now) : { amount: 0n, paymentId: null, note: when === 'end_of_term' ? 'Canceled at the end of the term: the term is used, nothing is given back.' : 'cancelType none: nothing is given back.' };
+      const lines: PriceLine[] = [];
+      if (due.amount > 0n) {
+        const kind = cancelType === 'refund' ? 'refund' : 'credit';
+        const text = cancelType === 'refund' ? `${plan.name}: refund on cancellation` : `${plan.name}: credit on cancellation`;
+        lines.push({ kind, description: text, quantity: 1, unitPrice: -due.amount, amount: -due.amount });
+      }
+      const orderId = await this.insertOrder(tx, actor, 'cancellation', sub, {
+        planId: toNumber(sub.plan_id),
+        periodId: toNumber(sub.period_id),
+        currency: plan.currency,
+        lines,
+        cancelType,
+        effective: when,
+        comment: reason,
+        details: { reason, amount: due.amount.toString(), paymentId: due.paymentId, note: due.note },
+      });
+      return { orderId };
+    });
+  }
+
+  /**
+   * ChangeSubscriptionPlan: a change order moving the subscription to another plan (on the same service gate) and/or
+   * period. `immediate` is priced by the exact share of the current term still ahead (priceChange: credit for the
+   * old recurring fee's share, charge for the new one's; a period of another length starts a new term, charged in
+   * full); the change runs through the gate's changeLimits once charged, and a negative total becomes a credit
+   * (issueOrderCredit). `end_of_term` costs nothing now and is applied at the expiration date.
+   */
+  async change(actor: Actor, subscriptionId: number, opts: { planId: number; periodId: number; when: string; idempotencyKey?: string; payToolId?: number }): Promise<PlacedOnSubscription> {
+    const id = positiveId(subscriptionId, 'subscriptionId');
+    const planId = positiveId(opts.planId, 'planId');
+    const periodId = positiveId(opts.periodId, 'periodId');
+    const when = oneOf(opts.when, 'when', CHANGE_TIMINGS);
+    return idempotent(this.deps, actor, opts.idempotencyKey, 'ChangeSubscriptionPlan', { id, planId, periodId, when }, async (tx) => {
+      const sub = await scopedSubscription(tx, actor, id);
+      const status = toNumber(sub.status);
+      if (status !== SUBSCRIPTION_STATUS.active && status !== SUBSCRIPTION_STATUS.graced) {
+        throw notAllowed(`Subscription ${id} is ${statusText(status)}; only an active or graced subscription can change its plan.`, 'subscriptionId');
+      }
+      if (toNumber(sub.service_status) !== SERVICE_STATUS.running) throw notAllowed(`Subscription ${id}'s service is not running (service status ${toNumber(sub.service_status)}); change its plan once it runs.`, 'subscriptionId');
+      await refuseOpenOrder(tx, sub);
+      const oldPlan = await this.svc.catalog.getPlanForOrder(tx, toNumber(sub.plan_id));
+      if (!oldPlan) throw notFound('Plan', toNumber(sub.plan_id));
+      const oldPeriod = oldPlan.periods.find((p) => p.periodId === toNumber(sub.period_id));
+      if (!oldPeriod) throw notFound('Plan period', toNumber(sub.period_id));
+      const plan = await this.svc.catalog.getPlanForOrder(tx, planId);
+      if (!plan || !(await this.svc.catalog.isSellable(tx, toNumber(sub.vendor_id), planId))) throw invalid('planId', `Plan ${planId} does not exist or is not for sale to this account.`);
+      const period = plan.periods.find((p) => p.periodId === periodId);
+      if (!period || !period.enabled || period.trial) throw invalid('periodId', `Period ${periodId} is not an available paid period of plan '${plan.name}'.`);
+      if (planId === toNumber(sub.plan_id) && periodId === toNumber(sub.period_id)) throw invalid('planId', `Subscription ${id} is already on plan '${plan.name}' with period ${periodId}.`);
+      if (plan.currency !== oldPlan.currency) throw invalid('planId', `Plan '${plan.name}' is priced in ${plan.currency}, the subscription in ${oldPlan.currency}.`);
+      const gates = (await tx('plans as p').join('service_templates as t', 't.id', 'p.template_id').whereIn('p.id', [planId, toNumber(sub.plan_id)]).select('p.id', 't.service_gate')) as { id: number; service_gate: string }[];
+      const newGate = gates.find((g) => toNumber(g.id) === planId)?.service_gate;
+      if (newGate !== sub.service_gate) throw invalid('planId', `Plan '${plan.name}' is delivered by service gate '${newGate}', this subscription by '${sub.service_gate}'; order the new plan and cancel this one instead.`);
+      let lines: PriceLine[] = [];
+      const details: Record<string, unknown> = { fromPlanId: toNumber(sub.plan_id), fromPeriodId: toNumber(sub.period_id), planId, periodId };
+      if (when === 'immediate') {
+        const startRaw = sub.last_bill_date ?? sub.start_date;
+        if (startRaw === null || startRaw === undefined || sub.expiration_date === null || sub.expiration_date === undefined) {
+          throw invalid('when', `Subscription ${id} has no current term to prorate; change it at the end of the term.`);
+        }
+        const now = this.deps.clock.now();
+        const share = remainingShare(new Date(toNumber(startRaw)), new Date(toNumber(sub.expiration_date)), now);
+        const sameLength = period.duration === oldPeriod.duration && period.unit === oldPeriod.unit;
+        lines = priceChange({ oldPlanName: oldPlan.name, newPlanName: plan.name, oldFee: oldPeriod.recurringFee, newFee: period.recurringFee, share, sameLength }).lines;
+        details.share = `${share.numerator}/${share.denominator}`;
+        details.newTerm = !sameLength;
+      }
+      const orderId = await this.insertOrder(tx, actor, 'change', sub, { planId, periodId, currency: plan.currency, lines, effective: when, payToolId: opts.payToolId, details });
+      return { orderId };
+    });
+  }
+
+  /**
+   * A resource order: more of some of the subscription's resources (quantity = how much to add, up to 4 decimals),
+   * within each rate's maximum. Priced per resource: the setup fee for the quantity, and the recurring fee for it
+   * times the share of the current term still ahead; charged, then the gate's changeLimits with the raised limits,
+   * then the subscription's additional quantities and limits. (No API operation places one yet.)
+   */
+  async buyResources(actor: Actor, subscriptionId: number, opts: { resources: { resourceId: number; quantity: number }[]; idempotencyKey?: string; payToolId?: number }): Promise<PlacedOnSubscription> {
+    const id = positiveId(subscriptionId, 'subscriptionId');
+    if (!Array.isArray(opts.resources) || opts.resources.length === 0) throw invalid('resources', 'Name at least one resource and the quantity to add.');
+    const added = opts.resources.map((r, i) => {
+      const resourceId = positiveId(r?.resourceId, `resources[${i}].resourceId`);
+      const quantity = Number(r?.quantity);
+      if (!Number.isFinite(quantity) || quantity <= 0) throw invalid(`resources[${i}].quantity`, 'quantity is how much to add: a number above 0.');
+      if (opts.resources.findIndex((x) => Number(x?.resourceId) === resourceId) !== i) throw invalid(`resources[${i}].resourceId`, `Resource ${resourceId} appears twice.`);
+      return { resourceId, quantity };
+    });
+    return idempotent(this.deps, actor, opts.idempotencyKey, 'BuySubscriptionResources', { id, added }, async (tx) => {
+      const sub = await scopedSubscription(tx, actor, id);
+      const status = toNumber(sub.status);
+      if (status !== SUBSCRIPTION_STATUS.active && status !== SUBSCRIPTION_STATUS.graced) throw notAllowed(`Subscription ${id} is ${statusText(status)}; resources are added to an active or graced subscription.`, 'subscriptionId');
+      if (toNumber(sub.service_status) !== SERVICE_STATUS.running) throw notAllowed(`Subscription ${id}'s service is not running (service status ${toNumber(sub.service_status)}).`, 'subscriptionId');
+      await refuseOpenOrder(tx, sub);
+      const plan = await this.svc.catalog.getPlanForOrder(tx, toNumber(sub.plan_id));
+      if (!plan) throw notFound('Plan', toNumber(sub.plan_id));
+      const current = (await tx('subscription_resources').where({ subscription_id: id }).select('resource_id', 'included', 'additional')) as { resource_id: number; included: unknown; additional: unknown }[];
+      added.forEach((a, i) => {
+        const rate = plan.resources.find((r) => r.resourceId === a.resourceId);
+        const have = current.find((c) => toNumber(c.resource_id) === a.resourceId);
+        if (!rate || !have) throw invalid(`resources[${i}].resourceId`, `Resource ${a.resourceId} is not one of plan '${plan.name}''s resources.`);
+        const total = Number(have.included) + Number(have.additional) + a.quantity;
+        if (rate.max !== null && total > rate.max) throw invalid(`resources[${i}].quantity`, `${rate.name}: at most ${rate.max} ${rate.unit} in all; the subscription has ${Number(have.included) + Number(have.additional)}.`);
+      });
+      const startRaw = sub.last_bill_date ?? sub.start_date;
+      if (startRaw === null || startRaw === undefined || sub.expiration_date === null || sub.expiration_date === undefined) throw notAllowed(`Subscription ${id} has no current term.`, 'subscriptionId');
+      const share = remainingShare(new Date(toNumber(startRaw)), new Date(toNumber(sub.expiration_date)), this.deps.clock.now());
+      const priced = priceResourceAddition({ rates: plan.resources, added, share });
+      const orderId = await this.insertOrder(tx, actor, 'resource', sub, { planId: plan.planId, periodId: toNumber(sub.period_id), currency: plan.currency, lines: priced.lines, payToolId: opts.payToolId, resources: added, details: { share: `${share.numerator}/${share.denominator}` } });
+      return { orderId };
+    });
+  }
+
+  /** Writes the order, its one item on the subscription, its lines and history, and starts its workflow. */
+  private async insertOrder(
+    tx: Tx,
+    actor: Actor,
+    type: OrderType,
+    sub: SubscriptionRow,
+    o: { planId: number; periodId: number; currency: string; lines: PriceLine[]; payToolId?: number; cancelType?: CancelType; effective?: ChangeTiming; comment?: string; resources?: { resourceId: number; quantity: number }[]; details: Record<string, unknown> },
+  ): Promise<number> {
+    const accountId = toNumber(sub.account_id);
+    const vendorId = toNumber(sub.vendor_id);
+    if (o.payToolId !== undefined && o.payToolId !== null) {
+      positiveId(o.payToolId, 'payToolId');
+      if (!(await tx('pay_tools').where({ id: o.payToolId, account_id: accountId }).first('id'))) throw invalid('payToolId', `Pay tool ${o.payToolId} is not one of account ${accountId}'s.`);
+    }
+    const total = o.lines.reduce((s, l) => s + l.amount, 0n);
+    const subtotal = o.lines.filter((l) => l.kind !== 'discount').reduce((s, l) => s + l.amount, 0n);
+    const discount = subtotal - total;
+    const workflow = await this.svc.workflows.activeFor(tx, vendorId, type);
+    const start = workflow.definition.start;
+    const status = STATUS_OF_ACTION[workflow.definition.steps[start]!.action];
+    const at = this.deps.clock.now().getTime();
+    const comment = (o.comment ?? '').slice(0, 1024);
+    const [rawId] = (await tx('orders').insert({
+      order_number: `tmp-${crypto.randomBytes(12).toString('hex')}`,
+      vendor_id: vendorId,
+      account_id: accountId,
+      type,
+      status,
+      workflow_id: workflow.workflowId,
+      step: start,
+      currency: o.currency,
+      subtotal: money(subtotal),
+      discount_total: money(discount),
+      tax_total: money(0n),
+      total: money(total),
+      promo_code_id: null,
+      pay_tool_id: o.payToolId ?? null,
+      payment_id: null,
+      ip_address: actor.remoteAddr ?? null,
+      comment,
+      failure_reason: null,
+      created_at: at,
+      updated_at: at,
+    })) as number[];
+    const orderId = toNumber(rawId);
+    const number = orderNumber(type, orderId);
+    await tx('orders').where({ id: orderId }).update({ order_number: number });
+    const [rawItem] = (await tx('order_items').insert({
+      order_id: orderId,
+      position: 1,
+      plan_id: o.planId,
+      period_id: o.periodId,
+      parent_item_id: null,
+      parameters: sub.parameters || '{}',
+      resources: JSON.stringify(o.resources ?? []),
+      subscription_id: null,
+      target_subscription_id: sub.id,
+      cancel_type: o.cancelType ?? null,
+      effective: o.effective ?? null,
+      details: JSON.stringify(o.details),
+    })) as number[];
+    const itemId = toNumber(rawItem);
+    if (o.lines.length) {
+      await tx('order_lines').insert(
+        o.lines.map((l, i) => ({
+          order_id: orderId,
+          item_id: itemId,
+          position: i + 1,
+          kind: l.kind,
+          description: l.description.slice(0, 255),
+          resource_id: l.resourceId ?? null,
+          quantity: l.quantity,
+          unit_price: money(l.unitPrice),
+          amount: money(l.amount),
+        })),
+      );
+    }
+    await tx('order_history').insert({ order_id: orderId, status, step: start, outcome: null, actor_user_id: actor.userId, comment, at });
+    const subscriptionId = toNumber(sub.id);
+    await recordChange(tx, actor, new Date(at), {
+      operation: { renewal: 'PlaceRenewalOrder', change: 'PlaceChangeOrder', resource: 'PlaceResourceOrder', cancellation: 'PlaceCancellationOrder', sales: 'PlaceOrder' }[type],
+      objectType: 'order',
+      objectId: orderId,
+      details: { orderNumber: number, accountId, type, subscriptionId, total: total.toString(), currency: o.currency, cancelType: o.cancelType, when: o.effective },
+      event: {
+        name: 'order.placed',
+        accountId,
+        payload: { orderId, orderNumber: number, accountId, vendorAccountId: vendorId, type, status, step: start, total: total.toString(), currency: o.currency, subscriptionId },
+      },
+    });
+    await startOrder(tx, this.deps, this.svc.tasks, orderId);
+    return orderId;
+  }
+}
+
+/** "12.50 USD" for comments. */
+export function amountText(amount: bigint, currency: string): string {
+  return `${formatAmount(amount, currency)} ${currency}`;
+}
