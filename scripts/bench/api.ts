@@ -5,7 +5,7 @@
  * Prints requests/s, p50 and p99 latency and the server's CPU time per request for every run, and the our/bare
  * ratios (median and range over the rounds).
  * Options: --connections N --seconds S --rounds R --warmup S --only soap|xmlrpc --no-pin --cpu-prof DIR (profile
- * our server: node's --cpu-prof into DIR).
+ * our server with node's --cpu-prof into DIR/ours; add --cpu-prof-bare to profile the bare servers too).
  */
 import { execFileSync, fork, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
@@ -55,7 +55,7 @@ const PROFILE_DIR = (() => {
 })();
 
 function spawn(kind: string, port: number, env: NodeJS.ProcessEnv, payload?: string): Promise<ChildProcess> {
-  const profile = PROFILE_DIR && kind === 'ours' ? ['--cpu-prof', '--cpu-prof-dir', PROFILE_DIR] : [];
+  const profile = PROFILE_DIR && (kind === 'ours' || process.argv.includes('--cpu-prof-bare')) ? ['--cpu-prof', '--cpu-prof-dir', path.join(PROFILE_DIR, kind)] : [];
   const child = fork(path.join(__dirname, 'serve.ts'), [kind, String(port), payload ?? ''], {
     env: { ...process.env, ...env },
     execArgv: ['--import', 'tsx', ...profile],
