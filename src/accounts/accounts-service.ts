@@ -178,11 +178,17 @@ interface ContactRow {
 const ACCOUNT_COLUMNS = [
   'id', 'vendor_id', 'type', 'reseller_kind', 'status', 'company_name', 'currency', 'tax_status', 'external_id', 'path',
   'address1', 'address2', 'city', 'state', 'zip', 'country', 'postal_address', 'time_zone', 'created_at', 'updated_at',
-] satisfies (keyof AccountRow)[];
+] as const satisfies readonly (keyof AccountRow)[];
 const CONTACT_COLUMNS = [
   'kind', 'first_name', 'middle_name', 'last_name', 'email', 'phone', 'phone_country_code', 'phone_area_code', 'phone_extension',
   'fax', 'fax_country_code', 'fax_area_code', 'fax_extension', 'birthday', 'passport',
-] satisfies (keyof ContactRow)[];
+] as const satisfies readonly (keyof ContactRow)[];
+// The hot read selects these columns by name: a field added to AccountRow or ContactRow and not listed above
+// fails the typecheck here instead of arriving undefined in GetAccount.
+const ALL_ACCOUNT_COLUMNS: [Exclude<keyof AccountRow, (typeof ACCOUNT_COLUMNS)[number]>] extends [never] ? true : 'list the new AccountRow column in ACCOUNT_COLUMNS' = true;
+const ALL_CONTACT_COLUMNS: [Exclude<keyof ContactRow, (typeof CONTACT_COLUMNS)[number]>] extends [never] ? true : 'list the new ContactRow column in CONTACT_COLUMNS' = true;
+void ALL_ACCOUNT_COLUMNS;
+void ALL_CONTACT_COLUMNS;
 /** Bindings: id, the actor's path length, the actor's path. Contacts in kind order, as the unique index keeps them. */
 const ACCOUNT_WITH_CONTACTS_SQL =
   `SELECT ${ACCOUNT_COLUMNS.map((c) => `a.${c}`).join(', ')}, ${CONTACT_COLUMNS.map((c) => `c.${c}`).join(', ')} ` +

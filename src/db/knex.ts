@@ -114,7 +114,8 @@ interface PoolInternals {
  * through mysql2's execute()), several statements on one connection checkout, without knex's query builder and
  * compiler (their cost was a large share of a one-row read). The rows come back as knex would give them: on
  * SQLite integers are exact (BigInt beyond 2^53, numbers otherwise), on MariaDB the connection's options apply.
- * Runs on the pool or inside an open transaction (its connection), like any knex query. Reads only.
+ * Runs on the pool or inside an open transaction (its connection), like any knex query. Reads only. knex's
+ * 'query' events and DEBUG=knex:query do not see these statements.
  */
 export async function readStatements(conn: Conn, statements: readonly ReadStatement[]): Promise<Row[][]> {
   const tx = conn as Partial<Tx>;
