@@ -41,18 +41,19 @@ interface QueryObject {
 
 const STATEMENT_CACHE_SIZE = 500;
 const statementCaches = new WeakMap<SqliteConnection, Map<string, SqliteStatement>>();
+/** Statements in raw mode (rows as arrays), cached apart from the same SQL answering objects. */
+const rawStatementCaches = new WeakMap<SqliteConnection, Map<string, SqliteStatement>>();
 
 function cachedStatement(connection: SqliteConnection, sql: string, raw = false): SqliteStatement {
-  let cache = statementCaches.get(connection);
-  if (!cache) statementCaches.set(connection, (cache = new Map()));
-  // A statement in raw mode answers arrays: it is cached apart from the same SQL answering objects.
-  const key = raw ? `\0raw\0${sql}` : sql;
-  let statement = cache.get(key);
+  const caches = raw ? rawStatementCaches : statementCaches;
+  let cache = caches.get(connection);
+  if (!cache) caches.set(connection, (cache = new Map()));
+  let statement = cache.get(sql);
   if (!statement) {
     statement = connection.prepare(sql).safeIntegers(true);
     if (raw) statement.raw(true);
     if (cache.size >= STATEMENT_CACHE_SIZE) cache.delete(cache.keys().next().value as string);
-    cache.set(key, statement);
+    cache.set(sql, statement);
   }
   return statement;
 }
