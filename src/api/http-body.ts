@@ -17,7 +17,10 @@ export async function readBody(req: IncomingMessage, limit: number): Promise<str
   const encoding = String(req.headers['content-encoding'] ?? 'identity').toLowerCase();
   if (encoding === 'identity' && Number.isFinite(declared) && declared > limit) throw new BodyTooLargeError(limit);
   try {
-    return await getRawBody(inflate(req), { limit, encoding: 'utf8' });
+    // Bytes, then Node's own UTF-8 decoding (raw-body's encoding option goes through iconv-lite, which costs more
+    // per request); like iconv-lite, drop a leading byte order mark and replace invalid sequences with U+FFFD.
+    const text = (await getRawBody(inflate(req), { limit })).toString('utf8');
+    return text.charCodeAt(0) === 0xfeff ? text.slice(1) : text;
   } catch (e) {
     const err = e as { type?: string; status?: number };
     if (err.type === 'entity.too.large' || err.status === 413) throw new BodyTooLargeError(limit);

@@ -25,6 +25,7 @@ function narrow(v: unknown): unknown {
 interface SqliteStatement {
   reader: boolean;
   safeIntegers(on: boolean): SqliteStatement;
+  raw(on: boolean): SqliteStatement;
   all(bindings: unknown[]): Record<string, unknown>[];
   run(bindings: unknown[]): { lastInsertRowid: unknown; changes: number };
 }
@@ -40,6 +41,28 @@ interface QueryObject {
 
 const STATEMENT_CACHE_SIZE = 500;
 const statementCaches = new WeakMap<SqliteConnection, Map<string, SqliteStatement>>();
+/** Statements in raw mode (rows as arrays), cached apart from the same SQL answering objects. */
+const rawStatementCaches = new WeakMap<SqliteConnection, Map<string, SqliteStatement>>();
+
+function cachedStatement(connection: SqliteConnection, sql: string, raw = false): SqliteStatement {
+  const caches = raw ? rawStatementCaches : statementCaches;
+  let cache = caches.get(connection);
+  if (!cache) caches.set(connection, (cache = new Map()));
+  let statement = cache.get(sql);
+  if (!statement) {
+    statement = connection.prepare(sql).safeIntegers(true);
+    if (raw) statement.raw(true);
+    if (cache.size >= STATEMENT_CACHE_SIZE) cache.delete(cache.keys().next().value as string);
+    cache.set(sql, statement);
+  }
+  return statement;
+}
+
+function readAll(statement: SqliteStatement, bindings: unknown[]): Record<string, unknown>[] {
+  const rows = statement.all(bindings);
+  for (const row of rows) for (const key in row) row[key] = narrow(row[key]);
+  return rows;
+}
 
 class ExactSqliteClient extends (BetterSqliteClient as unknown as new (config: Knex.Config) => {
   _formatBindings(bindings: unknown[] | undefined): unknown[];
@@ -47,19 +70,10 @@ class ExactSqliteClient extends (BetterSqliteClient as unknown as new (config: K
   /** knex's own _query, plus a per-connection prepared-statement cache (knex would prepare every query anew). */
   async _query(connection: SqliteConnection, obj: QueryObject): Promise<QueryObject> {
     if (!obj.sql) throw new Error('The query is empty');
-    let cache = statementCaches.get(connection);
-    if (!cache) statementCaches.set(connection, (cache = new Map()));
-    let statement = cache.get(obj.sql);
-    if (!statement) {
-      statement = connection.prepare(obj.sql).safeIntegers(true);
-      if (cache.size >= STATEMENT_CACHE_SIZE) cache.delete(cache.keys().next().value as string);
-      cache.set(obj.sql, statement);
-    }
+    const statement = cachedStatement(connection, obj.sql);
     const bindings = this._formatBindings(obj.bindings);
     if (statement.reader) {
-      const rows = statement.all(bindings);
-      for (const row of rows) for (const key of Object.keys(row)) row[key] = narrow(row[key]);
-      obj.response = rows;
+      obj.response = readAll(statement, bindings);
       return obj;
     }
     const info = statement.run(bindings);
@@ -67,6 +81,86 @@ class ExactSqliteClient extends (BetterSqliteClient as unknown as new (config: K
     obj.context = { lastID: narrow(info.lastInsertRowid), changes: info.changes };
     return obj;
   }
+}
+
+/** One read for {@link readStatements}: plain SQL with `?` placeholders, written to run alike on SQLite and MariaDB. */
+export interface ReadStatement {
+  sql: string;
+  bindings: readonly (string | number)[];
+  /** Rows as arrays of the selected columns in order, not objects (cheaper; and a join's equal names stay apart). */
+  raw?: boolean;
+}
+
+type Row = Record<string, unknown> | unknown[];
+
+interface MysqlConnection {
+  execute(options: { sql: string; rowsAsArray?: boolean }, values: readonly unknown[], cb: (err: Error | null, rows: unknown) => void): void;
+}
+
+interface PoolInternals {
+  pool?: {
+    numUsed(): number;
+    numFree(): number;
+    numPendingAcquires(): number;
+    numPendingCreates(): number;
+    free: { resource: unknown }[];
+  };
+  acquireConnection(): Promise<unknown>;
+  releaseConnection(connection: unknown): Promise<unknown>;
+}
+
+/**
+ * A thin executor for the API's hottest reads (GetAccount / AccountDetailsGet_API): hand-written SQL, run as
+ * prepared statements cached per connection (on SQLite through the same cache as every knex query, on MariaDB
+ * through mysql2's execute()), several statements on one connection checkout, without knex's query builder and
+ * compiler (their cost was a large share of a one-row read). The rows come back as knex would give them: on
+ * SQLite integers are exact (BigInt beyond 2^53, numbers otherwise), on MariaDB the connection's options apply.
+ * Runs on the pool or inside an open transaction (its connection), like any knex query. Reads only. knex's
+ * 'query' events and DEBUG=knex:query do not see these statements.
+ */
+export async function readStatements(conn: Conn, statements: readonly ReadStatement[]): Promise<Row[][]> {
+  const tx = conn as Partial<Tx>;
+  if (tx.isTransaction && tx.isCompleted?.()) throw new Error('The transaction is already complete; this read cannot run in it.');
+  const client = conn.client as unknown as PoolInternals;
+  if (isSqlite(conn)) {
+    // SQLite runs synchronously: when the pool's one connection is idle and nobody waits for it, use it in place
+    // (nothing else can run on it before this function returns); otherwise queue for it like any knex query.
+    const pool = client.pool;
+    if (!tx.isTransaction && pool && pool.numUsed() === 0 && pool.numPendingAcquires() === 0 && pool.numPendingCreates() === 0 && pool.numFree() > 0) {
+      return runSqlite(pool.free[0].resource as SqliteConnection, statements);
+    }
+    const connection = (await client.acquireConnection()) as SqliteConnection;
+    try {
+      return runSqlite(connection, statements);
+    } finally {
+      await client.releaseConnection(connection);
+    }
+  }
+  const connection = (await client.acquireConnection()) as MysqlConnection;
+  try {
+    const results: Row[][] = [];
+    for (const s of statements) {
+      results.push(
+        await new Promise<Row[]>((resolve, reject) =>
+          connection.execute({ sql: s.sql, rowsAsArray: s.raw === true }, s.bindings, (err, rows) => (err ? reject(err) : resolve(rows as Row[]))),
+        ),
+      );
+    }
+    return results;
+  } finally {
+    await client.releaseConnection(connection);
+  }
+}
+
+function runSqlite(connection: SqliteConnection, statements: readonly ReadStatement[]): Row[][] {
+  return statements.map((s) => {
+    const statement = cachedStatement(connection, s.sql, s.raw === true);
+    if (!statement.reader) throw new Error('readStatements runs reads only.');
+    if (!s.raw) return readAll(statement, s.bindings as unknown[]);
+    const rows = statement.all(s.bindings as unknown[]) as unknown as unknown[][];
+    for (const row of rows) for (let i = 0; i < row.length; i++) row[i] = narrow(row[i]);
+    return rows;
+  });
 }
 
 export function isSqlite(db: Conn): boolean {

@@ -1,5 +1,5 @@
 /**
- * Our own XML-RPC codec on xml2js (the `xmlrpc` npm package lets a `__proto__` struct member set a prototype and
+ * Our own XML-RPC codec on sax, building xml2js's tree (the `xmlrpc` npm package lets a `__proto__` struct member set a prototype and
  * turns doubles into floats; see reliability.md). Parsing is synchronous.
  *
  * Decoding (wire -> JS):
@@ -26,7 +26,6 @@
  *
  * Faults carry the faultString base64-encoded (UTF-8), as every PBA client expects.
  */
-import { Parser, type ParserOptions } from 'xml2js';
 import { AppError } from '../../domain/errors';
 import { assertSafeXml, FORBIDDEN_NAMES } from '../xml-guard';
 
@@ -107,24 +106,7 @@ const INT64_MAX = 2n ** 63n - 1n;
 const XML_DECLARATION = '<?xml version="1.0" encoding="UTF-8"?>';
 
 // ---------------------------------------------------------------------------------------------------------
-// XML -> tree (xml2js, synchronous)
-
-const XML2JS_OPTIONS: ParserOptions = {
-  async: false, // 'end' and 'error' are emitted synchronously inside parseString
-  strict: true,
-  explicitRoot: true,
-  explicitArray: true, // every child is an array: order among children of one name is kept
-  ignoreAttrs: true, // XML-RPC has no attributes; none become keys
-  trim: false,
-  normalize: false,
-  normalizeTags: false,
-  explicitCharkey: false,
-  charkey: '_',
-  emptyTag: '',
-  includeWhiteChars: false,
-  explicitChildren: false,
-  xmlns: false,
-};
+// XML -> tree (sax, synchronous; the tree xml2js would build)
 
 function invalid(field: string, message: string): never {
   throw new AppError('INVALID_ARGUMENT', message, field);
@@ -140,23 +122,124 @@ function clip(text: string, max = 40): string {
  */
 function parseXml(xml: string): Record<string, unknown> {
   assertSafeXml(xml);
-  const parser = new Parser(XML2JS_OPTIONS);
-  const results: unknown[] = [];
-  const errors: unknown[] = [];
-  // Listeners rather than parseString's callback: the callback form resets the parser after the first root
-  // element and silently drops anything that follows it (a second root, trailing text).
-  parser.on('end', (result: unknown) => results.push(result));
-  parser.on('error', (error: unknown) => errors.push(error));
-  try {
-    parser.parseString(xml);
-  } catch (error) {
-    errors.push(error);
-  }
+  const { results, errors } = buildTree(xml);
   if (errors.length > 0) invalid('xml', `Malformed XML: ${describeParseError(errors[0])}`);
   if (results.length > 1) invalid('xml', 'Malformed XML: more than one root element.');
   const doc = results[0];
   if (doc === null || typeof doc !== 'object') invalid('xml', 'The request body holds no XML document.');
   return doc as Record<string, unknown>;
+}
+
+interface SaxParser {
+  onopentag: (node: { name: string }) => void;
+  onclosetag: () => void;
+  ontext: (text: string) => void;
+  oncdata: (text: string) => void;
+  onerror: (error: Error) => void;
+  onend: () => void;
+  resume(): SaxParser;
+  write(text: string): SaxParser;
+  close(): SaxParser;
+}
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const sax = require('sax') as { parser(strict: boolean, options: { trim: boolean; normalize: boolean; xmlns: boolean }): SaxParser };
+
+const WHITESPACE_ONLY = /^\s*$/;
+
+/**
+ * xml2js's tree with our options (strict, explicitRoot, explicitArray, ignoreAttrs, no trim or normalize,
+ * charkey "_", emptyTag "") built straight from sax's events, the same tokenizer xml2js drives, without xml2js's
+ * per-node property descriptors and deletes, which were the larger part of an XML-RPC call's parse. The
+ * results and errors are xml2js's, as parseXml collected them from its 'end' and 'error' events
+ * (test/api/xmlrpc/codec-tree.test.ts compares the two on a corpus); the differences are on purpose: a child
+ * element named like an inherited Object property (toString) is an ordinary child here, and one named "_" or
+ * "cdata" cannot collide with the text or the CDATA flag.
+ */
+export function buildTree(xml: string): { results: unknown[]; errors: unknown[] } {
+  const results: unknown[] = [];
+  const errors: unknown[] = [];
+  const text = String(xml);
+  // parseString answers a blank document with an 'end' of null.
+  if (text.trim() === '') return { results: [null], errors };
+  const parser = sax.parser(true, { trim: false, normalize: false, xmlns: false });
+  const objects: Record<string, unknown>[] = [];
+  const names: string[] = [];
+  const texts: string[] = [];
+  const cdata: boolean[] = [];
+  let ended = false;
+  let errThrown = false;
+  let result: unknown = null;
+  parser.onerror = (error) => {
+    parser.resume();
+    if (!errThrown) {
+      errThrown = true;
+      errors.push(error);
+    }
+  };
+  parser.onend = () => {
+    if (!ended) {
+      ended = true;
+      results.push(result);
+    }
+  };
+  parser.onopentag = (node) => {
+    objects.push({});
+    names.push(node.name);
+    texts.push('');
+    cdata.push(false);
+  };
+  parser.onclosetag = () => {
+    let obj: unknown = objects.pop()!;
+    const name = names.pop()!;
+    const chars = texts.pop()!;
+    const wasCdata = cdata.pop()!;
+    let emptyStr: string | undefined;
+    const element = obj as Record<string, unknown>;
+    if (!wasCdata && WHITESPACE_ONLY.test(chars)) {
+      emptyStr = chars;
+    } else if (Object.keys(element).length === 0) {
+      obj = chars;
+    } else {
+      element._ = chars;
+    }
+    if (typeof obj === 'object' && Object.keys(obj as object).length === 0) obj = emptyStr;
+    const depth = objects.length;
+    if (depth > 0) {
+      const parent = objects[depth - 1]!;
+      if (Object.prototype.hasOwnProperty.call(parent, name)) (parent[name] as unknown[]).push(obj);
+      // A plain assignment of "__proto__" would set the prototype (the guard refuses that name already).
+      else if (name === '__proto__') Object.defineProperty(parent, name, { value: [obj], enumerable: true, writable: true, configurable: true });
+      else parent[name] = [obj];
+    } else {
+      const root: Record<string, unknown> = {};
+      Object.defineProperty(root, name, { value: obj, enumerable: true, writable: true, configurable: true });
+      result = root;
+      ended = true;
+      results.push(root);
+    }
+  };
+  parser.ontext = (t) => {
+    const depth = texts.length;
+    if (depth > 0) texts[depth - 1] += t;
+  };
+  parser.oncdata = (t) => {
+    const depth = texts.length;
+    if (depth > 0) {
+      texts[depth - 1] += t;
+      cdata[depth - 1] = true;
+    }
+  };
+  try {
+    parser.write(text.charCodeAt(0) === 0xfeff ? text.slice(1) : text).close();
+  } catch (error) {
+    if (!(errThrown || ended)) {
+      errThrown = true;
+      errors.push(error);
+    } else if (ended) {
+      errors.push(error);
+    }
+  }
+  return { results, errors };
 }
 
 function describeParseError(error: unknown): string {

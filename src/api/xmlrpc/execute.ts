@@ -134,10 +134,11 @@ export class XmlRpcEndpoint {
       const http = basicAuth(req);
       const login = call.login ?? http.login ?? '';
       const password = call.password ?? http.password ?? '';
-      const credential = crypto.createHmac('sha256', this.credentialKey).update(login).update('\0').update(password).digest('base64');
+      // Only client-held transactions need it (to tell their owner from everyone else): most calls skip the HMAC.
+      const credential = () => crypto.createHmac('sha256', this.credentialKey).update(login).update('\0').update(password).digest('base64');
       if ('control' in call) {
-        if (call.control === 'commit') await this.transactions.commit(call.transactionId, credential);
-        else await this.transactions.rollback(call.transactionId, credential);
+        if (call.control === 'commit') await this.transactions.commit(call.transactionId, credential());
+        else await this.transactions.rollback(call.transactionId, credential());
         return send(200, serializeResponse({ Result: [{ Status: 'Operation done.' }] }));
       }
       const key = `${call.gate}.${call.method}`;
@@ -150,22 +151,23 @@ export class XmlRpcEndpoint {
         return runOperation(services, actor, { name: call.method, mutating: method.mutating }, () => method.run(new Params(call.params, call.method), actor, services));
       };
       if (call.transactionId) {
-        const result = await this.transactions.run(call.transactionId, credential, (services, actor) => invoke(services, { ...actor, requestId }));
+        const result = await this.transactions.run(call.transactionId, credential(), (services, actor) => invoke(services, { ...actor, requestId }));
         return send(200, serializeResponse({ Result: [result], TransactionID: call.transactionId }));
       }
       if (!login) throw new AppError('UNAUTHENTICATED', 'Send credentials: Username and Password members of the Execute struct, or HTTP Basic authentication.', 'Username');
       const actor = await this.services.auth.authenticate({ login, password }, { channel: 'xmlrpc', remoteAddr: clientAddress(req, this.services.deps.config.trustProxy), requestId, requiredRoles: API_ROLES });
       if (!call.autoCommit) {
-        const id = await this.transactions.begin(actor, credential);
+        const owner = credential();
+        const id = await this.transactions.begin(actor, owner);
         let result: XmlRpcValue;
         try {
-          result = await this.transactions.run(id, credential, (services, a) => invoke(services, a));
+          result = await this.transactions.run(id, owner, (services, a) => invoke(services, a));
         } catch (e) {
           // A fault carries no TransactionID, so the client can never commit, roll back or continue a transaction
           // whose first call failed: end it now instead of holding it (on SQLite: the only connection, which
           // stalls every other request) until the idle timeout. The failure's audit record was written inside
           // the transaction and goes with it, so write it again outside.
-          await this.transactions.rollback(id, credential).catch(() => undefined);
+          await this.transactions.rollback(id, owner).catch(() => undefined);
           if (method?.mutating) await auditFailure(this.services, actor, call.method, e);
           throw e;
         }
