@@ -3,6 +3,8 @@ import type { Knex } from 'knex';
 // Accounts receivable: documents (invoices, memos, payments, refunds) with their lines and applications, the
 // billing run's charges (its idempotency key), usage reports, per-vendor billing settings and tax rules.
 // Money is BIGINT minor units, instants epoch milliseconds, as everywhere.
+// Part A (documents) added invoice_payment_attempts (additive, before shipping): links a gateway charge to the
+// invoice it pays, written before the gateway is called, so a pending/unknown payment is applied once settled.
 
 export async function up(knex: Knex): Promise<void> {
   // Per-vendor billing policy; a vendor without a row gets the defaults of src/billing (documented there).
@@ -132,6 +134,24 @@ export async function up(knex: Knex): Promise<void> {
     t.index(['target_document_id']);
   });
 
+  // PayInvoice: one row per gateway charge meant for an invoice, keyed by the payment's gateway idempotency key and
+  // written before the call; outcome stays null until the payment settles (applied | declined | failed).
+  await knex.schema.createTable('invoice_payment_attempts', (t) => {
+    t.string('gateway_key', 128).primary();
+    t.bigInteger('document_id').unsigned().notNullable().references('id').inTable('documents');
+    t.bigInteger('account_id').unsigned().notNullable().references('id').inTable('accounts');
+    t.bigInteger('amount').notNullable();
+    t.string('currency', 3).notNullable();
+    t.bigInteger('payment_id').unsigned().nullable().references('id').inTable('payments');
+    t.string('outcome', 16).nullable();
+    t.bigInteger('payment_document_id').unsigned().nullable();
+    t.bigInteger('created_at').notNullable();
+    t.bigInteger('settled_at').nullable();
+    t.index(['document_id']);
+    t.index(['outcome', 'created_at']);
+    t.index(['payment_id']);
+  });
+
   // Every run, on demand or scheduled, with its summary; a dry run is not recorded.
   await knex.schema.createTable('billing_runs', (t) => {
     t.bigIncrements('id').primary();
@@ -183,7 +203,7 @@ export async function up(knex: Knex): Promise<void> {
 }
 
 export async function down(knex: Knex): Promise<void> {
-  for (const t of ['dunning_steps', 'usage_periods', 'usage_reports', 'billing_runs', 'document_applications', 'document_lines', 'billing_charges', 'documents', 'document_sequences', 'tax_rules', 'billing_settings']) {
+  for (const t of ['invoice_payment_attempts', 'dunning_steps', 'usage_periods', 'usage_reports', 'billing_runs', 'document_applications', 'document_lines', 'billing_charges', 'documents', 'document_sequences', 'tax_rules', 'billing_settings']) {
     await knex.schema.dropTableIfExists(t);
   }
 }

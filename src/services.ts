@@ -13,6 +13,9 @@ import { OrdersService } from './orders/orders-service';
 import { WorkflowsService } from './orders/workflows-service';
 import { PromoCodesService } from './orders/promo-codes-service';
 import { SubscriptionsService } from './subscriptions/subscriptions-service';
+import { DocumentsService } from './billing/documents-service';
+import { TaxRulesService } from './billing/taxes';
+import { BillingSettingsService } from './billing/settings';
 import { BUNDLED_PLUGINS_DIR, loadPlugins, type PluginRegistry } from './plugins/loader';
 
 /** Every service of the application, built once from its dependencies. Transports receive this. */
@@ -32,6 +35,10 @@ export interface Services {
   promoCodes: PromoCodesService;
   orders: OrdersService;
   subscriptions: SubscriptionsService;
+  /** Billing documents (invoices, memos, payments, refunds), tax rules and per-vendor billing settings. */
+  documents: DocumentsService;
+  taxRules: TaxRulesService;
+  billingSettings: BillingSettingsService;
 }
 
 /** Builds every service; pass the registry when one is already loaded (it is loaded once per process). */
@@ -42,6 +49,11 @@ export function createServices(deps: Deps, plugins: PluginRegistry = loadPlugins
   const tasks = new TaskQueue(deps);
   const workflows = new WorkflowsService(deps);
   const promoCodes = new PromoCodesService(deps);
+  const payments = new PaymentsService(deps, async (id) => {
+    const row = (await deps.db('plugin_instances').where({ id }).first('kind')) as { kind: string } | undefined;
+    if (!row || row.kind !== 'payment') throw notFound('Payment gateway instance', id);
+    return pluginInstances.instantiate<PaymentGateway>(id);
+  });
   return {
     deps,
     accounts: new AccountsService(deps),
@@ -51,15 +63,14 @@ export function createServices(deps: Deps, plugins: PluginRegistry = loadPlugins
     tasks,
     plugins,
     pluginInstances,
-    payments: new PaymentsService(deps, async (id) => {
-      const row = (await deps.db('plugin_instances').where({ id }).first('kind')) as { kind: string } | undefined;
-      if (!row || row.kind !== 'payment') throw notFound('Payment gateway instance', id);
-      return pluginInstances.instantiate<PaymentGateway>(id);
-    }),
+    payments,
     fraud: new FraudService(deps),
     workflows,
     promoCodes,
     orders: new OrdersService(deps, { catalog, tasks, workflows, promoCodes }),
     subscriptions: new SubscriptionsService(deps),
+    documents: new DocumentsService(deps, payments),
+    taxRules: new TaxRulesService(deps),
+    billingSettings: new BillingSettingsService(deps),
   };
 }
