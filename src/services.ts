@@ -14,6 +14,9 @@ import { WorkflowsService } from './orders/workflows-service';
 import { PromoCodesService } from './orders/promo-codes-service';
 import { SubscriptionsService } from './subscriptions/subscriptions-service';
 import { DocumentsService } from './billing/documents-service';
+import { BillingRun } from './billing/run/billing-run';
+import { extendPaidRenewals } from './billing/run/renewals';
+import { UsageService } from './billing/usage-service';
 import { TaxRulesService } from './billing/taxes';
 import { BillingSettingsService } from './billing/settings';
 import { BUNDLED_PLUGINS_DIR, loadPlugins, type PluginRegistry } from './plugins/loader';
@@ -39,6 +42,10 @@ export interface Services {
   documents: DocumentsService;
   taxRules: TaxRulesService;
   billingSettings: BillingSettingsService;
+  /** Reported usage of metered resources (ReportUsage, DUMMYGATE usage methods). */
+  usage: UsageService;
+  /** The billing run: renewals, trials, overage, invoices and auto-pay as of an instant (cron, CLI, RunBilling). */
+  billingRun: BillingRun;
 }
 
 /** Builds every service; pass the registry when one is already loaded (it is loaded once per process). */
@@ -54,6 +61,9 @@ export function createServices(deps: Deps, plugins: PluginRegistry = loadPlugins
     if (!row || row.kind !== 'payment') throw notFound('Payment gateway instance', id);
     return pluginInstances.instantiate<PaymentGateway>(id);
   });
+  const documents = new DocumentsService(deps, payments);
+  // A paid renewal (or trial conversion) invoice moves its subscription's expiration forward.
+  documents.onInvoicePaid(extendPaidRenewals());
   return {
     deps,
     accounts: new AccountsService(deps),
@@ -69,8 +79,10 @@ export function createServices(deps: Deps, plugins: PluginRegistry = loadPlugins
     promoCodes,
     orders: new OrdersService(deps, { catalog, tasks, workflows, promoCodes }),
     subscriptions: new SubscriptionsService(deps),
-    documents: new DocumentsService(deps, payments),
+    documents,
     taxRules: new TaxRulesService(deps),
     billingSettings: new BillingSettingsService(deps),
+    usage: new UsageService(deps),
+    billingRun: new BillingRun(deps, documents),
   };
 }
