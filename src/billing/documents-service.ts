@@ -640,7 +640,8 @@ export class DocumentsService {
         // The memo carries the invoice's share of tax, so tax reports stay right.
         if (total > 0n) tax = mulDivHalfUp(amount, toBigInt(invoice.tax_total), total);
       }
-      const [n] = [await reserveNumbers(tx, toNumber(account.vendor_id), type, 1)];
+      const n = await reserveNumbers(tx, toNumber(account.vendor_id), type, 1);
+      const dueDays = (await billingSettingsOfMany(tx, [toNumber(account.vendor_id)])).get(toNumber(account.vendor_id))!.invoiceDueDays;
       const number = formatNumber(type, n);
       const nowMs = at.getTime();
       const [id] = await tx('documents').insert({
@@ -656,7 +657,7 @@ export class DocumentsService {
         balance_effect: money(type === 'credit_memo' ? -amount : amount),
         open_amount: money(amount),
         issue_date: nowMs,
-        due_date: type === 'debit_memo' ? nowMs : null,
+        due_date: type === 'debit_memo' ? nowMs + dueDays * DAY : null,
         paid_at: null,
         related_document_id: invoice ? invoice.id : null,
         description,

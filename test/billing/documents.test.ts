@@ -1,4 +1,9 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { expect } from 'chai';
+import sinon from 'sinon';
+import type { PaymentGateway } from '../../src/plugins/sdk';
 import type { Actor } from '../../src/context';
 import { toBigInt } from '../../src/db/knex';
 import { inTransaction } from '../../src/db/transaction';
@@ -80,5 +85,217 @@ describe(`billing documents: invoices (${dialect})`, function () {
     const out = await issue([{ vendorId, accountId: a.accountId, currency: 'USD', issueDate: AT, lines: [line(1000n)] }]);
     expect(out[0]!.number).to.equal('INV-000001');
     void toBigInt;
+  });
+
+  it('memos correct an invoice without touching it; applications and the balance add up', async () => {
+    const docs = world.services.documents;
+    await world.services.taxRules.create(world.provider, vendorId, { name: 'Tax 10%', country: 'US', ratePpm: 100_000 });
+    const a = await customer(world, 'Alpha');
+    const [inv1, inv2] = await issue([
+      { vendorId, accountId: a.accountId, currency: 'USD', issueDate: AT, dueDate: new Date('2026-02-10T00:00:00Z'), lines: [line(1000n)] },
+      { vendorId, accountId: a.accountId, currency: 'USD', issueDate: AT, dueDate: new Date('2026-02-05T00:00:00Z'), lines: [line(2000n)] },
+    ]);
+    expect([inv1!.total, inv2!.total]).to.deep.equal([1100n, 2200n]);
+    const before = await docs.getDocument(world.provider, inv1!.documentId);
+
+    // A credit memo correcting invoice 1: it carries the invoice's share of tax (550 x 100/1100 = 50).
+    const cm = await docs.issueCreditMemo(world.provider, { accountId: a.accountId, amount: 550n, description: 'Service outage', invoiceId: inv1!.documentId });
+    expect([cm.number, cm.subtotal, cm.taxTotal, cm.total, cm.balanceEffect, cm.openAmount]).to.deep.equal(['CM-000001', 500n, 50n, 550n, -550n, 0n]);
+    await failure(docs.issueCreditMemo(world.provider, { accountId: a.accountId, amount: 551n, description: 'Too much', invoiceId: inv1!.documentId }), 'INVALID_ARGUMENT', 'amount');
+    const after = await docs.getDocument(world.provider, inv1!.documentId);
+    expect({ ...after, openAmount: before.openAmount, status: before.status }).to.deep.equal(before);
+    expect(after.openAmount).to.equal(550n);
+
+    // A debit memo (AdjustBalance +) and an offline payment applied oldest due first.
+    const dm = await docs.adjustBalance(world.provider, { accountId: a.accountId, amount: 300n, description: 'Extra support hour' });
+    expect([dm.type, dm.number, dm.balanceEffect]).to.deep.equal(['debit_memo', 'DM-000001', 300n]);
+    expect((await docs.getBalance(world.provider, a.accountId)).balance).to.equal(1100n + 2200n - 550n + 300n);
+
+    const pay = await docs.recordPayment(world.provider, { accountId: a.accountId, amount: 2500n, method: 'check', reference: 'CHK 1001' });
+    expect([pay.number, pay.balanceEffect, pay.openAmount]).to.deep.equal(['PAY-000001', -2500n, 0n]);
+    const apps = await docs.listApplications(world.provider, pay.documentId);
+    // Oldest due first: invoice 2 (due Feb 5), then the debit memo (due Feb 8, the vendor's 7 days); invoice 1 (Feb 10) waits.
+    expect(apps.map((x) => [x.targetNumber, x.amount])).to.deep.equal([['INV-000002', 2200n], ['DM-000001', 300n]]);
+    expect((await docs.getDocument(world.provider, inv2!.documentId)).status).to.equal('paid');
+    expect((await docs.getDocument(world.provider, inv1!.documentId)).openAmount).to.equal(550n);
+
+    // Overpaying invoice 1 leaves a credit, and the next invoice takes it at once.
+    await docs.recordPayment(world.provider, { accountId: a.accountId, amount: 1000n, method: 'wire', invoiceId: inv1!.documentId });
+    let bal = await docs.getBalance(world.provider, a.accountId);
+    expect([bal.balance, bal.unappliedCredits, bal.openDebits]).to.deep.equal([-450n, 450n, 0n]);
+    const [inv3] = await issue([{ vendorId, accountId: a.accountId, currency: 'USD', issueDate: AT, lines: [line(100n)] }]);
+    expect((await docs.getDocument(world.provider, inv3!.documentId)).status).to.equal('paid');
+    bal = await docs.getBalance(world.provider, a.accountId);
+    const [{ s }] = (await world.deps.db('documents').where({ account_id: a.accountId }).sum({ s: 'balance_effect' })) as { s: unknown }[];
+    expect(bal.balance).to.equal(toBigInt(s));
+    expect([bal.balance, bal.unappliedCredits, bal.openDebits]).to.deep.equal([-340n, 340n, 0n]);
+
+    // A refund takes back unapplied credit first; invoices stay immutable; refunds are capped.
+    const pays = await docs.listDocuments(world.provider, { accountId: a.accountId, types: ['payment'] });
+    const wire = pays.documents.find((d) => d.method === 'wire')!;
+    await failure(docs.refundPayment(world.provider, { paymentDocumentId: wire.documentId, amount: 1001n }), 'INVALID_ARGUMENT', 'amount');
+    const r = await docs.refundPayment(world.provider, { paymentDocumentId: wire.documentId, amount: 400n, reason: 'Goodwill' });
+    expect([r.outcome, r.refundNumber, r.amount]).to.deep.equal(['refunded', 'RF-000001', 400n]);
+    // 340 of the wire payment was still unapplied: the refund takes it, and 60 is owed again.
+    bal = await docs.getBalance(world.provider, a.accountId);
+    expect([bal.balance, bal.unappliedCredits, bal.openDebits]).to.deep.equal([60n, 0n, 60n]);
+    const evs = (await world.deps.db('events').whereIn('name', ['credit_memo.issued', 'debit_memo.issued', 'payment.received', 'invoice.paid', 'refund.issued']).pluck('name')) as string[];
+    expect(new Set(evs)).to.deep.equal(new Set(['credit_memo.issued', 'debit_memo.issued', 'payment.received', 'invoice.paid', 'refund.issued']));
+  });
+
+  it('scoping: another customer sees no document of this one', async () => {
+    const a = await customer(world, 'Alpha');
+    const b = await customer(world, 'Beta');
+    const [inv] = await issue([{ vendorId, accountId: a.accountId, currency: 'USD', issueDate: AT, lines: [line(1000n)] }]);
+    await failure(world.services.documents.getDocument(b, inv!.documentId), 'NOT_FOUND');
+    await failure(world.services.documents.getBalance(b, a.accountId), 'NOT_FOUND');
+    await failure(world.services.documents.recordPayment(b, { accountId: a.accountId, amount: 1n, method: 'cash' }), 'NOT_FOUND');
+    expect((await world.services.documents.listDocuments(b)).total).to.equal(0);
+    expect((await world.services.documents.listDocuments(a)).total).to.equal(1);
+  });
+
+  it('the same idempotency key records one payment', async () => {
+    const a = await customer(world, 'Alpha');
+    const docs = world.services.documents;
+    const one = await docs.recordPayment(world.provider, { accountId: a.accountId, amount: 700n, method: 'cash', idempotencyKey: 'k1' });
+    const two = await docs.recordPayment(world.provider, { accountId: a.accountId, amount: 700n, method: 'cash', idempotencyKey: 'k1' });
+    expect(two.documentId).to.equal(one.documentId);
+    await failure(docs.recordPayment(world.provider, { accountId: a.accountId, amount: 701n, method: 'cash', idempotencyKey: 'k1' }), 'CONFLICT', 'idempotencyKey');
+    expect((await docs.listDocuments(world.provider, { types: ['payment'] })).total).to.equal(1);
+  });
+
+  if (dialect === 'mysql') {
+    it('gapless numbers under concurrency: 8 transactions at once each issue 25 invoices', async () => {
+      const a = await customer(world, 'Alpha');
+      const runs = Array.from({ length: 8 }, (_, k) => issue(Array.from({ length: 25 }, () => ({ vendorId, accountId: a.accountId, currency: 'USD', issueDate: AT, lines: [line(BigInt(100 + k))] }))));
+      const out = (await Promise.all(runs)).flat();
+      const numbers = out.map((i) => Number(i.number.slice(4))).sort((x, y) => x - y);
+      expect(numbers).to.deep.equal(Array.from({ length: 200 }, (_, i) => i + 1));
+      // Each transaction got one consecutive block.
+      for (let k = 0; k < 8; k++) {
+        const mine = out.slice(k * 25, k * 25 + 25).map((i) => Number(i.number.slice(4)));
+        expect(mine[24]! - mine[0]!).to.equal(24);
+      }
+    });
+  }
+
+  it('gapless numbers: a rolled-back transaction leaves no hole', async () => {
+    const a = await customer(world, 'Alpha');
+    await issue([{ vendorId, accountId: a.accountId, currency: 'USD', issueDate: AT, lines: [line(1n)] }]);
+    await world.deps.db.transaction(async (tx) => {
+      await world.services.documents.issueInvoices(tx, AT, [{ vendorId, accountId: a.accountId, currency: 'USD', issueDate: AT, lines: [line(1n)] }]);
+      throw new Error('crash');
+    }).catch(() => undefined);
+    const [next] = await issue([{ vendorId, accountId: a.accountId, currency: 'USD', issueDate: AT, lines: [line(1n)] }]);
+    expect(next!.number).to.equal('INV-000002');
+  });
+});
+
+describe(`billing documents: PayInvoice through the sandbox gateway (${dialect})`, function () {
+  this.timeout(60_000);
+  let world: World;
+  let vendorId: number;
+  let gatewayInstanceId: number;
+  let purchases: string[];
+
+  beforeEach(async () => {
+    world = await makeWorld({ start: AT.toISOString() });
+    vendorId = world.provider.accountId;
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'hostwright-billing-'));
+    gatewayInstanceId = await world.services.pluginInstances.create(world.provider, { kind: 'payment', plugin: 'sandbox', name: 'cards', settings: { stateFile: path.join(dir, 'cards.json') } });
+    purchases = [];
+    const instances = world.services.pluginInstances;
+    const original = instances.instantiate.bind(instances);
+    // Counts what reaches the gateway; the gateway itself is the real sandbox plugin.
+    sinon.stub(instances, 'instantiate').callsFake(async (id: number) => {
+      const gw = (await original(id)) as PaymentGateway;
+      return new Proxy(gw, {
+        get(target, prop, recv) {
+          const v = Reflect.get(target, prop, recv) as unknown;
+          if (prop === 'purchase' && typeof v === 'function') {
+            return (req: { idempotencyKey: string }) => {
+              purchases.push(req.idempotencyKey);
+              return (v as (r: unknown) => unknown).call(target, req);
+            };
+          }
+          return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+        },
+      });
+    });
+  });
+  afterEach(async () => {
+    sinon.restore();
+    await world.close();
+  });
+
+  async function payer(cardNumber: string): Promise<{ c: Actor; invoiceId: number }> {
+    const c = await customer(world, `Payer${cardNumber.slice(-4)}`);
+    await world.services.payments.storePayTool(world.provider, c.accountId, gatewayInstanceId, { number: cardNumber, expMonth: 12, expYear: 2030, cvv: '123' }, { makeDefault: true });
+    const [inv] = await inTransaction(world.deps.db, (tx) => world.services.documents.issueInvoices(tx, AT, [{ vendorId, accountId: c.accountId, currency: 'USD', issueDate: AT, lines: [line(1999n)] }]));
+    return { c, invoiceId: inv!.documentId };
+  }
+
+  it('4242...: paid, a payment document applied, invoice.paid and the onInvoicePaid hook; the same key reaches the gateway once', async () => {
+    const paid: number[] = [];
+    world.services.documents.onInvoicePaid(async (tx, e) => {
+      paid.push(e.documentId);
+      expect((await tx('documents').where({ id: e.documentId }).first('status')).status).to.equal('paid');
+    });
+    const { c, invoiceId } = await payer('4242424242424242');
+    const r1 = await world.services.documents.payInvoice(c, { invoiceId, idempotencyKey: 'pay-1' });
+    const r2 = await world.services.documents.payInvoice(c, { invoiceId, idempotencyKey: 'pay-1' });
+    expect(r1.outcome).to.equal('paid');
+    expect(r2).to.deep.equal(r1);
+    expect(purchases).to.have.length(1);
+    expect(paid).to.deep.equal([invoiceId]);
+    const inv = await world.services.documents.getDocument(c, invoiceId);
+    expect([inv.status, inv.openAmount]).to.deep.equal(['paid', 0n]);
+    const pay = await world.services.documents.getDocument(c, r1.paymentDocumentId!);
+    expect([pay.type, pay.method, pay.paymentId, pay.total, pay.openAmount]).to.deep.equal(['payment', 'gateway', r1.paymentId, 1999n, 0n]);
+    expect((await world.services.documents.getBalance(c, c.accountId)).balance).to.equal(0n);
+    await failure(world.services.documents.payInvoice(c, { invoiceId }), 'NOT_ALLOWED', 'invoiceId');
+    expect(purchases).to.have.length(1);
+
+    // A refund through the gateway.
+    const rf = await world.services.documents.refundPayment(world.provider, { paymentDocumentId: r1.paymentDocumentId!, amount: 999n, reason: 'Downgrade', idempotencyKey: 'rf-1' });
+    const rf2 = await world.services.documents.refundPayment(world.provider, { paymentDocumentId: r1.paymentDocumentId!, amount: 999n, reason: 'Downgrade', idempotencyKey: 'rf-1' });
+    expect(rf.outcome).to.equal('refunded');
+    expect(rf2.refundDocumentId).to.equal(rf.refundDocumentId);
+    const refunds = await world.deps.db('payments').where({ kind: 'refund' });
+    expect(refunds).to.have.length(1);
+    expect((await world.services.documents.getBalance(c, c.accountId)).balance).to.equal(999n);
+  });
+
+  it('4000000000000341 (stored, then declined): declined, nothing applied, invoice.payment_failed', async () => {
+    const { c, invoiceId } = await payer('4000000000000341');
+    const r = await world.services.documents.payInvoice(c, { invoiceId });
+    expect([r.outcome, r.paymentDocumentId, r.failureCode]).to.deep.equal(['declined', null, 'card_declined']);
+    const inv = await world.services.documents.getDocument(c, invoiceId);
+    expect([inv.status, inv.openAmount]).to.deep.equal(['open', 1999n]);
+    expect(await world.deps.db('document_applications').count({ n: '*' })).to.deep.equal([{ n: 0 }]);
+    expect(await world.deps.db('events').where({ name: 'invoice.payment_failed' }).count({ n: '*' })).to.deep.equal([{ n: 1 }]);
+    expect(await world.deps.db('events').where({ name: 'payment.declined' }).count({ n: '*' })).to.deep.equal([{ n: 1 }]);
+    // A second try is a new attempt (another key), declined again.
+    expect((await world.services.documents.payInvoice(c, { invoiceId })).outcome).to.equal('declined');
+    expect(new Set(purchases).size).to.equal(2);
+  });
+
+  it('4000000000000119: unknown, nothing applied; once the reconciler settles it, settlePayments applies it', async () => {
+    const { c, invoiceId } = await payer('4000000000000119');
+    const r = await world.services.documents.payInvoice(c, { invoiceId, idempotencyKey: 'k' });
+    expect([r.outcome, r.paymentDocumentId]).to.deep.equal(['unknown', null]);
+    expect((await world.services.documents.getDocument(c, invoiceId)).status).to.equal('open');
+    await failure(world.services.documents.payInvoice(c, { invoiceId }), 'CONFLICT', 'invoiceId');
+    expect(await world.services.documents.settlePayments(world.provider)).to.deep.equal({ paid: 0, declined: 0, stillOpen: 1 });
+    const rec = await world.services.payments.reconcilePending(world.provider);
+    expect(rec.settled).to.equal(1);
+    expect(await world.services.documents.settlePayments(world.provider)).to.deep.equal({ paid: 1, declined: 0, stillOpen: 0 });
+    const inv = await world.services.documents.getDocument(c, invoiceId);
+    expect([inv.status, inv.openAmount]).to.deep.equal(['paid', 0n]);
+    // Asking again with the same key answers paid, without another charge.
+    expect((await world.services.documents.payInvoice(c, { invoiceId, idempotencyKey: 'k' })).outcome).to.equal('paid');
+    expect(purchases).to.have.length(1);
+    expect(await world.services.documents.settlePayments(world.provider)).to.deep.equal({ paid: 0, declined: 0, stillOpen: 0 });
+    expect(await world.deps.db('documents').where({ type: 'payment' }).count({ n: '*' })).to.deep.equal([{ n: 1 }]);
   });
 });
