@@ -207,8 +207,8 @@ describe(`billing documents: PayInvoice through the sandbox gateway (${dialect})
     const instances = world.services.pluginInstances;
     const original = instances.instantiate.bind(instances);
     // Counts what reaches the gateway; the gateway itself is the real sandbox plugin.
-    sinon.stub(instances, 'instantiate').callsFake(async (id: number) => {
-      const gw = (await original(id)) as PaymentGateway;
+    sinon.stub(instances, 'instantiate').callsFake(async (ref: Parameters<typeof original>[0]) => {
+      const gw = (await original(ref)) as unknown as PaymentGateway;
       return new Proxy(gw, {
         get(target, prop, recv) {
           const v = Reflect.get(target, prop, recv) as unknown;
@@ -220,7 +220,7 @@ describe(`billing documents: PayInvoice through the sandbox gateway (${dialect})
           }
           return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
         },
-      });
+      }) as unknown as Awaited<ReturnType<typeof original>>;
     });
   });
   afterEach(async () => {
