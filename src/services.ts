@@ -13,7 +13,7 @@ import { OrdersService } from './orders/orders-service';
 import { WorkflowsService } from './orders/workflows-service';
 import { PromoCodesService } from './orders/promo-codes-service';
 import { SubscriptionsService } from './subscriptions/subscriptions-service';
-import { DocumentsService } from './billing/documents-service';
+import { accountBalance, DocumentsService } from './billing/documents-service';
 import { BillingRun } from './billing/run/billing-run';
 import { extendPaidRenewals } from './billing/run/renewals';
 import { UsageService } from './billing/usage-service';
@@ -66,7 +66,7 @@ export function createServices(deps: Deps, plugins: PluginRegistry = loadPlugins
   documents.onInvoicePaid(extendPaidRenewals());
   return {
     deps,
-    accounts: new AccountsService(deps),
+    accounts: new AccountsService(deps, accountBalance),
     users,
     catalog,
     auth: new Authenticator(deps, users),

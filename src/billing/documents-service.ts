@@ -1,7 +1,8 @@
+import crypto from 'node:crypto';
 import { scopedAccount, type AccountRow } from '../accounts/scope';
 import { recordChange } from '../audit/record-change';
 import type { Actor, Deps } from '../context';
-import { isSqlite, money, toBigInt, toNumber, toOptionalNumber, type Conn, type Tx } from '../db/knex';
+import { isSqlite, money, toBigInt, toNumber, toOptionalNumber, type Conn, type Db, type Tx } from '../db/knex';
 import { insertBatched } from '../db/batch';
 import { inTransaction } from '../db/transaction';
 import { currency as currencyOf } from '../domain/currency';
@@ -227,7 +228,10 @@ export interface MemoInput {
 }
 
 export interface RefundInput {
-  paymentDocumentId: number;
+  /** The payment document to refund ... */
+  paymentDocumentId?: number;
+  /** ... or the payment transaction (payments table), as the SOAP door names it. */
+  paymentId?: number;
   /** Default: what is left to refund of the payment. */
   amount?: bigint;
   reason?: string;
@@ -245,6 +249,33 @@ export interface RefundResult {
   amount: bigint;
   currency: string;
   message: string | null;
+}
+
+/** A payment transaction as the doors show it. */
+export interface PaymentView {
+  paymentId: number;
+  accountId: number;
+  invoiceId: number | null;
+  kind: 'payment' | 'refund';
+  /** pending | success | declined | plugin_failure | unknown | voided */
+  status: string;
+  amount: bigint;
+  currency: string;
+  /** card for a gateway payment; check | wire | cash | external for a recorded one. */
+  method: 'card' | PaymentMethod;
+  /** The gateway instance's name; null for a recorded payment. */
+  gateway: string | null;
+  reference: string | null;
+  /** The payment or refund document, once there is one. */
+  documentId: number | null;
+  message: string | null;
+  createdAt: Date;
+}
+
+/** What the customer owes in its own currency: the sum of its documents (for GetAccount's balance). */
+export async function accountBalance(conn: Conn, accountId: number): Promise<bigint> {
+  const [{ b }] = (await conn('documents as d').join('accounts as a', 'a.id', 'd.account_id').where('d.account_id', accountId).whereRaw('d.currency = a.currency').sum({ b: 'd.balance_effect' })) as { b: unknown }[];
+  return toBigInt(b);
 }
 
 export interface AccountBalance {
@@ -711,7 +742,8 @@ export class DocumentsService {
         if (!inv || !DEBIT_TYPES.includes(inv.type)) throw invalid('invoiceId', `Invoice ${invoiceId} of account ${accountId} does not exist.`);
         if (inv.currency !== currency) throw invalid('currency', `Invoice ${inv.number} is in ${inv.currency}, not ${currency}.`);
       }
-      const doc = await this.insertPayment(tx, actor, at, { vendorId: toNumber(account.vendor_id), accountId, amount, currency, method, reference, description, paymentId: null, issueDate: input.receivedAt ?? at });
+      const paymentId = await this.insertOfflineTransaction(tx, at, { accountId, vendorId: toNumber(account.vendor_id), kind: 'purchase', parentPaymentId: null, amount, currency, reference, description: description || `Payment by ${method}` });
+      const doc = await this.insertPayment(tx, actor, at, { vendorId: toNumber(account.vendor_id), accountId, amount, currency, method, reference, description, paymentId, issueDate: input.receivedAt ?? at });
       if (invoiceId !== undefined) await this.applyUpTo(tx, actor, at, doc, invoiceId);
       await this.applyOpenCredits(tx, actor, at, accountId);
       return toDocument((await tx('documents').where({ id: doc }).first()) as DocumentRow);
@@ -856,7 +888,14 @@ export class DocumentsService {
 
   /** Refunds a payment document: through its gateway when it was a gateway payment, else recorded as paid back. */
   async refundPayment(actor: Actor, input: RefundInput): Promise<RefundResult> {
-    const source = await this.scopedDocument(this.deps.db, actor, positiveId(input.paymentDocumentId, 'paymentDocumentId'));
+    let documentId = input.paymentDocumentId;
+    if (documentId === undefined || documentId === null) {
+      const paymentId = positiveId(input.paymentId, 'paymentId');
+      const doc = (await this.deps.db('documents').where({ payment_id: paymentId, type: 'payment' }).first('id')) as { id: number } | undefined;
+      if (!doc) throw notFound('Payment', paymentId);
+      documentId = toNumber(doc.id);
+    }
+    const source = await this.scopedDocument(this.deps.db, actor, positiveId(documentId, 'paymentDocumentId'));
     if (source.type !== 'payment') throw invalid('paymentDocumentId', `Document ${source.number} is a ${source.type.replace('_', ' ')}; only payments are refunded.`);
     const reason = optionalText(input.reason, 'reason', 200) ?? '';
     const requested = input.amount === undefined ? undefined : amountArg(input.amount, 'amount');
@@ -877,7 +916,7 @@ export class DocumentsService {
     });
 
     let gatewayRefund: { paymentId: number; amount: bigint } | null = null;
-    if (source.payment_id !== null) {
+    if (source.method === 'gateway' && source.payment_id !== null) {
       // Through the gateway, under a key derived from the payment document and the caller's key.
       const callerKey = key !== undefined ? `refund:${source.id}:${key}` : undefined;
       const existing = callerKey ? ((await this.deps.db('payments').where({ idempotency_key: derivedGatewayKey(accountId, callerKey) }).first('id', 'amount')) as { id: number; amount: unknown } | undefined) : undefined;
@@ -911,6 +950,10 @@ export class DocumentsService {
       }
       const number = formatNumber('refund', await reserveNumbers(tx, toNumber(source.vendor_id), 'refund', 1));
       const nowMs = at.getTime();
+      // An offline refund (paid back by check, wire, cash) is a transaction of its own, like the offline payment.
+      const offlineId = gatewayRefund
+        ? null
+        : await this.insertOfflineTransaction(tx, at, { accountId, vendorId: toNumber(source.vendor_id), kind: 'refund', parentPaymentId: toOptionalNumber(source.payment_id), amount, currency: source.currency, reference: source.reference, description: `Refund of ${source.number}` });
       const [id] = await tx('documents').insert({
         vendor_id: source.vendor_id,
         account_id: accountId,
@@ -926,7 +969,7 @@ export class DocumentsService {
         issue_date: nowMs,
         due_date: null,
         related_document_id: source.id,
-        payment_id: gatewayRefund?.paymentId ?? null,
+        payment_id: gatewayRefund?.paymentId ?? offlineId,
         method: source.method,
         reference: source.reference,
         description: reason ? `Refund of ${source.number}: ${reason}` : `Refund of ${source.number}`,
@@ -940,16 +983,119 @@ export class DocumentsService {
         operation: 'refund.issue',
         objectType: 'document',
         objectId: documentId,
-        details: { number, paymentDocument: source.number, amount, currency: source.currency, reason, paymentId: gatewayRefund?.paymentId ?? null },
-        event: { name: 'refund.issued', accountId, payload: { documentId, number, accountId, paymentDocumentId: toNumber(source.id), amount, currency: source.currency, paymentId: gatewayRefund?.paymentId ?? null } },
+        details: { number, paymentDocument: source.number, amount, currency: source.currency, reason, paymentId: gatewayRefund?.paymentId ?? offlineId },
+        event: { name: 'refund.issued', accountId, payload: { documentId, number, accountId, paymentDocumentId: toNumber(source.id), amount, currency: source.currency, paymentId: gatewayRefund?.paymentId ?? offlineId } },
       });
       // The refund first takes back what of the payment is still unapplied, then other unapplied credits.
       const unapplied = toBigInt(((await tx('documents').where({ id: source.id }).first('open_amount')) as { open_amount: unknown }).open_amount);
       if (unapplied > 0n) await this.apply(tx, actor, at, toNumber(source.id), documentId, unapplied < amount ? unapplied : amount);
       await this.applyOpenCredits(tx, actor, at, accountId);
       const doc = (await tx('documents').where({ id: documentId }).first()) as DocumentRow;
-      return result('refunded', doc, gatewayRefund?.paymentId ?? null, amount, null);
+      return result('refunded', doc, gatewayRefund?.paymentId ?? offlineId, amount, null);
     });
+  }
+
+  // ---- payment transactions (the payments table: gateway charges and refunds, and offline ones) ----
+
+  /** An offline payment or refund as a settled transaction (no gateway), so every payment has one id space. */
+  private async insertOfflineTransaction(
+    tx: Tx,
+    at: Date,
+    p: { accountId: number; vendorId: number; kind: 'purchase' | 'refund'; parentPaymentId: number | null; amount: bigint; currency: string; reference: string | null; description: string },
+  ): Promise<number> {
+    const [id] = await tx('payments').insert({
+      account_id: p.accountId,
+      vendor_id: p.vendorId,
+      gateway_instance_id: null,
+      kind: p.kind,
+      parent_payment_id: p.parentPaymentId,
+      order_id: null,
+      amount: money(p.amount),
+      currency: p.currency,
+      status: 'success',
+      idempotency_key: `offline-${crypto.randomBytes(24).toString('hex')}`,
+      request_hash: 'offline',
+      gateway_reference: p.reference,
+      pay_tool_id: null,
+      description: p.description.slice(0, 255),
+      retryable: false,
+      created_at: at.getTime(),
+      updated_at: at.getTime(),
+    });
+    return toNumber(id);
+  }
+
+  /** One payment transaction with what the documents know of it (its invoice, its method). */
+  async getPayment(actor: Actor, paymentId: number, conn: Conn = this.deps.db): Promise<PaymentView> {
+    positiveId(paymentId, 'paymentId');
+    const rows = await this.paymentRows(conn.from('payments as p').join('accounts as a', 'a.id', 'p.account_id').where('p.id', paymentId).andWhere('a.path', 'like', `${actor.accountPath}%`));
+    if (!rows[0]) throw notFound('Payment', paymentId);
+    return rows[0];
+  }
+
+  /** An account's payments and refunds, newest first (authorizations, captures' parents and voids are left out). */
+  async listPayments(actor: Actor, accountId: number, opts: { page?: number; pageSize?: number } = {}): Promise<{ payments: PaymentView[]; total: number }> {
+    const account = await scopedAccount(this.deps.db, actor, positiveId(accountId, 'accountId'));
+    const { offset, pageSize } = paging(opts.page, opts.pageSize);
+    const base = () => this.deps.db.from('payments as p').where('p.account_id', account.id).whereIn('p.kind', ['purchase', 'capture', 'refund']);
+    const [{ n }] = (await base().count({ n: '*' })) as { n: unknown }[];
+    const payments = await this.paymentRows(base().orderBy('p.id', 'desc').offset(offset).limit(pageSize));
+    return { payments, total: toNumber(n) };
+  }
+
+  private async paymentRows(q: ReturnType<Db['from']>): Promise<PaymentView[]> {
+    const rows = (await q
+      .leftJoin('plugin_instances as g', 'g.id', 'p.gateway_instance_id')
+      .leftJoin('documents as d', (j) => j.on('d.payment_id', '=', 'p.id').andOnIn('d.type', ['payment', 'refund']))
+      .select('p.id', 'p.account_id', 'p.kind', 'p.status', 'p.amount', 'p.currency', 'p.gateway_reference', 'p.gateway_instance_id', 'p.created_at', 'p.message', 'g.name as gateway', 'd.id as document_id', 'd.method', 'd.reference')) as {
+      id: number;
+      account_id: number;
+      kind: string;
+      status: string;
+      amount: unknown;
+      currency: string;
+      gateway_reference: string | null;
+      gateway_instance_id: number | null;
+      created_at: number;
+      message: string | null;
+      gateway: string | null;
+      document_id: number | null;
+      method: PaymentMethod | null;
+      reference: string | null;
+    }[];
+    if (rows.length === 0) return [];
+    const ids = rows.map((r) => toNumber(r.id));
+    // The invoice a payment was for: the PayInvoice attempt, else the first invoice its document was applied to.
+    const invoiceOf = new Map<number, number>();
+    for (const a of (await this.deps.db('invoice_payment_attempts').whereIn('payment_id', ids).select('payment_id', 'document_id')) as { payment_id: number; document_id: number }[]) {
+      invoiceOf.set(toNumber(a.payment_id), toNumber(a.document_id));
+    }
+    const docIds = rows.filter((r) => r.document_id !== null && !invoiceOf.has(toNumber(r.id))).map((r) => toNumber(r.document_id));
+    if (docIds.length) {
+      const apps = (await this.deps.db('document_applications as x')
+        .join('documents as t', 't.id', 'x.target_document_id')
+        .join('documents as s', 's.id', 'x.source_document_id')
+        .whereIn('x.source_document_id', docIds)
+        .where('t.type', 'invoice')
+        .orderBy('x.id')
+        .select('s.payment_id', 't.id')) as { payment_id: number; id: number }[];
+      for (const a of apps) if (!invoiceOf.has(toNumber(a.payment_id))) invoiceOf.set(toNumber(a.payment_id), toNumber(a.id));
+    }
+    return rows.map((r) => ({
+      paymentId: toNumber(r.id),
+      accountId: toNumber(r.account_id),
+      invoiceId: invoiceOf.get(toNumber(r.id)) ?? null,
+      kind: r.kind === 'refund' ? 'refund' : 'payment',
+      status: r.status,
+      amount: toBigInt(r.amount),
+      currency: r.currency,
+      method: r.gateway_instance_id !== null ? 'card' : (r.method ?? 'external'),
+      gateway: r.gateway ?? null,
+      reference: r.gateway_reference ?? r.reference ?? null,
+      documentId: toOptionalNumber(r.document_id),
+      message: r.message,
+      createdAt: new Date(toNumber(r.created_at)),
+    }));
   }
 
   // ---- applying credits to debits ----

@@ -17,6 +17,7 @@ import { ACCOUNT_ADD_PARAMS, accountMethods } from '../../src/api/xmlrpc/methods
 import { catalogMethods } from '../../src/api/xmlrpc/methods-catalog';
 import { orderMethods, orderSignature } from '../../src/api/xmlrpc/methods-orders';
 import type { Actor } from '../../src/context';
+import { inTransaction } from '../../src/db/transaction';
 import { accountWithApiUser, providerActor, startApiWorld, type ApiWorld } from '../helpers/api';
 
 /** An id no table holds (int32, so XML-RPC sends it as <i4>). */
@@ -79,6 +80,12 @@ describe('API scoping: a reseller cannot reach another reseller\'s objects by id
   let orderB: number;
   let subA: number;
   let subB: number;
+  // Billing documents: an invoice and a recorded payment of each customer; one more invoice of A's to pay by card.
+  let invA: number;
+  let invB: number;
+  let invToPayA: number;
+  let payA: number;
+  let payB: number;
 
   let seq = 0;
   const unique = (prefix: string) => `${prefix}-${Date.now().toString(36)}-${++seq}`;
@@ -212,6 +219,20 @@ describe('API scoping: a reseller cannot reach another reseller\'s objects by id
     await workflows.define(provider, { vendorAccountId: A.accountId, orderType: 'sales', definition: approveFirst });
     orderA = { approve: await placeFor(custA.accountId, 'scope-a2.example'), reject: await placeFor(custA.accountId, 'scope-a3.example'), rpc: await placeFor(custA.accountId, 'scope-a4.example'), any: subOrderA };
 
+    {
+      const { documents, payments } = world.server.services;
+      const now = world.server.services.deps.clock.now();
+      const invoiceFor = async (accountId: number, vendorId: number) =>
+        (await inTransaction(world.fresh.db, (tx) => documents.issueInvoices(tx, now, [{ vendorId, accountId, currency: 'USD', issueDate: now, lines: [{ kind: 'recurring', description: 'Scope', quantity: '1', unitPrice: 1000n, amount: 1000n }] }])))[0]!.documentId;
+      invA = await invoiceFor(custA.accountId, A.accountId);
+      invB = await invoiceFor(custB.accountId, B.accountId);
+      invToPayA = await invoiceFor(custA.accountId, A.accountId);
+      payA = (await documents.recordPayment(provider, { accountId: custA.accountId, amount: 300n, currency: 'USD', method: 'cash' })).paymentId!;
+      payB = (await documents.recordPayment(provider, { accountId: custB.accountId, amount: 300n, currency: 'USD', method: 'cash' })).paymentId!;
+      const gateway = (await world.fresh.db('plugin_instances').where({ kind: 'payment' }).orderBy('id').first('id')) as { id: number };
+      await payments.storePayTool(provider, custA.accountId, gateway.id, { number: '4242424242424242', expMonth: 12, expYear: 2031, cvv: '123' }, { makeDefault: true });
+    }
+
     soapUrl = `${world.url}/soap/billing`;
     soap = await createClientAsync(`${soapUrl}?wsdl`);
     soap.setSecurity(new BasicAuthSecurity(A.login, A.password));
@@ -263,6 +284,8 @@ describe('API scoping: a reseller cannot reach another reseller\'s objects by id
 
   const foreignOrders = (): [string, number][] => [["B's customer's order", orderB]];
   const foreignSubscriptions = (): [string, number][] => [["B's customer's subscription", subB]];
+  const foreignInvoices = (): [string, number][] => [["B's customer's invoice", invB]];
+  const foreignPayments = (): [string, number][] => [["B's customer's payment", payB]];
   let orderPlanId = 0;
   let orderPeriodId = 0;
   const orderPlan = () => orderPlanId;
@@ -300,6 +323,47 @@ describe('API scoping: a reseller cannot reach another reseller\'s objects by id
   };
 
   const rows: Row[] = [
+    // ---- SOAP BillingService: billing documents ----------------------------------------------------------
+    {
+      dialect: 'SOAP', op: 'ListInvoices', foreign: accounts, own: () => custA.accountId, code: 'NOT_FOUND', field: null,
+      call: (id) => soapCall('ListInvoices', { accountId: id }),
+      check: (v) => expect(Number((v as { total: unknown }).total)).to.equal(2),
+    },
+    {
+      dialect: 'SOAP', op: 'GetInvoice', foreign: foreignInvoices, own: () => invA, code: 'NOT_FOUND', field: null,
+      call: (id) => soapCall('GetInvoice', { invoiceId: id }),
+      check: (v, own) => expect(Number((v as { invoice: { invoiceId: unknown } }).invoice.invoiceId)).to.equal(own),
+    },
+    {
+      dialect: 'SOAP', op: 'PayInvoice', foreign: foreignInvoices, own: () => invToPayA, code: 'NOT_FOUND', field: null,
+      call: (id) => soapCall('PayInvoice', { invoiceId: id, idempotencyKey: `scope-pay-${id}` }),
+      check: (v) => expect((v as { payment: { status: string } }).payment.status).to.equal('success'),
+    },
+    {
+      dialect: 'SOAP', op: 'RecordPayment', foreign: accounts, own: () => custA.accountId, code: 'NOT_FOUND', field: null,
+      call: (id) => soapCall('RecordPayment', { accountId: id, amount: '1.00', currency: 'USD', method: 'check', reference: 'scope' }),
+      check: (v) => expect((v as { payment: { method: string } }).payment.method).to.equal('check'),
+    },
+    {
+      dialect: 'SOAP', op: 'RefundPayment', foreign: foreignPayments, own: () => payA, code: 'NOT_FOUND', field: null,
+      call: (id) => soapCall('RefundPayment', { paymentId: id, amount: '1.00', reason: 'scope' }),
+      check: (v) => expect((v as { payment: { kind: string } }).payment.kind).to.equal('refund'),
+    },
+    {
+      dialect: 'SOAP', op: 'ListPayments', foreign: accounts, own: () => custA.accountId, code: 'NOT_FOUND', field: null,
+      call: (id) => soapCall('ListPayments', { accountId: id }),
+      check: (v) => expect(Number((v as { total: unknown }).total)).to.be.above(0),
+    },
+    {
+      dialect: 'SOAP', op: 'GetAccountBalance', foreign: accounts, own: () => custA.accountId, code: 'NOT_FOUND', field: null,
+      call: (id) => soapCall('GetAccountBalance', { accountId: id }),
+      check: (v) => expect((v as { currency: string }).currency).to.equal('USD'),
+    },
+    {
+      dialect: 'SOAP', op: 'AdjustBalance', foreign: accounts, own: () => custA.accountId, code: 'NOT_FOUND', field: null,
+      call: (id) => soapCall('AdjustBalance', { accountId: id, amount: '-0.50', currency: 'USD', reason: 'scope goodwill' }),
+      check: (v) => expect((v as { currency: string }).currency).to.equal('USD'),
+    },
     // ---- SOAP BillingService --------------------------------------------------------------------------
     {
       dialect: 'SOAP', op: 'GetAccount', foreign: accounts, own: () => custA.accountId, code: 'NOT_FOUND', field: null,

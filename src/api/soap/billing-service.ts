@@ -12,6 +12,7 @@ import type { Task, TaskStatus } from '../../jobs/task-queue';
 import { VERSION } from '../../version';
 import { SubscriptionActionsService, type ServiceAction } from '../../subscriptions/service-actions';
 import { unavailable } from '../api-errors';
+import { billingDocumentOps } from './ops-billing';
 import type { SoapOperation, SoapServiceDefinition } from './soap-mount';
 import { compact, dateTime, decimal, int, list, quantity, text } from './wire';
 
@@ -355,6 +356,7 @@ export function billingService(services: Services, wsdlDir: string): SoapService
       return { subscriptions: { subscription: r.items.map((x) => subscriptionWire(x, true)) }, total: r.total };
     }),
     GetVersion: read(async () => ({ version: VERSION, apiVersion: 'v1' })),
+    ...billingDocumentOps(services),
   };
   return {
     service: 'BillingService',
