@@ -1,5 +1,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
+import cron from 'node-cron';
 
 /** Validated runtime configuration: config/default.json, then an optional HOSTWRIGHT_CONFIG file, then environment. */
 export interface Config {
@@ -25,6 +26,8 @@ export interface Config {
   idempotencyKeyTtlHours: number;
   /** Key for secrets encrypted at rest; empty = a key file under data/ is created on first start. */
   secretKey: string;
+  /** When the server runs the billing run (a node-cron expression, UTC); empty: never (run it with npm run billing). */
+  billingCron: string;
 }
 
 export class ConfigError extends Error {
@@ -59,6 +62,7 @@ export const ENV_KEYS: Record<string, keyof Config> = {
   AUTH_LOCKOUT_SECONDS: 'authLockoutSeconds',
   IDEMPOTENCY_KEY_TTL_HOURS: 'idempotencyKeyTtlHours',
   HOSTWRIGHT_SECRET_KEY: 'secretKey',
+  BILLING_CRON: 'billingCron',
 };
 
 const ROOT = path.resolve(__dirname, '..');
@@ -101,6 +105,14 @@ function boolean(raw: Raw, key: keyof Config, env?: string): boolean {
 function text(raw: Raw, key: keyof Config, env?: string): string {
   const v = raw[key] ?? '';
   if (typeof v !== 'string') throw new ConfigError(env ?? key, `must be a string, got ${JSON.stringify(v)}.`);
+  return v;
+}
+
+/** A node-cron expression (5 fields, or 6 with seconds first), or empty / "off" for never. */
+function cronExpression(raw: Raw, key: keyof Config, env?: string): string {
+  const v = text(raw, key, env).trim();
+  if (v === '' || v.toLowerCase() === 'off') return '';
+  if (!cron.validate(v)) throw new ConfigError(env ?? key, `must be a cron expression such as "0 2 * * *" (every day at 02:00 UTC), or empty (or off) to switch the schedule off; got ${JSON.stringify(v)}.`);
   return v;
 }
 
@@ -164,6 +176,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Part
     authLockoutSeconds: integer(raw, 'authLockoutSeconds', 1, 86400, e('authLockoutSeconds')),
     idempotencyKeyTtlHours: integer(raw, 'idempotencyKeyTtlHours', 24, 24 * 365, e('idempotencyKeyTtlHours')),
     secretKey: text(raw, 'secretKey', e('secretKey')),
+    billingCron: cronExpression(raw, 'billingCron', e('billingCron')),
   };
   if (!cfg.secretKey && cfg.databaseUrl.startsWith('mysql:')) {
     throw new ConfigError(

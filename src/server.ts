@@ -24,6 +24,8 @@ import { XmlRpcEndpoint } from './api/xmlrpc/execute';
 import { accountMethods } from './api/xmlrpc/methods-accounts';
 import { catalogMethods } from './api/xmlrpc/methods-catalog';
 import { orderMethods } from './api/xmlrpc/methods-orders';
+import { usageMethods } from './api/xmlrpc/methods-usage';
+import { scheduleBilling } from './billing/run/schedule';
 import { billingService, provisioningService } from './api/soap/billing-service';
 
 const WSDL_DIR = path.resolve(__dirname, '..', 'wsdl');
@@ -122,6 +124,8 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     const mounts = await mountTransports(services, app, router);
     app.use(router.routes()).use(router.allowedMethods());
     const housekeeping = startHousekeeping(services);
+    // The billing run on config.billingCron (default daily at 02:00 UTC; empty switches it off).
+    const billingSchedule = scheduleBilling(services);
     // Orders move through their workflows as background tasks; this process takes its share of them.
     const worker = new Worker(deps, services.tasks, {
       ...orderHandlers(deps, {
@@ -146,6 +150,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
       adminPassword,
       async close() {
         clearInterval(housekeeping);
+        await billingSchedule?.stop();
         await worker.stop();
         await mounts.close();
         await closeSockets();
@@ -204,7 +209,7 @@ async function mountTransports(
   router: Router,
 ): Promise<{ legacyXmlRpc?: http.RequestListener; posts: Record<string, PostHandler>; close(): Promise<void> }> {
   const soapPosts = await mountSoap(services, router, [billingService(services, WSDL_DIR), provisioningService(services, WSDL_DIR)]);
-  const xmlrpc = new XmlRpcEndpoint(services, { ...accountMethods, ...catalogMethods, ...orderMethods });
+  const xmlrpc = new XmlRpcEndpoint(services, { ...accountMethods, ...catalogMethods, ...orderMethods, ...usageMethods });
   router.all('/RPC2', async (ctx) => {
     ctx.respond = false;
     await xmlrpc.handle(ctx.req, ctx.res, ctx.state.requestId as string);

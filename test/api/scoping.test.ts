@@ -16,6 +16,7 @@ import { parseMethodResponse, serializeMethodCall, type XmlRpcValue } from '../.
 import { ACCOUNT_ADD_PARAMS, accountMethods } from '../../src/api/xmlrpc/methods-accounts';
 import { catalogMethods } from '../../src/api/xmlrpc/methods-catalog';
 import { orderMethods, orderSignature } from '../../src/api/xmlrpc/methods-orders';
+import { usageMethods } from '../../src/api/xmlrpc/methods-usage';
 import type { Actor } from '../../src/context';
 import { inTransaction } from '../../src/db/transaction';
 import { accountWithApiUser, providerActor, startApiWorld, type ApiWorld } from '../helpers/api';
@@ -284,6 +285,7 @@ describe('API scoping: a reseller cannot reach another reseller\'s objects by id
 
   const foreignOrders = (): [string, number][] => [["B's customer's order", orderB]];
   const foreignSubscriptions = (): [string, number][] => [["B's customer's subscription", subB]];
+  const resourceOfA = async (): Promise<number> => Number(((await world.fresh.db('subscription_resources').where({ subscription_id: subA }).orderBy('resource_id').first('resource_id')) as { resource_id: unknown }).resource_id);
   const foreignInvoices = (): [string, number][] => [["B's customer's invoice", invB]];
   const foreignPayments = (): [string, number][] => [["B's customer's payment", payB]];
   let orderPlanId = 0;
@@ -568,6 +570,19 @@ describe('API scoping: a reseller cannot reach another reseller\'s objects by id
       call: (id) => rpc('SubscriptionResourcesListGet_API', [id, 1]),
       check: (v) => expect(v as XmlRpcValue[][]).to.have.length.above(0),
     },
+    // Usage (billing run part): the subscription is looked up in the caller's subtree before anything else.
+    {
+      dialect: 'SOAP', op: 'ReportUsage', foreign: foreignSubscriptions, own: () => subA, code: 'NOT_FOUND', field: null,
+      call: async (id) => soapCall('ReportUsage', { subscriptionId: id, resourceId: await resourceOfA(), quantity: '1.5', mode: 'increment', usageId: unique('scope-usage') }),
+      check: (v) => expect(Number((v as { usage: unknown }).usage)).to.be.greaterThan(0),
+    },
+    ...(['DUMMYGATE.IncrementResourceUsage_API', 'DUMMYGATE.SetResourceUsage_API', 'IncrementResourceUsage_API', 'SetResourceUsage_API'] as const).map(
+      (op): Row => ({
+        dialect: 'XML-RPC', op, foreign: foreignSubscriptions, own: () => subA, code: 'NOT_FOUND',
+        call: async (id) => rpc(op.replace(/^DUMMYGATE\./, ''), [id, await resourceOfA(), 2], A, op.startsWith('DUMMYGATE.') ? 'DUMMYGATE' : 'BM'),
+        check: (v, own) => expect(v).to.equal(`Resources on subscription ${own} have been updated.`),
+      }),
+    ),
     {
       dialect: 'XML-RPC', op: 'GetCustomerSubscriptionList_API', foreign: accounts, own: () => custA.accountId, code: 'NOT_FOUND',
       call: (id) => rpc('GetCustomerSubscriptionList_API', [id, 1]),
@@ -687,12 +702,12 @@ describe('API scoping: a reseller cannot reach another reseller\'s objects by id
     // Suspend/resume/terminate/provision change state: another reseller's subscription answers like a missing id,
     // door by door, in test/api/soap/subscription-actions.test.ts (A's own is suspended, resumed and terminated there).
     for (const op of ['SOAP SuspendSubscription', 'SOAP ResumeSubscription', 'SOAP TerminateSubscription', 'SOAP ProvisionSubscription', 'XML-RPC SubscriptionStop_API', 'XML-RPC SubscriptionStatusUpdate_API']) covered.add(op);
-    const withoutIds = new Set(['SOAP GetVersion', 'XML-RPC GetVersion_API', 'SOAP ListServiceGates']);
+    const withoutIds = new Set(['SOAP GetVersion', 'XML-RPC GetVersion_API', 'SOAP ListServiceGates', 'SOAP RunBilling']);
     const wsdlDir = path.resolve(__dirname, '..', '..', 'wsdl');
     const implemented = [
       ...Object.keys(billingService(world.server.services, wsdlDir).operations).map((op) => `SOAP ${op}`),
       ...Object.keys(provisioningService(world.server.services, wsdlDir).operations).map((op) => `SOAP ${op}`),
-      ...Object.keys({ ...accountMethods, ...catalogMethods, ...orderMethods }).map((key) => `XML-RPC ${key.replace(/^BM\./, '')}`),
+      ...Object.keys({ ...accountMethods, ...catalogMethods, ...orderMethods, ...usageMethods }).map((key) => `XML-RPC ${key.replace(/^BM\./, '')}`),
     ];
     const missingRows = implemented.filter((op) => !covered.has(op) && !withoutIds.has(op));
     expect(missingRows, 'implemented operations without a scoping row').to.deep.equal([]);

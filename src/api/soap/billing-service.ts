@@ -13,6 +13,7 @@ import { VERSION } from '../../version';
 import { SubscriptionActionsService, type ServiceAction } from '../../subscriptions/service-actions';
 import { unavailable } from '../api-errors';
 import { billingDocumentOps } from './ops-billing';
+import { billingRunOps } from './ops-billing-run';
 import type { SoapOperation, SoapServiceDefinition } from './soap-mount';
 import { compact, dateTime, decimal, int, list, quantity, text } from './wire';
 
@@ -357,6 +358,7 @@ export function billingService(services: Services, wsdlDir: string): SoapService
     }),
     GetVersion: read(async () => ({ version: VERSION, apiVersion: 'v1' })),
     ...billingDocumentOps(services),
+    ...billingRunOps(services),
   };
   return {
     service: 'BillingService',

@@ -21,7 +21,6 @@ const LATER: Record<string, string> = {};
 for (const m of ['PlaceSubscriptionCancellationOrder_API', 'AccountBalanceAdjust_API', 'GetAccountBalanceList', 'PaymentInfoGet_API', 'PayToolListForAccountGet_API', 'AppliedDocsListGet_API', 'SubscriptionTakeFromCreditHold_API']) {
   LATER[`BM.${m}`] = 'the billing engine (issue #5)';
 }
-LATER['DUMMYGATE.IncrementResourceUsage_API'] = LATER['DUMMYGATE.SetResourceUsage_API'] = 'the billing engine (issue #5)';
 for (const m of ['SingleDomainNameAvailability_API', 'DomainNamesAvailability_API', 'DomainInfoGet_API', 'DomainExpirationDateGet_API', 'DomainTransferKeyIsRequired_API']) LATER[`DOMAINGATE.${m}`] = 'domains (issue #7)';
 LATER['MESSAGE.SendSubscriptionNotificationForUser_API'] = LATER['TASKMAN.PostEvent'] = 'event delivery (issue #6)';
 
