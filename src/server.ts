@@ -25,6 +25,7 @@ import { accountMethods } from './api/xmlrpc/methods-accounts';
 import { catalogMethods } from './api/xmlrpc/methods-catalog';
 import { orderMethods } from './api/xmlrpc/methods-orders';
 import { usageMethods } from './api/xmlrpc/methods-usage';
+import { billingMethods } from './api/xmlrpc/methods-billing';
 import { scheduleBilling } from './billing/run/schedule';
 import { billingService, provisioningService } from './api/soap/billing-service';
 
@@ -209,7 +210,7 @@ async function mountTransports(
   router: Router,
 ): Promise<{ legacyXmlRpc?: http.RequestListener; posts: Record<string, PostHandler>; close(): Promise<void> }> {
   const soapPosts = await mountSoap(services, router, [billingService(services, WSDL_DIR), provisioningService(services, WSDL_DIR)]);
-  const xmlrpc = new XmlRpcEndpoint(services, { ...accountMethods, ...catalogMethods, ...orderMethods, ...usageMethods });
+  const xmlrpc = new XmlRpcEndpoint(services, { ...accountMethods, ...catalogMethods, ...orderMethods, ...usageMethods, ...billingMethods });
   router.all('/RPC2', async (ctx) => {
     ctx.respond = false;
     await xmlrpc.handle(ctx.req, ctx.res, ctx.state.requestId as string);

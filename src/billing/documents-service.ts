@@ -594,6 +594,19 @@ export class DocumentsService {
     return this.balanceOf(this.deps.db, account);
   }
 
+  /** Balances of a vendor's customers (the accounts whose vendor it is), in their own currencies. */
+  async listBalances(actor: Actor, vendorAccountId: number): Promise<{ accountId: number; companyName: string; currency: string; balance: bigint }[]> {
+    const vendor = await scopedAccount(this.deps.db, actor, positiveId(vendorAccountId, 'VendorAccountID'));
+    const rows = (await this.deps.db('accounts as a')
+      .leftJoin('documents as d', (j) => j.on('d.account_id', '=', 'a.id').andOn('d.currency', '=', 'a.currency'))
+      .where('a.vendor_id', vendor.id)
+      .groupBy('a.id', 'a.company_name', 'a.currency')
+      .orderBy('a.id')
+      .select('a.id', 'a.company_name', 'a.currency')
+      .sum({ b: 'd.balance_effect' })) as { id: number; company_name: string | null; currency: string; b: unknown }[];
+    return rows.map((r) => ({ accountId: toNumber(r.id), companyName: r.company_name ?? '', currency: r.currency, balance: toBigInt(r.b) }));
+  }
+
   async balanceOf(conn: Conn, account: Pick<AccountRow, 'id' | 'currency'>): Promise<AccountBalance> {
     const id = toNumber(account.id);
     const sums = (await conn('documents').where({ account_id: id }).groupBy('currency').select('currency').sum({ b: 'balance_effect' })) as { currency: string; b: unknown }[];

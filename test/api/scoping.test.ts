@@ -15,6 +15,7 @@ import { billingService, provisioningService } from '../../src/api/soap/billing-
 import { parseMethodResponse, serializeMethodCall, type XmlRpcValue } from '../../src/api/xmlrpc/codec';
 import { ACCOUNT_ADD_PARAMS, accountMethods } from '../../src/api/xmlrpc/methods-accounts';
 import { catalogMethods } from '../../src/api/xmlrpc/methods-catalog';
+import { billingMethods } from '../../src/api/xmlrpc/methods-billing';
 import { orderMethods, orderSignature } from '../../src/api/xmlrpc/methods-orders';
 import { usageMethods } from '../../src/api/xmlrpc/methods-usage';
 import type { Actor } from '../../src/context';
@@ -87,6 +88,8 @@ describe('API scoping: a reseller cannot reach another reseller\'s objects by id
   let invToPayA: number;
   let payA: number;
   let payB: number;
+  let payDocA: number;
+  let payDocB: number;
 
   let seq = 0;
   const unique = (prefix: string) => `${prefix}-${Date.now().toString(36)}-${++seq}`;
@@ -228,8 +231,9 @@ describe('API scoping: a reseller cannot reach another reseller\'s objects by id
       invA = await invoiceFor(custA.accountId, A.accountId);
       invB = await invoiceFor(custB.accountId, B.accountId);
       invToPayA = await invoiceFor(custA.accountId, A.accountId);
-      payA = (await documents.recordPayment(provider, { accountId: custA.accountId, amount: 300n, currency: 'USD', method: 'cash' })).paymentId!;
-      payB = (await documents.recordPayment(provider, { accountId: custB.accountId, amount: 300n, currency: 'USD', method: 'cash' })).paymentId!;
+      const docA = await documents.recordPayment(provider, { accountId: custA.accountId, amount: 300n, currency: 'USD', method: 'cash' });
+      const docB = await documents.recordPayment(provider, { accountId: custB.accountId, amount: 300n, currency: 'USD', method: 'cash' });
+      [payA, payB, payDocA, payDocB] = [docA.paymentId!, docB.paymentId!, docA.documentId, docB.documentId];
       const gateway = (await world.fresh.db('plugin_instances').where({ kind: 'payment' }).orderBy('id').first('id')) as { id: number };
       await payments.storePayTool(provider, custA.accountId, gateway.id, { number: '4242424242424242', expMonth: 12, expYear: 2031, cvv: '123' }, { makeDefault: true });
     }
@@ -288,6 +292,7 @@ describe('API scoping: a reseller cannot reach another reseller\'s objects by id
   const resourceOfA = async (): Promise<number> => Number(((await world.fresh.db('subscription_resources').where({ subscription_id: subA }).orderBy('resource_id').first('resource_id')) as { resource_id: unknown }).resource_id);
   const foreignInvoices = (): [string, number][] => [["B's customer's invoice", invB]];
   const foreignPayments = (): [string, number][] => [["B's customer's payment", payB]];
+  const foreignPaymentDocs = (): [string, number][] => [["B's customer's payment document", payDocB]];
   let orderPlanId = 0;
   let orderPeriodId = 0;
   const orderPlan = () => orderPlanId;
@@ -537,6 +542,31 @@ describe('API scoping: a reseller cannot reach another reseller\'s objects by id
       check: (v, own) => expect((v as XmlRpcValue[])[0]).to.equal(own),
     },
     {
+      dialect: 'XML-RPC', op: 'AccountBalanceAdjust_API', foreign: accounts, own: () => custA.accountId, code: 'NOT_FOUND',
+      call: (id) => rpc('AccountBalanceAdjust_API', [id, -0.25]),
+      check: (v) => expect((v as number[])[0]).to.be.a('number').above(0),
+    },
+    {
+      dialect: 'XML-RPC', op: 'GetAccountBalanceList', foreign: vendors, own: () => A.accountId, code: 'NOT_FOUND',
+      call: (id) => rpc('GetAccountBalanceList', [id, 1]),
+      check: (v) => expect((v as XmlRpcValue[][]).map((r) => r[0])).to.include(custA.accountId).and.not.include(custB.accountId),
+    },
+    {
+      dialect: 'XML-RPC', op: 'PaymentInfoGet_API', foreign: foreignPaymentDocs, own: () => payDocA, code: 'NOT_FOUND',
+      call: (id) => rpc('PaymentInfoGet_API', [id]),
+      check: (v, own) => expect((v as XmlRpcValue[])[0]).to.equal(own),
+    },
+    {
+      dialect: 'XML-RPC', op: 'PayToolListForAccountGet_API', foreign: accounts, own: () => custA.accountId, code: 'NOT_FOUND',
+      call: (id) => rpc('PayToolListForAccountGet_API', [id]),
+      check: (v) => expect(v as XmlRpcValue[][]).to.have.length(1),
+    },
+    {
+      dialect: 'XML-RPC', op: 'AppliedDocsListGet_API', foreign: foreignInvoices, own: () => invA, code: 'NOT_FOUND',
+      call: (id) => rpc('AppliedDocsListGet_API', [id, 2, 1]),
+      check: (v) => expect(v as XmlRpcValue[][]).to.have.length.above(0),
+    },
+    {
       dialect: 'XML-RPC', op: 'GetOrder_API', foreign: foreignOrders, own: () => orderA.any, code: 'NOT_FOUND',
       call: (id) => rpc('GetOrder_API', [id]),
       check: (v, own) => expect((v as XmlRpcValue[]).slice(0, 1)).to.deep.equal([own]),
@@ -707,7 +737,7 @@ describe('API scoping: a reseller cannot reach another reseller\'s objects by id
     const implemented = [
       ...Object.keys(billingService(world.server.services, wsdlDir).operations).map((op) => `SOAP ${op}`),
       ...Object.keys(provisioningService(world.server.services, wsdlDir).operations).map((op) => `SOAP ${op}`),
-      ...Object.keys({ ...accountMethods, ...catalogMethods, ...orderMethods, ...usageMethods }).map((key) => `XML-RPC ${key.replace(/^BM\./, '')}`),
+      ...Object.keys({ ...accountMethods, ...catalogMethods, ...orderMethods, ...usageMethods, ...billingMethods }).map((key) => `XML-RPC ${key.replace(/^BM\./, '')}`),
     ];
     const missingRows = implemented.filter((op) => !covered.has(op) && !withoutIds.has(op));
     expect(missingRows, 'implemented operations without a scoping row').to.deep.equal([]);
