@@ -14,6 +14,8 @@ import { overageChargeKey, renewalChargeKey, resourceChargeKey, trialConversionC
 import { overageAmount, parseTiers } from './overage';
 
 const DAY_MS = 86_400_000;
+/** Auto-pay charges under way at once per run. */
+const AUTOPAY_CONCURRENCY = 4;
 /** Closed usage periods older than this (before the run's instant) are no longer looked at. */
 export const OVERAGE_LOOKBACK_DAYS = 400;
 
@@ -451,23 +453,30 @@ export class BillingRun {
       const rows = (await this.deps.db('pay_tools').whereIn('account_id', accountIds.slice(i, i + 500)).where('is_default', true).select('account_id')) as { account_id: number }[];
       for (const r of rows) withTool.add(toNumber(r.account_id));
     }
-    for (const inv of payable) {
-      if (!open.has(inv.documentId) || !withTool.has(inv.accountId)) continue;
-      summary.payments.tried++;
-      try {
-        const r = await this.documents.payInvoice(billingActor(inv.vendorId), { invoiceId: inv.documentId, idempotencyKey: 'autopay:1' });
-        if (r.outcome === 'paid') summary.payments.succeeded++;
-        else if (r.outcome === 'pending' || r.outcome === 'unknown') summary.payments.unknown++;
-        else summary.payments.declined++;
-      } catch (e) {
-        if (isAppError(e) && e.code === 'PAYMENT_DECLINED') summary.payments.declined++;
-        else if (isAppError(e) && (e.code === 'NOT_ALLOWED' || e.code === 'CONFLICT')) summary.payments.tried--; // paid meanwhile, or a payment already under way
-        else {
-          summary.payments.unknown++;
-          this.deps.log.warn('auto-pay failed', { invoiceId: inv.documentId, error: (e as Error).message });
+    const todo = payable.filter((inv) => open.has(inv.documentId) && withTool.has(inv.accountId));
+    // A few payments at once: gateway calls wait on the network, and MariaDB serves them on several connections.
+    let next = 0;
+    const worker = async () => {
+      for (;;) {
+        const inv = todo[next++];
+        if (!inv) return;
+        summary.payments.tried++;
+        try {
+          const r = await this.documents.payInvoice(billingActor(inv.vendorId), { invoiceId: inv.documentId, idempotencyKey: 'autopay:1' });
+          if (r.outcome === 'paid') summary.payments.succeeded++;
+          else if (r.outcome === 'pending' || r.outcome === 'unknown') summary.payments.unknown++;
+          else summary.payments.declined++;
+        } catch (e) {
+          if (isAppError(e) && e.code === 'PAYMENT_DECLINED') summary.payments.declined++;
+          else if (isAppError(e) && (e.code === 'NOT_ALLOWED' || e.code === 'CONFLICT')) summary.payments.tried--; // paid meanwhile, or a payment already under way
+          else {
+            summary.payments.unknown++;
+            this.deps.log.warn('auto-pay failed', { invoiceId: inv.documentId, error: (e as Error).message });
+          }
         }
       }
-    }
+    };
+    await Promise.all(Array.from({ length: AUTOPAY_CONCURRENCY }, worker));
   }
 }
 
