@@ -26,6 +26,7 @@ import { catalogMethods } from './api/xmlrpc/methods-catalog';
 import { orderMethods } from './api/xmlrpc/methods-orders';
 import { usageMethods } from './api/xmlrpc/methods-usage';
 import { billingMethods } from './api/xmlrpc/methods-billing';
+import { mountInvoiceHtml } from './billing/invoice-html';
 import { scheduleBilling } from './billing/run/schedule';
 import { billingService, provisioningService } from './api/soap/billing-service';
 
@@ -123,6 +124,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     const services = createServices(deps);
     const { app, router } = createHttpApp(services);
     const mounts = await mountTransports(services, app, router);
+    mountInvoiceHtml(services, router); // GET /invoices/:id, the printable invoice
     app.use(router.routes()).use(router.allowedMethods());
     const housekeeping = startHousekeeping(services);
     // The billing run on config.billingCron (default daily at 02:00 UTC; empty switches it off).
