@@ -196,6 +196,8 @@ function startHousekeeping(services: Services): NodeJS.Timeout {
     try {
       await db('idempotency_keys').where('created_at', '<', now - config.idempotencyKeyTtlHours * 3_600_000).del();
       await db('ws_nonces').where('expires_at', '<', now).del();
+      // Invoice payments the gateway settled since (pending or unknown at PayInvoice time) are applied now.
+      await services.documents.settlePayments();
     } catch (e) {
       log.warn('housekeeping failed', { error: safeErrorMessage(e) });
     }

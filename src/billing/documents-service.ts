@@ -820,17 +820,17 @@ export class DocumentsService {
    * Applies the invoice payments the gateway has settled since (success: a payment document applied to its
    * invoice; declined: recorded as such). Run after the payments reconciler, e.g. by the billing run.
    */
-  async settlePayments(actor: Actor, limit = 500): Promise<{ paid: number; declined: number; stillOpen: number }> {
+  async settlePayments(actor?: Actor, limit = 500): Promise<{ paid: number; declined: number; stillOpen: number }> {
     const rows = (await this.deps.db('invoice_payment_attempts as t')
       .join('payments as p', 'p.id', 't.payment_id')
       .whereNull('t.outcome')
       .whereNotIn('p.status', ['pending', 'unknown'])
       .orderBy('t.created_at')
       .limit(limit)
-      .select('t.*')) as AttemptRow[];
+      .select('t.*', 'p.vendor_id')) as (AttemptRow & { vendor_id: number })[];
     const out = { paid: 0, declined: 0, stillOpen: 0 };
     for (const row of rows) {
-      const r = await this.settleAttempt(actor, row);
+      const r = await this.settleAttempt(actor ?? billingActor(toNumber(row.vendor_id)), row);
       if (r.outcome === 'paid') out.paid++;
       else if (r.outcome === 'pending' || r.outcome === 'unknown') out.stillOpen++;
       else out.declined++;
