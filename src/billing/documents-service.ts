@@ -905,7 +905,14 @@ export class DocumentsService {
     if (documentId === undefined || documentId === null) {
       const paymentId = positiveId(input.paymentId, 'paymentId');
       const doc = (await this.deps.db('documents').where({ payment_id: paymentId, type: 'payment' }).first('id')) as { id: number } | undefined;
-      if (!doc) throw notFound('Payment', paymentId);
+      if (!doc) {
+        // A gateway payment without a payment document (an order's first charge): refunded through its gateway only.
+        const amount = input.amount === undefined ? undefined : amountArg(input.amount, 'amount');
+        const key = input.idempotencyKey ? `refund-payment:${paymentId}:${requiredText(input.idempotencyKey, 'idempotencyKey', 100)}` : undefined;
+        const p = await this.payments.refund(actor, paymentId, { amount, idempotencyKey: key, reason: optionalText(input.reason, 'reason', 200) || undefined });
+        const outcome: RefundOutcome = p.status === 'success' ? 'refunded' : p.status === 'pending' || p.status === 'unknown' ? p.status : p.status === 'declined' ? 'declined' : 'failed';
+        return { outcome, refundDocumentId: null, refundNumber: null, paymentId: p.paymentId, amount: p.amount, currency: p.currency, message: p.message };
+      }
       documentId = toNumber(doc.id);
     }
     const source = await this.scopedDocument(this.deps.db, actor, positiveId(documentId, 'paymentDocumentId'));

@@ -266,6 +266,17 @@ describe(`billing documents: PayInvoice through the sandbox gateway (${dialect})
     expect((await world.services.documents.getBalance(c, c.accountId)).balance).to.equal(999n);
   });
 
+  it('a gateway payment without a payment document (an order charge) is refunded through its gateway only', async () => {
+    const { c } = await payer('4242424242424242');
+    const tool = (await world.services.payments.listPayTools(c, c.accountId))[0]!;
+    const p = await world.services.payments.charge(world.provider, { accountId: c.accountId, amount: 500n, currency: 'USD', payTool: { payToolId: tool.payToolId }, description: 'Order 1' });
+    const r = await world.services.documents.refundPayment(world.provider, { paymentId: p.paymentId, amount: 200n, idempotencyKey: 'r1' });
+    expect([r.outcome, r.refundDocumentId, r.amount]).to.deep.equal(['refunded', null, 200n]);
+    expect((await world.services.documents.refundPayment(world.provider, { paymentId: p.paymentId, amount: 200n, idempotencyKey: 'r1' })).paymentId).to.equal(r.paymentId);
+    expect(await world.deps.db('payments').where({ kind: 'refund' }).count({ n: '*' })).to.deep.equal([{ n: 1 }]);
+    expect(await world.deps.db('documents').where({ type: 'refund' }).count({ n: '*' })).to.deep.equal([{ n: 0 }]);
+  });
+
   it('4000000000000341 (stored, then declined): declined, nothing applied, invoice.payment_failed', async () => {
     const { c, invoiceId } = await payer('4000000000000341');
     const r = await world.services.documents.payInvoice(c, { invoiceId });
