@@ -850,8 +850,9 @@ export class DocumentsService {
     return inTransaction(this.deps.db, async (tx) => {
       const at = this.deps.clock.now();
       const paymentId = toNumber(attempt.payment_id);
+      // The lock comes first: on MariaDB, every read after it sees what the previous holder committed.
+      await this.lockAccount(tx, toNumber(attempt.account_id));
       const invoice = (await tx('documents').where({ id: attempt.document_id }).first()) as DocumentRow;
-      await this.lockAccount(tx, toNumber(invoice.account_id));
       const current = (await tx('invoice_payment_attempts').where({ gateway_key: attempt.gateway_key }).first()) as AttemptRow;
       const payment = (await tx('payments').where({ id: paymentId }).first()) as { status: string; amount: unknown; currency: string; message: string | null; failure_code: string | null };
       const result = (outcome: PayOutcome, docId: number | null): PayInvoiceResult => ({
@@ -1178,7 +1179,13 @@ export class DocumentsService {
 
   /** Applies a credit to one debit, as much as both allow. */
   private async applyUpTo(tx: Tx, actor: Actor, at: Date, sourceId: number, targetId: number): Promise<void> {
-    const [s, t] = (await Promise.all([tx('documents').where({ id: sourceId }).first('open_amount'), tx('documents').where({ id: targetId }).first('open_amount')])) as { open_amount: unknown }[];
+    // Locking reads on MariaDB: the latest committed open amounts, whatever this transaction's snapshot.
+    const read = (id: number) => {
+      const q = tx('documents').where({ id }).first('open_amount');
+      return isSqlite(tx) ? q : q.forUpdate();
+    };
+    const s = (await read(sourceId)) as { open_amount: unknown } | undefined;
+    const t = (await read(targetId)) as { open_amount: unknown } | undefined;
     const a = toBigInt(s!.open_amount);
     const b = toBigInt(t!.open_amount);
     const amount = a < b ? a : b;
@@ -1187,7 +1194,9 @@ export class DocumentsService {
 
   /** Every unapplied credit of the account (oldest first) to its open debits (oldest due first), per currency. */
   async applyOpenCredits(tx: Tx, actor: Actor, at: Date, accountId: number): Promise<void> {
-    const open = (await tx('documents').where({ account_id: accountId }).where('open_amount', '>', 0).whereIn('type', [...CREDIT_TYPES, ...DEBIT_TYPES]).select('id', 'type', 'currency', 'open_amount', 'due_date', 'issue_date')) as DocumentRow[];
+    await this.lockAccount(tx, accountId);
+    const q = tx('documents').where({ account_id: accountId }).where('open_amount', '>', 0).whereIn('type', [...CREDIT_TYPES, ...DEBIT_TYPES]).select('id', 'type', 'currency', 'open_amount', 'due_date', 'issue_date');
+    const open = (await (isSqlite(tx) ? q : q.forUpdate())) as DocumentRow[];
     const credits = open.filter((d) => CREDIT_TYPES.includes(d.type)).sort((x, y) => toNumber(x.id) - toNumber(y.id));
     if (credits.length === 0) return;
     const dueOf = (d: DocumentRow) => toNumber(d.due_date ?? d.issue_date);
@@ -1215,8 +1224,10 @@ export class DocumentsService {
     await tx('documents').where({ id: sourceId }).update({ open_amount: tx.raw('open_amount - ?', [money(amount)]), updated_at: nowMs });
     await tx('documents').where({ id: targetId }).update({ open_amount: tx.raw('open_amount - ?', [money(amount)]), updated_at: nowMs });
     const target = (await tx('documents').where({ id: targetId }).first()) as DocumentRow;
+    const source = (await tx('documents').where({ id: sourceId }).first('open_amount', 'number')) as { open_amount: unknown; number: string };
     const left = toBigInt(target.open_amount);
     if (left < 0n) throw new AppError('INTERNAL', `Applying ${amount} to ${target.number} would overpay it.`);
+    if (toBigInt(source.open_amount) < 0n) throw new AppError('INTERNAL', `Applying ${amount} of ${source.number} would apply more than it holds.`);
     if (left === 0n && target.status === 'open') {
       await tx('documents').where({ id: targetId }).update({ status: 'paid', paid_at: nowMs });
       await this.firePaid(tx, actor, at, { documentId: targetId, number: target.number, accountId: toNumber(target.account_id), vendorId: toNumber(target.vendor_id), currency: target.currency, total: toBigInt(target.total), paidAt: at }, target.type);

@@ -179,6 +179,23 @@ describe(`billing documents: invoices (${dialect})`, function () {
     });
   }
 
+  it('concurrent payments and invoices on one account never apply more than a document holds', async () => {
+    const a = await customer(world, 'Alpha');
+    const docs = world.services.documents;
+    await issue(Array.from({ length: 6 }, () => ({ vendorId, accountId: a.accountId, currency: 'USD', issueDate: AT, lines: [line(100n)] })));
+    await Promise.all([
+      ...Array.from({ length: 6 }, (_, k) => docs.recordPayment(world.provider, { accountId: a.accountId, amount: 150n, method: 'cash', reference: `c${k}` })),
+      issue(Array.from({ length: 3 }, () => ({ vendorId, accountId: a.accountId, currency: 'USD', issueDate: AT, lines: [line(100n)] }))),
+    ]);
+    const rows = (await world.deps.db('documents').where({ account_id: a.accountId }).select('type', 'total', 'open_amount', 'balance_effect')) as { type: string; total: unknown; open_amount: unknown; balance_effect: unknown }[];
+    for (const r of rows) expect(toBigInt(r.open_amount) >= 0n && toBigInt(r.open_amount) <= toBigInt(r.total), `${r.type} open ${String(r.open_amount)}`).to.equal(true);
+    // 9 invoices of 100 = 900 owed, 6 x 150 = 900 paid: everything applied, nothing open.
+    expect(rows.filter((r) => toBigInt(r.open_amount) > 0n)).to.deep.equal([]);
+    const [{ s }] = (await world.deps.db('document_applications').sum({ s: 'amount' })) as { s: unknown }[];
+    expect(toBigInt(s)).to.equal(900n);
+    expect((await docs.getBalance(world.provider, a.accountId)).balance).to.equal(0n);
+  });
+
   it('gapless numbers: a rolled-back transaction leaves no hole', async () => {
     const a = await customer(world, 'Alpha');
     await issue([{ vendorId, accountId: a.accountId, currency: 'USD', issueDate: AT, lines: [line(1n)] }]);
