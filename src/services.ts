@@ -16,6 +16,7 @@ import { SubscriptionsService } from './subscriptions/subscriptions-service';
 import { accountBalance, DocumentsService } from './billing/documents-service';
 import { BillingRun } from './billing/run/billing-run';
 import { extendPaidRenewals } from './billing/run/renewals';
+import { liftDunning } from './billing/run/dunning';
 import { UsageService } from './billing/usage-service';
 import { TaxRulesService } from './billing/taxes';
 import { BillingSettingsService } from './billing/settings';
@@ -64,6 +65,8 @@ export function createServices(deps: Deps, plugins: PluginRegistry = loadPlugins
   const documents = new DocumentsService(deps, payments);
   // A paid renewal (or trial conversion) invoice moves its subscription's expiration forward.
   documents.onInvoicePaid(extendPaidRenewals());
+  // ... and payment in full lifts its dunning (graced -> active, a non-payment suspension resumed).
+  documents.onInvoicePaid(liftDunning(deps, tasks));
   return {
     deps,
     accounts: new AccountsService(deps, accountBalance),
@@ -83,6 +86,6 @@ export function createServices(deps: Deps, plugins: PluginRegistry = loadPlugins
     taxRules: new TaxRulesService(deps),
     billingSettings: new BillingSettingsService(deps),
     usage: new UsageService(deps),
-    billingRun: new BillingRun(deps, documents),
+    billingRun: new BillingRun(deps, documents, tasks),
   };
 }

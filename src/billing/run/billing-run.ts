@@ -12,6 +12,8 @@ import type { IssueInvoiceInput, IssuedInvoice, LineKind } from '../types';
 import { formatQuantity, quantityFromDb } from '../usage-quantity';
 import { overageChargeKey, renewalChargeKey, resourceChargeKey, trialConversionChargeKey } from './charge-keys';
 import { overageAmount, parseTiers } from './overage';
+import { dueSteps, dunInvoice, subscriptionsOn, type OverdueInvoice } from './dunning';
+import type { TaskQueue } from '../../jobs/task-queue';
 
 const DAY_MS = 86_400_000;
 /** Auto-pay charges under way at once per run. */
@@ -52,7 +54,7 @@ export interface BillingRunSummary {
   trialsExpired: number;
   overageLines: number;
   payments: { tried: number; succeeded: number; declined: number; unknown: number };
-  /** Dunning is not built yet: always 0. */
+  /** Suspensions (and below, terminations) requested through the service gate by dunning. */
   suspensions: number;
   terminations: number;
   durationMs: number;
@@ -139,6 +141,8 @@ export class BillingRun {
   constructor(
     private readonly deps: Deps,
     private readonly documents: DocumentsService,
+    /** For dunning's suspensions and terminations through the service gate; without it the run does no dunning. */
+    private readonly tasks?: TaskQueue,
   ) {}
 
   async run(opts: BillingRunOptions): Promise<BillingRunSummary> {
@@ -209,6 +213,8 @@ export class BillingRun {
         await this.autopay(r, opts, summary);
         if (dryRun) break;
       }
+      // 4. Dunning of overdue invoices: grace, suspend, terminate per the vendor's days, each step once.
+      if (this.tasks) await this.dunning(ctx, batchSize, dryRun);
       summary.durationMs = Date.now() - started;
       if (summary.runId !== null) {
         await db('billing_runs').where({ id: summary.runId }).update({ status: 'done', summary: JSON.stringify(summaryJson(summary)), finished_at: this.deps.clock.now().getTime() });
@@ -397,6 +403,46 @@ export class BillingRun {
         return issued;
       }),
     );
+  }
+
+  /** Open invoices past due by at least the smallest grace period, by id: the dunning steps now due for each. */
+  private async dunning(ctx: RunContext, limit: number, dryRun: boolean): Promise<void> {
+    const db = this.deps.db;
+    const row = (await db('billing_settings').min({ d: 'grace_days' }).first()) as { d: unknown } | undefined;
+    const minGrace = Math.min(DEFAULT_BILLING_SETTINGS.graceDays, row?.d === null || row?.d === undefined ? Infinity : toNumber(row.d));
+    const asOf = ctx.asOf.getTime();
+    let after = 0;
+    for (;;) {
+      const invoices = (await db('documents')
+        .where({ type: 'invoice', status: 'open' })
+        .whereNotNull('due_date')
+        .where('due_date', '<=', asOf - minGrace * DAY_MS)
+        .where('id', '>', after)
+        .orderBy('id')
+        .limit(limit)
+        .select('id', 'number', 'vendor_id', 'account_id', 'due_date')) as { id: number; number: string; vendor_id: number; account_id: number; due_date: unknown }[];
+      if (invoices.length === 0) return;
+      after = toNumber(invoices[invoices.length - 1]!.id);
+      const settings = await ctx.settingsFor(db, invoices.map((i) => toNumber(i.vendor_id)));
+      const subs = await subscriptionsOn(db, invoices.map((i) => toNumber(i.id)));
+      const done = new Set<string>();
+      const recorded = (await db('dunning_steps').whereIn('document_id', invoices.map((i) => toNumber(i.id))).whereNot('outcome', 'pending').select('document_id', 'step')) as { document_id: number; step: string }[];
+      for (const r of recorded) done.add(`${toNumber(r.document_id)}:${r.step}`);
+      for (const i of invoices) {
+        const inv: OverdueInvoice = { id: toNumber(i.id), number: i.number, vendorId: toNumber(i.vendor_id), accountId: toNumber(i.account_id), dueDate: toNumber(i.due_date) };
+        const steps = dueSteps(settings.get(inv.vendorId)!, inv.dueDate, asOf).filter((s) => !done.has(`${inv.id}:${s}`));
+        if (steps.length === 0) continue;
+        const list = subs.get(inv.id) ?? [];
+        if (dryRun) {
+          if (steps.includes('suspend')) ctx.summary.suspensions += list.length;
+          if (steps.includes('terminate')) ctx.summary.terminations += list.length;
+          continue;
+        }
+        const r = await dunInvoice(this.deps, this.tasks!, inv, steps, list, this.deps.clock.now());
+        ctx.summary.suspensions += r.suspensions;
+        ctx.summary.terminations += r.terminations;
+      }
+    }
   }
 
   /** Claims the charges `filter` selects that are on no invoice yet (locking read) and invoices them. */
