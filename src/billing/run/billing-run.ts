@@ -180,22 +180,17 @@ export class BillingRun {
       // 1. Renewals and trials, by fixed ranges of subscription ids.
       const maxRenewDays = await maxRenewDaysBefore(db);
       const horizon = asOf.getTime() + maxRenewDays * DAY_MS;
-      let from = 0;
-      for (;;) {
-        const next = (await db('subscriptions')
-          .whereIn('status', RENEWING)
-          .whereNotNull('expiration_date')
-          .where('expiration_date', '<=', horizon)
-          .where('id', '>=', from)
-          .min({ id: 'id' })
-          .first()) as { id: unknown } | undefined;
-        if (!next || next.id === null || next.id === undefined) break;
-        const lo = Math.floor(toNumber(next.id) / batchSize) * batchSize;
-        const hi = lo + batchSize;
-        const pays = await this.renewalBatch(ctx, lo, hi, horizon, dryRun);
-        await this.autopay(pays, opts, summary);
-        await opts.afterBatch?.(++batchNo);
-        from = hi;
+      // One indexed look-up for where to start, then every range by primary key: each subscription row is read
+      // once per run whatever the size of the book (a status/expiration filter per range would rescan the index).
+      const first = (await db('subscriptions').whereIn('status', RENEWING).whereNotNull('expiration_date').where('expiration_date', '<=', horizon).min({ id: 'id' }).first()) as { id: unknown } | undefined;
+      const last = (await db('subscriptions').max({ id: 'id' }).first()) as { id: unknown } | undefined;
+      if (first?.id !== null && first?.id !== undefined) {
+        for (let lo = Math.floor(toNumber(first.id) / batchSize) * batchSize; lo <= toNumber(last?.id); lo += batchSize) {
+          const pays = await this.renewalBatch(ctx, lo, lo + batchSize, horizon, dryRun);
+          if (pays === null) continue;
+          await this.autopay(pays, opts, summary);
+          await opts.afterBatch?.(++batchNo);
+        }
       }
       // 2. Overage of closed usage periods, keyset over (period_end, subscription_id, resource_id).
       let after: [number, number, number] = [asOf.getTime() - OVERAGE_LOOKBACK_DAYS * DAY_MS, 0, 0];
@@ -233,19 +228,19 @@ export class BillingRun {
   }
 
   /** One range of subscription ids: renewal and trial charges, trial expiries, and the invoices of the range. */
-  private async renewalBatch(ctx: RunContext, lo: number, hi: number, horizon: number, dryRun: boolean): Promise<IssuedInvoice[]> {
-    const work = async (conn: Conn): Promise<IssuedInvoice[]> => {
-      const subs = (await conn('subscriptions as s')
+  private async renewalBatch(ctx: RunContext, lo: number, hi: number, horizon: number, dryRun: boolean): Promise<IssuedInvoice[] | null> {
+    const work = async (conn: Conn): Promise<IssuedInvoice[] | null> => {
+      // By primary key range only; status and expiration are filtered here (see run()).
+      const subs = ((await conn('subscriptions as s')
         .join('plan_periods as pp', 'pp.id', 's.period_id')
         .join('plans as p', 'p.id', 's.plan_id')
-        .whereIn('s.status', RENEWING)
-        .whereNotNull('s.expiration_date')
-        .where('s.expiration_date', '<=', horizon)
         .where('s.id', '>=', lo)
         .where('s.id', '<', hi)
         .orderBy('s.id')
-        .select('s.id', 's.account_id', 's.vendor_id', 's.plan_id', 's.period_id', 's.name', 's.status', 's.expiration_date', 'pp.duration', 'pp.unit', 'pp.trial', 'pp.recurring_fee', 'pp.renewal_fee', 'p.currency')) as DueRow[];
-      if (subs.length === 0) return [];
+        .select('s.id', 's.account_id', 's.vendor_id', 's.plan_id', 's.period_id', 's.name', 's.status', 's.expiration_date', 'pp.duration', 'pp.unit', 'pp.trial', 'pp.recurring_fee', 'pp.renewal_fee', 'p.currency')) as DueRow[]).filter(
+        (r) => RENEWING.includes(toNumber(r.status)) && r.expiration_date !== null && r.expiration_date !== undefined && toNumber(r.expiration_date) <= horizon,
+      );
+      if (subs.length === 0) return null;
       ctx.summary.subscriptionsExamined += subs.length;
       const settings = await ctx.settingsFor(conn, subs.map((s) => toNumber(s.vendor_id)));
       const paidPeriods = await ctx.paidPeriodsFor(conn, subs.filter((s) => isTrial(s)).map((s) => toNumber(s.plan_id)));
