@@ -14,6 +14,7 @@ import type { World } from '../helpers/world';
 export const CARDS = {
   approve: { number: '4242424242424242', expMonth: 12, expYear: 2030, cvv: '123' },
   decline: { number: '4000000000000341', expMonth: 12, expYear: 2030, cvv: '123' },
+  timeout: { number: '4000000000000119', expMonth: 12, expYear: 2030, cvv: '123' },
 } as const;
 
 export const DAY = 86_400_000;

@@ -89,6 +89,26 @@ describe(`billing run (${dialect})`, function () {
     expect(open.map((o) => [o.status, toBigInt(o.open_amount)])).to.deep.equal([['open', 1000n]]);
   });
 
+  it('an auto-payment that times out is unknown; once the reconciler settles it, the next run applies it and the renewal extends', async () => {
+    const book = await makeBook(world);
+    const web = await makePlan(world, book, { name: 'Web', currency: 'USD', periods: [{ duration: 1, unit: 'month', recurringFee: 1000n }] });
+    const c = await makeCustomer(world, book, 'Slow', { card: 'timeout' });
+    const id = await makeSubscription(world, book, c, web, { start: d('2026-01-05T00:00:00Z'), expiration: d('2026-02-05T00:00:00Z') });
+    world.clock.set('2026-02-01T00:00:00Z');
+    const first = await run(world, d('2026-02-01T00:00:00Z'));
+    expect(first.payments).to.deep.equal({ tried: 1, succeeded: 0, declined: 0, unknown: 1 });
+    expect(toNumber((await sub(world, id)).expiration_date)).to.equal(d('2026-02-05T00:00:00Z').getTime());
+    // The reconciler asks the gateway: the charge happened.
+    world.clock.set('2026-02-01T01:00:00Z');
+    await world.services.payments.reconcilePending(world.provider);
+    const second = await run(world, d('2026-02-01T01:00:00Z'));
+    expect({ invoices: second.invoices, tried: second.payments.tried }).to.deep.equal({ invoices: 0, tried: 0 });
+    expect(toNumber((await sub(world, id)).expiration_date)).to.equal(d('2026-03-05T00:00:00Z').getTime());
+    const inv = (await world.deps.db('documents').where({ type: 'invoice' }).first('status')) as { status: string };
+    expect(inv.status).to.equal('paid');
+    expect(await count(world, 'payments')).to.equal(1);
+  });
+
   it('bills usage overage of a closed usage period with graduated tiers and 4-decimal quantities, computed by hand', async () => {
     world.clock.set('2026-01-01T00:00:00Z');
     const book = await makeBook(world);

@@ -177,6 +177,14 @@ export class BillingRun {
     let batchNo = 0;
     try {
       const ctx = new RunContext(this.deps, asOf, summary);
+      // 0. Invoice payments the gateway has settled since they were tried (a timeout the reconciler resolved):
+      //    applied now, so a renewal paid that way is extended before dunning looks at its invoice.
+      if (!dryRun) {
+        for (let round = 0; round < 100; round++) {
+          const settled = await this.documents.settlePayments(undefined, 500);
+          if (settled.paid + settled.declined === 0) break;
+        }
+      }
       // 1. Renewals and trials, by fixed ranges of subscription ids.
       const maxRenewDays = await maxRenewDaysBefore(db);
       const horizon = asOf.getTime() + maxRenewDays * DAY_MS;
