@@ -5,6 +5,8 @@ import type { Knex } from 'knex';
 // Money is BIGINT minor units, instants epoch milliseconds, as everywhere.
 // Part A (documents) added invoice_payment_attempts (additive, before shipping): links a gateway charge to the
 // invoice it pays, written before the gateway is called, so a pending/unknown payment is applied once settled.
+// Part A also added triggers (end of up()): an issued document keeps its amounts and parties, its lines and
+// applications are never changed or deleted (corrections only by memo).
 
 export async function up(knex: Knex): Promise<void> {
   // Per-vendor billing policy; a vendor without a row gets the defaults of src/billing (documented there).
@@ -200,6 +202,35 @@ export async function up(knex: Knex): Promise<void> {
     t.bigInteger('at').notNullable();
     t.primary(['document_id', 'step']);
   });
+
+  await immutabilityTriggers(knex);
+}
+
+/** Columns of an issued document that never change; open_amount, status, paid_at and updated_at do. */
+const FIXED = ['vendor_id', 'account_id', 'type', 'number', 'currency', 'subtotal', 'tax_total', 'total', 'balance_effect', 'issue_date', 'due_date', 'related_document_id', 'payment_id'];
+
+async function immutabilityTriggers(knex: Knex): Promise<void> {
+  const mysql = knex.client.config.client === 'mysql2' || knex.client.config.client === 'mysql';
+  const msg = 'issued documents are immutable: correct them with a credit or debit memo';
+  if (mysql) {
+    const changed = FIXED.map((c) => `NOT (NEW.${c} <=> OLD.${c})`).join(' OR ');
+    await knex.raw(`CREATE TRIGGER documents_fixed BEFORE UPDATE ON documents FOR EACH ROW BEGIN IF ${changed} THEN SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = '${msg}'; END IF; END`);
+    for (const t of ['documents', 'document_lines', 'document_applications']) {
+      await knex.raw(`CREATE TRIGGER ${t}_no_delete BEFORE DELETE ON ${t} FOR EACH ROW SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = '${msg}'`);
+    }
+    for (const t of ['document_lines', 'document_applications']) {
+      await knex.raw(`CREATE TRIGGER ${t}_no_update BEFORE UPDATE ON ${t} FOR EACH ROW SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = '${msg}'`);
+    }
+  } else {
+    const changed = FIXED.map((c) => `NEW.${c} IS NOT OLD.${c}`).join(' OR ');
+    await knex.raw(`CREATE TRIGGER documents_fixed BEFORE UPDATE ON documents WHEN ${changed} BEGIN SELECT RAISE(ABORT, '${msg}'); END`);
+    for (const t of ['documents', 'document_lines', 'document_applications']) {
+      await knex.raw(`CREATE TRIGGER ${t}_no_delete BEFORE DELETE ON ${t} BEGIN SELECT RAISE(ABORT, '${msg}'); END`);
+    }
+    for (const t of ['document_lines', 'document_applications']) {
+      await knex.raw(`CREATE TRIGGER ${t}_no_update BEFORE UPDATE ON ${t} BEGIN SELECT RAISE(ABORT, '${msg}'); END`);
+    }
+  }
 }
 
 export async function down(knex: Knex): Promise<void> {

@@ -143,6 +143,25 @@ describe(`billing documents: invoices (${dialect})`, function () {
     expect(new Set(evs)).to.deep.equal(new Set(['credit_memo.issued', 'debit_memo.issued', 'payment.received', 'invoice.paid', 'refund.issued']));
   });
 
+  it('the database itself refuses to change an issued invoice, its lines or its applications, or to delete them', async () => {
+    const a = await customer(world, 'Alpha');
+    const [inv] = await issue([{ vendorId, accountId: a.accountId, currency: 'USD', issueDate: AT, lines: [line(1000n)] }]);
+    await world.services.documents.recordPayment(world.provider, { accountId: a.accountId, amount: 400n, method: 'cash' });
+    const db = world.deps.db;
+    const refused = async (what: string, p: Promise<unknown>) => {
+      let err: unknown;
+      await p.catch((e: unknown) => (err = e));
+      expect(String((err as Error | undefined)?.message), what).to.contain('immutable');
+    };
+    await refused('total', db('documents').where({ id: inv!.documentId }).update({ total: '1', balance_effect: '1' }));
+    await refused('account', db('documents').where({ id: inv!.documentId }).update({ account_id: world.provider.accountId }));
+    await refused('line', db('document_lines').where({ document_id: inv!.documentId }).update({ amount: '1' }));
+    await refused('delete', db('documents').where({ id: inv!.documentId }).del());
+    await refused('application', db('document_applications').update({ amount: '1' }));
+    const doc = await world.services.documents.getDocument(world.provider, inv!.documentId);
+    expect([doc.total, doc.openAmount, doc.lines[0]!.amount]).to.deep.equal([1000n, 600n, 1000n]);
+  });
+
   it('scoping: another customer sees no document of this one', async () => {
     const a = await customer(world, 'Alpha');
     const b = await customer(world, 'Beta');
