@@ -882,8 +882,8 @@ export class DocumentsService {
           paymentId,
           issueDate: at,
         });
-        await this.applyUpTo(tx, actor, at, doc, toNumber(invoice.id));
-        await this.applyOpenCredits(tx, actor, at, toNumber(invoice.account_id));
+        // What the invoice did not take (it was paid meanwhile) goes to the account's other open debits.
+        if ((await this.applyUpTo(tx, actor, at, doc, toNumber(invoice.id))) > 0n) await this.applyOpenCredits(tx, actor, at, toNumber(invoice.account_id));
         await tx('invoice_payment_attempts').where({ gateway_key: attempt.gateway_key }).update({ outcome: 'applied', payment_document_id: doc, settled_at: at.getTime() });
         return result('paid', doc);
       }
@@ -1177,8 +1177,8 @@ export class DocumentsService {
     return out.sort((a, b) => a - b);
   }
 
-  /** Applies a credit to one debit, as much as both allow. */
-  private async applyUpTo(tx: Tx, actor: Actor, at: Date, sourceId: number, targetId: number): Promise<void> {
+  /** Applies a credit to one debit, as much as both allow; answers what is left of the credit. */
+  private async applyUpTo(tx: Tx, actor: Actor, at: Date, sourceId: number, targetId: number): Promise<bigint> {
     // Locking reads on MariaDB: the latest committed open amounts, whatever this transaction's snapshot.
     const read = (id: number) => {
       const q = tx('documents').where({ id }).first('open_amount');
@@ -1190,6 +1190,7 @@ export class DocumentsService {
     const b = toBigInt(t!.open_amount);
     const amount = a < b ? a : b;
     if (amount > 0n) await this.apply(tx, actor, at, sourceId, targetId, amount);
+    return a - amount;
   }
 
   /** Every unapplied credit of the account (oldest first) to its open debits (oldest due first), per currency. */
@@ -1223,8 +1224,9 @@ export class DocumentsService {
     await tx('document_applications').insert({ source_document_id: sourceId, target_document_id: targetId, amount: money(amount), created_at: nowMs });
     await tx('documents').where({ id: sourceId }).update({ open_amount: tx.raw('open_amount - ?', [money(amount)]), updated_at: nowMs });
     await tx('documents').where({ id: targetId }).update({ open_amount: tx.raw('open_amount - ?', [money(amount)]), updated_at: nowMs });
-    const target = (await tx('documents').where({ id: targetId }).first()) as DocumentRow;
-    const source = (await tx('documents').where({ id: sourceId }).first('open_amount', 'number')) as { open_amount: unknown; number: string };
+    const both = (await tx('documents').whereIn('id', [sourceId, targetId])) as DocumentRow[];
+    const target = both.find((d) => toNumber(d.id) === targetId)!;
+    const source = both.find((d) => toNumber(d.id) === sourceId)!;
     const left = toBigInt(target.open_amount);
     if (left < 0n) throw new AppError('INTERNAL', `Applying ${amount} to ${target.number} would overpay it.`);
     if (toBigInt(source.open_amount) < 0n) throw new AppError('INTERNAL', `Applying ${amount} of ${source.number} would apply more than it holds.`);
