@@ -776,15 +776,18 @@ export class DocumentsService {
     const accountId = toNumber(invoice.account_id);
     const key = input.idempotencyKey === undefined || input.idempotencyKey === null || input.idempotencyKey === '' ? undefined : requiredText(input.idempotencyKey, 'idempotencyKey', 100);
 
+    // Every attempt on this invoice, with its transaction's state, in one read.
+    const attempts = (await this.deps.db('invoice_payment_attempts as t').leftJoin('payments as p', 'p.id', 't.payment_id').where('t.document_id', invoiceId).select('t.*', 'p.status as payment_status')) as (AttemptRow & { payment_status: string | null })[];
     // A repeat of a key already used: answer from its attempt (the gateway is not called again for it).
     if (key !== undefined) {
-      const earlier = (await this.deps.db('invoice_payment_attempts').where({ gateway_key: derivedGatewayKey(accountId, `pay-invoice:${invoiceId}:${key}`) }).first()) as AttemptRow | undefined;
+      const gk = derivedGatewayKey(accountId, `pay-invoice:${invoiceId}:${key}`);
+      const earlier = attempts.find((a) => a.gateway_key === gk);
       if (earlier && earlier.payment_id !== null) return this.settleAttempt(actor, earlier);
     }
     const open = toBigInt(invoice.open_amount);
     if (invoice.status !== 'open' || open <= 0n) throw notAllowed(`Invoice ${invoice.number} is ${invoice.status === 'paid' ? 'already paid' : invoice.status}; there is nothing to pay.`, 'invoiceId');
-    const busy = (await this.deps.db('invoice_payment_attempts as t').join('payments as p', 'p.id', 't.payment_id').where('t.document_id', invoiceId).whereNull('t.outcome').whereIn('p.status', ['pending', 'unknown']).first('p.id')) as { id: number } | undefined;
-    if (busy) throw conflict(`Payment ${busy.id} of invoice ${invoice.number} is still pending at the gateway; it is applied once settled.`, 'invoiceId');
+    const busy = attempts.find((a) => a.outcome === null && (a.payment_status === 'pending' || a.payment_status === 'unknown'));
+    if (busy) throw conflict(`Payment ${String(busy.payment_id)} of invoice ${invoice.number} is still pending at the gateway; it is applied once settled.`, 'invoiceId');
 
     let payToolId: number;
     if (input.payToolId !== undefined && input.payToolId !== null) {
@@ -796,7 +799,7 @@ export class DocumentsService {
       if (!tool) throw invalid('payToolId', `Account ${accountId} has no default pay tool; give payToolId.`);
       payToolId = toNumber(tool.id);
     }
-    const callerKey = key !== undefined ? `pay-invoice:${invoiceId}:${key}` : `pay-invoice:${invoiceId}:try-${await this.attemptCount(invoiceId) + 1}`;
+    const callerKey = key !== undefined ? `pay-invoice:${invoiceId}:${key}` : `pay-invoice:${invoiceId}:try-${attempts.length + 1}`;
     const gatewayKey = derivedGatewayKey(accountId, callerKey);
     // The attempt is written before the gateway is called: a crash in between still finds its payment later.
     await this.deps.db('invoice_payment_attempts')
@@ -838,11 +841,6 @@ export class DocumentsService {
     const [{ n }] = (await this.deps.db('invoice_payment_attempts').whereNull('outcome').whereNotNull('payment_id').count({ n: '*' })) as { n: unknown }[];
     out.stillOpen = toNumber(n);
     return out;
-  }
-
-  private async attemptCount(invoiceId: number): Promise<number> {
-    const [{ n }] = (await this.deps.db('invoice_payment_attempts').where({ document_id: invoiceId }).count({ n: '*' })) as { n: unknown }[];
-    return toNumber(n);
   }
 
   /** Applies a settled gateway payment to its invoice once (the attempt row is the latch). */
