@@ -4,7 +4,7 @@
  * auto-pay of every invoice through the sandbox payment gateway), and prints subscriptions/s and peak RSS. In the
  * same process it then times a plain batched insert of as many invoice and line rows (rolled back) and prints the
  * ratio of the run's invoicing to it.
- *   npm run bench:billing -- [--subscriptions 100000] [--per-account 10] [--batch-size 1000] [--db sqlite|mysql|both] [--no-autopay]
+ *   npm run bench:billing -- [--subscriptions 100000] [--per-account 10] [--batch-size 1000] [--db sqlite|mysql|both] [--no-autopay] [--autopay-concurrency 8]
  */
 import crypto from 'node:crypto';
 import fs from 'node:fs';
@@ -31,6 +31,7 @@ const PER_ACCOUNT = Number(arg('per-account', '10'));
 const BATCH = Number(arg('batch-size', '1000'));
 const DB = arg('db', 'both');
 const AUTOPAY = !process.argv.includes('--no-autopay');
+const AUTOPAY_CONCURRENCY = Number(arg('autopay-concurrency', '8'));
 const MYSQL = process.env.BENCH_MYSQL_URL || 'mysql://root:@127.0.0.1:3306';
 const AS_OF = new Date('2026-06-01T00:00:00Z');
 const DAY = 86_400_000;
@@ -154,7 +155,7 @@ async function run(label: string, databaseUrl: string): Promise<void> {
     let peak = process.memoryUsage().rss;
     const sampler = setInterval(() => (peak = Math.max(peak, process.memoryUsage().rss)), 50);
     const started = Date.now();
-    const summary = await services.billingRun.run({ asOf: AS_OF, startedBy: 'bench', batchSize: BATCH, autopay: AUTOPAY });
+    const summary = await services.billingRun.run({ asOf: AS_OF, startedBy: 'bench', batchSize: BATCH, autopay: AUTOPAY, autopayConcurrency: AUTOPAY_CONCURRENCY });
     const seconds = (Date.now() - started) / 1000;
     clearInterval(sampler);
     peak = Math.max(peak, process.memoryUsage().rss);

@@ -17,7 +17,7 @@ import type { TaskQueue } from '../../jobs/task-queue';
 
 const DAY_MS = 86_400_000;
 /** Auto-pay charges under way at once per run. */
-const AUTOPAY_CONCURRENCY = 4;
+const AUTOPAY_CONCURRENCY = 8;
 /** Closed usage periods older than this (before the run's instant) are no longer looked at. */
 export const OVERAGE_LOOKBACK_DAYS = 400;
 
@@ -34,6 +34,8 @@ export interface BillingRunOptions {
   batchSize?: number;
   /** Charge each new invoice to the account's default pay tool (default true). */
   autopay?: boolean;
+  /** Auto-pay charges under way at once (default 8; 1 to 64). */
+  autopayConcurrency?: number;
   /** Test hook: called after each committed batch; throwing stops the run there (a crash). */
   afterBatch?: (batch: number) => void | Promise<void>;
 }
@@ -525,7 +527,8 @@ export class BillingRun {
         }
       }
     };
-    await Promise.all(Array.from({ length: AUTOPAY_CONCURRENCY }, worker));
+    const n = Math.max(1, Math.min(64, Math.floor(opts.autopayConcurrency ?? AUTOPAY_CONCURRENCY)));
+    await Promise.all(Array.from({ length: n }, worker));
   }
 }
 
