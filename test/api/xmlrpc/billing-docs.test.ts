@@ -92,6 +92,22 @@ describe('XML-RPC billing document methods', function () {
     expect(fault(await bm(rpc, 'AppliedDocsListGet_API', [inv!.documentId, 3, 0])).faultCode).to.equal(XMLRPC_FAULT_CODES.INVALID_ARGUMENT);
   });
 
+  it('AppliedDocsListGet_API with Kind 1: what was applied to an order\'s invoice', async () => {
+    const db = world.fresh.db;
+    const demo = (await db('accounts').where({ company_name: 'Bluebird Bakery' }).first('id', 'vendor_id', 'currency')) as { id: number; vendor_id: number; currency: string };
+    const plan = ((await db('plans').where({ name: 'Shared Hosting Basic' }).first('id')) as { id: number }).id;
+    const period = ((await db('plan_periods').where({ plan_id: plan, duration: 1, unit: 'month' }).first('id')) as { id: number }).id;
+    const order = await world.server.services.orders.place(provider, { accountId: demo.id, items: [{ planId: plan, periodId: period, parameters: { domain: 'rpc-applied.example' } }] });
+    const now = world.server.services.deps.clock.now();
+    const [inv] = await inTransaction(db, (tx) =>
+      world.server.services.documents.issueInvoices(tx, now, [{ vendorId: demo.vendor_id, accountId: demo.id, currency: demo.currency, issueDate: now, orderId: order.orderId, lines: [{ kind: 'setup', description: 'Setup', quantity: '1', unitPrice: 500n, amount: 500n }] }]),
+    );
+    const pay = await world.server.services.documents.recordPayment(provider, { accountId: demo.id, amount: 500n, method: 'wire', invoiceId: inv!.documentId });
+    const rows = (result(await bm(rpc, 'AppliedDocsListGet_API', [order.orderId, 1, 0])) as XmlRpcValue[][]).map(asText);
+    expect(rows.map((r) => r.slice(0, 3))).to.deep.equal([[pay.documentId, pay.number, 50]]);
+    expect(fault(await bm(rpc, 'AppliedDocsListGet_API', [987654321, 1, 0])).faultCode).to.equal(XMLRPC_FAULT_CODES.NOT_FOUND);
+  });
+
   it('PayToolListForAccountGet_API: stored cards as brand, masked number and expiry, never the number', async () => {
     const gateway = ((await world.fresh.db('plugin_instances').where({ kind: 'payment' }).orderBy('id').first('id')) as { id: number }).id;
     const tool = await world.server.services.payments.storePayTool(provider, customer, gateway, { number: '4242424242424242', expMonth: 3, expYear: 2031, cvv: '123' }, { makeDefault: true });
