@@ -188,6 +188,26 @@ describe('SOAP billing documents (ListInvoices, GetInvoice, PayInvoice, RecordPa
     expect((await balanceOf(d)).balance).to.equal('5.00');
   });
 
+  it('PayInvoice with a gateway that times out answers status unknown and applies nothing until the payment is settled; RefundPayment of a card payment goes through the gateway', async () => {
+    const c = await customer('USD', 'US', '4000000000000119');
+    const id = await invoice(c, 'USD', [2500n]);
+    const r = await call('PayInvoice', { invoiceId: id, idempotencyKey: 'soap-timeout-1' });
+    expect([r.payment.status, Number(r.payment.invoiceId)]).to.deep.equal(['unknown', id]);
+    expect((await call('GetInvoice', { invoiceId: id })).invoice.status).to.equal('open');
+    expect(await faultOf('PayInvoice', { invoiceId: id })).to.include({ code: 'CONFLICT', field: 'invoiceId' });
+    await world.server.services.payments.reconcilePending(provider);
+    // Asking again with the same key applies the now settled payment, without charging again.
+    const again = await call('PayInvoice', { invoiceId: id, idempotencyKey: 'soap-timeout-1' });
+    expect([again.payment.status, again.payment.paymentId]).to.deep.equal(['success', r.payment.paymentId]);
+    expect((await call('GetInvoice', { invoiceId: id })).invoice.status).to.equal('paid');
+    expect(await world.fresh.db('payments').where({ account_id: c, kind: 'purchase' }).count({ n: '*' })).to.deep.equal([{ n: 1 }]);
+
+    const rf = await call('RefundPayment', { paymentId: r.payment.paymentId, amount: '10.00', reason: 'downgrade', idempotencyKey: 'soap-rf-1' });
+    expect([rf.payment.kind, rf.payment.status, rf.payment.method, raw('amount')[0]]).to.deep.equal(['refund', 'success', 'card', '10.00']);
+    expect(rf.payment.gateway).to.be.a('string');
+    expect((await balanceOf(c)).balance).to.equal('10.00');
+  });
+
   it('RecordPayment, ListPayments, RefundPayment, GetAccountBalance and AdjustBalance (JPY, no decimals)', async () => {
     const c = await customer('JPY', 'JP');
     await invoice(c, 'JPY', [5000n]);
