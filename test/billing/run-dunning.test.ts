@@ -81,4 +81,23 @@ describe(`billing run: dunning (${dialect})`, function () {
     expect(await steps()).to.deep.equal(['grace:done', 'terminate:requested']);
     expect((await run('2026-03-11T00:00:00Z')).terminations).to.equal(0);
   });
+  it('a vendor\'s late fee: once per overdue invoice after late_fee_days, on an invoice of its own, never a fee on a fee', async () => {
+    const book = await makeBook(world);
+    await world.services.billingSettings.set(world.provider, book.vendorId, { lateFee: 500n, lateFeeDays: 5 });
+    const web = await makePlan(world, book, { name: 'Web', currency: 'USD', periods: [{ duration: 1, unit: 'month', recurringFee: 1000n }] });
+    const c = await makeCustomer(world, book, 'Late', { card: null });
+    await makeSubscription(world, book, c, web, { start: d('2026-01-05T00:00:00Z'), expiration: d('2026-02-05T00:00:00Z') });
+    await run('2026-02-01T00:00:00Z'); // due 02-08
+    expect((await run('2026-02-12T00:00:00Z')).charges).to.equal(0);
+    const dry = await world.services.billingRun.run({ asOf: d('2026-02-13T00:00:00Z'), dryRun: true, startedBy: 'test' });
+    expect({ charges: dry.charges, invoices: dry.invoices, totals: dry.totals }).to.deep.equal({ charges: 1, invoices: 1, totals: { USD: 500n } });
+    const fee = await run('2026-02-13T00:00:00Z');
+    expect({ charges: fee.charges, invoices: fee.invoices, totals: fee.totals }).to.deep.equal({ charges: 1, invoices: 1, totals: { USD: 500n } });
+    const lines = (await world.deps.db('document_lines').where({ kind: 'late_fee' }).select('amount', 'description')) as { amount: unknown; description: string }[];
+    expect(lines.map((l) => [toNumber(l.amount), l.description])).to.deep.equal([[500, 'Late fee: invoice INV-000001 unpaid since 2026-02-08']]);
+    expect((await run('2026-02-14T00:00:00Z')).charges).to.equal(0);
+    // The fee's own invoice (due 02-20) overdue by far more than 5 days: still no fee on it.
+    expect((await run('2026-03-01T00:00:00Z')).charges).to.equal(0);
+    expect(await world.deps.db('billing_charges').where({ kind: 'late_fee' }).count({ n: '*' })).to.deep.equal([{ n: 1 }]);
+  });
 });

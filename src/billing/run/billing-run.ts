@@ -10,7 +10,7 @@ import { billingActor, type DocumentsService } from '../documents-service';
 import { billingSettingsOfMany, DEFAULT_BILLING_SETTINGS, type BillingSettings } from '../settings';
 import type { IssueInvoiceInput, IssuedInvoice, LineKind } from '../types';
 import { formatQuantity, quantityFromDb } from '../usage-quantity';
-import { overageChargeKey, renewalChargeKey, resourceChargeKey, trialConversionChargeKey } from './charge-keys';
+import { lateFeeChargeKey, overageChargeKey, renewalChargeKey, resourceChargeKey, trialConversionChargeKey } from './charge-keys';
 import { overageAmount, parseTiers } from './overage';
 import { dueSteps, dunInvoice, subscriptionsOn, type OverdueInvoice } from './dunning';
 import type { TaskQueue } from '../../jobs/task-queue';
@@ -218,7 +218,9 @@ export class BillingRun {
         await this.autopay(r, opts, summary);
         if (dryRun) break;
       }
-      // 4. Dunning of overdue invoices: grace, suspend, terminate per the vendor's days, each step once.
+      // 4. Late fees of vendors that set one: one per overdue invoice, on an invoice of its own.
+      await this.lateFees(ctx, batchSize, dryRun, opts);
+      // 5. Dunning of overdue invoices: grace, suspend, terminate per the vendor's days, each step once.
       if (this.tasks) await this.dunning(ctx, batchSize, dryRun);
       summary.durationMs = Date.now() - started;
       if (summary.runId !== null) {
@@ -408,6 +410,74 @@ export class BillingRun {
         return issued;
       }),
     );
+  }
+
+  /**
+   * A vendor's late fee (billing_settings.late_fee, in minor units of the invoice's currency) on each of its open
+   * invoices at least late_fee_days past due: one `late_fee` charge per invoice (key "doc:<id>:late_fee"), never
+   * on an invoice that only bills late fees, invoiced per account like any other charge.
+   */
+  private async lateFees(ctx: RunContext, limit: number, dryRun: boolean, opts: BillingRunOptions): Promise<void> {
+    const db = this.deps.db;
+    const vendors = (await db('billing_settings').whereNotNull('late_fee').select('vendor_id', 'late_fee', 'late_fee_days')) as { vendor_id: number; late_fee: unknown; late_fee_days: unknown }[];
+    const asOf = ctx.asOf.getTime();
+    for (const v of vendors) {
+      const fee = toBigInt(v.late_fee);
+      if (fee <= 0n) continue;
+      const days = v.late_fee_days === null || v.late_fee_days === undefined ? 0 : toNumber(v.late_fee_days);
+      let after = 0;
+      for (;;) {
+        const invoices = (await db('documents')
+          .where({ vendor_id: toNumber(v.vendor_id), type: 'invoice', status: 'open' })
+          .whereNotNull('due_date')
+          .where('due_date', '<=', asOf - days * DAY_MS)
+          .where('id', '>', after)
+          .orderBy('id')
+          .limit(limit)
+          .select('id', 'number', 'account_id', 'currency', 'due_date')) as { id: number; number: string; account_id: number; currency: string; due_date: unknown }[];
+        if (invoices.length === 0) break;
+        after = toNumber(invoices[invoices.length - 1]!.id);
+        const ids = invoices.map((i) => toNumber(i.id));
+        const kinds = (await db('billing_charges').whereIn('document_id', ids).select('document_id', 'kind')) as { document_id: number; kind: string }[];
+        const feeOnly = new Set<number>();
+        const other = new Set<number>();
+        for (const k of kinds) (k.kind === 'late_fee' ? feeOnly : other).add(toNumber(k.document_id));
+        const now = this.deps.clock.now().getTime();
+        const charges: ChargeRow[] = invoices
+          .filter((i) => !(feeOnly.has(toNumber(i.id)) && !other.has(toNumber(i.id))))
+          .map((i) => ({
+            charge_key: lateFeeChargeKey(toNumber(i.id)),
+            subscription_id: null,
+            account_id: toNumber(i.account_id),
+            vendor_id: toNumber(v.vendor_id),
+            kind: 'late_fee',
+            period_start: null,
+            period_end: null,
+            resource_id: null,
+            quantity: '1',
+            unit_price: money(fee),
+            amount: money(fee),
+            currency: i.currency,
+            description: `Late fee: invoice ${i.number} unpaid since ${day(toNumber(i.due_date))}`,
+            document_id: null,
+            order_id: null,
+            run_id: ctx.summary.runId,
+            created_at: now,
+          }));
+        if (charges.length === 0) continue;
+        if (dryRun) {
+          await ctx.countDry(db, charges, []);
+          continue;
+        }
+        const issued = await retryOnDeadlock(() =>
+          db.transaction(async (tx) => {
+            await insertCharges(tx, charges, ctx);
+            return this.invoiceUninvoiced(tx, ctx, (q) => q.whereIn('charge_key', charges.map((c) => c.charge_key)));
+          }),
+        );
+        await this.autopay(issued, opts, ctx.summary);
+      }
+    }
   }
 
   /** Open invoices past due by at least the smallest grace period, by id: the dunning steps now due for each. */
