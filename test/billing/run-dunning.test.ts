@@ -24,7 +24,11 @@ describe(`billing run: dunning (${dialect})`, function () {
     return { status: toNumber(r.status), service: toNumber(r.service_status), expiration: new Date(toNumber(r.expiration_date)).toISOString().slice(0, 10) };
   };
   const tasks = async (id: number) => ((await world.deps.db('tasks').where({ object_type: 'subscription', object_id: String(id) }).orderBy('id').select('kind')) as { kind: string }[]).map((t) => t.kind);
-  const steps = async () => ((await world.deps.db('dunning_steps').orderBy(['document_id', 'step']).select('document_id', 'step', 'outcome')) as { document_id: number; step: string; outcome: string }[]).map((s) => `${s.step}:${s.outcome}`);
+  /** Dunning steps (grace, suspend, terminate), or with autopay the auto-pay retries. */
+  const steps = async (autopay = false) =>
+    ((await world.deps.db('dunning_steps').orderBy(['document_id', 'step']).select('document_id', 'step', 'outcome')) as { document_id: number; step: string; outcome: string }[])
+      .filter((s) => s.step.startsWith('autopay:') === autopay)
+      .map((s) => `${s.step}:${s.outcome}`);
 
   it('grace after 3 days past due, suspension after 10 (through the gate), each once; payment in full resumes; the other subscription is never touched', async () => {
     const book = await makeBook(world);
@@ -99,5 +103,25 @@ describe(`billing run: dunning (${dialect})`, function () {
     // The fee's own invoice (due 02-20) overdue by far more than 5 days: still no fee on it.
     expect((await run('2026-03-01T00:00:00Z')).charges).to.equal(0);
     expect(await world.deps.db('billing_charges').where({ kind: 'late_fee' }).count({ n: '*' })).to.deep.equal([{ n: 1 }]);
+  });
+  it('auto-pay retries 1, 3 and 7 days after issue, each once; a card that recovers pays and renews before dunning', async () => {
+    const book = await makeBook(world);
+    const web = await makePlan(world, book, { name: 'Web', currency: 'USD', periods: [{ duration: 1, unit: 'month', recurringFee: 1000n }] });
+    const c = await makeCustomer(world, book, 'Retry', { card: 'decline' });
+    const id = await makeSubscription(world, book, c, web, { start: d('2026-01-05T00:00:00Z'), expiration: d('2026-02-05T00:00:00Z') });
+    const tried = async (asOf: string) => (await run(asOf)).payments;
+    expect(await tried('2026-02-01T00:00:00Z')).to.deep.include({ tried: 1, declined: 1 });
+    expect(await tried('2026-02-01T12:00:00Z')).to.deep.include({ tried: 0 });
+    expect(await tried('2026-02-02T00:00:00Z')).to.deep.include({ tried: 1, declined: 1 });
+    expect(await tried('2026-02-03T00:00:00Z')).to.deep.include({ tried: 0 });
+    expect(await tried('2026-02-04T00:00:00Z')).to.deep.include({ tried: 1, declined: 1 });
+    // The customer stores a working card as the default; the third retry (day 7) pays.
+    await world.services.payments.storePayTool(world.provider, c.accountId, book.gatewayId, { number: '4242424242424242', expMonth: 12, expYear: 2030, cvv: '123' }, { makeDefault: true });
+    expect(await tried('2026-02-07T00:00:00Z')).to.deep.include({ tried: 0 });
+    expect(await tried('2026-02-08T00:00:00Z')).to.deep.include({ tried: 1, succeeded: 1 });
+    expect(await steps(true)).to.deep.equal(['autopay:1:tried', 'autopay:2:tried', 'autopay:3:tried']);
+    expect(await sub(id)).to.deep.include({ status: 30, expiration: '2026-03-05' });
+    expect(await world.deps.db('payments').count({ n: '*' })).to.deep.equal([{ n: 4 }]);
+    expect((await run('2026-02-20T00:00:00Z')).suspensions).to.equal(0);
   });
 });

@@ -3,6 +3,7 @@ import type { Actor, Deps } from '../../context';
 import { isSqlite, money, toBigInt, toNumber, type Conn, type Tx } from '../../db/knex';
 import { retryOnDeadlock } from '../../db/transaction';
 import { invalid, isAppError } from '../../domain/errors';
+import { isUniqueViolation } from '../../idempotency';
 import { addPeriod, type PeriodUnit } from '../../domain/period';
 import { formatAmount } from '../../domain/money';
 import { SUBSCRIPTION_STATUS } from '../../subscriptions/subscriptions-service';
@@ -220,7 +221,9 @@ export class BillingRun {
       }
       // 4. Late fees of vendors that set one: one per overdue invoice, on an invoice of its own.
       await this.lateFees(ctx, batchSize, dryRun, opts);
-      // 5. Dunning of overdue invoices: grace, suspend, terminate per the vendor's days, each step once.
+      // 5. Auto-pay retries of open invoices on the vendor's autopayRetryDays, each retry once.
+      if (!dryRun && opts.autopay !== false) await this.autopayRetries(ctx, batchSize, opts);
+      // 6. Dunning of overdue invoices: grace, suspend, terminate per the vendor's days, each step once.
       if (this.tasks) await this.dunning(ctx, batchSize, dryRun);
       summary.durationMs = Date.now() - started;
       if (summary.runId !== null) {
@@ -480,6 +483,64 @@ export class BillingRun {
     }
   }
 
+  /**
+   * Auto-pay retries: an open invoice of an account with a default pay tool is charged again autopayRetryDays[n]
+   * days after its issue date (retry n+1, key "autopay:<n+2>"), each retry once (dunning_steps "autopay:<n+1>",
+   * claimed before paying). A run that first sees an invoice late makes only the latest retry due.
+   */
+  private async autopayRetries(ctx: RunContext, limit: number, opts: BillingRunOptions): Promise<void> {
+    const db = this.deps.db;
+    const asOf = ctx.asOf.getTime();
+    const row = (await db('billing_settings').select('autopay_retry_days')) as { autopay_retry_days: string }[];
+    const firsts = [DEFAULT_BILLING_SETTINGS.autopayRetryDays[0] ?? Infinity, ...row.map((r) => (JSON.parse(r.autopay_retry_days) as number[])[0] ?? Infinity)];
+    const minFirst = Math.min(...firsts);
+    if (!Number.isFinite(minFirst)) return;
+    let after = 0;
+    for (;;) {
+      const invoices = (await db('documents as d')
+        .join('pay_tools as t', function () {
+          this.on('t.account_id', '=', 'd.account_id').andOn('t.is_default', '=', db.raw('?', [true]));
+        })
+        .where({ 'd.type': 'invoice', 'd.status': 'open' })
+        .where('d.issue_date', '<=', asOf - minFirst * DAY_MS)
+        .where('d.id', '>', after)
+        .orderBy('d.id')
+        .limit(limit)
+        .select('d.id', 'd.vendor_id', 'd.account_id', 'd.issue_date', 'd.total', 'd.number', 'd.currency', 'd.due_date', 'd.subtotal', 'd.tax_total')) as {
+        id: number;
+        vendor_id: number;
+        account_id: number;
+        issue_date: unknown;
+        total: unknown;
+        number: string;
+        currency: string;
+        due_date: unknown;
+        subtotal: unknown;
+        tax_total: unknown;
+      }[];
+      if (invoices.length === 0) return;
+      after = toNumber(invoices[invoices.length - 1]!.id);
+      const settings = await ctx.settingsFor(db, invoices.map((i) => toNumber(i.vendor_id)));
+      const due: IssuedInvoice[] = [];
+      for (const i of invoices) {
+        const days = settings.get(toNumber(i.vendor_id))!.autopayRetryDays;
+        let n = -1;
+        days.forEach((d, k) => {
+          if (toNumber(i.issue_date) + d * DAY_MS <= asOf) n = k;
+        });
+        if (n < 0) continue;
+        try {
+          await db('dunning_steps').insert({ document_id: toNumber(i.id), step: `autopay:${n + 1}`, outcome: 'tried', at: this.deps.clock.now().getTime() });
+        } catch (e) {
+          if (isUniqueViolation(e)) continue;
+          throw e;
+        }
+        due.push({ documentId: toNumber(i.id), number: i.number, accountId: toNumber(i.account_id), vendorId: toNumber(i.vendor_id), currency: i.currency, subtotal: toBigInt(i.subtotal), taxTotal: toBigInt(i.tax_total), total: toBigInt(i.total), dueDate: new Date(toNumber(i.due_date)), retry: n + 2 } as IssuedInvoice & { retry: number });
+      }
+      await this.autopay(due, opts, ctx.summary);
+    }
+  }
+
   /** Open invoices past due by at least the smallest grace period, by id: the dunning steps now due for each. */
   private async dunning(ctx: RunContext, limit: number, dryRun: boolean): Promise<void> {
     const db = this.deps.db;
@@ -583,7 +644,7 @@ export class BillingRun {
         if (!inv) return;
         summary.payments.tried++;
         try {
-          const r = await this.documents.payInvoice(billingActor(inv.vendorId), { invoiceId: inv.documentId, idempotencyKey: 'autopay:1' });
+          const r = await this.documents.payInvoice(billingActor(inv.vendorId), { invoiceId: inv.documentId, idempotencyKey: `autopay:${(inv as IssuedInvoice & { retry?: number }).retry ?? 1}` });
           if (r.outcome === 'paid') summary.payments.succeeded++;
           else if (r.outcome === 'pending' || r.outcome === 'unknown') summary.payments.unknown++;
           else summary.payments.declined++;
