@@ -3,6 +3,10 @@ import type { Knex } from 'knex';
 // Accounts receivable: documents (invoices, memos, payments, refunds) with their lines and applications, the
 // billing run's charges (its idempotency key), usage reports, per-vendor billing settings and tax rules.
 // Money is BIGINT minor units, instants epoch milliseconds, as everywhere.
+// Part A (documents) added invoice_payment_attempts (additive, before shipping): links a gateway charge to the
+// invoice it pays, written before the gateway is called, so a pending/unknown payment is applied once settled.
+// Part A also added triggers (end of up()): an issued document keeps its amounts and parties, its lines and
+// applications are never changed or deleted (corrections only by memo).
 
 export async function up(knex: Knex): Promise<void> {
   // Per-vendor billing policy; a vendor without a row gets the defaults of src/billing (documented there).
@@ -132,6 +136,24 @@ export async function up(knex: Knex): Promise<void> {
     t.index(['target_document_id']);
   });
 
+  // PayInvoice: one row per gateway charge meant for an invoice, keyed by the payment's gateway idempotency key and
+  // written before the call; outcome stays null until the payment settles (applied | declined | failed).
+  await knex.schema.createTable('invoice_payment_attempts', (t) => {
+    t.string('gateway_key', 128).primary();
+    t.bigInteger('document_id').unsigned().notNullable().references('id').inTable('documents');
+    t.bigInteger('account_id').unsigned().notNullable().references('id').inTable('accounts');
+    t.bigInteger('amount').notNullable();
+    t.string('currency', 3).notNullable();
+    t.bigInteger('payment_id').unsigned().nullable().references('id').inTable('payments');
+    t.string('outcome', 16).nullable();
+    t.bigInteger('payment_document_id').unsigned().nullable();
+    t.bigInteger('created_at').notNullable();
+    t.bigInteger('settled_at').nullable();
+    t.index(['document_id']);
+    t.index(['outcome', 'created_at']);
+    t.index(['payment_id']);
+  });
+
   // Every run, on demand or scheduled, with its summary; a dry run is not recorded.
   await knex.schema.createTable('billing_runs', (t) => {
     t.bigIncrements('id').primary();
@@ -180,10 +202,39 @@ export async function up(knex: Knex): Promise<void> {
     t.bigInteger('at').notNullable();
     t.primary(['document_id', 'step']);
   });
+
+  await immutabilityTriggers(knex);
+}
+
+/** Columns of an issued document that never change; open_amount, status, paid_at and updated_at do. */
+const FIXED = ['vendor_id', 'account_id', 'type', 'number', 'currency', 'subtotal', 'tax_total', 'total', 'balance_effect', 'issue_date', 'due_date', 'related_document_id', 'payment_id'];
+
+async function immutabilityTriggers(knex: Knex): Promise<void> {
+  const mysql = knex.client.config.client === 'mysql2' || knex.client.config.client === 'mysql';
+  const msg = 'issued documents are immutable: correct them with a credit or debit memo';
+  if (mysql) {
+    const changed = FIXED.map((c) => `NOT (NEW.${c} <=> OLD.${c})`).join(' OR ');
+    await knex.raw(`CREATE TRIGGER documents_fixed BEFORE UPDATE ON documents FOR EACH ROW BEGIN IF ${changed} THEN SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = '${msg}'; END IF; END`);
+    for (const t of ['documents', 'document_lines', 'document_applications']) {
+      await knex.raw(`CREATE TRIGGER ${t}_no_delete BEFORE DELETE ON ${t} FOR EACH ROW SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = '${msg}'`);
+    }
+    for (const t of ['document_lines', 'document_applications']) {
+      await knex.raw(`CREATE TRIGGER ${t}_no_update BEFORE UPDATE ON ${t} FOR EACH ROW SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = '${msg}'`);
+    }
+  } else {
+    const changed = FIXED.map((c) => `NEW.${c} IS NOT OLD.${c}`).join(' OR ');
+    await knex.raw(`CREATE TRIGGER documents_fixed BEFORE UPDATE ON documents WHEN ${changed} BEGIN SELECT RAISE(ABORT, '${msg}'); END`);
+    for (const t of ['documents', 'document_lines', 'document_applications']) {
+      await knex.raw(`CREATE TRIGGER ${t}_no_delete BEFORE DELETE ON ${t} BEGIN SELECT RAISE(ABORT, '${msg}'); END`);
+    }
+    for (const t of ['document_lines', 'document_applications']) {
+      await knex.raw(`CREATE TRIGGER ${t}_no_update BEFORE UPDATE ON ${t} BEGIN SELECT RAISE(ABORT, '${msg}'); END`);
+    }
+  }
 }
 
 export async function down(knex: Knex): Promise<void> {
-  for (const t of ['dunning_steps', 'usage_periods', 'usage_reports', 'billing_runs', 'document_applications', 'document_lines', 'billing_charges', 'documents', 'document_sequences', 'tax_rules', 'billing_settings']) {
+  for (const t of ['invoice_payment_attempts', 'dunning_steps', 'usage_periods', 'usage_reports', 'billing_runs', 'document_applications', 'document_lines', 'billing_charges', 'documents', 'document_sequences', 'tax_rules', 'billing_settings']) {
     await knex.schema.dropTableIfExists(t);
   }
 }

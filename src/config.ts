@@ -38,6 +38,8 @@ export interface Config {
   consoleSessionAbsoluteHours: number;
   /** node-cron expression of the payment reconciler's runs (asks gateways about pending and unknown payments). */
   paymentReconcileCron: string;
+  /** When the server runs the billing run (a node-cron expression, UTC); empty: never (run it with npm run billing). */
+  billingCron: string;
 }
 
 export class ConfigError extends Error {
@@ -78,6 +80,7 @@ export const ENV_KEYS: Record<string, keyof Config> = {
   CONSOLE_SESSION_IDLE_MINUTES: 'consoleSessionIdleMinutes',
   CONSOLE_SESSION_ABSOLUTE_HOURS: 'consoleSessionAbsoluteHours',
   PAYMENT_RECONCILE_CRON: 'paymentReconcileCron',
+  BILLING_CRON: 'billingCron',
 };
 
 const ROOT = path.resolve(__dirname, '..');
@@ -123,12 +126,21 @@ function text(raw: Raw, key: keyof Config, env?: string): string {
   return v;
 }
 
-function cronExpression(raw: Raw, key: keyof Config, env?: string): string {
+/** A node-cron expression that may not be switched off (the payment reconciler must run). */
+function requiredCronExpression(raw: Raw, key: keyof Config, env?: string): string {
   const v = raw[key];
   if (typeof v !== 'string' || v.trim() === '' || !cron.validate(v.trim())) {
     throw new ConfigError(env ?? key, `must be a cron expression (5 fields, or 6 with seconds first, e.g. "*/5 * * * *"), got ${JSON.stringify(v)}.`);
   }
   return v.trim();
+}
+
+/** A node-cron expression (5 fields, or 6 with seconds first), or empty / "off" for never. */
+function cronExpression(raw: Raw, key: keyof Config, env?: string): string {
+  const v = text(raw, key, env).trim();
+  if (v === '' || v.toLowerCase() === 'off') return '';
+  if (!cron.validate(v)) throw new ConfigError(env ?? key, `must be a cron expression such as "0 2 * * *" (every day at 02:00 UTC), or empty (or off) to switch the schedule off; got ${JSON.stringify(v)}.`);
+  return v;
 }
 
 export function validateDatabaseUrl(url: string, key = 'databaseUrl'): string {
@@ -196,7 +208,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Part
     webhookAllowPrivateNetworks: boolean(raw, 'webhookAllowPrivateNetworks', e('webhookAllowPrivateNetworks')),
     consoleSessionIdleMinutes: integer(raw, 'consoleSessionIdleMinutes', 1, 7 * 24 * 60, e('consoleSessionIdleMinutes')),
     consoleSessionAbsoluteHours: integer(raw, 'consoleSessionAbsoluteHours', 1, 24 * 30, e('consoleSessionAbsoluteHours')),
-    paymentReconcileCron: cronExpression(raw, 'paymentReconcileCron', e('paymentReconcileCron')),
+    paymentReconcileCron: requiredCronExpression(raw, 'paymentReconcileCron', e('paymentReconcileCron')),
+    billingCron: cronExpression(raw, 'billingCron', e('billingCron')),
   };
   if (cfg.smtpUrl && !/^smtps?:\/\/[^/\s]+/.test(cfg.smtpUrl)) {
     throw new ConfigError(e('smtpUrl') ?? 'smtpUrl', `must be smtp://[user:pass@]host[:port] or smtps://..., got ${JSON.stringify(cfg.smtpUrl.replace(/\/\/[^@/]*@/, '//***@'))}.`);

@@ -26,6 +26,10 @@ import { accountMethods } from './api/xmlrpc/methods-accounts';
 import { catalogMethods } from './api/xmlrpc/methods-catalog';
 import { orderMethods } from './api/xmlrpc/methods-orders';
 import { lifecycleMethods } from './api/xmlrpc/methods-lifecycle';
+import { usageMethods } from './api/xmlrpc/methods-usage';
+import { billingMethods } from './api/xmlrpc/methods-billing';
+import { mountInvoiceHtml } from './billing/invoice-html';
+import { scheduleBilling } from './billing/run/schedule';
 import { billingService, provisioningService } from './api/soap/billing-service';
 import { eventMethods } from './api/xmlrpc/methods-events';
 import { startEventDelivery, type EventDelivery } from './events/delivery-runtime';
@@ -127,9 +131,12 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     const services = createServices(deps);
     const { app, router } = createHttpApp(services);
     const mounts = await mountTransports(services, app, router);
+    mountInvoiceHtml(services, router); // GET /invoices/:id, the printable invoice
     app.use(router.routes()).use(router.allowedMethods());
     const housekeeping = startHousekeeping(services);
     const reconciler = schedulePaymentReconciler(deps, services.payments, config.paymentReconcileCron);
+    // The billing run on config.billingCron (default daily at 02:00 UTC; empty switches it off).
+    const billingSchedule = scheduleBilling(services);
     // Orders move through their workflows as background tasks; this process takes its share of them.
     const worker = new Worker(deps, services.tasks, {
       ...orderHandlers(deps, {
@@ -158,6 +165,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
         clearInterval(housekeeping);
         await events.stop();
         await reconciler.destroy();
+        await billingSchedule?.stop();
         await worker.stop();
         await mounts.close();
         await closeSockets();
@@ -200,6 +208,8 @@ function startHousekeeping(services: Services): NodeJS.Timeout {
     try {
       await db('idempotency_keys').where('created_at', '<', now - config.idempotencyKeyTtlHours * 3_600_000).del();
       await db('ws_nonces').where('expires_at', '<', now).del();
+      // Invoice payments the gateway settled since (pending or unknown at PayInvoice time) are applied now.
+      await services.documents.settlePayments();
     } catch (e) {
       log.warn('housekeeping failed', { error: safeErrorMessage(e) });
     }
@@ -217,7 +227,7 @@ async function mountTransports(
 ): Promise<{ legacyXmlRpc?: http.RequestListener; posts: Record<string, PostHandler>; close(): Promise<void> }> {
   app.use(consoleMiddleware(services));
   const soapPosts = await mountSoap(services, router, [billingService(services, WSDL_DIR), provisioningService(services, WSDL_DIR)]);
-  const xmlrpc = new XmlRpcEndpoint(services, { ...accountMethods, ...catalogMethods, ...orderMethods, ...eventMethods, ...lifecycleMethods });
+  const xmlrpc = new XmlRpcEndpoint(services, { ...accountMethods, ...catalogMethods, ...orderMethods, ...eventMethods, ...lifecycleMethods, ...usageMethods, ...billingMethods });
   router.all('/RPC2', async (ctx) => {
     ctx.respond = false;
     await xmlrpc.handle(ctx.req, ctx.res, ctx.state.requestId as string);

@@ -14,6 +14,13 @@ import { WorkflowsService } from './orders/workflows-service';
 import { PromoCodesService } from './orders/promo-codes-service';
 import { SubscriptionsService } from './subscriptions/subscriptions-service';
 import { SubscriptionOrdersService } from './orders/subscription-orders';
+import { accountBalance, DocumentsService } from './billing/documents-service';
+import { BillingRun } from './billing/run/billing-run';
+import { extendPaidRenewals } from './billing/run/renewals';
+import { liftDunning } from './billing/run/dunning';
+import { UsageService } from './billing/usage-service';
+import { TaxRulesService } from './billing/taxes';
+import { BillingSettingsService } from './billing/settings';
 import { BUNDLED_PLUGINS_DIR, loadPlugins, type PluginRegistry } from './plugins/loader';
 import { EventActionsService } from './events/actions-service';
 import { NotificationsService } from './notifications/notifications-service';
@@ -43,6 +50,14 @@ export interface Services {
   notificationSchedules: NotificationSchedulesService;
   /** Renewal and cancellation orders on existing subscriptions. */
   subscriptionOrders: SubscriptionOrdersService;
+  /** Billing documents (invoices, memos, payments, refunds), tax rules and per-vendor billing settings. */
+  documents: DocumentsService;
+  taxRules: TaxRulesService;
+  billingSettings: BillingSettingsService;
+  /** Reported usage of metered resources (ReportUsage, DUMMYGATE usage methods). */
+  usage: UsageService;
+  /** The billing run: renewals, trials, overage, invoices and auto-pay as of an instant (cron, CLI, RunBilling). */
+  billingRun: BillingRun;
 }
 
 /** Builds every service; pass the registry when one is already loaded (it is loaded once per process). */
@@ -53,20 +68,26 @@ export function createServices(deps: Deps, plugins: PluginRegistry = loadPlugins
   const tasks = new TaskQueue(deps);
   const workflows = new WorkflowsService(deps);
   const promoCodes = new PromoCodesService(deps);
+  const payments = new PaymentsService(deps, async (id) => {
+    const row = (await deps.db('plugin_instances').where({ id }).first('kind')) as { kind: string } | undefined;
+    if (!row || row.kind !== 'payment') throw notFound('Payment gateway instance', id);
+    return pluginInstances.instantiate<PaymentGateway>(id);
+  });
+  const documents = new DocumentsService(deps, payments);
+  // A paid renewal (or trial conversion) invoice moves its subscription's expiration forward.
+  documents.onInvoicePaid(extendPaidRenewals());
+  // ... and payment in full lifts its dunning (graced -> active, a non-payment suspension resumed).
+  documents.onInvoicePaid(liftDunning(deps, tasks));
   return {
     deps,
-    accounts: new AccountsService(deps),
+    accounts: new AccountsService(deps, accountBalance),
     users,
     catalog,
     auth: new Authenticator(deps, users),
     tasks,
     plugins,
     pluginInstances,
-    payments: new PaymentsService(deps, async (id) => {
-      const row = (await deps.db('plugin_instances').where({ id }).first('kind')) as { kind: string } | undefined;
-      if (!row || row.kind !== 'payment') throw notFound('Payment gateway instance', id);
-      return pluginInstances.instantiate<PaymentGateway>(id);
-    }),
+    payments,
     fraud: new FraudService(deps),
     workflows,
     promoCodes,
@@ -76,5 +97,10 @@ export function createServices(deps: Deps, plugins: PluginRegistry = loadPlugins
     notifications: new NotificationsService(deps),
     notificationSchedules: new NotificationSchedulesService(deps),
     subscriptionOrders: new SubscriptionOrdersService(deps, { catalog, tasks, workflows }),
+    documents,
+    taxRules: new TaxRulesService(deps),
+    billingSettings: new BillingSettingsService(deps),
+    usage: new UsageService(deps),
+    billingRun: new BillingRun(deps, documents, tasks),
   };
 }

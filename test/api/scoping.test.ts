@@ -15,10 +15,13 @@ import { billingService, provisioningService } from '../../src/api/soap/billing-
 import { parseMethodResponse, serializeMethodCall, type XmlRpcValue } from '../../src/api/xmlrpc/codec';
 import { ACCOUNT_ADD_PARAMS, accountMethods } from '../../src/api/xmlrpc/methods-accounts';
 import { catalogMethods } from '../../src/api/xmlrpc/methods-catalog';
+import { billingMethods } from '../../src/api/xmlrpc/methods-billing';
 import { orderMethods, orderSignature } from '../../src/api/xmlrpc/methods-orders';
 import { eventMethods } from '../../src/api/xmlrpc/methods-events';
 import { lifecycleMethods } from '../../src/api/xmlrpc/methods-lifecycle';
+import { usageMethods } from '../../src/api/xmlrpc/methods-usage';
 import type { Actor } from '../../src/context';
+import { inTransaction } from '../../src/db/transaction';
 import { accountWithApiUser, providerActor, startApiWorld, type ApiWorld } from '../helpers/api';
 
 /** An id no table holds (int32, so XML-RPC sends it as <i4>). */
@@ -81,6 +84,14 @@ describe('API scoping: a reseller cannot reach another reseller\'s objects by id
   let orderB: number;
   let subA: number;
   let subB: number;
+  // Billing documents: an invoice and a recorded payment of each customer; one more invoice of A's to pay by card.
+  let invA: number;
+  let invB: number;
+  let invToPayA: number;
+  let payA: number;
+  let payB: number;
+  let payDocA: number;
+  let payDocB: number;
 
   let seq = 0;
   const unique = (prefix: string) => `${prefix}-${Date.now().toString(36)}-${++seq}`;
@@ -214,6 +225,21 @@ describe('API scoping: a reseller cannot reach another reseller\'s objects by id
     await workflows.define(provider, { vendorAccountId: A.accountId, orderType: 'sales', definition: approveFirst });
     orderA = { approve: await placeFor(custA.accountId, 'scope-a2.example'), reject: await placeFor(custA.accountId, 'scope-a3.example'), rpc: await placeFor(custA.accountId, 'scope-a4.example'), any: subOrderA };
 
+    {
+      const { documents, payments } = world.server.services;
+      const now = world.server.services.deps.clock.now();
+      const invoiceFor = async (accountId: number, vendorId: number) =>
+        (await inTransaction(world.fresh.db, (tx) => documents.issueInvoices(tx, now, [{ vendorId, accountId, currency: 'USD', issueDate: now, lines: [{ kind: 'recurring', description: 'Scope', quantity: '1', unitPrice: 1000n, amount: 1000n }] }])))[0]!.documentId;
+      invA = await invoiceFor(custA.accountId, A.accountId);
+      invB = await invoiceFor(custB.accountId, B.accountId);
+      invToPayA = await invoiceFor(custA.accountId, A.accountId);
+      const docA = await documents.recordPayment(provider, { accountId: custA.accountId, amount: 300n, currency: 'USD', method: 'cash' });
+      const docB = await documents.recordPayment(provider, { accountId: custB.accountId, amount: 300n, currency: 'USD', method: 'cash' });
+      [payA, payB, payDocA, payDocB] = [docA.paymentId!, docB.paymentId!, docA.documentId, docB.documentId];
+      const gateway = (await world.fresh.db('plugin_instances').where({ kind: 'payment' }).orderBy('id').first('id')) as { id: number };
+      await payments.storePayTool(provider, custA.accountId, gateway.id, { number: '4242424242424242', expMonth: 12, expYear: 2031, cvv: '123' }, { makeDefault: true });
+    }
+
     soapUrl = `${world.url}/soap/billing`;
     soap = await createClientAsync(`${soapUrl}?wsdl`);
     soap.setSecurity(new BasicAuthSecurity(A.login, A.password));
@@ -265,6 +291,10 @@ describe('API scoping: a reseller cannot reach another reseller\'s objects by id
 
   const foreignOrders = (): [string, number][] => [["B's customer's order", orderB]];
   const foreignSubscriptions = (): [string, number][] => [["B's customer's subscription", subB]];
+  const resourceOfA = async (): Promise<number> => Number(((await world.fresh.db('subscription_resources').where({ subscription_id: subA }).orderBy('resource_id').first('resource_id')) as { resource_id: unknown }).resource_id);
+  const foreignInvoices = (): [string, number][] => [["B's customer's invoice", invB]];
+  const foreignPayments = (): [string, number][] => [["B's customer's payment", payB]];
+  const foreignPaymentDocs = (): [string, number][] => [["B's customer's payment document", payDocB]];
   let orderPlanId = 0;
   let orderPeriodId = 0;
   const orderPlan = () => orderPlanId;
@@ -302,6 +332,47 @@ describe('API scoping: a reseller cannot reach another reseller\'s objects by id
   };
 
   const rows: Row[] = [
+    // ---- SOAP BillingService: billing documents ----------------------------------------------------------
+    {
+      dialect: 'SOAP', op: 'ListInvoices', foreign: accounts, own: () => custA.accountId, code: 'NOT_FOUND', field: null,
+      call: (id) => soapCall('ListInvoices', { accountId: id }),
+      check: (v) => expect(Number((v as { total: unknown }).total)).to.equal(2),
+    },
+    {
+      dialect: 'SOAP', op: 'GetInvoice', foreign: foreignInvoices, own: () => invA, code: 'NOT_FOUND', field: null,
+      call: (id) => soapCall('GetInvoice', { invoiceId: id }),
+      check: (v, own) => expect(Number((v as { invoice: { invoiceId: unknown } }).invoice.invoiceId)).to.equal(own),
+    },
+    {
+      dialect: 'SOAP', op: 'PayInvoice', foreign: foreignInvoices, own: () => invToPayA, code: 'NOT_FOUND', field: null,
+      call: (id) => soapCall('PayInvoice', { invoiceId: id, idempotencyKey: `scope-pay-${id}` }),
+      check: (v) => expect((v as { payment: { status: string } }).payment.status).to.equal('success'),
+    },
+    {
+      dialect: 'SOAP', op: 'RecordPayment', foreign: accounts, own: () => custA.accountId, code: 'NOT_FOUND', field: null,
+      call: (id) => soapCall('RecordPayment', { accountId: id, amount: '1.00', currency: 'USD', method: 'check', reference: 'scope' }),
+      check: (v) => expect((v as { payment: { method: string } }).payment.method).to.equal('check'),
+    },
+    {
+      dialect: 'SOAP', op: 'RefundPayment', foreign: foreignPayments, own: () => payA, code: 'NOT_FOUND', field: null,
+      call: (id) => soapCall('RefundPayment', { paymentId: id, amount: '1.00', reason: 'scope' }),
+      check: (v) => expect((v as { payment: { kind: string } }).payment.kind).to.equal('refund'),
+    },
+    {
+      dialect: 'SOAP', op: 'ListPayments', foreign: accounts, own: () => custA.accountId, code: 'NOT_FOUND', field: null,
+      call: (id) => soapCall('ListPayments', { accountId: id }),
+      check: (v) => expect(Number((v as { total: unknown }).total)).to.be.above(0),
+    },
+    {
+      dialect: 'SOAP', op: 'GetAccountBalance', foreign: accounts, own: () => custA.accountId, code: 'NOT_FOUND', field: null,
+      call: (id) => soapCall('GetAccountBalance', { accountId: id }),
+      check: (v) => expect((v as { currency: string }).currency).to.equal('USD'),
+    },
+    {
+      dialect: 'SOAP', op: 'AdjustBalance', foreign: accounts, own: () => custA.accountId, code: 'NOT_FOUND', field: null,
+      call: (id) => soapCall('AdjustBalance', { accountId: id, amount: '-0.50', currency: 'USD', reason: 'scope goodwill' }),
+      check: (v) => expect((v as { currency: string }).currency).to.equal('USD'),
+    },
     // ---- SOAP BillingService --------------------------------------------------------------------------
     {
       dialect: 'SOAP', op: 'GetAccount', foreign: accounts, own: () => custA.accountId, code: 'NOT_FOUND', field: null,
@@ -473,6 +544,31 @@ describe('API scoping: a reseller cannot reach another reseller\'s objects by id
       check: (v, own) => expect((v as XmlRpcValue[])[0]).to.equal(own),
     },
     {
+      dialect: 'XML-RPC', op: 'AccountBalanceAdjust_API', foreign: accounts, own: () => custA.accountId, code: 'NOT_FOUND',
+      call: (id) => rpc('AccountBalanceAdjust_API', [id, -0.25]),
+      check: (v) => expect((v as number[])[0]).to.be.a('number').above(0),
+    },
+    {
+      dialect: 'XML-RPC', op: 'GetAccountBalanceList', foreign: vendors, own: () => A.accountId, code: 'NOT_FOUND',
+      call: (id) => rpc('GetAccountBalanceList', [id, 1]),
+      check: (v) => expect((v as XmlRpcValue[][]).map((r) => r[0])).to.include(custA.accountId).and.not.include(custB.accountId),
+    },
+    {
+      dialect: 'XML-RPC', op: 'PaymentInfoGet_API', foreign: foreignPaymentDocs, own: () => payDocA, code: 'NOT_FOUND',
+      call: (id) => rpc('PaymentInfoGet_API', [id]),
+      check: (v, own) => expect((v as XmlRpcValue[])[0]).to.equal(own),
+    },
+    {
+      dialect: 'XML-RPC', op: 'PayToolListForAccountGet_API', foreign: accounts, own: () => custA.accountId, code: 'NOT_FOUND',
+      call: (id) => rpc('PayToolListForAccountGet_API', [id]),
+      check: (v) => expect(v as XmlRpcValue[][]).to.have.length(1),
+    },
+    {
+      dialect: 'XML-RPC', op: 'AppliedDocsListGet_API', foreign: foreignInvoices, own: () => invA, code: 'NOT_FOUND',
+      call: (id) => rpc('AppliedDocsListGet_API', [id, 2, 1]),
+      check: (v) => expect(v as XmlRpcValue[][]).to.have.length.above(0),
+    },
+    {
       dialect: 'XML-RPC', op: 'GetOrder_API', foreign: foreignOrders, own: () => orderA.any, code: 'NOT_FOUND',
       call: (id) => rpc('GetOrder_API', [id]),
       check: (v, own) => expect((v as XmlRpcValue[]).slice(0, 1)).to.deep.equal([own]),
@@ -506,6 +602,19 @@ describe('API scoping: a reseller cannot reach another reseller\'s objects by id
       call: (id) => rpc('SubscriptionResourcesListGet_API', [id, 1]),
       check: (v) => expect(v as XmlRpcValue[][]).to.have.length.above(0),
     },
+    // Usage (billing run part): the subscription is looked up in the caller's subtree before anything else.
+    {
+      dialect: 'SOAP', op: 'ReportUsage', foreign: foreignSubscriptions, own: () => subA, code: 'NOT_FOUND', field: null,
+      call: async (id) => soapCall('ReportUsage', { subscriptionId: id, resourceId: await resourceOfA(), quantity: '1.5', mode: 'increment', usageId: unique('scope-usage') }),
+      check: (v) => expect(Number((v as { usage: unknown }).usage)).to.be.greaterThan(0),
+    },
+    ...(['DUMMYGATE.IncrementResourceUsage_API', 'DUMMYGATE.SetResourceUsage_API', 'IncrementResourceUsage_API', 'SetResourceUsage_API'] as const).map(
+      (op): Row => ({
+        dialect: 'XML-RPC', op, foreign: foreignSubscriptions, own: () => subA, code: 'NOT_FOUND',
+        call: async (id) => rpc(op.replace(/^DUMMYGATE\./, ''), [id, await resourceOfA(), 2], A, op.startsWith('DUMMYGATE.') ? 'DUMMYGATE' : 'BM'),
+        check: (v, own) => expect(v).to.equal(`Resources on subscription ${own} have been updated.`),
+      }),
+    ),
     {
       dialect: 'XML-RPC', op: 'GetCustomerSubscriptionList_API', foreign: accounts, own: () => custA.accountId, code: 'NOT_FOUND',
       call: (id) => rpc('GetCustomerSubscriptionList_API', [id, 1]),
@@ -638,12 +747,12 @@ describe('API scoping: a reseller cannot reach another reseller\'s objects by id
     // Renewal and cancellation orders change state likewise: another reseller's subscription answers like a missing
     // id, door by door, in test/subscriptions/lifecycle-api.test.ts.
     for (const op of ['SOAP RenewSubscription', 'SOAP CancelSubscription', 'SOAP ChangeSubscriptionPlan', 'XML-RPC PlaceSubscriptionCancellationOrder_API']) covered.add(op);
-    const withoutIds = new Set(['SOAP GetVersion', 'XML-RPC GetVersion_API', 'SOAP ListServiceGates']);
+    const withoutIds = new Set(['SOAP GetVersion', 'XML-RPC GetVersion_API', 'SOAP ListServiceGates', 'SOAP RunBilling']);
     const wsdlDir = path.resolve(__dirname, '..', '..', 'wsdl');
     const implemented = [
       ...Object.keys(billingService(world.server.services, wsdlDir).operations).map((op) => `SOAP ${op}`),
       ...Object.keys(provisioningService(world.server.services, wsdlDir).operations).map((op) => `SOAP ${op}`),
-      ...Object.keys({ ...accountMethods, ...catalogMethods, ...orderMethods, ...lifecycleMethods }).map((key) => `XML-RPC ${key.replace(/^BM\./, '')}`),
+      ...Object.keys({ ...accountMethods, ...catalogMethods, ...orderMethods, ...lifecycleMethods, ...usageMethods, ...billingMethods }).map((key) => `XML-RPC ${key.replace(/^BM\./, '')}`),
       ...Object.keys(eventMethods).map((key) => `XML-RPC ${key.replace(/^[A-Z]+\./, '')}`),
     ];
     const missingRows = implemented.filter((op) => !covered.has(op) && !withoutIds.has(op));

@@ -12,6 +12,8 @@ import type { Task, TaskStatus } from '../../jobs/task-queue';
 import { VERSION } from '../../version';
 import { SubscriptionActionsService, type ServiceAction } from '../../subscriptions/service-actions';
 import { unavailable } from '../api-errors';
+import { billingDocumentOps } from './ops-billing';
+import { billingRunOps } from './ops-billing-run';
 import type { SoapOperation, SoapServiceDefinition } from './soap-mount';
 import { compact, dateTime, decimal, int, list, quantity, text } from './wire';
 import { lifecycleOperations } from './ops-lifecycle';
@@ -358,6 +360,8 @@ export function billingService(services: Services, wsdlDir: string): SoapService
     }),
     GetVersion: read(async () => ({ version: VERSION, apiVersion: 'v1' })),
     ...lifecycleOperations(services),
+    ...billingDocumentOps(services),
+    ...billingRunOps(services),
   };
   return {
     service: 'BillingService',

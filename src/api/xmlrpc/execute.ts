@@ -18,10 +18,9 @@ const GATES = new Set(['BM', 'DOMAINGATE', 'DUMMYGATE', 'MESSAGE', 'TASKMAN', 'P
 
 /** Gate methods PBA had that arrive with later capabilities: they answer UNAVAILABLE, not "unknown method". */
 const LATER: Record<string, string> = {};
-for (const m of ['AccountBalanceAdjust_API', 'GetAccountBalanceList', 'PaymentInfoGet_API', 'PayToolListForAccountGet_API', 'AppliedDocsListGet_API', 'SubscriptionTakeFromCreditHold_API']) {
+for (const m of ['SubscriptionTakeFromCreditHold_API']) {
   LATER[`BM.${m}`] = 'the billing engine (issue #5)';
 }
-LATER['DUMMYGATE.IncrementResourceUsage_API'] = LATER['DUMMYGATE.SetResourceUsage_API'] = 'the billing engine (issue #5)';
 for (const m of ['SingleDomainNameAvailability_API', 'DomainNamesAvailability_API', 'DomainInfoGet_API', 'DomainExpirationDateGet_API', 'DomainTransferKeyIsRequired_API']) LATER[`DOMAINGATE.${m}`] = 'domains (issue #7)';
 
 /** PBA clients parse "Table X does not contain row with ID N." out of NOT_FOUND faults; keep their wording. */

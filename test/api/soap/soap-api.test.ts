@@ -26,7 +26,7 @@ const WSDL_DIR = path.resolve(__dirname, '..', '..', '..', 'wsdl');
 const BILLING_WSDL = fs.readFileSync(path.join(WSDL_DIR, 'BillingService.wsdl'), 'utf8');
 
 /** The BillingService operations built so far; every other WSDL operation answers UNAVAILABLE. */
-const IMPLEMENTED = ['CreateAccount', 'GetAccount', 'UpdateAccount', 'ListAccounts', 'CreateUser', 'GetUser', 'ListUsers', 'ValidateUser', 'ListPlans', 'GetPlan', 'GetVersion', 'PlaceOrder', 'GetOrder', 'ListOrders', 'ApproveOrder', 'RejectOrder', 'GetSubscription', 'ListSubscriptions', 'RenewSubscription', 'CancelSubscription', 'ChangeSubscriptionPlan'];
+const IMPLEMENTED = ['CreateAccount', 'GetAccount', 'UpdateAccount', 'ListAccounts', 'CreateUser', 'GetUser', 'ListUsers', 'ValidateUser', 'ListPlans', 'GetPlan', 'GetVersion', 'PlaceOrder', 'GetOrder', 'ListOrders', 'ApproveOrder', 'RejectOrder', 'GetSubscription', 'ListSubscriptions', 'RenewSubscription', 'CancelSubscription', 'ChangeSubscriptionPlan', 'ListInvoices', 'GetInvoice', 'PayInvoice', 'RecordPayment', 'RefundPayment', 'ListPayments', 'GetAccountBalance', 'AdjustBalance', 'ReportUsage', 'RunBilling'];
 
 // ---------------------------------------------------------------------------------------------------------------
 // Helpers
@@ -441,7 +441,7 @@ describe('SOAP API (node-soap client and raw envelopes over real HTTP)', functio
         const built = service === 'billing' ? IMPLEMENTED : ['GetVersion', 'ListTasks', 'RetryTask', 'ListServiceGates', 'ProvisionSubscription', 'SuspendSubscription', 'ResumeSubscription', 'TerminateSubscription', 'GetProvisioningStatus'];
         for (const op of built) expect(operations, 'the WSDL declares the built operations').to.include(op);
         const pending = operations.filter((op) => !built.includes(op));
-        expect(pending.length, 'operations still to build').to.be.greaterThan(service === 'billing' ? 8 : 5);
+        expect(pending.length, 'operations still to build').to.be.at.least(service === 'billing' ? 0 : 5);
         const ns = service === 'billing' ? NS : PROVISIONING_NS;
         const wrong: string[] = [];
         for (const op of pending) {

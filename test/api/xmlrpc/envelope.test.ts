@@ -204,10 +204,10 @@ describe('XML-RPC Execute envelope', () => {
       expect(f.faultString).to.contain('Unknown method system.listMethods');
     });
 
-    it('answers a method of a later capability (PaymentInfoGet_API) with an UNAVAILABLE fault', async () => {
-      const f = fault(await bm(rpc, 'PaymentInfoGet_API', [1]));
+    it('answers a method of a later capability (SubscriptionTakeFromCreditHold_API) with an UNAVAILABLE fault', async () => {
+      const f = fault(await bm(rpc, 'SubscriptionTakeFromCreditHold_API', [1, 0, '']));
       expect(f.faultCode).to.equal(XMLRPC_FAULT_CODES.UNAVAILABLE);
-      expect(f.faultString).to.contain('PaymentInfoGet_API is not available yet');
+      expect(f.faultString).to.contain('SubscriptionTakeFromCreditHold_API is not available yet');
     });
 
     it('answers later methods of the other gates with UNAVAILABLE too (DOMAINGATE)', async () => {

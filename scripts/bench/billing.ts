@@ -1,0 +1,205 @@
+/**
+ * Billing run benchmark: seeds N active subscriptions due for renewal (S per customer account, each customer with
+ * a sandbox card as default pay tool), runs the billing run (charges, invoices with their lines, audit and events,
+ * auto-pay of every invoice through the sandbox payment gateway), and prints subscriptions/s and peak RSS. In the
+ * same process it then times a plain batched insert of as many invoice and line rows (rolled back) and prints the
+ * ratio of the run's invoicing to it.
+ *   npm run bench:billing -- [--subscriptions 100000] [--per-account 10] [--batch-size 1000] [--db sqlite|mysql|both] [--no-autopay] [--autopay-concurrency 8]
+ */
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import knexFactory from 'knex';
+import { ManualClock } from '../../src/clock';
+import { loadConfig } from '../../src/config';
+import { createDb, toNumber, type Db } from '../../src/db/knex';
+import { insertBatched } from '../../src/db/batch';
+import { migrateLatest } from '../../src/db/migrate';
+import { createLogger } from '../../src/logger';
+import { SecretBox } from '../../src/crypto/secret-box';
+import { bootstrapProvider } from '../../src/seed/bootstrap';
+import { createServices } from '../../src/services';
+import { summaryJson } from '../../src/billing/run/billing-run';
+
+const arg = (name: string, dflt: string) => {
+  const i = process.argv.indexOf(`--${name}`);
+  return i > 0 ? process.argv[i + 1]! : dflt;
+};
+const N = Number(arg('subscriptions', '100000'));
+const PER_ACCOUNT = Number(arg('per-account', '10'));
+const BATCH = Number(arg('batch-size', '1000'));
+const DB = arg('db', 'both');
+const AUTOPAY = !process.argv.includes('--no-autopay');
+const AUTOPAY_CONCURRENCY = Number(arg('autopay-concurrency', '8'));
+const MYSQL = process.env.BENCH_MYSQL_URL || 'mysql://root:@127.0.0.1:3306';
+const AS_OF = new Date('2026-06-01T00:00:00Z');
+const DAY = 86_400_000;
+
+async function seed(db: Db, services: ReturnType<typeof createServices>, provider: { accountId: number; accountPath: string }, actor: Parameters<ReturnType<typeof createServices>['payments']['storePayTool']>[0]) {
+  const now = AS_OF.getTime() - 30 * DAY;
+  const accounts = Math.ceil(N / PER_ACCOUNT);
+  const gatewayId = await services.pluginInstances.create(actor, { kind: 'payment', plugin: 'sandbox', name: 'bench-cards', settings: {} });
+  const [templateId] = (await db('service_templates').insert({ vendor_id: provider.accountId, name: 'Bench template', service_gate: 'sandbox', description: '', created_at: now })) as number[];
+  const [planId] = (await db('plans').insert({ vendor_id: provider.accountId, template_id: templateId, name: 'Bench Hosting', category: '', published: true, trial: false, resellable: false, currency: 'USD', created_at: now, updated_at: now })) as number[];
+  const [periodId] = (await db('plan_periods').insert({ plan_id: planId, duration: 1, unit: 'month', trial: false, setup_fee: 0, recurring_fee: 999, renewal_fee: 0, sort_order: 0 })) as number[];
+  const maxId = toNumber(((await db('accounts').max({ m: 'id' }).first()) as { m: unknown }).m);
+  const accountIds = Array.from({ length: accounts }, (_, i) => maxId + 1 + i);
+  await insertBatched(
+    db,
+    'accounts',
+    accountIds.map((id) => ({ id, vendor_id: provider.accountId, type: 'customer', status: 'active', company_name: `Bench ${id}`, currency: 'USD', tax_status: 'taxable', path: `${provider.accountPath}${id}/`, country: 'US', time_zone: 'UTC', created_at: now, updated_at: now })),
+  );
+  // A real stored card per customer: tokenized by the sandbox gateway (kept in its memory), default pay tool.
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: 8 }, async () => {
+      for (;;) {
+        const i = next++;
+        if (i >= accountIds.length) return;
+        await services.payments.storePayTool(actor, accountIds[i]!, gatewayId, { number: '4242424242424242', expMonth: 12, expYear: 2030, cvv: '123' }, { makeDefault: true });
+      }
+    }),
+  );
+  const subs = Array.from({ length: N }, (_, i) => {
+    const expiration = AS_OF.getTime() + (1 + (i % 5)) * DAY;
+    return {
+      account_id: accountIds[Math.floor(i / PER_ACCOUNT)]!,
+      vendor_id: provider.accountId,
+      plan_id: planId,
+      period_id: periodId,
+      order_id: null,
+      name: `Bench Hosting ${i + 1}`,
+      status: 30,
+      service_status: 50,
+      service_gate: 'sandbox',
+      gate_reference: null,
+      parameters: '{}',
+      start_date: expiration - 31 * DAY,
+      expiration_date: expiration,
+      last_bill_date: null,
+      next_bill_date: expiration,
+      created_at: now,
+      updated_at: now,
+    };
+  });
+  await insertBatched(db, 'subscriptions', subs);
+  return { accounts, planId: toNumber(planId) };
+}
+
+/** The same number of invoices and lines written with plain batched inserts in one transaction, rolled back. */
+async function plainInsert(db: Db, vendorId: number, accountIds: number[], invoices: number, lines: number): Promise<number> {
+  const started = process.hrtime.bigint();
+  let elapsed = 0;
+  await db
+    .transaction(async (tx) => {
+      const t = AS_OF.getTime();
+      const maxId = toNumber(((await tx('documents').max({ m: 'id' }).first()) as { m: unknown }).m);
+      const docs = Array.from({ length: invoices }, (_, i) => ({
+        id: maxId + 1 + i,
+        vendor_id: vendorId,
+        account_id: accountIds[i % accountIds.length]!,
+        type: 'invoice',
+        number: `PLAIN-${i + 1}`,
+        status: 'open',
+        currency: 'USD',
+        subtotal: '999',
+        tax_total: '0',
+        total: '999',
+        balance_effect: '999',
+        open_amount: '999',
+        issue_date: t,
+        due_date: t + 7 * DAY,
+        description: '',
+        created_at: t,
+        updated_at: t,
+      }));
+      await insertBatched(tx, 'documents', docs);
+      const perDoc = Math.max(1, Math.round(lines / invoices));
+      const rows = Array.from({ length: lines }, (_, i) => ({
+        document_id: maxId + 1 + Math.min(invoices - 1, Math.floor(i / perDoc)),
+        position: 1000 + i,
+        kind: 'renewal',
+        description: `Bench Hosting ${i + 1}: renewal`,
+        subscription_id: null,
+        quantity: '1',
+        unit_price: '999',
+        amount: '999',
+        tax_amount: '0',
+      }));
+      await insertBatched(tx, 'document_lines', rows);
+      elapsed = Number(process.hrtime.bigint() - started) / 1e6;
+      throw new Error('rollback');
+    })
+    .catch((e: Error) => {
+      if (e.message !== 'rollback') throw e;
+    });
+  return elapsed;
+}
+
+async function run(label: string, databaseUrl: string): Promise<void> {
+  const config = loadConfig(process.env, { databaseUrl, secretKey: 'bench-secret-key-0123456789abcdefghijkl', logLevel: 'error', seedDemo: false, adminPassword: 'bench-admin-password', billingCron: '' });
+  const db = createDb(databaseUrl);
+  const log = createLogger({ level: 'error', format: 'json', silent: true });
+  const clock = new ManualClock(AS_OF);
+  const deps = { db, clock, log, config, secrets: new SecretBox(config.secretKey) };
+  try {
+    await migrateLatest(db);
+    const boot = await bootstrapProvider(deps);
+    const services = createServices(deps);
+    const seedStart = Date.now();
+    const seeded = await seed(db, services, boot.actor, boot.actor);
+    const seedSeconds = (Date.now() - seedStart) / 1000;
+
+    global.gc?.(); // the seed's garbage is not the run's (npm run bench:billing passes --expose-gc)
+    const before = process.memoryUsage().rss;
+    let peak = before;
+    const sampler = setInterval(() => (peak = Math.max(peak, process.memoryUsage().rss)), 50);
+    const started = Date.now();
+    const summary = await services.billingRun.run({ asOf: AS_OF, startedBy: 'bench', batchSize: BATCH, autopay: AUTOPAY, autopayConcurrency: AUTOPAY_CONCURRENCY });
+    const seconds = (Date.now() - started) / 1000;
+    clearInterval(sampler);
+    peak = Math.max(peak, process.memoryUsage().rss);
+
+    const accountIds = ((await db('accounts').where({ type: 'customer' }).orderBy('id').limit(1000).select('id')) as { id: number }[]).map((r) => toNumber(r.id));
+    const lines = summary.lines;
+    const plainMs = await plainInsert(db, boot.actor.accountId, accountIds, summary.invoices, lines);
+    const j = summaryJson(summary);
+    console.log(
+      `${label.padEnd(8)} ${N} subscriptions (${seeded.accounts} customers, ${PER_ACCOUNT} each; seeded in ${seedSeconds.toFixed(1)} s): ` +
+        `run ${seconds.toFixed(1)} s = ${(N / seconds).toFixed(0)} subscriptions/s; ${summary.invoices} invoices, ${lines} lines, ${summary.charges} charges, ` +
+        `totals ${JSON.stringify(j.totals)}; payments tried ${summary.payments.tried}, succeeded ${summary.payments.succeeded}, declined ${summary.payments.declined}, unknown ${summary.payments.unknown}; ` +
+        `peak RSS ${Math.round(peak / 1e6)} MB (${Math.round(before / 1e6)} MB before the run); plain batched insert of ${summary.invoices} invoices + ${lines} lines ${(plainMs / 1000).toFixed(2)} s, run/plain = ${(seconds / (plainMs / 1000)).toFixed(1)}x`,
+    );
+  } finally {
+    await db.destroy();
+  }
+}
+
+async function main(): Promise<void> {
+  console.log(`${os.cpus().length} cores (${os.cpus()[0]?.model ?? 'unknown cpu'}), load average ${os.loadavg().map((l) => l.toFixed(1)).join(' ')}`);
+  if (DB === 'sqlite' || DB === 'both') {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'hostwright-bench-billing-'));
+    try {
+      await run('SQLite', `sqlite:${path.join(dir, 'bench.sqlite')}`);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  }
+  if (DB === 'mysql' || DB === 'both') {
+    const name = `hw_bench_${crypto.randomBytes(3).toString('hex')}`;
+    const admin = knexFactory({ client: 'mysql2', connection: MYSQL.replace(/\/$/, '') + '/' });
+    await admin.raw(`CREATE DATABASE \`${name}\` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci`);
+    try {
+      await run('MariaDB', `${MYSQL.replace(/\/$/, '')}/${name}`);
+    } finally {
+      await admin.raw(`DROP DATABASE IF EXISTS \`${name}\``);
+      await admin.destroy();
+    }
+  }
+}
+
+main().catch((e: Error) => {
+  console.error(`benchmark failed: ${e.stack ?? e.message}`);
+  process.exit(1);
+});

@@ -1,0 +1,1255 @@
+import crypto from 'node:crypto';
+import { scopedAccount, type AccountRow } from '../accounts/scope';
+import { recordChange } from '../audit/record-change';
+import type { Actor, Deps } from '../context';
+import { isSqlite, money, toBigInt, toNumber, toOptionalNumber, type Conn, type Db, type Tx } from '../db/knex';
+import { insertBatched } from '../db/batch';
+import { inTransaction } from '../db/transaction';
+import { currency as currencyOf } from '../domain/currency';
+import { AppError, conflict, invalid, notAllowed, notFound } from '../domain/errors';
+import { oneOf, optionalText, paging, positiveId, requiredText } from '../domain/fields';
+import { formatAmount, mulDivHalfUp } from '../domain/money';
+import { idempotent } from '../idempotency';
+import type { PaymentsService } from '../payments/payments-service';
+import { derivedGatewayKey } from '../payments/payment-records';
+import { recordChanges, type BulkChange } from './bulk-record';
+import { billingSettingsOfMany } from './settings';
+import { lineTax, TaxTable } from './taxes';
+import {
+  DOCUMENT_TYPES,
+  OFFLINE_METHODS,
+  type Application,
+  type BillingDocument,
+  type DocumentLine,
+  type DocumentStatus,
+  type DocumentType,
+  type DocumentWithLines,
+  type InvoicePaidEvent,
+  type IssueInvoiceInput,
+  type IssuedInvoice,
+  type LineKind,
+  type PaymentMethod,
+} from './types';
+
+export type * from './types';
+
+const DAY = 86_400_000;
+const MAX_AMOUNT = 2n ** 62n;
+const QUANTITY = /^\d{1,16}(\.\d{1,4})?$/;
+
+export const NUMBER_PREFIX: Record<DocumentType, string> = {
+  invoice: 'INV',
+  credit_memo: 'CM',
+  debit_memo: 'DM',
+  payment: 'PAY',
+  refund: 'RF',
+};
+
+/** "INV-000042": gapless per vendor and type. */
+export function formatNumber(type: DocumentType, n: bigint | number): string {
+  return `${NUMBER_PREFIX[type]}-${String(n).padStart(6, '0')}`;
+}
+
+/** Documents that add to what the customer owes, and can be paid. */
+const DEBIT_TYPES: readonly DocumentType[] = ['invoice', 'debit_memo', 'refund'];
+/** Documents in the customer's favour, applied to debits. */
+const CREDIT_TYPES: readonly DocumentType[] = ['payment', 'credit_memo'];
+
+export interface DocumentRow {
+  id: number;
+  vendor_id: number;
+  account_id: number;
+  type: DocumentType;
+  number: string;
+  status: DocumentStatus;
+  currency: string;
+  subtotal: unknown;
+  tax_total: unknown;
+  total: unknown;
+  balance_effect: unknown;
+  open_amount: unknown;
+  issue_date: number;
+  due_date: number | null;
+  paid_at: number | null;
+  related_document_id: number | null;
+  payment_id: number | null;
+  order_id: number | null;
+  method: PaymentMethod | null;
+  reference: string | null;
+  description: string;
+  created_by_user_id: number | null;
+  created_at: number;
+  updated_at: number;
+}
+
+interface LineRow {
+  document_id: number;
+  position: number;
+  kind: LineKind;
+  description: string;
+  subscription_id: number | null;
+  resource_id: number | null;
+  period_start: number | null;
+  period_end: number | null;
+  quantity: unknown;
+  unit_price: unknown;
+  amount: unknown;
+  tax_amount: unknown;
+  charge_id: number | null;
+}
+
+const optDate = (v: unknown): Date | null => (v === null || v === undefined ? null : new Date(toNumber(v)));
+
+export function toDocument(r: DocumentRow): BillingDocument {
+  return {
+    documentId: toNumber(r.id),
+    vendorId: toNumber(r.vendor_id),
+    accountId: toNumber(r.account_id),
+    type: r.type,
+    number: r.number,
+    status: r.status,
+    currency: r.currency,
+    subtotal: toBigInt(r.subtotal),
+    taxTotal: toBigInt(r.tax_total),
+    total: toBigInt(r.total),
+    balanceEffect: toBigInt(r.balance_effect),
+    openAmount: toBigInt(r.open_amount),
+    issueDate: new Date(toNumber(r.issue_date)),
+    dueDate: optDate(r.due_date),
+    paidAt: optDate(r.paid_at),
+    relatedDocumentId: toOptionalNumber(r.related_document_id),
+    paymentId: toOptionalNumber(r.payment_id),
+    orderId: toOptionalNumber(r.order_id),
+    method: r.method ?? null,
+    reference: r.reference ?? null,
+    description: r.description,
+    createdAt: new Date(toNumber(r.created_at)),
+  };
+}
+
+function quantityText(v: unknown): string {
+  const s = typeof v === 'number' ? String(v) : String(v ?? '0');
+  if (!s.includes('.')) return s;
+  const t = s.replace(/0+$/, '');
+  return t.endsWith('.') ? t.slice(0, -1) : t;
+}
+
+function toLine(r: LineRow): DocumentLine {
+  return {
+    position: toNumber(r.position),
+    kind: r.kind,
+    description: r.description,
+    subscriptionId: toOptionalNumber(r.subscription_id),
+    resourceId: toOptionalNumber(r.resource_id),
+    periodStart: optDate(r.period_start),
+    periodEnd: optDate(r.period_end),
+    quantity: quantityText(r.quantity),
+    unitPrice: toBigInt(r.unit_price),
+    amount: toBigInt(r.amount),
+    taxAmount: toBigInt(r.tax_amount),
+    chargeId: toOptionalNumber(r.charge_id),
+  };
+}
+
+function amountArg(value: unknown, field: string, opts: { allowZero?: boolean; allowNegative?: boolean } = {}): bigint {
+  if (typeof value !== 'bigint') throw invalid(field, `${field} must be an amount in minor units.`);
+  if (value > MAX_AMOUNT || value < -MAX_AMOUNT) throw invalid(field, `${field} is too large.`);
+  if (!opts.allowNegative && value < 0n) throw invalid(field, `${field} must not be negative.`);
+  if (!opts.allowZero && value === 0n) throw invalid(field, `${field} must not be 0.`);
+  return value;
+}
+
+/** A system actor at a vendor, for changes the billing run makes. */
+export function billingActor(vendorId: number): Actor {
+  return { userId: null, accountId: vendorId, accountPath: '', accountType: 'provider', roles: ['admin'], channel: 'job' };
+}
+
+/** Reserves `count` consecutive numbers of a vendor's sequence in the caller's transaction: gapless, one update. */
+export async function reserveNumbers(tx: Tx, vendorId: number, type: DocumentType, count: number): Promise<bigint> {
+  const bump = () => tx('document_sequences').where({ vendor_id: vendorId, type }).increment('last_number', count);
+  let updated = await bump();
+  if (!updated) {
+    // First document of this type for the vendor: create the counter (a concurrent creator wins harmlessly).
+    await tx('document_sequences').insert({ vendor_id: vendorId, type, last_number: 0 }).onConflict(['vendor_id', 'type']).ignore();
+    updated = await bump();
+  }
+  const row = (await tx('document_sequences').where({ vendor_id: vendorId, type }).first('last_number')) as { last_number: unknown };
+  return toBigInt(row.last_number) - BigInt(count) + 1n;
+}
+
+export type InvoicePaidListener = (tx: Tx, event: InvoicePaidEvent) => Promise<void>;
+
+export interface PayInvoiceInput {
+  invoiceId: number;
+  /** The account's default pay tool when absent. */
+  payToolId?: number;
+  /** The caller's key: the same key charges the gateway at most once and answers the same outcome. */
+  idempotencyKey?: string;
+}
+
+export type PayOutcome = 'paid' | 'declined' | 'pending' | 'unknown' | 'failed';
+
+export interface PayInvoiceResult {
+  outcome: PayOutcome;
+  invoiceId: number;
+  invoiceNumber: string;
+  /** The gateway transaction (payments table). */
+  paymentId: number;
+  /** The payment document, when the charge succeeded. */
+  paymentDocumentId: number | null;
+  amount: bigint;
+  currency: string;
+  /** The gateway's reason when declined or failed. */
+  message: string | null;
+  failureCode: string | null;
+}
+
+export interface RecordPaymentInput {
+  accountId: number;
+  amount: bigint;
+  currency?: string;
+  method: PaymentMethod;
+  reference?: string;
+  /** Applied to this invoice first, then to the other open ones (oldest due first). */
+  invoiceId?: number;
+  receivedAt?: Date;
+  description?: string;
+  idempotencyKey?: string;
+}
+
+export interface MemoInput {
+  accountId: number;
+  amount: bigint;
+  currency?: string;
+  description: string;
+  /** The issued invoice this memo corrects (its tax share is worked out from the invoice). */
+  invoiceId?: number;
+  idempotencyKey?: string;
+}
+
+export interface RefundInput {
+  /** The payment document to refund ... */
+  paymentDocumentId?: number;
+  /** ... or the payment transaction (payments table), as the SOAP door names it. */
+  paymentId?: number;
+  /** Default: what is left to refund of the payment. */
+  amount?: bigint;
+  reason?: string;
+  idempotencyKey?: string;
+}
+
+export type RefundOutcome = 'refunded' | 'pending' | 'unknown' | 'declined' | 'failed';
+
+export interface RefundResult {
+  outcome: RefundOutcome;
+  refundDocumentId: number | null;
+  refundNumber: string | null;
+  /** The gateway refund transaction, for a payment made through a gateway. */
+  paymentId: number | null;
+  amount: bigint;
+  currency: string;
+  message: string | null;
+}
+
+/** A payment transaction as the doors show it. */
+export interface PaymentView {
+  paymentId: number;
+  accountId: number;
+  invoiceId: number | null;
+  kind: 'payment' | 'refund';
+  /** pending | success | declined | plugin_failure | unknown | voided */
+  status: string;
+  amount: bigint;
+  currency: string;
+  /** card for a gateway payment; check | wire | cash | external for a recorded one. */
+  method: 'card' | PaymentMethod;
+  /** The gateway instance's name; null for a recorded payment. */
+  gateway: string | null;
+  reference: string | null;
+  /** The payment or refund document, once there is one. */
+  documentId: number | null;
+  message: string | null;
+  createdAt: Date;
+}
+
+/** What the customer owes in its own currency: the sum of its documents (for GetAccount's balance). */
+export async function accountBalance(conn: Conn, accountId: number): Promise<bigint> {
+  const [{ b }] = (await conn('documents as d').join('accounts as a', 'a.id', 'd.account_id').where('d.account_id', accountId).whereRaw('d.currency = a.currency').sum({ b: 'd.balance_effect' })) as { b: unknown }[];
+  return toBigInt(b);
+}
+
+export interface AccountBalance {
+  accountId: number;
+  currency: string;
+  /** What the customer owes: the sum of its documents' balance effects (negative: in credit). */
+  balance: bigint;
+  /** Sum of open invoices, debit memos and refunds still to pay. */
+  openDebits: bigint;
+  /** Payments and credit memos not yet applied. */
+  unappliedCredits: bigint;
+  /** Open amounts already past their due date. */
+  overdue: bigint;
+  /** Balances in other currencies than the account's, if any. */
+  others: { currency: string; balance: bigint }[];
+}
+
+export interface ListDocumentsFilter {
+  accountId?: number;
+  types?: DocumentType[];
+  status?: DocumentStatus;
+  from?: Date;
+  to?: Date;
+  page?: number;
+  pageSize?: number;
+}
+
+interface AttemptRow {
+  gateway_key: string;
+  document_id: number;
+  account_id: number;
+  amount: unknown;
+  currency: string;
+  payment_id: number | null;
+  outcome: string | null;
+  payment_document_id: number | null;
+}
+
+/**
+ * Accounts receivable: invoices, credit and debit memos, payments and refunds as documents. Numbers are gapless
+ * per vendor and type (a counter incremented in the issuing transaction); an issued document never changes its
+ * lines or totals, only its open amount and status as payments and credits are applied to it. An account's
+ * balance is the sum of its documents' balance effects.
+ */
+export class DocumentsService {
+  private readonly paidListeners: InvoicePaidListener[] = [];
+
+  constructor(
+    private readonly deps: Deps,
+    private readonly payments: PaymentsService,
+  ) {}
+
+  /** Called in the transaction that marks an invoice paid in full (the billing run extends a renewal there). */
+  onInvoicePaid(listener: InvoicePaidListener): void {
+    this.paidListeners.push(listener);
+  }
+
+  // ---- issuing invoices ----
+
+  /**
+   * Issues many invoices in the caller's transaction: one sequence update per vendor for all its numbers,
+   * batched inserts of documents, lines, audit records and `invoice.issued` events. Taxes are worked out per
+   * line from the vendor's rules for the customer's address (none for exempt accounts); an account's unapplied
+   * credits are applied to its new invoices at once. Answers in the order of `inputs`.
+   */
+  async issueInvoices(tx: Tx, at: Date, inputs: readonly IssueInvoiceInput[], actor?: Actor): Promise<IssuedInvoice[]> {
+    if (inputs.length === 0) return [];
+    const accounts = new Map<number, AccountRow>();
+    const accountIds = [...new Set(inputs.map((i) => i.accountId))];
+    for (let i = 0; i < accountIds.length; i += 500) {
+      const rows = (await tx('accounts').whereIn('id', accountIds.slice(i, i + 500)).select('id', 'vendor_id', 'country', 'state', 'tax_status', 'type', 'path', 'currency')) as AccountRow[];
+      for (const r of rows) accounts.set(toNumber(r.id), r);
+    }
+    const vendorIds = [...new Set(inputs.map((i) => i.vendorId))];
+    const taxes = await TaxTable.load(tx, vendorIds);
+    const settings = await billingSettingsOfMany(tx, vendorIds);
+    const nowMs = at.getTime();
+
+    // Work out every invoice before writing anything: a bad input fails the batch with the input named.
+    const planned = inputs.map((input, index) => {
+      const where = `inputs[${index}]`;
+      const account = accounts.get(input.accountId);
+      if (!account) throw invalid(`${where}.accountId`, `Account ${input.accountId} does not exist.`);
+      if (toOptionalNumber(account.vendor_id) !== input.vendorId) {
+        throw invalid(`${where}.vendorId`, `Account ${input.accountId} is not a customer of vendor ${input.vendorId}.`);
+      }
+      const code = currencyOf(input.currency).code;
+      if (!Array.isArray(input.lines) || input.lines.length === 0) throw invalid(`${where}.lines`, 'An invoice needs at least one line.');
+      const rule = taxes.ruleFor({ vendorId: input.vendorId, country: account.country, state: account.state, taxStatus: account.tax_status });
+      let subtotal = 0n;
+      let taxTotal = 0n;
+      const lines = input.lines.map((l, n) => {
+        const f = `${where}.lines[${n}]`;
+        if (l.kind === 'tax') throw invalid(`${f}.kind`, 'Tax lines are worked out from the tax rules, not given.');
+        const quantity = typeof l.quantity === 'string' ? l.quantity : String(l.quantity);
+        if (!QUANTITY.test(quantity)) throw invalid(`${f}.quantity`, 'quantity must be a decimal number with at most 4 decimals.');
+        amountArg(l.amount, `${f}.amount`, { allowZero: true, allowNegative: true });
+        amountArg(l.unitPrice, `${f}.unitPrice`, { allowZero: true, allowNegative: true });
+        const t = lineTax(l.amount, rule);
+        subtotal += t.net;
+        taxTotal += t.tax;
+        return {
+          position: n + 1,
+          kind: l.kind as LineKind,
+          description: requiredText(l.description, `${f}.description`, 255),
+          subscription_id: l.subscriptionId ?? null,
+          resource_id: l.resourceId ?? null,
+          period_start: l.periodStart ? l.periodStart.getTime() : null,
+          period_end: l.periodEnd ? l.periodEnd.getTime() : null,
+          quantity,
+          unit_price: money(l.unitPrice),
+          amount: money(l.amount),
+          tax_amount: money(t.tax),
+          charge_id: l.chargeId ?? null,
+        };
+      });
+      if (taxTotal !== 0n && rule) {
+        lines.push({
+          position: lines.length + 1,
+          kind: 'tax',
+          description: rule.inclusive ? `${rule.name} (included)` : rule.name,
+          subscription_id: null,
+          resource_id: null,
+          period_start: null,
+          period_end: null,
+          quantity: '1',
+          unit_price: money(taxTotal),
+          amount: money(taxTotal),
+          tax_amount: '0',
+          charge_id: null,
+        });
+      }
+      const total = subtotal + taxTotal;
+      if (total < 0n) throw invalid(`${where}.lines`, 'An invoice cannot total less than 0; issue a credit memo instead.');
+      const dueDate = input.dueDate ?? new Date(input.issueDate.getTime() + settings.get(input.vendorId)!.invoiceDueDays * DAY);
+      return { input, code, lines, subtotal, taxTotal, total, dueDate, number: '' };
+    });
+
+    // Numbers: one counter update per vendor for all of its invoices.
+    const byVendor = new Map<number, typeof planned>();
+    for (const p of planned) {
+      const list = byVendor.get(p.input.vendorId) ?? [];
+      list.push(p);
+      byVendor.set(p.input.vendorId, list);
+    }
+    for (const vendorId of [...byVendor.keys()].sort((a, b) => a - b)) {
+      const list = byVendor.get(vendorId)!;
+      const first = await reserveNumbers(tx, vendorId, 'invoice', list.length);
+      list.forEach((p, k) => (p.number = formatNumber('invoice', first + BigInt(k))));
+    }
+
+    await insertBatched(
+      tx,
+      'documents',
+      planned.map((p) => ({
+        vendor_id: p.input.vendorId,
+        account_id: p.input.accountId,
+        type: 'invoice',
+        number: p.number,
+        status: p.total === 0n ? 'paid' : 'open',
+        currency: p.code,
+        subtotal: money(p.subtotal),
+        tax_total: money(p.taxTotal),
+        total: money(p.total),
+        balance_effect: money(p.total),
+        open_amount: money(p.total),
+        issue_date: p.input.issueDate.getTime(),
+        due_date: p.dueDate.getTime(),
+        paid_at: p.total === 0n ? nowMs : null,
+        related_document_id: null,
+        payment_id: null,
+        order_id: p.input.orderId ?? null,
+        method: null,
+        reference: null,
+        description: (p.input.description ?? '').slice(0, 1024),
+        created_by_user_id: actor?.userId ?? null,
+        created_at: nowMs,
+        updated_at: nowMs,
+      })),
+    );
+
+    // Ids by (vendor, number): exact on both databases whatever the auto-increment mode.
+    const ids = new Map<string, number>();
+    for (const [vendorId, list] of byVendor) {
+      for (let i = 0; i < list.length; i += 500) {
+        const rows = (await tx('documents')
+          .where({ vendor_id: vendorId, type: 'invoice' })
+          .whereIn('number', list.slice(i, i + 500).map((p) => p.number))
+          .select('id', 'number')) as { id: number; number: string }[];
+        for (const r of rows) ids.set(`${vendorId}:${r.number}`, toNumber(r.id));
+      }
+    }
+    const issued: IssuedInvoice[] = planned.map((p) => ({
+      documentId: ids.get(`${p.input.vendorId}:${p.number}`)!,
+      number: p.number,
+      accountId: p.input.accountId,
+      vendorId: p.input.vendorId,
+      currency: p.code,
+      subtotal: p.subtotal,
+      taxTotal: p.taxTotal,
+      total: p.total,
+      dueDate: p.dueDate,
+    }));
+
+    await insertBatched(tx, 'document_lines', planned.flatMap((p, k) => p.lines.map((l) => ({ document_id: issued[k]!.documentId, ...l }))));
+
+    // The charges are now on an invoice (the unique charge_id of document_lines already refuses a second one).
+    const chargeIds = planned.flatMap((p) => p.input.lines.map((l) => l.chargeId).filter((c): c is number => typeof c === 'number'));
+    for (let i = 0; i < chargeIds.length; i += 500) {
+      await tx('billing_charges')
+        .whereIn('id', chargeIds.slice(i, i + 500))
+        .update({ document_id: tx.raw('(SELECT dl.document_id FROM document_lines dl WHERE dl.charge_id = billing_charges.id)') });
+    }
+
+    const changes: BulkChange[] = issued.map((inv, k) => ({
+      operation: 'invoice.issue',
+      objectType: 'document',
+      objectId: inv.documentId,
+      details: { number: inv.number, accountId: inv.accountId, total: inv.total, currency: inv.currency, lines: planned[k]!.lines.length },
+      event: {
+        name: 'invoice.issued',
+        objectType: 'document',
+        objectId: inv.documentId,
+        accountId: inv.accountId,
+        payload: { documentId: inv.documentId, number: inv.number, accountId: inv.accountId, vendorId: inv.vendorId, currency: inv.currency, subtotal: inv.subtotal, taxTotal: inv.taxTotal, total: inv.total, dueDate: inv.dueDate.toISOString(), orderId: planned[k]!.input.orderId ?? null },
+      },
+    }));
+    const who = actor ?? billingActor(inputs[0]!.vendorId);
+    await recordChanges(tx, who, at, changes);
+
+    // Free invoices are paid as issued.
+    for (const inv of issued) if (inv.total === 0n) await this.firePaid(tx, who, at, { documentId: inv.documentId, number: inv.number, accountId: inv.accountId, vendorId: inv.vendorId, currency: inv.currency, total: 0n, paidAt: at });
+
+    // Credits the customers already have (a prepayment, a credit memo) pay the new invoices at once.
+    const withCredit = await this.accountsWithOpenCredit(tx, [...new Set(issued.filter((i) => i.total > 0n).map((i) => i.accountId))]);
+    for (const accountId of withCredit) await this.applyOpenCredits(tx, who, at, accountId);
+    return issued;
+  }
+
+  /** One invoice, in the caller's transaction. */
+  async issueInvoiceTx(tx: Tx, at: Date, input: IssueInvoiceInput, actor?: Actor): Promise<IssuedInvoice> {
+    const [one] = await this.issueInvoices(tx, at, [input], actor);
+    return one!;
+  }
+
+  /** One invoice for an account the actor sees (issued by the account's vendor), in its own transaction. */
+  async issueInvoice(actor: Actor, input: Omit<IssueInvoiceInput, 'vendorId' | 'issueDate' | 'currency'> & { currency?: string; issueDate?: Date; idempotencyKey?: string }): Promise<IssuedInvoice> {
+    const account = await scopedAccount(this.deps.db, actor, positiveId(input.accountId, 'accountId'));
+    if (account.vendor_id === null) throw notAllowed(`Account ${account.id} has no vendor to invoice it.`, 'accountId');
+    const { idempotencyKey, ...rest } = input;
+    return idempotent(this.deps, actor, idempotencyKey, 'IssueInvoice', rest, async (tx) => {
+      const at = this.deps.clock.now();
+      return this.issueInvoiceTx(tx, at, { ...rest, vendorId: toNumber(account.vendor_id), currency: rest.currency ?? account.currency, issueDate: rest.issueDate ?? at }, actor);
+    });
+  }
+
+  // ---- reading ----
+
+  async getDocument(actor: Actor, documentId: number, conn: Conn = this.deps.db): Promise<DocumentWithLines> {
+    const row = await this.scopedDocument(conn, actor, documentId);
+    const lines = (await conn('document_lines').where({ document_id: row.id }).orderBy('position')) as LineRow[];
+    return { ...toDocument(row), lines: lines.map(toLine) };
+  }
+
+  async listDocuments(actor: Actor, filter: ListDocumentsFilter = {}): Promise<{ documents: BillingDocument[]; total: number }> {
+    const { offset, pageSize } = paging(filter.page, filter.pageSize);
+    const q = this.deps.db('documents as d').join('accounts as a', 'a.id', 'd.account_id').where('a.path', 'like', `${actor.accountPath}%`);
+    if (filter.accountId !== undefined) {
+      const account = await scopedAccount(this.deps.db, actor, positiveId(filter.accountId, 'accountId'));
+      q.where('d.account_id', account.id);
+    }
+    if (filter.types && filter.types.length) {
+      for (const t of filter.types) oneOf(t, 'type', DOCUMENT_TYPES);
+      q.whereIn('d.type', filter.types);
+    }
+    if (filter.status !== undefined) q.where('d.status', oneOf(filter.status, 'status', ['open', 'paid', 'void', 'issued'] as const));
+    if (filter.from) q.where('d.issue_date', '>=', filter.from.getTime());
+    if (filter.to) q.where('d.issue_date', '<', filter.to.getTime());
+    const [{ n }] = (await q.clone().count({ n: '*' })) as { n: number | string }[];
+    const rows = (await q.orderBy('d.id', 'desc').offset(offset).limit(pageSize).select('d.*')) as DocumentRow[];
+    return { documents: rows.map(toDocument), total: Number(n) };
+  }
+
+  /** What was applied to a document, and what it was applied to. */
+  async listApplications(actor: Actor, documentId: number): Promise<Application[]> {
+    const doc = await this.scopedDocument(this.deps.db, actor, documentId);
+    const rows = (await this.deps.db('document_applications as x')
+      .join('documents as s', 's.id', 'x.source_document_id')
+      .join('documents as t', 't.id', 'x.target_document_id')
+      .where((q) => q.where('x.source_document_id', doc.id).orWhere('x.target_document_id', doc.id))
+      .orderBy('x.id')
+      .select('x.*', 's.number as s_number', 's.type as s_type', 't.number as t_number', 't.type as t_type')) as {
+      source_document_id: number;
+      target_document_id: number;
+      amount: unknown;
+      created_at: number;
+      s_number: string;
+      s_type: DocumentType;
+      t_number: string;
+      t_type: DocumentType;
+    }[];
+    return rows.map((r) => ({
+      sourceDocumentId: toNumber(r.source_document_id),
+      sourceNumber: r.s_number,
+      sourceType: r.s_type,
+      targetDocumentId: toNumber(r.target_document_id),
+      targetNumber: r.t_number,
+      targetType: r.t_type,
+      amount: toBigInt(r.amount),
+      createdAt: new Date(toNumber(r.created_at)),
+    }));
+  }
+
+  async getBalance(actor: Actor, accountId: number): Promise<AccountBalance> {
+    const account = await scopedAccount(this.deps.db, actor, positiveId(accountId, 'accountId'));
+    return this.balanceOf(this.deps.db, account);
+  }
+
+  /** Balances of a vendor's customers (the accounts whose vendor it is), in their own currencies. */
+  async listBalances(actor: Actor, vendorAccountId: number): Promise<{ accountId: number; companyName: string; currency: string; balance: bigint }[]> {
+    const vendor = await scopedAccount(this.deps.db, actor, positiveId(vendorAccountId, 'VendorAccountID'));
+    const rows = (await this.deps.db('accounts as a')
+      .leftJoin('documents as d', (j) => j.on('d.account_id', '=', 'a.id').andOn('d.currency', '=', 'a.currency'))
+      .where('a.vendor_id', vendor.id)
+      .groupBy('a.id', 'a.company_name', 'a.currency')
+      .orderBy('a.id')
+      .select('a.id', 'a.company_name', 'a.currency')
+      .sum({ b: 'd.balance_effect' })) as { id: number; company_name: string | null; currency: string; b: unknown }[];
+    return rows.map((r) => ({ accountId: toNumber(r.id), companyName: r.company_name ?? '', currency: r.currency, balance: toBigInt(r.b) }));
+  }
+
+  async balanceOf(conn: Conn, account: Pick<AccountRow, 'id' | 'currency'>): Promise<AccountBalance> {
+    const id = toNumber(account.id);
+    const sums = (await conn('documents').where({ account_id: id }).groupBy('currency').select('currency').sum({ b: 'balance_effect' })) as { currency: string; b: unknown }[];
+    const main = sums.find((s) => s.currency === account.currency);
+    const now = this.deps.clock.now().getTime();
+    const open = (await conn('documents')
+      .where({ account_id: id, currency: account.currency })
+      .where('open_amount', '>', 0)
+      .select('type', 'open_amount', 'due_date')) as { type: DocumentType; open_amount: unknown; due_date: number | null }[];
+    let openDebits = 0n;
+    let unappliedCredits = 0n;
+    let overdue = 0n;
+    for (const d of open) {
+      const amount = toBigInt(d.open_amount);
+      if (CREDIT_TYPES.includes(d.type)) unappliedCredits += amount;
+      else {
+        openDebits += amount;
+        if (d.due_date !== null && toNumber(d.due_date) < now) overdue += amount;
+      }
+    }
+    return {
+      accountId: id,
+      currency: account.currency,
+      balance: main ? toBigInt(main.b) : 0n,
+      openDebits,
+      unappliedCredits,
+      overdue,
+      others: sums.filter((s) => s.currency !== account.currency).map((s) => ({ currency: s.currency, balance: toBigInt(s.b) })),
+    };
+  }
+
+  // ---- memos ----
+
+  /** A credit memo: lowers what the customer owes; correcting an invoice, or standalone. */
+  async issueCreditMemo(actor: Actor, input: MemoInput): Promise<BillingDocument> {
+    return this.memo(actor, 'credit_memo', input);
+  }
+
+  /** A debit memo: raises what the customer owes; correcting an invoice, or standalone. */
+  async issueDebitMemo(actor: Actor, input: MemoInput): Promise<BillingDocument> {
+    return this.memo(actor, 'debit_memo', input);
+  }
+
+  /** AdjustBalance: a positive amount raises what the customer owes (debit memo), a negative one lowers it (credit memo). */
+  async adjustBalance(actor: Actor, input: Omit<MemoInput, 'invoiceId'>): Promise<BillingDocument> {
+    const amount = amountArg(input.amount, 'amount', { allowNegative: true });
+    return amount > 0n ? this.memo(actor, 'debit_memo', input) : this.memo(actor, 'credit_memo', { ...input, amount: -amount });
+  }
+
+  private async memo(actor: Actor, type: 'credit_memo' | 'debit_memo', input: MemoInput): Promise<BillingDocument> {
+    const accountId = positiveId(input.accountId, 'accountId');
+    const amount = amountArg(input.amount, 'amount');
+    const description = requiredText(input.description, 'description', 1024);
+    const invoiceId = input.invoiceId === undefined || input.invoiceId === null ? undefined : positiveId(input.invoiceId, 'invoiceId');
+    const account = await scopedAccount(this.deps.db, actor, accountId);
+    if (account.vendor_id === null) throw notAllowed(`Account ${accountId} has no vendor to issue documents to it.`, 'accountId');
+    const args = { type, accountId, amount, currency: input.currency, description, invoiceId };
+    return idempotent(this.deps, actor, input.idempotencyKey, type === 'credit_memo' ? 'IssueCreditMemo' : 'IssueDebitMemo', args, async (tx) => {
+      const at = this.deps.clock.now();
+      await this.lockAccount(tx, accountId);
+      let currency = currencyOf(input.currency ?? account.currency).code;
+      let tax = 0n;
+      let invoice: DocumentRow | undefined;
+      if (invoiceId !== undefined) {
+        invoice = (await tx('documents').where({ id: invoiceId, account_id: accountId }).first()) as DocumentRow | undefined;
+        if (!invoice || invoice.type !== 'invoice') throw invalid('invoiceId', `Invoice ${invoiceId} of account ${accountId} does not exist.`);
+        if (input.currency !== undefined && input.currency !== invoice.currency) throw invalid('currency', `Invoice ${invoice.number} is in ${invoice.currency}, not ${input.currency}.`);
+        currency = invoice.currency;
+        const total = toBigInt(invoice.total);
+        if (type === 'credit_memo') {
+          const credited = (await tx('documents').where({ related_document_id: invoice.id, type: 'credit_memo' }).sum({ s: 'total' }))[0] as { s: unknown };
+          const left = total - toBigInt(credited.s);
+          if (amount > left) throw invalid('amount', `At most ${formatAmount(left, currency)} ${currency} of invoice ${invoice.number} can still be credited.`);
+        }
+        // The memo carries the invoice's share of tax, so tax reports stay right.
+        if (total > 0n) tax = mulDivHalfUp(amount, toBigInt(invoice.tax_total), total);
+      }
+      const n = await reserveNumbers(tx, toNumber(account.vendor_id), type, 1);
+      const dueDays = (await billingSettingsOfMany(tx, [toNumber(account.vendor_id)])).get(toNumber(account.vendor_id))!.invoiceDueDays;
+      const number = formatNumber(type, n);
+      const nowMs = at.getTime();
+      const [id] = await tx('documents').insert({
+        vendor_id: account.vendor_id,
+        account_id: accountId,
+        type,
+        number,
+        status: type === 'credit_memo' ? 'issued' : 'open',
+        currency,
+        subtotal: money(amount - tax),
+        tax_total: money(tax),
+        total: money(amount),
+        balance_effect: money(type === 'credit_memo' ? -amount : amount),
+        open_amount: money(amount),
+        issue_date: nowMs,
+        due_date: type === 'debit_memo' ? nowMs + dueDays * DAY : null,
+        paid_at: null,
+        related_document_id: invoice ? invoice.id : null,
+        description,
+        created_by_user_id: actor.userId,
+        created_at: nowMs,
+        updated_at: nowMs,
+      });
+      const documentId = toNumber(id);
+      await tx('document_lines').insert({
+        document_id: documentId,
+        position: 1,
+        kind: 'adjustment',
+        description: description.slice(0, 255),
+        quantity: '1',
+        unit_price: money(amount - tax),
+        amount: money(amount - tax),
+        tax_amount: money(tax),
+      });
+      await recordChange(tx, actor, at, {
+        operation: `${type}.issue`,
+        objectType: 'document',
+        objectId: documentId,
+        details: { number, accountId, amount, currency, invoiceId: invoice?.id ?? null, description },
+        event: { name: `${type}.issued`, accountId, payload: { documentId, number, accountId, amount, currency, invoiceId: invoice ? toNumber(invoice.id) : null } },
+      });
+      if (type === 'credit_memo' && invoice) await this.apply(tx, actor, at, documentId, toNumber(invoice.id), amount);
+      await this.applyOpenCredits(tx, actor, at, accountId);
+      return toDocument((await tx('documents').where({ id: documentId }).first()) as DocumentRow);
+    });
+  }
+
+  // ---- payments ----
+
+  /** An offline payment an operator received (check, wire, cash, external): a payment document, applied at once. */
+  async recordPayment(actor: Actor, input: RecordPaymentInput): Promise<BillingDocument> {
+    const accountId = positiveId(input.accountId, 'accountId');
+    const amount = amountArg(input.amount, 'amount');
+    const method = oneOf(input.method, 'method', OFFLINE_METHODS);
+    const reference = optionalText(input.reference, 'reference', 255) || null;
+    const description = optionalText(input.description, 'description', 1024) ?? '';
+    const invoiceId = input.invoiceId === undefined || input.invoiceId === null ? undefined : positiveId(input.invoiceId, 'invoiceId');
+    const account = await scopedAccount(this.deps.db, actor, accountId);
+    if (account.vendor_id === null) throw notAllowed(`Account ${accountId} has no vendor to pay.`, 'accountId');
+    const currency = currencyOf(input.currency ?? account.currency).code;
+    const args = { accountId, amount, currency, method, reference, description, invoiceId, receivedAt: input.receivedAt?.getTime() };
+    return idempotent(this.deps, actor, input.idempotencyKey, 'RecordPayment', args, async (tx) => {
+      const at = this.deps.clock.now();
+      await this.lockAccount(tx, accountId);
+      if (invoiceId !== undefined) {
+        const inv = (await tx('documents').where({ id: invoiceId, account_id: accountId }).first()) as DocumentRow | undefined;
+        if (!inv || !DEBIT_TYPES.includes(inv.type)) throw invalid('invoiceId', `Invoice ${invoiceId} of account ${accountId} does not exist.`);
+        if (inv.currency !== currency) throw invalid('currency', `Invoice ${inv.number} is in ${inv.currency}, not ${currency}.`);
+      }
+      const paymentId = await this.insertOfflineTransaction(tx, at, { accountId, vendorId: toNumber(account.vendor_id), kind: 'purchase', parentPaymentId: null, amount, currency, reference, description: description || `Payment by ${method}` });
+      const doc = await this.insertPayment(tx, actor, at, { vendorId: toNumber(account.vendor_id), accountId, amount, currency, method, reference, description, paymentId, issueDate: input.receivedAt ?? at });
+      if (invoiceId !== undefined) await this.applyUpTo(tx, actor, at, doc, invoiceId);
+      await this.applyOpenCredits(tx, actor, at, accountId);
+      return toDocument((await tx('documents').where({ id: doc }).first()) as DocumentRow);
+    });
+  }
+
+  /**
+   * Pays an open invoice with a pay tool (the given one, or the account's default) through its gateway, under an
+   * idempotency key the core derives from the invoice and the caller's key. Success: a payment document applied
+   * to the invoice. Declined or failed: nothing applied. Pending or unknown: nothing applied until the payment is
+   * settled by the reconciler; settlePayments() (and a repeat of the same call) then applies it.
+   */
+  async payInvoice(actor: Actor, input: PayInvoiceInput): Promise<PayInvoiceResult> {
+    const invoiceId = positiveId(input.invoiceId, 'invoiceId');
+    const invoice = await this.scopedDocument(this.deps.db, actor, invoiceId);
+    if (!DEBIT_TYPES.includes(invoice.type) || invoice.type === 'refund') throw invalid('invoiceId', `Document ${invoice.number} is a ${invoice.type.replace('_', ' ')}; only invoices and debit memos are paid.`);
+    const accountId = toNumber(invoice.account_id);
+    const key = input.idempotencyKey === undefined || input.idempotencyKey === null || input.idempotencyKey === '' ? undefined : requiredText(input.idempotencyKey, 'idempotencyKey', 100);
+
+    // Every attempt on this invoice, with its transaction's state, in one read.
+    const attempts = (await this.deps.db('invoice_payment_attempts as t').leftJoin('payments as p', 'p.id', 't.payment_id').where('t.document_id', invoiceId).select('t.*', 'p.status as payment_status')) as (AttemptRow & { payment_status: string | null })[];
+    // A repeat of a key already used: answer from its attempt (the gateway is not called again for it).
+    if (key !== undefined) {
+      const gk = derivedGatewayKey(accountId, `pay-invoice:${invoiceId}:${key}`);
+      const earlier = attempts.find((a) => a.gateway_key === gk);
+      if (earlier && earlier.payment_id !== null) return this.settleAttempt(actor, earlier);
+    }
+    const open = toBigInt(invoice.open_amount);
+    if (invoice.status !== 'open' || open <= 0n) throw notAllowed(`Invoice ${invoice.number} is ${invoice.status === 'paid' ? 'already paid' : invoice.status}; there is nothing to pay.`, 'invoiceId');
+    const busy = attempts.find((a) => a.outcome === null && (a.payment_status === 'pending' || a.payment_status === 'unknown'));
+    if (busy) throw conflict(`Payment ${String(busy.payment_id)} of invoice ${invoice.number} is still pending at the gateway; it is applied once settled.`, 'invoiceId');
+
+    let payToolId: number;
+    if (input.payToolId !== undefined && input.payToolId !== null) {
+      payToolId = positiveId(input.payToolId, 'payToolId');
+      const tool = await this.deps.db('pay_tools').where({ id: payToolId, account_id: accountId }).first('id');
+      if (!tool) throw invalid('payToolId', `Pay tool ${payToolId} does not belong to account ${accountId}.`);
+    } else {
+      const tool = (await this.deps.db('pay_tools').where({ account_id: accountId, is_default: true }).first('id')) as { id: number } | undefined;
+      if (!tool) throw invalid('payToolId', `Account ${accountId} has no default pay tool; give payToolId.`);
+      payToolId = toNumber(tool.id);
+    }
+    const callerKey = key !== undefined ? `pay-invoice:${invoiceId}:${key}` : `pay-invoice:${invoiceId}:try-${attempts.length + 1}`;
+    const gatewayKey = derivedGatewayKey(accountId, callerKey);
+    // The attempt is written before the gateway is called: a crash in between still finds its payment later.
+    await this.deps.db('invoice_payment_attempts')
+      .insert({ gateway_key: gatewayKey, document_id: invoiceId, account_id: accountId, amount: money(open), currency: invoice.currency, payment_id: null, outcome: null, payment_document_id: null, created_at: this.deps.clock.now().getTime(), settled_at: null })
+      .onConflict('gateway_key')
+      .ignore();
+    const attempt = (await this.deps.db('invoice_payment_attempts').where({ gateway_key: gatewayKey }).first()) as AttemptRow;
+    const payment = await this.payments.charge(actor, {
+      accountId,
+      amount: toBigInt(attempt.amount),
+      currency: attempt.currency,
+      payTool: { payToolId },
+      description: `Invoice ${invoice.number}`,
+      idempotencyKey: callerKey,
+    });
+    await this.deps.db('invoice_payment_attempts').where({ gateway_key: gatewayKey }).whereNull('payment_id').update({ payment_id: payment.paymentId });
+    return this.settleAttempt(actor, { ...attempt, payment_id: payment.paymentId });
+  }
+
+  /**
+   * Applies the invoice payments the gateway has settled since (success: a payment document applied to its
+   * invoice; declined: recorded as such). Run after the payments reconciler, e.g. by the billing run.
+   */
+  async settlePayments(actor?: Actor, limit = 500): Promise<{ paid: number; declined: number; stillOpen: number }> {
+    const rows = (await this.deps.db('invoice_payment_attempts as t')
+      .join('payments as p', 'p.id', 't.payment_id')
+      .whereNull('t.outcome')
+      .whereNotIn('p.status', ['pending', 'unknown'])
+      .orderBy('t.created_at')
+      .limit(limit)
+      .select('t.*', 'p.vendor_id')) as (AttemptRow & { vendor_id: number })[];
+    const out = { paid: 0, declined: 0, stillOpen: 0 };
+    for (const row of rows) {
+      const r = await this.settleAttempt(actor ?? billingActor(toNumber(row.vendor_id)), row);
+      if (r.outcome === 'paid') out.paid++;
+      else if (r.outcome === 'pending' || r.outcome === 'unknown') out.stillOpen++;
+      else out.declined++;
+    }
+    const [{ n }] = (await this.deps.db('invoice_payment_attempts').whereNull('outcome').whereNotNull('payment_id').count({ n: '*' })) as { n: unknown }[];
+    out.stillOpen = toNumber(n);
+    return out;
+  }
+
+  /** Applies a settled gateway payment to its invoice once (the attempt row is the latch). */
+  private async settleAttempt(actor: Actor, attempt: AttemptRow): Promise<PayInvoiceResult> {
+    return inTransaction(this.deps.db, async (tx) => {
+      const at = this.deps.clock.now();
+      const paymentId = toNumber(attempt.payment_id);
+      // The lock comes first: on MariaDB, every read after it sees what the previous holder committed.
+      await this.lockAccount(tx, toNumber(attempt.account_id));
+      const invoice = (await tx('documents').where({ id: attempt.document_id }).first()) as DocumentRow;
+      const current = (await tx('invoice_payment_attempts').where({ gateway_key: attempt.gateway_key }).first()) as AttemptRow;
+      const payment = (await tx('payments').where({ id: paymentId }).first()) as { status: string; amount: unknown; currency: string; message: string | null; failure_code: string | null };
+      const result = (outcome: PayOutcome, docId: number | null): PayInvoiceResult => ({
+        outcome,
+        invoiceId: toNumber(invoice.id),
+        invoiceNumber: invoice.number,
+        paymentId,
+        paymentDocumentId: docId,
+        amount: toBigInt(payment.amount),
+        currency: payment.currency,
+        message: outcome === 'paid' ? null : payment.message,
+        failureCode: payment.failure_code,
+      });
+      if (current.outcome !== null) {
+        return result(current.outcome === 'applied' ? 'paid' : payment.status === 'plugin_failure' ? 'failed' : 'declined', toOptionalNumber(current.payment_document_id));
+      }
+      if (payment.status === 'pending' || payment.status === 'unknown') return result(payment.status, null);
+      if (payment.status === 'success') {
+        const doc = await this.insertPayment(tx, actor, at, {
+          vendorId: toNumber(invoice.vendor_id),
+          accountId: toNumber(invoice.account_id),
+          amount: toBigInt(payment.amount),
+          currency: payment.currency,
+          method: 'gateway',
+          reference: null,
+          description: `Payment of ${invoice.number}`,
+          paymentId,
+          issueDate: at,
+        });
+        // What the invoice did not take (it was paid meanwhile) goes to the account's other open debits.
+        if ((await this.applyUpTo(tx, actor, at, doc, toNumber(invoice.id))) > 0n) await this.applyOpenCredits(tx, actor, at, toNumber(invoice.account_id));
+        await tx('invoice_payment_attempts').where({ gateway_key: attempt.gateway_key }).update({ outcome: 'applied', payment_document_id: doc, settled_at: at.getTime() });
+        return result('paid', doc);
+      }
+      const outcome: PayOutcome = payment.status === 'plugin_failure' ? 'failed' : 'declined';
+      await tx('invoice_payment_attempts').where({ gateway_key: attempt.gateway_key }).update({ outcome, settled_at: at.getTime() });
+      await recordChange(tx, actor, at, {
+        operation: 'invoice.pay',
+        objectType: 'document',
+        objectId: toNumber(invoice.id),
+        details: { number: invoice.number, paymentId, outcome, failureCode: payment.failure_code },
+        event: { name: 'invoice.payment_failed', accountId: toNumber(invoice.account_id), payload: { documentId: toNumber(invoice.id), number: invoice.number, paymentId, outcome, failureCode: payment.failure_code, message: payment.message } },
+      });
+      return result(outcome, null);
+    });
+  }
+
+  /** Refunds a payment document: through its gateway when it was a gateway payment, else recorded as paid back. */
+  async refundPayment(actor: Actor, input: RefundInput): Promise<RefundResult> {
+    let documentId = input.paymentDocumentId;
+    if (documentId === undefined || documentId === null) {
+      const paymentId = positiveId(input.paymentId, 'paymentId');
+      const doc = (await this.deps.db('documents').where({ payment_id: paymentId, type: 'payment' }).first('id')) as { id: number } | undefined;
+      if (!doc) {
+        // A gateway payment without a payment document (an order's first charge): refunded through its gateway only.
+        const amount = input.amount === undefined ? undefined : amountArg(input.amount, 'amount');
+        const key = input.idempotencyKey ? `refund-payment:${paymentId}:${requiredText(input.idempotencyKey, 'idempotencyKey', 100)}` : undefined;
+        const p = await this.payments.refund(actor, paymentId, { amount, idempotencyKey: key, reason: optionalText(input.reason, 'reason', 200) || undefined });
+        const outcome: RefundOutcome = p.status === 'success' ? 'refunded' : p.status === 'pending' || p.status === 'unknown' ? p.status : p.status === 'declined' ? 'declined' : 'failed';
+        return { outcome, refundDocumentId: null, refundNumber: null, paymentId: p.paymentId, amount: p.amount, currency: p.currency, message: p.message };
+      }
+      documentId = toNumber(doc.id);
+    }
+    const source = await this.scopedDocument(this.deps.db, actor, positiveId(documentId, 'paymentDocumentId'));
+    if (source.type !== 'payment') throw invalid('paymentDocumentId', `Document ${source.number} is a ${source.type.replace('_', ' ')}; only payments are refunded.`);
+    const reason = optionalText(input.reason, 'reason', 200) ?? '';
+    const requested = input.amount === undefined ? undefined : amountArg(input.amount, 'amount');
+    const key = input.idempotencyKey === undefined || input.idempotencyKey === '' ? undefined : requiredText(input.idempotencyKey, 'idempotencyKey', 100);
+    const accountId = toNumber(source.account_id);
+    const left = async (conn: Conn): Promise<bigint> => {
+      const [{ s }] = (await conn('documents').where({ related_document_id: source.id, type: 'refund' }).sum({ s: 'total' })) as { s: unknown }[];
+      return toBigInt(source.total) - toBigInt(s);
+    };
+    const result = (outcome: RefundOutcome, doc: DocumentRow | null, paymentId: number | null, amount: bigint, message: string | null): RefundResult => ({
+      outcome,
+      refundDocumentId: doc ? toNumber(doc.id) : null,
+      refundNumber: doc ? doc.number : null,
+      paymentId,
+      amount,
+      currency: source.currency,
+      message,
+    });
+
+    let gatewayRefund: { paymentId: number; amount: bigint } | null = null;
+    if (source.method === 'gateway' && source.payment_id !== null) {
+      // Through the gateway, under a key derived from the payment document and the caller's key.
+      const callerKey = key !== undefined ? `refund:${source.id}:${key}` : undefined;
+      const existing = callerKey ? ((await this.deps.db('payments').where({ idempotency_key: derivedGatewayKey(accountId, callerKey) }).first('id', 'amount')) as { id: number; amount: unknown } | undefined) : undefined;
+      const amount = existing ? toBigInt(existing.amount) : requested ?? (await left(this.deps.db));
+      if (!existing) {
+        const l = await left(this.deps.db);
+        if (l <= 0n) throw notAllowed(`Payment ${source.number} is already refunded in full.`, 'paymentDocumentId');
+        if (amount > l) throw invalid('amount', `At most ${formatAmount(l, source.currency)} ${source.currency} of payment ${source.number} can still be refunded.`);
+      }
+      const p = await this.payments.refund(actor, toNumber(source.payment_id), { amount, idempotencyKey: callerKey, reason: reason || undefined });
+      if (p.status !== 'success') {
+        const outcome: RefundOutcome = p.status === 'pending' || p.status === 'unknown' ? p.status : p.status === 'declined' ? 'declined' : 'failed';
+        return result(outcome, null, p.paymentId, p.amount, p.message);
+      }
+      gatewayRefund = { paymentId: p.paymentId, amount: p.amount };
+    }
+
+    const args = { paymentDocumentId: toNumber(source.id), amount: requested, reason };
+    return idempotent(this.deps, actor, key, 'RefundPayment', args, async (tx) => {
+      const at = this.deps.clock.now();
+      await this.lockAccount(tx, accountId);
+      if (gatewayRefund) {
+        const done = (await tx('documents').where({ type: 'refund', payment_id: gatewayRefund.paymentId }).first()) as DocumentRow | undefined;
+        if (done) return result('refunded', done, gatewayRefund.paymentId, toBigInt(done.total), null);
+      }
+      const l = await left(tx);
+      const amount = gatewayRefund?.amount ?? requested ?? l;
+      if (!gatewayRefund) {
+        if (l <= 0n) throw notAllowed(`Payment ${source.number} is already refunded in full.`, 'paymentDocumentId');
+        if (amount > l) throw invalid('amount', `At most ${formatAmount(l, source.currency)} ${source.currency} of payment ${source.number} can still be refunded.`);
+      }
+      const number = formatNumber('refund', await reserveNumbers(tx, toNumber(source.vendor_id), 'refund', 1));
+      const nowMs = at.getTime();
+      // An offline refund (paid back by check, wire, cash) is a transaction of its own, like the offline payment.
+      const offlineId = gatewayRefund
+        ? null
+        : await this.insertOfflineTransaction(tx, at, { accountId, vendorId: toNumber(source.vendor_id), kind: 'refund', parentPaymentId: toOptionalNumber(source.payment_id), amount, currency: source.currency, reference: source.reference, description: `Refund of ${source.number}` });
+      const [id] = await tx('documents').insert({
+        vendor_id: source.vendor_id,
+        account_id: accountId,
+        type: 'refund',
+        number,
+        status: 'issued',
+        currency: source.currency,
+        subtotal: money(amount),
+        tax_total: '0',
+        total: money(amount),
+        balance_effect: money(amount),
+        open_amount: money(amount),
+        issue_date: nowMs,
+        due_date: null,
+        related_document_id: source.id,
+        payment_id: gatewayRefund?.paymentId ?? offlineId,
+        method: source.method,
+        reference: source.reference,
+        description: reason ? `Refund of ${source.number}: ${reason}` : `Refund of ${source.number}`,
+        created_by_user_id: actor.userId,
+        created_at: nowMs,
+        updated_at: nowMs,
+      });
+      const documentId = toNumber(id);
+      await tx('document_lines').insert({ document_id: documentId, position: 1, kind: 'adjustment', description: `Refund of ${source.number}`, quantity: '1', unit_price: money(amount), amount: money(amount), tax_amount: '0' });
+      await recordChange(tx, actor, at, {
+        operation: 'refund.issue',
+        objectType: 'document',
+        objectId: documentId,
+        details: { number, paymentDocument: source.number, amount, currency: source.currency, reason, paymentId: gatewayRefund?.paymentId ?? offlineId },
+        event: { name: 'refund.issued', accountId, payload: { documentId, number, accountId, paymentDocumentId: toNumber(source.id), amount, currency: source.currency, paymentId: gatewayRefund?.paymentId ?? offlineId } },
+      });
+      // The refund first takes back what of the payment is still unapplied, then other unapplied credits.
+      const unapplied = toBigInt(((await tx('documents').where({ id: source.id }).first('open_amount')) as { open_amount: unknown }).open_amount);
+      if (unapplied > 0n) await this.apply(tx, actor, at, toNumber(source.id), documentId, unapplied < amount ? unapplied : amount);
+      await this.applyOpenCredits(tx, actor, at, accountId);
+      const doc = (await tx('documents').where({ id: documentId }).first()) as DocumentRow;
+      return result('refunded', doc, gatewayRefund?.paymentId ?? offlineId, amount, null);
+    });
+  }
+
+  // ---- payment transactions (the payments table: gateway charges and refunds, and offline ones) ----
+
+  /** An offline payment or refund as a settled transaction (no gateway), so every payment has one id space. */
+  private async insertOfflineTransaction(
+    tx: Tx,
+    at: Date,
+    p: { accountId: number; vendorId: number; kind: 'purchase' | 'refund'; parentPaymentId: number | null; amount: bigint; currency: string; reference: string | null; description: string },
+  ): Promise<number> {
+    const [id] = await tx('payments').insert({
+      account_id: p.accountId,
+      vendor_id: p.vendorId,
+      gateway_instance_id: null,
+      kind: p.kind,
+      parent_payment_id: p.parentPaymentId,
+      order_id: null,
+      amount: money(p.amount),
+      currency: p.currency,
+      status: 'success',
+      idempotency_key: `offline-${crypto.randomBytes(24).toString('hex')}`,
+      request_hash: 'offline',
+      gateway_reference: p.reference,
+      pay_tool_id: null,
+      description: p.description.slice(0, 255),
+      retryable: false,
+      created_at: at.getTime(),
+      updated_at: at.getTime(),
+    });
+    return toNumber(id);
+  }
+
+  /** One payment transaction with what the documents know of it (its invoice, its method). */
+  async getPayment(actor: Actor, paymentId: number, conn: Conn = this.deps.db): Promise<PaymentView> {
+    positiveId(paymentId, 'paymentId');
+    const rows = await this.paymentRows(conn.from('payments as p').join('accounts as a', 'a.id', 'p.account_id').where('p.id', paymentId).andWhere('a.path', 'like', `${actor.accountPath}%`));
+    if (!rows[0]) throw notFound('Payment', paymentId);
+    return rows[0];
+  }
+
+  /** An account's payments and refunds, newest first (authorizations, captures' parents and voids are left out). */
+  async listPayments(actor: Actor, accountId: number, opts: { page?: number; pageSize?: number } = {}): Promise<{ payments: PaymentView[]; total: number }> {
+    const account = await scopedAccount(this.deps.db, actor, positiveId(accountId, 'accountId'));
+    const { offset, pageSize } = paging(opts.page, opts.pageSize);
+    const base = () => this.deps.db.from('payments as p').where('p.account_id', account.id).whereIn('p.kind', ['purchase', 'capture', 'refund']);
+    const [{ n }] = (await base().count({ n: '*' })) as { n: unknown }[];
+    const payments = await this.paymentRows(base().orderBy('p.id', 'desc').offset(offset).limit(pageSize));
+    return { payments, total: toNumber(n) };
+  }
+
+  private async paymentRows(q: ReturnType<Db['from']>): Promise<PaymentView[]> {
+    const rows = (await q
+      .leftJoin('plugin_instances as g', 'g.id', 'p.gateway_instance_id')
+      .leftJoin('documents as d', (j) => j.on('d.payment_id', '=', 'p.id').andOnIn('d.type', ['payment', 'refund']))
+      .select('p.id', 'p.account_id', 'p.kind', 'p.status', 'p.amount', 'p.currency', 'p.gateway_reference', 'p.gateway_instance_id', 'p.created_at', 'p.message', 'g.name as gateway', 'd.id as document_id', 'd.method', 'd.reference')) as {
+      id: number;
+      account_id: number;
+      kind: string;
+      status: string;
+      amount: unknown;
+      currency: string;
+      gateway_reference: string | null;
+      gateway_instance_id: number | null;
+      created_at: number;
+      message: string | null;
+      gateway: string | null;
+      document_id: number | null;
+      method: PaymentMethod | null;
+      reference: string | null;
+    }[];
+    if (rows.length === 0) return [];
+    const ids = rows.map((r) => toNumber(r.id));
+    // The invoice a payment was for: the PayInvoice attempt, else the first invoice its document was applied to.
+    const invoiceOf = new Map<number, number>();
+    for (const a of (await this.deps.db('invoice_payment_attempts').whereIn('payment_id', ids).select('payment_id', 'document_id')) as { payment_id: number; document_id: number }[]) {
+      invoiceOf.set(toNumber(a.payment_id), toNumber(a.document_id));
+    }
+    const docIds = rows.filter((r) => r.document_id !== null && !invoiceOf.has(toNumber(r.id))).map((r) => toNumber(r.document_id));
+    if (docIds.length) {
+      const apps = (await this.deps.db('document_applications as x')
+        .join('documents as t', 't.id', 'x.target_document_id')
+        .join('documents as s', 's.id', 'x.source_document_id')
+        .whereIn('x.source_document_id', docIds)
+        .where('t.type', 'invoice')
+        .orderBy('x.id')
+        .select('s.payment_id', 't.id')) as { payment_id: number; id: number }[];
+      for (const a of apps) if (!invoiceOf.has(toNumber(a.payment_id))) invoiceOf.set(toNumber(a.payment_id), toNumber(a.id));
+    }
+    return rows.map((r) => ({
+      paymentId: toNumber(r.id),
+      accountId: toNumber(r.account_id),
+      invoiceId: invoiceOf.get(toNumber(r.id)) ?? null,
+      kind: r.kind === 'refund' ? 'refund' : 'payment',
+      status: r.status,
+      amount: toBigInt(r.amount),
+      currency: r.currency,
+      method: r.gateway_instance_id !== null ? 'card' : (r.method ?? 'external'),
+      gateway: r.gateway ?? null,
+      reference: r.gateway_reference ?? r.reference ?? null,
+      documentId: toOptionalNumber(r.document_id),
+      message: r.message,
+      createdAt: new Date(toNumber(r.created_at)),
+    }));
+  }
+
+  // ---- applying credits to debits ----
+
+  private async insertPayment(
+    tx: Tx,
+    actor: Actor,
+    at: Date,
+    p: { vendorId: number; accountId: number; amount: bigint; currency: string; method: PaymentMethod; reference: string | null; description: string; paymentId: number | null; issueDate: Date },
+  ): Promise<number> {
+    const number = formatNumber('payment', await reserveNumbers(tx, p.vendorId, 'payment', 1));
+    const nowMs = at.getTime();
+    const [id] = await tx('documents').insert({
+      vendor_id: p.vendorId,
+      account_id: p.accountId,
+      type: 'payment',
+      number,
+      status: 'issued',
+      currency: p.currency,
+      subtotal: money(p.amount),
+      tax_total: '0',
+      total: money(p.amount),
+      balance_effect: money(-p.amount),
+      open_amount: money(p.amount),
+      issue_date: p.issueDate.getTime(),
+      due_date: null,
+      payment_id: p.paymentId,
+      method: p.method,
+      reference: p.reference,
+      description: (p.description || `Payment by ${p.method}`).slice(0, 1024),
+      created_by_user_id: actor.userId,
+      created_at: nowMs,
+      updated_at: nowMs,
+    });
+    const documentId = toNumber(id);
+    await tx('document_lines').insert({ document_id: documentId, position: 1, kind: 'adjustment', description: p.method === 'gateway' ? 'Card payment' : `Payment by ${p.method}`, quantity: '1', unit_price: money(p.amount), amount: money(p.amount), tax_amount: '0' });
+    await recordChange(tx, actor, at, {
+      operation: 'payment.record',
+      objectType: 'document',
+      objectId: documentId,
+      details: { number, accountId: p.accountId, amount: p.amount, currency: p.currency, method: p.method, reference: p.reference, paymentId: p.paymentId },
+      event: { name: 'payment.received', accountId: p.accountId, payload: { documentId, number, accountId: p.accountId, amount: p.amount, currency: p.currency, method: p.method, paymentId: p.paymentId } },
+    });
+    return documentId;
+  }
+
+  /** Serialises changes of one account's open amounts (a no-op on SQLite, whose writer is already alone). */
+  private async lockAccount(tx: Tx, accountId: number): Promise<void> {
+    if (!isSqlite(tx)) await tx('accounts').where({ id: accountId }).forUpdate().first('id');
+  }
+
+  private async accountsWithOpenCredit(tx: Tx, accountIds: number[]): Promise<number[]> {
+    const out: number[] = [];
+    for (let i = 0; i < accountIds.length; i += 500) {
+      const rows = (await tx('documents').whereIn('account_id', accountIds.slice(i, i + 500)).whereIn('type', CREDIT_TYPES).where('open_amount', '>', 0).distinct('account_id')) as { account_id: number }[];
+      for (const r of rows) out.push(toNumber(r.account_id));
+    }
+    return out.sort((a, b) => a - b);
+  }
+
+  /** Applies a credit to one debit, as much as both allow; answers what is left of the credit. */
+  private async applyUpTo(tx: Tx, actor: Actor, at: Date, sourceId: number, targetId: number): Promise<bigint> {
+    // Locking reads on MariaDB: the latest committed open amounts, whatever this transaction's snapshot.
+    const read = (id: number) => {
+      const q = tx('documents').where({ id }).first('open_amount');
+      return isSqlite(tx) ? q : q.forUpdate();
+    };
+    const s = (await read(sourceId)) as { open_amount: unknown } | undefined;
+    const t = (await read(targetId)) as { open_amount: unknown } | undefined;
+    const a = toBigInt(s!.open_amount);
+    const b = toBigInt(t!.open_amount);
+    const amount = a < b ? a : b;
+    if (amount > 0n) await this.apply(tx, actor, at, sourceId, targetId, amount);
+    return a - amount;
+  }
+
+  /** Every unapplied credit of the account (oldest first) to its open debits (oldest due first), per currency. */
+  async applyOpenCredits(tx: Tx, actor: Actor, at: Date, accountId: number): Promise<void> {
+    await this.lockAccount(tx, accountId);
+    const q = tx('documents').where({ account_id: accountId }).where('open_amount', '>', 0).whereIn('type', [...CREDIT_TYPES, ...DEBIT_TYPES]).select('id', 'type', 'currency', 'open_amount', 'due_date', 'issue_date');
+    const open = (await (isSqlite(tx) ? q : q.forUpdate())) as DocumentRow[];
+    const credits = open.filter((d) => CREDIT_TYPES.includes(d.type)).sort((x, y) => toNumber(x.id) - toNumber(y.id));
+    if (credits.length === 0) return;
+    const dueOf = (d: DocumentRow) => toNumber(d.due_date ?? d.issue_date);
+    const debits = open.filter((d) => DEBIT_TYPES.includes(d.type)).sort((x, y) => dueOf(x) - dueOf(y) || toNumber(x.id) - toNumber(y.id));
+    const left = new Map(open.map((d) => [toNumber(d.id), toBigInt(d.open_amount)]));
+    for (const c of credits) {
+      for (const d of debits) {
+        if (d.currency !== c.currency) continue;
+        const ca = left.get(toNumber(c.id))!;
+        if (ca <= 0n) break;
+        const da = left.get(toNumber(d.id))!;
+        if (da <= 0n) continue;
+        const amount = ca < da ? ca : da;
+        await this.apply(tx, actor, at, toNumber(c.id), toNumber(d.id), amount);
+        left.set(toNumber(c.id), ca - amount);
+        left.set(toNumber(d.id), da - amount);
+      }
+    }
+  }
+
+  /** One application: lowers both open amounts; a debit paid in full becomes paid and tells the listeners. */
+  private async apply(tx: Tx, actor: Actor, at: Date, sourceId: number, targetId: number, amount: bigint): Promise<void> {
+    const nowMs = at.getTime();
+    await tx('document_applications').insert({ source_document_id: sourceId, target_document_id: targetId, amount: money(amount), created_at: nowMs });
+    await tx('documents').where({ id: sourceId }).update({ open_amount: tx.raw('open_amount - ?', [money(amount)]), updated_at: nowMs });
+    await tx('documents').where({ id: targetId }).update({ open_amount: tx.raw('open_amount - ?', [money(amount)]), updated_at: nowMs });
+    const both = (await tx('documents').whereIn('id', [sourceId, targetId])) as DocumentRow[];
+    const target = both.find((d) => toNumber(d.id) === targetId)!;
+    const source = both.find((d) => toNumber(d.id) === sourceId)!;
+    const left = toBigInt(target.open_amount);
+    if (left < 0n) throw new AppError('INTERNAL', `Applying ${amount} to ${target.number} would overpay it.`);
+    if (toBigInt(source.open_amount) < 0n) throw new AppError('INTERNAL', `Applying ${amount} of ${source.number} would apply more than it holds.`);
+    if (left === 0n && target.status === 'open') {
+      await tx('documents').where({ id: targetId }).update({ status: 'paid', paid_at: nowMs });
+      await this.firePaid(tx, actor, at, { documentId: targetId, number: target.number, accountId: toNumber(target.account_id), vendorId: toNumber(target.vendor_id), currency: target.currency, total: toBigInt(target.total), paidAt: at }, target.type);
+    }
+  }
+
+  private async firePaid(tx: Tx, actor: Actor, at: Date, e: InvoicePaidEvent, type: DocumentType = 'invoice'): Promise<void> {
+    if (type !== 'invoice' && type !== 'debit_memo') return;
+    await recordChange(tx, actor, at, {
+      operation: `${type}.paid`,
+      objectType: 'document',
+      objectId: e.documentId,
+      details: { number: e.number, total: e.total, currency: e.currency },
+      event: { name: `${type === 'invoice' ? 'invoice' : 'debit_memo'}.paid`, accountId: e.accountId, payload: { documentId: e.documentId, number: e.number, accountId: e.accountId, total: e.total, currency: e.currency } },
+    });
+    if (type === 'invoice') for (const l of this.paidListeners) await l(tx, e);
+  }
+
+  private async scopedDocument(conn: Conn, actor: Actor, documentId: number): Promise<DocumentRow> {
+    positiveId(documentId, 'documentId');
+    const row = (await conn('documents as d').join('accounts as a', 'a.id', 'd.account_id').where('d.id', documentId).andWhere('a.path', 'like', `${actor.accountPath}%`).first('d.*')) as DocumentRow | undefined;
+    if (!row) throw notFound('Document', documentId);
+    return row;
+  }
+}

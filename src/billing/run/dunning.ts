@@ -1,0 +1,141 @@
+import { recordChange } from '../../audit/record-change';
+import type { Deps } from '../../context';
+import { toNumber, type Conn, type Tx } from '../../db/knex';
+import { isAppError } from '../../domain/errors';
+import { isUniqueViolation } from '../../idempotency';
+import type { TaskQueue } from '../../jobs/task-queue';
+import { SubscriptionActionsService } from '../../subscriptions/service-actions';
+import { SUBSCRIPTION_STATUS } from '../../subscriptions/subscriptions-service';
+import { billingActor } from '../documents-service';
+import type { BillingSettings } from '../settings';
+import type { InvoicePaidEvent } from '../types';
+
+const DAY_MS = 86_400_000;
+
+export type DunningStep = 'grace' | 'suspend' | 'terminate';
+
+export interface OverdueInvoice {
+  id: number;
+  number: string;
+  vendorId: number;
+  accountId: number;
+  dueDate: number;
+}
+
+/** The dunning steps due for an invoice past due by (asOf - due date), per the vendor's days, in order. */
+export function dueSteps(s: BillingSettings, dueDate: number, asOf: number): DunningStep[] {
+  const past = asOf - dueDate;
+  const steps: DunningStep[] = [];
+  if (past >= s.graceDays * DAY_MS) steps.push('grace');
+  if (past >= s.terminateDays * DAY_MS) steps.push('terminate');
+  else if (past >= s.suspendDays * DAY_MS) steps.push('suspend');
+  return steps;
+}
+
+/** Subscriptions billed on each invoice (through its charges). */
+export async function subscriptionsOn(conn: Conn, documentIds: number[]): Promise<Map<number, number[]>> {
+  const out = new Map<number, number[]>();
+  for (let i = 0; i < documentIds.length; i += 500) {
+    const rows = (await conn('billing_charges').whereIn('document_id', documentIds.slice(i, i + 500)).whereNotNull('subscription_id').distinct('document_id', 'subscription_id')) as { document_id: number; subscription_id: number }[];
+    for (const r of rows) {
+      const list = out.get(toNumber(r.document_id)) ?? [];
+      if (!list.includes(toNumber(r.subscription_id))) list.push(toNumber(r.subscription_id));
+      out.set(toNumber(r.document_id), list);
+    }
+  }
+  return out;
+}
+
+/**
+ * Dunning of one overdue invoice: each step happens once per invoice (a dunning_steps row, primary key
+ * (document, step), claimed before acting). Grace: the invoice's active subscriptions become graced (40).
+ * Suspend / terminate: requested through the service gate (SubscriptionActionsService) with an idempotency key per
+ * (invoice, step, subscription), so a step claimed by a run that then died is done again safely by the next run.
+ * Only the subscriptions billed on the overdue invoice are touched: a customer's other, paid-up subscriptions never
+ * are. Answers how many suspensions and terminations were requested.
+ */
+export async function dunInvoice(deps: Deps, tasks: TaskQueue, inv: OverdueInvoice, steps: DunningStep[], subs: number[], at: Date): Promise<{ suspensions: number; terminations: number }> {
+  const out = { suspensions: 0, terminations: 0 };
+  if (subs.length === 0) return out;
+  const actor = billingActor(inv.vendorId);
+  for (const step of steps) {
+    // Claim (or find an unfinished claim of an earlier run).
+    let claimed = false;
+    try {
+      await deps.db('dunning_steps').insert({ document_id: inv.id, step, outcome: 'pending', at: at.getTime() });
+      claimed = true;
+    } catch (e) {
+      if (!isUniqueViolation(e)) throw e;
+      const row = (await deps.db('dunning_steps').where({ document_id: inv.id, step }).first('outcome')) as { outcome: string } | undefined;
+      claimed = row?.outcome === 'pending';
+    }
+    if (!claimed) continue;
+    if (step === 'grace') {
+      await deps.db.transaction(async (tx) => {
+        const n = await tx('subscriptions').whereIn('id', subs).where('status', SUBSCRIPTION_STATUS.active).update({ status: SUBSCRIPTION_STATUS.graced, updated_at: at.getTime() });
+        if (n) {
+          await recordChange(tx, actor, at, {
+            operation: 'billing.dunning.grace',
+            objectType: 'document',
+            objectId: inv.id,
+            details: { invoice: inv.number, subscriptions: subs },
+            event: { name: 'subscription.graced', accountId: inv.accountId, payload: { invoiceId: inv.id, invoiceNumber: inv.number, subscriptionIds: subs } },
+          });
+        }
+        await tx('dunning_steps').where({ document_id: inv.id, step }).update({ outcome: 'done' });
+      });
+      continue;
+    }
+    const actions = new SubscriptionActionsService(deps, { tasks });
+    const outcomes: string[] = [];
+    for (const subscriptionId of subs) {
+      try {
+        await actions.request(actor, subscriptionId, step, { reason: `non-payment of invoice ${inv.number}`, idempotencyKey: `dunning:${inv.id}:${step}:${subscriptionId}` });
+        if (step === 'suspend') out.suspensions++;
+        else out.terminations++;
+        outcomes.push('requested');
+      } catch (e) {
+        if (!isAppError(e) || e.code !== 'NOT_ALLOWED') throw e;
+        outcomes.push('refused'); // e.g. already suspended or terminated
+      }
+    }
+    await deps.db('dunning_steps').where({ document_id: inv.id, step }).update({ outcome: outcomes.includes('requested') ? 'requested' : 'refused' });
+  }
+  return out;
+}
+
+/**
+ * On payment in full of an invoice that had been dunned: its graced subscriptions are active again, and those
+ * suspended for it are resumed through the gate, unless another unpaid invoice of theirs is suspended too.
+ * Runs in the paying transaction (DocumentsService.onInvoicePaid).
+ */
+export function liftDunning(deps: Deps, tasks: TaskQueue) {
+  return async (tx: Tx, e: InvoicePaidEvent): Promise<void> => {
+    const steps = (await tx('dunning_steps').where({ document_id: e.documentId }).select('step')) as { step: string }[];
+    if (steps.length === 0) return;
+    const subs = (await subscriptionsOn(tx, [e.documentId])).get(e.documentId) ?? [];
+    const at = e.paidAt;
+    for (const subscriptionId of subs) {
+      // Another open invoice of this subscription that is also being dunned keeps it where it is.
+      const other = await tx('billing_charges as c')
+        .join('documents as d', 'd.id', 'c.document_id')
+        .join('dunning_steps as s', 's.document_id', 'd.id')
+        .where('c.subscription_id', subscriptionId)
+        .whereNot('d.id', e.documentId)
+        .where('d.status', 'open')
+        .first('d.id');
+      if (other) continue;
+      await tx('subscriptions').where({ id: subscriptionId, status: SUBSCRIPTION_STATUS.graced }).update({ status: SUBSCRIPTION_STATUS.active, updated_at: at.getTime() });
+      if (!steps.some((s) => s.step === 'suspend')) continue;
+      const row = (await tx('subscriptions').where({ id: subscriptionId }).first('status')) as { status: number } | undefined;
+      if (!row || toNumber(row.status) !== SUBSCRIPTION_STATUS.suspended) continue;
+      try {
+        await new SubscriptionActionsService({ ...deps, db: tx }, { tasks }).request(billingActor(e.vendorId), subscriptionId, 'resume', { reason: `invoice ${e.number} paid in full` });
+      } catch (err) {
+        // The suspension has not reached the gate yet (service still stopping): leave it to an operator.
+        if (!isAppError(err) || err.code !== 'NOT_ALLOWED') throw err;
+        deps.log.warn('could not resume a subscription suspended for non-payment', { subscriptionId, invoiceId: e.documentId, error: err.message });
+      }
+    }
+  };
+}
