@@ -1,4 +1,5 @@
 import fs from 'node:fs';
+import cron from 'node-cron';
 import path from 'node:path';
 
 /** Validated runtime configuration: config/default.json, then an optional HOSTWRIGHT_CONFIG file, then environment. */
@@ -35,6 +36,8 @@ export interface Config {
   consoleSessionIdleMinutes: number;
   /** Operators' console: a session ends this long after sign-in, however active. */
   consoleSessionAbsoluteHours: number;
+  /** When the daily domain sync runs (cron syntax, server time zone UTC); "" switches it off. */
+  domainSyncCron: string;
 }
 
 export class ConfigError extends Error {
@@ -74,6 +77,7 @@ export const ENV_KEYS: Record<string, keyof Config> = {
   WEBHOOK_ALLOW_PRIVATE_NETWORKS: 'webhookAllowPrivateNetworks',
   CONSOLE_SESSION_IDLE_MINUTES: 'consoleSessionIdleMinutes',
   CONSOLE_SESSION_ABSOLUTE_HOURS: 'consoleSessionAbsoluteHours',
+  DOMAIN_SYNC_CRON: 'domainSyncCron',
 };
 
 const ROOT = path.resolve(__dirname, '..');
@@ -184,7 +188,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Part
     webhookAllowPrivateNetworks: boolean(raw, 'webhookAllowPrivateNetworks', e('webhookAllowPrivateNetworks')),
     consoleSessionIdleMinutes: integer(raw, 'consoleSessionIdleMinutes', 1, 7 * 24 * 60, e('consoleSessionIdleMinutes')),
     consoleSessionAbsoluteHours: integer(raw, 'consoleSessionAbsoluteHours', 1, 24 * 30, e('consoleSessionAbsoluteHours')),
+    domainSyncCron: text(raw, 'domainSyncCron', e('domainSyncCron')).trim(),
   };
+  if (cfg.domainSyncCron && !cron.validate(cfg.domainSyncCron)) {
+    throw new ConfigError(e('domainSyncCron') ?? 'domainSyncCron', `must be a cron expression such as "30 3 * * *" (or "" for off), got ${JSON.stringify(cfg.domainSyncCron)}.`);
+  }
   if (cfg.smtpUrl && !/^smtps?:\/\/[^/\s]+/.test(cfg.smtpUrl)) {
     throw new ConfigError(e('smtpUrl') ?? 'smtpUrl', `must be smtp://[user:pass@]host[:port] or smtps://..., got ${JSON.stringify(cfg.smtpUrl.replace(/\/\/[^@/]*@/, '//***@'))}.`);
   }

@@ -26,6 +26,8 @@ import { catalogMethods } from './api/xmlrpc/methods-catalog';
 import { orderMethods } from './api/xmlrpc/methods-orders';
 import { billingService, provisioningService } from './api/soap/billing-service';
 import { eventMethods } from './api/xmlrpc/methods-events';
+import { domainMethods } from './api/xmlrpc/methods-domains';
+import { startDomainSync } from './domains/sync-schedule';
 import { startEventDelivery, type EventDelivery } from './events/delivery-runtime';
 import { consoleMiddleware } from './console/app';
 
@@ -127,6 +129,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     const mounts = await mountTransports(services, app, router);
     app.use(router.routes()).use(router.allowedMethods());
     const housekeeping = startHousekeeping(services);
+    const stopDomainSync = opts.worker !== false ? startDomainSync(services) : async () => {};
     // Orders move through their workflows as background tasks; this process takes its share of them.
     const worker = new Worker(deps, services.tasks, {
       ...orderHandlers(deps, {
@@ -153,6 +156,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
       events,
       async close() {
         clearInterval(housekeeping);
+        await stopDomainSync();
         await events.stop();
         await worker.stop();
         await mounts.close();
@@ -213,7 +217,7 @@ async function mountTransports(
 ): Promise<{ legacyXmlRpc?: http.RequestListener; posts: Record<string, PostHandler>; close(): Promise<void> }> {
   app.use(consoleMiddleware(services));
   const soapPosts = await mountSoap(services, router, [billingService(services, WSDL_DIR), provisioningService(services, WSDL_DIR)]);
-  const xmlrpc = new XmlRpcEndpoint(services, { ...accountMethods, ...catalogMethods, ...orderMethods, ...eventMethods });
+  const xmlrpc = new XmlRpcEndpoint(services, { ...accountMethods, ...catalogMethods, ...orderMethods, ...eventMethods, ...domainMethods });
   router.all('/RPC2', async (ctx) => {
     ctx.respond = false;
     await xmlrpc.handle(ctx.req, ctx.res, ctx.state.requestId as string);

@@ -17,6 +17,8 @@ import { BUNDLED_PLUGINS_DIR, loadPlugins, type PluginRegistry } from './plugins
 import { EventActionsService } from './events/actions-service';
 import { NotificationsService } from './notifications/notifications-service';
 import { NotificationSchedulesService } from './notifications/schedules';
+import { TldCatalogService } from './domains/tld-catalog';
+import { DomainsService } from './domains/domains-service';
 
 /** Every service of the application, built once from its dependencies. Transports receive this. */
 export interface Services {
@@ -40,6 +42,9 @@ export interface Services {
   /** Notification templates, rendering, sending and the mail spool. */
   notifications: NotificationsService;
   notificationSchedules: NotificationSchedulesService;
+  /** The domain catalog (TLDs, registrar instances, prices) and the domains accounts hold (issue #7). */
+  tlds: TldCatalogService;
+  domains: DomainsService;
 }
 
 /** Builds every service; pass the registry when one is already loaded (it is loaded once per process). */
@@ -50,6 +55,7 @@ export function createServices(deps: Deps, plugins: PluginRegistry = loadPlugins
   const tasks = new TaskQueue(deps);
   const workflows = new WorkflowsService(deps);
   const promoCodes = new PromoCodesService(deps);
+  const tlds = new TldCatalogService(deps);
   return {
     deps,
     accounts: new AccountsService(deps),
@@ -72,5 +78,7 @@ export function createServices(deps: Deps, plugins: PluginRegistry = loadPlugins
     eventActions: new EventActionsService(deps),
     notifications: new NotificationsService(deps),
     notificationSchedules: new NotificationSchedulesService(deps),
+    tlds,
+    domains: new DomainsService(deps, { tlds, pluginInstances }),
   };
 }
