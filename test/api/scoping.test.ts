@@ -17,6 +17,8 @@ import { ACCOUNT_ADD_PARAMS, accountMethods } from '../../src/api/xmlrpc/methods
 import { catalogMethods } from '../../src/api/xmlrpc/methods-catalog';
 import { orderMethods, orderSignature } from '../../src/api/xmlrpc/methods-orders';
 import { eventMethods } from '../../src/api/xmlrpc/methods-events';
+import { domainMethods } from '../../src/api/xmlrpc/methods-domains';
+import type { Registrar } from '../../src/plugins/sdk';
 import type { Actor } from '../../src/context';
 import { accountWithApiUser, providerActor, startApiWorld, type ApiWorld } from '../helpers/api';
 
@@ -80,6 +82,10 @@ describe('API scoping: a reseller cannot reach another reseller\'s objects by id
   let orderB: number;
   let subA: number;
   let subB: number;
+  // Domains: A's customer's, B's customer's and the provider's own (registered at the demo's sandbox registrar).
+  let domainA: number;
+  let domainB: number;
+  let domainProvider: number;
 
   let seq = 0;
   const unique = (prefix: string) => `${prefix}-${Date.now().toString(36)}-${++seq}`;
@@ -213,6 +219,18 @@ describe('API scoping: a reseller cannot reach another reseller\'s objects by id
     await workflows.define(provider, { vendorAccountId: A.accountId, orderType: 'sales', definition: approveFirst });
     orderA = { approve: await placeFor(custA.accountId, 'scope-a2.example'), reject: await placeFor(custA.accountId, 'scope-a3.example'), rpc: await placeFor(custA.accountId, 'scope-a4.example'), any: subOrderA };
 
+    const registrarRow = (await world.fresh.db('plugin_instances').where({ vendor_id: provider.accountId, name: 'sandbox-registrar' }).first('id')) as { id: number };
+    const registrar = await world.server.services.pluginInstances.instantiate<Registrar>(Number(registrarRow.id));
+    const domainFor = async (accountId: number, name: string) => {
+      const contacts = { registrant: { name: 'Scope Owner', email: 'owner@example.com', phone: '+1.5555550100', street: ['1 Main St'], city: 'Springfield', countryCode: 'US' } };
+      const r = await registrar.register({ operationId: `scope-${name}`, name, years: 1, contacts });
+      if (r.status !== 'success') throw new Error(`sandbox refused ${name}`);
+      return world.server.services.domains.recordRegisteredDomain(world.fresh.db, provider, { accountId, name, registrarInstanceId: Number(registrarRow.id), expiresAt: new Date(r.result.expiresAt) });
+    };
+    domainA = await domainFor(custA.accountId, 'scope-domain-a.com');
+    domainB = await domainFor(custB.accountId, 'scope-domain-b.com');
+    domainProvider = await domainFor(provider.accountId, 'scope-domain-provider.com');
+
     soapUrl = `${world.url}/soap/billing`;
     soap = await createClientAsync(`${soapUrl}?wsdl`);
     soap.setSecurity(new BasicAuthSecurity(A.login, A.password));
@@ -264,6 +282,10 @@ describe('API scoping: a reseller cannot reach another reseller\'s objects by id
 
   const foreignOrders = (): [string, number][] => [["B's customer's order", orderB]];
   const foreignSubscriptions = (): [string, number][] => [["B's customer's subscription", subB]];
+  const foreignDomains = (): [string, number][] => [
+    ["B's customer's domain", domainB],
+    ["the provider's own domain", domainProvider],
+  ];
   let orderPlanId = 0;
   let orderPeriodId = 0;
   const orderPlan = () => orderPlanId;
@@ -520,6 +542,32 @@ describe('API scoping: a reseller cannot reach another reseller\'s objects by id
       call: (id) => rpc('SendSubscriptionNotificationForUser_API', ['subscription.expiring', id, custA.userId, 'Note', 'scoping'], A, 'MESSAGE'),
       check: (v) => expect(v).to.deep.equal({ Status: 'Operation done.' }),
     },
+    // ---- domains ---------------------------------------------------------------------------------------
+    {
+      dialect: 'SOAP', op: 'GetDomain', foreign: foreignDomains, own: () => domainA, code: 'NOT_FOUND', field: null,
+      call: (id) => soapCall('GetDomain', { domainId: id }, provisioningSoap),
+      check: (v, own) => expect(Number((v as { domain: { domainId: unknown } }).domain.domainId)).to.equal(own),
+    },
+    {
+      dialect: 'SOAP', op: 'SetNameservers', foreign: foreignDomains, own: () => domainA, code: 'NOT_FOUND', field: null,
+      call: (id) => soapCall('SetNameservers', { domainId: id, nameservers: { nameserver: ['ns1.scope-a.example'] } }, provisioningSoap),
+      check: (v) => expect((v as { domain: { nameservers: { nameserver: unknown } } }).domain.nameservers.nameserver).to.deep.equal(['ns1.scope-a.example']),
+    },
+    {
+      dialect: 'SOAP', op: 'GetEppCode', foreign: foreignDomains, own: () => domainA, code: 'NOT_FOUND', field: null,
+      call: (id) => soapCall('GetEppCode', { domainId: id }, provisioningSoap),
+      check: (v) => expect((v as { eppCode: string }).eppCode).to.be.a('string').and.not.be.empty,
+    },
+    {
+      dialect: 'XML-RPC', op: 'DomainInfoGet_API', foreign: foreignDomains, own: () => domainA, code: 'NOT_FOUND',
+      call: (id) => rpc('DomainInfoGet_API', [id], A, 'DOMAINGATE'),
+      check: (v, own) => expect((v as XmlRpcValue[]).slice(2, 4)).to.deep.equal([own, 'scope-domain-a.com']),
+    },
+    {
+      dialect: 'XML-RPC', op: 'DomainExpirationDateGet_API', foreign: foreignDomains, own: () => domainA, code: 'NOT_FOUND',
+      call: (id) => rpc('DomainExpirationDateGet_API', [id], A, 'DOMAINGATE'),
+      check: (v) => expect((v as XmlRpcValue[])[0]).to.be.a('number').above(0),
+    },
   ];
 
   for (const row of rows) {
@@ -635,12 +683,14 @@ describe('API scoping: a reseller cannot reach another reseller\'s objects by id
     // door by door, in test/api/soap/subscription-actions.test.ts (A's own is suspended, resumed and terminated there).
     for (const op of ['SOAP SuspendSubscription', 'SOAP ResumeSubscription', 'SOAP TerminateSubscription', 'SOAP ProvisionSubscription', 'XML-RPC SubscriptionStop_API', 'XML-RPC SubscriptionStatusUpdate_API']) covered.add(op);
     const withoutIds = new Set(['SOAP GetVersion', 'XML-RPC GetVersion_API', 'SOAP ListServiceGates']);
+    // Availability and the transfer-key question take names of domains not held yet, never an object's id.
+    for (const op of ['SOAP CheckDomain', 'XML-RPC SingleDomainNameAvailability_API', 'XML-RPC DomainNamesAvailability_API', 'XML-RPC DomainTransferKeyIsRequired_API']) withoutIds.add(op);
     const wsdlDir = path.resolve(__dirname, '..', '..', 'wsdl');
     const implemented = [
       ...Object.keys(billingService(world.server.services, wsdlDir).operations).map((op) => `SOAP ${op}`),
       ...Object.keys(provisioningService(world.server.services, wsdlDir).operations).map((op) => `SOAP ${op}`),
       ...Object.keys({ ...accountMethods, ...catalogMethods, ...orderMethods }).map((key) => `XML-RPC ${key.replace(/^BM\./, '')}`),
-      ...Object.keys(eventMethods).map((key) => `XML-RPC ${key.replace(/^[A-Z]+\./, '')}`),
+      ...Object.keys({ ...eventMethods, ...domainMethods }).map((key) => `XML-RPC ${key.replace(/^[A-Z]+\./, '')}`),
     ];
     const missingRows = implemented.filter((op) => !covered.has(op) && !withoutIds.has(op));
     expect(missingRows, 'implemented operations without a scoping row').to.deep.equal([]);
