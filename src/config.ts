@@ -36,7 +36,7 @@ export interface Config {
   consoleSessionIdleMinutes: number;
   /** Operators' console: a session ends this long after sign-in, however active. */
   consoleSessionAbsoluteHours: number;
-  /** When the daily domain sync runs (cron syntax, server time zone UTC); "" switches it off. */
+  /** When the daily domain sync runs (cron syntax, UTC); "" (or "off", for the environment) switches it off. */
   domainSyncCron: string;
 }
 
@@ -188,10 +188,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Part
     webhookAllowPrivateNetworks: boolean(raw, 'webhookAllowPrivateNetworks', e('webhookAllowPrivateNetworks')),
     consoleSessionIdleMinutes: integer(raw, 'consoleSessionIdleMinutes', 1, 7 * 24 * 60, e('consoleSessionIdleMinutes')),
     consoleSessionAbsoluteHours: integer(raw, 'consoleSessionAbsoluteHours', 1, 24 * 30, e('consoleSessionAbsoluteHours')),
-    domainSyncCron: text(raw, 'domainSyncCron', e('domainSyncCron')).trim(),
+    domainSyncCron: text(raw, 'domainSyncCron', e('domainSyncCron')).trim().replace(/^off$/i, ''),
   };
   if (cfg.domainSyncCron && !cron.validate(cfg.domainSyncCron)) {
-    throw new ConfigError(e('domainSyncCron') ?? 'domainSyncCron', `must be a cron expression such as "30 3 * * *" (or "" for off), got ${JSON.stringify(cfg.domainSyncCron)}.`);
+    throw new ConfigError(e('domainSyncCron') ?? 'domainSyncCron', `must be a cron expression such as "30 3 * * *" (or "off"), got ${JSON.stringify(cfg.domainSyncCron)}.`);
   }
   if (cfg.smtpUrl && !/^smtps?:\/\/[^/\s]+/.test(cfg.smtpUrl)) {
     throw new ConfigError(e('smtpUrl') ?? 'smtpUrl', `must be smtp://[user:pass@]host[:port] or smtps://..., got ${JSON.stringify(cfg.smtpUrl.replace(/\/\/[^@/]*@/, '//***@'))}.`);

@@ -260,6 +260,7 @@ export class DomainsService {
    * failure for one batch is logged and the batch skipped (the next run tries again). Returns counts.
    */
   async sync(actor: Actor, batchSize = SYNC_BATCH): Promise<{ checked: number; changed: number; failedBatches: number }> {
+    batchSize = Math.max(1, Math.min(Math.floor(batchSize) || SYNC_BATCH, MAX_NAMES_PER_CALL));
     let checked = 0;
     let changed = 0;
     let failedBatches = 0;
