@@ -232,6 +232,8 @@ describe('domains: the TLD catalog and the read-side domain operations through S
       expect(whole.slice(3)).to.deep.equal(['USD', '']);
       const split = result(await rpc(custB, 'SingleDomainNameAvailability_API', ['new-bakery', 'com'])) as unknown[];
       expect([split[0], split[1], (split[2] as XmlRpcDouble).text, split[3]]).to.deep.equal(['new-bakery.com', 1, '12.99', 'USD']);
+      const idn = result(await rpc(custA, 'SingleDomainNameAvailability_API', ['Bäckerei.COM'])) as unknown[];
+      expect(idn.slice(0, 2)).to.deep.equal(['xn--bckerei-5wa.com', 1]);
       const taken = result(await rpc(custA, 'SingleDomainNameAvailability_API', ['bravo-shop.com'])) as unknown[];
       expect([taken[0], taken[1], taken[4]]).to.deep.equal(['bravo-shop.com', 0, 'In use']);
     });
