@@ -135,7 +135,7 @@ export class DomainsService {
       byInstance.set(tld.offer.registrarInstanceId, group);
     }
     for (const [instanceId, group] of byInstance) {
-      const registrar = await this.parts.pluginInstances.instantiate<Registrar>(instanceId);
+      const registrar = await this.registrar(instanceId);
       const outcome = await registrar.checkAvailability({ operationId: operationId('check'), names: group.names });
       if (outcome.status !== 'success') throw registrarError(outcome, 'the availability check');
       for (const r of outcome.result.results) {
@@ -158,7 +158,7 @@ export class DomainsService {
     const ns = parseNameservers(nameservers);
     if (!ns.ok) throw invalid('nameservers', ns.message);
     this.refuseGone(row);
-    const registrar = await this.parts.pluginInstances.instantiate<Registrar>(toNumber(row.registrar_instance_id));
+    const registrar = await this.registrar(toNumber(row.registrar_instance_id));
     const outcome = await registrar.setNameservers({ operationId: operationId('ns'), name: row.name, nameservers: ns.hosts });
     if (outcome.status !== 'success') throw registrarError(outcome, `the nameserver change of ${row.name}`);
     const hosts = outcome.result.nameservers;
@@ -180,7 +180,7 @@ export class DomainsService {
   async getEppCode(actor: Actor, ref: DomainRef): Promise<string> {
     const row = await this.scopedRow(actor, ref);
     this.refuseGone(row);
-    const registrar = await this.parts.pluginInstances.instantiate<Registrar>(toNumber(row.registrar_instance_id));
+    const registrar = await this.registrar(toNumber(row.registrar_instance_id));
     const outcome = await registrar.getAuthCode({ operationId: operationId('auth'), name: row.name });
     if (outcome.status !== 'success') throw registrarError(outcome, `the auth code of ${row.name}`);
     await this.deps.db.transaction(async (tx) => {
@@ -281,7 +281,7 @@ export class DomainsService {
       for (const [instanceId, group] of byInstance) {
         let outcome: Outcome<{ domains: { name: string; found: boolean; state?: DomainState; expiresAt?: string }[] }>;
         try {
-          const registrar = await this.parts.pluginInstances.instantiate<Registrar>(instanceId);
+          const registrar = await this.registrar(instanceId);
           outcome = await registrar.sync({ operationId: operationId('sync'), names: group.map((r) => r.name) });
         } catch (e) {
           outcome = { status: 'failure', retryable: true, message: (e as Error).message };
@@ -329,6 +329,13 @@ export class DomainsService {
       if (rows.length < batchSize) break;
     }
     return { checked, changed, failedBatches };
+  }
+
+  /** The registrar instance's plugin object; a disabled instance is UNAVAILABLE (never silently another registrar). */
+  private async registrar(instanceId: number): Promise<Registrar> {
+    const row = (await this.deps.db('plugin_instances').where({ id: instanceId }).first('name', 'status')) as { name: string; status: string } | undefined;
+    if (row && row.status !== 'active') throw new AppError('UNAVAILABLE', `Registrar instance '${row.name}' is disabled; domain operations through it wait until it is enabled again.`);
+    return this.parts.pluginInstances.instantiate<Registrar>(instanceId);
   }
 
   private refuseGone(row: DomainRow): void {

@@ -55,6 +55,15 @@ describe('domains: registrar failures and the scheduled sync', function () {
     expect(new Date(Number(afterGood.expires_at)).toISOString()).to.equal(renewedGood.status === 'success' ? renewedGood.result.expiresAt : '');
   });
 
+  it('a disabled registrar instance makes its domains UNAVAILABLE and its sync batch is skipped', async () => {
+    const { domains, pluginInstances } = world.services;
+    const d = await domainAt({}, 'paused-registrar.com');
+    await pluginInstances.update(world.provider, d.instanceId, { status: 'disabled' });
+    const e = await failure(domains.getEppCode(d.customer, { domainId: d.domainId }), 'UNAVAILABLE');
+    expect(e.message).to.contain('disabled');
+    expect(await domains.sync(world.provider)).to.deep.equal({ checked: 0, changed: 0, failedBatches: 1 });
+  });
+
   it('a name already held is a CONFLICT for recordRegisteredDomain', async () => {
     const d = await domainAt({}, 'held-once.com');
     await failure(world.services.domains.recordRegisteredDomain(world.fresh.db, world.provider, { accountId: d.customer.accountId, name: 'HELD-ONCE.com', registrarInstanceId: d.instanceId, expiresAt: null }), 'CONFLICT', 'name');
