@@ -4,6 +4,7 @@ import type { Registrar } from '../../src/plugins/sdk';
 import { providerActor, startApiWorld } from '../helpers/api';
 import { failure } from '../helpers/assertions';
 import { makeWorld, accountActor, type World } from '../helpers/world';
+import { claimSyncRun, SYNC_CLAIM_WINDOW_MS } from '../../src/domains/sync-schedule';
 
 const CONTACTS = { registrant: { name: 'Sam Sync', email: 'sam@example.com', phone: '+1.5555550100', street: ['1 Main St'], city: 'Springfield', countryCode: 'US' } };
 
@@ -62,6 +63,16 @@ describe('domains: registrar failures and the scheduled sync', function () {
     const e = await failure(domains.getEppCode(d.customer, { domainId: d.domainId }), 'UNAVAILABLE');
     expect(e.message).to.contain('disabled');
     expect(await domains.sync(world.provider)).to.deep.equal({ checked: 0, changed: 0, failedBatches: 1 });
+  });
+
+  it('one server process claims a firing of the schedule; the others skip it until the window has passed', async () => {
+    expect(await claimSyncRun(world.deps)).to.equal(true);
+    expect(await claimSyncRun(world.deps)).to.equal(false);
+    world.clock.advance(SYNC_CLAIM_WINDOW_MS - 1000);
+    expect(await claimSyncRun(world.deps)).to.equal(false);
+    world.clock.advance(2000);
+    expect(await claimSyncRun(world.deps)).to.equal(true);
+    expect(await claimSyncRun(world.deps)).to.equal(false);
   });
 
   it('a name already held is a CONFLICT for recordRegisteredDomain', async () => {
