@@ -1,6 +1,6 @@
 import fs from 'node:fs';
-import path from 'node:path';
 import cron from 'node-cron';
+import path from 'node:path';
 
 /** Validated runtime configuration: config/default.json, then an optional HOSTWRIGHT_CONFIG file, then environment. */
 export interface Config {
@@ -40,6 +40,8 @@ export interface Config {
   paymentReconcileCron: string;
   /** When the server runs the billing run (a node-cron expression, UTC); empty: never (run it with npm run billing). */
   billingCron: string;
+  /** When the daily domain sync runs (cron syntax, UTC); "" (or "off", for the environment) switches it off. */
+  domainSyncCron: string;
 }
 
 export class ConfigError extends Error {
@@ -81,6 +83,7 @@ export const ENV_KEYS: Record<string, keyof Config> = {
   CONSOLE_SESSION_ABSOLUTE_HOURS: 'consoleSessionAbsoluteHours',
   PAYMENT_RECONCILE_CRON: 'paymentReconcileCron',
   BILLING_CRON: 'billingCron',
+  DOMAIN_SYNC_CRON: 'domainSyncCron',
 };
 
 const ROOT = path.resolve(__dirname, '..');
@@ -210,7 +213,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Part
     consoleSessionAbsoluteHours: integer(raw, 'consoleSessionAbsoluteHours', 1, 24 * 30, e('consoleSessionAbsoluteHours')),
     paymentReconcileCron: requiredCronExpression(raw, 'paymentReconcileCron', e('paymentReconcileCron')),
     billingCron: cronExpression(raw, 'billingCron', e('billingCron')),
+    domainSyncCron: text(raw, 'domainSyncCron', e('domainSyncCron')).trim().replace(/^off$/i, ''),
   };
+  if (cfg.domainSyncCron && !cron.validate(cfg.domainSyncCron)) {
+    throw new ConfigError(e('domainSyncCron') ?? 'domainSyncCron', `must be a cron expression such as "30 3 * * *" (or "off"), got ${JSON.stringify(cfg.domainSyncCron)}.`);
+  }
   if (cfg.smtpUrl && !/^smtps?:\/\/[^/\s]+/.test(cfg.smtpUrl)) {
     throw new ConfigError(e('smtpUrl') ?? 'smtpUrl', `must be smtp://[user:pass@]host[:port] or smtps://..., got ${JSON.stringify(cfg.smtpUrl.replace(/\/\/[^@/]*@/, '//***@'))}.`);
   }

@@ -32,6 +32,8 @@ import { mountInvoiceHtml } from './billing/invoice-html';
 import { scheduleBilling } from './billing/run/schedule';
 import { billingService, provisioningService } from './api/soap/billing-service';
 import { eventMethods } from './api/xmlrpc/methods-events';
+import { domainMethods } from './api/xmlrpc/methods-domains';
+import { startDomainSync } from './domains/sync-schedule';
 import { startEventDelivery, type EventDelivery } from './events/delivery-runtime';
 import { consoleMiddleware } from './console/app';
 
@@ -137,6 +139,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     const reconciler = schedulePaymentReconciler(deps, services.payments, config.paymentReconcileCron);
     // The billing run on config.billingCron (default daily at 02:00 UTC; empty switches it off).
     const billingSchedule = scheduleBilling(services);
+    const stopDomainSync = opts.worker !== false ? startDomainSync(services) : async () => {};
     // Orders move through their workflows as background tasks; this process takes its share of them.
     const worker = new Worker(deps, services.tasks, {
       ...orderHandlers(deps, {
@@ -163,6 +166,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
       events,
       async close() {
         clearInterval(housekeeping);
+        await stopDomainSync();
         await events.stop();
         await reconciler.destroy();
         await billingSchedule?.stop();
@@ -227,7 +231,7 @@ async function mountTransports(
 ): Promise<{ legacyXmlRpc?: http.RequestListener; posts: Record<string, PostHandler>; close(): Promise<void> }> {
   app.use(consoleMiddleware(services));
   const soapPosts = await mountSoap(services, router, [billingService(services, WSDL_DIR), provisioningService(services, WSDL_DIR)]);
-  const xmlrpc = new XmlRpcEndpoint(services, { ...accountMethods, ...catalogMethods, ...orderMethods, ...eventMethods, ...lifecycleMethods, ...usageMethods, ...billingMethods });
+  const xmlrpc = new XmlRpcEndpoint(services, { ...accountMethods, ...catalogMethods, ...orderMethods, ...eventMethods, ...lifecycleMethods, ...usageMethods, ...billingMethods, ...domainMethods });
   router.all('/RPC2', async (ctx) => {
     ctx.respond = false;
     await xmlrpc.handle(ctx.req, ctx.res, ctx.state.requestId as string);

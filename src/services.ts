@@ -25,6 +25,8 @@ import { BUNDLED_PLUGINS_DIR, loadPlugins, type PluginRegistry } from './plugins
 import { EventActionsService } from './events/actions-service';
 import { NotificationsService } from './notifications/notifications-service';
 import { NotificationSchedulesService } from './notifications/schedules';
+import { TldCatalogService } from './domains/tld-catalog';
+import { DomainsService } from './domains/domains-service';
 
 /** Every service of the application, built once from its dependencies. Transports receive this. */
 export interface Services {
@@ -58,6 +60,9 @@ export interface Services {
   usage: UsageService;
   /** The billing run: renewals, trials, overage, invoices and auto-pay as of an instant (cron, CLI, RunBilling). */
   billingRun: BillingRun;
+  /** The domain catalog (TLDs, registrar instances, prices) and the domains accounts hold (issue #7). */
+  tlds: TldCatalogService;
+  domains: DomainsService;
 }
 
 /** Builds every service; pass the registry when one is already loaded (it is loaded once per process). */
@@ -78,6 +83,7 @@ export function createServices(deps: Deps, plugins: PluginRegistry = loadPlugins
   documents.onInvoicePaid(extendPaidRenewals());
   // ... and payment in full lifts its dunning (graced -> active, a non-payment suspension resumed).
   documents.onInvoicePaid(liftDunning(deps, tasks));
+  const tlds = new TldCatalogService(deps);
   return {
     deps,
     accounts: new AccountsService(deps, accountBalance),
@@ -102,5 +108,7 @@ export function createServices(deps: Deps, plugins: PluginRegistry = loadPlugins
     billingSettings: new BillingSettingsService(deps),
     usage: new UsageService(deps),
     billingRun: new BillingRun(deps, documents, tasks),
+    tlds,
+    domains: new DomainsService(deps, { tlds, pluginInstances }),
   };
 }

@@ -6,6 +6,7 @@ import { UsersService } from '../accounts/users-service';
 import { CatalogService, type PeriodInput, type RateInput } from '../catalog/catalog-service';
 import { bootstrapProvider } from './bootstrap';
 import { PluginInstancesService } from '../plugins/instances-service';
+import { TldCatalogService } from '../domains/tld-catalog';
 import { PaymentsService } from '../payments/payments-service';
 import type { PaymentGateway } from '../plugins/sdk';
 import { BUNDLED_PLUGINS_DIR, loadPlugins } from '../plugins/loader';
@@ -80,10 +81,26 @@ export async function seedDemo(deps: Deps): Promise<DemoSeed> {
     ['provisioning', 'sandbox', 'sandbox', {}],
     ['payment', 'sandbox', 'sandbox-payments', { stateFile }],
     ['fraud', 'rules', 'fraud-rules', {}],
+    ['registrar', 'sandbox', 'sandbox-registrar', {}],
   ] as const) {
     if (!(await deps.db('plugin_instances').where({ vendor_id: actor.accountId, name }).first('id'))) {
       await pluginInstances.create(actor, { kind, plugin, name, settings });
     }
+  }
+  // Domains: .com, .net and .org through the sandbox registrar (names containing "taken" are registered elsewhere).
+  const registrar = (await db('plugin_instances').where({ vendor_id: actor.accountId, name: 'sandbox-registrar' }).first('id')) as { id: number };
+  const tlds = new TldCatalogService(deps);
+  for (const [tld, register, renew, transfer] of [
+    ['com', 1299n, 1499n, 1299n],
+    ['net', 1499n, 1699n, 1499n],
+    ['org', 1199n, 1399n, 1199n],
+  ] as const) {
+    if (await db('tlds').where({ vendor_id: actor.accountId, tld }).first('id')) continue;
+    const prices = [1, 2, 3, 5].flatMap((years) => [
+      { action: 'register', years, amount: register + renew * BigInt(years - 1) },
+      { action: 'renew', years, amount: renew * BigInt(years) },
+    ]);
+    await tlds.create(actor, { tld, registrarInstanceId: Number(registrar.id), prices: [...prices, { action: 'transfer', years: 1, amount: transfer }] });
   }
   const templates = await catalog.listTemplates(actor);
   const template = async (name: string, resources: [number, number | null][], parameters: { name: string; title: string; kind: string }[]) =>

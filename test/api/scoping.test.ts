@@ -20,6 +20,8 @@ import { orderMethods, orderSignature } from '../../src/api/xmlrpc/methods-order
 import { eventMethods } from '../../src/api/xmlrpc/methods-events';
 import { lifecycleMethods } from '../../src/api/xmlrpc/methods-lifecycle';
 import { usageMethods } from '../../src/api/xmlrpc/methods-usage';
+import { domainMethods } from '../../src/api/xmlrpc/methods-domains';
+import type { Registrar } from '../../src/plugins/sdk';
 import type { Actor } from '../../src/context';
 import { inTransaction } from '../../src/db/transaction';
 import { accountWithApiUser, providerActor, startApiWorld, type ApiWorld } from '../helpers/api';
@@ -92,6 +94,10 @@ describe('API scoping: a reseller cannot reach another reseller\'s objects by id
   let payB: number;
   let payDocA: number;
   let payDocB: number;
+  // Domains: A's customer's, B's customer's and the provider's own (registered at the demo's sandbox registrar).
+  let domainA: number;
+  let domainB: number;
+  let domainProvider: number;
 
   let seq = 0;
   const unique = (prefix: string) => `${prefix}-${Date.now().toString(36)}-${++seq}`;
@@ -239,6 +245,17 @@ describe('API scoping: a reseller cannot reach another reseller\'s objects by id
       const gateway = (await world.fresh.db('plugin_instances').where({ kind: 'payment' }).orderBy('id').first('id')) as { id: number };
       await payments.storePayTool(provider, custA.accountId, gateway.id, { number: '4242424242424242', expMonth: 12, expYear: 2031, cvv: '123' }, { makeDefault: true });
     }
+    const registrarRow = (await world.fresh.db('plugin_instances').where({ vendor_id: provider.accountId, name: 'sandbox-registrar' }).first('id')) as { id: number };
+    const registrar = await world.server.services.pluginInstances.instantiate<Registrar>(Number(registrarRow.id));
+    const domainFor = async (accountId: number, name: string) => {
+      const contacts = { registrant: { name: 'Scope Owner', email: 'owner@example.com', phone: '+1.5555550100', street: ['1 Main St'], city: 'Springfield', countryCode: 'US' } };
+      const r = await registrar.register({ operationId: `scope-${name}`, name, years: 1, contacts });
+      if (r.status !== 'success') throw new Error(`sandbox refused ${name}`);
+      return world.server.services.domains.recordRegisteredDomain(world.fresh.db, provider, { accountId, name, registrarInstanceId: Number(registrarRow.id), expiresAt: new Date(r.result.expiresAt) });
+    };
+    domainA = await domainFor(custA.accountId, 'scope-domain-a.com');
+    domainB = await domainFor(custB.accountId, 'scope-domain-b.com');
+    domainProvider = await domainFor(provider.accountId, 'scope-domain-provider.com');
 
     soapUrl = `${world.url}/soap/billing`;
     soap = await createClientAsync(`${soapUrl}?wsdl`);
@@ -295,6 +312,10 @@ describe('API scoping: a reseller cannot reach another reseller\'s objects by id
   const foreignInvoices = (): [string, number][] => [["B's customer's invoice", invB]];
   const foreignPayments = (): [string, number][] => [["B's customer's payment", payB]];
   const foreignPaymentDocs = (): [string, number][] => [["B's customer's payment document", payDocB]];
+  const foreignDomains = (): [string, number][] => [
+    ["B's customer's domain", domainB],
+    ["the provider's own domain", domainProvider],
+  ];
   let orderPlanId = 0;
   let orderPeriodId = 0;
   const orderPlan = () => orderPlanId;
@@ -630,6 +651,32 @@ describe('API scoping: a reseller cannot reach another reseller\'s objects by id
       call: (id) => rpc('SendSubscriptionNotificationForUser_API', ['subscription.expiring', id, custA.userId, 'Note', 'scoping'], A, 'MESSAGE'),
       check: (v) => expect(v).to.deep.equal({ Status: 'Operation done.' }),
     },
+    // ---- domains ---------------------------------------------------------------------------------------
+    {
+      dialect: 'SOAP', op: 'GetDomain', foreign: foreignDomains, own: () => domainA, code: 'NOT_FOUND', field: null,
+      call: (id) => soapCall('GetDomain', { domainId: id }, provisioningSoap),
+      check: (v, own) => expect(Number((v as { domain: { domainId: unknown } }).domain.domainId)).to.equal(own),
+    },
+    {
+      dialect: 'SOAP', op: 'SetNameservers', foreign: foreignDomains, own: () => domainA, code: 'NOT_FOUND', field: null,
+      call: (id) => soapCall('SetNameservers', { domainId: id, nameservers: { nameserver: ['ns1.scope-a.example'] } }, provisioningSoap),
+      check: (v) => expect((v as { domain: { nameservers: { nameserver: unknown } } }).domain.nameservers.nameserver).to.deep.equal(['ns1.scope-a.example']),
+    },
+    {
+      dialect: 'SOAP', op: 'GetEppCode', foreign: foreignDomains, own: () => domainA, code: 'NOT_FOUND', field: null,
+      call: (id) => soapCall('GetEppCode', { domainId: id }, provisioningSoap),
+      check: (v) => expect((v as { eppCode: string }).eppCode).to.be.a('string').and.not.be.empty,
+    },
+    {
+      dialect: 'XML-RPC', op: 'DomainInfoGet_API', foreign: foreignDomains, own: () => domainA, code: 'NOT_FOUND',
+      call: (id) => rpc('DomainInfoGet_API', [id], A, 'DOMAINGATE'),
+      check: (v, own) => expect((v as XmlRpcValue[]).slice(2, 4)).to.deep.equal([own, 'scope-domain-a.com']),
+    },
+    {
+      dialect: 'XML-RPC', op: 'DomainExpirationDateGet_API', foreign: foreignDomains, own: () => domainA, code: 'NOT_FOUND',
+      call: (id) => rpc('DomainExpirationDateGet_API', [id], A, 'DOMAINGATE'),
+      check: (v) => expect((v as XmlRpcValue[])[0]).to.be.a('number').above(0),
+    },
   ];
 
   for (const row of rows) {
@@ -748,12 +795,14 @@ describe('API scoping: a reseller cannot reach another reseller\'s objects by id
     // id, door by door, in test/subscriptions/lifecycle-api.test.ts.
     for (const op of ['SOAP RenewSubscription', 'SOAP CancelSubscription', 'SOAP ChangeSubscriptionPlan', 'XML-RPC PlaceSubscriptionCancellationOrder_API']) covered.add(op);
     const withoutIds = new Set(['SOAP GetVersion', 'XML-RPC GetVersion_API', 'SOAP ListServiceGates', 'SOAP RunBilling']);
+    // Availability and the transfer-key question take names of domains not held yet, never an object's id.
+    for (const op of ['SOAP CheckDomain', 'XML-RPC SingleDomainNameAvailability_API', 'XML-RPC DomainNamesAvailability_API', 'XML-RPC DomainTransferKeyIsRequired_API']) withoutIds.add(op);
     const wsdlDir = path.resolve(__dirname, '..', '..', 'wsdl');
     const implemented = [
       ...Object.keys(billingService(world.server.services, wsdlDir).operations).map((op) => `SOAP ${op}`),
       ...Object.keys(provisioningService(world.server.services, wsdlDir).operations).map((op) => `SOAP ${op}`),
       ...Object.keys({ ...accountMethods, ...catalogMethods, ...orderMethods, ...lifecycleMethods, ...usageMethods, ...billingMethods }).map((key) => `XML-RPC ${key.replace(/^BM\./, '')}`),
-      ...Object.keys(eventMethods).map((key) => `XML-RPC ${key.replace(/^[A-Z]+\./, '')}`),
+      ...Object.keys({ ...eventMethods, ...domainMethods }).map((key) => `XML-RPC ${key.replace(/^[A-Z]+\./, '')}`),
     ];
     const missingRows = implemented.filter((op) => !covered.has(op) && !withoutIds.has(op));
     expect(missingRows, 'implemented operations without a scoping row').to.deep.equal([]);

@@ -43,7 +43,11 @@ describe('server start-up', () => {
       { kind: 'provisioning', plugin: 'sandbox', name: 'sandbox', status: 'active' },
       { kind: 'payment', plugin: 'sandbox', name: 'sandbox-payments', status: 'active' },
       { kind: 'fraud', plugin: 'rules', name: 'fraud-rules', status: 'active' },
+      { kind: 'registrar', plugin: 'sandbox', name: 'sandbox-registrar', status: 'active' },
     ]);
+    // Domains: .com, .net and .org through the sandbox registrar, with a 1-year registration price each.
+    const tlds = await db('tlds as t').join('tld_prices as p', 'p.tld_id', 't.id').where({ 'p.action': 'register', 'p.years': 1 }).orderBy('t.tld').select('t.tld', 'p.amount');
+    expect(tlds.map((t: { tld: string; amount: unknown }) => [t.tld, Number(t.amount)])).to.deep.equal([['com', 1299], ['net', 1499], ['org', 1199]]);
   });
 
   it('seeds only once: a second start on the same database changes nothing', async () => {

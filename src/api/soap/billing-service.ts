@@ -18,6 +18,7 @@ import type { SoapOperation, SoapServiceDefinition } from './soap-mount';
 import { compact, dateTime, decimal, int, list, quantity, text } from './wire';
 import { lifecycleOperations } from './ops-lifecycle';
 import { GATE_TASK_KINDS, gateTaskAction, gateTaskSubscriptionId } from '../../orders/gate-tasks';
+import { domainOperations } from './ops-domains';
 
 export const BILLING_NS = 'urn:hostwright:billing:v1';
 
@@ -440,8 +441,9 @@ export function provisioningService(services: Services, wsdlDir: string): SoapSe
         }
         return { gates: { gate: wire } };
       }),
+      ...domainOperations(services),
     },
-    unavailable: (op) => (/Domain|EppCode|Nameservers/.test(op) ? unavailable(op, 'domains (issue #7)') : unavailable(op, ORDERS)),
+    unavailable: (op) => (/^(Register|Transfer|Renew)Domain$/.test(op) ? unavailable(op, 'domain orders (issue #7, next round)') : unavailable(op, ORDERS)),
   };
 }
 

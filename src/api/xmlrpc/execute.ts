@@ -21,7 +21,6 @@ const LATER: Record<string, string> = {};
 for (const m of ['SubscriptionTakeFromCreditHold_API']) {
   LATER[`BM.${m}`] = 'the billing engine (issue #5)';
 }
-for (const m of ['SingleDomainNameAvailability_API', 'DomainNamesAvailability_API', 'DomainInfoGet_API', 'DomainExpirationDateGet_API', 'DomainTransferKeyIsRequired_API']) LATER[`DOMAINGATE.${m}`] = 'domains (issue #7)';
 
 /** PBA clients parse "Table X does not contain row with ID N." out of NOT_FOUND faults; keep their wording. */
 function faultMessage(err: AppError): string {

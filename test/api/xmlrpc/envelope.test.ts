@@ -210,9 +210,9 @@ describe('XML-RPC Execute envelope', () => {
       expect(f.faultString).to.contain('SubscriptionTakeFromCreditHold_API is not available yet');
     });
 
-    it('answers later methods of the other gates with UNAVAILABLE too (DOMAINGATE)', async () => {
-      const domain = fault(await execute(rpc, { Server: 'DOMAINGATE', Method: 'DomainInfoGet_API', Params: ['example.com'], ...ADMIN }));
-      expect(domain.faultCode).to.equal(XMLRPC_FAULT_CODES.UNAVAILABLE);
+    it('answers later methods of the other gates with UNAVAILABLE too (DUMMYGATE)', async () => {
+      const usage = fault(await execute(rpc, { Server: 'DUMMYGATE', Method: 'SetResourceUsage_API', Params: [1, 1, 1], ...ADMIN }));
+      expect(usage.faultCode).to.equal(XMLRPC_FAULT_CODES.UNAVAILABLE);
     });
   });
 
