@@ -209,11 +209,6 @@ describe('XML-RPC Execute envelope', () => {
       expect(f.faultCode).to.equal(XMLRPC_FAULT_CODES.UNAVAILABLE);
       expect(f.faultString).to.contain('SubscriptionTakeFromCreditHold_API is not available yet');
     });
-
-    it('answers later methods of the other gates with UNAVAILABLE too (DUMMYGATE)', async () => {
-      const usage = fault(await execute(rpc, { Server: 'DUMMYGATE', Method: 'SetResourceUsage_API', Params: [1, 1, 1], ...ADMIN }));
-      expect(usage.faultCode).to.equal(XMLRPC_FAULT_CODES.UNAVAILABLE);
-    });
   });
 
   describe('the legacy port and HTTP', () => {
