@@ -304,4 +304,22 @@ describe('the console\u2019s event pages in a real browser: events, deliveries, 
       await context.close();
     }
   });
+
+  it('disables an action from the list and enables it again, both audited as console changes', async () => {
+    const { context, page } = await signedIn('admin', ADMIN_PASSWORD);
+    try {
+      await page.goto('/console/events/actions');
+      await page.locator(`#action-${webhookId} button:has-text("Disable")`).click();
+      expect(await page.textContent('.flash.ok')).to.contain('CRM hook').and.contain('disabled');
+      expect(await page.textContent(`#action-${webhookId}`)).to.contain('disabled');
+      const enabled = async () => Boolean(Number((await world.fresh.db('event_actions').where({ id: webhookId }).first('enabled')).enabled));
+      expect(await enabled()).to.equal(false);
+      await page.locator(`#action-${webhookId} button:has-text("Enable")`).click();
+      expect(await page.textContent('.flash.ok')).to.contain('enabled');
+      expect(await enabled()).to.equal(true);
+      expect(await world.fresh.db('audit_log').where({ operation: 'UpdateEventAction', object_id: String(webhookId), channel: 'console' })).to.have.length(2);
+    } finally {
+      await context.close();
+    }
+  });
 });
