@@ -8,9 +8,11 @@ import { pluginPages } from './plugins';
 import { taskPages } from './tasks';
 import { auditPages } from './audit';
 import { workflowPages } from './workflows';
+import { eventPages } from './events';
+import { notificationPages } from './notifications';
 import { placeholderPages } from './placeholders';
 
 /** Every console page, in the order of the navigation. */
 export function registerPages(r: ConsoleRoutes): void {
-  for (const pages of [dashboardPages, accountPages, orderPages, subscriptionPages, catalogPages, pluginPages, taskPages, auditPages, workflowPages, placeholderPages]) pages(r);
+  for (const pages of [dashboardPages, accountPages, orderPages, subscriptionPages, catalogPages, pluginPages, taskPages, eventPages, notificationPages, auditPages, workflowPages, placeholderPages]) pages(r);
 }

@@ -4,8 +4,6 @@ import type { ConsoleRoutes } from '../app';
 const PLACEHOLDERS: { path: string; title: string; arrives: string }[] = [
   { path: '/invoices', title: 'Invoices', arrives: 'billing' },
   { path: '/payments', title: 'Payments', arrives: 'billing' },
-  { path: '/events', title: 'Events and deliveries', arrives: 'event delivery' },
-  { path: '/notifications', title: 'Notification templates', arrives: 'event delivery' },
 ];
 
 export function placeholderPages(r: ConsoleRoutes): void {
