@@ -9,8 +9,9 @@ import { taskPages } from './tasks';
 import { auditPages } from './audit';
 import { workflowPages } from './workflows';
 import { placeholderPages } from './placeholders';
+import { billingPages } from './billing';
 
 /** Every console page, in the order of the navigation. */
 export function registerPages(r: ConsoleRoutes): void {
-  for (const pages of [dashboardPages, accountPages, orderPages, subscriptionPages, catalogPages, pluginPages, taskPages, auditPages, workflowPages, placeholderPages]) pages(r);
+  for (const pages of [dashboardPages, accountPages, orderPages, subscriptionPages, catalogPages, billingPages, pluginPages, taskPages, auditPages, workflowPages, placeholderPages]) pages(r);
 }

@@ -2,8 +2,6 @@ import type { ConsoleRoutes } from '../app';
 
 /** Sections whose capabilities are built elsewhere: a clear page saying so, never invented data. */
 const PLACEHOLDERS: { path: string; title: string; arrives: string }[] = [
-  { path: '/invoices', title: 'Invoices', arrives: 'billing' },
-  { path: '/payments', title: 'Payments', arrives: 'billing' },
   { path: '/events', title: 'Events and deliveries', arrives: 'event delivery' },
   { path: '/notifications', title: 'Notification templates', arrives: 'event delivery' },
 ];
