@@ -134,6 +134,10 @@ describe('the console\u2019s invoices and payments in a real browser (demo seed,
       expect(payment.method).to.equal('check');
       expect(await page.textContent('#applied')).to.contain(payment.number).and.contain('24.74 USD');
       expect(await paymentDocs(bluebirdId)).to.equal(paymentsBefore + 1);
+      const paymentDocId = (await world.fresh.db('documents').where({ account_id: bluebirdId, type: 'payment', reference: 'CHQ-1001' }).first('id'))!.id;
+      const audit = await world.fresh.db('audit_log').where({ operation: 'payment.record', object_id: String(paymentDocId), channel: 'console' }).first('actor_user_id');
+      const admin = await world.fresh.db('users').where({ login: 'admin' }).first('id');
+      expect(Number(audit.actor_user_id), 'recorded as the console user').to.equal(Number(admin.id));
 
       const after = (await documents.getBalance(provider, bluebirdId)).balance;
       expect(after).to.equal(before - 2474n);
@@ -167,12 +171,41 @@ describe('the console\u2019s invoices and payments in a real browser (demo seed,
       await page.fill('#refund-form input[name=reason]', 'Goodwill');
       await page.click('#refund-form button[type=submit]');
       expect(await page.textContent('.flash.ok')).to.contain('Refund').and.contain('5.00 USD issued');
+      expect(await world.fresh.db('audit_log').where({ operation: 'refund.issue', channel: 'console' })).to.have.length(1);
       expect(await page.textContent('#refundable')).to.equal('19.74 USD');
       expect(await page.textContent('#refunds')).to.contain('5.00 USD');
       expect((await documents.getBalance(provider, bluebirdId)).balance).to.equal(before + 500n);
 
       await page.goto('/console/payments?kind=refund');
       expect(await page.textContent('#payments')).to.contain('Bluebird Bakery').and.contain('5.00 USD');
+    } finally {
+      await context.close();
+    }
+  });
+
+  it('records once when the same form is sent twice, and sorts the invoices by the column clicked', async () => {
+    const { documents } = world.server.services;
+    const second = await documents.issueInvoice(provider, { accountId: bluebirdId, lines: [{ kind: 'recurring', description: 'Mailbox', quantity: '1', unitPrice: 300n, amount: 300n }] });
+    const { context, page } = await signedIn('admin', ADMIN_PASSWORD);
+    try {
+      await page.goto(`/console/invoices/${second.documentId}`);
+      const form = { _csrf: (await page.getAttribute('#record-payment input[name=_csrf]', 'value'))!, key: (await page.getAttribute('#record-payment input[name=key]', 'value'))!, amount: '1.00', method: 'cash' };
+      const before = await paymentDocs(bluebirdId);
+      for (let i = 0; i < 2; i++) {
+        const res = await context.request.post(`/console/invoices/${second.documentId}/payments`, { form, maxRedirects: 0 });
+        expect(res.status()).to.equal(303);
+      }
+      expect(await paymentDocs(bluebirdId)).to.equal(before + 1);
+      expect((await documents.getDocument(provider, second.documentId)).openAmount).to.equal(second.total - 100n);
+
+      await page.goto(`/console/invoices?account=${bluebirdId}`);
+      await page.click('#invoices th a:has-text("Total")');
+      const totals = async () => (await page.locator('#invoices tbody tr td:nth-child(5)').allTextContents()).map((t) => Number(t.replace(' USD', '')));
+      const up = await totals();
+      expect(up).to.deep.equal([...up].sort((a, b) => a - b)).and.have.length(2);
+      expect(new URL(page.url()).searchParams.get('account')).to.equal(String(bluebirdId)); // the filter stays
+      await page.click('#invoices th a:has-text("Total")');
+      expect(await totals()).to.deep.equal([...up].reverse());
     } finally {
       await context.close();
     }
