@@ -211,6 +211,37 @@ describe('the console\u2019s invoices and payments in a real browser (demo seed,
     }
   });
 
+  it('refunds a card payment through its gateway, and shows a payment document’s own page', async () => {
+    const { documents } = world.server.services;
+    const card = await documents.issueInvoice(provider, { accountId: bluebirdId, lines: [{ kind: 'recurring', description: 'Backup add-on', quantity: '1', unitPrice: 1000n, amount: 1000n }] });
+    const paid = await documents.payInvoice(provider, { invoiceId: card.documentId }); // the demo's sandbox test card
+    expect(paid.outcome).to.equal('paid');
+    const { context, page } = await signedIn('admin', ADMIN_PASSWORD);
+    try {
+      await page.goto('/console/payments?method=card&kind=payment');
+      expect(await page.textContent('#payments')).to.contain('11.00 USD').and.contain('sandbox-payments');
+      await page.goto(`/console/payments/${paid.paymentId}`);
+      expect(await page.textContent('#applied')).to.contain(card.number);
+      expect(await page.textContent('section.decide')).to.contain('through sandbox-payments');
+      await page.fill('#refund-form input[name=amount]', '11.00');
+      await page.click('#refund-form button[type=submit]');
+      expect(await page.textContent('.flash.ok')).to.contain('11.00 USD issued');
+      expect(await page.textContent('#refundable')).to.equal('0.00 USD');
+      expect(await page.locator('#refund-form').count()).to.equal(0); // nothing left to refund
+      const refund = await world.fresh.db('payments').where({ parent_payment_id: paid.paymentId, kind: 'refund' }).first('status', 'gateway_instance_id');
+      expect(refund.status).to.equal('success');
+      expect(refund.gateway_instance_id).to.not.equal(null);
+
+      // The payment document opens on its own page too (the account page links every document there).
+      const res = await page.goto(`/console/invoices/${paid.paymentDocumentId!}`);
+      expect(res!.status()).to.equal(200);
+      expect(await page.textContent('h1')).to.contain('Payment');
+      expect(await page.locator('#record-payment').count()).to.equal(0);
+    } finally {
+      await context.close();
+    }
+  });
+
   it('gives a reseller administrator its customers\u2019 invoices, 404 for another reseller\u2019s customer\u2019s, and no payment form on its own', async () => {
     const { documents } = world.server.services;
     const otherPayment = await documents.recordPayment(provider, { accountId: otherCustomerId, amount: 100n, method: 'wire', invoiceId: otherInvoice.documentId });
