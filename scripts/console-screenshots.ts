@@ -96,6 +96,22 @@ async function main(): Promise<void> {
     await page.fill('textarea[name=definition]', text.replace('"charge_card"', '"charge_the_card"'));
     await page.click('button:has-text("Validate and save")');
     await shot('workflow');
+    // Billing: an invoice of the customer's (its reseller charges 10% tax), partly paid by cheque in the console.
+    const { documents, taxRules } = server.services;
+    const reseller = (await db('accounts').where({ company_name: 'Acme Web Reseller' }).first('id')) as { id: number };
+    await taxRules.create(provider, reseller.id, { name: 'Sales tax 10%', country: 'US', ratePpm: 100_000 });
+    const invoice = await documents.issueInvoice(provider, {
+      accountId: customer.id,
+      lines: [
+        { kind: 'renewal', description: 'Shared Hosting Basic', quantity: '1', unitPrice: 999n, amount: 999n, periodStart: new Date('2026-03-01T00:00:00Z'), periodEnd: new Date('2026-04-01T00:00:00Z') },
+        { kind: 'overage', description: 'Disk space over 10 GB', quantity: '2.5', unitPrice: 100n, amount: 250n },
+      ],
+    });
+    await page.goto(`/console/invoices/${invoice.documentId}`);
+    await page.fill('#record-payment input[name=amount]', '5.00');
+    await page.fill('#record-payment input[name=reference]', 'CHQ-1001');
+    await Promise.all([page.waitForURL((u) => u.pathname === `/console/invoices/${invoice.documentId}`), page.click('#record-payment button[type=submit]')]);
+    await shot('invoice');
     await context.close();
   } finally {
     await browser.close();

@@ -10,9 +10,9 @@ import { auditPages } from './audit';
 import { workflowPages } from './workflows';
 import { eventPages } from './events';
 import { notificationPages } from './notifications';
-import { placeholderPages } from './placeholders';
+import { billingPages } from './billing';
 
 /** Every console page, in the order of the navigation. */
 export function registerPages(r: ConsoleRoutes): void {
-  for (const pages of [dashboardPages, accountPages, orderPages, subscriptionPages, catalogPages, pluginPages, taskPages, eventPages, notificationPages, auditPages, workflowPages, placeholderPages]) pages(r);
+  for (const pages of [dashboardPages, accountPages, orderPages, subscriptionPages, catalogPages, billingPages, pluginPages, taskPages, eventPages, notificationPages, auditPages, workflowPages]) pages(r);
 }
