@@ -273,6 +273,17 @@ export interface PaymentView {
 }
 
 /** What the customer owes in its own currency: the sum of its documents (for GetAccount's balance). */
+/**
+ * Money an operator records (offline payments, refunds, memos, balance adjustments) is recorded by the account's
+ * vendor or an account above it, never by the account itself: a customer (or a reseller, for what its own vendor
+ * bills it) could otherwise mark its own invoices paid. Scoping (NOT_FOUND outside the subtree) is checked as well.
+ */
+function refuseOwnAccount(actor: Actor, accountId: unknown, what: string, field = 'accountId'): void {
+  if (actor.userId !== null && Number(accountId) === actor.accountId) {
+    throw notAllowed(`Only the account's vendor (an account above it) may ${what} for account ${actor.accountId}; an account cannot do it for itself.`, field);
+  }
+}
+
 export async function accountBalance(conn: Conn, accountId: number): Promise<bigint> {
   const [{ b }] = (await conn('documents as d').join('accounts as a', 'a.id', 'd.account_id').where('d.account_id', accountId).whereRaw('d.currency = a.currency').sum({ b: 'd.balance_effect' })) as { b: unknown }[];
   return toBigInt(b);
@@ -642,16 +653,19 @@ export class DocumentsService {
 
   /** A credit memo: lowers what the customer owes; correcting an invoice, or standalone. */
   async issueCreditMemo(actor: Actor, input: MemoInput): Promise<BillingDocument> {
+    refuseOwnAccount(actor, input.accountId, 'issue credit memos');
     return this.memo(actor, 'credit_memo', input);
   }
 
   /** A debit memo: raises what the customer owes; correcting an invoice, or standalone. */
   async issueDebitMemo(actor: Actor, input: MemoInput): Promise<BillingDocument> {
+    refuseOwnAccount(actor, input.accountId, 'issue debit memos');
     return this.memo(actor, 'debit_memo', input);
   }
 
   /** AdjustBalance: a positive amount raises what the customer owes (debit memo), a negative one lowers it (credit memo). */
   async adjustBalance(actor: Actor, input: Omit<MemoInput, 'invoiceId'>): Promise<BillingDocument> {
+    refuseOwnAccount(actor, input.accountId, 'adjust the balance');
     const amount = amountArg(input.amount, 'amount', { allowNegative: true });
     return amount > 0n ? this.memo(actor, 'debit_memo', input) : this.memo(actor, 'credit_memo', { ...input, amount: -amount });
   }
@@ -738,6 +752,7 @@ export class DocumentsService {
   /** An offline payment an operator received (check, wire, cash, external): a payment document, applied at once. */
   async recordPayment(actor: Actor, input: RecordPaymentInput): Promise<BillingDocument> {
     const accountId = positiveId(input.accountId, 'accountId');
+    refuseOwnAccount(actor, accountId, 'record payments');
     const amount = amountArg(input.amount, 'amount');
     const method = oneOf(input.method, 'method', OFFLINE_METHODS);
     const reference = optionalText(input.reference, 'reference', 255) || null;
@@ -906,6 +921,8 @@ export class DocumentsService {
       const doc = (await this.deps.db('documents').where({ payment_id: paymentId, type: 'payment' }).first('id')) as { id: number } | undefined;
       if (!doc) {
         // A gateway payment without a payment document (an order's first charge): refunded through its gateway only.
+        const owner = (await this.deps.db('payments').where({ id: paymentId }).first('account_id')) as { account_id: unknown } | undefined;
+        if (owner) refuseOwnAccount(actor, toNumber(owner.account_id), 'refund payments', 'paymentId');
         const amount = input.amount === undefined ? undefined : amountArg(input.amount, 'amount');
         const key = input.idempotencyKey ? `refund-payment:${paymentId}:${requiredText(input.idempotencyKey, 'idempotencyKey', 100)}` : undefined;
         const p = await this.payments.refund(actor, paymentId, { amount, idempotencyKey: key, reason: optionalText(input.reason, 'reason', 200) || undefined });
@@ -915,6 +932,7 @@ export class DocumentsService {
       documentId = toNumber(doc.id);
     }
     const source = await this.scopedDocument(this.deps.db, actor, positiveId(documentId, 'paymentDocumentId'));
+    refuseOwnAccount(actor, toNumber(source.account_id), 'refund payments', input.paymentDocumentId === undefined || input.paymentDocumentId === null ? 'paymentId' : 'paymentDocumentId');
     if (source.type !== 'payment') throw invalid('paymentDocumentId', `Document ${source.number} is a ${source.type.replace('_', ' ')}; only payments are refunded.`);
     const reason = optionalText(input.reason, 'reason', 200) ?? '';
     const requested = input.amount === undefined ? undefined : amountArg(input.amount, 'amount');

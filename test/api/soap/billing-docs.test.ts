@@ -9,7 +9,7 @@ import * as soap from 'soap';
 import { ManualClock } from '../../../src/clock';
 import type { Actor } from '../../../src/context';
 import { inTransaction } from '../../../src/db/transaction';
-import { ADMIN_PASSWORD, providerActor, startApiWorld, type ApiWorld } from '../../helpers/api';
+import { accountWithApiUser, ADMIN_PASSWORD, providerActor, startApiWorld, type ApiWorld } from '../../helpers/api';
 
 const WSDL = fs.readFileSync(path.resolve(__dirname, '..', '..', '..', 'wsdl', 'BillingService.wsdl'), 'utf8');
 type Reply = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
@@ -125,6 +125,33 @@ describe('SOAP billing documents (ListInvoices, GetInvoice, PayInvoice, RecordPa
     admin.setSecurity(new soap.BasicAuthSecurity('admin', ADMIN_PASSWORD));
   });
   after(() => world.close());
+
+  it('an account cannot record a payment, refund, memo or balance adjustment for itself (only a vendor above it): NOT_ALLOWED, nothing written', async () => {
+    const own = await accountWithApiUser(world, 'customer', 'Self Payer');
+    const inv = await invoice(own.accountId, 'USD', [5000n]);
+    const self = await soap.createClientAsync(`${world.url}/soap/billing?wsdl`);
+    self.setSecurity(new soap.BasicAuthSecurity(own.login, own.password));
+    const selfFault = async (op: string, args: Record<string, unknown>) => {
+      try {
+        await (self as unknown as Record<string, (a: unknown) => Promise<unknown>>)[`${op}Async`]!(args);
+      } catch (e) {
+        const xml = (e as { body?: string }).body ?? '';
+        return { code: textsOf(xml, 'code')[0], field: textsOf(xml, 'field')[0] };
+      }
+      throw new Error(`${op} succeeded for the account itself`);
+    };
+    const documentsBefore = await world.fresh.db('documents').where({ account_id: own.accountId }).count({ n: '*' });
+    expect(await selfFault('RecordPayment', { accountId: own.accountId, amount: '50.00', currency: 'USD', method: 'cash', reference: 'self' })).to.deep.equal({ code: 'NOT_ALLOWED', field: 'accountId' });
+    expect(await selfFault('AdjustBalance', { accountId: own.accountId, amount: '-50.00', currency: 'USD', reason: 'self credit' })).to.deep.equal({ code: 'NOT_ALLOWED', field: 'accountId' });
+    expect(await world.fresh.db('documents').where({ account_id: own.accountId }).count({ n: '*' })).to.deep.equal(documentsBefore);
+    expect((await balanceOf(own.accountId)).balance).to.equal('50.00');
+    // The vendor (here the provider) records it.
+    await call('RecordPayment', { accountId: own.accountId, amount: '50.00', currency: 'USD', method: 'cash', reference: 'desk', invoiceId: inv });
+    expect((await balanceOf(own.accountId)).balance).to.equal('0.00');
+    const payment = (await world.fresh.db('payments').where({ account_id: own.accountId }).orderBy('id', 'desc').first('id')) as { id: number };
+    expect(await selfFault('RefundPayment', { paymentId: Number(payment.id), amount: '50.00', reason: 'self refund' })).to.include({ code: 'NOT_ALLOWED' });
+    expect((await balanceOf(own.accountId)).balance).to.equal('0.00');
+  });
 
   it('GetInvoice: KWD amounts with 3 decimals, tax and lines, in the XSD order', async () => {
     const c = await customer('KWD', 'KW');
