@@ -158,6 +158,30 @@ describe('orders into the ledger: invoices for charged orders, credit memos for 
     expect(await balance()).to.equal(0n);
   });
 
+  it('a refunded (not voided) charge is reversed by a refund document of the refund transaction and a credit memo; once', async () => {
+    const { orderId } = await completedSale('refunded.example');
+    const row = await orderRow(world.deps.db, orderId);
+    const actor = await makeCtx(world.deps, { tasks: world.services.tasks, pluginInstances: world.services.pluginInstances }).actor();
+    // Refunded in two parts at the gateway (as the saga's refund, after a void it could not make, would).
+    await engine.payments.refund(actor, toNumber(row.payment_id), { amount: 400n, idempotencyKey: 'part-1' });
+    const rest = await engine.payments.refund(actor, toNumber(row.payment_id), { idempotencyKey: 'part-2' });
+    expect(rest).to.include({ status: 'success', amount: 600n });
+    const reverse = () => world.deps.db.transaction((tx) => world.services.documents.reverseOrderChargeTx(tx, actor, world.clock.now(), orderId, toNumber(row.payment_id), 'provisioning failed'));
+    const first = await reverse();
+    expect(first.refundDocumentId).to.be.a('number');
+    expect(first.creditMemoId).to.be.a('number');
+    expect(await reverse()).to.deep.equal({ creditMemoId: null, refundDocumentId: null });
+    const docs = await docsOf(cat.customer.accountId);
+    expect(docs.map((d) => [d.type, d.total, d.open])).to.deep.equal([
+      ['invoice', 1000n, 0n],
+      ['payment', 1000n, 0n],
+      ['refund', 1000n, 0n],
+      ['credit_memo', 1000n, 0n],
+    ]);
+    expect(docs[2]).to.include({ paymentId: rest.paymentId, relatedId: docs[1]!.id, orderId });
+    expect(await balance()).to.equal(0n);
+  });
+
   it('a cancellation with cancelType credit: a credit memo of the amount, applied to an open invoice; the balance drops by it', async () => {
     const { subscriptionId } = await completedSale('credit.example');
     world.clock.set(new Date(world.clock.now().getTime() + 2 * DAY));
