@@ -536,7 +536,8 @@ export class DocumentsService {
 
   /**
    * An order's successful charge, in the transaction of the step that records it: an invoice of the order's lines
-   * (orderId set; taxes worked out as for any invoice) and a payment document for the gateway transaction,
+   * (orderId set; taxes worked out as for any invoice) and a payment document for the gateway transaction
+   * (linked by its payment_id; documents.order_id marks the order's own documents, the invoice and credit memos),
    * applied to it. Once per payment: a repeat (the payment already has its document) answers the first documents.
    * Orders inserted without priced lines get one line of their total; lines that do not add up to the total get an
    * adjustment line for the difference, so the invoice's net always equals what the order charged.
@@ -592,7 +593,6 @@ export class DocumentsService {
       description: `Payment of ${invoice.number} (order ${order.order_number})`,
       paymentId,
       issueDate: at,
-      orderId,
     });
     if ((await this.applyUpTo(tx, actor, at, paymentDocumentId, invoice.documentId)) > 0n) await this.applyOpenCredits(tx, actor, at, accountId);
     return { invoiceId: invoice.documentId, paymentDocumentId };
@@ -623,7 +623,7 @@ export class DocumentsService {
     }
     if (refunded <= 0n) return none;
     await this.lockAccount(tx, toNumber(paymentDoc.account_id));
-    const refundDocumentId = await this.insertRefund(tx, actor, at, paymentDoc, refunded, refundTx, reason, orderId);
+    const refundDocumentId = await this.insertRefund(tx, actor, at, paymentDoc, refunded, refundTx, `order ${orderId}: ${reason}`);
     let creditMemoId: number | null = null;
     const invoice = (await tx('documents').where({ type: 'invoice', order_id: orderId }).orderBy('id').first('id', 'total', 'number')) as { id: number; total: unknown; number: string } | undefined;
     if (invoice) {
@@ -1120,7 +1120,7 @@ export class DocumentsService {
    * A refund document of a payment document (its gateway or offline refund transaction `paymentId`), taking back
    * first what of the payment is still unapplied. Answers the refund's id.
    */
-  private async insertRefund(tx: Tx, actor: Actor, at: Date, source: DocumentRow, amount: bigint, paymentId: number | null, reason: string, orderId?: number): Promise<number> {
+  private async insertRefund(tx: Tx, actor: Actor, at: Date, source: DocumentRow, amount: bigint, paymentId: number | null, reason: string): Promise<number> {
     const accountId = toNumber(source.account_id);
     const number = formatNumber('refund', await reserveNumbers(tx, toNumber(source.vendor_id), 'refund', 1));
     const nowMs = at.getTime();
@@ -1140,7 +1140,6 @@ export class DocumentsService {
       due_date: null,
       related_document_id: source.id,
       payment_id: paymentId,
-      order_id: orderId ?? null,
       method: source.method,
       reference: source.reference,
       description: reason ? `Refund of ${source.number}: ${reason}` : `Refund of ${source.number}`,
@@ -1272,7 +1271,7 @@ export class DocumentsService {
     tx: Tx,
     actor: Actor,
     at: Date,
-    p: { vendorId: number; accountId: number; amount: bigint; currency: string; method: PaymentMethod; reference: string | null; description: string; paymentId: number | null; issueDate: Date; orderId?: number },
+    p: { vendorId: number; accountId: number; amount: bigint; currency: string; method: PaymentMethod; reference: string | null; description: string; paymentId: number | null; issueDate: Date },
   ): Promise<number> {
     const number = formatNumber('payment', await reserveNumbers(tx, p.vendorId, 'payment', 1));
     const nowMs = at.getTime();
@@ -1291,7 +1290,6 @@ export class DocumentsService {
       issue_date: p.issueDate.getTime(),
       due_date: null,
       payment_id: p.paymentId,
-      order_id: p.orderId ?? null,
       method: p.method,
       reference: p.reference,
       description: (p.description || `Payment by ${p.method}`).slice(0, 1024),
