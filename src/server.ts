@@ -148,6 +148,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
         payments: services.payments,
         fraud: services.fraud,
         subscriptions: subscriptionHooks(deps, services.subscriptions, services.catalog),
+        documents: services.documents,
       }),
       ...subscriptionActionHandlers(deps, { pluginInstances: services.pluginInstances, subscriptions: services.subscriptions }),
     }, { owner: defaultOwner(), queues: [ORDERS_QUEUE] });

@@ -543,6 +543,117 @@ export class DocumentsService {
     });
   }
 
+  // ---- orders in the ledger ----
+
+  /**
+   * An order's successful charge, in the transaction of the step that records it: an invoice of the order's lines
+   * (orderId set; taxes worked out as for any invoice) and a payment document for the gateway transaction
+   * (linked by its payment_id; documents.order_id marks the order's own documents, the invoice and credit memos),
+   * applied to it. Once per payment: a repeat (the payment already has its document) answers the first documents.
+   * Orders inserted without priced lines get one line of their total; lines that do not add up to the total get an
+   * adjustment line for the difference, so the invoice's net always equals what the order charged.
+   */
+  async recordOrderChargeTx(tx: Tx, actor: Actor, at: Date, orderId: number, paymentId: number): Promise<{ invoiceId: number; paymentDocumentId: number } | null> {
+    const earlier = (await tx('documents').where({ type: 'payment', payment_id: paymentId }).first('id')) as { id: number } | undefined;
+    if (earlier) {
+      const inv = (await tx('documents').where({ type: 'invoice', order_id: orderId }).orderBy('id').first('id')) as { id: number } | undefined;
+      return inv ? { invoiceId: toNumber(inv.id), paymentDocumentId: toNumber(earlier.id) } : null;
+    }
+    const order = (await tx('orders').where({ id: orderId }).first('id', 'order_number', 'vendor_id', 'account_id', 'currency', 'total')) as
+      | { id: number; order_number: string; vendor_id: number; account_id: number; currency: string; total: unknown }
+      | undefined;
+    const payment = (await tx('payments').where({ id: paymentId }).first('amount', 'currency', 'status')) as { amount: unknown; currency: string; status: string } | undefined;
+    if (!order || !payment || payment.status !== 'success') return null;
+    const rows = (await tx('order_lines as l')
+      .leftJoin('order_items as i', 'i.id', 'l.item_id')
+      .where('l.order_id', orderId)
+      .orderBy('l.position')
+      .select('l.kind', 'l.description', 'l.resource_id', 'l.quantity', 'l.unit_price', 'l.amount', 'i.subscription_id', 'i.target_subscription_id')) as {
+      kind: string;
+      description: string;
+      resource_id: number | null;
+      quantity: unknown;
+      unit_price: unknown;
+      amount: unknown;
+      subscription_id: number | null;
+      target_subscription_id: number | null;
+    }[];
+    const total = toBigInt(order.total);
+    const kindOf = (k: string): LineKind => (k === 'setup' || k === 'recurring' || k === 'renewal' || k === 'proration' ? k : k.startsWith('resource') ? 'resource' : 'adjustment');
+    const lines: IssueInvoiceInput['lines'] = rows.map((r) => ({
+      kind: kindOf(r.kind),
+      description: r.description,
+      subscriptionId: toOptionalNumber(r.target_subscription_id ?? r.subscription_id),
+      resourceId: toOptionalNumber(r.resource_id),
+      quantity: quantityText(r.quantity),
+      unitPrice: toBigInt(r.unit_price),
+      amount: toBigInt(r.amount),
+    }));
+    const sum = lines.reduce((a, l) => a + l.amount, 0n);
+    if (sum !== total) lines.push({ kind: 'adjustment', description: rows.length ? `Order ${order.order_number}: adjustment` : `Order ${order.order_number}`, quantity: '1', unitPrice: total - sum, amount: total - sum });
+    const vendorId = toNumber(order.vendor_id);
+    const accountId = toNumber(order.account_id);
+    const invoice = await this.issueInvoiceTx(tx, at, { vendorId, accountId, currency: order.currency, issueDate: at, dueDate: at, orderId, description: `Order ${order.order_number}`, lines }, actor);
+    const paymentDocumentId = await this.insertPayment(tx, actor, at, {
+      vendorId,
+      accountId,
+      amount: toBigInt(payment.amount),
+      currency: payment.currency,
+      method: 'gateway',
+      reference: null,
+      description: `Payment of ${invoice.number} (order ${order.order_number})`,
+      paymentId,
+      issueDate: at,
+    });
+    if ((await this.applyUpTo(tx, actor, at, paymentDocumentId, invoice.documentId)) > 0n) await this.applyOpenCredits(tx, actor, at, accountId);
+    return { invoiceId: invoice.documentId, paymentDocumentId };
+  }
+
+  /**
+   * An order's charge undone (the saga voided or refunded it after provisioning failed), in the transaction that
+   * fails the order: a refund document for the voided or refunded amount and a credit memo for what of the
+   * order's invoice is not yet credited, so the account's balance returns to what it was before the order.
+   * Nothing when the charge has no payment document or is neither voided nor refunded; once per order.
+   */
+  async reverseOrderChargeTx(tx: Tx, actor: Actor, at: Date, orderId: number, paymentId: number, reason: string): Promise<{ creditMemoId: number | null; refundDocumentId: number | null }> {
+    const none = { creditMemoId: null, refundDocumentId: null };
+    const paymentDoc = (await tx('documents').where({ type: 'payment', payment_id: paymentId }).first()) as DocumentRow | undefined;
+    if (!paymentDoc) return none;
+    if (await tx('documents').where({ order_id: orderId, type: 'credit_memo' }).first('id')) return none;
+    const payment = (await tx('payments').where({ id: paymentId }).first('status', 'amount')) as { status: string; amount: unknown };
+    const children = (await tx('payments').where({ parent_payment_id: paymentId, status: 'success' }).whereIn('kind', ['void', 'refund']).orderBy('id').select('id', 'kind', 'amount')) as { id: number; kind: string; amount: unknown }[];
+    let refundTx: number | null = null;
+    let refunded = 0n;
+    if (payment.status === 'voided') {
+      refundTx = toOptionalNumber(children.find((c) => c.kind === 'void')?.id ?? null);
+      refunded = toBigInt(payment.amount);
+    } else {
+      const refunds = children.filter((c) => c.kind === 'refund');
+      refunded = refunds.reduce((a, c) => a + toBigInt(c.amount), 0n);
+      refundTx = refunds.length ? toNumber(refunds[refunds.length - 1]!.id) : null;
+    }
+    if (refunded <= 0n) return none;
+    await this.lockAccount(tx, toNumber(paymentDoc.account_id));
+    const refundDocumentId = await this.insertRefund(tx, actor, at, paymentDoc, refunded, refundTx, `order ${orderId}: ${reason}`);
+    let creditMemoId: number | null = null;
+    const invoice = (await tx('documents').where({ type: 'invoice', order_id: orderId }).orderBy('id').first('id', 'total', 'number')) as { id: number; total: unknown; number: string } | undefined;
+    if (invoice) {
+      const [{ c }] = (await tx('documents').where({ related_document_id: invoice.id, type: 'credit_memo' }).sum({ c: 'total' })) as { c: unknown }[];
+      const left = toBigInt(invoice.total) - toBigInt(c);
+      if (left > 0n) {
+        creditMemoId = await this.memoTx(tx, actor, at, 'credit_memo', { accountId: toNumber(paymentDoc.account_id), amount: left, description: `Credit of ${invoice.number}: ${reason}`.slice(0, 1024), invoiceId: toNumber(invoice.id), orderId, applyUpTo: true });
+      }
+    }
+    await this.applyOpenCredits(tx, actor, at, toNumber(paymentDoc.account_id));
+    return { creditMemoId, refundDocumentId };
+  }
+
+  /** The invoice of an order, once its charge is recorded (PlaceOrder's and GetOrder's invoiceId). */
+  async orderInvoiceId(orderId: number, conn: Conn = this.deps.db): Promise<number | null> {
+    const row = (await conn('documents').where({ type: 'invoice', order_id: orderId }).orderBy('id').first('id')) as { id: number } | undefined;
+    return row ? toNumber(row.id) : null;
+  }
+
   // ---- reading ----
 
   async getDocument(actor: Actor, documentId: number, conn: Conn = this.deps.db): Promise<DocumentWithLines> {
@@ -680,71 +791,98 @@ export class DocumentsService {
     const args = { type, accountId, amount, currency: input.currency, description, invoiceId };
     return idempotent(this.deps, actor, input.idempotencyKey, type === 'credit_memo' ? 'IssueCreditMemo' : 'IssueDebitMemo', args, async (tx) => {
       const at = this.deps.clock.now();
-      await this.lockAccount(tx, accountId);
-      let currency = currencyOf(input.currency ?? account.currency).code;
-      let tax = 0n;
-      let invoice: DocumentRow | undefined;
-      if (invoiceId !== undefined) {
-        invoice = (await tx('documents').where({ id: invoiceId, account_id: accountId }).first()) as DocumentRow | undefined;
-        if (!invoice || invoice.type !== 'invoice') throw invalid('invoiceId', `Invoice ${invoiceId} of account ${accountId} does not exist.`);
-        if (input.currency !== undefined && input.currency !== invoice.currency) throw invalid('currency', `Invoice ${invoice.number} is in ${invoice.currency}, not ${input.currency}.`);
-        currency = invoice.currency;
-        const total = toBigInt(invoice.total);
-        if (type === 'credit_memo') {
-          const credited = (await tx('documents').where({ related_document_id: invoice.id, type: 'credit_memo' }).sum({ s: 'total' }))[0] as { s: unknown };
-          const left = total - toBigInt(credited.s);
-          if (amount > left) throw invalid('amount', `At most ${formatAmount(left, currency)} ${currency} of invoice ${invoice.number} can still be credited.`);
-        }
-        // The memo carries the invoice's share of tax, so tax reports stay right.
-        if (total > 0n) tax = mulDivHalfUp(amount, toBigInt(invoice.tax_total), total);
-      }
-      const n = await reserveNumbers(tx, toNumber(account.vendor_id), type, 1);
-      const dueDays = (await billingSettingsOfMany(tx, [toNumber(account.vendor_id)])).get(toNumber(account.vendor_id))!.invoiceDueDays;
-      const number = formatNumber(type, n);
-      const nowMs = at.getTime();
-      const [id] = await tx('documents').insert({
-        vendor_id: account.vendor_id,
-        account_id: accountId,
-        type,
-        number,
-        status: type === 'credit_memo' ? 'issued' : 'open',
-        currency,
-        subtotal: money(amount - tax),
-        tax_total: money(tax),
-        total: money(amount),
-        balance_effect: money(type === 'credit_memo' ? -amount : amount),
-        open_amount: money(amount),
-        issue_date: nowMs,
-        due_date: type === 'debit_memo' ? nowMs + dueDays * DAY : null,
-        paid_at: null,
-        related_document_id: invoice ? invoice.id : null,
-        description,
-        created_by_user_id: actor.userId,
-        created_at: nowMs,
-        updated_at: nowMs,
-      });
-      const documentId = toNumber(id);
-      await tx('document_lines').insert({
-        document_id: documentId,
-        position: 1,
-        kind: 'adjustment',
-        description: description.slice(0, 255),
-        quantity: '1',
-        unit_price: money(amount - tax),
-        amount: money(amount - tax),
-        tax_amount: money(tax),
-      });
-      await recordChange(tx, actor, at, {
-        operation: `${type}.issue`,
-        objectType: 'document',
-        objectId: documentId,
-        details: { number, accountId, amount, currency, invoiceId: invoice?.id ?? null, description },
-        event: { name: `${type}.issued`, accountId, payload: { documentId, number, accountId, amount, currency, invoiceId: invoice ? toNumber(invoice.id) : null } },
-      });
-      if (type === 'credit_memo' && invoice) await this.apply(tx, actor, at, documentId, toNumber(invoice.id), amount);
-      await this.applyOpenCredits(tx, actor, at, accountId);
+      const documentId = await this.memoTx(tx, actor, at, type, { accountId, amount, currency: input.currency, description, invoiceId }, account);
       return toDocument((await tx('documents').where({ id: documentId }).first()) as DocumentRow);
     });
+  }
+
+  /**
+   * A credit or debit memo in the caller's transaction (the checks of the caller's input are the caller's):
+   * numbered, with the corrected invoice's share of tax, applied to that invoice (a credit memo) and then to the
+   * account's open debits. `applyUpTo`: a credit memo takes only what the invoice still has open (an order's
+   * reversal of a paid invoice) instead of requiring its whole amount to fit. Answers the memo's id.
+   */
+  async memoTx(
+    tx: Tx,
+    actor: Actor,
+    at: Date,
+    type: 'credit_memo' | 'debit_memo',
+    input: { accountId: number; amount: bigint; currency?: string; description: string; invoiceId?: number; orderId?: number; applyUpTo?: boolean },
+    known?: Pick<AccountRow, 'vendor_id' | 'currency'>,
+  ): Promise<number> {
+    const { accountId, amount, description, invoiceId } = input;
+    const acc = known ?? ((await tx('accounts').where({ id: accountId }).first('vendor_id', 'currency')) as Pick<AccountRow, 'vendor_id' | 'currency'> | undefined);
+    if (!acc) throw notFound('Account', accountId);
+    if (acc.vendor_id === null) throw notAllowed(`Account ${accountId} has no vendor to issue documents to it.`, 'accountId');
+    const account = acc;
+    await this.lockAccount(tx, accountId);
+    let currency = currencyOf(input.currency ?? account.currency).code;
+    let tax = 0n;
+    let invoice: DocumentRow | undefined;
+    if (invoiceId !== undefined) {
+      invoice = (await tx('documents').where({ id: invoiceId, account_id: accountId }).first()) as DocumentRow | undefined;
+      if (!invoice || invoice.type !== 'invoice') throw invalid('invoiceId', `Invoice ${invoiceId} of account ${accountId} does not exist.`);
+      if (input.currency !== undefined && input.currency !== invoice.currency) throw invalid('currency', `Invoice ${invoice.number} is in ${invoice.currency}, not ${input.currency}.`);
+      currency = invoice.currency;
+      const total = toBigInt(invoice.total);
+      if (type === 'credit_memo') {
+        const credited = (await tx('documents').where({ related_document_id: invoice.id, type: 'credit_memo' }).sum({ s: 'total' }))[0] as { s: unknown };
+        const left = total - toBigInt(credited.s);
+        if (amount > left) throw invalid('amount', `At most ${formatAmount(left, currency)} ${currency} of invoice ${invoice.number} can still be credited.`);
+      }
+      // The memo carries the invoice's share of tax, so tax reports stay right.
+      if (total > 0n) tax = mulDivHalfUp(amount, toBigInt(invoice.tax_total), total);
+    }
+    const n = await reserveNumbers(tx, toNumber(account.vendor_id), type, 1);
+    const dueDays = (await billingSettingsOfMany(tx, [toNumber(account.vendor_id)])).get(toNumber(account.vendor_id))!.invoiceDueDays;
+    const number = formatNumber(type, n);
+    const nowMs = at.getTime();
+    const [id] = await tx('documents').insert({
+      vendor_id: account.vendor_id,
+      account_id: accountId,
+      type,
+      number,
+      status: type === 'credit_memo' ? 'issued' : 'open',
+      currency,
+      subtotal: money(amount - tax),
+      tax_total: money(tax),
+      total: money(amount),
+      balance_effect: money(type === 'credit_memo' ? -amount : amount),
+      open_amount: money(amount),
+      issue_date: nowMs,
+      due_date: type === 'debit_memo' ? nowMs + dueDays * DAY : null,
+      paid_at: null,
+      related_document_id: invoice ? invoice.id : null,
+      order_id: input.orderId ?? null,
+      description,
+      created_by_user_id: actor.userId,
+      created_at: nowMs,
+      updated_at: nowMs,
+    });
+    const documentId = toNumber(id);
+    await tx('document_lines').insert({
+      document_id: documentId,
+      position: 1,
+      kind: 'adjustment',
+      description: description.slice(0, 255),
+      quantity: '1',
+      unit_price: money(amount - tax),
+      amount: money(amount - tax),
+      tax_amount: money(tax),
+    });
+    await recordChange(tx, actor, at, {
+      operation: `${type}.issue`,
+      objectType: 'document',
+      objectId: documentId,
+      details: { number, accountId, amount, currency, invoiceId: invoice?.id ?? null, description },
+      event: { name: `${type}.issued`, accountId, payload: { documentId, number, accountId, amount, currency, invoiceId: invoice ? toNumber(invoice.id) : null } },
+    });
+    if (type === 'credit_memo' && invoice) {
+      if (input.applyUpTo) await this.applyUpTo(tx, actor, at, documentId, toNumber(invoice.id));
+      else await this.apply(tx, actor, at, documentId, toNumber(invoice.id), amount);
+    }
+    await this.applyOpenCredits(tx, actor, at, accountId);
+    return documentId;
   }
 
   // ---- payments ----
@@ -985,51 +1123,61 @@ export class DocumentsService {
         if (l <= 0n) throw notAllowed(`Payment ${source.number} is already refunded in full.`, 'paymentDocumentId');
         if (amount > l) throw invalid('amount', `At most ${formatAmount(l, source.currency)} ${source.currency} of payment ${source.number} can still be refunded.`);
       }
-      const number = formatNumber('refund', await reserveNumbers(tx, toNumber(source.vendor_id), 'refund', 1));
-      const nowMs = at.getTime();
       // An offline refund (paid back by check, wire, cash) is a transaction of its own, like the offline payment.
       const offlineId = gatewayRefund
         ? null
         : await this.insertOfflineTransaction(tx, at, { accountId, vendorId: toNumber(source.vendor_id), kind: 'refund', parentPaymentId: toOptionalNumber(source.payment_id), amount, currency: source.currency, reference: source.reference, description: `Refund of ${source.number}` });
-      const [id] = await tx('documents').insert({
-        vendor_id: source.vendor_id,
-        account_id: accountId,
-        type: 'refund',
-        number,
-        status: 'issued',
-        currency: source.currency,
-        subtotal: money(amount),
-        tax_total: '0',
-        total: money(amount),
-        balance_effect: money(amount),
-        open_amount: money(amount),
-        issue_date: nowMs,
-        due_date: null,
-        related_document_id: source.id,
-        payment_id: gatewayRefund?.paymentId ?? offlineId,
-        method: source.method,
-        reference: source.reference,
-        description: reason ? `Refund of ${source.number}: ${reason}` : `Refund of ${source.number}`,
-        created_by_user_id: actor.userId,
-        created_at: nowMs,
-        updated_at: nowMs,
-      });
-      const documentId = toNumber(id);
-      await tx('document_lines').insert({ document_id: documentId, position: 1, kind: 'adjustment', description: `Refund of ${source.number}`, quantity: '1', unit_price: money(amount), amount: money(amount), tax_amount: '0' });
-      await recordChange(tx, actor, at, {
-        operation: 'refund.issue',
-        objectType: 'document',
-        objectId: documentId,
-        details: { number, paymentDocument: source.number, amount, currency: source.currency, reason, paymentId: gatewayRefund?.paymentId ?? offlineId },
-        event: { name: 'refund.issued', accountId, payload: { documentId, number, accountId, paymentDocumentId: toNumber(source.id), amount, currency: source.currency, paymentId: gatewayRefund?.paymentId ?? offlineId } },
-      });
-      // The refund first takes back what of the payment is still unapplied, then other unapplied credits.
-      const unapplied = toBigInt(((await tx('documents').where({ id: source.id }).first('open_amount')) as { open_amount: unknown }).open_amount);
-      if (unapplied > 0n) await this.apply(tx, actor, at, toNumber(source.id), documentId, unapplied < amount ? unapplied : amount);
+      const documentId = await this.insertRefund(tx, actor, at, source, amount, gatewayRefund?.paymentId ?? offlineId, reason);
       await this.applyOpenCredits(tx, actor, at, accountId);
       const doc = (await tx('documents').where({ id: documentId }).first()) as DocumentRow;
       return result('refunded', doc, gatewayRefund?.paymentId ?? offlineId, amount, null);
     });
+  }
+
+  /**
+   * A refund document of a payment document (its gateway or offline refund transaction `paymentId`), taking back
+   * first what of the payment is still unapplied. Answers the refund's id.
+   */
+  private async insertRefund(tx: Tx, actor: Actor, at: Date, source: DocumentRow, amount: bigint, paymentId: number | null, reason: string): Promise<number> {
+    const accountId = toNumber(source.account_id);
+    const number = formatNumber('refund', await reserveNumbers(tx, toNumber(source.vendor_id), 'refund', 1));
+    const nowMs = at.getTime();
+    const [id] = await tx('documents').insert({
+      vendor_id: source.vendor_id,
+      account_id: accountId,
+      type: 'refund',
+      number,
+      status: 'issued',
+      currency: source.currency,
+      subtotal: money(amount),
+      tax_total: '0',
+      total: money(amount),
+      balance_effect: money(amount),
+      open_amount: money(amount),
+      issue_date: nowMs,
+      due_date: null,
+      related_document_id: source.id,
+      payment_id: paymentId,
+      method: source.method,
+      reference: source.reference,
+      description: reason ? `Refund of ${source.number}: ${reason}` : `Refund of ${source.number}`,
+      created_by_user_id: actor.userId,
+      created_at: nowMs,
+      updated_at: nowMs,
+    });
+    const documentId = toNumber(id);
+    await tx('document_lines').insert({ document_id: documentId, position: 1, kind: 'adjustment', description: `Refund of ${source.number}`, quantity: '1', unit_price: money(amount), amount: money(amount), tax_amount: '0' });
+    await recordChange(tx, actor, at, {
+      operation: 'refund.issue',
+      objectType: 'document',
+      objectId: documentId,
+      details: { number, paymentDocument: source.number, amount, currency: source.currency, reason, paymentId },
+      event: { name: 'refund.issued', accountId, payload: { documentId, number, accountId, paymentDocumentId: toNumber(source.id), amount, currency: source.currency, paymentId } },
+    });
+    // The refund first takes back what of the payment is still unapplied, then other unapplied credits.
+    const unapplied = toBigInt(((await tx('documents').where({ id: source.id }).first('open_amount')) as { open_amount: unknown }).open_amount);
+    if (unapplied > 0n) await this.apply(tx, actor, at, toNumber(source.id), documentId, unapplied < amount ? unapplied : amount);
+    return documentId;
   }
 
   // ---- payment transactions (the payments table: gateway charges and refunds, and offline ones) ----
@@ -1270,4 +1418,16 @@ export class DocumentsService {
     if (!row) throw notFound('Document', documentId);
     return row;
   }
+}
+
+/** What the order engine writes to the ledger, in its own transactions. */
+export type OrderLedger = Pick<DocumentsService, 'memoTx' | 'recordOrderChargeTx' | 'reverseOrderChargeTx'>;
+
+/**
+ * A DocumentsService for the transaction-taking methods only (memoTx, recordOrderChargeTx, reverseOrderChargeTx
+ * use neither deps nor payments), with no invoice-paid listeners: for an order engine built without the
+ * application's DocumentsService (tests, tools). The server passes services.documents instead.
+ */
+export function ledgerWithoutListeners(): OrderLedger {
+  return new DocumentsService(undefined as unknown as Deps, undefined as unknown as PaymentsService);
 }

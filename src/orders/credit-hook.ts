@@ -1,6 +1,7 @@
 import { recordChange } from '../audit/record-change';
 import type { Actor } from '../context';
 import type { Tx } from '../db/knex';
+import { ledgerWithoutListeners, type OrderLedger } from '../billing/documents-service';
 
 export interface CreditDue {
   orderId: number;
@@ -16,12 +17,20 @@ export interface CreditDue {
 
 /**
  * THE hook for money an order owes the customer as a credit rather than a refund (a cancellation with cancelType
- * credit; a downgrade's negative amount). Called in the order's transaction when the order applies it. Today it
- * records the credit as due (audit + event `order.credit_due`, and the order's 'credit' line says how much);
- * turning it into a credit memo on the account is for the billing documents: replace the body with the credit
- * memo's creation, keeping this signature.
+ * credit; a downgrade's negative amount). Called in the order's transaction when the order applies it: a credit
+ * memo on the account for the amount (orderId set; applied at once to the account's open debits, oldest due
+ * first, like any credit memo) and the audit record + event `order.credit_due` as before. `ledger` is the
+ * application's DocumentsService (its invoice-paid listeners run when the memo pays an invoice); without it a
+ * ledger without listeners writes the same documents.
  */
-export async function issueOrderCredit(tx: Tx, actor: Actor, at: Date, credit: CreditDue): Promise<void> {
+export async function issueOrderCredit(tx: Tx, actor: Actor, at: Date, credit: CreditDue, ledger: OrderLedger = ledgerWithoutListeners()): Promise<void> {
+  await ledger.memoTx(tx, actor, at, 'credit_memo', {
+    accountId: credit.accountId,
+    amount: credit.amount,
+    currency: credit.currency,
+    description: `Order ${credit.orderNumber}: ${credit.reason}`.slice(0, 1024),
+    orderId: credit.orderId,
+  });
   await recordChange(tx, actor, at, {
     operation: 'RecordOrderCredit',
     objectType: 'order',

@@ -264,7 +264,7 @@ async function applyCancellation(ctx: Ctx, task: Task, tc: TaskContext, order: O
         amount,
         currency: order.currency,
         reason: `Cancellation of subscription ${sub.id}`,
-      });
+      }, ctx.ledger);
     }
     await tx('order_items').where({ id: item.id }).update({ details: JSON.stringify({ ...details, result: note }) });
     await transitionIfAt(ctx, tx, orderId, order.step, 'success', clip(`Subscription ${sub.id} canceled. ${note}`));
@@ -409,7 +409,7 @@ async function applyChange(ctx: Ctx, task: Task, tc: TaskContext, order: OrderRo
         amount: -total,
         currency: order.currency,
         reason: `Plan change of subscription ${sub.id}`,
-      });
+      }, ctx.ledger);
       note = ` A credit of ${amountText(-total, order.currency)} is due to the account.`;
     }
     const text = extra ? `Subscription ${sub.id} has its added resources.` : `Subscription ${sub.id} moved to plan ${planId}, period ${periodId}.`;

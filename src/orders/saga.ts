@@ -334,7 +334,13 @@ export async function finishFailedSaga(ctx: Ctx, task: Task): Promise<TaskOutcom
   if (money.retry) return { status: 'retry', error: money.note, retryable: true };
   const given = typeof task.payload.reason === 'string' ? task.payload.reason : undefined;
   const reason = [failed?.last_error ?? given ?? 'Provisioning failed.', ...undone.map((u) => u.last_error ?? ''), money.note].filter(Boolean).join(' ');
-  await writeTx(ctx.deps, (tx) => transitionIfAt(ctx, tx, orderId, order.step, 'failure', reason));
+  await writeTx(ctx.deps, async (tx) => {
+    const moved = await transitionIfAt(ctx, tx, orderId, order.step, 'failure', reason);
+    // The voided or refunded charge leaves the ledger as it was: a refund document and a credit memo of the invoice.
+    if (moved && order.payment_id !== null && order.payment_id !== undefined) {
+      await ctx.ledger.reverseOrderChargeTx(tx, await ctx.actor(tx), ctx.deps.clock.now(), orderId, toNumber(order.payment_id), `order ${order.order_number} failed`);
+    }
+  });
   return done({ reason });
 }
 

@@ -5,6 +5,7 @@ import { isSqlite, toBigInt, toNumber, type Conn, type Tx } from '../db/knex';
 import { isAppError } from '../domain/errors';
 import type { Outcome as StepOutcome, StepAction, WorkflowDefinition } from '../domain/workflow';
 import type { CatalogService, Plan, ServiceTemplate } from '../catalog/catalog-service';
+import { ledgerWithoutListeners, type OrderLedger } from '../billing/documents-service';
 import type { FraudService } from '../fraud/fraud-service';
 import type { TaskQueue } from '../jobs/task-queue';
 import type { PaymentsService } from '../payments/payments-service';
@@ -41,6 +42,11 @@ export interface EngineServices {
   fraud?: Pick<FraudService, 'screen'>;
   /** Without it, sqlSubscriptions (below) keeps the subscriptions. */
   subscriptions?: SubscriptionHooks;
+  /**
+   * The billing documents (services.documents): a charged order's invoice and payment, their reversal, order
+   * credits. Without it the same documents are written by a ledger without invoice-paid listeners.
+   */
+  documents?: OrderLedger;
 }
 
 export interface EngineOptions {
@@ -72,6 +78,8 @@ export interface Ctx {
   opts: Required<EngineOptions>;
   /** Pass the transaction when inside one (SQLite has a single connection). */
   actor(conn?: Conn): Promise<Actor>;
+  /** Where orders' invoices, payments, refunds and credit memos are written. */
+  ledger: OrderLedger;
 }
 
 /** The system acting through the job channel at the provider's level. */
@@ -81,6 +89,7 @@ export function makeCtx(deps: Deps, svc: EngineServices, opts: EngineOptions = {
     deps,
     svc,
     subs: svc.subscriptions ?? sqlSubscriptions(deps),
+    ledger: svc.documents ?? ledgerWithoutListeners(),
     opts: { sagaMaxAttempts: opts.sagaMaxAttempts ?? 10 },
     async actor(conn: Conn = deps.db) {
       if (!cached) {
@@ -217,6 +226,12 @@ export async function runSimpleStep(ctx: Ctx, order: OrderRow, action: StepActio
   else result = { outcome: 'done', comment: '' };
   await writeTx(ctx.deps, async (tx) => {
     if (result.paymentId !== undefined) await tx('orders').where({ id: order.id, step: order.step }).update({ payment_id: result.paymentId });
+    // The charge into the ledger (invoice + payment document), with the transition: a repeated step finds the order
+    // moved on and writes nothing twice.
+    if (action === 'charge_payment' && result.outcome === 'success' && result.paymentId !== undefined) {
+      const locked = await lockOrder(tx, toNumber(order.id));
+      if (locked && locked.step === order.step) await ctx.ledger.recordOrderChargeTx(tx, await ctx.actor(tx), ctx.deps.clock.now(), toNumber(order.id), result.paymentId);
+    }
     await transitionIfAt(ctx, tx, toNumber(order.id), order.step, result.outcome, result.comment);
   });
 }

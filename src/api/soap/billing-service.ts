@@ -320,7 +320,7 @@ export function billingService(services: Services, wsdlDir: string): SoapService
         ipAddress: actor.remoteAddr,
         idempotencyKey: text(a.idempotencyKey),
       });
-      return { orderId: order.orderId, orderNumber: order.orderNumber, status: ORDER_STATUS_WIRE[order.status], total: decimal(order.total, order.currency), currency: order.currency };
+      return { orderId: order.orderId, orderNumber: order.orderNumber, status: ORDER_STATUS_WIRE[order.status], total: decimal(order.total, order.currency), currency: order.currency, invoiceId: (await services.documents.orderInvoiceId(order.orderId)) ?? undefined };
     }),
     GetOrder: read(async (a, actor) => ({ order: orderWire(await services.orders.get(actor, int(a.orderId, 'orderId') as number), true) })),
     ListOrders: read(async (a, actor) => {

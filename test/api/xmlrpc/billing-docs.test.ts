@@ -2,6 +2,7 @@ import { expect } from 'chai';
 import { XMLRPC_FAULT_CODES } from '../../../src/api/api-errors';
 import { XmlRpcDouble, type XmlRpcValue } from '../../../src/api/xmlrpc/codec';
 import type { Actor } from '../../../src/context';
+import { toNumber } from '../../../src/db/knex';
 import { inTransaction } from '../../../src/db/transaction';
 import { providerActor, startApiWorld, type ApiWorld } from '../../helpers/api';
 import { bm, fault, result } from './client';
@@ -98,13 +99,18 @@ describe('XML-RPC billing document methods', function () {
     const plan = ((await db('plans').where({ name: 'Shared Hosting Basic' }).first('id')) as { id: number }).id;
     const period = ((await db('plan_periods').where({ plan_id: plan, duration: 1, unit: 'month' }).first('id')) as { id: number }).id;
     const order = await world.server.services.orders.place(provider, { accountId: demo.id, items: [{ planId: plan, periodId: period, parameters: { domain: 'rpc-applied.example' } }] });
-    const now = world.server.services.deps.clock.now();
-    const [inv] = await inTransaction(db, (tx) =>
-      world.server.services.documents.issueInvoices(tx, now, [{ vendorId: demo.vendor_id, accountId: demo.id, currency: demo.currency, issueDate: now, orderId: order.orderId, lines: [{ kind: 'setup', description: 'Setup', quantity: '1', unitPrice: 500n, amount: 500n }] }]),
-    );
-    const pay = await world.server.services.documents.recordPayment(provider, { accountId: demo.id, amount: 500n, method: 'wire', invoiceId: inv!.documentId });
+    // The server's worker charges the order with the account's stored card: an invoice of the order, paid by a
+    // payment document for the charge (docs/billing.md, "Orders in the ledger").
+    let invoiceId: number | null = null;
+    for (let i = 0; i < 200 && invoiceId === null; i++) {
+      invoiceId = await world.server.services.documents.orderInvoiceId(order.orderId);
+      if (invoiceId === null) await new Promise((r) => setTimeout(r, 25));
+    }
+    expect(invoiceId, 'the order is charged and invoiced by the worker').to.be.a('number');
+    const charge = (await db('orders').where({ id: order.orderId }).first('payment_id')) as { payment_id: number };
+    const pay = (await db('documents').where({ payment_id: charge.payment_id, type: 'payment' }).first('id', 'number')) as { id: number; number: string };
     const rows = (result(await bm(rpc, 'AppliedDocsListGet_API', [order.orderId, 1, 0])) as XmlRpcValue[][]).map(asText);
-    expect(rows.map((r) => r.slice(0, 3))).to.deep.equal([[pay.documentId, pay.number, 50]]);
+    expect(rows.map((r) => r.slice(0, 3))).to.deep.equal([[toNumber(pay.id), pay.number, 50]]);
     expect(fault(await bm(rpc, 'AppliedDocsListGet_API', [987654321, 1, 0])).faultCode).to.equal(XMLRPC_FAULT_CODES.NOT_FOUND);
   });
 
