@@ -877,10 +877,9 @@ export class DocumentsService {
       details: { number, accountId, amount, currency, invoiceId: invoice?.id ?? null, description },
       event: { name: `${type}.issued`, accountId, payload: { documentId, number, accountId, amount, currency, invoiceId: invoice ? toNumber(invoice.id) : null } },
     });
-    if (type === 'credit_memo' && invoice) {
-      if (input.applyUpTo) await this.applyUpTo(tx, actor, at, documentId, toNumber(invoice.id));
-      else await this.apply(tx, actor, at, documentId, toNumber(invoice.id), amount);
-    }
+    // A credit memo takes what its invoice still has open; the rest (all of it, on a paid invoice) stays as credit
+    // on the account, applied below to other open debits or kept for a refund or the next invoice.
+    if (type === 'credit_memo' && invoice) await this.applyUpTo(tx, actor, at, documentId, toNumber(invoice.id));
     await this.applyOpenCredits(tx, actor, at, accountId);
     return documentId;
   }

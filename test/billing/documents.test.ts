@@ -87,6 +87,20 @@ describe(`billing documents: invoices (${dialect})`, function () {
     void toBigInt;
   });
 
+  it('a credit memo against a paid invoice stays as credit on the account and pays the next invoice', async () => {
+    const docs = world.services.documents;
+    const a = await customer(world, 'Paid Up');
+    const [inv] = await issue([{ vendorId, accountId: a.accountId, currency: 'USD', issueDate: AT, lines: [line(1000n)] }]);
+    await docs.recordPayment(world.provider, { accountId: a.accountId, amount: 1000n, method: 'check', invoiceId: inv!.documentId });
+    expect((await docs.getDocument(world.provider, inv!.documentId)).status).to.equal('paid');
+    const cm = await docs.issueCreditMemo(world.provider, { accountId: a.accountId, amount: 300n, description: 'Goodwill', invoiceId: inv!.documentId });
+    expect([cm.total, cm.balanceEffect, cm.openAmount]).to.deep.equal([300n, -300n, 300n]);
+    expect((await docs.getBalance(world.provider, a.accountId)).balance).to.equal(-300n);
+    const [next] = await issue([{ vendorId, accountId: a.accountId, currency: 'USD', issueDate: AT, lines: [line(500n)] }]);
+    expect((await docs.getDocument(world.provider, next!.documentId)).openAmount).to.equal(200n);
+    expect((await docs.getBalance(world.provider, a.accountId)).balance).to.equal(200n);
+  });
+
   it('memos correct an invoice without touching it; applications and the balance add up', async () => {
     const docs = world.services.documents;
     await world.services.taxRules.create(world.provider, vendorId, { name: 'Tax 10%', country: 'US', ratePpm: 100_000 });
