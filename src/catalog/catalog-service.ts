@@ -249,6 +249,36 @@ export class CatalogService {
     });
   }
 
+  /** Renames or re-describes a resource of the actor's own catalog (NOT_FOUND outside the actor's subtree). */
+  async updateResource(actor: Actor, resourceId: number, input: { name?: string; unit?: string; description?: string }): Promise<void> {
+    const id = positiveId(resourceId, 'resourceId');
+    const row = (await this.deps.db('resources').where({ id }).first()) as { id: number; vendor_id: number; name: string } | undefined;
+    if (!row) throw notFound('Resource', id);
+    const vendor = await scopedAccount(this.deps.db, actor, Number(row.vendor_id)).catch(() => {
+      throw notFound('Resource', id);
+    });
+    const changes: Record<string, string> = {};
+    if (input.name !== undefined) changes.name = requiredText(input.name, 'name', 128);
+    if (input.unit !== undefined) changes.unit = requiredText(input.unit, 'unit', 32);
+    if (input.description !== undefined) changes.description = optionalText(input.description, 'description', 512) ?? '';
+    if (Object.keys(changes).length === 0) return;
+    await this.deps.db.transaction(async (tx) => {
+      if (changes.name !== undefined && changes.name !== row.name) {
+        const dup = await tx('resources').where({ vendor_id: vendor.id, name: changes.name }).whereNot({ id }).first('id');
+        if (dup) throw invalid('name', `A resource named '${changes.name}' already exists.`);
+      }
+      await tx('resources').where({ id }).update(changes);
+      const now = this.deps.clock.now();
+      await recordChange(tx, actor, now, {
+        operation: 'UpdateResource',
+        objectType: 'resource',
+        objectId: id,
+        details: changes,
+        event: { name: 'catalog.resource_updated', accountId: vendor.id, payload: { resourceId: id, ...changes } },
+      });
+    });
+  }
+
   async listResources(actor: Actor, vendorAccountId?: number): Promise<Resource[]> {
     const vendor = await this.vendor(actor, vendorAccountId);
     const rows = (await this.deps.db('resources').whereIn('vendor_id', [vendor.id, ...ancestorIds(vendor.path)]).orderBy('id')) as {
