@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { makeWorld, type World } from '../helpers/world';
+import { accountActor, makeWorld, type World } from '../helpers/world';
 import { failure } from '../helpers/assertions';
 
 let world: World;
@@ -28,5 +28,14 @@ describe('catalog: updateResource', () => {
     const after = (await catalog.listResources(p)).find((x) => x.resourceId === disk)!;
     expect([after.name, after.unit]).to.deep.equal(['Disk', 'MB']);
     await failure(catalog.updateResource(p, 999999, { name: 'X' }), 'NOT_FOUND');
+  });
+
+  it("answers NOT_FOUND to a reseller editing the provider's resource, and changes nothing", async () => {
+    const { catalog } = world.services;
+    const disk = await catalog.createResource(world.provider, { name: 'Disk space', unit: 'GB' });
+    const reseller = await accountActor(world, world.provider, 'reseller', 'Resell Co');
+    await failure(catalog.updateResource(reseller, disk, { name: 'Mine' }), 'NOT_FOUND');
+    const r = (await catalog.listResources(world.provider)).find((x) => x.resourceId === disk)!;
+    expect(r.name).to.equal('Disk space');
   });
 });
