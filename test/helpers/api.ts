@@ -21,7 +21,7 @@ export interface ApiWorld {
 }
 
 export async function startApiWorld(opts: { config?: Partial<Config>; demo?: boolean; clock?: ManualClock; legacyPort?: boolean } = {}): Promise<ApiWorld> {
-  const fresh = await freshDatabase(undefined, { migrate: false });
+  const fresh = await freshDatabase();
   let legacyPort = 0;
   if (opts.legacyPort) {
     // Find a free port for the legacy listener (0 would switch it off).
