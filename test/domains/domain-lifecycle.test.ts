@@ -125,6 +125,10 @@ describe(`domains lifecycle: renewals billed by the billing run (${dialect})`, f
     expect(task.last_error).to.contain('no-renew.net').and.contain('SANDBOX_FAILURE');
     expect((await events(world, 'domain.renewal_failed', dom.domainId)).map((p) => p.code)).to.deep.equal(['SANDBOX_FAILURE']);
     expect(await expiry(world, dom.domainId)).to.equal(dom.expiresAt.toISOString());
+    // Not renewed: once the expiry has passed, the sync moves it to expired.
+    world.clock.set('2028-02-02T00:00:00Z');
+    await world.services.domains.sync(world.provider);
+    expect(((await world.deps.db('domains').where({ id: dom.domainId }).first('status')) as { status: string }).status).to.equal('expired');
     await failure(world.services.domains.setAutoRenew(eve, { domainId: dom.domainId }, 'yes'), 'INVALID_ARGUMENT', 'autoRenew');
   });
 });
