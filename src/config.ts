@@ -42,6 +42,8 @@ export interface Config {
   billingCron: string;
   /** When the daily domain sync runs (cron syntax, UTC); "" (or "off", for the environment) switches it off. */
   domainSyncCron: string;
+  /** When domains in transfer_pending are asked about (cron syntax, UTC); "" (or "off", for the environment) switches it off. */
+  domainTransferPollCron: string;
 }
 
 export class ConfigError extends Error {
@@ -84,6 +86,7 @@ export const ENV_KEYS: Record<string, keyof Config> = {
   PAYMENT_RECONCILE_CRON: 'paymentReconcileCron',
   BILLING_CRON: 'billingCron',
   DOMAIN_SYNC_CRON: 'domainSyncCron',
+  DOMAIN_TRANSFER_POLL_CRON: 'domainTransferPollCron',
 };
 
 const ROOT = path.resolve(__dirname, '..');
@@ -214,9 +217,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Part
     paymentReconcileCron: requiredCronExpression(raw, 'paymentReconcileCron', e('paymentReconcileCron')),
     billingCron: cronExpression(raw, 'billingCron', e('billingCron')),
     domainSyncCron: text(raw, 'domainSyncCron', e('domainSyncCron')).trim().replace(/^off$/i, ''),
+    domainTransferPollCron: text(raw, 'domainTransferPollCron', e('domainTransferPollCron')).trim().replace(/^off$/i, ''),
   };
   if (cfg.domainSyncCron && !cron.validate(cfg.domainSyncCron)) {
     throw new ConfigError(e('domainSyncCron') ?? 'domainSyncCron', `must be a cron expression such as "30 3 * * *" (or "off"), got ${JSON.stringify(cfg.domainSyncCron)}.`);
+  }
+  if (cfg.domainTransferPollCron && !cron.validate(cfg.domainTransferPollCron)) {
+    throw new ConfigError(e('domainTransferPollCron') ?? 'domainTransferPollCron', `must be a cron expression such as "*/15 * * * *" (or "off"), got ${JSON.stringify(cfg.domainTransferPollCron)}.`);
   }
   if (cfg.smtpUrl && !/^smtps?:\/\/[^/\s]+/.test(cfg.smtpUrl)) {
     throw new ConfigError(e('smtpUrl') ?? 'smtpUrl', `must be smtp://[user:pass@]host[:port] or smtps://..., got ${JSON.stringify(cfg.smtpUrl.replace(/\/\/[^@/]*@/, '//***@'))}.`);

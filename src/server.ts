@@ -34,6 +34,7 @@ import { billingService, provisioningService } from './api/soap/billing-service'
 import { eventMethods } from './api/xmlrpc/methods-events';
 import { domainMethods } from './api/xmlrpc/methods-domains';
 import { startDomainSync } from './domains/sync-schedule';
+import { domainLifecycleHandlers, startDomainTransferPoll } from './domains/lifecycle';
 import { startEventDelivery, type EventDelivery } from './events/delivery-runtime';
 import { consoleMiddleware } from './console/app';
 
@@ -140,6 +141,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     // The billing run on config.billingCron (default daily at 02:00 UTC; empty switches it off).
     const billingSchedule = scheduleBilling(services);
     const stopDomainSync = opts.worker !== false ? startDomainSync(services) : async () => {};
+    const stopTransferPoll = opts.worker !== false ? startDomainTransferPoll(services) : async () => {};
     // Orders move through their workflows as background tasks; this process takes its share of them.
     const worker = new Worker(deps, services.tasks, {
       ...orderHandlers(deps, {
@@ -151,6 +153,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
         documents: services.documents,
       }),
       ...subscriptionActionHandlers(deps, { pluginInstances: services.pluginInstances, subscriptions: services.subscriptions }),
+      ...domainLifecycleHandlers(deps, { pluginInstances: services.pluginInstances }),
     }, { owner: defaultOwner(), queues: [ORDERS_QUEUE] });
     if (opts.worker !== false) worker.start();
     const events = startEventDelivery(deps, { tasks: services.tasks, notifications: services.notifications, schedules: services.notificationSchedules }, { run: opts.worker !== false });
@@ -168,6 +171,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
       async close() {
         clearInterval(housekeeping);
         await stopDomainSync();
+        await stopTransferPoll();
         await events.stop();
         await reconciler.destroy();
         await billingSchedule?.stop();

@@ -18,6 +18,7 @@ import { accountBalance, DocumentsService } from './billing/documents-service';
 import { BillingRun } from './billing/run/billing-run';
 import { extendPaidRenewals } from './billing/run/renewals';
 import { liftDunning } from './billing/run/dunning';
+import { renewPaidDomains } from './billing/run/domain-renewals';
 import { UsageService } from './billing/usage-service';
 import { TaxRulesService } from './billing/taxes';
 import { BillingSettingsService } from './billing/settings';
@@ -83,6 +84,8 @@ export function createServices(deps: Deps, plugins: PluginRegistry = loadPlugins
   documents.onInvoicePaid(extendPaidRenewals());
   // ... and payment in full lifts its dunning (graced -> active, a non-payment suspension resumed).
   documents.onInvoicePaid(liftDunning(deps, tasks));
+  // ... and a paid domain renewal is renewed at the registrar by a task (src/domains/lifecycle.ts).
+  documents.onInvoicePaid(renewPaidDomains(tasks));
   const tlds = new TldCatalogService(deps);
   return {
     deps,

@@ -10,6 +10,8 @@ import { positiveId } from '../domain/fields';
 export interface BillingSettings {
   /** Renewal invoices are issued this many days before a subscription expires. */
   renewDaysBefore: number;
+  /** Domain renewals (auto-renew domains) are invoiced this many days before the domain expires. */
+  domainRenewDaysBefore: number;
   /** An invoice's due date is its issue date plus this many days. */
   invoiceDueDays: number;
   /** Unpaid this many days past due: the subscription is graced. */
@@ -30,6 +32,7 @@ export interface BillingSettings {
 
 export const DEFAULT_BILLING_SETTINGS: Readonly<BillingSettings> = Object.freeze({
   renewDaysBefore: 7,
+  domainRenewDaysBefore: 30,
   invoiceDueDays: 7,
   graceDays: 3,
   suspendDays: 10,
@@ -43,6 +46,7 @@ export const DEFAULT_BILLING_SETTINGS: Readonly<BillingSettings> = Object.freeze
 interface SettingsRow {
   vendor_id: number;
   renew_days_before: number;
+  domain_renew_days_before: number;
   invoice_due_days: number;
   grace_days: number;
   suspend_days: number;
@@ -56,6 +60,7 @@ interface SettingsRow {
 function fromRow(row: SettingsRow): BillingSettings {
   return {
     renewDaysBefore: Number(row.renew_days_before),
+    domainRenewDaysBefore: row.domain_renew_days_before === null || row.domain_renew_days_before === undefined ? DEFAULT_BILLING_SETTINGS.domainRenewDaysBefore : Number(row.domain_renew_days_before),
     invoiceDueDays: Number(row.invoice_due_days),
     graceDays: Number(row.grace_days),
     suspendDays: Number(row.suspend_days),
@@ -124,6 +129,7 @@ export class BillingSettingsService {
       if (vendor.type === 'customer') throw notAllowed(`Account ${vendorId} is a customer; billing settings belong to a provider or reseller.`, 'vendorId');
       const s = { ...(await billingSettingsOf(tx, vendorId)) };
       if (patch.renewDaysBefore !== undefined) s.renewDaysBefore = days(patch.renewDaysBefore, 'renewDaysBefore', 365);
+      if (patch.domainRenewDaysBefore !== undefined) s.domainRenewDaysBefore = days(patch.domainRenewDaysBefore, 'domainRenewDaysBefore', 365);
       if (patch.invoiceDueDays !== undefined) s.invoiceDueDays = days(patch.invoiceDueDays, 'invoiceDueDays', 365);
       if (patch.graceDays !== undefined) s.graceDays = days(patch.graceDays, 'graceDays');
       if (patch.suspendDays !== undefined) s.suspendDays = days(patch.suspendDays, 'suspendDays');
@@ -152,6 +158,7 @@ export class BillingSettingsService {
       const at = this.deps.clock.now();
       const row = {
         renew_days_before: s.renewDaysBefore,
+        domain_renew_days_before: s.domainRenewDaysBefore,
         invoice_due_days: s.invoiceDueDays,
         grace_days: s.graceDays,
         suspend_days: s.suspendDays,

@@ -35,6 +35,8 @@ export interface Domain {
   expiresAt: Date | null;
   nameservers: string[];
   locked: boolean;
+  /** The billing run invoices a renewal ahead of expiry (billing settings' domainRenewDaysBefore). */
+  autoRenew: boolean;
   subscriptionId: number | null;
   orderId: number | null;
 }
@@ -67,6 +69,10 @@ export interface RegisteredDomainInput {
   status?: DomainStatus;
   subscriptionId?: number | null;
   orderId?: number | null;
+  /** Default true: the billing run invoices its renewals. */
+  autoRenew?: boolean;
+  /** A transfer in still pending (status transfer_pending): the operation id it was started with, for pollTransfer. */
+  transferOperationId?: string | null;
 }
 
 interface DomainRow {
@@ -82,6 +88,7 @@ interface DomainRow {
   expires_at: unknown;
   nameservers: string;
   locked: unknown;
+  auto_renew: unknown;
   subscription_id: unknown;
   order_id: unknown;
 }
@@ -176,6 +183,30 @@ export class DomainsService {
     return this.get(actor, { domainId: toNumber(row.id) });
   }
 
+  /**
+   * Switches a domain's auto-renewal on or off: with it off the billing run no longer invoices its renewals (an
+   * invoice already issued stays). Audited `SetDomainAutoRenew`, event `domain.auto_renew_changed`.
+   */
+  async setAutoRenew(actor: Actor, ref: DomainRef, autoRenew: unknown): Promise<Domain> {
+    const row = await this.scopedRow(actor, ref);
+    if (typeof autoRenew !== 'boolean') throw invalid('autoRenew', 'autoRenew must be true or false.');
+    this.refuseGone(row);
+    if (toBool(row.auto_renew) !== autoRenew) {
+      await this.deps.db.transaction(async (tx) => {
+        const now = this.deps.clock.now();
+        await tx('domains').where({ id: row.id }).update({ auto_renew: autoRenew, updated_at: now.getTime() });
+        await recordChange(tx, actor, now, {
+          operation: 'SetDomainAutoRenew',
+          objectType: 'domain',
+          objectId: row.id,
+          details: { name: row.name, autoRenew },
+          event: { name: 'domain.auto_renew_changed', accountId: toNumber(row.account_id), payload: { domainId: toNumber(row.id), name: row.name, autoRenew } },
+        });
+      });
+    }
+    return this.get(actor, { domainId: toNumber(row.id) });
+  }
+
   /** The EPP auth code from the registrar. Audited (without the code); never logged, never stored in clear. */
   async getEppCode(actor: Actor, ref: DomainRef): Promise<string> {
     const row = await this.scopedRow(actor, ref);
@@ -238,6 +269,8 @@ export class DomainsService {
         expires_at: input.expiresAt ? input.expiresAt.getTime() : null,
         nameservers: JSON.stringify(ns.hosts),
         locked: false,
+        auto_renew: input.autoRenew ?? true,
+        transfer_operation_id: input.transferOperationId ?? null,
         subscription_id: input.subscriptionId ?? null,
         order_id: input.orderId ?? null,
         created_at: now.getTime(),
@@ -390,6 +423,7 @@ export class DomainsService {
       expiresAt: row.expires_at === null || row.expires_at === undefined ? null : new Date(toNumber(row.expires_at)),
       nameservers: JSON.parse(row.nameservers) as string[],
       locked: toBool(row.locked),
+      autoRenew: row.auto_renew === undefined ? true : toBool(row.auto_renew),
       subscriptionId: toOptionalNumber(row.subscription_id),
       orderId: toOptionalNumber(row.order_id),
     };

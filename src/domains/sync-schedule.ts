@@ -9,16 +9,16 @@ const CLAIM = 'domain_sync.last_run';
 export const SYNC_CLAIM_WINDOW_MS = 10 * 60_000;
 
 /** Claims this firing of the schedule for this process; false when another process ran it within the window. */
-export async function claimSyncRun(deps: Deps): Promise<boolean> {
+export async function claimSyncRun(deps: Deps, claim = CLAIM, windowMs = SYNC_CLAIM_WINDOW_MS): Promise<boolean> {
   const now = deps.clock.now().getTime();
   try {
-    await deps.db('system_settings').insert({ name: CLAIM, value: String(now) });
+    await deps.db('system_settings').insert({ name: claim, value: String(now) });
     return true;
   } catch (e) {
     if (!isUniqueViolation(e)) throw e;
   }
   // Epoch milliseconds are 13 digits until the year 2286, so the text comparison orders them.
-  const taken = await deps.db('system_settings').where({ name: CLAIM }).andWhere('value', '<', String(now - SYNC_CLAIM_WINDOW_MS)).update({ value: String(now) });
+  const taken = await deps.db('system_settings').where({ name: claim }).andWhere('value', '<', String(now - windowMs)).update({ value: String(now) });
   return Number(taken) === 1;
 }
 

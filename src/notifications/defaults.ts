@@ -33,5 +33,8 @@ export const BUILT_IN_TEMPLATES: Record<string, TemplateText> = {
   'payment.declined': tpl('Your payment was declined', 'Your payment of {{ payload.amount }} {{ payload.currency }} (minor units) was declined: {{ payload.message }}. Please update your payment method.'),
   'subscription.suspended': tpl('Subscription {{ payload.subscriptionId }} suspended', 'Your subscription {{ payload.subscriptionId }} is suspended.'),
   'subscription.expiring': tpl('Subscription {{ payload.name or payload.subscriptionId }} expires in {{ payload.daysBefore }} day(s)', 'Your subscription {{ payload.name or payload.subscriptionId }} expires on {{ payload.expiresAt }}. Renew it to keep your service.'),
+  'domain.expiring': tpl('Domain {{ payload.name }} expires in {{ payload.daysBefore }} day(s)', 'Your domain {{ payload.name }} expires on {{ payload.expiresAt }}. {% if payload.autoRenew %}It renews automatically: the renewal is invoiced before then.{% else %}Renew it to keep it.{% endif %}'),
+  'domain.renewed': tpl('Domain {{ payload.name }} renewed', 'Your domain {{ payload.name }} is renewed; it now expires on {{ payload.expiresAt }}.'),
+  'domain.renewal_failed': tpl('Domain {{ payload.name }} could not be renewed', 'The renewal of your domain {{ payload.name }} failed at the registrar: {{ payload.message }}. Our staff has been told.'),
   'usage.threshold_reached': tpl('Usage of {{ payload.resourceName or payload.resourceId }} at {{ payload.percent }}%', 'Your subscription {{ payload.subscriptionId }} has used {{ payload.percent }}% of its {{ payload.resourceName or payload.resourceId }} limit.'),
 };

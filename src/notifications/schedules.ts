@@ -7,7 +7,8 @@ import { invalid } from '../domain/errors';
 import { positiveId } from '../domain/fields';
 import { emitEvent } from '../events/outbox';
 
-export const SCHEDULE_BASES = ['expiration'] as const;
+/** expiration: subscriptions (event subscription.expiring); domain_expiration: domains (event domain.expiring). */
+export const SCHEDULE_BASES = ['expiration', 'domain_expiration'] as const;
 export const MAX_DAYS_BEFORE = 365;
 const DAY_MS = 86_400_000;
 /** Subscriptions that can still expire: trial (15), active (30), graced (40). */
@@ -24,7 +25,7 @@ export interface NotificationSchedule {
 interface ScheduleRow {
   id: number;
   vendor_id: number;
-  basis: 'expiration';
+  basis: (typeof SCHEDULE_BASES)[number];
   days_before: number;
   enabled: unknown;
   created_at: number;
@@ -50,7 +51,7 @@ export class NotificationSchedulesService {
     const vendor = await scopedAccount(this.deps.db, actor, vendorId);
     if (vendor.type === 'customer') throw invalid('vendorAccountId', `Account ${vendorId} is a customer; only the provider and resellers keep notification schedules.`);
     const basis = input.basis ?? 'expiration';
-    if (!SCHEDULE_BASES.includes(basis as 'expiration')) throw invalid('basis', `basis must be one of ${SCHEDULE_BASES.join(', ')}.`);
+    if (!SCHEDULE_BASES.includes(basis as (typeof SCHEDULE_BASES)[number])) throw invalid('basis', `basis must be one of ${SCHEDULE_BASES.join(', ')}.`);
     if (!Array.isArray(input.daysBefore)) throw invalid('daysBefore', 'daysBefore must be a list of whole numbers of days, e.g. [7, 1].');
     const days = [...new Set(input.daysBefore.map((d) => positiveId(d, 'daysBefore')))].sort((a, b) => b - a);
     if (days.some((d) => d > MAX_DAYS_BEFORE)) throw invalid('daysBefore', `daysBefore may be at most ${MAX_DAYS_BEFORE}.`);
@@ -84,7 +85,7 @@ export class NotificationSchedulesService {
     const { db, clock } = this.deps;
     const now = clock.now().getTime();
     const schedules = (await db('notification_schedules as s').join('accounts as a', 'a.id', 's.vendor_id').where('s.basis', 'expiration').select('s.*', 'a.path as vendor_path')) as (ScheduleRow & { vendor_path: string })[];
-    let emitted = 0;
+    let emitted = await this.scanDomains(now);
     const live = schedules.filter((x) => toBool(x.enabled));
     for (const s of live) {
       const days = toNumber(s.days_before);
@@ -120,6 +121,52 @@ export class NotificationSchedulesService {
                 expiresAt: new Date(expiration).toISOString(),
                 daysBefore: days,
               },
+            });
+          });
+          emitted++;
+        } catch (e) {
+          if (!isUniqueViolation(e)) throw e; // another process sent this one
+        }
+      }
+    }
+    return emitted;
+  }
+
+  /**
+   * Emits domain.expiring for every (domain, offset, expiry) now due and not yet sent (basis domain_expiration):
+   * active domains of each scheduling vendor's subtree, the nearest due offset only, once each
+   * (domain_reminder_sends), a renewed domain reminded again for its new expiry.
+   */
+  private async scanDomains(now: number): Promise<number> {
+    const { db } = this.deps;
+    const schedules = (await db('notification_schedules as s').join('accounts as a', 'a.id', 's.vendor_id').where('s.basis', 'domain_expiration').select('s.*', 'a.path as vendor_path')) as (ScheduleRow & { vendor_path: string })[];
+    const live = schedules.filter((x) => toBool(x.enabled));
+    let emitted = 0;
+    for (const s of live) {
+      const days = toNumber(s.days_before);
+      const nearer = live.filter((x) => toNumber(x.vendor_id) === toNumber(s.vendor_id) && toNumber(x.days_before) < days).map((x) => toNumber(x.days_before));
+      const from = nearer.length ? now + Math.max(...nearer) * DAY_MS : now;
+      const domains = (await db('domains as d')
+        .join('accounts as a', 'a.id', 'd.account_id')
+        .where('a.path', 'like', `${s.vendor_path}%`)
+        .where('d.status', 'active')
+        .whereNotNull('d.expires_at')
+        .andWhere('d.expires_at', '>', from)
+        .andWhere('d.expires_at', '<=', now + days * DAY_MS)
+        .select('d.id', 'd.account_id', 'd.name', 'd.expires_at', 'd.auto_renew')) as { id: number; account_id: number; name: string; expires_at: number; auto_renew: unknown }[];
+      for (const d of domains) {
+        const expiresAt = toNumber(d.expires_at);
+        const already = await db('domain_reminder_sends').where({ domain_id: d.id, days_before: days, expires_at: expiresAt }).first('id');
+        if (already) continue;
+        try {
+          await inTransaction(db, async (tx) => {
+            await tx('domain_reminder_sends').insert({ domain_id: d.id, days_before: days, expires_at: expiresAt, created_at: now });
+            await emitEvent(tx, new Date(now), {
+              name: 'domain.expiring',
+              objectType: 'domain',
+              objectId: toNumber(d.id),
+              accountId: toNumber(d.account_id),
+              payload: { domainId: toNumber(d.id), accountId: toNumber(d.account_id), name: d.name, expiresAt: new Date(expiresAt).toISOString(), daysBefore: days, autoRenew: toBool(d.auto_renew) },
             });
           });
           emitted++;

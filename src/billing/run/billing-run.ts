@@ -15,6 +15,7 @@ import { lateFeeChargeKey, overageChargeKey, renewalChargeKey, resourceChargeKey
 import { overageAmount, parseTiers } from './overage';
 import { dueSteps, dunInvoice, subscriptionsOn, type OverdueInvoice } from './dunning';
 import type { TaskQueue } from '../../jobs/task-queue';
+import { domainRenewalBatches } from './domain-renewals';
 
 const DAY_MS = 86_400_000;
 /** Auto-pay charges under way at once per run. */
@@ -56,6 +57,8 @@ export interface BillingRunSummary {
   trialsConverted: number;
   trialsExpired: number;
   overageLines: number;
+  /** New domain renewal charges (auto-renew domains expiring within domainRenewDaysBefore); also in charges. */
+  domainRenewals: number;
   payments: { tried: number; succeeded: number; declined: number; unknown: number };
   /** Suspensions (and below, terminations) requested through the service gate by dunning. */
   suspensions: number;
@@ -168,6 +171,7 @@ export class BillingRun {
       trialsConverted: 0,
       trialsExpired: 0,
       overageLines: 0,
+      domainRenewals: 0,
       payments: { tried: 0, succeeded: 0, declined: 0, unknown: 0 },
       suspensions: 0,
       terminations: 0,
@@ -202,6 +206,11 @@ export class BillingRun {
           await this.autopay(pays, opts, summary);
           await opts.afterBatch?.(++batchNo);
         }
+      }
+      // 1b. Domain renewals of auto-renew domains (src/billing/run/domain-renewals.ts).
+      for await (const pays of domainRenewalBatches(this.deps, { asOf, dryRun, batchSize, summary }, (tx, ids) => this.invoiceUninvoiced(tx, ctx, (q) => q.whereIn('domain_id', ids)))) {
+        await this.autopay(pays, opts, summary);
+        await opts.afterBatch?.(++batchNo);
       }
       // 2. Overage of closed usage periods, keyset over (period_end, subscription_id, resource_id).
       let after: [number, number, number] = [asOf.getTime() - OVERAGE_LOOKBACK_DAYS * DAY_MS, 0, 0];
@@ -795,6 +804,7 @@ export function summaryJson(s: BillingRunSummary): Record<string, unknown> {
     trialsConverted: s.trialsConverted,
     trialsExpired: s.trialsExpired,
     overageLines: s.overageLines,
+    domainRenewals: s.domainRenewals,
     payments: s.payments,
     suspensions: s.suspensions,
     terminations: s.terminations,
