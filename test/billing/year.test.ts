@@ -240,6 +240,10 @@ describe(`a year of billing over a mixed book (${dialect})`, function () {
     const refunds = (await db('payments').where({ account_id: refunded.accountId, kind: 'refund', status: 'success' }).select('amount')) as { amount: unknown }[];
     expect(refunds.map((r) => toBigInt(r.amount))).to.deep.equal([800n]);
     expect((await sub(refundedSub)).status).to.equal(70);
+    // In the documents: a credit memo of 8.00 on the invoice and a refund document of 8.00 of its payment.
+    expect(await docs(refunded, 'credit_memo')).to.deep.equal([800n]);
+    expect(await docs(refunded, 'refund')).to.deep.equal([800n]);
+    expect(await balance(refunded)).to.equal(0n); // 1000 - 1000 - 800 + 800
 
   });
 });
