@@ -111,24 +111,45 @@ export async function cancellationAmount(conn: Conn, sub: SubscriptionRow, perio
     .first('o.id as order_id', 'o.order_number', 'i.id as item_id', 'p.id as payment_id', 'p.amount as payment_amount', 'p.created_at as paid_at')) as
     | { order_id: number; order_number: string; item_id: number; payment_id: number; payment_amount: unknown; paid_at: unknown }
     | undefined;
+  // A renewal the billing run invoiced and the customer paid by card (auto-pay, PayInvoice): the latest such payment.
+  const billed = (await conn('document_lines as l')
+    .join('documents as inv', 'inv.id', 'l.document_id')
+    .join('document_applications as a', 'a.target_document_id', 'inv.id')
+    .join('documents as pd', 'pd.id', 'a.source_document_id')
+    .join('payments as p', 'p.id', 'pd.payment_id')
+    .where({ 'l.subscription_id': sub.id, 'inv.type': 'invoice', 'pd.type': 'payment', 'p.kind': 'purchase', 'p.status': 'success' })
+    .whereIn('l.kind', ['renewal', 'trial_conversion'])
+    .whereNotNull('l.charge_id')
+    .orderBy('p.id', 'desc')
+    .first('inv.id as invoice_id', 'inv.number', 'p.id as payment_id', 'p.amount as payment_amount', 'p.created_at as paid_at')) as
+    | { invoice_id: number; number: string; payment_id: number; payment_amount: unknown; paid_at: unknown }
+    | undefined;
+  if (billed && (!paid || toNumber(billed.paid_at) > toNumber(paid.paid_at) || (toNumber(billed.paid_at) === toNumber(paid.paid_at) && toNumber(billed.payment_id) > toNumber(paid.payment_id)))) {
+    const [{ s }] = (await conn('document_lines').where({ document_id: billed.invoice_id, subscription_id: sub.id }).sum({ s: 'amount' })) as { s: unknown }[];
+    return refundable(conn, period, now, toNumber(billed.payment_id), toBigInt(billed.payment_amount), toNumber(billed.paid_at), s, `invoice ${billed.number}`);
+  }
   if (!paid) return { amount: 0n, paymentId: null, note: 'No successful payment of this subscription to give back.' };
-  const paymentId = toNumber(paid.payment_id);
-  const paidAt = toNumber(paid.paid_at);
+  const [{ s }] = (await conn('order_lines').where({ order_id: paid.order_id, item_id: paid.item_id }).sum({ s: 'amount' })) as { s: unknown }[];
+  return refundable(conn, period, now, toNumber(paid.payment_id), toBigInt(paid.payment_amount), toNumber(paid.paid_at), s, `order ${paid.order_number}`);
+}
+
+/** Within the refund period of `paymentId`: what it paid for the subscription (`paidSum`), less the non-refundable amount, at most what is left unrefunded. */
+async function refundable(conn: Conn, period: Pick<PlanPeriod, 'refundPeriodDays' | 'nonRefundableAmount'>, now: Date, paymentId: number, paymentAmount: bigint, paidAt: number, paidSum: unknown, what: string): Promise<CancellationAmount> {
   const deadline = paidAt + period.refundPeriodDays * DAY_MS;
   if (now.getTime() > deadline) {
     return { amount: 0n, paymentId, note: `The refund period (${period.refundPeriodDays} days from payment ${paymentId}) is over.` };
   }
-  const [{ s }] = (await conn('order_lines').where({ order_id: paid.order_id, item_id: paid.item_id }).sum({ s: 'amount' })) as { s: unknown }[];
+  const s = paidSum;
   const itemPaid = s === null || s === undefined ? 0n : toBigInt(typeof s === 'number' ? Math.round(s) : s);
   const [{ r }] = (await conn('payments').where({ parent_payment_id: paymentId, kind: 'refund', status: 'success' }).sum({ r: 'amount' })) as { r: unknown }[];
   const refunded = r === null || r === undefined ? 0n : toBigInt(typeof r === 'number' ? Math.round(r) : r);
-  const left = toBigInt(paid.payment_amount) - refunded;
+  const left = paymentAmount - refunded;
   let amount = (itemPaid < left ? itemPaid : left) - period.nonRefundableAmount;
   if (amount < 0n) amount = 0n;
   return {
     amount,
     paymentId,
-    note: `Within the refund period of payment ${paymentId} (order ${paid.order_number}): ${itemPaid} paid for this subscription, ${period.nonRefundableAmount} not refundable, ${left} left on the payment.`,
+    note: `Within the refund period of payment ${paymentId} (${what}): ${itemPaid} paid for this subscription, ${period.nonRefundableAmount} not refundable, ${left} left on the payment.`,
   };
 }
 

@@ -108,6 +108,7 @@ describe(`a year of billing over a mixed book (${dialect})`, function () {
     const changer = await makeCustomer(world, book, 'Changer');
     const neverPays = await makeCustomer(world, book, 'Never pays');
     const refunded = await makeCustomer(world, book, 'Refunded');
+    const renewedRefund = await makeCustomer(world, book, 'Renewed refund');
 
     /** A sales order paid with the account's default card, provisioned through the sandbox gate: the subscription. */
     const buy = async (customer: Actor, plan: { planId: number; periodIds: number[] }, domain: string) => {
@@ -122,6 +123,8 @@ describe(`a year of billing over a mixed book (${dialect})`, function () {
     let upOrder = 0;
     let downOrder = 0;
     let cancelOrder = 0;
+    let renewedRefundSub = 0;
+    let renewedCancelOrder = 0;
     const steps: Record<string, () => Promise<void>> = {
       '2026-01-01': async () => {
         changerSub = await buy(changer, small, 'changer.example'); // term [01-01, 02-01)
@@ -159,6 +162,14 @@ describe(`a year of billing over a mixed book (${dialect})`, function () {
       },
       '2026-09-08': async () => {
         cancelOrder = (await world.services.subscriptionOrders.cancel(refunded, refundedSub, { cancelType: 'refund', when: 'immediate', reason: 'not for me' })).orderId;
+      },
+      // Renewed refund: bought on 10-01; the run bills the renewal for [11-01, 12-01) on 10-25 and auto-pay pays it;
+      // canceled on 11-03, 9 days after that payment (inside its 14-day refund period).
+      '2026-10-01': async () => {
+        renewedRefundSub = await buy(renewedRefund, refundable, 'renewed.example');
+      },
+      '2026-11-03': async () => {
+        renewedCancelOrder = (await world.services.subscriptionOrders.cancel(renewedRefund, renewedRefundSub, { cancelType: 'refund', when: 'immediate' })).orderId;
       },
     };
 
@@ -244,6 +255,18 @@ describe(`a year of billing over a mixed book (${dialect})`, function () {
     expect(await docs(refunded, 'credit_memo')).to.deep.equal([800n]);
     expect(await docs(refunded, 'refund')).to.deep.equal([800n]);
     expect(await balance(refunded)).to.equal(0n); // 1000 - 1000 - 800 + 800
+
+    // Renewed refund: the sales order (10.00) on 10-01, the run's renewal (10.00) paid on 10-25; canceled on 11-03:
+    // the refund comes from the renewal's payment, 1000 - 200 = 800, with its credit memo and refund document.
+    expect(await invoiceTotals(renewedRefund)).to.deep.equal([1000n, 1000n]);
+    expect(await orderLines(renewedCancelOrder)).to.deep.equal([['refund', -800n]]); // 1000 - 200 = 800
+    const renewalPayment = (await db('payments').where({ account_id: renewedRefund.accountId, kind: 'purchase' }).orderBy('id', 'desc').first('id')) as { id: number };
+    const renewedRefunds = (await db('payments').where({ account_id: renewedRefund.accountId, kind: 'refund', status: 'success' }).select('amount', 'parent_payment_id')) as { amount: unknown; parent_payment_id: unknown }[];
+    expect(renewedRefunds.map((r) => [toBigInt(r.amount), toNumber(r.parent_payment_id)])).to.deep.equal([[800n, toNumber(renewalPayment.id)]]);
+    expect(await docs(renewedRefund, 'credit_memo')).to.deep.equal([800n]);
+    expect(await docs(renewedRefund, 'refund')).to.deep.equal([800n]);
+    expect(await balance(renewedRefund)).to.equal(0n); // 1000 - 1000 + 1000 - 1000 - 800 + 800
+    expect((await sub(renewedRefundSub)).status).to.equal(70);
 
   });
 });
