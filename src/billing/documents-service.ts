@@ -648,6 +648,51 @@ export class DocumentsService {
     return { creditMemoId, refundDocumentId };
   }
 
+  /**
+   * A cancellation's refund (the gateway already paid `amount` back on `paymentId` as refund transaction
+   * `refundPaymentId`) into the ledger, in the transaction that completes the cancellation order: a credit memo of
+   * the amount against the invoice the payment paid (the cancellation order's id on it; on a paid invoice the credit
+   * stays unapplied), then a refund document of the payment document, which takes that credit back. The balance is
+   * unchanged (-amount + amount) and every document is settled. Nothing when the payment has no payment document;
+   * once per refund transaction.
+   */
+  async refundOnCancellationTx(
+    tx: Tx,
+    actor: Actor,
+    at: Date,
+    input: { orderId: number; orderNumber: string; paymentId: number; refundPaymentId: number; amount: bigint; reason: string },
+  ): Promise<{ creditMemoId: number; refundDocumentId: number } | null> {
+    if (input.amount <= 0n) return null;
+    const paymentDoc = (await tx('documents').where({ type: 'payment', payment_id: input.paymentId }).first()) as DocumentRow | undefined;
+    if (!paymentDoc) return null;
+    if (await tx('documents').where({ type: 'refund', payment_id: input.refundPaymentId }).first('id')) return null;
+    const accountId = toNumber(paymentDoc.account_id);
+    await this.lockAccount(tx, accountId);
+    // The invoice the payment paid: its first application to an invoice.
+    const paid = (await tx('document_applications as a')
+      .join('documents as d', 'd.id', 'a.target_document_id')
+      .where({ 'a.source_document_id': paymentDoc.id, 'd.type': 'invoice' })
+      .orderBy('a.id')
+      .first('d.id', 'd.number', 'd.total')) as { id: number; number: string; total: unknown } | undefined;
+    let invoiceId: number | undefined;
+    if (paid) {
+      const [{ c }] = (await tx('documents').where({ related_document_id: paid.id, type: 'credit_memo' }).sum({ c: 'total' })) as { c: unknown }[];
+      if (toBigInt(paid.total) - toBigInt(c) >= input.amount) invoiceId = toNumber(paid.id);
+    }
+    const creditMemoId = await this.memoTx(tx, actor, at, 'credit_memo', {
+      accountId,
+      amount: input.amount,
+      currency: paymentDoc.currency,
+      description: `Order ${input.orderNumber}: ${input.reason}${paid ? ` (credit of ${paid.number})` : ''}`.slice(0, 1024),
+      invoiceId,
+      orderId: input.orderId,
+      applyUpTo: true,
+    });
+    const refundDocumentId = await this.insertRefund(tx, actor, at, paymentDoc, input.amount, input.refundPaymentId, `order ${input.orderNumber}: ${input.reason}`);
+    await this.applyOpenCredits(tx, actor, at, accountId);
+    return { creditMemoId, refundDocumentId };
+  }
+
   /** The invoice of an order, once its charge is recorded (PlaceOrder's and GetOrder's invoiceId). */
   async orderInvoiceId(orderId: number, conn: Conn = this.deps.db): Promise<number | null> {
     const row = (await conn('documents').where({ type: 'invoice', order_id: orderId }).orderBy('id').first('id')) as { id: number } | undefined;
@@ -1420,7 +1465,7 @@ export class DocumentsService {
 }
 
 /** What the order engine writes to the ledger, in its own transactions. */
-export type OrderLedger = Pick<DocumentsService, 'memoTx' | 'recordOrderChargeTx' | 'reverseOrderChargeTx'>;
+export type OrderLedger = Pick<DocumentsService, 'memoTx' | 'recordOrderChargeTx' | 'reverseOrderChargeTx' | 'refundOnCancellationTx'>;
 
 /**
  * A DocumentsService for the transaction-taking methods only (memoTx, recordOrderChargeTx, reverseOrderChargeTx

@@ -70,6 +70,29 @@ export function addPeriod(start: Date, count: number, unit: PeriodUnit): Date {
   return result;
 }
 
+/**
+ * The start of the period of `count` units that ends at `end` (addPeriod backwards, with the same clamping: one
+ * month before 03-31 is 02-28). Used for the current term of a subscription from its expiration date.
+ */
+export function subtractPeriod(end: Date, count: number, unit: PeriodUnit): Date {
+  const t = requireDate(end, 'end');
+  requireCount(count, 'duration');
+  let result: Date;
+  if (unit === 'hour' || unit === 'day') {
+    result = new Date(t - count * (unit === 'hour' ? HOUR_MS : DAY_MS));
+  } else if (unit === 'month' || unit === 'year') {
+    const months = end.getUTCFullYear() * 12 + end.getUTCMonth() - count * (unit === 'year' ? 12 : 1);
+    const year = Math.floor(months / 12);
+    const month = months - year * 12;
+    result = new Date(t);
+    result.setUTCFullYear(year, month, Math.min(end.getUTCDate(), daysInMonth(year, month)));
+  } else {
+    throw invalid('unit', `Period unit must be one of ${PERIOD_UNITS.join(', ')}; got '${String(unit)}'.`);
+  }
+  if (Number.isNaN(result.getTime())) throw invalid('duration', `A period of ${count} ${unit}s starts before the supported date range.`);
+  return result;
+}
+
 export function periodEnd(start: Date, duration: number, unit: PeriodUnit): Date {
   return addPeriod(start, duration, unit);
 }

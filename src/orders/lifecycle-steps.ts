@@ -230,6 +230,7 @@ async function applyCancellation(ctx: Ctx, task: Task, tc: TaskContext, order: O
   // What the customer gets back, after the service is gone.
   const amount = toBigInt(String(details.amount ?? '0'));
   let note = 'Nothing is given back.';
+  let refunded: { paymentId: number; refundPaymentId: number; amount: bigint } | null = null;
   if (amount > 0n && item.cancel_type === 'refund') {
     const paymentId = toNumber(details.paymentId ?? 0);
     const payments = ctx.svc.payments;
@@ -241,6 +242,7 @@ async function applyCancellation(ctx: Ctx, task: Task, tc: TaskContext, order: O
         if (r.status === 'pending' || r.status === 'unknown') return { status: 'retry', error: `The refund of payment ${paymentId} is ${r.status}.`, retryable: true };
         note = r.status === 'success' ? `Refunded ${amountText(amount, order.currency)} of payment ${paymentId} (refund ${r.paymentId}).` : `The refund of payment ${paymentId} was ${r.status}${r.message ? `: ${r.message}` : ''}; refund it by hand.`;
         details.refundPaymentId = r.paymentId;
+        if (r.status === 'success') refunded = { paymentId, refundPaymentId: r.paymentId, amount: r.amount };
       } catch (e) {
         // Refused (already refunded meanwhile, ...): the cancellation stands and an operator settles the money.
         // Anything else (the gateway unreachable, ...) is retried by the task.
@@ -254,6 +256,18 @@ async function applyCancellation(ctx: Ctx, task: Task, tc: TaskContext, order: O
   await writeTx(ctx.deps, async (tx) => {
     const locked = await lockOrder(tx, orderId);
     if (!locked || locked.step !== order.step) return;
+    if (refunded) {
+      // The refund into the ledger: a credit memo of the paid invoice and a refund document of its payment.
+      const docs = await ctx.ledger.refundOnCancellationTx(tx, await ctx.actor(tx), ctx.deps.clock.now(), {
+        orderId,
+        orderNumber: order.order_number,
+        paymentId: refunded.paymentId,
+        refundPaymentId: refunded.refundPaymentId,
+        amount: refunded.amount,
+        reason: `refund on cancellation of subscription ${sub.id}`,
+      });
+      if (docs) Object.assign(details, { creditMemoId: docs.creditMemoId, refundDocumentId: docs.refundDocumentId });
+    }
     if (amount > 0n && item.cancel_type === 'credit') {
       await issueOrderCredit(tx, await ctx.actor(tx), ctx.deps.clock.now(), {
         orderId,

@@ -7,7 +7,7 @@ import { invalid, notAllowed, notFound } from '../domain/errors';
 import { oneOf, optionalText, positiveId } from '../domain/fields';
 import { formatAmount } from '../domain/money';
 import { priceChange, priceRenewal, priceResourceAddition, type PriceLine } from '../domain/pricing';
-import { remainingShare } from '../domain/period';
+import { remainingShare, subtractPeriod, type PeriodUnit } from '../domain/period';
 import { STATUS_OF_ACTION, type OrderType } from '../domain/workflow';
 import { idempotent } from '../idempotency';
 import type { TaskQueue } from '../jobs/task-queue';
@@ -111,25 +111,65 @@ export async function cancellationAmount(conn: Conn, sub: SubscriptionRow, perio
     .first('o.id as order_id', 'o.order_number', 'i.id as item_id', 'p.id as payment_id', 'p.amount as payment_amount', 'p.created_at as paid_at')) as
     | { order_id: number; order_number: string; item_id: number; payment_id: number; payment_amount: unknown; paid_at: unknown }
     | undefined;
+  // A renewal the billing run invoiced and the customer paid by card (auto-pay, PayInvoice): the latest such payment.
+  const billed = (await conn('document_lines as l')
+    .join('documents as inv', 'inv.id', 'l.document_id')
+    .join('document_applications as a', 'a.target_document_id', 'inv.id')
+    .join('documents as pd', 'pd.id', 'a.source_document_id')
+    .join('payments as p', 'p.id', 'pd.payment_id')
+    .where({ 'l.subscription_id': sub.id, 'inv.type': 'invoice', 'pd.type': 'payment', 'p.kind': 'purchase', 'p.status': 'success' })
+    .whereIn('l.kind', ['renewal', 'trial_conversion'])
+    .whereNotNull('l.charge_id')
+    .orderBy('p.id', 'desc')
+    .first('inv.id as invoice_id', 'inv.number', 'p.id as payment_id', 'p.amount as payment_amount', 'p.created_at as paid_at')) as
+    | { invoice_id: number; number: string; payment_id: number; payment_amount: unknown; paid_at: unknown }
+    | undefined;
+  if (billed && (!paid || toNumber(billed.paid_at) > toNumber(paid.paid_at) || (toNumber(billed.paid_at) === toNumber(paid.paid_at) && toNumber(billed.payment_id) > toNumber(paid.payment_id)))) {
+    const [{ s }] = (await conn('document_lines').where({ document_id: billed.invoice_id, subscription_id: sub.id }).sum({ s: 'amount' })) as { s: unknown }[];
+    return refundable(conn, period, now, toNumber(billed.payment_id), toBigInt(billed.payment_amount), toNumber(billed.paid_at), s, `invoice ${billed.number}`);
+  }
   if (!paid) return { amount: 0n, paymentId: null, note: 'No successful payment of this subscription to give back.' };
-  const paymentId = toNumber(paid.payment_id);
-  const paidAt = toNumber(paid.paid_at);
+  const [{ s }] = (await conn('order_lines').where({ order_id: paid.order_id, item_id: paid.item_id }).sum({ s: 'amount' })) as { s: unknown }[];
+  return refundable(conn, period, now, toNumber(paid.payment_id), toBigInt(paid.payment_amount), toNumber(paid.paid_at), s, `order ${paid.order_number}`);
+}
+
+/** Within the refund period of `paymentId`: what it paid for the subscription (`paidSum`), less the non-refundable amount, at most what is left unrefunded. */
+async function refundable(conn: Conn, period: Pick<PlanPeriod, 'refundPeriodDays' | 'nonRefundableAmount'>, now: Date, paymentId: number, paymentAmount: bigint, paidAt: number, paidSum: unknown, what: string): Promise<CancellationAmount> {
   const deadline = paidAt + period.refundPeriodDays * DAY_MS;
   if (now.getTime() > deadline) {
     return { amount: 0n, paymentId, note: `The refund period (${period.refundPeriodDays} days from payment ${paymentId}) is over.` };
   }
-  const [{ s }] = (await conn('order_lines').where({ order_id: paid.order_id, item_id: paid.item_id }).sum({ s: 'amount' })) as { s: unknown }[];
+  const s = paidSum;
   const itemPaid = s === null || s === undefined ? 0n : toBigInt(typeof s === 'number' ? Math.round(s) : s);
   const [{ r }] = (await conn('payments').where({ parent_payment_id: paymentId, kind: 'refund', status: 'success' }).sum({ r: 'amount' })) as { r: unknown }[];
   const refunded = r === null || r === undefined ? 0n : toBigInt(typeof r === 'number' ? Math.round(r) : r);
-  const left = toBigInt(paid.payment_amount) - refunded;
+  const left = paymentAmount - refunded;
   let amount = (itemPaid < left ? itemPaid : left) - period.nonRefundableAmount;
   if (amount < 0n) amount = 0n;
   return {
     amount,
     paymentId,
-    note: `Within the refund period of payment ${paymentId} (order ${paid.order_number}): ${itemPaid} paid for this subscription, ${period.nonRefundableAmount} not refundable, ${left} left on the payment.`,
+    note: `Within the refund period of payment ${paymentId} (${what}): ${itemPaid} paid for this subscription, ${period.nonRefundableAmount} not refundable, ${left} left on the payment.`,
   };
+}
+
+/**
+ * The term a subscription is in now, [start, expiration): the period its last renewal or trial conversion was
+ * billed for when the billing run billed it, else one period of the subscription's plan period back from the
+ * expiration date (never before the start date). Not the last bill date: a renewal is billed and paid days before
+ * the term it pays for begins, so [last bill date, expiration) is longer than the term and would prorate too little.
+ */
+export async function currentTerm(conn: Conn, sub: SubscriptionRow, period: { duration: number; unit: PeriodUnit }): Promise<{ start: Date; end: Date } | null> {
+  if (sub.expiration_date === null || sub.expiration_date === undefined) return null;
+  const end = toNumber(sub.expiration_date);
+  const billed = (await conn('billing_charges')
+    .where({ subscription_id: sub.id, period_end: end })
+    .whereIn('kind', ['renewal', 'trial_conversion'])
+    .orderBy('id', 'desc')
+    .first('period_start')) as { period_start: unknown } | undefined;
+  let start = billed ? toNumber(billed.period_start) : subtractPeriod(new Date(end), period.duration, period.unit).getTime();
+  if (!billed && sub.start_date !== null && sub.start_date !== undefined) start = Math.max(start, toNumber(sub.start_date));
+  return start < end ? { start: new Date(start), end: new Date(end) } : null;
 }
 
 /** Places renewal and cancellation orders on existing subscriptions. */
@@ -258,12 +298,10 @@ export class SubscriptionOrdersService {
       let lines: PriceLine[] = [];
       const details: Record<string, unknown> = { fromPlanId: toNumber(sub.plan_id), fromPeriodId: toNumber(sub.period_id), planId, periodId };
       if (when === 'immediate') {
-        const startRaw = sub.last_bill_date ?? sub.start_date;
-        if (startRaw === null || startRaw === undefined || sub.expiration_date === null || sub.expiration_date === undefined) {
-          throw invalid('when', `Subscription ${id} has no current term to prorate; change it at the end of the term.`);
-        }
+        const term = await currentTerm(tx, sub, oldPeriod);
+        if (!term) throw invalid('when', `Subscription ${id} has no current term to prorate; change it at the end of the term.`);
         const now = this.deps.clock.now();
-        const share = remainingShare(new Date(toNumber(startRaw)), new Date(toNumber(sub.expiration_date)), now);
+        const share = remainingShare(term.start, term.end, now);
         const sameLength = period.duration === oldPeriod.duration && period.unit === oldPeriod.unit;
         lines = priceChange({ oldPlanName: oldPlan.name, newPlanName: plan.name, oldFee: oldPeriod.recurringFee, newFee: period.recurringFee, share, sameLength }).lines;
         details.share = `${share.numerator}/${share.denominator}`;
@@ -306,9 +344,10 @@ export class SubscriptionOrdersService {
         const total = Number(have.included) + Number(have.additional) + a.quantity;
         if (rate.max !== null && total > rate.max) throw invalid(`resources[${i}].quantity`, `${rate.name}: at most ${rate.max} ${rate.unit} in all; the subscription has ${Number(have.included) + Number(have.additional)}.`);
       });
-      const startRaw = sub.last_bill_date ?? sub.start_date;
-      if (startRaw === null || startRaw === undefined || sub.expiration_date === null || sub.expiration_date === undefined) throw notAllowed(`Subscription ${id} has no current term.`, 'subscriptionId');
-      const share = remainingShare(new Date(toNumber(startRaw)), new Date(toNumber(sub.expiration_date)), this.deps.clock.now());
+      const period = plan.periods.find((p) => p.periodId === toNumber(sub.period_id));
+      const term = period ? await currentTerm(tx, sub, period) : null;
+      if (!term) throw notAllowed(`Subscription ${id} has no current term.`, 'subscriptionId');
+      const share = remainingShare(term.start, term.end, this.deps.clock.now());
       const priced = priceResourceAddition({ rates: plan.resources, added, share });
       const orderId = await this.insertOrder(tx, actor, 'resource', sub, { planId: plan.planId, periodId: toNumber(sub.period_id), currency: plan.currency, lines: priced.lines, payToolId: opts.payToolId, resources: added, details: { share: `${share.numerator}/${share.denominator}` } });
       return { orderId };

@@ -35,6 +35,25 @@ describe('renewal and cancellation orders on existing subscriptions (sandbox gat
     const r = (await world.deps.db('subscriptions').where({ id }).first()) as Record<string, unknown>;
     return { status: toNumber(r.status), serviceStatus: toNumber(r.service_status), expiration: toNumber(r.expiration_date), periodId: toNumber(r.period_id) };
   };
+  const docsOf = async (accountId: number) =>
+    ((await world.deps.db('documents').where({ account_id: accountId }).orderBy('id').select('id', 'type', 'total', 'balance_effect', 'open_amount', 'status', 'order_id', 'related_document_id', 'payment_id')) as Record<string, unknown>[]).map((r) => ({
+      id: toNumber(r.id),
+      type: String(r.type),
+      total: toBigInt(r.total),
+      balance_effect: toBigInt(r.balance_effect),
+      open_amount: toBigInt(r.open_amount),
+      status: String(r.status),
+      order_id: r.order_id === null ? null : toNumber(r.order_id),
+      related_document_id: r.related_document_id === null ? null : toNumber(r.related_document_id),
+      payment_id: r.payment_id === null ? null : toNumber(r.payment_id),
+    }));
+  /** What GetAccountBalance answers, against the sum of the documents' balance effects. */
+  const balanceOf = async (accountId: number) => {
+    const shown = (await world.services.documents.getBalance(world.provider, accountId)).balance;
+    const sum = (await docsOf(accountId)).reduce((a, x) => a + x.balance_effect, 0n);
+    expect(shown).to.equal(sum);
+    return shown;
+  };
   const paymentsOf = async (orderId: number) => (await world.deps.db('payments').where({ order_id: orderId }).orderBy('id').select('kind', 'status', 'amount')).map((p: Record<string, unknown>) => [p.kind, p.status, toBigInt(p.amount)]);
 
   beforeEach(async () => {
@@ -129,6 +148,25 @@ describe('renewal and cancellation orders on existing subscriptions (sandbox gat
     ]);
     const history = (await orders.get(world.provider, orderId)).history.map((h) => h.comment).join('\n');
     expect(history).to.match(/Subscription \d+ canceled\. Refunded 8\.00 USD of payment \d+/);
+    // In the ledger: the sales order's invoice and payment, then a credit memo of 8.00 against the invoice (the
+    // cancellation order's) and a refund document of the payment (the gateway's refund transaction), which takes
+    // the credit back. Balance = sum of the documents = 1000 - 1000 - 800 + 800 = 0; nothing left open.
+    const docs = await docsOf(cat.customer.accountId);
+    expect(docs.map((x) => [x.type, x.total, x.balance_effect, x.open_amount, x.status])).to.deep.equal([
+      ['invoice', 1000n, 1000n, 0n, 'paid'],
+      ['payment', 1000n, -1000n, 0n, 'issued'],
+      ['credit_memo', 800n, -800n, 0n, 'issued'],
+      ['refund', 800n, 800n, 0n, 'issued'],
+    ]);
+    expect(docs[2]).to.include({ order_id: orderId, related_document_id: docs[0]!.id });
+    const refundTx = (await world.deps.db('payments').where({ kind: 'refund' }).first('id')) as { id: number };
+    expect(docs[3]).to.include({ related_document_id: docs[1]!.id, payment_id: toNumber(refundTx.id) });
+    expect(await balanceOf(cat.customer.accountId)).to.equal(0n);
+    // A repeat of the cancellation task writes nothing more.
+    const task = (await world.deps.db('tasks').where({ kind: 'order.cancellation' }).first('id')) as { id: number };
+    await world.deps.db('tasks').where({ id: task.id }).update({ status: 'pending', run_at: world.clock.now().getTime() });
+    await drive(world.deps, world.clock, engine.worker);
+    expect(await docsOf(cat.customer.accountId)).to.have.length(4);
     expect(await world.deps.db('events').where({ name: 'subscription.canceled', object_id: String(subscriptionId) })).to.have.length(1);
   });
 
@@ -166,6 +204,16 @@ describe('renewal and cancellation orders on existing subscriptions (sandbox gat
     expect(due).to.have.length(1);
     expect(JSON.parse(due[0]!.payload)).to.include({ amount: '800', currency: 'USD', subscriptionId: credited.subscriptionId });
     expect(await paymentsOf(credited.orderId)).to.deep.equal([['purchase', 'success', 1000n]]);
+    // The credit is a credit memo left on the account: two paid invoices and payments, -8.00 of credit.
+    const docs = await docsOf(cat.customer.accountId);
+    expect(docs.map((x) => [x.type, x.total, x.open_amount])).to.deep.equal([
+      ['invoice', 1000n, 0n],
+      ['payment', 1000n, 0n],
+      ['invoice', 1000n, 0n],
+      ['payment', 1000n, 0n],
+      ['credit_memo', 800n, 800n],
+    ]);
+    expect(await balanceOf(cat.customer.accountId)).to.equal(-800n); // 1000 - 1000 + 1000 - 1000 - 800
   });
 
   it('cancels at the end of the term: the order completes now, the service is terminated at the expiration date', async () => {

@@ -16,12 +16,6 @@ import { XmlRpcTransactions } from './transactions';
 const API_ROLES: readonly Role[] = ['api', 'admin'];
 const GATES = new Set(['BM', 'DOMAINGATE', 'DUMMYGATE', 'MESSAGE', 'TASKMAN', 'PEMGATE']);
 
-/** Gate methods PBA had that arrive with later capabilities: they answer UNAVAILABLE, not "unknown method". */
-const LATER: Record<string, string> = {};
-for (const m of ['SubscriptionTakeFromCreditHold_API']) {
-  LATER[`BM.${m}`] = 'the billing engine (issue #5)';
-}
-
 /** PBA clients parse "Table X does not contain row with ID N." out of NOT_FOUND faults; keep their wording. */
 function faultMessage(err: AppError): string {
   if (err.code === 'NOT_FOUND' && err.entity && err.entityId !== undefined) {
@@ -143,7 +137,6 @@ export class XmlRpcEndpoint {
       const method = this.methods[key];
       const invoke = async (services: Services, actor: Actor) => {
         if (!method) {
-          if (LATER[key]) throw new AppError('UNAVAILABLE', `${call.method} is not available yet: it arrives with ${LATER[key]}.`);
           throw new AppError('INVALID_ARGUMENT', `Server ${call.gate} has no method ${call.method}.`, 'Method');
         }
         return runOperation(services, actor, { name: call.method, mutating: method.mutating }, () => method.run(new Params(call.params, call.method), actor, services));

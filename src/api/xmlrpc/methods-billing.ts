@@ -1,8 +1,9 @@
+import { takeFromCreditHold } from '../../billing/credit-hold';
 import type { BillingDocument, DocumentType } from '../../billing/documents-service';
 import { AppError, invalid } from '../../domain/errors';
 import { formatAmount } from '../../domain/money';
 import type { XmlRpcValue } from './codec';
-import { read, write, type MethodTable } from './method-table';
+import { done, read, write, type MethodTable } from './method-table';
 import { INT_NULL, moneyDouble, sortRows } from './params';
 
 // PBA billing document methods (issue #5, part A). Dates are epoch seconds, money <double> with its exact text.
@@ -123,6 +124,20 @@ export const billingMethods: MethodTable = {
       }
     }
     return sortRows(rows, p.optInt(2, 'SortNo'));
+  }),
+  /**
+   * (SubscriptionID, ReasonID, Comment) -> {Status}: takes a subscription suspended for non-payment (credit hold)
+   * back: resumed through its gate (in the background, like SubscriptionStatusUpdate_API), once nothing on its
+   * account is overdue (src/billing/credit-hold.ts). NOT_ALLOWED when it is not on credit hold or the account still
+   * owes an overdue amount; ReasonID and Comment are kept in the audit record and the event.
+   */
+  'BM.SubscriptionTakeFromCreditHold_API': write(async (p, actor, s) => {
+    const id = p.int(0, 'SubscriptionID');
+    const reasonId = p.optInt(1, 'ReasonID');
+    const comment = p.optStr(2, 'Comment')?.trim() ?? '';
+    const reason = [reasonId ? `Reason ${reasonId}` : '', comment].filter(Boolean).join(': ');
+    const r = await takeFromCreditHold(s.deps, s.tasks, actor, id, { reason });
+    return done(`Task ${r.taskId}.`);
   }),
 };
 

@@ -204,10 +204,9 @@ describe('XML-RPC Execute envelope', () => {
       expect(f.faultString).to.contain('Unknown method system.listMethods');
     });
 
-    it('answers a method of a later capability (SubscriptionTakeFromCreditHold_API) with an UNAVAILABLE fault', async () => {
-      const f = fault(await bm(rpc, 'SubscriptionTakeFromCreditHold_API', [1, 0, '']));
-      expect(f.faultCode).to.equal(XMLRPC_FAULT_CODES.UNAVAILABLE);
-      expect(f.faultString).to.contain('SubscriptionTakeFromCreditHold_API is not available yet');
+    it('has no method left answering UNAVAILABLE: SubscriptionTakeFromCreditHold_API (the last one) is built', async () => {
+      const f = fault(await bm(rpc, 'SubscriptionTakeFromCreditHold_API', [999_999, 0, '']));
+      expect(f).to.deep.equal({ faultCode: XMLRPC_FAULT_CODES.NOT_FOUND, faultString: 'Table Subscription does not contain row with ID 999999.' });
     });
   });
 

@@ -1,7 +1,7 @@
 import { expect } from 'chai';
 import {
   AppError, PERIOD_UNITS, addPeriod, isLeapYear, periodEnd, periodIndexStart, periodUnitFromPba, periodUnitToPba,
-  prorate, remainingShare, validatePeriod,
+  prorate, remainingShare, subtractPeriod, validatePeriod,
 } from '../../../src/domain';
 
 const utc = (iso: string): Date => new Date(iso);
@@ -31,6 +31,17 @@ describe('domain/period', () => {
     it('rejects PeriodType values the wire may send outside 0..3', () => {
       for (const bad of [4, -1, 1.5]) expectInvalid(() => periodUnitFromPba(bad as 0), 'periodType');
       expectInvalid(() => periodUnitToPba('week' as 'day'), 'unit');
+    });
+  });
+
+  describe('subtractPeriod', () => {
+    it('goes one period back from an expiration, clamping like addPeriod', () => {
+      expect(iso(subtractPeriod(utc('2026-06-01T00:00:00Z'), 1, 'month'))).to.equal('2026-05-01T00:00:00.000Z');
+      expect(iso(subtractPeriod(utc('2026-01-15T10:00:00Z'), 1, 'month'))).to.equal('2025-12-15T10:00:00.000Z');
+      expect(iso(subtractPeriod(utc('2026-03-31T00:00:00Z'), 1, 'month'))).to.equal('2026-02-28T00:00:00.000Z');
+      expect(iso(subtractPeriod(utc('2025-02-28T00:00:00Z'), 1, 'year'))).to.equal('2024-02-28T00:00:00.000Z');
+      expect(iso(subtractPeriod(utc('2026-02-05T00:00:00Z'), 30, 'day'))).to.equal('2026-01-06T00:00:00.000Z');
+      expect(iso(subtractPeriod(utc('2026-02-05T00:00:00Z'), 2, 'hour'))).to.equal('2026-02-04T22:00:00.000Z');
     });
   });
 
