@@ -1,4 +1,5 @@
 import type { Domain } from '../../domains/domains-service';
+import { AppError, isAppError } from '../../domain/errors';
 import type { DomainItemAction } from '../../orders/domain-items';
 import type { Services } from '../../services';
 import type { SoapOperation } from './soap-mount';
@@ -27,17 +28,18 @@ function domainOrder(services: Services, action: DomainItemAction): SoapOperatio
   return write(async (a, actor) => {
     const nameservers = a.nameservers === undefined || a.nameservers === null ? undefined : list<unknown>(a.nameservers, 'nameserver').map((n) => text(n) ?? '');
     const years = int(a.years, 'years');
-    const order = await services.orders.place(
-      actor,
-      {
-        accountId: int(a.accountId, 'accountId') as number,
-        items: [],
-        domains: [{ action, name: text(a.name) ?? '', years: years ?? undefined, nameservers, eppCode: action === 'transfer' ? text(a.eppCode) : undefined }],
-        ipAddress: actor.remoteAddr,
-        idempotencyKey: text(a.idempotencyKey),
-      },
-      action === 'renew' ? 'renewal' : 'sales',
-    );
+    // The request's own field names in errors: eppCode, not the order's domains[0].eppCode.
+    const input = {
+      accountId: int(a.accountId, 'accountId') as number,
+      items: [],
+      domains: [{ action, name: text(a.name) ?? '', years: years ?? undefined, nameservers, eppCode: action === 'transfer' ? text(a.eppCode) : undefined }],
+      ipAddress: actor.remoteAddr,
+      idempotencyKey: text(a.idempotencyKey),
+    };
+    const order = await services.orders.place(actor, input, action === 'renew' ? 'renewal' : 'sales').catch((e: unknown) => {
+      if (isAppError(e) && e.field?.startsWith('domains[0].')) throw new AppError(e.code, e.message, e.field.slice('domains[0].'.length));
+      throw e;
+    });
     return { orderId: order.orderId };
   });
 }
