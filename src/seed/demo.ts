@@ -200,8 +200,8 @@ export async function seedDemo(deps: Deps): Promise<DemoSeed> {
       vendorAccountId: reseller,
       companyName: 'Bluebird Bakery',
       address: { address1: '22 Baker St', city: 'Portland', state: 'OR', zip: '97201', country: 'US' },
-      // A phone in the registries' format: the demo customer can register domains (the registrant needs one).
-      contacts: { admin: { firstName: 'Carla', lastName: 'Customer', email: 'carla@bluebird.example', phone: '+1.5035550100' } },
+      // With a phone the demo customer can register domains (a registrant needs one: +1.5035550100).
+      contacts: { admin: { firstName: 'Carla', lastName: 'Customer', email: 'carla@bluebird.example', phoneCountryCode: '1', phoneAreaCode: '503', phone: '5550100' } },
     });
     const pw = password();
     await users.create(actor, { accountId: customer, login: 'customer', password: pw, email: 'carla@bluebird.example', firstName: 'Carla', lastName: 'Customer', roles: ['admin'] });
