@@ -404,9 +404,15 @@ async function domainDone(ctx: Ctx, hooks: DomainPhaseHooks, t: DomainTarget, ou
   const result = outcome.status === 'success' ? outcome.result : undefined;
   const expiresAt = dateOf(result?.expiresAt);
   let domainId: number | null = toOptionalNumber(row.domain_id);
+  let clash: string | null = null;
   await writeTx(ctx.deps, async (tx) => {
     const order = await lockedOpen(tx, t, ['pending', 'running']);
     if (!order) return;
+    const held = row.action === 'renew' ? undefined : ((await tx('domains').where({ name: row.name }).whereNotIn('status', ['deleted', 'transferred_away']).first('id', 'order_id')) as { id: number; order_id: unknown } | undefined);
+    if (held && toNumber(held.order_id) !== toNumber(order.id)) {
+      clash = `Domain ${row.name} was ${row.action === 'register' ? 'registered' : 'transferred'} at the registrar, but domain ${toNumber(held.id)} here already holds the name; an operator must reconcile them.`;
+      return;
+    }
     const actor = await ctx.actor(tx);
     const now = ctx.deps.clock.now();
     if (row.action === 'renew') {
@@ -419,6 +425,8 @@ async function domainDone(ctx: Ctx, hooks: DomainPhaseHooks, t: DomainTarget, ou
         details: { name: row.name, years: toNumber(row.years), orderId: toNumber(order.id), expiresAt: { before: isoOrNull(before?.expires_at) ?? null, after: expiresAt?.toISOString() ?? null } },
         event: { name: 'domain.renewed', accountId: toNumber(order.account_id), payload: { domainId: toNumber(row.domain_id), name: row.name, years: toNumber(row.years), orderId: toNumber(order.id), expiresAt: expiresAt?.toISOString() ?? null } },
       });
+    } else if (held && toNumber(held.order_id) === toNumber(order.id)) {
+      domainId = toNumber(held.id); // recorded by an earlier run of this step
     } else {
       const item = row.item_id === null ? undefined : ((await tx('order_items').where({ id: row.item_id }).first('subscription_id')) as { subscription_id: number | null } | undefined);
       domainId = await domainsService(ctx).recordRegisteredDomain(tx, actor, {
@@ -442,6 +450,7 @@ async function domainDone(ctx: Ctx, hooks: DomainPhaseHooks, t: DomainTarget, ou
       .update({ status: 'done', domain_id: domainId, auth_code_enc: null, last_error: outcome.status === 'pending' ? clip(`Transfer pending: ${outcome.message ?? 'the registry finishes it later.'}`) : null, updated_at: now.getTime() });
     if (!(await startDomains(ctx, tx, order))) await hooks.complete(ctx, tx, order);
   });
+  if (clash) return domainFailed(ctx, hooks, t, clash);
   return done({ domainId });
 }
 
