@@ -286,7 +286,8 @@ async function enqueueDomain(ctx: Ctx, tx: Tx, order: OrderRow, row: OrderDomain
   await ctx.svc.tasks.enqueue(tx, {
     kind,
     queue: ORDERS_QUEUE,
-    payload: { orderId: toNumber(order.id), domainItemId: toNumber(row.id), name: row.name },
+    // action: what ListTasks shows (ProvisioningService TaskAction).
+    payload: { orderId: toNumber(order.id), domainItemId: toNumber(row.id), name: row.name, action: kind === SAGA_DOMAIN ? `${row.action}_domain` : 'terminate' },
     accountId: toNumber(order.account_id),
     objectType: 'order',
     objectId: toNumber(order.id),

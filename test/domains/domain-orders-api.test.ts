@@ -110,6 +110,10 @@ describe('domain orders over SOAP and XML-RPC on a running server (demo catalog,
     const [transfer] = await provisioning.TransferDomainAsync({ accountId: customerId, name: 'taken-bakery.com', years: 1, eppCode: 'sandbox-auth' });
     expect((await finished(transfer.orderId)).status).to.equal('completed');
     expect((await getDomain('taken-bakery.com')).status).to.equal('transfer_pending');
+    // ListTasks shows the registrar calls among the gate tasks, by their action.
+    const [tasks] = await provisioning.ListTasksAsync({ pageSize: 100 });
+    const actions = (tasks.tasks.task as { action: string; status: string }[]).filter((t) => t.action.endsWith('_domain')).map((t) => `${t.action} ${t.status}`);
+    expect(actions).to.include.members(['register_domain succeeded', 'renew_domain succeeded', 'transfer_domain succeeded']);
   });
 
   it('XML-RPC PlaceOrderAndAuthorize_API carries the domain in the item\'s provisioning parameters', async () => {
