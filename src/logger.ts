@@ -4,7 +4,7 @@ import winston from 'winston';
 /** Request-scoped context: every log line written while serving a request carries its id. */
 export const requestContext = new AsyncLocalStorage<{ requestId: string }>();
 
-const SECRET_KEY = /pass(word)?|secret|token|card.?number|cardnumber|cvv|cvc|api.?key|authorization|nonce/i;
+const SECRET_KEY = /pass(word)?|secret|token|card.?number|cardnumber|cvv|cvc|api.?key|authorization|nonce|epp.?code|auth.?code/i;
 const REDACTED = '[redacted]';
 
 /**

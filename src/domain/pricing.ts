@@ -32,8 +32,8 @@ export interface Promo {
   appliesTo: 'setup' | 'first_period' | 'both';
 }
 
-/** renewal: a period's renewal fee; refund and credit: negative lines of a cancellation (money back, or a credit). */
-export type LineKind = 'setup' | 'recurring' | 'resource_setup' | 'resource_recurring' | 'discount' | 'renewal' | 'refund' | 'credit';
+/** renewal: a period's renewal fee; refund and credit: negative lines of a cancellation (money back, or a credit); domain: a domain item's price. */
+export type LineKind = 'setup' | 'recurring' | 'resource_setup' | 'resource_recurring' | 'discount' | 'renewal' | 'refund' | 'credit' | 'domain';
 
 export interface PriceLine {
   kind: LineKind;

@@ -333,6 +333,11 @@ export class DomainsService {
           const oldExpiry = toOptionalNumber(row.expires_at);
           let status: DomainStatus = row.status;
           let expiresAt = oldExpiry;
+          // A transfer in under way: the registrar holds the name only once the transfer completes.
+          if (!a.found && row.status === 'transfer_pending') {
+            await this.deps.db('domains').where({ id: row.id }).update({ synced_at: now.getTime() });
+            continue;
+          }
           if (!a.found) status = oldExpiry !== null && oldExpiry < now.getTime() ? 'deleted' : 'transferred_away';
           else {
             if (a.state) status = STATUS_FROM_REGISTRAR[a.state] ?? row.status;

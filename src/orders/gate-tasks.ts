@@ -20,13 +20,16 @@ export const GATE_TASK_ACTIONS: Readonly<Record<string, string>> = Object.freeze
   'order.resource': 'change_limits',
   'subscription.scheduled_change': 'change_limits',
   'subscription.late_completion': 'provision',
+  // Domain items of orders (domain-items.ts): the payload's action says register_domain, transfer_domain or renew_domain.
+  'saga.domain_item': 'register_domain',
+  'saga.domain_undo': 'terminate',
 });
 
 export const GATE_TASK_KINDS: readonly string[] = Object.keys(GATE_TASK_ACTIONS);
 
 /** The gate action of a task: from the table above, else its kind without a gate./domain. prefix. */
 export function gateTaskAction(task: Pick<Task, 'kind' | 'payload'>): string {
-  if (task.kind.endsWith('.late_completion') && typeof task.payload?.action === 'string') return task.payload.action;
+  if ((task.kind.endsWith('.late_completion') || task.kind === 'saga.domain_item') && typeof task.payload?.action === 'string') return task.payload.action;
   return GATE_TASK_ACTIONS[task.kind] ?? task.kind.replace(/^(gate|domain)\./, '');
 }
 

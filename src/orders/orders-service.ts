@@ -15,6 +15,8 @@ import { orderNumber } from './order-numbers';
 import { asPricingPromo, type PromoCode, type PromoCodesService } from './promo-codes-service';
 import { loadWorkflowDefinition, startOrder, transition } from './transitions';
 import type { WorkflowsService } from './workflows-service';
+import { TldCatalogService } from '../domains/tld-catalog';
+import { domainItemsOf, inlineDomain, insertDomainItems, prepareDomainItem, INLINE_PARAMETERS, type DomainItemInput, type OrderDomain, type PreparedDomain } from './domain-items';
 
 export const ORDER_STATUSES: readonly PbaOrderStatus[] = ['NP', 'WP', 'SS', 'WA', 'HL', 'PR', 'PF', 'PC', 'CP', 'RJ'];
 const MAX_ITEMS = 50;
@@ -32,6 +34,8 @@ export interface OrderItemInput {
 export interface PlaceOrderInput {
   accountId: number;
   items: OrderItemInput[];
+  /** Domain items (register | transfer in a sales order, renew in a renewal order); see also INLINE_PARAMETERS. */
+  domains?: DomainItemInput[];
   promoCode?: string;
   payToolId?: number;
   ipAddress?: string;
@@ -100,6 +104,8 @@ export interface Order {
   createdAt: Date;
   updatedAt: Date;
   items: OrderItem[];
+  /** Domain items: what the order registers, transfers in or renews (never the auth code). */
+  domains: OrderDomain[];
   lines: OrderLine[];
   history: OrderHistoryEntry[];
 }
@@ -158,16 +164,24 @@ export async function templateForPlan(catalog: CatalogService, conn: Conn, plan:
  * PBA status, full history, and approval of manual steps by the vendor side.
  */
 export class OrdersService {
+  private readonly tlds: TldCatalogService;
+
   constructor(
     private readonly deps: Deps,
     private readonly svc: { catalog: CatalogService; tasks: TaskQueue; workflows: WorkflowsService; promoCodes: PromoCodesService },
-  ) {}
+  ) {
+    this.tlds = new TldCatalogService(deps);
+  }
 
   async place(actor: Actor, input: PlaceOrderInput, type: OrderType = 'sales'): Promise<Order> {
     const orderType = oneOf(type, 'type', ORDER_TYPES);
     const { clock } = this.deps;
     const accountId = positiveId(input?.accountId, 'accountId');
-    if (!Array.isArray(input.items) || input.items.length === 0) throw invalid('items', 'An order needs at least one item.');
+    const domainInputs = input?.domains ?? [];
+    if (!Array.isArray(domainInputs)) throw invalid('domains', 'domains is a list of {action, name, years}.');
+    if (input && (input.items === undefined || input.items === null) && domainInputs.length > 0) input = { ...input, items: [] };
+    if (!Array.isArray(input.items) || (input.items.length === 0 && domainInputs.length === 0)) throw invalid('items', 'An order needs at least one item.');
+    if (domainInputs.length > MAX_ITEMS) throw invalid('domains', `An order may have at most ${MAX_ITEMS} domains.`);
     if (input.items.length > MAX_ITEMS) throw invalid('items', `An order may have at most ${MAX_ITEMS} items.`);
     const ipAddress = optionalText(input.ipAddress, 'ipAddress', 64) ?? null;
     const comment = optionalText(input.comment, 'comment', 1024) ?? '';
@@ -195,6 +209,29 @@ export class OrdersService {
         }
         currency = planCurrency;
       }
+      // Domain items: given as such, or in-line with a hosting item (its domain_action parameter).
+      const domainPrepared: PreparedDomain[] = [];
+      for (let i = 0; i < domainInputs.length; i++) {
+        const d = domainInputs[i]!;
+        if (orderType === 'sales' && d?.action === 'renew') throw invalid(`domains[${i}].action`, 'A renewal is an order of its own (RenewDomain).');
+        if (orderType === 'renewal' && (d?.action !== 'renew' || input.items.length > 0)) throw invalid(`domains[${i}].action`, 'A renewal order renews domains only.');
+        if (orderType !== 'sales' && orderType !== 'renewal') throw invalid('domains', `A ${orderType} order has no domain items.`);
+        domainPrepared.push(await prepareDomainItem(tx, this.deps, this.tlds, account, d, `domains[${i}]`, null));
+      }
+      for (let i = 0; i < prepared.length; i++) {
+        const field = `items[${i}]`;
+        const inline = inlineDomain(prepared[i]!.parameters, field);
+        if (!inline) continue;
+        if (orderType !== 'sales') throw invalid(`${field}.parameters.${INLINE_PARAMETERS.action}`, 'Only a sales order registers or transfers a domain.');
+        domainPrepared.push(await prepareDomainItem(tx, this.deps, this.tlds, account, inline, field, i + 1, (what) => `${field}.parameters.${INLINE_PARAMETERS[what]}`));
+      }
+      const names = new Set<string>();
+      for (const [i, d] of domainPrepared.entries()) {
+        if (names.has(d.name)) throw invalid(i < domainInputs.length ? `domains[${i}].name` : 'items', `${d.name} is ordered twice in this order.`);
+        names.add(d.name);
+        if (currency !== undefined && d.currency !== currency) throw invalid(i < domainInputs.length ? `domains[${i}].name` : 'items', `${d.name} is priced in ${d.currency}, the order's other items in ${currency}; one order has one currency.`);
+        currency = d.currency;
+      }
       const orderCurrency = currency as string;
       let promo: PromoCode | undefined;
       if (input.promoCode !== undefined && input.promoCode !== null && String(input.promoCode).trim() !== '') {
@@ -214,7 +251,7 @@ export class OrdersService {
           field: `items[${i}]`,
         });
       });
-      const subtotal = priced.reduce((s, p) => s + p.subtotal, 0n);
+      const subtotal = priced.reduce((s, p) => s + p.subtotal, 0n) + domainPrepared.reduce((s, d) => s + d.amount, 0n);
       const discount = priced.reduce((s, p) => s + p.discount, 0n);
       const tax = 0n;
       const total = subtotal - discount + tax;
@@ -276,13 +313,14 @@ export class OrdersService {
         }));
         if (lines.length) await tx('order_lines').insert(lines);
       }
+      await insertDomainItems(tx, this.deps, orderId, domainPrepared, itemIds, linePosition);
       await tx('order_history').insert({ order_id: orderId, status, step: start, outcome: null, actor_user_id: actor.userId, comment, at });
       if (promo) await this.svc.promoCodes.consume(tx, promo.promoCodeId);
       await recordChange(tx, actor, new Date(at), {
         operation: 'PlaceOrder',
         objectType: 'order',
         objectId: orderId,
-        details: { orderNumber: number, accountId, type: orderType, items: prepared.length, total: total.toString(), currency: orderCurrency, promoCode: promo?.code },
+        details: { orderNumber: number, accountId, type: orderType, items: prepared.length, domains: domainPrepared.length ? domainPrepared.map((d) => `${d.action} ${d.name}`) : undefined, total: total.toString(), currency: orderCurrency, promoCode: promo?.code },
         event: {
           name: 'order.placed',
           accountId,
@@ -415,6 +453,7 @@ export class OrdersService {
     };
     const allItems = group((await conn('order_items').whereIn('order_id', ids).orderBy([{ column: 'order_id' }, { column: 'position' }])) as Record<string, unknown>[]);
     const allLines = group((await conn('order_lines').whereIn('order_id', ids).orderBy([{ column: 'order_id' }, { column: 'position' }])) as Record<string, unknown>[]);
+    const allDomains = await domainItemsOf(conn, ids);
     const allHistory = group((await conn('order_history').whereIn('order_id', ids).orderBy([{ column: 'order_id' }, { column: 'id' }])) as Record<string, unknown>[]);
     return rows.map((r) => {
       const id = toNumber(r.id);
@@ -456,6 +495,7 @@ export class OrdersService {
           cancelType: (it.cancel_type as string | null | undefined) ?? null,
           effective: (it.effective as string | null | undefined) ?? null,
         })),
+        domains: allDomains.get(id) ?? [],
         lines: lines.map((l) => ({
           lineId: toNumber(l.id),
           itemId: toOptionalNumber(l.item_id),

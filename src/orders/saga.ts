@@ -9,6 +9,7 @@ import { ORDERS_QUEUE } from './transitions';
 import { actionOf, loadOrder, loadWorkflowDefinition, lockOrder, transitionIfAt, writeTx, type Ctx, type OrderItemRow, type OrderRow } from './step-handlers';
 import { describeForGate } from '../subscriptions/gate-request';
 import { startLifecycle } from './lifecycle-steps';
+import { domainOutcome, holdForReview, provisionDomainItem, skipDomains, startDomains, undoDomainItem, type DomainPhaseHooks } from './domain-items';
 
 /**
  * The provisioning saga of an order. Its state lives in saga_steps: one `provision` row per item (in position
@@ -82,12 +83,15 @@ async function stepsOf(tx: Tx, orderId: number, action: 'provision' | 'compensat
 export async function startSaga(ctx: Ctx, tx: Tx, order: OrderRow): Promise<void> {
   const orderId = toNumber(order.id);
   if ((await stepsOf(tx, orderId, 'provision')).length > 0) return;
+  const items = (await tx('order_items').where({ order_id: orderId }).orderBy('position')) as OrderItemRow[];
+  // An order of domains only (RegisterDomain, TransferDomain: sales; RenewDomain: renewal) goes to its domain items.
+  if (items.length === 0 && (await tx('order_domains').where({ order_id: orderId }).whereNot({ status: 'pending' }).first('id'))) return; // started before
+  if (items.length === 0 && (await startDomains(ctx, tx, order))) return;
   // Only a sales order brings new services; the other types act on an existing subscription (lifecycle-steps.ts).
   if (order.type !== 'sales') {
     await startLifecycle(ctx, tx, order);
     return;
   }
-  const items = (await tx('order_items').where({ order_id: orderId }).orderBy('position')) as OrderItemRow[];
   if (items.length === 0) {
     await transitionIfAt(ctx, tx, orderId, order.step, 'success', 'The order has no services to provision.');
     return;
@@ -211,11 +215,46 @@ async function provisioned(ctx: Ctx, t: Target, result: unknown): Promise<TaskOu
       await enqueueStep(ctx, tx, order, next);
       return;
     }
-    for (const s of steps) await ctx.subs.markProvisioned(tx, actor, toNumber(s.subscription_id));
-    await transitionIfAt(ctx, tx, toNumber(order.id), order.step, 'success', `All ${steps.length} service(s) provisioned.`);
+    // The order's domain items come after its hosting; the order succeeds once they are done too.
+    if (await startDomains(ctx, tx, order)) return;
+    await DOMAIN_HOOKS.complete(ctx, tx, order);
   });
   return done({ reference });
 }
+
+/** How the domain phase (domain-items.ts) ends a saga: every item provisioned, or the hosting undone. */
+export const DOMAIN_HOOKS: DomainPhaseHooks = {
+  async complete(ctx, tx, order) {
+    const actor = await ctx.actor(tx);
+    const steps = await stepsOf(tx, toNumber(order.id), 'provision');
+    for (const s of steps) await ctx.subs.markProvisioned(tx, actor, toNumber(s.subscription_id));
+    const domains = toNumber(((await tx('order_domains').where({ order_id: order.id, status: 'done' }).count({ n: '*' })) as { n: number | string }[])[0]!.n);
+    const what = [steps.length ? `${steps.length} service(s) provisioned` : '', domains ? `${domains} domain(s) done` : ''].filter(Boolean).join(', ');
+    await transitionIfAt(ctx, tx, toNumber(order.id), order.step, 'success', `All ${what}.`);
+  },
+  async undoHosting(ctx, tx, order) {
+    await compensateProvisioned(ctx, tx, order, ctx.deps.clock.now().getTime());
+  },
+};
+
+/** Compensate rows for every provisioned item, the last one first, and the first one's task; else saga.finish. */
+async function compensateProvisioned(ctx: Ctx, tx: Tx, order: OrderRow, now: number): Promise<void> {
+  const steps = await stepsOf(tx, toNumber(order.id), 'provision');
+  const toUndo = steps.filter((s) => s.status === 'done').sort((a, b) => b.position - a.position);
+  let first: SagaStepRow | undefined;
+  for (const s of toUndo) {
+    const row = { order_id: s.order_id, item_id: s.item_id, subscription_id: s.subscription_id, position: s.position, action: 'compensate' as const, status: 'pending' as const, updated_at: now };
+    const [id] = (await tx('saga_steps').insert(row)) as number[];
+    first ??= { ...row, id: toNumber(id), task_id: null, last_error: null };
+  }
+  if (first) await enqueueStep(ctx, tx, order, first);
+  else await enqueueFinish(ctx, tx, order);
+}
+
+/** saga.domain_item {orderId, domainItemId}. */
+export const provisionDomain = (ctx: Ctx, task: Task, tc: TaskContext) => provisionDomainItem(ctx, DOMAIN_HOOKS, task, tc);
+/** saga.domain_undo {orderId, domainItemId}. */
+export const undoDomain = (ctx: Ctx, task: Task, tc: TaskContext) => undoDomainItem(ctx, DOMAIN_HOOKS, task, tc);
 
 async function provisionFailed(ctx: Ctx, t: Target, why: string): Promise<TaskOutcome> {
   const reason = clip(`${t.itemLabel} could not be provisioned: ${why}`);
@@ -231,16 +270,9 @@ async function provisionFailed(ctx: Ctx, t: Target, why: string): Promise<TaskOu
       await tx('saga_steps').where({ id: s.id }).update({ status: 'skipped', updated_at: now });
       await ctx.subs.markRemoved(tx, actor, toNumber(s.subscription_id), `Not provisioned: ${reason}`);
     }
+    await skipDomains(ctx, tx, toNumber(order.id), reason);
     // Every provisioned item is undone, the last one first.
-    const toUndo = steps.filter((s) => s.status === 'done').sort((a, b) => b.position - a.position);
-    let first: SagaStepRow | undefined;
-    for (const s of toUndo) {
-      const row = { order_id: s.order_id, item_id: s.item_id, subscription_id: s.subscription_id, position: s.position, action: 'compensate' as const, status: 'pending' as const, updated_at: now };
-      const [id] = (await tx('saga_steps').insert(row)) as number[];
-      first ??= { ...row, id: toNumber(id), task_id: null, last_error: null };
-    }
-    if (first) await enqueueStep(ctx, tx, order, first);
-    else await enqueueFinish(ctx, tx, order);
+    await compensateProvisioned(ctx, tx, order, now);
   });
   return done({ failed: reason });
 }
@@ -330,10 +362,18 @@ export async function finishFailedSaga(ctx: Ctx, task: Task): Promise<TaskOutcom
   if (actionOf(def, order.step) !== 'provision') return done({ skipped: true });
   const failed = (await db('saga_steps').where({ order_id: orderId, action: 'provision', status: 'failed' }).orderBy('position').first('last_error')) as { last_error: string | null } | undefined;
   const undone = (await db('saga_steps').where({ order_id: orderId, action: 'compensate', status: 'failed' }).orderBy('position', 'desc').select('last_error')) as { last_error: string | null }[];
+  const domains = await domainOutcome(db, orderId);
+  if (domains.kept.length > 0) {
+    // A domain the registrar would not delete is registered for good: an operator settles the order (and its payment).
+    const why = [domains.failed ?? failed?.last_error ?? 'Provisioning failed.', ...undone.map((u) => u.last_error ?? ''), ...domains.kept].filter(Boolean).join(' ');
+    const reason = `Manual review: ${why} The payment is left as it is for an operator to settle.`;
+    await writeTx(ctx.deps, (tx) => holdForReview(ctx, tx, order, reason));
+    return done({ review: reason });
+  }
   const money = await rollBackPayment(ctx, order);
   if (money.retry) return { status: 'retry', error: money.note, retryable: true };
   const given = typeof task.payload.reason === 'string' ? task.payload.reason : undefined;
-  const reason = [failed?.last_error ?? given ?? 'Provisioning failed.', ...undone.map((u) => u.last_error ?? ''), money.note].filter(Boolean).join(' ');
+  const reason = [failed?.last_error ?? domains.failed ?? given ?? 'Provisioning failed.', ...undone.map((u) => u.last_error ?? ''), money.note].filter(Boolean).join(' ');
   await writeTx(ctx.deps, async (tx) => {
     const moved = await transitionIfAt(ctx, tx, orderId, order.step, 'failure', reason);
     // The voided or refunded charge leaves the ledger as it was: a refund document and a credit memo of the invoice.

@@ -200,7 +200,8 @@ export async function seedDemo(deps: Deps): Promise<DemoSeed> {
       vendorAccountId: reseller,
       companyName: 'Bluebird Bakery',
       address: { address1: '22 Baker St', city: 'Portland', state: 'OR', zip: '97201', country: 'US' },
-      contacts: { admin: { firstName: 'Carla', lastName: 'Customer', email: 'carla@bluebird.example' } },
+      // With a phone the demo customer can register domains (a registrant needs one: +1.5035550100).
+      contacts: { admin: { firstName: 'Carla', lastName: 'Customer', email: 'carla@bluebird.example', phoneCountryCode: '1', phoneAreaCode: '503', phone: '5550100' } },
     });
     const pw = password();
     await users.create(actor, { accountId: customer, login: 'customer', password: pw, email: 'carla@bluebird.example', firstName: 'Carla', lastName: 'Customer', roles: ['admin'] });

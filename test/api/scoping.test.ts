@@ -170,6 +170,8 @@ describe('API scoping: a reseller cannot reach another reseller\'s objects by id
     A = await accountWithApiUser(world, 'reseller', 'Scope Reseller A');
     B = await accountWithApiUser(world, 'reseller', 'Scope Reseller B');
     custA = await accountWithApiUser(world, 'customer', 'Scope Customer A', A.accountId);
+    // A registrant needs a street, city and phone: A's customer may then register domains (RegisterDomain below).
+    await world.server.services.accounts.update(provider, custA.accountId, { address: { address1: '1 Scope St', city: 'Springfield', country: 'US' }, contacts: { admin: { phone: '+1.5555550100' } } });
     custB = await accountWithApiUser(world, 'customer', 'Scope Customer B', B.accountId);
 
     const template = (await catalog.listTemplates(provider)).find((t) => t.name === 'Shared Hosting')!;
@@ -661,6 +663,22 @@ describe('API scoping: a reseller cannot reach another reseller\'s objects by id
       dialect: 'SOAP', op: 'SetNameservers', foreign: foreignDomains, own: () => domainA, code: 'NOT_FOUND', field: null,
       call: (id) => soapCall('SetNameservers', { domainId: id, nameservers: { nameserver: ['ns1.scope-a.example'] } }, provisioningSoap),
       check: (v) => expect((v as { domain: { nameservers: { nameserver: unknown } } }).domain.nameservers.nameserver).to.deep.equal(['ns1.scope-a.example']),
+    },
+    {
+      dialect: 'SOAP', op: 'RegisterDomain', foreign: accounts, own: () => custA.accountId, code: 'NOT_FOUND', field: null,
+      call: (id) => soapCall('RegisterDomain', { accountId: id, name: `${unique('scope-reg')}.com`, years: 1 }, provisioningSoap),
+      check: (v) => expect(Number((v as { orderId: unknown }).orderId)).to.be.above(0),
+    },
+    {
+      dialect: 'SOAP', op: 'TransferDomain', foreign: accounts, own: () => custA.accountId, code: 'NOT_FOUND', field: null,
+      call: (id) => soapCall('TransferDomain', { accountId: id, name: `${unique('taken-scope')}.com`, years: 1, eppCode: 'sandbox-auth' }, provisioningSoap),
+      check: (v) => expect(Number((v as { orderId: unknown }).orderId)).to.be.above(0),
+    },
+    {
+      // A name B's customer holds, renewed for account ids A must not reach, then A's customer's own.
+      dialect: 'SOAP', op: 'RenewDomain', foreign: accounts, own: () => custA.accountId, code: 'NOT_FOUND', field: null,
+      call: (id) => soapCall('RenewDomain', { accountId: id, name: id === custA.accountId ? 'scope-domain-a.com' : 'scope-domain-b.com', years: 1 }, provisioningSoap),
+      check: (v) => expect(Number((v as { orderId: unknown }).orderId)).to.be.above(0),
     },
     {
       dialect: 'SOAP', op: 'GetEppCode', foreign: foreignDomains, own: () => domainA, code: 'NOT_FOUND', field: null,

@@ -217,10 +217,11 @@ describe('domains: the TLD catalog and the read-side domain operations through S
       expect(everything).to.not.include(r.eppCode);
     });
 
-    it('RegisterDomain is still UNAVAILABLE (it comes with orders)', async () => {
+    it("RegisterDomain for an account outside the caller's subtree is NOT_FOUND and orders nothing", async () => {
       const c = await soapClient(custA.login, custA.password);
-      const e = await soapFault(c.RegisterDomainAsync({ accountId: custA.accountId, name: 'later.com', years: 1 }));
-      expect(e.code).to.equal('UNAVAILABLE');
+      const e = await soapFault(c.RegisterDomainAsync({ accountId: custB.accountId, name: 'not-yours.com', years: 1 }));
+      expect(e).to.include({ code: 'NOT_FOUND' });
+      expect(await world.fresh.db('order_domains').where({ name: 'not-yours.com' })).to.have.length(0);
     });
   });
 

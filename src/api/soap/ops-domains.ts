@@ -1,4 +1,6 @@
 import type { Domain } from '../../domains/domains-service';
+import { AppError, isAppError } from '../../domain/errors';
+import type { DomainItemAction } from '../../orders/domain-items';
 import type { Services } from '../../services';
 import type { SoapOperation } from './soap-mount';
 import { compact, dateTime, decimal, int, list, text } from './wire';
@@ -21,10 +23,34 @@ export function domainWire(d: Domain) {
 
 const ref = (a: Args) => ({ domainId: int(a.domainId, 'domainId'), name: text(a.name) });
 
-/** ProvisioningService's read-side domain operations (RegisterDomain, TransferDomain, RenewDomain come with orders). */
+/** The order of one domain item (RegisterDomain, TransferDomain: a sales order; RenewDomain: a renewal order). */
+function domainOrder(services: Services, action: DomainItemAction): SoapOperation {
+  return write(async (a, actor) => {
+    const nameservers = a.nameservers === undefined || a.nameservers === null ? undefined : list<unknown>(a.nameservers, 'nameserver').map((n) => text(n) ?? '');
+    const years = int(a.years, 'years');
+    // The request's own field names in errors: eppCode, not the order's domains[0].eppCode.
+    const input = {
+      accountId: int(a.accountId, 'accountId') as number,
+      items: [],
+      domains: [{ action, name: text(a.name) ?? '', years: years ?? undefined, nameservers, eppCode: action === 'transfer' ? text(a.eppCode) : undefined }],
+      ipAddress: actor.remoteAddr,
+      idempotencyKey: text(a.idempotencyKey),
+    };
+    const order = await services.orders.place(actor, input, action === 'renew' ? 'renewal' : 'sales').catch((e: unknown) => {
+      if (isAppError(e) && e.field?.startsWith('domains[0].')) throw new AppError(e.code, e.message, e.field.slice('domains[0].'.length));
+      throw e;
+    });
+    return { orderId: order.orderId };
+  });
+}
+
+/** ProvisioningService's domain operations: checks and reads, and the orders that register, transfer and renew. */
 export function domainOperations(services: Services): Record<string, SoapOperation> {
   const { domains } = services;
   return {
+    RegisterDomain: domainOrder(services, 'register'),
+    TransferDomain: domainOrder(services, 'transfer'),
+    RenewDomain: domainOrder(services, 'renew'),
     CheckDomain: read(async (a, actor) => {
       const names = list<unknown>(a.names, 'name').map((n) => text(n));
       const results = await domains.check(actor, names);
