@@ -440,6 +440,8 @@ async function domainDone(ctx: Ctx, hooks: DomainPhaseHooks, t: DomainTarget, ou
         expiresAt,
         nameservers: JSON.parse(row.nameservers) as string[],
         status: outcome.status === 'success' ? 'active' : 'transfer_pending',
+        // The transfer poller (src/domains/lifecycle.ts) asks the registrar about this operation until it ends.
+        transferOperationId: outcome.status === 'success' ? null : row.operation_id,
         orderId: toNumber(order.id),
         subscriptionId: toOptionalNumber(item?.subscription_id ?? null),
       });
