@@ -1,0 +1,215 @@
+import type { ConsoleRoutes } from '../app';
+import type { Page } from '../page';
+import { ancestorIds } from '../../accounts/scope';
+import type { ServiceTemplate } from '../../catalog/catalog-service';
+import { invalid } from '../../domain/errors';
+import { likeTerm, listPage } from '../lists';
+import { inSubtree } from './scope';
+
+interface ResourceListRow {
+  id: number;
+  name: string;
+  unit: string;
+  code: string | null;
+  description: string;
+  vendor: string | null;
+  path: string;
+  templates: number | string;
+}
+
+interface TemplateListRow {
+  id: number;
+  name: string;
+  service_gate: string;
+  vendor: string | null;
+  resources: number | string;
+  plans: number | string;
+}
+
+/** One row of a template's limits table: a resource the vendor may use, in the template or not. */
+interface LimitRow {
+  resourceId: number;
+  name: string;
+  unit: string;
+  own: boolean;
+  included: boolean;
+  limit: string;
+}
+
+/**
+ * The template form's resource rows: `use.<id>` (checkbox: in the template) and `limit.<id>` (empty = unlimited).
+ * A field error the service names by list position (resources[2].limit) is moved to that resource's row.
+ */
+function limitsFromForm(page: Page, visible: { resourceId: number }[]): { resourceId: number; limit: number | null }[] {
+  const chosen = visible.filter((r) => page.checkbox(`use.${r.resourceId}`));
+  return chosen.map((r) => {
+    const text = page.text(`limit.${r.resourceId}`);
+    if (text === undefined) return { resourceId: r.resourceId, limit: null };
+    const n = Number(text);
+    if (!/^\d+(\.\d{1,4})?$/.test(text) || !Number.isFinite(n)) throw invalid(`limit.${r.resourceId}`, 'A limit is a number of 0 or more (at most 4 decimals); leave it empty for no limit.');
+    return { resourceId: r.resourceId, limit: n };
+  });
+}
+
+function rowErrors(page: Page, sent: { resourceId: number }[]): void {
+  for (const [field, message] of Object.entries(page.errors)) {
+    const m = /^resources\[(\d+)\]\.(limit|resourceId)$/.exec(field);
+    const r = m ? sent[Number(m[1])] : undefined;
+    if (r) page.errors[`limit.${r.resourceId}`] = message;
+  }
+}
+
+/** Catalog: the resources list (filter, sort, page), a new resource, a resource's page; the same for service templates. */
+export function catalogItemPages(r: ConsoleRoutes): void {
+  // ---- resources ----
+  const resourceList = async (page: Page, status = 200) => {
+    const { db } = page.services.deps;
+    // What the operator's account may use: its subtree's resources and those of the vendors above it.
+    const q = db('resources as r')
+      .join('accounts as a', 'a.id', 'r.vendor_id')
+      .where((w) => w.where('a.path', 'like', `${page.actor.accountPath}%`).orWhereIn('r.vendor_id', ancestorIds(page.actor.accountPath)))
+      .select('r.id', 'r.name', 'r.unit', 'r.code', 'r.description', 'a.company_name as vendor', 'a.path', db.raw('(select count(*) from template_resources tr where tr.resource_id = r.id) as templates'));
+    const search = page.query('q').trim();
+    if (search) q.andWhere((w) => w.whereRaw("r.name LIKE ? ESCAPE '!'", [likeTerm(search)]).orWhereRaw("r.unit LIKE ? ESCAPE '!'", [likeTerm(search)]).orWhereRaw("r.code LIKE ? ESCAPE '!'", [likeTerm(search)]));
+    if (page.query('owner') === 'own') inSubtree(q, page.actor);
+    if (page.query('owner') === 'inherited') q.andWhere('a.path', 'not like', `${page.actor.accountPath}%`);
+    const list = await listPage<ResourceListRow>(page, q, {
+      sorts: { id: 'r.id', name: 'r.name', unit: 'r.unit', code: 'r.code', vendor: 'a.company_name' },
+      defaultSort: 'name',
+      filters: ['q', 'owner'],
+      tieBreaker: 'r.id',
+    });
+    const rows = list.rows.map((x) => ({ ...x, templates: Number(x.templates), editable: x.path.startsWith(page.actor.accountPath) }));
+    await page.render('resources.njk', { title: 'Resources', list: { ...list, rows }, q: page.query('q'), owner: page.query('owner') }, status);
+  };
+  r.get('/catalog/resources', (page) => resourceList(page));
+  r.post('/catalog/resources/new', async (page) => {
+    const id = await page.attempt(() =>
+      page.services.catalog.createResource(page.actor, { name: page.form.name ?? '', unit: page.form.unit ?? '', code: page.text('code'), description: page.text('description') }),
+    );
+    if (id === undefined) return resourceList(page, 422);
+    await page.redirect(`/console/catalog/resources/${id}`, { kind: 'ok', text: `Resource ${page.form.name?.trim()} created.` });
+  });
+
+  const resourcePage = async (page: Page, status = 200) => {
+    const { catalog, deps } = page.services;
+    const resource = await catalog.getResource(page.actor, page.param('id'));
+    const templates = (await inSubtree(deps.db('template_resources as tr').join('service_templates as t', 't.id', 'tr.template_id').join('accounts as a', 'a.id', 't.vendor_id'), page.actor)
+      .where('tr.resource_id', resource.resourceId)
+      .orderBy('t.id')
+      .select('t.id', 't.name', 'tr.limit_value')) as { id: number; name: string; limit_value: unknown }[];
+    await page.render('resource.njk', { title: resource.name, resource, templates: templates.map((t) => ({ ...t, limit: t.limit_value === null ? null : Number(t.limit_value) })) }, status);
+  };
+  r.get('/catalog/resources/:id', (page) => resourcePage(page));
+  r.post('/catalog/resources/:id', async (page) => {
+    const id = page.param('id');
+    const done = await page.attempt(async () => {
+      await page.services.catalog.updateResource(page.actor, id, { name: page.form.name ?? '', unit: page.form.unit ?? '', description: page.form.description ?? '' });
+      return true;
+    });
+    if (!done) return resourcePage(page, 422);
+    await page.redirect(`/console/catalog/resources/${id}`, { kind: 'ok', text: 'Resource saved.' });
+  });
+
+  // ---- service templates ----
+  r.get('/catalog/templates', async (page) => {
+    const { db } = page.services.deps;
+    const q = inSubtree(db('service_templates as t').join('accounts as a', 'a.id', 't.vendor_id'), page.actor).select(
+      't.id',
+      't.name',
+      't.service_gate',
+      'a.company_name as vendor',
+      db.raw('(select count(*) from template_resources tr where tr.template_id = t.id) as resources'),
+      db.raw('(select count(*) from plans p where p.template_id = t.id) as plans'),
+    );
+    const search = page.query('q').trim();
+    if (search) q.andWhere((w) => w.whereRaw("t.name LIKE ? ESCAPE '!'", [likeTerm(search)]).orWhereRaw("t.service_gate LIKE ? ESCAPE '!'", [likeTerm(search)]));
+    const list = await listPage<TemplateListRow>(page, q, {
+      sorts: { id: 't.id', name: 't.name', gate: 't.service_gate', vendor: 'a.company_name' },
+      defaultSort: 'name',
+      filters: ['q'],
+      tieBreaker: 't.id',
+    });
+    const rows = list.rows.map((t) => ({ ...t, resources: Number(t.resources), plans: Number(t.plans) }));
+    await page.render('templates.njk', { title: 'Service templates', list: { ...list, rows }, q: page.query('q') });
+  });
+
+  /** The limits table: every resource the template's vendor may use, ticked when in the template (or as the form sent it). */
+  const limitRows = async (page: Page, vendorId: number, template: ServiceTemplate | null, posted: boolean): Promise<LimitRow[]> => {
+    const visible = await page.services.catalog.listResources(page.actor, vendorId);
+    const { db } = page.services.deps;
+    const paths = new Map(((await db('accounts').whereIn('id', [...new Set(visible.map((v) => v.vendorAccountId))]).select('id', 'path')) as { id: number; path: string }[]).map((a) => [Number(a.id), a.path]));
+    return visible.map((v) => {
+      const kept = template?.resources.find((t) => t.resourceId === v.resourceId);
+      return {
+        resourceId: v.resourceId,
+        name: v.name,
+        unit: v.unit,
+        own: (paths.get(v.vendorAccountId) ?? '').startsWith(page.actor.accountPath),
+        included: posted ? page.checkbox(`use.${v.resourceId}`) : !!kept,
+        limit: posted ? (page.form[`limit.${v.resourceId}`] ?? '') : kept && kept.limit !== null ? String(kept.limit) : '',
+      };
+    });
+  };
+
+  /** Service gates the operator's templates may name: provisioning instances of its account and those above it. */
+  const gateNames = async (page: Page): Promise<string[]> => {
+    const chain = [page.actor.accountId, ...ancestorIds(page.actor.accountPath)];
+    const rows = (await page.services.deps.db('plugin_instances').whereIn('vendor_id', chain).andWhere({ kind: 'provisioning' }).distinct('name').orderBy('name')) as { name: string }[];
+    return rows.map((g) => g.name);
+  };
+
+  const newTemplate = async (page: Page, status = 200) =>
+    page.render('template-new.njk', { title: 'New service template', limits: await limitRows(page, page.actor.accountId, null, page.ctx.method === 'POST'), gates: await gateNames(page) }, status);
+  r.get('/catalog/templates/new', (page) => newTemplate(page));
+  r.post('/catalog/templates/new', async (page) => {
+    const visible = await page.services.catalog.listResources(page.actor);
+    let sent: { resourceId: number }[] = [];
+    const id = await page.attempt(async () => {
+      const resources = limitsFromForm(page, visible);
+      sent = resources;
+      return page.services.catalog.createTemplate(page.actor, { name: page.form.name ?? '', serviceGate: page.form.serviceGate ?? '', description: page.text('description'), resources });
+    });
+    if (id === undefined) {
+      rowErrors(page, sent);
+      return newTemplate(page, 422);
+    }
+    await page.redirect(`/console/catalog/templates/${id}`, { kind: 'ok', text: 'Service template created. Build a plan on it to sell it.' });
+  });
+
+  const templatePage = async (page: Page, status = 200) => {
+    const { catalog, deps } = page.services;
+    const template = await catalog.getTemplate(page.actor, page.param('id'));
+    const posted = page.ctx.method === 'POST';
+    const plans = (await deps.db('plans').where({ template_id: template.templateId }).orderBy('id').select('id', 'name', 'published')) as { id: number; name: string; published: unknown }[];
+    await page.render(
+      'template.njk',
+      {
+        title: template.name,
+        template,
+        values: posted ? { name: page.form.name, serviceGate: page.form.serviceGate, description: page.form.description } : template,
+        limits: await limitRows(page, template.vendorAccountId, template, posted),
+        gates: await gateNames(page),
+        plans: plans.map((p) => ({ ...p, published: !!Number(p.published) })),
+      },
+      status,
+    );
+  };
+  r.get('/catalog/templates/:id', (page) => templatePage(page));
+  r.post('/catalog/templates/:id', async (page) => {
+    const id = page.param('id');
+    const template = await page.services.catalog.getTemplate(page.actor, id);
+    const visible = await page.services.catalog.listResources(page.actor, template.vendorAccountId);
+    let sent: { resourceId: number }[] = [];
+    const done = await page.attempt(async () => {
+      const resources = limitsFromForm(page, visible);
+      sent = resources;
+      return page.services.catalog.updateTemplate(page.actor, id, { name: page.form.name ?? '', serviceGate: page.form.serviceGate ?? '', description: page.form.description ?? '', resources });
+    });
+    if (!done) {
+      rowErrors(page, sent);
+      return templatePage(page, 422);
+    }
+    await page.redirect(`/console/catalog/templates/${id}`, { kind: 'ok', text: 'Service template saved.' });
+  });
+}
