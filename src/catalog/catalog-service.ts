@@ -357,7 +357,9 @@ export class CatalogService {
    * What plans built on the template rely on is kept:
    * - a resource priced in a published plan, or held by a live subscription of one of its plans, stays (field
    *   `resources`); a draft plan without live subscriptions loses its rate for a removed resource with it;
-   * - a limit is not set below what a plan of the template includes or sells as its minimum (`resources[i].limit`);
+   * - limits change freely: a subscription's limit is the larger of the template's limit and what its plan includes
+   *   plus what was bought (lifecycle-steps resourcesOnPlan), so no plan is cut by a lower one; subscriptions keep
+   *   the limits they were provisioned with until their next plan change;
    * - the service gate does not change while plans of the template have live subscriptions (`serviceGate`): they
    *   are delivered by the gate they were provisioned on.
    */
@@ -400,14 +402,7 @@ export class CatalogService {
         const after = new Set(resources.map((r) => r.resource_id));
         added = [...after].filter((r) => !before.has(r));
         removed = [...before].filter((r) => !after.has(r));
-        const rates = planIds.length
-          ? ((await tx('resource_rates').whereIn('plan_id', planIds).select('plan_id', 'resource_id', 'included', 'min_quantity')) as {
-              plan_id: number;
-              resource_id: number;
-              included: unknown;
-              min_quantity: unknown;
-            }[])
-          : [];
+        const rates = planIds.length ? ((await tx('resource_rates').whereIn('plan_id', planIds).select('plan_id', 'resource_id')) as { plan_id: number; resource_id: number }[]) : [];
         const resourceName = (rid: number) => template.resources.find((r) => r.resourceId === rid)?.name ?? String(rid);
         for (const rid of removed) {
           const priced = rates.filter((r) => toNumber(r.resource_id) === rid).map((r) => toNumber(r.plan_id));
@@ -423,15 +418,6 @@ export class CatalogService {
           }
           for (const planId of priced) dropped.push({ planId, resourceId: rid });
         }
-        resources.forEach((r, i) => {
-          if (r.limit_value === null) return;
-          for (const rate of rates.filter((x) => toNumber(x.resource_id) === r.resource_id)) {
-            const floor = Math.max(Number(rate.included), Number(rate.min_quantity));
-            if (r.limit_value < floor) {
-              throw invalid(`resources[${i}].limit`, `Plan '${planName(toNumber(rate.plan_id))}' (no. ${toNumber(rate.plan_id)}) includes or sells at least ${floor} of this resource; the limit cannot be below it.`);
-            }
-          }
-        });
       }
       const now = this.deps.clock.now();
       if (Object.keys(changes).length) await tx('service_templates').where({ id }).update(changes);

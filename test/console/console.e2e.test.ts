@@ -260,14 +260,15 @@ describe('the operators\u2019 console in a real browser (demo seed, real server,
       await page.click('button:has-text("Set rate")');
       expect(await page.textContent('.flash.ok')).to.contain('rate saved');
 
-      // The template's limit cannot go below what the plan includes: refused beside that resource's limit, then fixed.
+      // A negative limit is refused beside that resource's limit (what was typed kept), then fixed.
       await page.goto(`/console/catalog/templates/${templateId}`);
       expect(await page.textContent('#template-plans')).to.contain('Console VPS Small');
       await page.fill('#template-form input[name=name]', 'Console VPS Gen2');
-      await page.fill(`input[name="limit.${resourceId}"]`, '2');
+      await page.fill(`input[name="limit.${resourceId}"]`, '-2');
       await page.click('button:has-text("Save template")');
-      expect(await page.textContent(`#limit-${resourceId} .field-error`)).to.contain("Plan 'Console VPS Small'");
-      expect(await page.inputValue(`input[name="limit.${resourceId}"]`)).to.equal('2');
+      expect(await page.textContent(`#limit-${resourceId} .field-error`)).to.contain('The limit of Console NVMe must be a number of 0 or more');
+      expect(await page.inputValue(`input[name="limit.${resourceId}"]`)).to.equal('-2');
+      expect(await page.inputValue('#template-form input[name=name]')).to.equal('Console VPS Gen2');
       expect((await world.fresh.db('service_templates').where({ id: templateId }).first('name')).name).to.equal('Console VPS');
       await page.fill(`input[name="limit.${resourceId}"]`, '16');
       await page.click('button:has-text("Save template")');

@@ -2,7 +2,6 @@ import type { ConsoleRoutes } from '../app';
 import type { Page } from '../page';
 import { ancestorIds } from '../../accounts/scope';
 import type { ServiceTemplate } from '../../catalog/catalog-service';
-import { invalid } from '../../domain/errors';
 import { likeTerm, listPage } from '../lists';
 import { inSubtree } from './scope';
 
@@ -40,22 +39,24 @@ interface LimitRow {
  * The template form's resource rows: `use.<id>` (checkbox: in the template) and `limit.<id>` (empty = unlimited).
  * A field error the service names by list position (resources[2].limit) is moved to that resource's row.
  */
-function limitsFromForm(page: Page, visible: { resourceId: number }[]): { resourceId: number; limit: number | null }[] {
+function limitsFromForm(page: Page, visible: { resourceId: number; name: string }[]): { resourceId: number; name: string; limit: number | null }[] {
   const chosen = visible.filter((r) => page.checkbox(`use.${r.resourceId}`));
+  // The service checks the number (0 or more, at most 4 decimals) as it does for the APIs; text is NaN, refused.
   return chosen.map((r) => {
     const text = page.text(`limit.${r.resourceId}`);
-    if (text === undefined) return { resourceId: r.resourceId, limit: null };
-    const n = Number(text);
-    if (!/^\d+(\.\d{1,4})?$/.test(text) || !Number.isFinite(n)) throw invalid(`limit.${r.resourceId}`, 'A limit is a number of 0 or more (at most 4 decimals); leave it empty for no limit.');
-    return { resourceId: r.resourceId, limit: n };
+    return { resourceId: r.resourceId, name: r.name, limit: text === undefined ? null : Number(text) };
   });
 }
 
-function rowErrors(page: Page, sent: { resourceId: number }[]): void {
+/** Moves an error the service names by list position (resources[2].limit) to that resource's row, in words. */
+function rowErrors(page: Page, sent: { resourceId: number; name: string }[]): void {
   for (const [field, message] of Object.entries(page.errors)) {
     const m = /^resources\[(\d+)\]\.(limit|resourceId)$/.exec(field);
     const r = m ? sent[Number(m[1])] : undefined;
-    if (r) page.errors[`limit.${r.resourceId}`] = message;
+    if (!r) continue;
+    const text = message.replace(field, `The limit of ${r.name}`);
+    page.errors[`limit.${r.resourceId}`] = text;
+    if (page.formError === message) page.formError = text;
   }
 }
 
@@ -164,7 +165,7 @@ export function catalogItemPages(r: ConsoleRoutes): void {
   r.get('/catalog/templates/new', (page) => newTemplate(page));
   r.post('/catalog/templates/new', async (page) => {
     const visible = await page.services.catalog.listResources(page.actor);
-    let sent: { resourceId: number }[] = [];
+    let sent: { resourceId: number; name: string }[] = [];
     const id = await page.attempt(async () => {
       const resources = limitsFromForm(page, visible);
       sent = resources;
@@ -200,7 +201,7 @@ export function catalogItemPages(r: ConsoleRoutes): void {
     const id = page.param('id');
     const template = await page.services.catalog.getTemplate(page.actor, id);
     const visible = await page.services.catalog.listResources(page.actor, template.vendorAccountId);
-    let sent: { resourceId: number }[] = [];
+    let sent: { resourceId: number; name: string }[] = [];
     const done = await page.attempt(async () => {
       const resources = limitsFromForm(page, visible);
       sent = resources;
