@@ -130,7 +130,7 @@ export interface PlanInput {
   rates?: RateInput[];
 }
 
-const PARAMETER_KINDS = ['string', 'domain', 'login', 'password', 'email'] as const;
+export const PARAMETER_KINDS = ['string', 'domain', 'login', 'password', 'email'] as const;
 
 // Money columns are signed 64-bit: a larger amount would fail on MariaDB and turn into an inexact REAL on SQLite.
 const MAX_AMOUNT = 2n ** 63n - 1n;
@@ -204,6 +204,24 @@ function checkRate(r: RateInput, field: string, templateResourceIds: Set<number>
     overage_fee: money(fee(r.overageFee, `${field}.overageFee`)),
     tiers: tiers.length ? JSON.stringify(tiers.map((t) => ({ upTo: t.upTo, fee: t.fee.toString() }))) : null,
   };
+}
+
+type ParameterInput = { name: string; title?: string; kind?: string; required?: boolean };
+
+/** A template's order parameters as createTemplate and updateTemplate take them: each name once. */
+function templateParameterRows(input: ParameterInput[]) {
+  if (!Array.isArray(input)) throw invalid('parameters', 'parameters must be a list.');
+  const rows = input.map((p, i) => {
+    const pname = requiredText(p.name, `parameters[${i}].name`, 64);
+    if (!/^[A-Za-z][A-Za-z0-9_]*$/.test(pname)) throw invalid(`parameters[${i}].name`, 'A parameter name starts with a letter and uses letters, digits and _ only.');
+    const kind = p.kind ?? 'string';
+    if (!PARAMETER_KINDS.includes(kind as (typeof PARAMETER_KINDS)[number])) throw invalid(`parameters[${i}].kind`, `kind must be one of ${PARAMETER_KINDS.join(', ')}.`);
+    return { name: pname, title: optionalText(p.title, `parameters[${i}].title`, 128) || pname, kind, required: p.required ?? true };
+  });
+  rows.forEach((p, i) => {
+    if (rows.findIndex((q) => q.name === p.name) < i) throw invalid(`parameters[${i}].name`, `The parameter '${p.name}' is named twice.`);
+  });
+  return rows;
 }
 
 interface PlanRow {
@@ -314,20 +332,14 @@ export class CatalogService {
       serviceGate: string;
       description?: string;
       resources?: { resourceId: number; limit?: number | null }[];
-      parameters?: { name: string; title?: string; kind?: string; required?: boolean }[];
+      parameters?: ParameterInput[];
     },
   ): Promise<number> {
     const vendor = await this.vendor(actor, input.vendorAccountId);
     const name = requiredText(input.name, 'name', 128);
     const serviceGate = requiredText(input.serviceGate, 'serviceGate', 96);
     const resources = await this.templateResourceRows(actor, vendor.id, input.resources ?? []);
-    const parameters = (input.parameters ?? []).map((p, i) => {
-      const pname = requiredText(p.name, `parameters[${i}].name`, 64);
-      if (!/^[A-Za-z][A-Za-z0-9_]*$/.test(pname)) throw invalid(`parameters[${i}].name`, 'A parameter name starts with a letter and uses letters, digits and _ only.');
-      const kind = p.kind ?? 'string';
-      if (!PARAMETER_KINDS.includes(kind as (typeof PARAMETER_KINDS)[number])) throw invalid(`parameters[${i}].kind`, `kind must be one of ${PARAMETER_KINDS.join(', ')}.`);
-      return { name: pname, title: optionalText(p.title, `parameters[${i}].title`, 128) || pname, kind, required: p.required ?? true };
-    });
+    const parameters = templateParameterRows(input.parameters ?? []);
     return this.deps.db.transaction(async (tx) => {
       const dup = await tx('service_templates').where({ vendor_id: vendor.id, name }).first('id');
       if (dup) throw invalid('name', `A service template named '${name}' already exists.`);
@@ -353,7 +365,8 @@ export class CatalogService {
 
   /**
    * Edits a service template of the actor's subtree (NOT_FOUND outside it): name, description, service gate, and
-   * — when `resources` is given — its whole resource list with their limits (null = unlimited), added and removed.
+   * — when `resources` is given — its whole resource list with their limits (null = unlimited), added and removed;
+   * when `parameters` is given, the whole list of order parameters (orders placed keep what they were given).
    * What plans built on the template rely on is kept:
    * - a resource priced in a published plan, or held by a live subscription of one of its plans, stays (field
    *   `resources`); a draft plan without live subscriptions loses its rate for a removed resource with it;
@@ -366,7 +379,7 @@ export class CatalogService {
   async updateTemplate(
     actor: Actor,
     templateId: number,
-    input: { name?: string; serviceGate?: string; description?: string; resources?: { resourceId: number; limit?: number | null }[] },
+    input: { name?: string; serviceGate?: string; description?: string; resources?: { resourceId: number; limit?: number | null }[]; parameters?: ParameterInput[] },
   ): Promise<ServiceTemplate> {
     const template = await this.getTemplate(actor, templateId);
     const id = template.templateId;
@@ -375,6 +388,7 @@ export class CatalogService {
     if (input.serviceGate !== undefined) changes.service_gate = requiredText(input.serviceGate, 'serviceGate', 96);
     if (input.description !== undefined) changes.description = optionalText(input.description, 'description', 512) ?? '';
     const resources = input.resources === undefined ? undefined : await this.templateResourceRows(actor, template.vendorAccountId, input.resources);
+    const parameters = input.parameters === undefined ? undefined : templateParameterRows(input.parameters);
     await this.deps.db.transaction(async (tx) => {
       if (changes.name !== undefined && changes.name !== template.name) {
         const dup = await tx('service_templates').where({ vendor_id: template.vendorAccountId, name: changes.name }).whereNot({ id }).first('id');
@@ -429,14 +443,20 @@ export class CatalogService {
           else await tx('template_resources').where({ template_id: id, resource_id: r.resource_id }).update({ limit_value: r.limit_value });
         }
       }
+      if (parameters) {
+        // Orders already placed keep the parameters they were given; new orders are asked for these.
+        await tx('template_parameters').where({ template_id: id }).delete();
+        if (parameters.length) await tx('template_parameters').insert(parameters.map((p) => ({ ...p, template_id: id })));
+      }
       const changed = Object.keys(changes).map((k) => (k === 'service_gate' ? 'serviceGate' : k));
       if (resources) changed.push('resources');
+      if (parameters) changed.push('parameters');
       const payload = { templateId: id, changed, ...(changes.name !== undefined ? { name: changes.name } : {}), ...(changes.service_gate !== undefined ? { serviceGate: changes.service_gate } : {}), resourcesAdded: added, resourcesRemoved: removed, ratesRemoved: dropped };
       await recordChange(tx, actor, now, {
         operation: 'UpdateServiceTemplate',
         objectType: 'service_template',
         objectId: id,
-        details: { ...changes, resources: resources?.map((r) => ({ resourceId: r.resource_id, limit: r.limit_value })), ratesRemoved: dropped },
+        details: { ...changes, resources: resources?.map((r) => ({ resourceId: r.resource_id, limit: r.limit_value })), parameters: parameters?.map((p) => p.name), ratesRemoved: dropped },
         event: { name: 'catalog.template_updated', accountId: template.vendorAccountId, payload },
       });
     });

@@ -237,6 +237,8 @@ describe('the operators\u2019 console in a real browser (demo seed, real server,
       await page.click('button:has-text("Save resource")');
       expect(await page.textContent('.flash.ok')).to.contain('saved');
       expect(await world.fresh.db('resources').where({ id: resourceId }).first('name', 'unit')).to.deep.equal({ name: 'Console NVMe', unit: 'TB' });
+      await page.goto('/console/catalog/resources?q=nvme');
+      expect(await page.locator('#resources tbody tr').allTextContents()).to.have.length(1).and.satisfy((rows: string[]) => rows[0].includes('Console NVMe'));
 
       // A new template with that resource limited to 8 (TB).
       await page.goto('/console/catalog/templates');
@@ -245,13 +247,22 @@ describe('the operators\u2019 console in a real browser (demo seed, real server,
       await page.fill('#template-form input[name=serviceGate]', 'sandbox');
       await page.check(`#limit-${resourceId} input[type=checkbox]`);
       await page.fill(`#limit-${resourceId} input[name="limit.${resourceId}"]`, '8');
+      await page.fill('#param-0 input[name="param.0.name"]', 'host name');
+      await page.fill('#param-0 input[name="param.0.title"]', 'Host name');
+      await page.click('button:has-text("Create template")');
+      // An order parameter's name with a space: refused beside it, the rest of the form as typed.
+      expect(await page.textContent('#param-0 .field-error')).to.contain('letters, digits and _ only');
+      expect(await page.isChecked(`#limit-${resourceId} input[type=checkbox]`)).to.equal(true);
+      expect(await world.fresh.db('service_templates').where({ name: 'Console VPS' })).to.have.length(0);
+      await page.fill('#param-0 input[name="param.0.name"]', 'hostname');
       await page.click('button:has-text("Create template")');
       expect(await page.textContent('.flash.ok')).to.contain('template created');
       const templateId = Number(new URL(page.url()).pathname.split('/').pop());
       expect(await page.inputValue(`input[name="limit.${resourceId}"]`)).to.equal('8');
+      expect(await world.server.services.catalog.getTemplate(provider, templateId).then((t) => t.parameters)).to.deep.equal([{ name: 'hostname', title: 'Host name', kind: 'string', required: true }]);
 
       // Build a plan on it from the template's page, with 4 TB included.
-      await page.click('#template-plans a:has-text("New plan")');
+      await page.click('#new-plan');
       expect(await page.inputValue('select[name=templateId]')).to.equal(String(templateId));
       await page.fill('input[name=name]', 'Console VPS Small');
       await page.click('button:has-text("Create plan")');
@@ -276,6 +287,7 @@ describe('the operators\u2019 console in a real browser (demo seed, real server,
       expect(await page.textContent('h1')).to.equal('Console VPS Gen2');
       const limit = await world.fresh.db('template_resources').where({ template_id: templateId, resource_id: resourceId }).first('limit_value');
       expect(Number(limit.limit_value)).to.equal(16);
+      expect((await world.server.services.catalog.getTemplate(provider, templateId)).parameters.map((p) => p.name), 'the parameters sent back unchanged are kept').to.deep.equal(['hostname']);
 
       await page.goto('/console/catalog?q=Console+VPS');
       const plans = await page.textContent('table');

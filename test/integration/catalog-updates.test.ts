@@ -97,6 +97,22 @@ describe('catalog updates', () => {
       expect(await catalog.getTemplate(p, vps)).to.deep.equal(before);
     });
 
+    it('replaces the order parameters as a whole, refusing a name given twice and an unknown kind on that entry', async () => {
+      const { catalog } = world.services;
+      const p = world.provider;
+      const t = await catalog.updateTemplate(p, vps, { parameters: [{ name: 'hostname', title: 'Host name' }, { name: 'rootLogin', kind: 'login', required: false }] });
+      expect(t.parameters).to.deep.equal([
+        { name: 'hostname', title: 'Host name', kind: 'string', required: true },
+        { name: 'rootLogin', title: 'rootLogin', kind: 'login', required: false },
+      ]);
+      await failure(catalog.updateTemplate(p, vps, { parameters: [{ name: 'hostname' }, { name: 'hostname', kind: 'domain' }] }), 'INVALID_ARGUMENT', 'parameters[1].name');
+      await failure(catalog.updateTemplate(p, vps, { parameters: [{ name: 'hostname', kind: 'colour' }] }), 'INVALID_ARGUMENT', 'parameters[0].kind');
+      await failure(catalog.createTemplate(p, { name: 'Twice', serviceGate: 'sandbox', parameters: [{ name: 'a' }, { name: 'a' }] }), 'INVALID_ARGUMENT', 'parameters[1].name');
+      expect((await catalog.getTemplate(p, vps)).parameters).to.deep.equal(t.parameters);
+      const cleared = await catalog.updateTemplate(p, vps, { parameters: [] });
+      expect(cleared.parameters).to.deep.equal([]);
+    });
+
     it("answers NOT_FOUND to a reseller editing the provider's template, and lets it edit its own (with the provider's resources)", async () => {
       const { catalog } = world.services;
       const reseller = await accountActor(world, world.provider, 'reseller', 'Template Reseller');

@@ -1,7 +1,7 @@
 import type { ConsoleRoutes } from '../app';
 import type { Page } from '../page';
 import { ancestorIds } from '../../accounts/scope';
-import type { ServiceTemplate } from '../../catalog/catalog-service';
+import { PARAMETER_KINDS, type ServiceTemplate } from '../../catalog/catalog-service';
 import { likeTerm, listPage } from '../lists';
 import { inSubtree } from './scope';
 
@@ -48,14 +48,51 @@ function limitsFromForm(page: Page, visible: { resourceId: number; name: string 
   });
 }
 
-/** Moves an error the service names by list position (resources[2].limit) to that resource's row, in words. */
-function rowErrors(page: Page, sent: { resourceId: number; name: string }[]): void {
+/** One row of a template's order parameters table; the form's rows are param.<row>.name / title / kind / required. */
+interface ParameterRow {
+  row: number;
+  name: string;
+  title: string;
+  kind: string;
+  required: boolean;
+}
+
+/** Blank rows offered below a template's parameters for new ones. */
+const NEW_PARAMETER_ROWS = 2;
+
+/** The parameters table as the form sent it: a row with an empty name is left out (that is how one is removed). */
+function parameterRows(page: Page): ParameterRow[] {
+  const rows: ParameterRow[] = [];
+  for (let row = 0; page.form[`param.${row}.name`] !== undefined && row < 200; row++) {
+    rows.push({ row, name: page.form[`param.${row}.name`] ?? '', title: page.form[`param.${row}.title`] ?? '', kind: page.form[`param.${row}.kind`] ?? 'string', required: page.checkbox(`param.${row}.required`) });
+  }
+  return rows;
+}
+
+function parametersFromForm(page: Page): ParameterRow[] {
+  return parameterRows(page).filter((p) => p.name.trim() !== '');
+}
+
+/**
+ * Moves an error the service names by list position to the row it came from, in words: resources[2].limit beside
+ * that resource's limit, parameters[1].kind beside the kind of the form's row it was.
+ */
+function rowErrors(page: Page, resources: { resourceId: number; name: string }[], parameters: ParameterRow[]): void {
   for (const [field, message] of Object.entries(page.errors)) {
-    const m = /^resources\[(\d+)\]\.(limit|resourceId)$/.exec(field);
-    const r = m ? sent[Number(m[1])] : undefined;
-    if (!r) continue;
-    const text = message.replace(field, `The limit of ${r.name}`);
-    page.errors[`limit.${r.resourceId}`] = text;
+    let key: string | undefined;
+    let text = message;
+    const res = /^resources\[(\d+)\]\.(limit|resourceId)$/.exec(field);
+    const par = /^parameters\[(\d+)\]\.(name|title|kind)$/.exec(field);
+    if (res && resources[Number(res[1])]) {
+      const r = resources[Number(res[1])];
+      key = `limit.${r.resourceId}`;
+      text = message.replace(field, `The limit of ${r.name}`);
+    } else if (par && parameters[Number(par[1])]) {
+      key = `param.${parameters[Number(par[1])].row}.${par[2]}`;
+      text = message.replace(field, `The ${par[2]}`);
+    }
+    if (!key) continue;
+    page.errors[key] = text;
     if (page.formError === message) page.formError = text;
   }
 }
@@ -153,6 +190,14 @@ export function catalogItemPages(r: ConsoleRoutes): void {
     });
   };
 
+  /** The parameters table: the template's (or what the form sent), and blank rows for new ones. */
+  const parameterView = (page: Page, template: ServiceTemplate | null, posted: boolean): ParameterRow[] => {
+    if (posted) return parameterRows(page);
+    const rows: ParameterRow[] = (template?.parameters ?? []).map((p, row) => ({ row, name: p.name, title: p.title, kind: p.kind, required: p.required }));
+    for (let i = 0; i < NEW_PARAMETER_ROWS; i++) rows.push({ row: rows.length, name: '', title: '', kind: 'string', required: true });
+    return rows;
+  };
+
   /** Service gates the operator's templates may name: provisioning instances of its account and those above it. */
   const gateNames = async (page: Page): Promise<string[]> => {
     const chain = [page.actor.accountId, ...ancestorIds(page.actor.accountPath)];
@@ -161,18 +206,27 @@ export function catalogItemPages(r: ConsoleRoutes): void {
   };
 
   const newTemplate = async (page: Page, status = 200) =>
-    page.render('template-new.njk', { title: 'New service template', limits: await limitRows(page, page.actor.accountId, null, page.ctx.method === 'POST'), gates: await gateNames(page) }, status);
+    page.render(
+      'template-new.njk',
+      {
+        title: 'New service template',
+        limits: await limitRows(page, page.actor.accountId, null, page.ctx.method === 'POST'),
+        parameters: parameterView(page, null, page.ctx.method === 'POST'),
+        kinds: PARAMETER_KINDS,
+        gates: await gateNames(page),
+      },
+      status,
+    );
   r.get('/catalog/templates/new', (page) => newTemplate(page));
   r.post('/catalog/templates/new', async (page) => {
     const visible = await page.services.catalog.listResources(page.actor);
-    let sent: { resourceId: number; name: string }[] = [];
-    const id = await page.attempt(async () => {
-      const resources = limitsFromForm(page, visible);
-      sent = resources;
-      return page.services.catalog.createTemplate(page.actor, { name: page.form.name ?? '', serviceGate: page.form.serviceGate ?? '', description: page.text('description'), resources });
-    });
+    const resources = limitsFromForm(page, visible);
+    const parameters = parametersFromForm(page);
+    const id = await page.attempt(async () =>
+      page.services.catalog.createTemplate(page.actor, { name: page.form.name ?? '', serviceGate: page.form.serviceGate ?? '', description: page.text('description'), resources, parameters }),
+    );
     if (id === undefined) {
-      rowErrors(page, sent);
+      rowErrors(page, resources, parameters);
       return newTemplate(page, 422);
     }
     await page.redirect(`/console/catalog/templates/${id}`, { kind: 'ok', text: 'Service template created. Build a plan on it to sell it.' });
@@ -190,6 +244,8 @@ export function catalogItemPages(r: ConsoleRoutes): void {
         template,
         values: posted ? { name: page.form.name, serviceGate: page.form.serviceGate, description: page.form.description } : template,
         limits: await limitRows(page, template.vendorAccountId, template, posted),
+        parameters: parameterView(page, template, posted),
+        kinds: PARAMETER_KINDS,
         gates: await gateNames(page),
         plans: plans.map((p) => ({ ...p, published: !!Number(p.published) })),
       },
@@ -201,14 +257,14 @@ export function catalogItemPages(r: ConsoleRoutes): void {
     const id = page.param('id');
     const template = await page.services.catalog.getTemplate(page.actor, id);
     const visible = await page.services.catalog.listResources(page.actor, template.vendorAccountId);
-    let sent: { resourceId: number; name: string }[] = [];
-    const done = await page.attempt(async () => {
-      const resources = limitsFromForm(page, visible);
-      sent = resources;
-      return page.services.catalog.updateTemplate(page.actor, id, { name: page.form.name ?? '', serviceGate: page.form.serviceGate ?? '', description: page.form.description ?? '', resources });
-    });
+    const resources = limitsFromForm(page, visible);
+    // A form without the parameters table (none of its rows sent) leaves the parameters as they are.
+    const parameters = page.form['param.0.name'] === undefined ? undefined : parametersFromForm(page);
+    const done = await page.attempt(async () =>
+      page.services.catalog.updateTemplate(page.actor, id, { name: page.form.name ?? '', serviceGate: page.form.serviceGate ?? '', description: page.form.description ?? '', resources, parameters }),
+    );
     if (!done) {
-      rowErrors(page, sent);
+      rowErrors(page, resources, parameters ?? []);
       return templatePage(page, 422);
     }
     await page.redirect(`/console/catalog/templates/${id}`, { kind: 'ok', text: 'Service template saved.' });
