@@ -93,7 +93,7 @@ async function main(): Promise<void> {
     await page.goto(`/console/catalog/templates/${sharedTemplate.id}`);
     await page.fill(`input[name="limit.${diskResource.id}"]`, '-10');
     await page.click('button:has-text("Save template")');
-    await page.setViewportSize({ width: 1280, height: 1400 });
+    await page.setViewportSize({ width: 1280, height: 1720 });
     await shot('template');
     await page.setViewportSize({ width: 1280, height: 800 });
     await page.goto('/console/tasks');
