@@ -387,8 +387,16 @@ export class CatalogService {
     if (input.name !== undefined) changes.name = requiredText(input.name, 'name', 128);
     if (input.serviceGate !== undefined) changes.service_gate = requiredText(input.serviceGate, 'serviceGate', 96);
     if (input.description !== undefined) changes.description = optionalText(input.description, 'description', 512) ?? '';
-    const resources = input.resources === undefined ? undefined : await this.templateResourceRows(actor, template.vendorAccountId, input.resources);
-    const parameters = input.parameters === undefined ? undefined : templateParameterRows(input.parameters);
+    let resources = input.resources === undefined ? undefined : await this.templateResourceRows(actor, template.vendorAccountId, input.resources);
+    let parameters = input.parameters === undefined ? undefined : templateParameterRows(input.parameters);
+    // Only what differs is changed, audited and announced (a form sends every field back).
+    const current: Record<string, string> = { name: template.name, service_gate: template.serviceGate, description: template.description };
+    for (const k of Object.keys(changes)) if (changes[k] === current[k]) delete changes[k];
+    const sameList = <T>(a: T[], b: T[]) => JSON.stringify(a) === JSON.stringify(b);
+    const byId = <T extends { resource_id: number }>(rows: T[]) => [...rows].sort((x, y) => x.resource_id - y.resource_id);
+    if (resources && sameList(byId(resources), byId(template.resources.map((r) => ({ resource_id: r.resourceId, limit_value: r.limit }))))) resources = undefined;
+    if (parameters && sameList(parameters, template.parameters.map((p) => ({ name: p.name, title: p.title, kind: p.kind, required: p.required })))) parameters = undefined;
+    if (!Object.keys(changes).length && !resources && !parameters) return template;
     await this.deps.db.transaction(async (tx) => {
       if (changes.name !== undefined && changes.name !== template.name) {
         const dup = await tx('service_templates').where({ vendor_id: template.vendorAccountId, name: changes.name }).whereNot({ id }).first('id');

@@ -95,6 +95,12 @@ describe('catalog updates', () => {
       await failure(catalog.updateTemplate(p, vps, { resources: [{ resourceId: ram }, { resourceId: 999999 }] }), 'INVALID_ARGUMENT', 'resources[1].resourceId');
       await failure(catalog.updateTemplate(p, vps, { resources: [{ resourceId: ram }, { resourceId: ram, limit: 1 }] }), 'INVALID_ARGUMENT', 'resources');
       expect(await catalog.getTemplate(p, vps)).to.deep.equal(before);
+      // The same values sent back (as a form does) change nothing and announce nothing.
+      const events = async () => (await world.deps.db('events').where({ name: 'catalog.template_updated' })).length;
+      const n = await events();
+      const same = await catalog.updateTemplate(p, vps, { name: before.name, serviceGate: before.serviceGate, description: before.description, resources: [...before.resources].reverse(), parameters: before.parameters });
+      expect(same).to.deep.equal(before);
+      expect(await events()).to.equal(n);
     });
 
     it('replaces the order parameters as a whole, refusing a name given twice and an unknown kind on that entry', async () => {
