@@ -87,6 +87,15 @@ async function main(): Promise<void> {
     await page.click('button:has-text("Add period")');
     await page.locator('#period-form').scrollIntoViewIfNeeded();
     await shot('plan');
+    // A service template's page: its limits table, a refused limit beside its row.
+    const sharedTemplate = (await db('service_templates').where({ name: 'Shared Hosting' }).first('id')) as { id: number };
+    const diskResource = (await db('resources').where({ code: 'disk' }).first('id')) as { id: number };
+    await page.goto(`/console/catalog/templates/${sharedTemplate.id}`);
+    await page.fill(`input[name="limit.${diskResource.id}"]`, '-10');
+    await page.click('button:has-text("Save template")');
+    await page.setViewportSize({ width: 1280, height: 1720 });
+    await shot('template');
+    await page.setViewportSize({ width: 1280, height: 800 });
     await page.goto('/console/tasks');
     await shot('tasks');
     await page.goto(`/console/plugins/${fraud.id}`);

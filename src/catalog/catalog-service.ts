@@ -5,6 +5,7 @@ import { money, toBigInt, toBool, toOptionalNumber, toNumber, type Conn, type Tx
 import { invalid, notFound } from '../domain/errors';
 import { nonNegativeQuantity, optionalText, paging, positiveId, requiredText } from '../domain/fields';
 import { validatePeriod, type PeriodUnit } from '../domain/period';
+import { SUBSCRIPTION_STATUS } from '../subscriptions/subscriptions-service';
 
 export interface Resource {
   resourceId: number;
@@ -129,7 +130,7 @@ export interface PlanInput {
   rates?: RateInput[];
 }
 
-const PARAMETER_KINDS = ['string', 'domain', 'login', 'password', 'email'] as const;
+export const PARAMETER_KINDS = ['string', 'domain', 'login', 'password', 'email'] as const;
 
 // Money columns are signed 64-bit: a larger amount would fail on MariaDB and turn into an inexact REAL on SQLite.
 const MAX_AMOUNT = 2n ** 63n - 1n;
@@ -203,6 +204,24 @@ function checkRate(r: RateInput, field: string, templateResourceIds: Set<number>
     overage_fee: money(fee(r.overageFee, `${field}.overageFee`)),
     tiers: tiers.length ? JSON.stringify(tiers.map((t) => ({ upTo: t.upTo, fee: t.fee.toString() }))) : null,
   };
+}
+
+type ParameterInput = { name: string; title?: string; kind?: string; required?: boolean };
+
+/** A template's order parameters as createTemplate and updateTemplate take them: each name once. */
+function templateParameterRows(input: ParameterInput[]) {
+  if (!Array.isArray(input)) throw invalid('parameters', 'parameters must be a list.');
+  const rows = input.map((p, i) => {
+    const pname = requiredText(p.name, `parameters[${i}].name`, 64);
+    if (!/^[A-Za-z][A-Za-z0-9_]*$/.test(pname)) throw invalid(`parameters[${i}].name`, 'A parameter name starts with a letter and uses letters, digits and _ only.');
+    const kind = p.kind ?? 'string';
+    if (!PARAMETER_KINDS.includes(kind as (typeof PARAMETER_KINDS)[number])) throw invalid(`parameters[${i}].kind`, `kind must be one of ${PARAMETER_KINDS.join(', ')}.`);
+    return { name: pname, title: optionalText(p.title, `parameters[${i}].title`, 128) || pname, kind, required: p.required ?? true };
+  });
+  rows.forEach((p, i) => {
+    if (rows.findIndex((q) => q.name === p.name) < i) throw invalid(`parameters[${i}].name`, `The parameter '${p.name}' is named twice.`);
+  });
+  return rows;
 }
 
 interface PlanRow {
@@ -279,6 +298,18 @@ export class CatalogService {
     });
   }
 
+  /** A resource of the actor's own subtree, the ones it may edit (NOT_FOUND otherwise, as updateResource). */
+  async getResource(actor: Actor, resourceId: number): Promise<Resource> {
+    const id = positiveId(resourceId, 'resourceId');
+    const r = (await this.deps.db('resources as r')
+      .join('accounts as a', 'a.id', 'r.vendor_id')
+      .where('r.id', id)
+      .andWhere('a.path', 'like', `${actor.accountPath}%`)
+      .first('r.*')) as { id: number; vendor_id: number; name: string; unit: string; code: string | null; description: string } | undefined;
+    if (!r) throw notFound('Resource', id);
+    return { resourceId: toNumber(r.id), vendorAccountId: toNumber(r.vendor_id), name: r.name, unit: r.unit, code: r.code, description: r.description };
+  }
+
   async listResources(actor: Actor, vendorAccountId?: number): Promise<Resource[]> {
     const vendor = await this.vendor(actor, vendorAccountId);
     const rows = (await this.deps.db('resources').whereIn('vendor_id', [vendor.id, ...ancestorIds(vendor.path)]).orderBy('id')) as {
@@ -301,26 +332,14 @@ export class CatalogService {
       serviceGate: string;
       description?: string;
       resources?: { resourceId: number; limit?: number | null }[];
-      parameters?: { name: string; title?: string; kind?: string; required?: boolean }[];
+      parameters?: ParameterInput[];
     },
   ): Promise<number> {
     const vendor = await this.vendor(actor, input.vendorAccountId);
     const name = requiredText(input.name, 'name', 128);
     const serviceGate = requiredText(input.serviceGate, 'serviceGate', 96);
-    const visibleResources = new Set((await this.listResources(actor, vendor.id)).map((r) => r.resourceId));
-    const resources = (input.resources ?? []).map((r, i) => {
-      const resourceId = positiveId(r.resourceId, `resources[${i}].resourceId`);
-      if (!visibleResources.has(resourceId)) throw invalid(`resources[${i}].resourceId`, `Resource ${resourceId} does not exist.`);
-      return { resource_id: resourceId, limit_value: r.limit === undefined || r.limit === null ? null : nonNegativeQuantity(r.limit, `resources[${i}].limit`) };
-    });
-    if (new Set(resources.map((r) => r.resource_id)).size !== resources.length) throw invalid('resources', 'A resource may appear only once in a template.');
-    const parameters = (input.parameters ?? []).map((p, i) => {
-      const pname = requiredText(p.name, `parameters[${i}].name`, 64);
-      if (!/^[A-Za-z][A-Za-z0-9_]*$/.test(pname)) throw invalid(`parameters[${i}].name`, 'A parameter name starts with a letter and uses letters, digits and _ only.');
-      const kind = p.kind ?? 'string';
-      if (!PARAMETER_KINDS.includes(kind as (typeof PARAMETER_KINDS)[number])) throw invalid(`parameters[${i}].kind`, `kind must be one of ${PARAMETER_KINDS.join(', ')}.`);
-      return { name: pname, title: optionalText(p.title, `parameters[${i}].title`, 128) || pname, kind, required: p.required ?? true };
-    });
+    const resources = await this.templateResourceRows(actor, vendor.id, input.resources ?? []);
+    const parameters = templateParameterRows(input.parameters ?? []);
     return this.deps.db.transaction(async (tx) => {
       const dup = await tx('service_templates').where({ vendor_id: vendor.id, name }).first('id');
       if (dup) throw invalid('name', `A service template named '${name}' already exists.`);
@@ -342,6 +361,127 @@ export class CatalogService {
       });
       return id;
     });
+  }
+
+  /**
+   * Edits a service template of the actor's subtree (NOT_FOUND outside it): name, description, service gate, and
+   * — when `resources` is given — its whole resource list with their limits (null = unlimited), added and removed;
+   * when `parameters` is given, the whole list of order parameters (orders placed keep what they were given).
+   * What plans built on the template rely on is kept:
+   * - a resource priced in a published plan, or held by a live subscription of one of its plans, stays (field
+   *   `resources`); a draft plan without live subscriptions loses its rate for a removed resource with it;
+   * - limits change freely: a subscription's limit is the larger of the template's limit and what its plan includes
+   *   plus what was bought (lifecycle-steps resourcesOnPlan), so no plan is cut by a lower one; subscriptions keep
+   *   the limits they were provisioned with until their next plan change;
+   * - the service gate does not change while plans of the template have live subscriptions (`serviceGate`): they
+   *   are delivered by the gate they were provisioned on.
+   */
+  async updateTemplate(
+    actor: Actor,
+    templateId: number,
+    input: { name?: string; serviceGate?: string; description?: string; resources?: { resourceId: number; limit?: number | null }[]; parameters?: ParameterInput[] },
+  ): Promise<ServiceTemplate> {
+    const template = await this.getTemplate(actor, templateId);
+    const id = template.templateId;
+    const changes: Record<string, string> = {};
+    if (input.name !== undefined) changes.name = requiredText(input.name, 'name', 128);
+    if (input.serviceGate !== undefined) changes.service_gate = requiredText(input.serviceGate, 'serviceGate', 96);
+    if (input.description !== undefined) changes.description = optionalText(input.description, 'description', 512) ?? '';
+    let resources = input.resources === undefined ? undefined : await this.templateResourceRows(actor, template.vendorAccountId, input.resources);
+    let parameters = input.parameters === undefined ? undefined : templateParameterRows(input.parameters);
+    // Only what differs is changed, audited and announced (a form sends every field back).
+    const current: Record<string, string> = { name: template.name, service_gate: template.serviceGate, description: template.description };
+    for (const k of Object.keys(changes)) if (changes[k] === current[k]) delete changes[k];
+    const sameList = <T>(a: T[], b: T[]) => JSON.stringify(a) === JSON.stringify(b);
+    const byId = <T extends { resource_id: number }>(rows: T[]) => [...rows].sort((x, y) => x.resource_id - y.resource_id);
+    if (resources && sameList(byId(resources), byId(template.resources.map((r) => ({ resource_id: r.resourceId, limit_value: r.limit }))))) resources = undefined;
+    if (parameters && sameList(parameters, template.parameters.map((p) => ({ name: p.name, title: p.title, kind: p.kind, required: p.required })))) parameters = undefined;
+    if (!Object.keys(changes).length && !resources && !parameters) return template;
+    await this.deps.db.transaction(async (tx) => {
+      if (changes.name !== undefined && changes.name !== template.name) {
+        const dup = await tx('service_templates').where({ vendor_id: template.vendorAccountId, name: changes.name }).whereNot({ id }).first('id');
+        if (dup) throw invalid('name', `A service template named '${changes.name}' already exists.`);
+      }
+      const plans = (await tx('plans').where({ template_id: id }).select('id', 'name', 'published')) as { id: number; name: string; published: unknown }[];
+      const planIds = plans.map((p) => toNumber(p.id));
+      const planName = (planId: number) => plans.find((p) => toNumber(p.id) === planId)?.name ?? String(planId);
+      const liveSubscriptions = () =>
+        tx('subscriptions').whereIn('plan_id', planIds).whereNotIn('status', [SUBSCRIPTION_STATUS.terminated, SUBSCRIPTION_STATUS.canceled]);
+      if (changes.service_gate !== undefined && changes.service_gate !== template.serviceGate && planIds.length) {
+        const [{ n }] = (await liveSubscriptions().count({ n: '*' })) as { n: number | string }[];
+        if (Number(n) > 0) {
+          throw invalid(
+            'serviceGate',
+            `${n} live subscription(s) on plans of this template are delivered by service gate '${template.serviceGate}'; the gate cannot change under them. Make a new template for the other gate.`,
+          );
+        }
+      }
+      const dropped: { planId: number; resourceId: number }[] = [];
+      let added: number[] = [];
+      let removed: number[] = [];
+      if (resources) {
+        const before = new Set(template.resources.map((r) => r.resourceId));
+        const after = new Set(resources.map((r) => r.resource_id));
+        added = [...after].filter((r) => !before.has(r));
+        removed = [...before].filter((r) => !after.has(r));
+        const rates = planIds.length ? ((await tx('resource_rates').whereIn('plan_id', planIds).select('plan_id', 'resource_id')) as { plan_id: number; resource_id: number }[]) : [];
+        const resourceName = (rid: number) => template.resources.find((r) => r.resourceId === rid)?.name ?? String(rid);
+        for (const rid of removed) {
+          const priced = rates.filter((r) => toNumber(r.resource_id) === rid).map((r) => toNumber(r.plan_id));
+          const published = plans.find((p) => priced.includes(toNumber(p.id)) && toBool(p.published));
+          if (published) {
+            throw invalid('resources', `${resourceName(rid)} is priced in published plan '${published.name}' (no. ${toNumber(published.id)}); unpublish the plan before taking the resource out of its template.`);
+          }
+          const held = (await liveSubscriptions()
+            .whereIn('id', tx('subscription_resources').select('subscription_id').where('resource_id', rid))
+            .first('id', 'plan_id')) as { id: number; plan_id: number } | undefined;
+          if (held) {
+            throw invalid('resources', `${resourceName(rid)} is held by live subscription ${toNumber(held.id)} of plan '${planName(toNumber(held.plan_id))}'; it stays in the template while such subscriptions run.`);
+          }
+          for (const planId of priced) dropped.push({ planId, resourceId: rid });
+        }
+      }
+      const now = this.deps.clock.now();
+      if (Object.keys(changes).length) await tx('service_templates').where({ id }).update(changes);
+      if (resources) {
+        for (const d of dropped) await tx('resource_rates').where({ plan_id: d.planId, resource_id: d.resourceId }).delete();
+        if (removed.length) await tx('template_resources').where({ template_id: id }).whereIn('resource_id', removed).delete();
+        for (const r of resources) {
+          if (added.includes(r.resource_id)) await tx('template_resources').insert({ ...r, template_id: id });
+          else await tx('template_resources').where({ template_id: id, resource_id: r.resource_id }).update({ limit_value: r.limit_value });
+        }
+      }
+      if (parameters) {
+        // Orders already placed keep the parameters they were given; new orders are asked for these.
+        await tx('template_parameters').where({ template_id: id }).delete();
+        if (parameters.length) await tx('template_parameters').insert(parameters.map((p) => ({ ...p, template_id: id })));
+      }
+      const changed = Object.keys(changes).map((k) => (k === 'service_gate' ? 'serviceGate' : k));
+      if (resources) changed.push('resources');
+      if (parameters) changed.push('parameters');
+      const payload = { templateId: id, changed, ...(changes.name !== undefined ? { name: changes.name } : {}), ...(changes.service_gate !== undefined ? { serviceGate: changes.service_gate } : {}), resourcesAdded: added, resourcesRemoved: removed, ratesRemoved: dropped };
+      await recordChange(tx, actor, now, {
+        operation: 'UpdateServiceTemplate',
+        objectType: 'service_template',
+        objectId: id,
+        details: { ...changes, resources: resources?.map((r) => ({ resourceId: r.resource_id, limit: r.limit_value })), parameters: parameters?.map((p) => p.name), ratesRemoved: dropped },
+        event: { name: 'catalog.template_updated', accountId: template.vendorAccountId, payload },
+      });
+    });
+    return this.getTemplate(actor, id);
+  }
+
+  /** A template's resource list checked as createTemplate and updateTemplate take it: resources the vendor sees, once each. */
+  private async templateResourceRows(actor: Actor, vendorId: number, input: { resourceId: number; limit?: number | null }[]): Promise<{ resource_id: number; limit_value: number | null }[]> {
+    if (!Array.isArray(input)) throw invalid('resources', 'resources must be a list.');
+    const visibleResources = new Set((await this.listResources(actor, vendorId)).map((r) => r.resourceId));
+    const resources = input.map((r, i) => {
+      const resourceId = positiveId(r.resourceId, `resources[${i}].resourceId`);
+      if (!visibleResources.has(resourceId)) throw invalid(`resources[${i}].resourceId`, `Resource ${resourceId} does not exist.`);
+      return { resource_id: resourceId, limit_value: r.limit === undefined || r.limit === null ? null : nonNegativeQuantity(r.limit, `resources[${i}].limit`) };
+    });
+    if (new Set(resources.map((r) => r.resource_id)).size !== resources.length) throw invalid('resources', 'A resource may appear only once in a template.');
+    return resources;
   }
 
   async getTemplate(actor: Actor, templateId: number, conn: Conn = this.deps.db): Promise<ServiceTemplate> {

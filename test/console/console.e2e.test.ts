@@ -214,6 +214,110 @@ describe('the operators\u2019 console in a real browser (demo seed, real server,
     }
   });
 
+  it('creates a resource and a service template using it, edits both (a refusal shown beside its field, then fixed), builds a plan on the template; a reseller gets 404 for another reseller\u2019s', async () => {
+    const { context, page } = await signedIn('admin', ADMIN_PASSWORD);
+    try {
+      await page.goto('/console/catalog');
+      await page.click('#section-tabs a:has-text("Resources")');
+      await page.fill('#resource-form input[name=name]', 'Console SSD');
+      await page.fill('#resource-form input[name=unit]', 'GB');
+      await page.fill('#resource-form input[name=code]', 'console_ssd');
+      await page.click('button:has-text("Create resource")');
+      expect(await page.textContent('.flash.ok')).to.contain('Console SSD created');
+      const resourceId = Number(new URL(page.url()).pathname.split('/').pop());
+
+      // An empty unit is refused beside the unit field, and nothing is saved; then the fix goes through.
+      await page.fill('#resource-form input[name=name]', 'Console NVMe');
+      await page.fill('#resource-form input[name=unit]', '');
+      await page.click('button:has-text("Save resource")');
+      expect(await page.textContent('#resource-form label:has(input[name=unit]) .field-error')).to.contain('unit is required');
+      expect(await page.inputValue('#resource-form input[name=name]'), 'what was typed is kept').to.equal('Console NVMe');
+      expect((await world.fresh.db('resources').where({ id: resourceId }).first('name')).name).to.equal('Console SSD');
+      await page.fill('#resource-form input[name=unit]', 'TB');
+      await page.click('button:has-text("Save resource")');
+      expect(await page.textContent('.flash.ok')).to.contain('saved');
+      expect(await world.fresh.db('resources').where({ id: resourceId }).first('name', 'unit')).to.deep.equal({ name: 'Console NVMe', unit: 'TB' });
+      await page.goto('/console/catalog/resources?q=nvme');
+      expect(await page.locator('#resources tbody tr').allTextContents()).to.have.length(1).and.satisfy((rows: string[]) => rows[0].includes('Console NVMe'));
+
+      // A new template with that resource limited to 8 (TB).
+      await page.goto('/console/catalog/templates');
+      await page.click('a:has-text("New template")');
+      await page.fill('#template-form input[name=name]', 'Console VPS');
+      await page.fill('#template-form input[name=serviceGate]', 'sandbox');
+      await page.check(`#limit-${resourceId} input[type=checkbox]`);
+      await page.fill(`#limit-${resourceId} input[name="limit.${resourceId}"]`, '8');
+      await page.fill('#param-0 input[name="param.0.name"]', 'host name');
+      await page.fill('#param-0 input[name="param.0.title"]', 'Host name');
+      await page.click('button:has-text("Create template")');
+      // An order parameter's name with a space: refused beside it, the rest of the form as typed.
+      expect(await page.textContent('#param-0 .field-error')).to.contain('letters, digits and _ only');
+      expect(await page.isChecked(`#limit-${resourceId} input[type=checkbox]`)).to.equal(true);
+      expect(await world.fresh.db('service_templates').where({ name: 'Console VPS' })).to.have.length(0);
+      await page.fill('#param-0 input[name="param.0.name"]', 'hostname');
+      await page.click('button:has-text("Create template")');
+      expect(await page.textContent('.flash.ok')).to.contain('template created');
+      const templateId = Number(new URL(page.url()).pathname.split('/').pop());
+      expect(await page.inputValue(`input[name="limit.${resourceId}"]`)).to.equal('8');
+      expect(await world.server.services.catalog.getTemplate(provider, templateId).then((t) => t.parameters)).to.deep.equal([{ name: 'hostname', title: 'Host name', kind: 'string', required: true }]);
+
+      // Build a plan on it from the template's page, with 4 TB included.
+      await page.click('#new-plan');
+      expect(await page.inputValue('select[name=templateId]')).to.equal(String(templateId));
+      await page.fill('input[name=name]', 'Console VPS Small');
+      await page.click('button:has-text("Create plan")');
+      const planId = Number(new URL(page.url()).pathname.split('/').pop());
+      await page.fill('#rate-form input[name=included]', '4');
+      await page.click('button:has-text("Set rate")');
+      expect(await page.textContent('.flash.ok')).to.contain('rate saved');
+
+      // A negative limit is refused beside that resource's limit (what was typed kept), then fixed.
+      await page.goto(`/console/catalog/templates/${templateId}`);
+      expect(await page.textContent('#template-plans')).to.contain('Console VPS Small');
+      await page.fill('#template-form input[name=name]', 'Console VPS Gen2');
+      await page.fill(`input[name="limit.${resourceId}"]`, '-2');
+      await page.click('button:has-text("Save template")');
+      expect(await page.textContent(`#limit-${resourceId} .field-error`)).to.contain('The limit of Console NVMe must be a number of 0 or more');
+      expect(await page.inputValue(`input[name="limit.${resourceId}"]`)).to.equal('-2');
+      expect(await page.inputValue('#template-form input[name=name]')).to.equal('Console VPS Gen2');
+      expect((await world.fresh.db('service_templates').where({ id: templateId }).first('name')).name).to.equal('Console VPS');
+      await page.fill(`input[name="limit.${resourceId}"]`, '16');
+      await page.click('button:has-text("Save template")');
+      expect(await page.textContent('.flash.ok')).to.contain('template saved');
+      expect(await page.textContent('h1')).to.equal('Console VPS Gen2');
+      const limit = await world.fresh.db('template_resources').where({ template_id: templateId, resource_id: resourceId }).first('limit_value');
+      expect(Number(limit.limit_value)).to.equal(16);
+      expect((await world.server.services.catalog.getTemplate(provider, templateId)).parameters.map((p) => p.name), 'the parameters sent back unchanged are kept').to.deep.equal(['hostname']);
+
+      await page.goto('/console/catalog?q=Console+VPS');
+      const plans = await page.textContent('table');
+      expect(plans).to.contain('Console VPS Small').and.contain('Console VPS Gen2');
+      expect(await page.locator(`a[href="/console/catalog/plans/${planId}"]`).count()).to.equal(1);
+      const audit = await world.fresh.db('audit_log').where({ operation: 'UpdateServiceTemplate', object_id: String(templateId), channel: 'console' });
+      expect(audit).to.have.length(1);
+
+      // The demo reseller neither lists nor opens another reseller's template and resource, nor edits the provider's.
+      const otherRow = await world.fresh.db('accounts').where({ company_name: 'Other Reseller' }).first('id', 'path');
+      const other: Actor = { userId: null, accountId: otherRow.id, accountPath: otherRow.path, accountType: 'reseller', roles: ['admin'], channel: 'system' };
+      const otherResource = await world.server.services.catalog.createResource(other, { name: 'Other Backup', unit: 'GB' });
+      const otherTemplate = await world.server.services.catalog.createTemplate(other, { name: 'Other Backup Plan', serviceGate: 'sandbox', resources: [{ resourceId: otherResource, limit: 5 }] });
+      const reseller = await signedIn('reseller', resellerPassword);
+      try {
+        await reseller.page.goto('/console/catalog/templates');
+        expect(await reseller.page.textContent('#templates')).to.not.contain('Other Backup').and.not.contain('Console VPS');
+        for (const url of [`/console/catalog/templates/${otherTemplate}`, `/console/catalog/resources/${otherResource}`, `/console/catalog/templates/${templateId}`, `/console/catalog/resources/${resourceId}`]) {
+          const res = await reseller.page.goto(url);
+          expect(res!.status(), url).to.equal(404);
+          expect(await reseller.page.textContent('h1')).to.equal('Not found');
+        }
+      } finally {
+        await reseller.context.close();
+      }
+    } finally {
+      await context.close();
+    }
+  });
+
   async function failedTask(kind: string): Promise<number> {
     const { tasks } = world.server.services;
     // A queue of its own that no worker serves, so the task stays as the test leaves it.

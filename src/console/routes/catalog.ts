@@ -5,6 +5,8 @@ import { invalid, notFound } from '../../domain/errors';
 import { PERIOD_UNITS } from '../../domain/period';
 import { likeTerm, listPage } from '../lists';
 import { inSubtree } from './scope';
+import { ancestorIds } from '../../accounts/scope';
+import { catalogItemPages } from './catalog-items';
 
 /** A decimal amount typed by a person, in the plan's currency, as minor units; empty = 0. */
 function amount(page: Page, name: string, currency: string): bigint {
@@ -20,8 +22,9 @@ function whole(page: Page, name: string, fallback?: number | null): number | nul
   return Number(text);
 }
 
-/** Catalog: resources and templates (list), plans (list, create, edit), their periods and resource rates. */
+/** Catalog: resources and templates (catalog-items.ts), plans (list, create, edit), their periods and resource rates. */
 export function catalogPages(r: ConsoleRoutes): void {
+  catalogItemPages(r);
   r.get('/catalog', async (page) => {
     const { db } = page.services.deps;
     const [resources, templates] = await Promise.all([page.services.catalog.listResources(page.actor), page.services.catalog.listTemplates(page.actor)]);
@@ -41,10 +44,12 @@ export function catalogPages(r: ConsoleRoutes): void {
     // What the operator's account sells now: its own published plans and those it may resell from above.
     const sellable = await page.services.catalog.listPlans(page.actor, { pageSize: 100 });
     const rq = page.query('rq').trim().toLowerCase();
+    // listResources gives the subtree's own resources (editable) and those of the vendors above (read only).
+    const ancestors = ancestorIds(page.actor.accountPath);
     await page.render('catalog.njk', {
       title: 'Catalog',
       list: { ...list, rows: list.rows.map((p) => ({ ...p, published: !!Number(p.published), resellable: !!Number(p.resellable) })) },
-      resources: rq ? resources.filter((x) => `${x.name} ${x.unit} ${x.code ?? ''}`.toLowerCase().includes(rq)) : resources,
+      resources: (rq ? resources.filter((x) => `${x.name} ${x.unit} ${x.code ?? ''}`.toLowerCase().includes(rq)) : resources).map((x) => ({ ...x, editable: !ancestors.includes(x.vendorAccountId) })),
       templates: rq ? templates.filter((t) => `${t.name} ${t.serviceGate}`.toLowerCase().includes(rq)) : templates,
       sellable,
       q: search,
@@ -54,7 +59,7 @@ export function catalogPages(r: ConsoleRoutes): void {
   });
 
   const newForm = async (page: Page, status = 200) =>
-    page.render('plan-new.njk', { title: 'New plan', templates: await page.services.catalog.listTemplates(page.actor) }, status);
+    page.render('plan-new.njk', { title: 'New plan', templates: await page.services.catalog.listTemplates(page.actor), chosen: page.form.templateId ?? page.query('templateId') }, status);
   r.get('/catalog/plans/new', (page) => newForm(page));
   r.post('/catalog/plans/new', async (page) => {
     const id = await page.attempt(() =>
