@@ -1,18 +1,14 @@
-import { recordChange } from '../../audit/record-change';
 import { toNumber, type Tx } from '../../db/knex';
-import { SUBSCRIPTION_STATUS } from '../../subscriptions/subscriptions-service';
+import { extendSubscriptions } from '../../subscriptions/renewal';
 import { billingActor, type InvoicePaidListener } from '../documents-service';
 import type { InvoicePaidEvent } from '../types';
 
 /**
  * PBA's renewal semantics: a subscription's expiration moves forward when its renewal invoice is paid. Registered
  * on DocumentsService.onInvoicePaid, so it runs in the transaction that marks the invoice paid. For each renewal
- * or trial_conversion charge on the invoice, the subscription whose expiration is still the charge's period start
- * gets expiration = next bill date = the period's end (a trial also becomes active on the plan's paid period).
- * The guard on the old expiration makes a second delivery of the same payment change nothing.
- *
- * (The orders helper is building renewal orders with their own "extend by a period" in src/subscriptions; this
- * small equivalent lives here until the lead merges both.)
+ * or trial_conversion charge on the invoice, the subscription is extended by the one "extend by a period"
+ * (src/subscriptions/renewal.ts) from the charge's period start to its end, guarded by that start: a second
+ * delivery of the same payment changes nothing. A trial moves to its plan's paid period and becomes active.
  */
 export function extendPaidRenewals(): InvoicePaidListener {
   return async (tx: Tx, e: InvoicePaidEvent) => {
@@ -22,35 +18,14 @@ export function extendPaidRenewals(): InvoicePaidListener {
       .whereNotNull('subscription_id')
       .orderBy('id')
       .select('subscription_id', 'kind', 'period_start', 'period_end')) as { subscription_id: number; kind: string; period_start: unknown; period_end: unknown }[];
-    for (const c of charges) {
-      const subscriptionId = toNumber(c.subscription_id);
-      const start = toNumber(c.period_start);
-      const end = toNumber(c.period_end);
-      const update: Record<string, unknown> = { expiration_date: end, next_bill_date: end, last_bill_date: e.paidAt.getTime(), updated_at: e.paidAt.getTime() };
-      if (c.kind === 'trial_conversion') {
-        const sub = (await tx('subscriptions').where({ id: subscriptionId }).first('plan_id')) as { plan_id: number } | undefined;
-        const paid = sub
-          ? ((await tx('plan_periods').where({ plan_id: sub.plan_id, trial: false, enabled: true }).orderBy(['sort_order', 'id']).first('id')) as { id: number } | undefined)
-          : undefined;
-        if (paid) update.period_id = toNumber(paid.id);
-        update.status = SUBSCRIPTION_STATUS.active;
-      }
-      const n = await tx('subscriptions')
-        .where({ id: subscriptionId, expiration_date: start })
-        .whereIn('status', [SUBSCRIPTION_STATUS.active, SUBSCRIPTION_STATUS.graced, SUBSCRIPTION_STATUS.trial, SUBSCRIPTION_STATUS.suspended])
-        .update(update);
-      if (!n) continue;
-      await recordChange(tx, billingActor(e.vendorId), e.paidAt, {
-        operation: c.kind === 'trial_conversion' ? 'billing.trial_converted' : 'billing.renewed',
-        objectType: 'subscription',
-        objectId: subscriptionId,
-        details: { invoiceId: e.documentId, invoiceNumber: e.number, periodStart: new Date(start).toISOString(), periodEnd: new Date(end).toISOString() },
-        event: {
-          name: 'subscription.renewed',
-          accountId: e.accountId,
-          payload: { subscriptionId, invoiceId: e.documentId, expirationDate: new Date(end).toISOString(), trialConverted: c.kind === 'trial_conversion' },
-        },
-      });
-    }
+    if (charges.length === 0) return;
+    await extendSubscriptions(
+      tx,
+      billingActor(e.vendorId),
+      e.paidAt,
+      charges.map((c) => ({ subscriptionId: toNumber(c.subscription_id), from: new Date(toNumber(c.period_start)), to: new Date(toNumber(c.period_end)), trialConversion: c.kind === 'trial_conversion', invoiceId: e.documentId })),
+      // Graced subscriptions are made active by dunning's listener (liftDunning), which knows about other dunned invoices.
+      { operation: 'billing.renewed', reactivateGraced: false },
+    );
   };
 }
