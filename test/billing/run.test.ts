@@ -196,7 +196,7 @@ describe(`billing run (${dialect})`, function () {
 
   it('a dry run writes nothing and reports what the real run then does', async () => {
     await makeMixedBook(world);
-    const tables = ['documents', 'document_lines', 'billing_charges', 'billing_runs', 'events', 'audit_log', 'payments'];
+    const tables = ['documents', 'document_lines', 'billing_charges', 'billing_runs', 'events', 'audit_log', 'payments', 'orders', 'order_history'];
     const before = await Promise.all(tables.map((t) => count(world, t)));
     const statuses = await world.deps.db('subscriptions').orderBy('id').select('status', 'expiration_date');
     const dry = await run(world, MIXED_AS_OF, { dryRun: true });
@@ -204,11 +204,11 @@ describe(`billing run (${dialect})`, function () {
     expect(await world.deps.db('subscriptions').orderBy('id').select('status', 'expiration_date')).to.deep.equal(statuses);
     expect(dry.runId).to.equal(null);
     const real = await run(world, MIXED_AS_OF);
-    const pick = (s: BillingRunSummary) => ({ examined: s.subscriptionsExamined, charges: s.charges, invoices: s.invoices, lines: s.lines, totals: s.totals, converted: s.trialsConverted, expired: s.trialsExpired, overage: s.overageLines });
+    const pick = (s: BillingRunSummary) => ({ examined: s.subscriptionsExamined, charges: s.charges, invoices: s.invoices, lines: s.lines, totals: s.totals, converted: s.trialsConverted, expired: s.trialsExpired, overage: s.overageLines, orders: s.renewalOrders });
     expect(pick(dry)).to.deep.equal(pick(real));
     // By hand: renewals 12.00+1.75+5.00 (Alpha), 12.00 (Beta), trial 9.99 (Gamma), 5.00 (Delta), 12.00+0.50 (Epsilon);
     // January overage 55.00 (Alpha: 600 GB over, 500 x 0.10 + 100 x 0.05) and 5.00 (Delta: 50 x 0.10).
-    expect(pick(real)).to.deep.equal({ examined: 8, charges: 10, invoices: 7, lines: 10, totals: { USD: 11824n }, converted: 1, expired: 2, overage: 2 });
+    expect(pick(real)).to.deep.equal({ examined: 8, charges: 10, invoices: 7, lines: 10, totals: { USD: 11824n }, converted: 1, expired: 2, overage: 2, orders: 6 });
     expect(real.payments).to.deep.equal({ tried: 5, succeeded: 4, declined: 1, unknown: 0 });
   });
 

@@ -306,6 +306,7 @@ export class BillingRun {
       if (dryRun) {
         const fresh = await ctx.countDry(conn, charges, subs.map((s) => toNumber(s.id)));
         ctx.summary.trialsConverted += fresh.filter((c) => c.kind === 'trial_conversion').length;
+        if (this.workflows && this.tasks) ctx.summary.renewalOrders += fresh.filter((c) => c.kind === 'renewal' || c.kind === 'trial_conversion').length;
         return [];
       }
       const tx = conn as Tx;
