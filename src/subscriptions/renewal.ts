@@ -98,7 +98,8 @@ export async function extendSubscriptions(tx: Tx, actor: Actor, now: Date, reque
   }
   const periodIdOf = (r: ExtensionRequest, s: { period_id: number; plan_id: number; status: number }) =>
     r.periodId ?? (converts(r, s) ? paidPeriodOf.get(toNumber(s.plan_id)) ?? toNumber(s.period_id) : toNumber(s.period_id));
-  const periodIds = [...new Set(requests.filter((r) => subs.has(r.subscriptionId)).map((r) => periodIdOf(r, subs.get(r.subscriptionId)!)))];
+  // The periods' lengths, for the requests that do not give their period's end.
+  const periodIds = [...new Set(requests.filter((r) => r.to === undefined && subs.has(r.subscriptionId)).map((r) => periodIdOf(r, subs.get(r.subscriptionId)!)))];
   const periods = new Map<number, { duration: number; unit: PeriodUnit }>();
   for (let i = 0; i < periodIds.length; i += 500) {
     const rows = (await tx('plan_periods').whereIn('id', periodIds.slice(i, i + 500)).select('id', 'duration', 'unit')) as { id: number; duration: unknown; unit: PeriodUnit }[];
@@ -121,10 +122,13 @@ export async function extendSubscriptions(tx: Tx, actor: Actor, now: Date, reque
       continue;
     }
     const periodId = periodIdOf(r, s);
-    const period = periods.get(periodId);
-    if (!period) throw notFound('Plan period', periodId);
     const from = r.from ?? (current === null ? now : new Date(current));
-    const to = r.to ?? addPeriod(from, period.duration, period.unit);
+    let to = r.to;
+    if (!to) {
+      const period = periods.get(periodId);
+      if (!period) throw notFound('Plan period', periodId);
+      to = addPeriod(from, period.duration, period.unit);
+    }
     const trialConverted = converts(r, s);
     const activate = trialConverted || status === SUBSCRIPTION_STATUS.expired || (status === SUBSCRIPTION_STATUS.graced && opts.reactivateGraced !== false);
     // Guarded by what was read: a concurrent extension (or status change) makes this one change nothing.

@@ -233,12 +233,23 @@ function pathToEnd(def: WorkflowDefinition, step: string, outcome: Outcome): { s
 export function renewalOrdersPaid(deps: Deps, tasks: TaskQueue): InvoicePaidListener {
   const definitions = new Map<number, WorkflowDefinition>();
   return async (tx: Tx, e: InvoicePaidEvent) => {
-    const charges = (await tx('billing_charges')
-      .where({ document_id: e.documentId })
-      .whereIn('kind', ['renewal', 'trial_conversion'])
-      .whereNotNull('subscription_id')
-      .orderBy('id')
-      .select('subscription_id', 'kind', 'period_start', 'period_end', 'order_id')) as { subscription_id: number; kind: string; period_start: unknown; period_end: unknown; order_id: number | null }[];
+    // The invoice's renewals with their orders (if any), in one read.
+    const charges = (await tx('billing_charges as c')
+      .leftJoin('orders as o', 'o.id', 'c.order_id')
+      .leftJoin('order_items as i', function () {
+        this.on('i.order_id', '=', 'o.id').andOn('i.position', '=', tx.raw('1'));
+      })
+      .where('c.document_id', e.documentId)
+      .whereIn('c.kind', ['renewal', 'trial_conversion'])
+      .whereNotNull('c.subscription_id')
+      .orderBy('c.id')
+      .select('c.subscription_id', 'c.kind', 'c.period_start', 'c.period_end', 'c.order_id', 'o.id', 'o.order_number', 'o.account_id', 'o.vendor_id', 'o.workflow_id', 'o.step', 'i.target_subscription_id', 'i.details')) as ({
+      subscription_id: number;
+      kind: string;
+      period_start: unknown;
+      period_end: unknown;
+      order_id: number | null;
+    } & WaitingOrder)[];
     if (charges.length === 0) return;
     const actor = billingActor(e.vendorId);
     const request = (c: (typeof charges)[number], orderId?: number): ExtensionRequest => ({
@@ -255,15 +266,8 @@ export function renewalOrdersPaid(deps: Deps, tasks: TaskQueue): InvoicePaidList
 
     const withOrder = charges.filter((c) => c.order_id !== null && c.order_id !== undefined);
     if (withOrder.length === 0) return;
-    const orders = (await tx('orders as o')
-      .join('order_items as i', 'i.order_id', 'o.id')
-      .whereIn(
-        'o.id',
-        withOrder.map((c) => toNumber(c.order_id)),
-      )
-      .where('i.position', 1)
-      .select('o.id', 'o.order_number', 'o.account_id', 'o.vendor_id', 'o.workflow_id', 'o.step', 'i.target_subscription_id', 'i.details')) as WaitingOrder[];
-    const byId = new Map(orders.map((o) => [toNumber(o.id), o]));
+    const orders = withOrder.filter((c) => c.id !== null && c.id !== undefined);
+    const byId = new Map<number, WaitingOrder>(orders.map((o) => [toNumber(o.id), o]));
     for (const o of orders) {
       const wid = toNumber(o.workflow_id);
       if (!definitions.has(wid)) {
