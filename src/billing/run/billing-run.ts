@@ -814,7 +814,7 @@ async function extraResources(conn: Conn, subscriptionIds: number[]) {
   return out;
 }
 
-/** INSERT ... ON CONFLICT (charge_key) DO NOTHING / INSERT IGNORE, 500 rows per statement; answers how many were new. */
+/** INSERT ... ON CONFLICT (charge_key) DO NOTHING / INSERT IGNORE, 500 rows per statement; answers the rows this run inserted. */
 async function insertCharges(tx: Tx, charges: ChargeRow[], ctx: RunContext): Promise<{ id: number; charge_key: string; kind: ChargeKind }[]> {
   const inserted: { id: number; charge_key: string; kind: ChargeKind }[] = [];
   for (let i = 0; i < charges.length; i += 500) {

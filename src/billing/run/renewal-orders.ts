@@ -1,5 +1,5 @@
 import type { Deps } from '../../context';
-import { money, toNumber, type Tx } from '../../db/knex';
+import { isSqlite, money, toNumber, type Tx } from '../../db/knex';
 import { insertBatched } from '../../db/batch';
 import { isTerminal, nextStep, STATUS_OF_ACTION, validateWorkflow, type Outcome, type PbaOrderStatus, type WorkflowDefinition } from '../../domain/workflow';
 import type { TaskQueue } from '../../jobs/task-queue';
@@ -233,8 +233,10 @@ function pathToEnd(def: WorkflowDefinition, step: string, outcome: Outcome): { s
 export function renewalOrdersPaid(deps: Deps, tasks: TaskQueue): InvoicePaidListener {
   const definitions = new Map<number, WorkflowDefinition>();
   return async (tx: Tx, e: InvoicePaidEvent) => {
-    // The invoice's renewals with their orders (if any), in one read.
-    const charges = (await tx('billing_charges as c')
+    // The invoice's renewals with their orders (if any), in one read; on MariaDB a locking read, so an order an
+    // operator approves onto its charge step meanwhile is either seen there or waits for this payment to commit
+    // (then the engine's charge step finds the invoice paid).
+    const read = tx('billing_charges as c')
       .leftJoin('orders as o', 'o.id', 'c.order_id')
       .leftJoin('order_items as i', function () {
         this.on('i.order_id', '=', 'o.id').andOn('i.position', '=', tx.raw('1'));
@@ -243,7 +245,8 @@ export function renewalOrdersPaid(deps: Deps, tasks: TaskQueue): InvoicePaidList
       .whereIn('c.kind', ['renewal', 'trial_conversion'])
       .whereNotNull('c.subscription_id')
       .orderBy('c.id')
-      .select('c.subscription_id', 'c.kind', 'c.period_start', 'c.period_end', 'c.order_id', 'o.id', 'o.order_number', 'o.account_id', 'o.vendor_id', 'o.workflow_id', 'o.step', 'i.target_subscription_id', 'i.details')) as ({
+      .select('c.subscription_id', 'c.kind', 'c.period_start', 'c.period_end', 'c.order_id', 'o.id', 'o.order_number', 'o.account_id', 'o.vendor_id', 'o.workflow_id', 'o.step', 'i.target_subscription_id', 'i.details');
+    const charges = (await (isSqlite(tx) ? read : read.forUpdate())) as ({
       subscription_id: number;
       kind: string;
       period_start: unknown;
