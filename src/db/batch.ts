@@ -1,4 +1,4 @@
-import type { Conn } from './knex';
+import { isSqlite, type Conn } from './knex';
 
 /** SQLite's compound-select limit makes 500 rows the most one INSERT statement may carry. */
 export const MAX_ROWS_PER_STATEMENT = 500;
@@ -13,13 +13,15 @@ export async function insertBatched(db: Conn, table: string, rows: readonly obje
 const sqlCache = new Map<string, string>();
 
 /**
- * One multi-row `INSERT INTO t (..) VALUES (..), (..)` written here: the same statement on SQLite and MariaDB, at a
- * fraction of knex's cost (knex compiles every identifier and value anew, and writes SQLite's as INSERT ... SELECT
- * ... UNION ALL), and one SQL text per (table, columns, row count), so SQLite's statement cache keeps it prepared.
- * Rows with other columns than the first row's, or an undefined value (knex's DEFAULT), go through knex.
+ * On SQLite, one multi-row `INSERT INTO t (..) VALUES (..), (..)` written here, at a fraction of knex's cost (knex
+ * compiles every identifier and value anew and writes SQLite's as INSERT ... SELECT ... UNION ALL), with one SQL
+ * text per (table, columns, row count), so the statement cache keeps it prepared. Rows with other columns than the
+ * first row's, or an undefined value (knex's DEFAULT), go through knex, as everything does on MariaDB (there the
+ * hand-made statement made a concurrent-issuing test deadlock past its retries; not investigated further).
  */
 async function insertRows(db: Conn, table: string, rows: readonly object[]): Promise<void> {
   if (rows.length === 0) return;
+  if (!isSqlite(db)) return void (await db(table).insert(rows));
   const cols = Object.keys(rows[0]!);
   const bindings: unknown[] = [];
   for (const row of rows) {
