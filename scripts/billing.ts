@@ -51,7 +51,7 @@ export function printSummary(s: BillingRunSummary): string {
   return [
     `Billing ${s.dryRun ? 'dry run (nothing written)' : `run ${s.runId}`} as of ${s.asOf.toISOString()}`,
     `  subscriptions examined  ${s.subscriptionsExamined}`,
-    `  charges                 ${s.charges}  (trials converted ${s.trialsConverted}, overage lines ${s.overageLines}, domain renewals ${s.domainRenewals})`,
+    `  charges                 ${s.charges}  (trials converted ${s.trialsConverted}, overage lines ${s.overageLines}, renewal orders ${s.renewalOrders}, domain renewals ${s.domainRenewals})`,
     `  invoices                ${s.invoices}`,
     `  lines                   ${s.lines}`,
     `  amounts                 ${totals.length ? totals.join(', ') : 'none'}${s.dryRun ? ' (before tax)' : ''}`,

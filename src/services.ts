@@ -16,7 +16,7 @@ import { SubscriptionsService } from './subscriptions/subscriptions-service';
 import { SubscriptionOrdersService } from './orders/subscription-orders';
 import { accountBalance, DocumentsService } from './billing/documents-service';
 import { BillingRun } from './billing/run/billing-run';
-import { extendPaidRenewals } from './billing/run/renewals';
+import { renewalOrdersPaid } from './billing/run/renewal-orders';
 import { liftDunning } from './billing/run/dunning';
 import { renewPaidDomains } from './billing/run/domain-renewals';
 import { UsageService } from './billing/usage-service';
@@ -81,7 +81,7 @@ export function createServices(deps: Deps, plugins: PluginRegistry = loadPlugins
   });
   const documents = new DocumentsService(deps, payments);
   // A paid renewal (or trial conversion) invoice moves its subscription's expiration forward.
-  documents.onInvoicePaid(extendPaidRenewals());
+  documents.onInvoicePaid(renewalOrdersPaid(deps, tasks));
   // ... and payment in full lifts its dunning (graced -> active, a non-payment suspension resumed).
   documents.onInvoicePaid(liftDunning(deps, tasks));
   // ... and a paid domain renewal is renewed at the registrar by a task (src/domains/lifecycle.ts).
@@ -110,7 +110,7 @@ export function createServices(deps: Deps, plugins: PluginRegistry = loadPlugins
     taxRules: new TaxRulesService(deps),
     billingSettings: new BillingSettingsService(deps),
     usage: new UsageService(deps),
-    billingRun: new BillingRun(deps, documents, tasks),
+    billingRun: new BillingRun(deps, documents, tasks, workflows),
     tlds,
     domains: new DomainsService(deps, { tlds, pluginInstances }),
   };

@@ -4,6 +4,7 @@
  * auto-pay of every invoice through the sandbox payment gateway), and prints subscriptions/s and peak RSS. In the
  * same process it then times a plain batched insert of as many invoice and line rows (rolled back) and prints the
  * ratio of the run's invoicing to it.
+ * Each renewal is a renewal order (RN) placed by the run and completed when auto-pay pays its invoice.
  *   npm run bench:billing -- [--subscriptions 100000] [--per-account 10] [--batch-size 1000] [--db sqlite|mysql|both] [--no-autopay] [--autopay-concurrency 8]
  */
 import crypto from 'node:crypto';
@@ -156,8 +157,10 @@ async function run(label: string, databaseUrl: string): Promise<void> {
     let peak = before;
     const sampler = setInterval(() => (peak = Math.max(peak, process.memoryUsage().rss)), 50);
     const started = Date.now();
+    const cpuBefore = process.cpuUsage();
     const summary = await services.billingRun.run({ asOf: AS_OF, startedBy: 'bench', batchSize: BATCH, autopay: AUTOPAY, autopayConcurrency: AUTOPAY_CONCURRENCY });
     const seconds = (Date.now() - started) / 1000;
+    const cpu = process.cpuUsage(cpuBefore);
     clearInterval(sampler);
     peak = Math.max(peak, process.memoryUsage().rss);
 
@@ -167,7 +170,7 @@ async function run(label: string, databaseUrl: string): Promise<void> {
     const j = summaryJson(summary);
     console.log(
       `${label.padEnd(8)} ${N} subscriptions (${seeded.accounts} customers, ${PER_ACCOUNT} each; seeded in ${seedSeconds.toFixed(1)} s): ` +
-        `run ${seconds.toFixed(1)} s = ${(N / seconds).toFixed(0)} subscriptions/s; ${summary.invoices} invoices, ${lines} lines, ${summary.charges} charges, ` +
+        `run ${seconds.toFixed(1)} s = ${(N / seconds).toFixed(0)} subscriptions/s (process CPU ${((cpu.user + cpu.system) / 1e6).toFixed(1)} s, load average ${os.loadavg()[0]!.toFixed(1)}); ${summary.invoices} invoices, ${lines} lines, ${summary.charges} charges, ${summary.renewalOrders} renewal orders, ` +
         `totals ${JSON.stringify(j.totals)}; payments tried ${summary.payments.tried}, succeeded ${summary.payments.succeeded}, declined ${summary.payments.declined}, unknown ${summary.payments.unknown}; ` +
         `peak RSS ${Math.round(peak / 1e6)} MB (${Math.round(before / 1e6)} MB before the run); plain batched insert of ${summary.invoices} invoices + ${lines} lines ${(plainMs / 1000).toFixed(2)} s, run/plain = ${(seconds / (plainMs / 1000)).toFixed(1)}x`,
     );

@@ -693,10 +693,13 @@ export class DocumentsService {
     return { creditMemoId, refundDocumentId };
   }
 
-  /** The invoice of an order, once its charge is recorded (PlaceOrder's and GetOrder's invoiceId). */
+  /** The invoice of an order, once its charge is recorded (PlaceOrder's and GetOrder's invoiceId), or a renewal order's billing-run invoice. */
   async orderInvoiceId(orderId: number, conn: Conn = this.deps.db): Promise<number | null> {
     const row = (await conn('documents').where({ type: 'invoice', order_id: orderId }).orderBy('id').first('id')) as { id: number } | undefined;
-    return row ? toNumber(row.id) : null;
+    if (row) return toNumber(row.id);
+    // A billing run's renewal order is billed on the account's invoice of its run (with other lines): by its charges.
+    const charge = (await conn('billing_charges').where({ order_id: orderId }).whereNotNull('document_id').orderBy('id').first('document_id')) as { document_id: number } | undefined;
+    return charge ? toNumber(charge.document_id) : null;
   }
 
   // ---- reading ----

@@ -7,7 +7,7 @@ import { safeErrorMessage } from '../logger';
 import { isOutcome } from '../plugins/instances-service';
 import type { Outcome, ProvisioningGate } from '../plugins/sdk';
 import { describeForGate } from '../subscriptions/gate-request';
-import { extendSubscriptionByPeriod } from '../subscriptions/renewal';
+import { extendSubscriptionByPeriod, isExtended } from '../subscriptions/renewal';
 import { addPeriod, type PeriodUnit } from '../domain/period';
 import { SERVICE_STATUS, SUBSCRIPTION_STATUS } from '../subscriptions/subscriptions-service';
 import { issueOrderCredit } from './credit-hook';
@@ -109,7 +109,16 @@ async function applyRenewal(ctx: Ctx, order: OrderRow, item: ItemRow, sub: Subsc
     const actor = await ctx.actor(tx);
     const now = ctx.deps.clock.now();
     const before = (await subOf(tx, toNumber(sub.id)))!;
-    const ext = await extendSubscriptionByPeriod(tx, actor, toNumber(sub.id), now, { periodId: toNumber(item.period_id), orderId: toNumber(order.id) });
+    const details = parse(item.details);
+    // A billing run's RN order renews the period its invoice billed: extended only from that period's start.
+    const billed = typeof details.periodStart === 'string' && typeof details.periodEnd === 'string' ? { from: new Date(details.periodStart), to: new Date(details.periodEnd) } : {};
+    const ext = await extendSubscriptionByPeriod(tx, actor, toNumber(sub.id), now, { periodId: toNumber(item.period_id), orderId: toNumber(order.id), ...billed });
+    if (!isExtended(ext)) {
+      result = { notExtended: ext.skipped };
+      if (ext.skipped === 'already_extended') await transitionIfAt(ctx, tx, toNumber(order.id), order.step, 'success', ext.message);
+      else await transitionIfAt(ctx, tx, toNumber(order.id), order.step, 'failure', ext.message);
+      return;
+    }
     let resumed = '';
     // An expired subscription whose service was stopped runs again: the resume goes through its gate as a
     // subscription action (its task sets the subscription active and running once the gate has resumed it).
@@ -125,7 +134,7 @@ async function applyRenewal(ctx: Ctx, order: OrderRow, item: ItemRow, sub: Subsc
       });
       resumed = ` The expired service is being resumed (task ${taskId}).`;
     }
-    await tx('order_items').where({ id: item.id }).update({ details: JSON.stringify({ ...parse(item.details), from: ext.from.toISOString(), to: ext.to.toISOString() }) });
+    await tx('order_items').where({ id: item.id }).update({ details: JSON.stringify({ ...details, from: ext.from.toISOString(), to: ext.to.toISOString() }) });
     result = { expirationDate: ext.to.toISOString() };
     await transitionIfAt(ctx, tx, toNumber(order.id), order.step, 'success', `Subscription ${sub.id} renewed until ${ext.to.toISOString()}.${resumed}`);
   });

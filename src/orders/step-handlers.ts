@@ -12,6 +12,7 @@ import type { PaymentsService } from '../payments/payments-service';
 import type { PluginInstancesService } from '../plugins/instances-service';
 import type { FraudScreen } from '../plugins/sdk';
 import { loadWorkflowDefinition, transition } from './transitions';
+import { invoicePaidForOrder } from '../billing/run/renewal-orders';
 import type { OrderRow as FullOrderRow } from './orders-service';
 
 /**
@@ -174,7 +175,13 @@ export async function runFraudScreen(ctx: Ctx, order: OrderRow): Promise<{ outco
  * charge_payment: a total of 0 succeeds; otherwise the order's pay tool is charged through its gateway under a
  * key derived from the order, so a repeated step answers the first payment and never charges twice.
  */
-export async function runCharge(ctx: Ctx, order: OrderRow): Promise<{ outcome: StepOutcome; comment: string; paymentId?: number }> {
+export async function runCharge(ctx: Ctx, order: OrderRow): Promise<{ outcome: StepOutcome; comment: string; paymentId?: number; waiting?: boolean }> {
+  // A renewal order of the billing run is paid by its invoice (auto-pay, any payment or credit), never charged here.
+  const billed = await invoicePaidForOrder(ctx.deps.db, toNumber(order.id));
+  if (billed) {
+    if (billed.paid) return { outcome: 'success', comment: `Invoice ${billed.numbers.join(', ')} paid.` };
+    return { outcome: 'success', comment: '', waiting: true };
+  }
   const total = toBigInt(order.total);
   // A negative total (a credit or refund the order gives back) charges nothing either.
   if (total <= 0n) return { outcome: 'success', comment: 'Nothing to charge.' };
@@ -220,10 +227,12 @@ export async function runCharge(ctx: Ctx, order: OrderRow): Promise<{ outcome: S
 
 /** Runs a non-provision automatic step and moves the order on by its outcome (charge keeps the payment id). */
 export async function runSimpleStep(ctx: Ctx, order: OrderRow, action: StepAction): Promise<void> {
-  let result: { outcome: StepOutcome; comment: string; paymentId?: number };
+  let result: { outcome: StepOutcome; comment: string; paymentId?: number; waiting?: boolean };
   if (action === 'fraud_screen') result = await runFraudScreen(ctx, order);
   else if (action === 'charge_payment') result = await runCharge(ctx, order);
   else result = { outcome: 'done', comment: '' };
+  // Waiting for its invoice to be paid: the invoice-paid listener moves the order on (renewal-orders.ts).
+  if (result.waiting) return;
   await writeTx(ctx.deps, async (tx) => {
     if (result.paymentId !== undefined) await tx('orders').where({ id: order.id, step: order.step }).update({ payment_id: result.paymentId });
     // The charge into the ledger (invoice + payment document), with the transition: a repeated step finds the order

@@ -82,13 +82,19 @@ export async function scopedSubscription(tx: Conn, actor: Actor, subscriptionId:
   return (await (isSqlite(tx) ? q : q.forUpdate())) as SubscriptionRow;
 }
 
-/** Refuses a second lifecycle order while one on the same subscription is still under way. */
-async function refuseOpenOrder(tx: Tx, sub: SubscriptionRow): Promise<void> {
-  const open = (await tx('order_items as i')
+/**
+ * Refuses a second lifecycle order while one on the same subscription is still under way. A billing run's renewal
+ * order waiting for its invoice refuses another renewal (pay the invoice instead) but not a cancellation or change.
+ */
+async function refuseOpenOrder(tx: Tx, sub: SubscriptionRow, type: OrderType): Promise<void> {
+  const q = tx('order_items as i')
     .join('orders as o', 'o.id', 'i.order_id')
     .where('i.target_subscription_id', sub.id)
-    .whereNotIn('o.status', FINISHED_ORDER_STATUSES as unknown as string[])
-    .first('o.order_number', 'o.type', 'o.status')) as { order_number: string; type: string; status: string } | undefined;
+    .whereNotIn('o.status', FINISHED_ORDER_STATUSES as unknown as string[]);
+  if (type !== 'renewal') {
+    q.where((w) => w.whereNot('o.type', 'renewal').orWhereNotExists((x) => x.select(tx.raw('1')).from('billing_charges as c').whereRaw('c.order_id = o.id')));
+  }
+  const open = (await q.first('o.order_number', 'o.type', 'o.status')) as { order_number: string; type: string; status: string } | undefined;
   if (open) {
     throw notAllowed(`Subscription ${sub.id} already has ${open.type} order ${open.order_number} under way (status ${open.status}); wait until it has finished.`, 'subscriptionId');
   }
@@ -193,7 +199,7 @@ export class SubscriptionOrdersService {
       if (!RENEWABLE.includes(status)) {
         throw notAllowed(`Subscription ${id} is ${statusText(status)}; only an active, graced, expired or suspended subscription can be renewed${status === SUBSCRIPTION_STATUS.trial ? ' (a trial is converted by ordering a paid period)' : ''}.`, 'subscriptionId');
       }
-      await refuseOpenOrder(tx, sub);
+      await refuseOpenOrder(tx, sub, 'renewal');
       const plan = await this.svc.catalog.getPlanForOrder(tx, toNumber(sub.plan_id));
       if (!plan) throw notFound('Plan', toNumber(sub.plan_id));
       const pid = periodId ?? toNumber(sub.period_id);
@@ -232,7 +238,7 @@ export class SubscriptionOrdersService {
       if (toNumber(sub.service_status) !== SERVICE_STATUS.running && toNumber(sub.service_status) !== SERVICE_STATUS.stopped) {
         throw notAllowed(`Subscription ${id}'s service is changing (service status ${toNumber(sub.service_status)}); cancel it once that has finished.`, 'subscriptionId');
       }
-      await refuseOpenOrder(tx, sub);
+      await refuseOpenOrder(tx, sub, 'cancellation');
       if (when === 'end_of_term' && (sub.expiration_date === null || sub.expiration_date === undefined)) {
         throw invalid('when', `Subscription ${id} has no expiration date to cancel at; cancel it immediately.`);
       }
@@ -281,7 +287,7 @@ export class SubscriptionOrdersService {
         throw notAllowed(`Subscription ${id} is ${statusText(status)}; only an active or graced subscription can change its plan.`, 'subscriptionId');
       }
       if (toNumber(sub.service_status) !== SERVICE_STATUS.running) throw notAllowed(`Subscription ${id}'s service is not running (service status ${toNumber(sub.service_status)}); change its plan once it runs.`, 'subscriptionId');
-      await refuseOpenOrder(tx, sub);
+      await refuseOpenOrder(tx, sub, 'change');
       const oldPlan = await this.svc.catalog.getPlanForOrder(tx, toNumber(sub.plan_id));
       if (!oldPlan) throw notFound('Plan', toNumber(sub.plan_id));
       const oldPeriod = oldPlan.periods.find((p) => p.periodId === toNumber(sub.period_id));
@@ -333,7 +339,7 @@ export class SubscriptionOrdersService {
       const status = toNumber(sub.status);
       if (status !== SUBSCRIPTION_STATUS.active && status !== SUBSCRIPTION_STATUS.graced) throw notAllowed(`Subscription ${id} is ${statusText(status)}; resources are added to an active or graced subscription.`, 'subscriptionId');
       if (toNumber(sub.service_status) !== SERVICE_STATUS.running) throw notAllowed(`Subscription ${id}'s service is not running (service status ${toNumber(sub.service_status)}).`, 'subscriptionId');
-      await refuseOpenOrder(tx, sub);
+      await refuseOpenOrder(tx, sub, 'resource');
       const plan = await this.svc.catalog.getPlanForOrder(tx, toNumber(sub.plan_id));
       if (!plan) throw notFound('Plan', toNumber(sub.plan_id));
       const current = (await tx('subscription_resources').where({ subscription_id: id }).select('resource_id', 'included', 'additional')) as { resource_id: number; included: unknown; additional: unknown }[];

@@ -23,6 +23,18 @@ async function invoiceLines(world: World, subscriptionId: number) {
   }[];
 }
 
+/** Subscription id -> its renewal orders' ids (sorted by subscription). */
+async function renewalOrdersBySubscription(world: World) {
+  const rows = (await world.deps.db('orders as o').join('order_items as i', 'i.order_id', 'o.id').where('o.type', 'renewal').orderBy(['i.target_subscription_id', 'o.id']).select('i.target_subscription_id as s', 'o.id')) as { s: number; id: number }[];
+  return rows.map((r) => [toNumber(r.s), toNumber(r.id)]);
+}
+
+/** Subscription id -> the order its renewal (or trial conversion) charge names. */
+async function renewalChargesBySubscription(world: World) {
+  const rows = (await world.deps.db('billing_charges').whereIn('kind', ['renewal', 'trial_conversion']).orderBy(['subscription_id', 'order_id']).select('subscription_id as s', 'order_id as id')) as { s: number; id: number | null }[];
+  return rows.map((r) => [toNumber(r.s), r.id === null ? null : toNumber(r.id)]);
+}
+
 const run = (world: World, asOf: Date, extra: Partial<Parameters<BillingRun['run']>[0]> = {}) => world.services.billingRun.run({ asOf, startedBy: 'test', ...extra });
 
 describe(`billing run (${dialect})`, function () {
@@ -184,7 +196,7 @@ describe(`billing run (${dialect})`, function () {
 
   it('a dry run writes nothing and reports what the real run then does', async () => {
     await makeMixedBook(world);
-    const tables = ['documents', 'document_lines', 'billing_charges', 'billing_runs', 'events', 'audit_log', 'payments'];
+    const tables = ['documents', 'document_lines', 'billing_charges', 'billing_runs', 'events', 'audit_log', 'payments', 'orders', 'order_history'];
     const before = await Promise.all(tables.map((t) => count(world, t)));
     const statuses = await world.deps.db('subscriptions').orderBy('id').select('status', 'expiration_date');
     const dry = await run(world, MIXED_AS_OF, { dryRun: true });
@@ -192,11 +204,11 @@ describe(`billing run (${dialect})`, function () {
     expect(await world.deps.db('subscriptions').orderBy('id').select('status', 'expiration_date')).to.deep.equal(statuses);
     expect(dry.runId).to.equal(null);
     const real = await run(world, MIXED_AS_OF);
-    const pick = (s: BillingRunSummary) => ({ examined: s.subscriptionsExamined, charges: s.charges, invoices: s.invoices, lines: s.lines, totals: s.totals, converted: s.trialsConverted, expired: s.trialsExpired, overage: s.overageLines });
+    const pick = (s: BillingRunSummary) => ({ examined: s.subscriptionsExamined, charges: s.charges, invoices: s.invoices, lines: s.lines, totals: s.totals, converted: s.trialsConverted, expired: s.trialsExpired, overage: s.overageLines, orders: s.renewalOrders });
     expect(pick(dry)).to.deep.equal(pick(real));
     // By hand: renewals 12.00+1.75+5.00 (Alpha), 12.00 (Beta), trial 9.99 (Gamma), 5.00 (Delta), 12.00+0.50 (Epsilon);
     // January overage 55.00 (Alpha: 600 GB over, 500 x 0.10 + 100 x 0.05) and 5.00 (Delta: 50 x 0.10).
-    expect(pick(real)).to.deep.equal({ examined: 8, charges: 10, invoices: 7, lines: 10, totals: { USD: 11824n }, converted: 1, expired: 2, overage: 2 });
+    expect(pick(real)).to.deep.equal({ examined: 8, charges: 10, invoices: 7, lines: 10, totals: { USD: 11824n }, converted: 1, expired: 2, overage: 2, orders: 6 });
     expect(real.payments).to.deep.equal({ tried: 5, succeeded: 4, declined: 1, unknown: 0 });
   });
 
@@ -247,14 +259,20 @@ describe(`billing run (${dialect})`, function () {
       await clean.close();
     }
     expect(killed.length).to.be.greaterThan(5);
+    // The killed batches' renewal orders went with them: one order per subscription renewed, as in a clean run.
+    expect(await renewalOrdersBySubscription(world)).to.deep.equal(await renewalChargesBySubscription(world));
+    expect(await count(world, 'orders')).to.equal(6);
     const runs = (await world.deps.db('billing_runs').orderBy('id').select('status')) as { status: string }[];
     expect(runs.map((x) => x.status)).to.deep.equal(['failed', 'done']);
   });
 
   it('ten runs at once bill exactly one line per (subscription, kind, period): the documents of one clean run', async () => {
     await makeMixedBook(world);
-    const runs = await Promise.all(Array.from({ length: 10 }, (_, i) => new BillingRun(world.deps, world.services.documents).run({ asOf: MIXED_AS_OF, startedBy: `run-${i}`, batchSize: 3 })));
+    const runs = await Promise.all(Array.from({ length: 10 }, (_, i) => new BillingRun(world.deps, world.services.documents, world.services.tasks, world.services.workflows).run({ asOf: MIXED_AS_OF, startedBy: `run-${i}`, batchSize: 3 })));
     expect(runs.reduce((n, r) => n + r.charges, 0)).to.equal(10);
+    // One renewal order per subscription renewed (6), each with its charges, whichever run placed it.
+    expect(runs.reduce((n, r) => n + r.renewalOrders, 0)).to.equal(6);
+    expect(await renewalOrdersBySubscription(world)).to.deep.equal(await renewalChargesBySubscription(world));
     expect(runs.reduce((n, r) => n + r.invoices, 0)).to.equal(7);
     const dup = (await world.deps.db('document_lines')
       .whereNotNull('subscription_id')

@@ -16,6 +16,8 @@ import { overageAmount, parseTiers } from './overage';
 import { dueSteps, dunInvoice, subscriptionsOn, type OverdueInvoice } from './dunning';
 import type { TaskQueue } from '../../jobs/task-queue';
 import { domainRenewalBatches } from './domain-renewals';
+import type { Workflow, WorkflowsService } from '../../orders/workflows-service';
+import { placeRenewalOrders, type RenewalOrderInput } from './renewal-orders';
 
 const DAY_MS = 86_400_000;
 /** Auto-pay charges under way at once per run. */
@@ -55,6 +57,8 @@ export interface BillingRunSummary {
   /** Invoiced totals per currency (tax included; a dry run shows the charges before tax). */
   totals: Record<string, bigint>;
   trialsConverted: number;
+  /** Renewal orders (RN) placed, one per subscription renewed (or trial converted). */
+  renewalOrders: number;
   trialsExpired: number;
   overageLines: number;
   /** New domain renewal charges (auto-renew domains expiring within domainRenewDaysBefore); also in charges. */
@@ -73,6 +77,7 @@ interface DueRow {
   plan_id: number;
   period_id: number;
   name: string;
+  parameters: string;
   status: number;
   expiration_date: unknown;
   duration: number;
@@ -149,6 +154,8 @@ export class BillingRun {
     private readonly documents: DocumentsService,
     /** For dunning's suspensions and terminations through the service gate; without it the run does no dunning. */
     private readonly tasks?: TaskQueue,
+    /** The vendors' renewal workflows: with it (and tasks), each renewal is a renewal order (RN; renewal-orders.ts). */
+    private readonly workflows?: Pick<WorkflowsService, 'activeFor'>,
   ) {}
 
   async run(opts: BillingRunOptions): Promise<BillingRunSummary> {
@@ -169,6 +176,7 @@ export class BillingRun {
       lines: 0,
       totals: {},
       trialsConverted: 0,
+      renewalOrders: 0,
       trialsExpired: 0,
       overageLines: 0,
       domainRenewals: 0,
@@ -261,7 +269,7 @@ export class BillingRun {
         .where('s.id', '>=', lo)
         .where('s.id', '<', hi)
         .orderBy('s.id')
-        .select('s.id', 's.account_id', 's.vendor_id', 's.plan_id', 's.period_id', 's.name', 's.status', 's.expiration_date', 'pp.duration', 'pp.unit', 'pp.trial', 'pp.recurring_fee', 'pp.renewal_fee', 'p.currency')) as DueRow[]).filter(
+        .select('s.id', 's.account_id', 's.vendor_id', 's.plan_id', 's.period_id', 's.name', 's.parameters', 's.status', 's.expiration_date', 'pp.duration', 'pp.unit', 'pp.trial', 'pp.recurring_fee', 'pp.renewal_fee', 'p.currency')) as DueRow[]).filter(
         (r) => RENEWING.includes(toNumber(r.status)) && r.expiration_date !== null && r.expiration_date !== undefined && toNumber(r.expiration_date) <= horizon,
       );
       if (subs.length === 0) return null;
@@ -307,6 +315,7 @@ export class BillingRun {
       if (dryRun) {
         const fresh = await ctx.countDry(conn, charges, subs.map((s) => toNumber(s.id)));
         ctx.summary.trialsConverted += fresh.filter((c) => c.kind === 'trial_conversion').length;
+        if (this.workflows && this.tasks) ctx.summary.renewalOrders += fresh.filter((c) => c.kind === 'renewal' || c.kind === 'trial_conversion').length;
         return [];
       }
       const tx = conn as Tx;
@@ -321,10 +330,46 @@ export class BillingRun {
           event: { name: 'subscription.expired', accountId: toNumber(s.account_id), payload: { subscriptionId: toNumber(s.id), reason: 'trial_ended', status: SUBSCRIPTION_STATUS.expired } },
         });
       }
-      await insertCharges(tx, charges, ctx);
+      const fresh = await insertCharges(tx, charges, ctx);
+      // 2. A renewal order (RN) per subscription renewed, with the charges of its period as lines.
+      if (this.workflows && this.tasks && fresh.length) await this.placeOrders(tx, ctx, charges, fresh, subs, paidPeriods);
       return this.invoiceUninvoiced(tx, ctx, (q) => q.whereIn('subscription_id', subs.map((s) => toNumber(s.id))));
     };
     return dryRun ? work(this.deps.db) : retryOnDeadlock(() => this.deps.db.transaction((tx) => work(tx)));
+  }
+
+  /** Renewal orders for the renewal and trial-conversion charges this run inserted (with their resource charges). */
+  private async placeOrders(tx: Tx, ctx: RunContext, charges: ChargeRow[], fresh: { id: number; charge_key: string }[], subs: DueRow[], paidPeriods: Awaited<ReturnType<RunContext['paidPeriodsFor']>>): Promise<void> {
+    const idOf = new Map(fresh.map((f) => [f.charge_key, toNumber(f.id)]));
+    const subOf = new Map(subs.map((s) => [toNumber(s.id), s]));
+    const inputs = new Map<number, RenewalOrderInput>();
+    for (const c of charges) {
+      if ((c.kind !== 'renewal' && c.kind !== 'trial_conversion') || !idOf.has(c.charge_key)) continue;
+      const s = subOf.get(c.subscription_id!)!;
+      const trial = c.kind === 'trial_conversion';
+      inputs.set(c.subscription_id!, {
+        subscriptionId: c.subscription_id!,
+        accountId: c.account_id,
+        vendorId: c.vendor_id,
+        planId: toNumber(s.plan_id),
+        periodId: trial ? paidPeriods.get(toNumber(s.plan_id))!.periodId : toNumber(s.period_id),
+        currency: c.currency,
+        parameters: s.parameters,
+        name: s.name,
+        periodStart: c.period_start!,
+        periodEnd: c.period_end!,
+        trialConversion: trial,
+        charges: [],
+      });
+    }
+    for (const c of charges) {
+      const id = idOf.get(c.charge_key);
+      const input = inputs.get(c.subscription_id!);
+      if (id === undefined || !input || c.period_start !== input.periodStart) continue;
+      input.charges.push({ id, kind: c.kind, description: c.description, resourceId: c.resource_id, quantity: c.quantity, unitPrice: toBigInt(c.unit_price), amount: toBigInt(c.amount) });
+    }
+    await placeRenewalOrders(tx, this.deps, { workflows: this.workflows!, tasks: this.tasks! }, ctx.workflows, ctx.summary.runId, this.deps.clock.now(), [...inputs.values()]);
+    ctx.summary.renewalOrders += inputs.size;
   }
 
   private async overageBatch(ctx: RunContext, after: [number, number, number], limit: number, dryRun: boolean): Promise<{ pays: IssuedInvoice[]; last: [number, number, number] } | null> {
@@ -400,7 +445,7 @@ export class BillingRun {
         return { pays: [] as IssuedInvoice[], last };
       }
       const tx = conn as Tx;
-      const inserted = await insertCharges(tx, charges, ctx);
+      const inserted = (await insertCharges(tx, charges, ctx)).length;
       ctx.summary.overageLines += inserted;
       const pays = await this.invoiceUninvoiced(tx, ctx, (q) => q.whereIn('subscription_id', subIds).where('kind', 'overage'));
       return { pays, last };
@@ -675,6 +720,8 @@ export class BillingRun {
 /** Per-run caches and the dry run's arithmetic. */
 class RunContext {
   private readonly settings = new Map<number, BillingSettings>();
+  /** Each vendor's active renewal workflow, for the run's renewal orders. */
+  readonly workflows = new Map<number, Workflow>();
   private readonly paidPeriods = new Map<number, { periodId: number; duration: number; unit: PeriodUnit; recurringFee: bigint } | null>();
 
   constructor(
@@ -776,18 +823,18 @@ async function extraResources(conn: Conn, subscriptionIds: number[]) {
   return out;
 }
 
-/** INSERT ... ON CONFLICT (charge_key) DO NOTHING / INSERT IGNORE, 500 rows per statement; answers how many were new. */
-async function insertCharges(tx: Tx, charges: ChargeRow[], ctx: RunContext): Promise<number> {
-  let inserted = 0;
+/** INSERT ... ON CONFLICT (charge_key) DO NOTHING / INSERT IGNORE, 500 rows per statement; answers the rows this run inserted. */
+async function insertCharges(tx: Tx, charges: ChargeRow[], ctx: RunContext): Promise<{ id: number; charge_key: string; kind: ChargeKind }[]> {
+  const inserted: { id: number; charge_key: string; kind: ChargeKind }[] = [];
   for (let i = 0; i < charges.length; i += 500) {
     const chunk = charges.slice(i, i + 500);
     await tx('billing_charges').insert(chunk).onConflict('charge_key').ignore();
     // Ours are those carrying this run's id (a concurrent run's rows carry its own).
-    const rows = (await tx('billing_charges').whereIn('charge_key', chunk.map((c) => c.charge_key)).where('run_id', ctx.summary.runId!).select('kind')) as { kind: ChargeKind }[];
-    inserted += rows.length;
+    const rows = (await tx('billing_charges').whereIn('charge_key', chunk.map((c) => c.charge_key)).where('run_id', ctx.summary.runId!).select('id', 'charge_key', 'kind')) as { id: number; charge_key: string; kind: ChargeKind }[];
+    inserted.push(...rows);
     ctx.summary.trialsConverted += rows.filter((r) => r.kind === 'trial_conversion').length;
   }
-  ctx.summary.charges += inserted;
+  ctx.summary.charges += inserted.length;
   return inserted;
 }
 
@@ -802,6 +849,7 @@ export function summaryJson(s: BillingRunSummary): Record<string, unknown> {
     lines: s.lines,
     totals: Object.fromEntries(Object.entries(s.totals).map(([c, v]) => [c, formatAmount(v, c)])),
     trialsConverted: s.trialsConverted,
+    renewalOrders: s.renewalOrders,
     trialsExpired: s.trialsExpired,
     overageLines: s.overageLines,
     domainRenewals: s.domainRenewals,
