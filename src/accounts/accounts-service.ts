@@ -1,6 +1,6 @@
 import type { Actor, Deps } from '../context';
 import { recordChange } from '../audit/record-change';
-import { readStatements, type Conn, type Tx } from '../db/knex';
+import { readStatements, toBigInt, type Conn, type ReadStatement, type Tx } from '../db/knex';
 import { currency as currencyOf } from '../domain/currency';
 import { conflict, invalid, notAllowed, notFound } from '../domain/errors';
 import { countryCode, email, oneOf, optionalText, paging, positiveId, requiredText } from '../domain/fields';
@@ -213,14 +213,24 @@ function toContact(r: ContactRow): Contact {
   };
 }
 
-/** Balance source: until billing documents exist every balance is zero; the billing context replaces this. */
-export type BalanceOf = (conn: Conn, accountId: number) => Promise<bigint>;
+/**
+ * Balance source: the read of an account's balance by its id, answering one row whose first column is the
+ * balance in minor units (NULL for none). It runs on the same connection checkout as the account read. Without
+ * one (until billing documents exist) every balance is zero; the billing context passes its statement.
+ */
+export type BalanceStatement = (accountId: number) => ReadStatement;
 
 export class AccountsService {
   constructor(
     private readonly deps: Deps,
-    private readonly balanceOf: BalanceOf = async () => 0n,
+    private readonly balanceStatement?: BalanceStatement,
   ) {}
+
+  private async balanceOf(conn: Conn, accountId: number): Promise<bigint> {
+    if (!this.balanceStatement) return 0n;
+    const [rows] = (await readStatements(conn, [this.balanceStatement(accountId)])) as unknown[][][];
+    return toBigInt(rows[0]?.[0]);
+  }
 
   async create(actor: Actor, input: AccountInput): Promise<number> {
     const type = oneOf(input.type, 'type', ['reseller', 'customer'] as const);
@@ -301,7 +311,11 @@ export class AccountsService {
   async get(actor: Actor, accountId: number): Promise<Account> {
     const id = positiveId(accountId, 'accountId');
     const { db } = this.deps;
-    const [rows] = (await readStatements(db, [{ sql: ACCOUNT_WITH_CONTACTS_SQL, bindings: [id, actor.accountPath.length, actor.accountPath], raw: true }])) as unknown[][][];
+    // The balance is read in the same checkout even when the account turns out to be outside the subtree: it is
+    // then thrown away unseen, and the common case saves a second trip to the pool.
+    const statements: ReadStatement[] = [{ sql: ACCOUNT_WITH_CONTACTS_SQL, bindings: [id, actor.accountPath.length, actor.accountPath], raw: true }];
+    if (this.balanceStatement) statements.push(this.balanceStatement(id));
+    const [rows, balanceRows] = (await readStatements(db, statements)) as unknown[][][];
     if (!rows.length) throw notFound('Account', id);
     const row: Record<string, unknown> = {};
     for (let i = 0; i < ACCOUNT_COLUMNS.length; i++) row[ACCOUNT_COLUMNS[i]] = rows[0][i];
@@ -312,7 +326,7 @@ export class AccountsService {
       for (let i = 0; i < CONTACT_COLUMNS.length; i++) contact[CONTACT_COLUMNS[i]] = r[ACCOUNT_COLUMNS.length + i];
       contacts.push(contact);
     }
-    return this.toAccount(row as unknown as AccountRow, contacts as unknown as ContactRow[], await this.balanceOf(db, id));
+    return this.toAccount(row as unknown as AccountRow, contacts as unknown as ContactRow[], toBigInt(balanceRows?.[0]?.[0]));
   }
 
   async update(actor: Actor, accountId: number, patch: AccountUpdate): Promise<Account> {

@@ -2,7 +2,7 @@ import crypto from 'node:crypto';
 import { scopedAccount, type AccountRow } from '../accounts/scope';
 import { recordChange } from '../audit/record-change';
 import type { Actor, Deps } from '../context';
-import { isSqlite, money, toBigInt, toNumber, toOptionalNumber, type Conn, type Db, type Tx } from '../db/knex';
+import { isSqlite, money, toBigInt, toNumber, toOptionalNumber, type Conn, type Db, type ReadStatement, type Tx } from '../db/knex';
 import { insertBatched } from '../db/batch';
 import { inTransaction } from '../db/transaction';
 import { currency as currencyOf } from '../domain/currency';
@@ -272,7 +272,6 @@ export interface PaymentView {
   createdAt: Date;
 }
 
-/** What the customer owes in its own currency: the sum of its documents (for GetAccount's balance). */
 /**
  * Money an operator records (offline payments, refunds, memos, balance adjustments) is recorded by the account's
  * vendor or an account above it, never by the account itself: a customer (or a reseller, for what its own vendor
@@ -284,9 +283,14 @@ function refuseOwnAccount(actor: Actor, accountId: unknown, what: string, field 
   }
 }
 
-export async function accountBalance(conn: Conn, accountId: number): Promise<bigint> {
-  const [{ b }] = (await conn('documents as d').join('accounts as a', 'a.id', 'd.account_id').where('d.account_id', accountId).whereRaw('d.currency = a.currency').sum({ b: 'd.balance_effect' })) as { b: unknown }[];
-  return toBigInt(b);
+/**
+ * What an account owes in its own currency (GetAccount's balance): the sum of its documents' balance effects, as
+ * one prepared read (readStatements) that AccountsService runs on the same connection checkout as the account.
+ * NULL when it has no document.
+ */
+const ACCOUNT_BALANCE_SQL = 'SELECT SUM(d.balance_effect) FROM documents d JOIN accounts a ON a.id = d.account_id WHERE d.account_id = ? AND d.currency = a.currency';
+export function accountBalanceStatement(accountId: number): ReadStatement {
+  return { sql: ACCOUNT_BALANCE_SQL, bindings: [accountId], raw: true };
 }
 
 export interface AccountBalance {
