@@ -14,7 +14,7 @@ import { WorkflowsService } from './orders/workflows-service';
 import { PromoCodesService } from './orders/promo-codes-service';
 import { SubscriptionsService } from './subscriptions/subscriptions-service';
 import { SubscriptionOrdersService } from './orders/subscription-orders';
-import { accountBalanceStatement, DocumentsService } from './billing/documents-service';
+import { ACCOUNT_BALANCE_SQL, DocumentsService } from './billing/documents-service';
 import { BillingRun } from './billing/run/billing-run';
 import { extendPaidRenewals } from './billing/run/renewals';
 import { liftDunning } from './billing/run/dunning';
@@ -86,7 +86,7 @@ export function createServices(deps: Deps, plugins: PluginRegistry = loadPlugins
   const tlds = new TldCatalogService(deps);
   return {
     deps,
-    accounts: new AccountsService(deps, accountBalanceStatement),
+    accounts: new AccountsService(deps, ACCOUNT_BALANCE_SQL),
     users,
     catalog,
     auth: new Authenticator(deps, users),

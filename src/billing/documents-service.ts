@@ -2,7 +2,7 @@ import crypto from 'node:crypto';
 import { scopedAccount, type AccountRow } from '../accounts/scope';
 import { recordChange } from '../audit/record-change';
 import type { Actor, Deps } from '../context';
-import { isSqlite, money, toBigInt, toNumber, toOptionalNumber, type Conn, type Db, type ReadStatement, type Tx } from '../db/knex';
+import { isSqlite, money, toBigInt, toNumber, toOptionalNumber, type Conn, type Db, type Tx } from '../db/knex';
 import { insertBatched } from '../db/batch';
 import { inTransaction } from '../db/transaction';
 import { currency as currencyOf } from '../domain/currency';
@@ -285,13 +285,10 @@ function refuseOwnAccount(actor: Actor, accountId: unknown, what: string, field 
 
 /**
  * What an account owes in its own currency (GetAccount's balance): the sum of its documents' balance effects, as
- * one prepared read (readStatements) that AccountsService runs on the same connection checkout as the account.
- * NULL when it has no document.
+ * a scalar SQL expression over the accounts row `a` that AccountsService reads in the same statement as the
+ * account (NULL when it has no document).
  */
-const ACCOUNT_BALANCE_SQL = 'SELECT SUM(d.balance_effect) FROM documents d JOIN accounts a ON a.id = d.account_id WHERE d.account_id = ? AND d.currency = a.currency';
-export function accountBalanceStatement(accountId: number): ReadStatement {
-  return { sql: ACCOUNT_BALANCE_SQL, bindings: [accountId], raw: true };
-}
+export const ACCOUNT_BALANCE_SQL = '(SELECT SUM(d.balance_effect) FROM documents d WHERE d.account_id = a.id AND d.currency = a.currency)';
 
 export interface AccountBalance {
   accountId: number;
