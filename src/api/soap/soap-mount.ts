@@ -58,7 +58,8 @@ function bodyOperation(xml: string): string | undefined {
 }
 
 function soapActionOperation(header: string | string[] | undefined): string | undefined {
-  const raw = (Array.isArray(header) ? header[0] : header)?.trim().replace(/^"(.*)"$/, '$1');
+  let raw = (Array.isArray(header) ? header[0] : header)?.trim();
+  if (raw !== undefined && raw.length >= 2 && raw.charCodeAt(0) === 34 && raw.charCodeAt(raw.length - 1) === 34) raw = raw.slice(1, -1); // "..."
   if (!raw) return undefined;
   const hash = raw.lastIndexOf('#');
   const slash = raw.lastIndexOf('/');
@@ -177,7 +178,8 @@ export async function mountSoap(services: Services, router: Router, definitions:
         return refuse(new AppError('INVALID_ARGUMENT', `The SOAPAction names '${action}' but the body calls '${operation}'; they must agree.`, 'SOAPAction'));
       }
       // The body decides (node-soap would otherwise route by the header); the operation's wrapper compares again.
-      delete req.headers.soapaction;
+      // (undefined rather than delete: node-soap tests typeof, and a delete makes the headers a slow dictionary)
+      req.headers.soapaction = undefined;
       req.body = xml;
       req.hwRequestId = requestId;
       req.hwSoapAction = action;
