@@ -155,6 +155,12 @@ const WHITESPACE_ONLY = /^\s*$/;
  * element named like an inherited Object property (toString) is an ordinary child here, and one named "_" or
  * "cdata" cannot collide with the text or the CDATA flag.
  */
+/** Whether an element object has no own member yet (Object.keys(o).length === 0 without the array). */
+function isEmpty(o: Record<string, unknown>): boolean {
+  for (const k in o) if (Object.prototype.hasOwnProperty.call(o, k)) return false;
+  return true;
+}
+
 export function buildTree(xml: string): { results: unknown[]; errors: unknown[] } {
   const results: unknown[] = [];
   const errors: unknown[] = [];
@@ -195,14 +201,15 @@ export function buildTree(xml: string): { results: unknown[]; errors: unknown[] 
     const wasCdata = cdata.pop()!;
     let emptyStr: string | undefined;
     const element = obj as Record<string, unknown>;
+    const childless = isEmpty(element);
     if (!wasCdata && WHITESPACE_ONLY.test(chars)) {
       emptyStr = chars;
-    } else if (Object.keys(element).length === 0) {
+    } else if (childless) {
       obj = chars;
     } else {
       element._ = chars;
     }
-    if (typeof obj === 'object' && Object.keys(obj as object).length === 0) obj = emptyStr;
+    if (childless && typeof obj === 'object') obj = emptyStr;
     const depth = objects.length;
     if (depth > 0) {
       const parent = objects[depth - 1]!;
