@@ -39,34 +39,37 @@ function text(bytes: Buffer): string {
  * one was sent must match what arrived, and an aborted upload is an error.
  */
 function readPlain(req: IncomingMessage, limit: number, declared: number | null): Promise<Buffer> {
-  // The handlers are anonymous and stay attached (a flag ignores whatever comes after the outcome): under tsx
-  // every named closure costs a defineProperty for its name, and this runs on every call.
   return new Promise((resolve, reject) => {
     if (!req.readable) return reject(new Error('The request stream is not readable.'));
-    const state = { chunks: [] as Buffer[], received: 0, complete: false };
-    req.on('data', (chunk: Buffer) => {
-      if (state.complete) return;
-      state.received += chunk.length;
-      if (state.received > limit) fail(req, state, reject, new BodyTooLargeError(limit));
-      else state.chunks.push(chunk);
-    });
-    req.on('end', () => {
-      if (state.complete) return;
-      if (declared !== null && state.received !== declared) return fail(req, state, reject, new Error('The request body does not match its Content-Length.'));
-      state.complete = true;
-      resolve(state.chunks.length === 1 ? state.chunks[0] : Buffer.concat(state.chunks, state.received));
-    });
-    req.on('error', (e: Error) => fail(req, state, reject, e));
-    req.on('close', () => fail(req, state, reject, new Error('The request was aborted.')));
+    const chunks: Buffer[] = [];
+    let received = 0;
+    let complete = false;
+    const finish = (err: Error | null, body?: Buffer) => {
+      if (complete) return;
+      complete = true;
+      req.off('data', onData);
+      req.off('end', onEnd);
+      req.off('error', finish);
+      req.off('close', onClose);
+      if (err) {
+        req.unpipe();
+        req.pause();
+        reject(err);
+      } else resolve(body as Buffer);
+    };
+    const onData = (chunk: Buffer) => {
+      received += chunk.length;
+      if (received > limit) finish(new BodyTooLargeError(limit));
+      else chunks.push(chunk);
+    };
+    const onEnd = () => {
+      if (declared !== null && received !== declared) finish(new Error('The request body does not match its Content-Length.'));
+      else finish(null, chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, received));
+    };
+    const onClose = () => finish(new Error('The request was aborted.'));
+    req.on('data', onData);
+    req.on('end', onEnd);
+    req.on('error', finish);
+    req.on('close', onClose);
   });
-}
-
-/** Ends a body read with an error (once): the rest of the stream is left unread. */
-function fail(req: IncomingMessage, state: { complete: boolean; chunks: Buffer[] }, reject: (e: Error) => void, e: Error): void {
-  if (state.complete) return;
-  state.complete = true;
-  state.chunks = [];
-  req.unpipe();
-  req.pause();
-  reject(e);
 }
