@@ -141,8 +141,27 @@ interface SaxParser {
   write(text: string): SaxParser;
   close(): SaxParser;
 }
-// eslint-disable-next-line @typescript-eslint/no-require-imports
-const sax = require('sax') as { parser(strict: boolean, options: { trim: boolean; normalize: boolean; xmlns: boolean }): SaxParser };
+type Sax = { parser(strict: boolean, options: { trim: boolean; normalize: boolean; xmlns: boolean }): SaxParser };
+
+/**
+ * Our own instance of the sax module, not the one node-soap parses SOAP with: one process serves both doors, and
+ * a shared sax sees two sets of handlers and options, so its inline caches go polymorphic and both parsers run
+ * slower (node-soap's parse of a GetAccount took about twice as long as in a process parsing SOAP only).
+ * The module cache is left as it was, so node-soap still gets the shared instance.
+ */
+function ownSax(): Sax {
+  const id = require.resolve('sax');
+  const shared = require.cache[id];
+  delete require.cache[id];
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    return require('sax') as Sax;
+  } finally {
+    if (shared) require.cache[id] = shared;
+    else delete require.cache[id];
+  }
+}
+const sax = ownSax();
 
 const WHITESPACE_ONLY = /^\s*$/;
 
