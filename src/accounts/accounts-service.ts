@@ -190,8 +190,8 @@ const ALL_CONTACT_COLUMNS: [Exclude<keyof ContactRow, (typeof CONTACT_COLUMNS)[n
 void ALL_ACCOUNT_COLUMNS;
 void ALL_CONTACT_COLUMNS;
 /**
- * Bindings: id, the actor's path length, the actor's path. Contacts in kind order, as the unique index keeps them;
- * the balance (the given scalar expression over `a`) last, the same on every row.
+ * Bindings: id (for the balance), id, the actor's path length, the actor's path. Contacts in kind order, as the
+ * unique index keeps them; the balance (the given scalar expression) last, the same on every row.
  */
 function accountWithContactsSql(balanceExpression: string): string {
   return (
@@ -221,9 +221,9 @@ function toContact(r: ContactRow): Contact {
 }
 
 /**
- * Balance source: a scalar SQL expression over the accounts row `a` giving the account's balance in minor units
- * (NULL for none), read in the same statement as the account. Without one (until billing documents exist) every
- * balance is zero; the billing context passes its expression.
+ * Balance source: a scalar SQL expression with one `?` parameter, the account id, giving the account's balance in
+ * minor units (NULL for none), read in the same statement as the account. Without one (until billing documents
+ * exist) every balance is zero; the billing context passes its expression.
  */
 export type BalanceExpression = string;
 
@@ -234,10 +234,10 @@ export class AccountsService {
 
   constructor(
     private readonly deps: Deps,
-    balanceExpression: BalanceExpression = '0',
+    balanceExpression: BalanceExpression = '(0 * ?)',
   ) {
     this.readSql = accountWithContactsSql(balanceExpression);
-    this.balanceSql = `SELECT ${balanceExpression} FROM accounts a WHERE a.id = ?`;
+    this.balanceSql = `SELECT ${balanceExpression}`;
   }
 
   private async balanceOf(conn: Conn, accountId: number): Promise<bigint> {
@@ -324,7 +324,7 @@ export class AccountsService {
   async get(actor: Actor, accountId: number): Promise<Account> {
     const id = positiveId(accountId, 'accountId');
     const { db } = this.deps;
-    const [rows] = (await readStatements(db, [{ sql: this.readSql, bindings: [id, actor.accountPath.length, actor.accountPath], raw: true }])) as unknown[][][];
+    const [rows] = (await readStatements(db, [{ sql: this.readSql, bindings: [id, id, actor.accountPath.length, actor.accountPath], raw: true }])) as unknown[][][];
     if (!rows.length) throw notFound('Account', id);
     const row: Record<string, unknown> = {};
     for (let i = 0; i < ACCOUNT_COLUMNS.length; i++) row[ACCOUNT_COLUMNS[i]] = rows[0][i];

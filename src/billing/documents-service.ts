@@ -285,10 +285,12 @@ function refuseOwnAccount(actor: Actor, accountId: unknown, what: string, field 
 
 /**
  * What an account owes in its own currency (GetAccount's balance): the sum of its documents' balance effects, as
- * a scalar SQL expression over the accounts row `a` that AccountsService reads in the same statement as the
- * account (NULL when it has no document).
+ * a scalar SQL expression with one parameter, the account id, that AccountsService reads in the same statement as
+ * the account (NULL when it has no document). It names no column of the outer query, so SQLite evaluates it once
+ * per statement, not once per contact row of the account read.
  */
-export const ACCOUNT_BALANCE_SQL = '(SELECT SUM(d.balance_effect) FROM documents d WHERE d.account_id = a.id AND d.currency = a.currency)';
+export const ACCOUNT_BALANCE_SQL =
+  '(SELECT SUM(d.balance_effect) FROM documents d JOIN accounts da ON da.id = d.account_id WHERE d.account_id = ? AND d.currency = da.currency)';
 
 export interface AccountBalance {
   accountId: number;
