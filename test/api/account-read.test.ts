@@ -22,10 +22,11 @@ async function rejection(p: Promise<unknown>): Promise<string> {
 const admin = (name: string) => ({ firstName: name, lastName: 'Admin', email: `${name.toLowerCase()}@example.com` });
 
 describe('the hot account read (GetAccount, AccountDetailsGet_API)', () => {
-  beforeEach(async () => {
+  // One world for the file: every test creates its own accounts (distinct names and ids), so none sees another's.
+  before(async () => {
     world = await makeWorld();
   });
-  afterEach(async () => {
+  after(async () => {
     await world?.close();
   });
 
