@@ -14,7 +14,7 @@ import { WorkflowsService } from './orders/workflows-service';
 import { PromoCodesService } from './orders/promo-codes-service';
 import { SubscriptionsService } from './subscriptions/subscriptions-service';
 import { SubscriptionOrdersService } from './orders/subscription-orders';
-import { accountBalance, DocumentsService } from './billing/documents-service';
+import { ACCOUNT_BALANCE_SQL, DocumentsService } from './billing/documents-service';
 import { BillingRun } from './billing/run/billing-run';
 import { renewalOrdersPaid } from './billing/run/renewal-orders';
 import { liftDunning } from './billing/run/dunning';
@@ -89,7 +89,7 @@ export function createServices(deps: Deps, plugins: PluginRegistry = loadPlugins
   const tlds = new TldCatalogService(deps);
   return {
     deps,
-    accounts: new AccountsService(deps, accountBalance),
+    accounts: new AccountsService(deps, ACCOUNT_BALANCE_SQL),
     users,
     catalog,
     auth: new Authenticator(deps, users),

@@ -58,7 +58,8 @@ function spawn(kind: string, port: number, env: NodeJS.ProcessEnv, payload?: str
   const profile = PROFILE_DIR && (kind === 'ours' || process.argv.includes('--cpu-prof-bare')) ? ['--cpu-prof', '--cpu-prof-dir', path.join(PROFILE_DIR, kind)] : [];
   const child = fork(path.join(__dirname, 'serve.ts'), [kind, String(port), payload ?? ''], {
     env: { ...process.env, ...env },
-    execArgv: ['--import', 'tsx', ...profile],
+    // The young-generation size `npm start` gives our server (docs/install.md); every server gets it, bare ones too.
+    execArgv: ['--import', 'tsx', '--max-semi-space-size=64', ...profile],
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });
   return new Promise((resolve, reject) => {

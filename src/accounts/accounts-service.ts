@@ -1,6 +1,6 @@
 import type { Actor, Deps } from '../context';
 import { recordChange } from '../audit/record-change';
-import { readStatements, type Conn, type Tx } from '../db/knex';
+import { readStatements, toBigInt, type Conn, type Tx } from '../db/knex';
 import { currency as currencyOf } from '../domain/currency';
 import { conflict, invalid, notAllowed, notFound } from '../domain/errors';
 import { countryCode, email, oneOf, optionalText, paging, positiveId, requiredText } from '../domain/fields';
@@ -189,10 +189,17 @@ const ALL_ACCOUNT_COLUMNS: [Exclude<keyof AccountRow, (typeof ACCOUNT_COLUMNS)[n
 const ALL_CONTACT_COLUMNS: [Exclude<keyof ContactRow, (typeof CONTACT_COLUMNS)[number]>] extends [never] ? true : 'list the new ContactRow column in CONTACT_COLUMNS' = true;
 void ALL_ACCOUNT_COLUMNS;
 void ALL_CONTACT_COLUMNS;
-/** Bindings: id, the actor's path length, the actor's path. Contacts in kind order, as the unique index keeps them. */
-const ACCOUNT_WITH_CONTACTS_SQL =
-  `SELECT ${ACCOUNT_COLUMNS.map((c) => `a.${c}`).join(', ')}, ${CONTACT_COLUMNS.map((c) => `c.${c}`).join(', ')} ` +
-  'FROM accounts a LEFT JOIN account_contacts c ON c.account_id = a.id WHERE a.id = ? AND SUBSTR(a.path, 1, ?) = ? ORDER BY c.kind';
+/**
+ * Bindings: id (for the balance), id, the actor's path length, the actor's path. Contacts in kind order, as the
+ * unique index keeps them; the balance (the given scalar expression) last, the same on every row.
+ */
+function accountWithContactsSql(balanceExpression: string): string {
+  return (
+    `SELECT ${ACCOUNT_COLUMNS.map((c) => `a.${c}`).join(', ')}, ${CONTACT_COLUMNS.map((c) => `c.${c}`).join(', ')}, ${balanceExpression} ` +
+    'FROM accounts a LEFT JOIN account_contacts c ON c.account_id = a.id WHERE a.id = ? AND SUBSTR(a.path, 1, ?) = ? ORDER BY c.kind'
+  );
+}
+const BALANCE_COLUMN = ACCOUNT_COLUMNS.length + CONTACT_COLUMNS.length;
 
 function toContact(r: ContactRow): Contact {
   return {
@@ -213,14 +220,30 @@ function toContact(r: ContactRow): Contact {
   };
 }
 
-/** Balance source: until billing documents exist every balance is zero; the billing context replaces this. */
-export type BalanceOf = (conn: Conn, accountId: number) => Promise<bigint>;
+/**
+ * Balance source: a scalar SQL expression with one `?` parameter, the account id, giving the account's balance in
+ * minor units (NULL for none), read in the same statement as the account. Without one (until billing documents
+ * exist) every balance is zero; the billing context passes its expression.
+ */
+export type BalanceExpression = string;
 
 export class AccountsService {
+  /** The hot read's statement and the balance read of list(): built once, with the balance expression in them. */
+  private readonly readSql: string;
+  private readonly balanceSql: string;
+
   constructor(
     private readonly deps: Deps,
-    private readonly balanceOf: BalanceOf = async () => 0n,
-  ) {}
+    balanceExpression: BalanceExpression = '(0 * ?)',
+  ) {
+    this.readSql = accountWithContactsSql(balanceExpression);
+    this.balanceSql = `SELECT ${balanceExpression}`;
+  }
+
+  private async balanceOf(conn: Conn, accountId: number): Promise<bigint> {
+    const [rows] = (await readStatements(conn, [{ sql: this.balanceSql, bindings: [accountId], raw: true }])) as unknown[][][];
+    return toBigInt(rows[0]?.[0]);
+  }
 
   async create(actor: Actor, input: AccountInput): Promise<number> {
     const type = oneOf(input.type, 'type', ['reseller', 'customer'] as const);
@@ -301,7 +324,7 @@ export class AccountsService {
   async get(actor: Actor, accountId: number): Promise<Account> {
     const id = positiveId(accountId, 'accountId');
     const { db } = this.deps;
-    const [rows] = (await readStatements(db, [{ sql: ACCOUNT_WITH_CONTACTS_SQL, bindings: [id, actor.accountPath.length, actor.accountPath], raw: true }])) as unknown[][][];
+    const [rows] = (await readStatements(db, [{ sql: this.readSql, bindings: [id, id, actor.accountPath.length, actor.accountPath], raw: true }])) as unknown[][][];
     if (!rows.length) throw notFound('Account', id);
     const row: Record<string, unknown> = {};
     for (let i = 0; i < ACCOUNT_COLUMNS.length; i++) row[ACCOUNT_COLUMNS[i]] = rows[0][i];
@@ -312,7 +335,7 @@ export class AccountsService {
       for (let i = 0; i < CONTACT_COLUMNS.length; i++) contact[CONTACT_COLUMNS[i]] = r[ACCOUNT_COLUMNS.length + i];
       contacts.push(contact);
     }
-    return this.toAccount(row as unknown as AccountRow, contacts as unknown as ContactRow[], await this.balanceOf(db, id));
+    return this.toAccount(row as unknown as AccountRow, contacts as unknown as ContactRow[], toBigInt(rows[0][BALANCE_COLUMN]));
   }
 
   async update(actor: Actor, accountId: number, patch: AccountUpdate): Promise<Account> {

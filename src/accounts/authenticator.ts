@@ -39,13 +39,29 @@ export class Authenticator {
     private readonly users: UsersService,
   ) {}
 
-  async authenticate(cred: Credentials, ctx: { channel: Channel; remoteAddr?: string; requestId?: string; requiredRoles?: readonly Role[] }): Promise<Actor> {
+  /**
+   * A credential verified within the last minute is answered from the cache without another promise or database
+   * trip (this runs on every API call); anything else goes through {@link verifyAndCache}.
+   */
+  authenticate(cred: Credentials, ctx: { channel: Channel; remoteAddr?: string; requestId?: string; requiredRoles?: readonly Role[] }): Promise<Actor> {
     // Transports pass what arrived on the wire: a missing login or password is a wrong one, not a crash.
-    if (typeof cred?.login !== 'string' || typeof cred.password !== 'string') throw new AppError('UNAUTHENTICATED', 'The login or password is wrong.', 'login');
+    if (typeof cred?.login !== 'string' || typeof cred.password !== 'string') return Promise.reject(new AppError('UNAUTHENTICATED', 'The login or password is wrong.', 'login'));
     const now = this.deps.clock.now().getTime();
     const cacheKey = this.cacheKey(cred.login, cred.password);
     const hit = this.cache.get(cacheKey);
-    if (hit && hit.expires > now) return this.withRoles({ ...hit.actor, ...ctx }, ctx.requiredRoles);
+    if (hit && hit.expires > now) {
+      const a = hit.actor;
+      const actor: Actor = { userId: a.userId, accountId: a.accountId, accountPath: a.accountPath, accountType: a.accountType, roles: a.roles, channel: ctx.channel, remoteAddr: ctx.remoteAddr, requestId: ctx.requestId };
+      try {
+        return Promise.resolve(this.withRoles(actor, ctx.requiredRoles));
+      } catch (e) {
+        return Promise.reject(e);
+      }
+    }
+    return this.verifyAndCache(cred, ctx, now, cacheKey);
+  }
+
+  private async verifyAndCache(cred: Credentials, ctx: { channel: Channel; remoteAddr?: string; requestId?: string; requiredRoles?: readonly Role[] }, now: number, cacheKey: string): Promise<Actor> {
     const credential = crypto.createHash('sha256').update(cred.login.toLowerCase()).digest('hex');
     try {
       let pending = this.inFlight.get(cacheKey);

@@ -272,7 +272,6 @@ export interface PaymentView {
   createdAt: Date;
 }
 
-/** What the customer owes in its own currency: the sum of its documents (for GetAccount's balance). */
 /**
  * Money an operator records (offline payments, refunds, memos, balance adjustments) is recorded by the account's
  * vendor or an account above it, never by the account itself: a customer (or a reseller, for what its own vendor
@@ -284,10 +283,14 @@ function refuseOwnAccount(actor: Actor, accountId: unknown, what: string, field 
   }
 }
 
-export async function accountBalance(conn: Conn, accountId: number): Promise<bigint> {
-  const [{ b }] = (await conn('documents as d').join('accounts as a', 'a.id', 'd.account_id').where('d.account_id', accountId).whereRaw('d.currency = a.currency').sum({ b: 'd.balance_effect' })) as { b: unknown }[];
-  return toBigInt(b);
-}
+/**
+ * What an account owes in its own currency (GetAccount's balance): the sum of its documents' balance effects, as
+ * a scalar SQL expression with one parameter, the account id, that AccountsService reads in the same statement as
+ * the account (NULL when it has no document). It names no column of the outer query, so SQLite evaluates it once
+ * per statement, not once per contact row of the account read.
+ */
+export const ACCOUNT_BALANCE_SQL =
+  '(SELECT SUM(d.balance_effect) FROM documents d JOIN accounts da ON da.id = d.account_id WHERE d.account_id = ? AND d.currency = da.currency)';
 
 export interface AccountBalance {
   accountId: number;

@@ -4,6 +4,7 @@
  */
 import { expect } from 'chai';
 import { readStatements } from '../../src/db/knex';
+import { inTransaction } from '../../src/db/transaction';
 import { accountActor, makeWorld, type World } from '../helpers/world';
 import { failure } from '../helpers/assertions';
 
@@ -21,10 +22,11 @@ async function rejection(p: Promise<unknown>): Promise<string> {
 const admin = (name: string) => ({ firstName: name, lastName: 'Admin', email: `${name.toLowerCase()}@example.com` });
 
 describe('the hot account read (GetAccount, AccountDetailsGet_API)', () => {
-  beforeEach(async () => {
+  // One world for the file: every test creates its own accounts (distinct names and ids), so none sees another's.
+  before(async () => {
     world = await makeWorld();
   });
-  afterEach(async () => {
+  after(async () => {
     await world?.close();
   });
 
@@ -51,6 +53,26 @@ describe('the hot account read (GetAccount, AccountDetailsGet_API)', () => {
     expect(a.contacts.technical?.email).to.equal('tess@example.com');
     expect(a.balance).to.equal(0n);
     expect(a.createdAt.toISOString()).to.equal('2026-01-15T10:00:00.000Z');
+  });
+
+  it('answers the balance of the documents in the account currency, the same through get and list', async () => {
+    const { accounts } = world.services;
+    const id = await accounts.create(world.provider, { type: 'customer', companyName: 'Owes', currency: 'USD', contacts: { admin: admin('Owen') } });
+    const other = await accounts.create(world.provider, { type: 'customer', companyName: 'Other', currency: 'USD', contacts: { admin: admin('Otto') } });
+    const at = world.clock.now();
+    const invoice = (accountId: number, currency: string, amount: bigint) => ({
+      vendorId: world.provider.accountId,
+      accountId,
+      currency,
+      issueDate: at,
+      lines: [{ kind: 'renewal' as const, description: 'Hosting', quantity: '1', unitPrice: amount, amount }],
+    });
+    await inTransaction(world.deps.db, (tx) => world.services.documents.issueInvoices(tx, at, [invoice(id, 'USD', 1000n), invoice(id, 'USD', 251n), invoice(id, 'EUR', 700n), invoice(other, 'USD', 5n)]));
+    await world.services.documents.issueCreditMemo(world.provider, { accountId: id, amount: 300n, description: 'Goodwill' });
+    expect((await accounts.get(world.provider, id)).balance).to.equal(951n);
+    expect((await accounts.get(world.provider, other)).balance).to.equal(5n);
+    const listed = await accounts.list(world.provider, { search: 'Owes' });
+    expect(listed.items.map((a) => [a.accountId, a.balance])).to.deep.equal([[id, 951n]]);
   });
 
   it('answers an account that has no contact rows at all (one row of empty contact columns from the join)', async () => {

@@ -4,6 +4,7 @@
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import net from 'node:net';
 import { Readable } from 'node:stream';
 import zlib from 'node:zlib';
 import { expect } from 'chai';
@@ -12,6 +13,8 @@ import { BodyTooLargeError, readBody } from '../../src/api/http-body';
 
 let server: http.Server;
 let url: string;
+/** Every readBody failure the server saw, in order. */
+const failures: Error[] = [];
 
 describe('readBody: request bodies as text', () => {
   before(async () => {
@@ -19,6 +22,7 @@ describe('readBody: request bodies as text', () => {
       readBody(req, 1000).then(
         (text) => res.end(JSON.stringify({ ours: text })),
         (e: Error) => {
+          failures.push(e);
           res.statusCode = e instanceof BodyTooLargeError ? 413 : 400;
           res.end(e.message);
         },
@@ -51,5 +55,32 @@ describe('readBody: request bodies as text', () => {
   it('still refuses a body over the limit, counted after decompression', async () => {
     expect((await post(Buffer.alloc(1001, 0x61))).status).to.equal(413);
     expect((await post(zlib.gzipSync(Buffer.alloc(5000, 0x61)), { 'content-encoding': 'gzip' })).status).to.equal(413);
+  });
+
+  it('refuses a chunked body (no Content-Length) as soon as it passes the limit, before the sender has finished', async () => {
+    const status = await new Promise<number>((resolve, reject) => {
+      const req = http.request(url, { method: 'POST', headers: { 'transfer-encoding': 'chunked' } }, (res) => {
+        res.resume();
+        resolve(res.statusCode ?? 0);
+        req.destroy();
+      });
+      req.on('error', reject);
+      // 1,200 bytes in 100-byte chunks, the last ones never sent: the answer comes before the body ends.
+      for (let i = 0; i < 12; i++) req.write(Buffer.alloc(100, 0x61));
+    });
+    expect(status).to.equal(413);
+  });
+
+  it('fails an aborted upload (less than the Content-Length, then the connection closes) instead of waiting forever', async () => {
+    const before = failures.length;
+    const socket = net.connect(Number(new URL(url).port), '127.0.0.1');
+    await new Promise<void>((resolve) => socket.once('connect', () => resolve()));
+    socket.write('POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n<a>only part');
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    socket.destroy();
+    for (let i = 0; i < 100 && failures.length === before; i++) await new Promise((resolve) => setTimeout(resolve, 5));
+    expect(failures.length).to.equal(before + 1);
+    expect(failures[before]).to.not.be.instanceOf(BodyTooLargeError);
+    expect((await post(Buffer.from('<a>next</a>'))).text).to.equal('<a>next</a>');
   });
 });

@@ -58,7 +58,8 @@ function bodyOperation(xml: string): string | undefined {
 }
 
 function soapActionOperation(header: string | string[] | undefined): string | undefined {
-  const raw = (Array.isArray(header) ? header[0] : header)?.trim().replace(/^"(.*)"$/, '$1');
+  let raw = (Array.isArray(header) ? header[0] : header)?.trim();
+  if (raw !== undefined && raw.length >= 2 && raw.charCodeAt(0) === 34 && raw.charCodeAt(raw.length - 1) === 34) raw = raw.slice(1, -1); // "..."
   if (!raw) return undefined;
   const hash = raw.lastIndexOf('#');
   const slash = raw.lastIndexOf('/');
@@ -150,34 +151,30 @@ export async function mountSoap(services: Services, router: Router, definitions:
     });
 
     posts[def.path] = async (req: HwRequest, res: ServerResponse, requestId: string) => {
-      const refuse = (err: AppError, status = 500) => {
-        res.statusCode = status;
-        res.setHeader('Content-Type', 'text/xml; charset=utf-8');
-        res.end(soapFaultEnvelope(err, def.namespace));
-      };
       let xml: string;
       try {
         xml = await readBody(req, config.bodyLimitBytes);
       } catch (e) {
-        if (e instanceof BodyTooLargeError) return refuse(new AppError('INVALID_ARGUMENT', e.message, 'body'), 413);
-        return refuse(new AppError('INVALID_ARGUMENT', 'The request body could not be read (bad compression or an aborted upload).', 'body'));
+        if (e instanceof BodyTooLargeError) return refuseSoap(res, def.namespace, new AppError('INVALID_ARGUMENT', e.message, 'body'), 413);
+        return refuseSoap(res, def.namespace, new AppError('INVALID_ARGUMENT', 'The request body could not be read (bad compression or an aborted upload).', 'body'));
       }
       try {
         assertSafeXml(xml);
       } catch (e) {
-        return refuse(toAppError(e, log, { operation: 'soap-guard' }));
+        return refuseSoap(res, def.namespace, toAppError(e, log, { operation: 'soap-guard' }));
       }
       const operation = bodyOperation(xml);
-      if (!operation) return refuse(new AppError('INVALID_ARGUMENT', 'The SOAP Body holds no operation element.', 'Body'));
+      if (!operation) return refuseSoap(res, def.namespace, new AppError('INVALID_ARGUMENT', 'The SOAP Body holds no operation element.', 'Body'));
       if (!declared.has(operation)) {
-        return refuse(new AppError('INVALID_ARGUMENT', `${def.service} has no operation '${operation}'; see ${def.path}?wsdl.`, 'Body'));
+        return refuseSoap(res, def.namespace, new AppError('INVALID_ARGUMENT', `${def.service} has no operation '${operation}'; see ${def.path}?wsdl.`, 'Body'));
       }
       const action = soapActionOperation(req.headers.soapaction);
       if (action !== undefined && action !== operation) {
-        return refuse(new AppError('INVALID_ARGUMENT', `The SOAPAction names '${action}' but the body calls '${operation}'; they must agree.`, 'SOAPAction'));
+        return refuseSoap(res, def.namespace, new AppError('INVALID_ARGUMENT', `The SOAPAction names '${action}' but the body calls '${operation}'; they must agree.`, 'SOAPAction'));
       }
       // The body decides (node-soap would otherwise route by the header); the operation's wrapper compares again.
-      delete req.headers.soapaction;
+      // (undefined rather than delete: node-soap tests typeof, and a delete makes the headers a slow dictionary)
+      req.headers.soapaction = undefined;
       req.body = xml;
       req.hwRequestId = requestId;
       req.hwSoapAction = action;
@@ -185,21 +182,21 @@ export async function mountSoap(services: Services, router: Router, definitions:
       req.headers['content-type'] = 'text/xml; charset=utf-8';
       // node-soap sets a status only for faults.
       res.statusCode = 200;
-      await new Promise<void>((resolve) => {
-        res.once('finish', resolve);
-        res.once('close', resolve);
-        try {
-          (server as unknown as { _requestListener(req: IncomingMessage, res: unknown): void })._requestListener(req, res);
-        } catch (e) {
-          const err = toAppError(e, log, { operation });
-          res.statusCode = 500;
-          res.setHeader('Content-Type', 'text/xml; charset=utf-8');
-          res.end(soapFaultEnvelope(err, def.namespace));
-        }
-      });
+      // node-soap answers on its own (our operations' promises, faults included); nothing here waits for it.
+      try {
+        (server as unknown as { _requestListener(req: IncomingMessage, res: unknown): void })._requestListener(req, res);
+      } catch (e) {
+        refuseSoap(res, def.namespace, toAppError(e, log, { operation }));
+      }
     };
   }
   return posts;
+}
+
+function refuseSoap(res: ServerResponse, namespace: string, err: AppError, status = 500): void {
+  res.statusCode = status;
+  res.setHeader('Content-Type', 'text/xml; charset=utf-8');
+  res.end(soapFaultEnvelope(err, namespace));
 }
 
 /** sax's message ("Error: Unexpected close tag\nLine: 0\nColumn: 193\nChar: >") on one line. */

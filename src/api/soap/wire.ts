@@ -45,8 +45,13 @@ export function list<T = unknown>(wrapper: unknown, item: string): T[] {
   return (Array.isArray(v) ? v : [v]) as T[];
 }
 
-/** Drops undefined members so optional elements are simply absent (never an empty or nil element). */
+/**
+ * Drops undefined members so optional elements are simply absent (never an empty or nil element). It copies the
+ * defined members, in order, into a new object rather than deleting from this one: a delete turns an object into
+ * a slow dictionary for node-soap's serializer, which walks every response object.
+ */
 export function compact<T extends Record<string, unknown>>(o: T): T {
-  for (const k of Object.keys(o)) if (o[k] === undefined) delete o[k];
-  return o;
+  const out: Record<string, unknown> = {};
+  for (const k in o) if (o[k] !== undefined) out[k] = o[k];
+  return out as T;
 }

@@ -141,8 +141,27 @@ interface SaxParser {
   write(text: string): SaxParser;
   close(): SaxParser;
 }
-// eslint-disable-next-line @typescript-eslint/no-require-imports
-const sax = require('sax') as { parser(strict: boolean, options: { trim: boolean; normalize: boolean; xmlns: boolean }): SaxParser };
+type Sax = { parser(strict: boolean, options: { trim: boolean; normalize: boolean; xmlns: boolean }): SaxParser };
+
+/**
+ * Our own instance of the sax module, not the one node-soap parses SOAP with: one process serves both doors, and
+ * a shared sax sees two sets of handlers and options, so its inline caches go polymorphic and both parsers run
+ * slower (node-soap's parse of a GetAccount took about twice as long as in a process parsing SOAP only).
+ * The module cache is left as it was, so node-soap still gets the shared instance.
+ */
+function ownSax(): Sax {
+  const id = require.resolve('sax');
+  const shared = require.cache[id];
+  delete require.cache[id];
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    return require('sax') as Sax;
+  } finally {
+    if (shared) require.cache[id] = shared;
+    else delete require.cache[id];
+  }
+}
+const sax = ownSax();
 
 const WHITESPACE_ONLY = /^\s*$/;
 
@@ -155,6 +174,12 @@ const WHITESPACE_ONLY = /^\s*$/;
  * element named like an inherited Object property (toString) is an ordinary child here, and one named "_" or
  * "cdata" cannot collide with the text or the CDATA flag.
  */
+/** Whether an element object has no own member yet (Object.keys(o).length === 0 without the array). */
+function isEmpty(o: Record<string, unknown>): boolean {
+  for (const k in o) if (Object.prototype.hasOwnProperty.call(o, k)) return false;
+  return true;
+}
+
 export function buildTree(xml: string): { results: unknown[]; errors: unknown[] } {
   const results: unknown[] = [];
   const errors: unknown[] = [];
@@ -195,14 +220,15 @@ export function buildTree(xml: string): { results: unknown[]; errors: unknown[] 
     const wasCdata = cdata.pop()!;
     let emptyStr: string | undefined;
     const element = obj as Record<string, unknown>;
+    const childless = isEmpty(element);
     if (!wasCdata && WHITESPACE_ONLY.test(chars)) {
       emptyStr = chars;
-    } else if (Object.keys(element).length === 0) {
+    } else if (childless) {
       obj = chars;
     } else {
       element._ = chars;
     }
-    if (typeof obj === 'object' && Object.keys(obj as object).length === 0) obj = emptyStr;
+    if (childless && typeof obj === 'object') obj = emptyStr;
     const depth = objects.length;
     if (depth > 0) {
       const parent = objects[depth - 1]!;
@@ -494,12 +520,29 @@ export function parseMethodResponse(xml: string): XmlRpcMethodResponse {
 // ---------------------------------------------------------------------------------------------------------
 // values -> XML
 
-function cannotEncode(path: string, message: string): never {
+/**
+ * Where a value being encoded sits: the root's label, or its container and its index or member name. The path
+ * text ("result.Result[0].Name") is built only for an error message, not for every value of every response.
+ */
+type Where = string | { up: Where; key: string | number };
+
+function pathOf(where: Where): string {
+  if (typeof where === 'string') return where;
+  const base = pathOf(where.up);
+  return typeof where.key === 'number' ? `${base}[${where.key}]` : memberField(base, where.key);
+}
+
+function cannotEncode(where: Where, message: string): never {
+  const path = pathOf(where);
   throw new AppError('INTERNAL', `XML-RPC cannot encode ${path}: ${message}`, path);
 }
 
+/** Text that needs neither escaping nor removal (BMP characters XML allows, except & < > and CR): the usual case. */
+const PLAIN_TEXT = /^[\t\n\u0020-\u0025\u0027-\u003B\u003D\u003F-\uD7FF\uE000-\uFFFD]*$/;
+
 /** Text for an XML text node: characters XML 1.0 forbids are removed; & < > and CR are escaped. */
 function escapeText(text: string): string {
+  if (PLAIN_TEXT.test(text)) return text;
   return text.replace(NOT_XML_CHAR, '').replace(TEXT_TO_ESCAPE, (c) => ESCAPES[c]!);
 }
 
@@ -530,7 +573,7 @@ function isPlainObject(value: object): boolean {
   return proto === Object.prototype || proto === null;
 }
 
-function encodeValue(value: unknown, path: string, ancestors: Set<object>): string {
+function encodeValue(value: unknown, path: Where, ancestors: Set<object>): string {
   switch (typeof value) {
     case 'number':
       if (Number.isInteger(value) && value >= INT32_MIN && value <= INT32_MAX) return `<i4>${value === 0 ? 0 : value}</i4>`;
@@ -570,12 +613,12 @@ function encodeValue(value: unknown, path: string, ancestors: Set<object>): stri
   let out: string;
   if (Array.isArray(value)) {
     out = '<array><data>';
-    for (let k = 0; k < value.length; k++) out += `<value>${encodeValue(value[k], `${path}[${k}]`, ancestors)}</value>`;
+    for (let k = 0; k < value.length; k++) out += `<value>${encodeValue(value[k], { up: path, key: k }, ancestors)}</value>`;
     out += '</data></array>';
   } else if (isPlainObject(value)) {
     out = '<struct>';
     for (const name of Object.keys(value)) {
-      const field = memberField(path, name);
+      const field: Where = { up: path, key: name };
       if ((FORBIDDEN_NAMES as readonly string[]).includes(name)) cannotEncode(field, `"${name}" is a reserved member name.`);
       const member = (value as Record<string, unknown>)[name];
       out += `<member><name>${escapeText(name)}</name><value>${encodeValue(member, field, ancestors)}</value></member>`;
@@ -612,6 +655,6 @@ export function serializeMethodCall(methodName: string, params: XmlRpcValue[]): 
   if (!METHOD_NAME.test(methodName)) cannotEncode('methodName', `"${clip(methodName)}" is not a method name.`);
   const ancestors = new Set<object>();
   let out = `${XML_DECLARATION}<methodCall><methodName>${methodName}</methodName><params>`;
-  for (let k = 0; k < params.length; k++) out += `<param><value>${encodeValue(params[k], `params[${k}]`, ancestors)}</value></param>`;
+  for (let k = 0; k < params.length; k++) out += `<param><value>${encodeValue(params[k], { up: 'params', key: k }, ancestors)}</value></param>`;
   return `${out}</params></methodCall>`;
 }
