@@ -812,6 +812,9 @@ describe('API scoping: a reseller cannot reach another reseller\'s objects by id
     // Renewal and cancellation orders change state likewise: another reseller's subscription answers like a missing
     // id, door by door, in test/subscriptions/lifecycle-api.test.ts.
     for (const op of ['SOAP RenewSubscription', 'SOAP CancelSubscription', 'SOAP ChangeSubscriptionPlan', 'XML-RPC PlaceSubscriptionCancellationOrder_API']) covered.add(op);
+    // Taking a subscription from credit hold needs one dunning suspended: another reseller's answers like a missing
+    // id in test/api/xmlrpc/credit-hold.test.ts.
+    covered.add('XML-RPC SubscriptionTakeFromCreditHold_API');
     const withoutIds = new Set(['SOAP GetVersion', 'XML-RPC GetVersion_API', 'SOAP ListServiceGates', 'SOAP RunBilling']);
     // Availability and the transfer-key question take names of domains not held yet, never an object's id.
     for (const op of ['SOAP CheckDomain', 'XML-RPC SingleDomainNameAvailability_API', 'XML-RPC DomainNamesAvailability_API', 'XML-RPC DomainTransferKeyIsRequired_API']) withoutIds.add(op);

@@ -79,6 +79,18 @@ describe('XML-RPC SubscriptionTakeFromCreditHold_API', function () {
     });
   });
 
+  it("answers another reseller's credential NOT_FOUND for the held subscription, exactly like a missing id, and changes nothing", async () => {
+    const stranger = await accountWithApiUser(world, 'reseller', 'Stranger Reseller');
+    const as = { Username: stranger.login, Password: stranger.password };
+    const foreign = fault(await bm(rpc, 'SubscriptionTakeFromCreditHold_API', [held, 0, ''], as));
+    const missing = fault(await bm(rpc, 'SubscriptionTakeFromCreditHold_API', [999_998, 0, ''], as));
+    expect(foreign.faultCode).to.equal(XMLRPC_FAULT_CODES.NOT_FOUND);
+    expect(foreign.faultString).to.equal(`Table Subscription does not contain row with ID ${held}.`);
+    expect(missing.faultString).to.equal('Table Subscription does not contain row with ID 999998.');
+    expect(await subRow(held)).to.deep.equal({ status: 80, service: 60 });
+    expect(await world.fresh.db('tasks').where({ kind: 'subscription.resume' })).to.have.length(0);
+  });
+
   it('once paid (the payment came while the service was still stopping, so it was not resumed then): resumed through the gate, audited, event', async () => {
     // Paid by check while the suspension is still reaching the gate: the automatic resume is refused then.
     await world.server.services.documents.recordPayment(provider, { accountId: customer.accountId, amount: 1000n, currency: 'USD', method: 'check', reference: 'CHK-9', invoiceId });
