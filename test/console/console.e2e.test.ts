@@ -2,19 +2,9 @@ import { expect } from 'chai';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
 import type { Actor } from '../../src/context';
 import { ADMIN_PASSWORD, accountWithApiUser, providerActor, startApiWorld, type ApiWorld } from '../helpers/api';
+import { eventually } from '../helpers/assertions';
 
 const CHROMIUM = '/usr/bin/chromium';
-
-/** Waits for something the server's own background worker brings about (it polls about once a second). */
-async function eventually<T>(probe: () => Promise<T | undefined>, what: string, ms = 30_000): Promise<T> {
-  const until = Date.now() + ms;
-  for (;;) {
-    const v = await probe();
-    if (v !== undefined) return v;
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 150));
-  }
-}
 
 describe('the operators\u2019 console in a real browser (demo seed, real server, headless Chromium)', function () {
   this.timeout(90_000);

@@ -6,20 +6,10 @@ import { chromium, type Browser, type BrowserContext, type Page } from 'playwrig
 import { ManualClock } from '../../src/clock';
 import type { Actor } from '../../src/context';
 import { ADMIN_PASSWORD, accountWithApiUser, providerActor, startApiWorld, type ApiWorld } from '../helpers/api';
+import { eventually } from '../helpers/assertions';
 
 const CHROMIUM = '/usr/bin/chromium';
 const SECRET = 'console-whsec-0123456789abcdef';
-
-/** Waits for something the server's own background workers bring about. */
-async function eventually<T>(probe: () => Promise<T | undefined>, what: string, ms = 30_000): Promise<T> {
-  const until = Date.now() + ms;
-  for (;;) {
-    const v = await probe();
-    if (v !== undefined) return v;
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 150));
-  }
-}
 
 /** A webhook receiver outside our walls: answers 500 while `failing`, verifies every signature as docs/events.md shows. */
 interface Receiver {

@@ -3,17 +3,7 @@ import * as soap from 'soap';
 import type { XmlRpcValue } from '../../src/api/xmlrpc/codec';
 import { ADMIN_PASSWORD, startApiWorld, type ApiWorld } from '../helpers/api';
 import { bm, result } from '../api/xmlrpc/client';
-
-/** Waits for what the server's own background worker brings about (it polls about once a second). */
-async function eventually<T>(probe: () => Promise<T | undefined>, what: string, ms = 30_000): Promise<T> {
-  const until = Date.now() + ms;
-  for (;;) {
-    const v = await probe();
-    if (v !== undefined) return v;
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
+import { eventually } from '../helpers/assertions';
 
 const addYears = (d: Date, n: number) => {
   const x = new Date(d);

@@ -14,3 +14,14 @@ export async function failure(p: Promise<unknown>, code: string, field?: string)
   expect({ code: err.code, field: err.field }).to.deep.equal({ code, field });
   return err;
 }
+
+/** Waits for what a running server's own background worker brings about (it polls about once a second). */
+export async function eventually<T>(probe: () => Promise<T | undefined>, what: string, ms = 30_000): Promise<T> {
+  const until = Date.now() + ms;
+  for (;;) {
+    const v = await probe();
+    if (v !== undefined) return v;
+    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}

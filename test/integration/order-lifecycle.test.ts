@@ -2,17 +2,7 @@ import { expect } from 'chai';
 import type { Actor } from '../../src/context';
 import * as soap from 'soap';
 import { ADMIN_PASSWORD, providerActor, startApiWorld, type ApiWorld } from '../helpers/api';
-
-/** Waits for a condition the server's own background worker brings about (it polls about once a second). */
-async function eventually<T>(probe: () => Promise<T | undefined>, what: string, ms = 20_000): Promise<T> {
-  const until = Date.now() + ms;
-  for (;;) {
-    const v = await probe();
-    if (v !== undefined) return v;
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
+import { eventually } from '../helpers/assertions';
 
 describe('an order on a running server (the demo catalog, the sandbox gate and gateway, the worker)', () => {
   let world: ApiWorld;

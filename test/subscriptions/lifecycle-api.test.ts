@@ -5,16 +5,7 @@ import type { XmlRpcValue } from '../../src/api/xmlrpc/codec';
 import { toBigInt, toNumber } from '../../src/db/knex';
 import { accountWithApiUser, ADMIN_PASSWORD, providerActor, startApiWorld, type ApiWorld } from '../helpers/api';
 import { bm, fault, result } from '../api/xmlrpc/client';
-
-async function eventually<T>(probe: () => Promise<T | undefined>, what: string, ms = 30_000): Promise<T> {
-  const until = Date.now() + ms;
-  for (;;) {
-    const v = await probe();
-    if (v !== undefined) return v;
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
+import { eventually } from '../helpers/assertions';
 
 interface SoapFaultError {
   response?: { data?: unknown };

@@ -1,16 +1,7 @@
 import { expect } from 'chai';
 import * as soap from 'soap';
 import { accountWithApiUser, ADMIN_PASSWORD, startApiWorld, type ApiWorld } from '../helpers/api';
-
-async function eventually<T>(probe: () => Promise<T | undefined>, what: string, ms = 30_000): Promise<T> {
-  const until = Date.now() + ms;
-  for (;;) {
-    const v = await probe();
-    if (v !== undefined) return v;
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
+import { eventually } from '../helpers/assertions';
 
 interface WireTask {
   taskId: number;

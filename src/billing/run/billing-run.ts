@@ -88,7 +88,8 @@ interface DueRow {
   currency: string;
 }
 
-interface ChargeRow {
+/** A charge row as the run inserts it (billing_charges). */
+export interface ChargeRow {
   charge_key: string;
   subscription_id: number | null;
   account_id: number;

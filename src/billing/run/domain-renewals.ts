@@ -10,6 +10,7 @@ import { ORDERS_QUEUE } from '../../orders/transitions';
 import { billingActor, type InvoicePaidListener } from '../documents-service';
 import { billingSettingsOfMany, DEFAULT_BILLING_SETTINGS } from '../settings';
 import type { IssuedInvoice } from '../types';
+import type { ChargeRow } from './billing-run';
 
 const DAY_MS = 86_400_000;
 
@@ -46,26 +47,15 @@ interface DueDomain {
   expires_at: unknown;
 }
 
-interface DomainCharge {
-  charge_key: string;
+/** A domain renewal's charge row: the run's charge row for a domain instead of a subscription. */
+type DomainCharge = Omit<ChargeRow, 'subscription_id' | 'kind' | 'period_start' | 'period_end' | 'resource_id'> & {
   subscription_id: null;
   domain_id: number;
-  account_id: number;
-  vendor_id: number;
   kind: 'renewal';
   period_start: number;
   period_end: number;
   resource_id: null;
-  quantity: string;
-  unit_price: string;
-  amount: string;
-  currency: string;
-  description: string;
-  document_id: null;
-  order_id: null;
-  run_id: number | null;
-  created_at: number;
-}
+};
 
 const day = (ms: number) => new Date(ms).toISOString().slice(0, 10);
 

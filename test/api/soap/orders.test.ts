@@ -10,6 +10,7 @@ import type { Actor } from '../../../src/context';
 import type { WorkflowDefinition } from '../../../src/domain/workflow';
 import { formatAmount } from '../../../src/domain/money';
 import { ADMIN_PASSWORD, providerActor, startApiWorld, type ApiWorld } from '../../helpers/api';
+import { eventually } from '../../helpers/assertions';
 
 const WSDL = fs.readFileSync(path.resolve(__dirname, '..', '..', '..', 'wsdl', 'BillingService.wsdl'), 'utf8');
 type Reply = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
@@ -68,16 +69,6 @@ function expectSequence(xml: string, element: string, type: string): void {
 }
 
 const textsOf = (xml: string, local: string): string[] => [...xml.matchAll(new RegExp(`<(?:[\\w.-]+:)?${local}>([^<]*)</(?:[\\w.-]+:)?${local}>`, 'g'))].map((m) => m[1]);
-
-async function eventually<T>(probe: () => Promise<T | undefined>, what: string, ms = 20_000): Promise<T> {
-  const until = Date.now() + ms;
-  for (;;) {
-    const v = await probe();
-    if (v !== undefined) return v;
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 describe('SOAP orders and subscriptions (PlaceOrder, GetOrder, ListOrders, ApproveOrder, RejectOrder, GetSubscription, ListSubscriptions)', function () {
   this.timeout(60_000);

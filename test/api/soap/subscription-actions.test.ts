@@ -3,17 +3,7 @@ import * as soap from 'soap';
 import { XMLRPC_FAULT_CODES } from '../../../src/api/api-errors';
 import { accountWithApiUser, ADMIN_PASSWORD, startApiWorld, type ApiWorld } from '../../helpers/api';
 import { bm, fault, ok } from '../xmlrpc/client';
-
-/** Waits for something the server's own background worker brings about. */
-async function eventually<T>(probe: () => Promise<T | undefined>, what: string, ms = 30_000): Promise<T> {
-  const until = Date.now() + ms;
-  for (;;) {
-    const v = await probe();
-    if (v !== undefined) return v;
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
+import { eventually } from '../../helpers/assertions';
 
 interface SoapFaultError {
   response?: { data?: unknown };

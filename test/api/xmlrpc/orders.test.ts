@@ -7,6 +7,7 @@ import type { WorkflowDefinition } from '../../../src/domain/workflow';
 import { formatAmount } from '../../../src/domain/money';
 import { providerActor, startApiWorld, type ApiWorld } from '../../helpers/api';
 import { bm, fault, result } from './client';
+import { eventually } from '../../helpers/assertions';
 
 const INT_NULL = -2147483648;
 const asText = (row: XmlRpcValue[]): XmlRpcValue[] => row.map((v) => (v instanceof XmlRpcDouble ? v.text : v));
@@ -26,16 +27,6 @@ const SUSPECT_FIRST: WorkflowDefinition = {
     failed: { action: 'fail', next: {} },
   },
 };
-
-async function eventually<T>(probe: () => Promise<T | undefined>, what: string, ms = 20_000): Promise<T> {
-  const until = Date.now() + ms;
-  for (;;) {
-    const v = await probe();
-    if (v !== undefined) return v;
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 /** The signature OrderStatusChange_API wants, computed as a client would from GetOrder_API's answer. */
 function signatureFrom(row: XmlRpcValue[]): string {
