@@ -1,6 +1,7 @@
 import type { Actor } from '../context';
 import type { Conn } from '../db/knex';
-import { notFound } from '../domain/errors';
+import { invalid, notFound } from '../domain/errors';
+import { positiveId } from '../domain/fields';
 
 /** Is account `accountId` inside the subtree rooted at `ancestorPath` (itself included)? One indexed query. */
 export async function isInSubtree(conn: Conn, ancestorPath: string, accountId: number): Promise<boolean> {
@@ -12,6 +13,18 @@ export async function isInSubtree(conn: Conn, ancestorPath: string, accountId: n
 export async function scopedAccount(conn: Conn, actor: Actor, accountId: number): Promise<AccountRow> {
   const row = (await conn('accounts').where({ id: accountId }).andWhere('path', 'like', `${actor.accountPath}%`).first()) as AccountRow | undefined;
   if (!row) throw notFound('Account', accountId);
+  return row;
+}
+
+/**
+ * The vendor (provider or reseller) an actor acts for: `vendorAccountId` when given (inside the actor's subtree,
+ * else NOT_FOUND), otherwise the actor's own account. A customer is refused on vendorAccountId, naming what only
+ * vendors do (`keeps`, e.g. "keep a catalog", "issue promo codes").
+ */
+export async function scopedVendor(conn: Conn, actor: Actor, vendorAccountId: number | null | undefined, keeps: string): Promise<AccountRow> {
+  const id = vendorAccountId === undefined || vendorAccountId === null ? actor.accountId : positiveId(vendorAccountId, 'vendorAccountId');
+  const row = await scopedAccount(conn, actor, id);
+  if (row.type === 'customer') throw invalid('vendorAccountId', `Account ${id} is a customer; only the provider and resellers ${keeps}.`);
   return row;
 }
 

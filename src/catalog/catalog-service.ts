@@ -1,6 +1,6 @@
 import type { Actor, Deps } from '../context';
 import { recordChange } from '../audit/record-change';
-import { scopedAccount, ancestorIds, type AccountRow } from '../accounts/scope';
+import { scopedAccount, scopedVendor, ancestorIds, type AccountRow } from '../accounts/scope';
 import { money, toBigInt, toBool, toOptionalNumber, toNumber, type Conn, type Tx } from '../db/knex';
 import { invalid, notFound } from '../domain/errors';
 import { nonNegativeQuantity, optionalText, paging, positiveId, requiredText } from '../domain/fields';
@@ -835,10 +835,7 @@ export class CatalogService {
   }
 
   private async vendor(actor: Actor, vendorAccountId?: number): Promise<AccountRow> {
-    const id = vendorAccountId === undefined || vendorAccountId === null ? actor.accountId : positiveId(vendorAccountId, 'vendorAccountId');
-    const row = await scopedAccount(this.deps.db, actor, id);
-    if (row.type === 'customer') throw invalid('vendorAccountId', `Account ${id} is a customer; only the provider and resellers keep a catalog.`);
-    return row;
+    return scopedVendor(this.deps.db, actor, vendorAccountId, 'keep a catalog');
   }
 
   private async accountRow(id: number): Promise<AccountRow> {

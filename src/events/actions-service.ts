@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { recordChange } from '../audit/record-change';
-import { scopedAccount, type AccountRow } from '../accounts/scope';
+import { scopedVendor, type AccountRow } from '../accounts/scope';
 import type { Actor, Deps } from '../context';
 import { toBool, toNumber, type Conn } from '../db/knex';
 import { inTransaction } from '../db/transaction';
@@ -388,10 +388,7 @@ export class EventActionsService {
   }
 
   private async vendor(actor: Actor, vendorAccountId?: number): Promise<AccountRow> {
-    const id = vendorAccountId === undefined || vendorAccountId === null ? actor.accountId : positiveId(vendorAccountId, 'vendorAccountId');
-    const row = await scopedAccount(this.deps.db, actor, id);
-    if (row.type === 'customer') throw invalid('vendorAccountId', `Account ${id} is a customer; only the provider and resellers keep event actions.`);
-    return row;
+    return scopedVendor(this.deps.db, actor, vendorAccountId, 'keep event actions');
   }
 
   private async scopedRow(conn: Conn, actor: Actor, actionId: number): Promise<ActionRow> {

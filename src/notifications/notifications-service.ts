@@ -1,6 +1,6 @@
 import nodemailer, { type Transporter } from 'nodemailer';
 import { recordChange } from '../audit/record-change';
-import { ancestorIds, scopedAccount, type AccountRow } from '../accounts/scope';
+import { ancestorIds, scopedVendor, type AccountRow } from '../accounts/scope';
 import type { Actor, Deps } from '../context';
 import { toNumber, type Conn } from '../db/knex';
 import { inTransaction } from '../db/transaction';
@@ -302,10 +302,7 @@ export class NotificationsService {
   }
 
   private async vendor(actor: Actor, vendorAccountId?: number): Promise<AccountRow> {
-    const id = vendorAccountId === undefined || vendorAccountId === null ? actor.accountId : positiveId(vendorAccountId, 'vendorAccountId');
-    const row = await scopedAccount(this.deps.db, actor, id);
-    if (row.type === 'customer') throw invalid('vendorAccountId', `Account ${id} is a customer; only the provider and resellers keep notification templates.`);
-    return row;
+    return scopedVendor(this.deps.db, actor, vendorAccountId, 'keep notification templates');
   }
 
   private async scopedTemplate(conn: Conn, actor: Actor, templateId: number): Promise<TemplateRow> {

@@ -1,5 +1,5 @@
 import { recordChange } from '../audit/record-change';
-import { scopedAccount } from '../accounts/scope';
+import { scopedVendor } from '../accounts/scope';
 import type { Actor, Deps } from '../context';
 import { toBool, toNumber, type Conn } from '../db/knex';
 import { inTransaction } from '../db/transaction';
@@ -47,9 +47,8 @@ export class NotificationSchedulesService {
 
   /** Sets a vendor's offsets for a basis (replacing the previous ones), e.g. {basis: 'expiration', daysBefore: [7, 1]}. */
   async set(actor: Actor, input: { vendorAccountId?: number; basis?: string; daysBefore?: unknown }): Promise<NotificationSchedule[]> {
-    const vendorId = input.vendorAccountId === undefined ? actor.accountId : positiveId(input.vendorAccountId, 'vendorAccountId');
-    const vendor = await scopedAccount(this.deps.db, actor, vendorId);
-    if (vendor.type === 'customer') throw invalid('vendorAccountId', `Account ${vendorId} is a customer; only the provider and resellers keep notification schedules.`);
+    const vendor = await scopedVendor(this.deps.db, actor, input.vendorAccountId, 'keep notification schedules');
+    const vendorId = vendor.id;
     const basis = input.basis ?? 'expiration';
     if (!SCHEDULE_BASES.includes(basis as (typeof SCHEDULE_BASES)[number])) throw invalid('basis', `basis must be one of ${SCHEDULE_BASES.join(', ')}.`);
     if (!Array.isArray(input.daysBefore)) throw invalid('daysBefore', 'daysBefore must be a list of whole numbers of days, e.g. [7, 1].');

@@ -1,6 +1,6 @@
 import type { Actor, Deps } from '../context';
 import { recordChange } from '../audit/record-change';
-import { scopedAccount } from '../accounts/scope';
+import { scopedAccount, scopedVendor } from '../accounts/scope';
 import { money, toBigInt, toNumber, toOptionalNumber, type Conn, type Tx } from '../db/knex';
 import { currency as currencyOf } from '../domain/currency';
 import { conflict, invalid, notAllowed } from '../domain/errors';
@@ -94,9 +94,7 @@ export class PromoCodesService {
   constructor(private readonly deps: Deps) {}
 
   async create(actor: Actor, input: PromoCodeInput): Promise<PromoCode> {
-    const vendorId = input.vendorAccountId === undefined || input.vendorAccountId === null ? actor.accountId : positiveId(input.vendorAccountId, 'vendorAccountId');
-    const vendor = await scopedAccount(this.deps.db, actor, vendorId);
-    if (vendor.type === 'customer') throw invalid('vendorAccountId', `Account ${vendorId} is a customer; only the provider and resellers issue promo codes.`);
+    const vendor = await scopedVendor(this.deps.db, actor, input.vendorAccountId, 'issue promo codes');
     if (!actor.roles.includes('admin') && !actor.roles.includes('billing')) throw notAllowed('Only an administrator or billing user may create promo codes.');
     const code = requiredText(input.code, 'code', 64).toUpperCase();
     if (!CODE.test(code)) throw invalid('code', 'A promo code uses letters, digits, - and _ only (at most 64).');

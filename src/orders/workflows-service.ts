@@ -1,6 +1,6 @@
 import type { Actor, Deps } from '../context';
 import { recordChange } from '../audit/record-change';
-import { ancestorIds, scopedAccount, type AccountRow } from '../accounts/scope';
+import { ancestorIds, scopedAccount, scopedVendor, type AccountRow } from '../accounts/scope';
 import { isSqlite, toBool, toNumber, type Conn } from '../db/knex';
 import { inTransaction } from '../db/transaction';
 import { invalid, notAllowed, notFound } from '../domain/errors';
@@ -82,9 +82,7 @@ export class WorkflowsService {
 
   /** Stores a new version of a vendor's workflow for an order type; it becomes the active one, earlier ones stay. */
   async define(actor: Actor, input: { vendorAccountId?: number; orderType: string; definition: unknown }): Promise<Workflow> {
-    const vendorId = input.vendorAccountId === undefined || input.vendorAccountId === null ? actor.accountId : positiveId(input.vendorAccountId, 'vendorAccountId');
-    const vendor = await scopedAccount(this.deps.db, actor, vendorId);
-    if (vendor.type === 'customer') throw invalid('vendorAccountId', `Account ${vendorId} is a customer; only the provider and resellers run order workflows.`);
+    const vendor = await scopedVendor(this.deps.db, actor, input.vendorAccountId, 'run order workflows');
     if (!actor.roles.includes('admin')) throw notAllowed('Only an administrator may define workflows.');
     const orderType = oneOf(input.orderType, 'orderType', ORDER_TYPES);
     const definition = validateWorkflow(input.definition);

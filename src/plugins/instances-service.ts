@@ -1,5 +1,5 @@
 import { recordChange } from '../audit/record-change';
-import { ancestorIds, scopedAccount, type AccountRow } from '../accounts/scope';
+import { ancestorIds, scopedAccount, scopedVendor, type AccountRow } from '../accounts/scope';
 import type { Actor, Deps } from '../context';
 import { toNumber, toDate, type Conn } from '../db/knex';
 import { AppError, conflict, invalid, notFound } from '../domain/errors';
@@ -317,10 +317,7 @@ export class PluginInstancesService {
   }
 
   private async vendor(actor: Actor, vendorAccountId?: number): Promise<AccountRow> {
-    const id = vendorAccountId === undefined || vendorAccountId === null ? actor.accountId : positiveId(vendorAccountId, 'vendorAccountId');
-    const row = await scopedAccount(this.deps.db, actor, id);
-    if (row.type === 'customer') throw invalid('vendorAccountId', `Account ${id} is a customer; only the provider and resellers keep plugin instances.`);
-    return row;
+    return scopedVendor(this.deps.db, actor, vendorAccountId, 'keep plugin instances');
   }
 
   private async scopedRow(conn: Conn, actor: Actor, instanceId: number): Promise<InstanceRow> {
