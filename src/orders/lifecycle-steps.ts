@@ -3,9 +3,8 @@ import { toBigInt, toNumber, type Tx } from '../db/knex';
 import { isAppError } from '../domain/errors';
 import type { Task } from '../jobs/task-queue';
 import type { TaskContext, TaskOutcome } from '../jobs/worker';
-import { safeErrorMessage } from '../logger';
-import { isOutcome } from '../plugins/instances-service';
-import type { Outcome, ProvisioningGate } from '../plugins/sdk';
+import { callSubscriptionGate } from '../subscriptions/gate-call';
+import type { Outcome } from '../plugins/sdk';
 import { describeForGate } from '../subscriptions/gate-request';
 import { extendSubscriptionByPeriod, isExtended } from '../subscriptions/renewal';
 import { addPeriod, type PeriodUnit } from '../domain/period';
@@ -175,32 +174,9 @@ async function terminateThroughGate(ctx: Ctx, sub: SubscriptionRow, operationId:
   if (toNumber(sub.service_status) === SERVICE_STATUS.removed) return { status: 'success', result: {} };
   const described = await describeForGate(ctx.deps.db, toNumber(sub.id));
   if (!described) return { status: 'failure', retryable: false, message: `Subscription ${sub.id} has no plan or template to describe it to its gate.` };
-  return callGate(ctx, sub, operationId, poll, (gate) => gate.terminate({ ...described.request, operationId }));
+  return callSubscriptionGate(ctx.svc.pluginInstances, sub, operationId, poll, (gate) => gate.terminate({ ...described.request, operationId }));
 }
 
-/** One gate call with the subscription's gate; a repeat polls status(operationId) first (NOT_FOUND: called again). */
-async function callGate(ctx: Ctx, sub: SubscriptionRow, operationId: string, poll: boolean, call: (gate: ProvisioningGate) => Promise<Outcome<unknown>>): Promise<Outcome<unknown>> {
-  let gate: ProvisioningGate;
-  try {
-    gate = (await ctx.svc.pluginInstances.resolveGate(toNumber(sub.vendor_id), sub.service_gate)).gate;
-  } catch (e) {
-    const missing = isAppError(e) && e.code === 'NOT_FOUND';
-    return { status: 'failure', retryable: !missing, message: isAppError(e) ? e.message : safeErrorMessage(e), code: missing ? 'GATE_NOT_FOUND' : 'GATE_UNAVAILABLE' };
-  }
-  const guarded = async (f: () => Promise<Outcome<unknown>>): Promise<Outcome<unknown>> => {
-    try {
-      const o = await f();
-      return isOutcome(o) ? o : { status: 'failure', retryable: false, message: `Service gate '${sub.service_gate}' answered with something that is not an outcome.`, code: 'PLUGIN_ERROR' };
-    } catch (e) {
-      return { status: 'failure', retryable: true, message: `Service gate '${sub.service_gate}' failed: ${safeErrorMessage(e)}`, code: 'PLUGIN_ERROR' };
-    }
-  };
-  if (poll) {
-    const polled = await guarded(() => gate.status(operationId));
-    if (!(polled.status === 'failure' && polled.code === 'NOT_FOUND')) return polled;
-  }
-  return guarded(() => call(gate));
-}
 
 /** The service is gone for a cancellation: status canceled (70), service removed (90), in the caller's transaction. */
 async function markCanceled(ctx: Ctx, tx: Tx, sub: SubscriptionRow, orderId: number | null, reason: string): Promise<boolean> {
@@ -343,7 +319,7 @@ async function changeLimitsThroughGate(ctx: Ctx, sub: SubscriptionRow, planId: n
   if (!described) return { status: 'failure', retryable: false, message: `Subscription ${sub.id} has no plan or template to describe it to its gate.` };
   const tmpl = (await ctx.deps.db('plans as p').join('service_templates as t', 't.id', 'p.template_id').where('p.id', planId).first('t.name')) as { name: string } | undefined;
   const limits = (await resourcesOnPlan(ctx.deps.db, sub, planId, extra)).map((r) => ({ resource: r.code, limit: r.limit_value }));
-  return callGate(ctx, sub, operationId, poll, (gate) => gate.changeLimits({ ...described.request, template: tmpl?.name ?? described.request.template, limits, operationId }));
+  return callSubscriptionGate(ctx.svc.pluginInstances, sub, operationId, poll, (gate) => gate.changeLimits({ ...described.request, template: tmpl?.name ?? described.request.template, limits, operationId }));
 }
 
 /** In the caller's transaction: the subscription is on the new plan and period, with the new resource limits (usage kept). */

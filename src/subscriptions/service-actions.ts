@@ -1,14 +1,14 @@
 import { recordChange } from '../audit/record-change';
 import { systemActor, type Actor, type Deps } from '../context';
 import { isSqlite, toNumber, type Conn, type Tx } from '../db/knex';
-import { isAppError, notAllowed, notFound } from '../domain/errors';
+import { notAllowed, notFound } from '../domain/errors';
 import { positiveId } from '../domain/fields';
 import { idempotent } from '../idempotency';
 import { TaskQueue, type Task } from '../jobs/task-queue';
 import type { TaskHandler, TaskOutcome } from '../jobs/worker';
-import { safeErrorMessage } from '../logger';
-import { isOutcome, type PluginInstancesService } from '../plugins/instances-service';
-import type { Outcome, ProvisioningGate, ServiceRequest } from '../plugins/sdk';
+import type { PluginInstancesService } from '../plugins/instances-service';
+import { callSubscriptionGate } from './gate-call';
+import type { Outcome, ServiceRequest } from '../plugins/sdk';
 import { SERVICE_STATUS, SUBSCRIPTION_STATUS, type SubscriptionsService } from './subscriptions-service';
 import { describeForGate } from './gate-request';
 
@@ -177,27 +177,9 @@ async function gateRequest(conn: Conn, sub: SubRow, operationId: string): Promis
   return { ...described.request, operationId };
 }
 
-async function callGate(svc: ActionHandlerServices, sub: SubRow, req: ServiceRequest, action: ServiceAction, poll: boolean): Promise<Outcome<unknown>> {
-  let gate: ProvisioningGate;
-  try {
-    gate = (await svc.pluginInstances.resolveGate(toNumber(sub.vendor_id), sub.service_gate)).gate;
-  } catch (e) {
-    const missing = isAppError(e) && e.code === 'NOT_FOUND';
-    return { status: 'failure', retryable: !missing, message: isAppError(e) ? e.message : safeErrorMessage(e), code: missing ? 'GATE_NOT_FOUND' : 'GATE_UNAVAILABLE' };
-  }
-  const guarded = async (f: () => Promise<Outcome<unknown>>): Promise<Outcome<unknown>> => {
-    try {
-      const o = await f();
-      return isOutcome(o) ? o : { status: 'failure', retryable: false, message: `Service gate '${sub.service_gate}' answered with something that is not an outcome.`, code: 'PLUGIN_ERROR' };
-    } catch (e) {
-      return { status: 'failure', retryable: true, message: `Service gate '${sub.service_gate}' failed: ${safeErrorMessage(e)}`, code: 'PLUGIN_ERROR' };
-    }
-  };
-  if (poll) {
-    const polled = await guarded(() => gate.status(req.operationId));
-    if (!(polled.status === 'failure' && polled.code === 'NOT_FOUND')) return polled;
-  }
-  return guarded(() => (action === 'provision' ? gate.provision(req) : gate[action](req)));
+
+function callActionGate(svc: ActionHandlerServices, sub: SubRow, req: ServiceRequest, action: ServiceAction, poll: boolean): Promise<Outcome<unknown>> {
+  return callSubscriptionGate(svc.pluginInstances, sub, req.operationId, poll, (gate) => (action === 'provision' ? gate.provision(req) : gate[action](req)));
 }
 
 async function subscriptionEvent(tx: Tx, actor: Actor, at: Date, row: SubRow, name: string, operation: string, details: Record<string, unknown>): Promise<void> {
@@ -215,7 +197,7 @@ async function runAction(deps: Deps, svc: ActionHandlerServices, action: Service
   const sub = (await deps.db('subscriptions').where({ id }).first()) as SubRow | undefined;
   // Nothing to do when the subscription is gone or another run settled this request already.
   if (!sub || toNumber(sub.service_status) !== IN_BETWEEN[action]) return { status: 'done', result: { stale: true } };
-  const outcome = await callGate(svc, sub, await gateRequest(deps.db, sub, operationId), action, attempt > 1);
+  const outcome = await callActionGate(svc, sub, await gateRequest(deps.db, sub, operationId), action, attempt > 1);
   if (outcome.status === 'success') return actionSucceeded(deps, svc, action, task, id, outcome.result);
   const exhausted = attempt >= task.maxAttempts;
   if ((outcome.status === 'pending' || outcome.retryable) && !exhausted) {
@@ -251,7 +233,7 @@ async function lateActionCompletion(deps: Deps, svc: ActionHandlerServices, task
   const operationId = String(task.payload.operationId);
   const sub = (await deps.db('subscriptions').where({ id }).first()) as SubRow | undefined;
   if (!sub || toNumber(sub.service_status) !== IN_BETWEEN[action]) return { status: 'done', result: { stale: true } };
-  const outcome = await callGate(svc, sub, await gateRequest(deps.db, sub, operationId), action, true);
+  const outcome = await callActionGate(svc, sub, await gateRequest(deps.db, sub, operationId), action, true);
   if (outcome.status === 'success') return actionSucceeded(deps, svc, action, task, id, outcome.result);
   if ((outcome.status === 'pending' || outcome.retryable) && attempt < task.maxAttempts) {
     return { status: 'retry', error: outcome.status === 'pending' ? `Pending: ${outcome.message ?? 'the gate will finish later.'}` : `Retrying: ${outcome.message}`, retryable: true };
