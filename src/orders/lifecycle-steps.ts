@@ -8,11 +8,11 @@ import type { Outcome } from '../plugins/sdk';
 import { describeForGate } from '../subscriptions/gate-request';
 import { extendSubscriptionByPeriod, isExtended } from '../subscriptions/renewal';
 import { addPeriod, type PeriodUnit } from '../domain/period';
-import { SERVICE_STATUS, SUBSCRIPTION_STATUS } from '../subscriptions/subscriptions-service';
+import { SERVICE_STATUS, SUBSCRIPTION_STATUS, type SubscriptionRow } from '../subscriptions/subscriptions-service';
 import { issueOrderCredit } from './credit-hook';
 import { enqueueFinish } from './saga';
 import { actionOf, loadOrder, loadWorkflowDefinition, lockOrder, transitionIfAt, writeTx, type Ctx, type OrderRow } from './step-handlers';
-import { amountText, type SubscriptionRow } from './subscription-orders';
+import { amountText } from './subscription-orders';
 import { ORDERS_QUEUE } from './transitions';
 
 /**

@@ -11,7 +11,7 @@ import { remainingShare, subtractPeriod, type PeriodUnit } from '../domain/perio
 import { STATUS_OF_ACTION, type OrderType } from '../domain/workflow';
 import { idempotent } from '../idempotency';
 import type { TaskQueue } from '../jobs/task-queue';
-import { SERVICE_STATUS, SUBSCRIPTION_STATUS } from '../subscriptions/subscriptions-service';
+import { SERVICE_STATUS, SUBSCRIPTION_STATUS, type SubscriptionRow } from '../subscriptions/subscriptions-service';
 import { orderNumber } from './order-numbers';
 import { startOrder } from './transitions';
 import type { WorkflowsService } from './workflows-service';
@@ -32,22 +32,6 @@ export type ChangeTiming = (typeof CHANGE_TIMINGS)[number];
 /** Statuses an order is finished in: any other means it is still under way. */
 export const FINISHED_ORDER_STATUSES = ['CP', 'PC', 'PF', 'RJ'] as const;
 
-export interface SubscriptionRow {
-  id: number;
-  account_id: number;
-  vendor_id: number;
-  plan_id: number;
-  period_id: number;
-  order_id: number | null;
-  name: string;
-  status: number;
-  service_status: number;
-  service_gate: string;
-  parameters: string;
-  start_date: unknown;
-  expiration_date: unknown;
-  last_bill_date?: unknown;
-}
 
 export interface CancellationAmount {
   /** Minor units of money back (refund) or owed (credit); 0 when nothing is due. */

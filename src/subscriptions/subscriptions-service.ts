@@ -65,7 +65,8 @@ export interface SubscriptionItem {
   resources: { resourceId: number; quantity: number }[] | string;
 }
 
-interface SubscriptionRow {
+/** A row of `subscriptions` as stored. */
+export interface SubscriptionRow {
   id: number;
   account_id: number;
   vendor_id: number;
