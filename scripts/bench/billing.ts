@@ -7,11 +7,8 @@
  * Each renewal is a renewal order (RN) placed by the run and completed when auto-pay pays its invoice.
  *   npm run bench:billing -- [--subscriptions 100000] [--per-account 10] [--batch-size 1000] [--db sqlite|mysql|both] [--no-autopay] [--autopay-concurrency 8]
  */
-import crypto from 'node:crypto';
-import fs from 'node:fs';
 import os from 'node:os';
-import path from 'node:path';
-import knexFactory from 'knex';
+import { onEachDatabase } from './databases';
 import { ManualClock } from '../../src/clock';
 import { loadConfig } from '../../src/config';
 import { createDb, toNumber, type Db } from '../../src/db/knex';
@@ -181,25 +178,7 @@ async function run(label: string, databaseUrl: string): Promise<void> {
 
 async function main(): Promise<void> {
   console.log(`${os.cpus().length} cores (${os.cpus()[0]?.model ?? 'unknown cpu'}), load average ${os.loadavg().map((l) => l.toFixed(1)).join(' ')}`);
-  if (DB === 'sqlite' || DB === 'both') {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'hostwright-bench-billing-'));
-    try {
-      await run('SQLite', `sqlite:${path.join(dir, 'bench.sqlite')}`);
-    } finally {
-      fs.rmSync(dir, { recursive: true, force: true });
-    }
-  }
-  if (DB === 'mysql' || DB === 'both') {
-    const name = `hw_bench_${crypto.randomBytes(3).toString('hex')}`;
-    const admin = knexFactory({ client: 'mysql2', connection: MYSQL.replace(/\/$/, '') + '/' });
-    await admin.raw(`CREATE DATABASE \`${name}\` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci`);
-    try {
-      await run('MariaDB', `${MYSQL.replace(/\/$/, '')}/${name}`);
-    } finally {
-      await admin.raw(`DROP DATABASE IF EXISTS \`${name}\``);
-      await admin.destroy();
-    }
-  }
+  await onEachDatabase(DB, MYSQL, 'billing', run);
 }
 
 main().catch((e: Error) => {

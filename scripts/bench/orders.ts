@@ -5,11 +5,8 @@
  * entered `completed`). Prints orders/s and p50/p99 for SQLite and/or MariaDB.
  *   npm run bench:orders -- [--orders 1000] [--concurrency 4] [--db sqlite|mysql|both]
  */
-import crypto from 'node:crypto';
-import fs from 'node:fs';
 import os from 'node:os';
-import path from 'node:path';
-import knexFactory from 'knex';
+import { onEachDatabase } from './databases';
 import { loadConfig } from '../../src/config';
 import { createLogger } from '../../src/logger';
 import { startServer } from '../../src/server';
@@ -94,25 +91,7 @@ async function run(label: string, databaseUrl: string): Promise<void> {
 
 async function main(): Promise<void> {
   console.log(`${os.cpus().length} cores (${os.cpus()[0]?.model ?? 'unknown cpu'})`);
-  if (DB === 'sqlite' || DB === 'both') {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'hostwright-bench-orders-'));
-    try {
-      await run('SQLite', `sqlite:${path.join(dir, 'bench.sqlite')}`);
-    } finally {
-      fs.rmSync(dir, { recursive: true, force: true });
-    }
-  }
-  if (DB === 'mysql' || DB === 'both') {
-    const name = `hw_bench_${crypto.randomBytes(3).toString('hex')}`;
-    const admin = knexFactory({ client: 'mysql2', connection: MYSQL.replace(/\/$/, '') + '/' });
-    await admin.raw(`CREATE DATABASE \`${name}\` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci`);
-    try {
-      await run('MariaDB', `${MYSQL.replace(/\/$/, '')}/${name}`);
-    } finally {
-      await admin.raw(`DROP DATABASE IF EXISTS \`${name}\``);
-      await admin.destroy();
-    }
-  }
+  await onEachDatabase(DB, MYSQL, 'orders', run);
 }
 
 main().catch((e: Error) => {
