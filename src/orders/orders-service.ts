@@ -1,4 +1,3 @@
-import crypto from 'node:crypto';
 import type { Actor, Deps } from '../context';
 import { recordChange } from '../audit/record-change';
 import { scopedAccount } from '../accounts/scope';
@@ -11,7 +10,7 @@ import { priceItem, type LineKind, type PriceLine } from '../domain/pricing';
 import { ORDER_TYPES, STATUS_OF_ACTION, isManual, type OrderType, type PbaOrderStatus } from '../domain/workflow';
 import { idempotent } from '../idempotency';
 import type { TaskQueue } from '../jobs/task-queue';
-import { orderNumber } from './order-numbers';
+import { insertNumberedOrder } from './order-numbers';
 import { asPricingPromo, type PromoCode, type PromoCodesService } from './promo-codes-service';
 import { loadWorkflowDefinition, startOrder, transition } from './transitions';
 import type { WorkflowsService } from './workflows-service';
@@ -260,11 +259,9 @@ export class OrdersService {
       const start = workflow.definition.start;
       const status = STATUS_OF_ACTION[workflow.definition.steps[start]!.action];
       const at = clock.now().getTime();
-      const [id] = (await tx('orders').insert({
-        order_number: `tmp-${crypto.randomBytes(12).toString('hex')}`,
+      const { orderId, number } = await insertNumberedOrder(tx, orderType, {
         vendor_id: vendorId,
         account_id: accountId,
-        type: orderType,
         status,
         workflow_id: workflow.workflowId,
         step: start,
@@ -281,10 +278,7 @@ export class OrdersService {
         failure_reason: null,
         created_at: at,
         updated_at: at,
-      })) as number[];
-      const orderId = toNumber(id);
-      const number = orderNumber(orderType, orderId);
-      await tx('orders').where({ id: orderId }).update({ order_number: number });
+      });
       const itemIds: number[] = [];
       let linePosition = 0;
       for (let i = 0; i < prepared.length; i++) {

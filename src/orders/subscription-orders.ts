@@ -1,4 +1,3 @@
-import crypto from 'node:crypto';
 import { recordChange } from '../audit/record-change';
 import type { Actor, Deps } from '../context';
 import type { CatalogService, PlanPeriod } from '../catalog/catalog-service';
@@ -12,7 +11,7 @@ import { STATUS_OF_ACTION, type OrderType } from '../domain/workflow';
 import { idempotent } from '../idempotency';
 import type { TaskQueue } from '../jobs/task-queue';
 import { SERVICE_STATUS, SUBSCRIPTION_STATUS, type SubscriptionRow } from '../subscriptions/subscriptions-service';
-import { orderNumber } from './order-numbers';
+import { insertNumberedOrder } from './order-numbers';
 import { startOrder } from './transitions';
 import type { WorkflowsService } from './workflows-service';
 
@@ -366,11 +365,9 @@ export class SubscriptionOrdersService {
     const status = STATUS_OF_ACTION[workflow.definition.steps[start]!.action];
     const at = this.deps.clock.now().getTime();
     const comment = (o.comment ?? '').slice(0, 1024);
-    const [rawId] = (await tx('orders').insert({
-      order_number: `tmp-${crypto.randomBytes(12).toString('hex')}`,
+    const { orderId, number } = await insertNumberedOrder(tx, type, {
       vendor_id: vendorId,
       account_id: accountId,
-      type,
       status,
       workflow_id: workflow.workflowId,
       step: start,
@@ -387,10 +384,7 @@ export class SubscriptionOrdersService {
       failure_reason: null,
       created_at: at,
       updated_at: at,
-    })) as number[];
-    const orderId = toNumber(rawId);
-    const number = orderNumber(type, orderId);
-    await tx('orders').where({ id: orderId }).update({ order_number: number });
+    });
     const [rawItem] = (await tx('order_items').insert({
       order_id: orderId,
       position: 1,
