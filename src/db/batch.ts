@@ -1,4 +1,4 @@
-import { isSqlite, type Conn } from './knex';
+import { isSqlite, writeSqlite, type Conn } from './knex';
 
 /** SQLite's compound-select limit makes 500 rows the most one INSERT statement may carry. */
 export const MAX_ROWS_PER_STATEMENT = 500;
@@ -18,6 +18,8 @@ const sqlCache = new Map<string, string>();
  * text per (table, columns, row count), so the statement cache keeps it prepared. Rows with other columns than the
  * first row's, or an undefined value (knex's DEFAULT), go through knex, as everything does on MariaDB (there the
  * hand-made statement made a concurrent-issuing test deadlock past its retries; not investigated further).
+ * The statement runs prepared without knex (writeSqlite): knex's raw-binding formatting scanned each of its
+ * thousands of bindings.
  */
 async function insertRows(db: Conn, table: string, rows: readonly object[]): Promise<void> {
   if (rows.length === 0) return;
@@ -41,5 +43,5 @@ async function insertRows(db: Conn, table: string, rows: readonly object[]): Pro
     if (sqlCache.size >= 2000) sqlCache.delete(sqlCache.keys().next().value as string);
     sqlCache.set(key, sql);
   }
-  await db.raw(sql, bindings as never[]);
+  await writeSqlite(db, sql, bindings);
 }

@@ -119,23 +119,9 @@ interface PoolInternals {
  * 'query' events and DEBUG=knex:query do not see these statements.
  */
 export async function readStatements(conn: Conn, statements: readonly ReadStatement[]): Promise<Row[][]> {
-  const tx = conn as Partial<Tx>;
-  if (tx.isTransaction && tx.isCompleted?.()) throw new Error('The transaction is already complete; this read cannot run in it.');
+  requireOpen(conn);
+  if (isSqlite(conn)) return onSqliteConnection(conn, (connection) => runSqlite(connection, statements));
   const client = conn.client as unknown as PoolInternals;
-  if (isSqlite(conn)) {
-    // SQLite runs synchronously: when the pool's one connection is idle and nobody waits for it, use it in place
-    // (nothing else can run on it before this function returns); otherwise queue for it like any knex query.
-    const pool = client.pool;
-    if (!tx.isTransaction && pool && pool.numUsed() === 0 && pool.numPendingAcquires() === 0 && pool.numPendingCreates() === 0 && pool.numFree() > 0) {
-      return runSqlite(pool.free[0].resource as SqliteConnection, statements);
-    }
-    const connection = (await client.acquireConnection()) as SqliteConnection;
-    try {
-      return runSqlite(connection, statements);
-    } finally {
-      await client.releaseConnection(connection);
-    }
-  }
   const connection = (await client.acquireConnection()) as MysqlConnection;
   try {
     const results: Row[][] = [];
@@ -150,6 +136,50 @@ export async function readStatements(conn: Conn, statements: readonly ReadStatem
   } finally {
     await client.releaseConnection(connection);
   }
+}
+
+function requireOpen(conn: Conn): void {
+  const tx = conn as Partial<Tx>;
+  if (tx.isTransaction && tx.isCompleted?.()) throw new Error('The transaction is already complete; this statement cannot run in it.');
+}
+
+/**
+ * Runs `fn` on the SQLite connection `conn` stands for: the transaction's when `conn` is one, else the pool's one
+ * connection. SQLite runs synchronously: when that connection is idle and nobody waits for it, it is used in place
+ * (nothing else can run on it before `fn` returns); otherwise this queues for it like any knex query.
+ */
+async function onSqliteConnection<T>(conn: Conn, fn: (connection: SqliteConnection) => T): Promise<T> {
+  const tx = conn as Partial<Tx>;
+  const client = conn.client as unknown as PoolInternals;
+  const pool = client.pool;
+  if (!tx.isTransaction && pool && pool.numUsed() === 0 && pool.numPendingAcquires() === 0 && pool.numPendingCreates() === 0 && pool.numFree() > 0) {
+    return fn(pool.free[0].resource as SqliteConnection);
+  }
+  const connection = (await client.acquireConnection()) as SqliteConnection;
+  try {
+    return fn(connection);
+  } finally {
+    await client.releaseConnection(connection);
+  }
+}
+
+/**
+ * One write statement on SQLite as a cached prepared statement, without knex's query builder and raw-binding
+ * formatting (for the bulk inserts of src/db/batch.ts, whose thousands of bindings knex would scan one by one).
+ * Bindings are converted as knex's better-sqlite3 client does (Date -> milliseconds, boolean -> 0/1).
+ */
+export async function writeSqlite(conn: Conn, sql: string, bindings: unknown[]): Promise<void> {
+  requireOpen(conn);
+  for (let i = 0; i < bindings.length; i++) {
+    const b = bindings[i];
+    if (typeof b === 'boolean') bindings[i] = b ? 1 : 0;
+    else if (b instanceof Date) bindings[i] = b.valueOf();
+  }
+  await onSqliteConnection(conn, (connection) => {
+    const statement = cachedStatement(connection, sql);
+    if (statement.reader) throw new Error('writeSqlite runs writes only.');
+    statement.run(bindings);
+  });
 }
 
 function runSqlite(connection: SqliteConnection, statements: readonly ReadStatement[]): Row[][] {
