@@ -3,15 +3,22 @@
  * a sandbox card as default pay tool), runs the billing run (charges, invoices with their lines, audit and events,
  * auto-pay of every invoice through the sandbox payment gateway), and prints subscriptions/s and peak RSS. In the
  * same process it then times a plain batched insert of as many invoice and line rows (rolled back) and prints the
- * ratio of the run's invoicing to it.
+ * ratio of the run to it. It also counts every row the run wrote (all tables) and prints what a plain insert of that
+ * many rows would take at the plain insert's rate, and the run's ratio to that.
  * Each renewal is a renewal order (RN) placed by the run and completed when auto-pay pays its invoice.
- *   npm run bench:billing -- [--subscriptions 100000] [--per-account 10] [--batch-size 1000] [--db sqlite|mysql|both] [--no-autopay] [--autopay-concurrency 8]
+ * With --db both (the default) each database is benchmarked in a child process of its own, so neither run's memory
+ * counts in the other's peak RSS; seeding builds its rows in bounded chunks and is garbage-collected before the run.
+ *   npm run bench:billing -- [--subscriptions 100000] [--per-account 10] [--batch-size 1000] [--db sqlite|mysql|both] [--no-autopay] [--autopay-concurrency 8] [--cpu-prof <dir>]
  */
+import { spawnSync } from 'node:child_process';
+import inspector from 'node:inspector/promises';
+import fs from 'node:fs';
+import path from 'node:path';
 import os from 'node:os';
 import { onEachDatabase } from './databases';
 import { ManualClock } from '../../src/clock';
 import { loadConfig } from '../../src/config';
-import { createDb, toNumber, type Db } from '../../src/db/knex';
+import { createDb, isSqlite, toNumber, type Db } from '../../src/db/knex';
 import { insertBatched } from '../../src/db/batch';
 import { migrateLatest } from '../../src/db/migrate';
 import { createLogger } from '../../src/logger';
@@ -30,6 +37,10 @@ const BATCH = Number(arg('batch-size', '1000'));
 const DB = arg('db', 'both');
 const AUTOPAY = !process.argv.includes('--no-autopay');
 const AUTOPAY_CONCURRENCY = Number(arg('autopay-concurrency', '8'));
+/** A V8 CPU profile of the billing run alone (not the seed) is written to this folder. */
+const CPU_PROF = arg('cpu-prof', '');
+/** Subscriptions built and inserted at a time by the seed (bounded memory). */
+const SEED_CHUNK = 10_000;
 const MYSQL = process.env.BENCH_MYSQL_URL || 'mysql://root:@127.0.0.1:3306';
 const AS_OF = new Date('2026-06-01T00:00:00Z');
 const DAY = 86_400_000;
@@ -59,29 +70,32 @@ async function seed(db: Db, services: ReturnType<typeof createServices>, provide
       }
     }),
   );
-  const subs = Array.from({ length: N }, (_, i) => {
-    const expiration = AS_OF.getTime() + (1 + (i % 5)) * DAY;
-    return {
-      account_id: accountIds[Math.floor(i / PER_ACCOUNT)]!,
-      vendor_id: provider.accountId,
-      plan_id: planId,
-      period_id: periodId,
-      order_id: null,
-      name: `Bench Hosting ${i + 1}`,
-      status: 30,
-      service_status: 50,
-      service_gate: 'sandbox',
-      gate_reference: null,
-      parameters: '{}',
-      start_date: expiration - 31 * DAY,
-      expiration_date: expiration,
-      last_bill_date: null,
-      next_bill_date: expiration,
-      created_at: now,
-      updated_at: now,
-    };
-  });
-  await insertBatched(db, 'subscriptions', subs);
+  for (let from = 0; from < N; from += SEED_CHUNK) {
+    const subs = Array.from({ length: Math.min(SEED_CHUNK, N - from) }, (_, k) => {
+      const i = from + k;
+      const expiration = AS_OF.getTime() + (1 + (i % 5)) * DAY;
+      return {
+        account_id: accountIds[Math.floor(i / PER_ACCOUNT)]!,
+        vendor_id: provider.accountId,
+        plan_id: planId,
+        period_id: periodId,
+        order_id: null,
+        name: `Bench Hosting ${i + 1}`,
+        status: 30,
+        service_status: 50,
+        service_gate: 'sandbox',
+        gate_reference: null,
+        parameters: '{}',
+        start_date: expiration - 31 * DAY,
+        expiration_date: expiration,
+        last_bill_date: null,
+        next_bill_date: expiration,
+        created_at: now,
+        updated_at: now,
+      };
+    });
+    await insertBatched(db, 'subscriptions', subs);
+  }
   return { accounts, planId: toNumber(planId) };
 }
 
@@ -135,6 +149,36 @@ async function plainInsert(db: Db, vendorId: number, accountIds: number[], invoi
   return elapsed;
 }
 
+/** Rows in every table of the database (SQLite or MariaDB), by table. */
+async function rowCounts(db: Db): Promise<Map<string, number>> {
+  const sqlite = isSqlite(db);
+  const tables = sqlite
+    ? ((await db.raw("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")) as { name: string }[]).map((r) => r.name)
+    : (((await db.raw('SELECT table_name AS name FROM information_schema.tables WHERE table_schema = DATABASE()')) as [{ name: string }[]])[0]).map((r) => r.name);
+  const out = new Map<string, number>();
+  for (const t of tables) out.set(t, toNumber(((await db(t).count({ n: '*' }).first()) as { n: unknown }).n));
+  return out;
+}
+
+/** The V8 CPU profile of `fn` alone, written to CPU_PROF (when given). */
+async function profiled<T>(label: string, fn: () => Promise<T>): Promise<T> {
+  if (!CPU_PROF) return fn();
+  const session = new inspector.Session();
+  session.connect();
+  await session.post('Profiler.enable');
+  await session.post('Profiler.start');
+  try {
+    return await fn();
+  } finally {
+    const { profile } = await session.post('Profiler.stop');
+    fs.mkdirSync(CPU_PROF, { recursive: true });
+    const file = path.join(CPU_PROF, `billing-run-${label.toLowerCase()}-${Date.now()}.cpuprofile`);
+    fs.writeFileSync(file, JSON.stringify(profile));
+    console.log(`CPU profile of the run: ${file}`);
+    session.disconnect();
+  }
+}
+
 async function run(label: string, databaseUrl: string): Promise<void> {
   const config = loadConfig(process.env, { databaseUrl, secretKey: 'bench-secret-key-0123456789abcdefghijkl', logLevel: 'error', seedDemo: false, adminPassword: 'bench-admin-password', billingCron: '' });
   const db = createDb(databaseUrl);
@@ -149,18 +193,22 @@ async function run(label: string, databaseUrl: string): Promise<void> {
     const seeded = await seed(db, services, boot.actor, boot.actor);
     const seedSeconds = (Date.now() - seedStart) / 1000;
 
+    const rowsBefore = await rowCounts(db);
     global.gc?.(); // the seed's garbage is not the run's (npm run bench:billing passes --expose-gc)
     const before = process.memoryUsage().rss;
     let peak = before;
     const sampler = setInterval(() => (peak = Math.max(peak, process.memoryUsage().rss)), 50);
     const started = Date.now();
     const cpuBefore = process.cpuUsage();
-    const summary = await services.billingRun.run({ asOf: AS_OF, startedBy: 'bench', batchSize: BATCH, autopay: AUTOPAY, autopayConcurrency: AUTOPAY_CONCURRENCY });
+    const summary = await profiled(label, () => services.billingRun.run({ asOf: AS_OF, startedBy: 'bench', batchSize: BATCH, autopay: AUTOPAY, autopayConcurrency: AUTOPAY_CONCURRENCY }));
     const seconds = (Date.now() - started) / 1000;
     const cpu = process.cpuUsage(cpuBefore);
     clearInterval(sampler);
     peak = Math.max(peak, process.memoryUsage().rss);
 
+    const rowsAfter = await rowCounts(db);
+    const written = [...rowsAfter].map(([t, n]) => [t, n - (rowsBefore.get(t) ?? 0)] as const).filter(([, d]) => d > 0).sort((a, b) => b[1] - a[1]);
+    const rowsWritten = written.reduce((a, [, d]) => a + d, 0);
     const accountIds = ((await db('accounts').where({ type: 'customer' }).orderBy('id').limit(1000).select('id')) as { id: number }[]).map((r) => toNumber(r.id));
     const lines = summary.lines;
     const plainMs = await plainInsert(db, boot.actor.accountId, accountIds, summary.invoices, lines);
@@ -171,12 +219,28 @@ async function run(label: string, databaseUrl: string): Promise<void> {
         `totals ${JSON.stringify(j.totals)}; payments tried ${summary.payments.tried}, succeeded ${summary.payments.succeeded}, declined ${summary.payments.declined}, unknown ${summary.payments.unknown}; ` +
         `peak RSS ${Math.round(peak / 1e6)} MB (${Math.round(before / 1e6)} MB before the run); plain batched insert of ${summary.invoices} invoices + ${lines} lines ${(plainMs / 1000).toFixed(2)} s, run/plain = ${(seconds / (plainMs / 1000)).toFixed(1)}x`,
     );
+    // The floor of what the run writes: all its rows at the plain insert's rate per row (an estimate: rows differ in width).
+    const plainRows = summary.invoices + lines;
+    const floorSeconds = plainRows > 0 ? ((plainMs / 1000) * rowsWritten) / plainRows : 0;
+    console.log(
+      `${' '.repeat(9)}the run wrote ${rowsWritten} rows (${(rowsWritten / N).toFixed(1)} per subscription: ${written.map(([t, d]) => `${t} ${d}`).join(', ')}); ` +
+        `that many rows at the plain insert's rate: ${floorSeconds.toFixed(2)} s, run/that = ${floorSeconds > 0 ? (seconds / floorSeconds).toFixed(1) : '-'}x`,
+    );
   } finally {
     await db.destroy();
   }
 }
 
 async function main(): Promise<void> {
+  if (DB === 'both') {
+    // Each database in a process of its own: the first run's heap does not count in the second's RSS.
+    const rest = process.argv.slice(2).filter((a, i, all) => a !== '--db' && all[i - 1] !== '--db');
+    for (const db of ['sqlite', 'mysql']) {
+      const r = spawnSync(process.execPath, [...process.execArgv, process.argv[1]!, ...rest, '--db', db], { stdio: 'inherit' });
+      if (r.status !== 0) process.exit(r.status ?? 1);
+    }
+    return;
+  }
   console.log(`${os.cpus().length} cores (${os.cpus()[0]?.model ?? 'unknown cpu'}), load average ${os.loadavg().map((l) => l.toFixed(1)).join(' ')}`);
   await onEachDatabase(DB, MYSQL, 'billing', run);
 }
