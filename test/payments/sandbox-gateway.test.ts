@@ -97,6 +97,20 @@ describe('the sandbox gateway', () => {
     expect(codes.map((c) => c.code)).to.deep.equal(['invalid_number', 'expired_card', 'card_declined', 'invalid_token']);
   });
 
+  it('charges the fixed test tokens without storing a card first, each like its test card', async () => {
+    const visa = (await gw.purchase(request('k-tok-visa', { token: 'tok_visa' }))) as { status: string; result?: { reference: string } };
+    expect(visa.status).to.equal('success');
+    expect(visa.result!.reference).to.match(/^ch_/);
+    expect(((await gw.purchase(request('k-tok-visa-2', { token: 'tok_visa_account-17' }))) as { status: string }).status).to.equal('success');
+    expect(await gw.purchase(request('k-tok-declined', { token: 'tok_chargeDeclined_9' }))).to.include({ status: 'failure', code: 'card_declined' });
+    expect(await gw.purchase(request('k-tok-other', { token: 'tok_nothing_1' }))).to.include({ status: 'failure', code: 'invalid_token' });
+    expect(await gw.purchase(request('k-tok-funds', { token: 'tok_insufficientFunds' }))).to.include({ status: 'failure', code: 'insufficient_funds' });
+    // Names of Object.prototype's members are no tokens, no transactions and no earlier operations.
+    expect(await gw.purchase(request('k-tok-proto', { token: 'toString' }))).to.include({ status: 'failure', code: 'invalid_token' });
+    expect(await gw.refund({ idempotencyKey: 'k-ref-proto', reference: 'constructor', money: { amount: '1', currency: 'USD' } })).to.include({ status: 'failure', code: 'no_such_transaction' });
+    expect((await gw.purchase(request('hasOwnProperty', { token: 'tok_visa' }))).status).to.equal('success');
+  });
+
   it('refuses the same key with another amount as idempotency_key_reused, keeping the first charge', async () => {
     const first = await gw.purchase(request('k-reuse', { card: card('4242424242424242') }, '1000'));
     expect(await gw.purchase(request('k-reuse', { card: card('4242424242424242') }, '2000'))).to.include({ status: 'failure', code: 'idempotency_key_reused' });

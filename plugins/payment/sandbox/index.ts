@@ -36,6 +36,26 @@ export const TEST_CARDS: Readonly<Record<string, Behaviour>> = Object.freeze({
   '4000000000000341': 'attach_then_decline',
 });
 
+/**
+ * Fixed test tokens, valid in every sandbox without being stored first (as a processor's test mode has them): for
+ * seeding many stored cards at once (the billing benchmark's book) or a pay tool written by hand. Each behaves like
+ * the test card named; `tok_visa_<suffix>` (letters, digits, '-') is tok_visa too, so that many pay tools, each with
+ * a token of its own, can use one.
+ */
+export const TEST_TOKENS: Readonly<Record<string, StoredCard>> = Object.freeze({
+  tok_visa: { brand: 'visa', last4: '4242', expMonth: 12, expYear: 2099, behaviour: 'approve' },
+  tok_mastercard: { brand: 'mastercard', last4: '4444', expMonth: 12, expYear: 2099, behaviour: 'approve' },
+  tok_amex: { brand: 'amex', last4: '0005', expMonth: 12, expYear: 2099, behaviour: 'approve' },
+  tok_chargeDeclined: { brand: 'visa', last4: '0341', expMonth: 12, expYear: 2099, behaviour: 'attach_then_decline' },
+  tok_insufficientFunds: { brand: 'visa', last4: '9995', expMonth: 12, expYear: 2099, behaviour: 'insufficient_funds' },
+  tok_timeout: { brand: 'visa', last4: '0119', expMonth: 12, expYear: 2099, behaviour: 'timeout' },
+});
+
+function testToken(token: string): StoredCard | undefined {
+  const m = /^(tok_[A-Za-z]+)(?:_[A-Za-z0-9-]{1,64})?$/.exec(token);
+  return m && Object.hasOwn(TEST_TOKENS, m[1]!) ? TEST_TOKENS[m[1]!] : undefined;
+}
+
 type OperationKind = 'purchase' | 'authorize' | 'capture' | 'void' | 'refund' | 'store';
 type GatewayState = 'succeeded' | 'declined' | 'voided' | 'refunded' | 'pending' | 'not_found';
 
@@ -101,10 +121,15 @@ function luhn(number: string): boolean {
   return sum % 10 === 0;
 }
 
+/** Maps without a prototype: a key or reference named 'toString' or 'constructor' finds nothing. */
+function emptyState(): ProcessorState {
+  return { operations: Object.create(null) as ProcessorState['operations'], transactions: Object.create(null) as ProcessorState['transactions'], tokens: Object.create(null) as ProcessorState['tokens'] };
+}
+
 const newId = (prefix: string) => `${prefix}_${crypto.randomBytes(12).toString('hex')}`;
 
 export class SandboxGateway implements PaymentGateway {
-  private state: ProcessorState = { operations: {}, transactions: {}, tokens: {} };
+  private state: ProcessorState = emptyState();
   /** Calls under way by key: a concurrent twin waits for the first one's answer instead of acting again. */
   private readonly running = new Map<string, Promise<Outcome<PaymentResult> | Outcome<StoredPayTool>>>();
   readonly settings: SandboxSettings;
@@ -112,7 +137,11 @@ export class SandboxGateway implements PaymentGateway {
   constructor(private readonly context: PluginContext) {
     this.settings = readSettings(context.settings);
     if (this.settings.stateFile && fs.existsSync(this.settings.stateFile)) {
-      this.state = JSON.parse(fs.readFileSync(this.settings.stateFile, 'utf8')) as ProcessorState;
+      const saved = JSON.parse(fs.readFileSync(this.settings.stateFile, 'utf8')) as ProcessorState;
+      this.state = emptyState();
+      Object.assign(this.state.operations, saved.operations);
+      Object.assign(this.state.transactions, saved.transactions);
+      Object.assign(this.state.tokens, saved.tokens);
     }
   }
 
@@ -208,7 +237,8 @@ export class SandboxGateway implements PaymentGateway {
     let behaviour: Behaviour;
     let last4: string;
     if ('token' in req.payTool) {
-      const stored = this.state.tokens[req.payTool.token];
+      const token = req.payTool.token;
+      const stored = this.state.tokens[token] ?? testToken(token);
       if (!stored) return { outcome: failure('No such stored card.', false, 'invalid_token') };
       behaviour = stored.behaviour;
       last4 = stored.last4;
