@@ -254,7 +254,9 @@ async function actionSucceeded(deps: Deps, svc: ActionHandlerServices, action: S
     const actor = await jobActor(tx);
     if (action === 'suspend') {
       await tx('subscriptions').where({ id }).update({ status: SUBSCRIPTION_STATUS.suspended, service_status: SERVICE_STATUS.stopped, updated_at: now.getTime() });
-      await subscriptionEvent(tx, actor, now, row, 'subscription.suspended', 'SuspendSubscription', { taskId });
+      // The reason given with the request (dunning: "non-payment of invoice INV-..."), for the customer's notice.
+      const reason = typeof task.payload.reason === 'string' ? task.payload.reason : undefined;
+      await subscriptionEvent(tx, actor, now, row, 'subscription.suspended', 'SuspendSubscription', { taskId, ...(reason ? { reason } : {}) });
     } else if (action === 'resume') {
       await tx('subscriptions').where({ id }).update({ status: SUBSCRIPTION_STATUS.active, service_status: SERVICE_STATUS.running, updated_at: now.getTime() });
       await subscriptionEvent(tx, actor, now, row, 'subscription.resumed', 'ResumeSubscription', { taskId });

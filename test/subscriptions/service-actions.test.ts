@@ -110,6 +110,29 @@ describe('SubscriptionActionsService and its gate tasks (a scripted gate)', () =
     expect(events).to.include.members(['subscription.provision_requested', 'subscription.suspend_requested', 'subscription.suspended', 'subscription.resume_requested', 'subscription.resumed', 'subscription.terminate_requested', 'subscription.terminated']);
   });
 
+  it('a suspension for non-payment carries its reason to the subscription.suspended event, and the built-in dunning notices render from the real payloads', async () => {
+    const id = await subscribe();
+    await run((await svc.request(w.customer, id, 'provision')).taskId);
+    await run((await svc.request(w.customer, id, 'suspend', { reason: 'non-payment of invoice INV-000042' })).taskId);
+    const payloadOf = async (name: string) => JSON.parse(((await w.world.deps.db('events').where({ name, object_id: String(id) }).first('payload')) as { payload: string }).payload) as Record<string, unknown>;
+    const suspended = await payloadOf('subscription.suspended');
+    expect(suspended).to.include({ subscriptionId: id, reason: 'non-payment of invoice INV-000042' });
+    const { notifications } = w.world.services;
+    const builtIn = notifications.builtInTemplates();
+    const context = (payload: Record<string, unknown>) => ({ payload, account: { companyName: 'Beta' }, contact: { firstName: 'Bea' }, vendor: { companyName: 'Demo Hosting' } });
+    const notice = notifications.render(builtIn['subscription.suspended']!, context(suspended));
+    expect(notice.text).to.contain(`Your subscription ${id} is suspended (non-payment of invoice INV-000042). Paying the invoice in full resumes it.`);
+    // Suspended for another reason: no word of paying.
+    expect(notifications.render(builtIn['subscription.suspended']!, context({ subscriptionId: id, reason: 'abuse report' })).text).to.contain(`is suspended (abuse report).\n`);
+    // The grace notice, from the dunning step's payload (src/billing/run/dunning.ts), for one and for two subscriptions.
+    expect(notifications.render(builtIn['subscription.graced']!, context({ invoiceId: 7, invoiceNumber: 'INV-000042', subscriptionIds: [id] })).text).to.contain(
+      'Invoice INV-000042 is past its due date and unpaid. Please pay it to keep your service running; otherwise it will be suspended.',
+    );
+    expect(notifications.render(builtIn['subscription.graced']!, context({ invoiceId: 7, invoiceNumber: 'INV-000042', subscriptionIds: [id, id + 1] })).text).to.contain('to keep your services running; otherwise they will be suspended.');
+    await run((await svc.request(w.customer, id, 'terminate')).taskId);
+    expect(notifications.render(builtIn['subscription.terminated']!, context(await payloadOf('subscription.terminated'))).subject).to.equal(`Subscription ${id} terminated`);
+  });
+
   it('a permanent gate failure puts the service status back and fails the task with the gate message', async () => {
     const id = await subscribe();
     await run((await svc.request(w.customer, id, 'provision')).taskId);
