@@ -582,7 +582,7 @@ export class DocumentsService {
       target_subscription_id: number | null;
     }[];
     const total = toBigInt(order.total);
-    const kindOf = (k: string): LineKind => (k === 'setup' || k === 'recurring' || k === 'renewal' || k === 'proration' ? k : k.startsWith('resource') ? 'resource' : 'adjustment');
+    const kindOf = (k: string): LineKind => (k === 'setup' || k === 'recurring' || k === 'renewal' || k === 'proration' || k === 'domain' ? k : k.startsWith('resource') ? 'resource' : 'adjustment');
     const lines: IssueInvoiceInput['lines'] = rows.map((r) => ({
       kind: kindOf(r.kind),
       description: r.description,

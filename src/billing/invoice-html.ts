@@ -15,6 +15,21 @@ const env = new nunjucks.Environment(new nunjucks.FileSystemLoader(path.join(__d
 
 const TITLE: Record<DocumentWithLines['type'], string> = { invoice: 'Invoice', credit_memo: 'Credit memo', debit_memo: 'Debit memo', payment: 'Payment receipt', refund: 'Refund' };
 
+/** What a line charges, as the printed invoice names it. */
+const KIND_LABEL: Record<DocumentWithLines['lines'][number]['kind'], string> = {
+  setup: 'Setup',
+  recurring: 'Subscription',
+  renewal: 'Renewal',
+  trial_conversion: 'Trial conversion',
+  overage: 'Usage overage',
+  resource: 'Resources',
+  late_fee: 'Late fee',
+  proration: 'Proration',
+  adjustment: 'Adjustment',
+  domain: 'Domain',
+  tax: 'Tax',
+};
+
 type Party = Pick<AccountRow, 'id' | 'company_name' | 'address1' | 'address2' | 'city' | 'state' | 'zip' | 'country'>;
 
 function party(a: Party): { name: string; address: string[] } {
@@ -39,6 +54,7 @@ export function renderDocumentHtml(doc: DocumentWithLines, ctx: { vendor: Party;
     customer: party(ctx.customer),
     lines: charges.map((l) => ({
       description: l.description,
+      kind: KIND_LABEL[l.kind] ?? l.kind,
       period: l.periodStart && l.periodEnd ? `${day.format(l.periodStart)} – ${day.format(new Date(l.periodEnd.getTime() - 1))}` : null,
       quantity: l.quantity,
       unitPrice: fmt(l.unitPrice),

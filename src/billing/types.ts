@@ -17,6 +17,8 @@ export type LineKind =
   | 'late_fee'
   | 'proration'
   | 'adjustment'
+  /** A domain's registration, transfer or renewal. */
+  | 'domain'
   | 'tax';
 
 export type PaymentMethod = 'gateway' | 'check' | 'wire' | 'cash' | 'external';

@@ -75,7 +75,7 @@ describe(`domains lifecycle: renewals billed by the billing run (${dialect})`, f
     expect(charges.map((c) => c.charge_key)).to.deep.equal([`domain:${renewing.domainId}:renew:${renewing.expiresAt.getTime()}`]);
     const lines = (await world.deps.db('document_lines').where({ document_id: charges[0]!.document_id }).select('kind', 'description', 'amount', 'period_start', 'period_end')) as { kind: string; description: string; amount: unknown; period_start: unknown; period_end: unknown }[];
     expect(lines).to.have.length(1);
-    expect(lines[0]).to.deep.include({ kind: 'renewal', description: 'Domain renew-me.com: renewal for 1 year, 2027-01-15 to 2028-01-15' });
+    expect(lines[0]).to.deep.include({ kind: 'domain', description: 'Domain renew-me.com: renewal for 1 year, 2027-01-15 to 2028-01-15' });
     expect(toNumber(lines[0]!.amount)).to.equal(1499);
     const invoice = (await world.deps.db('documents').where({ id: charges[0]!.document_id }).first('status', 'account_id', 'total')) as { status: string; account_id: number; total: unknown };
     expect([invoice.status, toNumber(invoice.account_id), toNumber(invoice.total)]).to.deep.equal(['paid', dora.accountId, 1499]);

@@ -115,4 +115,33 @@ describe('domain orders over SOAP and XML-RPC on a running server (demo catalog,
     expect((await finished(orderId)).status).to.equal('completed');
     expect((await getDomain('bluebird-rpc.com')).status).to.equal('active');
   });
+
+  /** [description, kind] of every line of an invoice, read from GetInvoice's response bytes. */
+  async function invoiceLines(invoiceId: number): Promise<string[][]> {
+    await billing.GetInvoiceAsync({ invoiceId });
+    const xml = billing.lastResponse as string;
+    const text = (block: string, name: string) => new RegExp(`<(?:[\\w.-]+:)?${name}>([^<]*)</(?:[\\w.-]+:)?${name}>`).exec(block)?.[1] ?? '';
+    return [...xml.matchAll(/<(?:[\w.-]+:)?line>([\s\S]*?)<\/(?:[\w.-]+:)?line>/g)].map((m) => [text(m[1]!, 'description'), text(m[1]!, 'kind')]);
+  }
+
+  it('domain charges are invoice lines of kind domain in GetInvoice: a RenewDomain order\'s and a renewal billed by the billing run', async () => {
+    // The RenewDomain order of bluebird-cakes.com (test above): its invoice, written when the order was charged.
+    const renewOrder = (await world.fresh.db('order_domains').where({ name: 'bluebird-cakes.com', action: 'renew' }).first('order_id')) as { order_id: number };
+    const [order] = await billing.GetOrderAsync({ orderId: Number(renewOrder.order_id) });
+    expect(order.order.status).to.equal('completed');
+    const orderInvoice = (await world.fresh.db('documents').where({ type: 'invoice', order_id: renewOrder.order_id }).first('id')) as { id: number };
+    expect(await invoiceLines(Number(orderInvoice.id))).to.deep.include(['Renewal of bluebird-cakes.com, 2 years', 'domain']);
+
+    // bluebird-pies.com (registered for 2 years in the first test) is renewed by a billing run 10 days before it expires.
+    const pies = (await world.fresh.db('domains').where({ name: 'bluebird-pies.com' }).first('id', 'expires_at')) as { id: number; expires_at: unknown };
+    const expires = Number(pies.expires_at);
+    await billing.RunBillingAsync({ asOf: new Date(expires - 10 * 86_400_000).toISOString() });
+    const charge = (await world.fresh.db('billing_charges').where({ domain_id: pies.id }).first('document_id', 'kind')) as { document_id: number; kind: string };
+    expect(charge.kind).to.equal('renewal');
+    const day = (ms: number) => new Date(ms).toISOString().slice(0, 10);
+    const lines = await invoiceLines(Number(charge.document_id));
+    expect(lines).to.deep.include([`Domain bluebird-pies.com: renewal for 1 year, ${day(expires)} to ${day(addYears(new Date(expires), 1).getTime())}`, 'domain']);
+    // The invoice's other kinds stay what they were (the tax line, if any, is `tax`).
+    expect(lines.every(([, kind]) => kind !== 'adjustment')).to.equal(true);
+  });
 });

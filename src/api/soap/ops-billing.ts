@@ -46,6 +46,7 @@ export function invoiceWire(d: BillingDocument | DocumentWithLines, now: Date, w
                 quantity: l.quantity,
                 unitPrice: decimal(l.unitPrice, d.currency),
                 amount: decimal(l.amount, d.currency),
+                kind: l.kind,
               }),
             ),
           }

@@ -112,6 +112,7 @@ export interface ChargeRow {
 interface StoredCharge {
   id: number;
   subscription_id: number | null;
+  domain_id: number | null;
   account_id: number;
   vendor_id: number;
   kind: ChargeKind;
@@ -638,7 +639,7 @@ export class BillingRun {
 
   /** Claims the charges `filter` selects that are on no invoice yet (locking read) and invoices them. */
   private async invoiceUninvoiced(tx: Tx, ctx: RunContext, filter: (q: ReturnType<Tx>) => ReturnType<Tx>): Promise<IssuedInvoice[]> {
-    const q = filter(tx('billing_charges').whereNull('document_id')).orderBy('id').select('id', 'subscription_id', 'account_id', 'vendor_id', 'kind', 'period_start', 'period_end', 'resource_id', 'quantity', 'unit_price', 'amount', 'currency', 'description');
+    const q = filter(tx('billing_charges').whereNull('document_id')).orderBy('id').select('id', 'subscription_id', 'domain_id', 'account_id', 'vendor_id', 'kind', 'period_start', 'period_end', 'resource_id', 'quantity', 'unit_price', 'amount', 'currency', 'description');
     const charges = (await (isSqlite(tx) ? q : q.forUpdate())) as StoredCharge[];
     if (charges.length === 0) return [];
     const groups = new Map<string, StoredCharge[]>();
@@ -655,7 +656,8 @@ export class BillingRun {
       issueDate: ctx.asOf,
       description: `Billing as of ${ctx.asOf.toISOString().slice(0, 10)}`,
       lines: list.map((c) => ({
-        kind: c.kind as LineKind,
+        // A domain's renewal charge (kind renewal, keyed by its domain) is a `domain` line on the invoice.
+        kind: c.domain_id === null || c.domain_id === undefined ? (c.kind as LineKind) : 'domain',
         description: c.description,
         subscriptionId: c.subscription_id === null ? null : toNumber(c.subscription_id),
         resourceId: c.resource_id === null ? null : toNumber(c.resource_id),
