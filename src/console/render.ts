@@ -20,6 +20,7 @@ export const ORDER_STATUS_NAMES: Record<string, string> = {
   PC: 'provisioned',
   CP: 'completed',
   RJ: 'rejected',
+  CA: 'canceled',
 };
 
 /** The console's template engine: auto-escaping always on, so nothing a customer typed becomes markup. */

@@ -25,8 +25,9 @@ export type StepAction = keyof typeof STEP_ACTIONS;
 export type Outcome = (typeof STEP_ACTIONS)[StepAction][number];
 
 /** PBA order status codes (legacy-xmlrpc.md): NP new, WP waiting payment, SS suspected fraud, WA waiting approval,
- * HL hold, PF provisioning failed, PC provisioned, CP completed, RJ rejected. */
-export type PbaOrderStatus = 'NP' | 'WP' | 'SS' | 'WA' | 'HL' | 'PR' | 'PF' | 'PC' | 'CP' | 'RJ';
+ * HL hold, PF provisioning failed, PC provisioned, CP completed, RJ rejected, CA canceled (closed outside its
+ * workflow: a billing run's renewal order whose subscription was canceled or terminated before its invoice was paid). */
+export type PbaOrderStatus = 'NP' | 'WP' | 'SS' | 'WA' | 'HL' | 'PR' | 'PF' | 'PC' | 'CP' | 'RJ' | 'CA';
 
 /** The status an order shows while it is in (or has ended at) a step of this action. */
 export const STATUS_OF_ACTION: Record<StepAction, PbaOrderStatus> = {

@@ -9,6 +9,7 @@ import { describeForGate } from '../subscriptions/gate-request';
 import { extendSubscriptionByPeriod, isExtended } from '../subscriptions/renewal';
 import { addPeriod, type PeriodUnit } from '../domain/period';
 import { SERVICE_STATUS, SUBSCRIPTION_STATUS, type SubscriptionRow } from '../subscriptions/subscriptions-service';
+import { closeWaitingRenewals, creditClosedRenewals } from '../billing/run/renewal-closing';
 import { issueOrderCredit } from './credit-hook';
 import { enqueueFinish } from './saga';
 import { actionOf, loadOrder, loadWorkflowDefinition, lockOrder, transitionIfAt, writeTx, type Ctx, type OrderRow } from './step-handlers';
@@ -164,6 +165,9 @@ async function scheduleCancellation(ctx: Ctx, order: OrderRow, sub: Subscription
       details: { orderId: toNumber(order.id), at: at.toISOString(), taskId },
       event: { name: 'subscription.cancellation_scheduled', accountId: toNumber(sub.account_id), payload: { subscriptionId: toNumber(sub.id), orderId: toNumber(order.id), at: at.toISOString() } },
     });
+    // A renewal already billed for the term after this one will not be delivered: closed and credited now, so
+    // that dunning does not chase its invoice meanwhile.
+    await closeRenewalsOnCancel(ctx, tx, sub, at);
     await transitionIfAt(ctx, tx, toNumber(order.id), order.step, 'success', `Subscription ${sub.id} will be canceled at the end of its term, ${at.toISOString()} (task ${taskId}).`);
   });
   return done({ scheduledFor: at.toISOString() });
@@ -178,8 +182,12 @@ async function terminateThroughGate(ctx: Ctx, sub: SubscriptionRow, operationId:
 }
 
 
-/** The service is gone for a cancellation: status canceled (70), service removed (90), in the caller's transaction. */
-async function markCanceled(ctx: Ctx, tx: Tx, sub: SubscriptionRow, orderId: number | null, reason: string): Promise<boolean> {
+/**
+ * The service is gone for a cancellation: status canceled (70), service removed (90), in the caller's transaction;
+ * with it, the subscription's renewal orders still waiting for their invoice are closed and what they billed from
+ * `serviceEnd` on is credited (closeRenewalsOnCancel).
+ */
+async function markCanceled(ctx: Ctx, tx: Tx, sub: SubscriptionRow, orderId: number | null, reason: string, serviceEnd: Date): Promise<boolean> {
   const row = (await subOf(tx, toNumber(sub.id)))!;
   if (toNumber(row.status) === SUBSCRIPTION_STATUS.canceled) return false;
   const now = ctx.deps.clock.now();
@@ -191,7 +199,21 @@ async function markCanceled(ctx: Ctx, tx: Tx, sub: SubscriptionRow, orderId: num
     details: { orderId, reason },
     event: { name: 'subscription.canceled', accountId: toNumber(sub.account_id), payload: { subscriptionId: toNumber(sub.id), accountId: toNumber(sub.account_id), orderId, status: SUBSCRIPTION_STATUS.canceled, serviceStatus: SERVICE_STATUS.removed } },
   });
+  await closeRenewalsOnCancel(ctx, tx, sub, serviceEnd);
   return true;
+}
+
+/**
+ * A customer's cancellation closes the subscription's renewal orders waiting for their invoice and credits what
+ * they billed for a period from `serviceEnd` on (never delivered), whatever the cancelType: cancelType says what
+ * of the money paid is given back, and an unpaid renewal of a period not served was never owed.
+ */
+async function closeRenewalsOnCancel(ctx: Ctx, tx: Tx, sub: SubscriptionRow, serviceEnd: Date): Promise<void> {
+  const actor = await ctx.actor(tx);
+  const now = ctx.deps.clock.now();
+  const why = `Subscription ${sub.id} was canceled before this renewal's invoice was paid; the renewal from ${serviceEnd.toISOString()} on is not delivered and its charge is credited.`;
+  const closed = await closeWaitingRenewals(tx, actor, now, toNumber(sub.id), why);
+  if (closed.length) await creditClosedRenewals(tx, ctx.ledger, actor, now, closed, serviceEnd, `subscription ${sub.id} canceled`);
 }
 
 async function applyCancellation(ctx: Ctx, task: Task, tc: TaskContext, order: OrderRow, item: ItemRow, sub: SubscriptionRow): Promise<TaskOutcome> {
@@ -210,7 +232,7 @@ async function applyCancellation(ctx: Ctx, task: Task, tc: TaskContext, order: O
   await writeTx(ctx.deps, async (tx) => {
     const locked = await lockOrder(tx, orderId);
     if (!locked || locked.step !== order.step) return;
-    await markCanceled(ctx, tx, sub, orderId, String(details.reason ?? ''));
+    await markCanceled(ctx, tx, sub, orderId, String(details.reason ?? ''), ctx.deps.clock.now());
   });
   // What the customer gets back, after the service is gone.
   const amount = toBigInt(String(details.amount ?? '0'));
@@ -277,7 +299,9 @@ export async function runScheduledCancel(ctx: Ctx, task: Task, tc: TaskContext):
   if (!sub || [SUBSCRIPTION_STATUS.canceled, SUBSCRIPTION_STATUS.terminated].includes(toNumber(sub.status) as 60 | 70)) return done({ skipped: true });
   const outcome = await terminateThroughGate(ctx, sub, tc.operationId, tc.attempt > 1);
   if (outcome.status === 'success') {
-    await writeTx(ctx.deps, (tx) => markCanceled(ctx, tx, sub, toNumber(task.payload.orderId), 'Canceled at the end of its term.'));
+    // The service ends at the end of its term: a renewal billed from then on is not delivered.
+    const end = sub.expiration_date === null || sub.expiration_date === undefined ? ctx.deps.clock.now() : new Date(Math.min(toNumber(sub.expiration_date), ctx.deps.clock.now().getTime()));
+    await writeTx(ctx.deps, (tx) => markCanceled(ctx, tx, sub, toNumber(task.payload.orderId), 'Canceled at the end of its term.', end));
     return done({ canceled: true });
   }
   if ((outcome.status === 'pending' || outcome.retryable) && tc.attempt < task.maxAttempts) {

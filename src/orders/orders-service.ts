@@ -17,7 +17,7 @@ import type { WorkflowsService } from './workflows-service';
 import { TldCatalogService } from '../domains/tld-catalog';
 import { domainItemsOf, inlineDomain, insertDomainItems, prepareDomainItem, INLINE_PARAMETERS, type DomainItemInput, type OrderDomain, type PreparedDomain } from './domain-items';
 
-export const ORDER_STATUSES: readonly PbaOrderStatus[] = ['NP', 'WP', 'SS', 'WA', 'HL', 'PR', 'PF', 'PC', 'CP', 'RJ'];
+export const ORDER_STATUSES: readonly PbaOrderStatus[] = ['NP', 'WP', 'SS', 'WA', 'HL', 'PR', 'PF', 'PC', 'CP', 'RJ', 'CA'];
 const MAX_ITEMS = 50;
 const MAX_PARAMETERS = 50;
 

@@ -5,6 +5,7 @@ import { isSqlite, money, toBigInt, toNumber, type Conn, type Tx } from '../db/k
 import { invalid, notAllowed, notFound } from '../domain/errors';
 import { oneOf, optionalText, positiveId } from '../domain/fields';
 import { formatAmount } from '../domain/money';
+import { withInvoiceTax } from '../billing/invoice-share';
 import { priceChange, priceRenewal, priceResourceAddition, type PriceLine } from '../domain/pricing';
 import { remainingShare, subtractPeriod, type PeriodUnit } from '../domain/period';
 import { STATUS_OF_ACTION, type OrderType } from '../domain/workflow';
@@ -29,7 +30,7 @@ export const CHANGE_TIMINGS = ['immediate', 'end_of_term'] as const;
 export type ChangeTiming = (typeof CHANGE_TIMINGS)[number];
 
 /** Statuses an order is finished in: any other means it is still under way. */
-export const FINISHED_ORDER_STATUSES = ['CP', 'PC', 'PF', 'RJ'] as const;
+export const FINISHED_ORDER_STATUSES = ['CP', 'PC', 'PF', 'RJ', 'CA'] as const;
 
 
 export interface CancellationAmount {
@@ -86,8 +87,8 @@ async function refuseOpenOrder(tx: Tx, sub: SubscriptionRow, type: OrderType): P
 /**
  * What a cancellation gives back: within the period's refund period (days from the payment of the current term),
  * what was paid for this subscription in that payment (its order lines), less the period's non-refundable amount,
- * at most what is left unrefunded of the payment; after the refund period, or without a successful payment,
- * nothing.
+ * plus the tax paid on it, at most what is left unrefunded of the payment; after the refund period, or without a
+ * successful payment, nothing.
  */
 export async function cancellationAmount(conn: Conn, sub: SubscriptionRow, period: Pick<PlanPeriod, 'refundPeriodDays' | 'nonRefundableAmount'>, now: Date): Promise<CancellationAmount> {
   const paid = (await conn('orders as o')
@@ -115,30 +116,49 @@ export async function cancellationAmount(conn: Conn, sub: SubscriptionRow, perio
     | undefined;
   if (billed && (!paid || toNumber(billed.paid_at) > toNumber(paid.paid_at) || (toNumber(billed.paid_at) === toNumber(paid.paid_at) && toNumber(billed.payment_id) > toNumber(paid.payment_id)))) {
     const [{ s }] = (await conn('document_lines').where({ document_id: billed.invoice_id, subscription_id: sub.id }).sum({ s: 'amount' })) as { s: unknown }[];
-    return refundable(conn, period, now, toNumber(billed.payment_id), toBigInt(billed.payment_amount), toNumber(billed.paid_at), s, `invoice ${billed.number}`);
+    return refundable(conn, period, now, toNumber(billed.payment_id), toBigInt(billed.payment_amount), toNumber(billed.paid_at), s, toNumber(billed.invoice_id), `invoice ${billed.number}`);
   }
   if (!paid) return { amount: 0n, paymentId: null, note: 'No successful payment of this subscription to give back.' };
   const [{ s }] = (await conn('order_lines').where({ order_id: paid.order_id, item_id: paid.item_id }).sum({ s: 'amount' })) as { s: unknown }[];
-  return refundable(conn, period, now, toNumber(paid.payment_id), toBigInt(paid.payment_amount), toNumber(paid.paid_at), s, `order ${paid.order_number}`);
+  const invoice = (await conn('documents').where({ type: 'invoice', order_id: paid.order_id }).orderBy('id').first('id')) as { id: number } | undefined;
+  return refundable(conn, period, now, toNumber(paid.payment_id), toBigInt(paid.payment_amount), toNumber(paid.paid_at), s, invoice ? toNumber(invoice.id) : null, `order ${paid.order_number}`);
 }
 
-/** Within the refund period of `paymentId`: what it paid for the subscription (`paidSum`), less the non-refundable amount, at most what is left unrefunded. */
-async function refundable(conn: Conn, period: Pick<PlanPeriod, 'refundPeriodDays' | 'nonRefundableAmount'>, now: Date, paymentId: number, paymentAmount: bigint, paidAt: number, paidSum: unknown, what: string): Promise<CancellationAmount> {
+const sumOf = (v: unknown): bigint => (v === null || v === undefined ? 0n : toBigInt(typeof v === 'number' ? Math.round(v) : v));
+
+/**
+ * `net` with the tax the customer paid on it: the invoice's share of tax (withInvoiceTax), at most the invoice's
+ * tax that was paid (an order's charge pays the net and leaves an exclusive tax open on its invoice); no invoice: no tax.
+ */
+async function withPaidTax(conn: Conn, invoiceId: number | null, net: bigint): Promise<bigint> {
+  if (invoiceId === null || net <= 0n) return net;
+  const { gross, taxPaid } = await withInvoiceTax(conn, invoiceId, net);
+  const share = gross - net;
+  return net + (share < taxPaid ? share : taxPaid);
+}
+
+/**
+ * Within the refund period of `paymentId`: what it paid for the subscription (`paidSum`, before tax) less the
+ * non-refundable amount, with the invoice's tax on it (the customer paid the tax too), at most what is left
+ * unrefunded of the payment.
+ */
+async function refundable(conn: Conn, period: Pick<PlanPeriod, 'refundPeriodDays' | 'nonRefundableAmount'>, now: Date, paymentId: number, paymentAmount: bigint, paidAt: number, paidSum: unknown, invoiceId: number | null, what: string): Promise<CancellationAmount> {
   const deadline = paidAt + period.refundPeriodDays * DAY_MS;
   if (now.getTime() > deadline) {
     return { amount: 0n, paymentId, note: `The refund period (${period.refundPeriodDays} days from payment ${paymentId}) is over.` };
   }
-  const s = paidSum;
-  const itemPaid = s === null || s === undefined ? 0n : toBigInt(typeof s === 'number' ? Math.round(s) : s);
+  const itemPaid = sumOf(paidSum);
   const [{ r }] = (await conn('payments').where({ parent_payment_id: paymentId, kind: 'refund', status: 'success' }).sum({ r: 'amount' })) as { r: unknown }[];
-  const refunded = r === null || r === undefined ? 0n : toBigInt(typeof r === 'number' ? Math.round(r) : r);
-  const left = paymentAmount - refunded;
-  let amount = (itemPaid < left ? itemPaid : left) - period.nonRefundableAmount;
+  const left = paymentAmount - sumOf(r);
+  let net = itemPaid - period.nonRefundableAmount;
+  if (net < 0n) net = 0n;
+  const gross = await withPaidTax(conn, invoiceId, net);
+  let amount = gross < left ? gross : left;
   if (amount < 0n) amount = 0n;
   return {
     amount,
     paymentId,
-    note: `Within the refund period of payment ${paymentId} (${what}): ${itemPaid} paid for this subscription, ${period.nonRefundableAmount} not refundable, ${left} left on the payment.`,
+    note: `Within the refund period of payment ${paymentId} (${what}): ${itemPaid} paid for this subscription before tax, ${period.nonRefundableAmount} not refundable, ${gross} with tax, ${left} left on the payment.`,
   };
 }
 

@@ -11,6 +11,7 @@ import { callSubscriptionGate } from './gate-call';
 import type { Outcome, ServiceRequest } from '../plugins/sdk';
 import { SERVICE_STATUS, SUBSCRIPTION_STATUS, type SubscriptionsService } from './subscriptions-service';
 import { describeForGate } from './gate-request';
+import { closeWaitingRenewals } from '../billing/run/renewal-closing';
 
 /**
  * Suspend, resume, terminate and provision a subscription through its service gate. A request changes the
@@ -108,7 +109,7 @@ export class SubscriptionActionsService {
       // now could provision it twice.
       if (row.order_id !== null && row.order_id !== undefined) {
         const order = (await tx('orders').where({ id: row.order_id }).first('status', 'order_number')) as { status: string; order_number: string } | undefined;
-        if (order && !['PC', 'CP', 'PF', 'RJ'].includes(order.status)) {
+        if (order && !['PC', 'CP', 'PF', 'RJ', 'CA'].includes(order.status)) {
           throw notAllowed(`Subscription ${id} belongs to order ${order.order_number}, which is still being processed (status ${order.status}); wait until it has finished.`, 'subscriptionId');
         }
       }
@@ -262,6 +263,9 @@ async function actionSucceeded(deps: Deps, svc: ActionHandlerServices, action: S
       await subscriptionEvent(tx, actor, now, row, 'subscription.resumed', 'ResumeSubscription', { taskId });
     } else if (action === 'terminate') {
       await svc.subscriptions.markRemoved(tx, id, now);
+      // Its renewal orders still waiting for their invoice will not be delivered: closed. The invoice stays owed
+      // (a termination follows dunning: the service ran through the grace days); an operator may credit it.
+      await closeWaitingRenewals(tx, actor, now, id, `Subscription ${id} was terminated before this renewal's invoice was paid; the renewal is not delivered. The invoice stays open (an operator may credit it).`);
     } else {
       const reference = String((result as { reference?: unknown } | undefined)?.reference ?? '');
       await tx('subscriptions').where({ id }).update({ gate_reference: reference || null });

@@ -136,10 +136,11 @@ export const ORDER_STATUS_WIRE: Record<PbaOrderStatus, string> = {
   PC: 'provisioned',
   CP: 'completed',
   RJ: 'rejected',
+  CA: 'canceled',
 };
 const ORDER_STATUS_CODE = new Map(Object.entries(ORDER_STATUS_WIRE).map(([code, wire]) => [wire, code as PbaOrderStatus]));
 /** WSDL OrderStatus and OrderType values no Hostwright order takes: a filter on them finds nothing. */
-const UNUSED_ORDER_STATUSES = new Set(['canceled', 'failed']);
+const UNUSED_ORDER_STATUSES = new Set(['failed']);
 const UNUSED_ORDER_TYPES = new Set(['cancellation_charge', 'billing', 'payment']);
 
 const snake = (s: string) => s.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
