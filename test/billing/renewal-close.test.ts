@@ -4,13 +4,12 @@ import path from 'node:path';
 import { expect } from 'chai';
 import type { Actor } from '../../src/context';
 import { toBigInt, toNumber } from '../../src/db/knex';
-import { Worker } from '../../src/jobs/worker';
-import { orderHandlers, subscriptionHooks } from '../../src/orders/engine';
-import { SubscriptionActionsService, subscriptionActionHandlers } from '../../src/subscriptions/service-actions';
+import type { Worker } from '../../src/jobs/worker';
+import { SubscriptionActionsService } from '../../src/subscriptions/service-actions';
 import { SERVICE_STATUS } from '../../src/subscriptions/subscriptions-service';
 import { dialect } from '../helpers/db';
 import { makeWorld, type World } from '../helpers/world';
-import { makeBook, makeCustomer, makePlan, makeSubscription, type Book } from './run-book';
+import { makeBook, makeCustomer, makePlan, makeSubscription, orderWorker, type Book } from './run-book';
 
 /**
  * A billing run's renewal order (RN) waits for its invoice. When the subscription is canceled or terminated first,
@@ -74,22 +73,7 @@ describe(`renewal orders closed by a cancellation or a termination; the tax in a
     await world.services.taxRules.create(world.provider, book.vendorId, { name: 'Sales tax 8.875%', country: 'US', ratePpm: 88_750 });
     plan = await makePlan(world, book, { name: 'Web', currency: 'USD', periods: [{ duration: 1, unit: 'month', recurringFee: 1000n }] });
     await world.deps.db('plan_periods').where({ id: plan.periodIds[0] }).update({ refund_period_days: 14, non_refundable_amount: 200 });
-    worker = new Worker(
-      world.deps,
-      world.services.tasks,
-      {
-        ...orderHandlers(world.deps, {
-          tasks: world.services.tasks,
-          pluginInstances: world.services.pluginInstances,
-          payments: world.services.payments,
-          fraud: world.services.fraud,
-          subscriptions: subscriptionHooks(world.deps, world.services.subscriptions, world.services.catalog),
-          documents: world.services.documents,
-        }),
-        ...subscriptionActionHandlers(world.deps, { pluginInstances: world.services.pluginInstances, subscriptions: world.services.subscriptions }),
-      },
-      { owner: 'rn-close-test', concurrency: 1, leaseMs: 60_000, pollMs: 20 },
-    );
+    worker = orderWorker(world, 'rn-close-test');
   });
   afterEach(async () => {
     await world?.close();

@@ -3,6 +3,9 @@ import os from 'node:os';
 import path from 'node:path';
 import type { Actor } from '../../src/context';
 import { toNumber } from '../../src/db/knex';
+import { Worker } from '../../src/jobs/worker';
+import { orderHandlers, subscriptionHooks } from '../../src/orders/engine';
+import { subscriptionActionHandlers } from '../../src/subscriptions/service-actions';
 import type { World } from '../helpers/world';
 
 /**
@@ -189,4 +192,24 @@ export async function makeMixedBook(world: World): Promise<Book & { subscription
   await world.services.usage.report(world.provider, { subscriptionId: subs[6]!, resourceId: bandwidth, quantity: '150', mode: 'set', usageId: 'jan-3' });
   world.clock.set(MIXED_AS_OF);
   return { ...book, subscriptions: subs };
+}
+
+/** A worker running the order engine's tasks (with the world's ledger) and the subscription actions' tasks. */
+export function orderWorker(world: World, owner: string): Worker {
+  return new Worker(
+    world.deps,
+    world.services.tasks,
+    {
+      ...orderHandlers(world.deps, {
+        tasks: world.services.tasks,
+        pluginInstances: world.services.pluginInstances,
+        payments: world.services.payments,
+        fraud: world.services.fraud,
+        subscriptions: subscriptionHooks(world.deps, world.services.subscriptions, world.services.catalog),
+        documents: world.services.documents,
+      }),
+      ...subscriptionActionHandlers(world.deps, { pluginInstances: world.services.pluginInstances, subscriptions: world.services.subscriptions }),
+    },
+    { owner, concurrency: 1, leaseMs: 60_000, pollMs: 20 },
+  );
 }

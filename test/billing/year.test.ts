@@ -4,12 +4,10 @@ import path from 'node:path';
 import { expect } from 'chai';
 import type { Actor } from '../../src/context';
 import { toBigInt, toNumber } from '../../src/db/knex';
-import { Worker } from '../../src/jobs/worker';
-import { orderHandlers, subscriptionHooks } from '../../src/orders/engine';
-import { subscriptionActionHandlers } from '../../src/subscriptions/service-actions';
+import type { Worker } from '../../src/jobs/worker';
 import { dialect } from '../helpers/db';
 import { makeWorld, type World } from '../helpers/world';
-import { CARDS, DAY, makeBook, makeCustomer, makePlan, makeSubscription, type Book } from './run-book';
+import { CARDS, DAY, makeBook, makeCustomer, makePlan, makeSubscription, orderWorker, type Book } from './run-book';
 
 /**
  * A year of billing (2026-01-01 .. 2026-12-31) over a mixed book, with the injected clock moved one day at a time:
@@ -50,22 +48,7 @@ describe(`a year of billing over a mixed book (${dialect})`, function () {
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'hostwright-year-'));
     await world.services.pluginInstances.create(world.provider, { kind: 'provisioning', plugin: 'sandbox', name: 'sandbox', settings: { stateFile: path.join(dir, 'gate.json') } });
     book = await makeBook(world);
-    worker = new Worker(
-      world.deps,
-      world.services.tasks,
-      {
-        ...orderHandlers(world.deps, {
-          tasks: world.services.tasks,
-          pluginInstances: world.services.pluginInstances,
-          payments: world.services.payments,
-          fraud: world.services.fraud,
-          subscriptions: subscriptionHooks(world.deps, world.services.subscriptions, world.services.catalog),
-          documents: world.services.documents,
-        }),
-        ...subscriptionActionHandlers(world.deps, { pluginInstances: world.services.pluginInstances, subscriptions: world.services.subscriptions }),
-      },
-      { owner: 'year-test', concurrency: 1, leaseMs: 60_000, pollMs: 20 },
-    );
+    worker = orderWorker(world, 'year-test');
   });
   after(async () => {
     await world?.close();
