@@ -35,6 +35,7 @@ describe('printable invoice (GET /invoices/:id)', function () {
           lines: [
             { kind: 'renewal', description: 'Web <b>hosting</b> "Pro"', quantity: '1', unitPrice: 1999n, amount: 1999n, periodStart: new Date('2026-03-01T00:00:00Z'), periodEnd: new Date('2026-04-01T00:00:00Z') },
             { kind: 'overage', description: 'Traffic over 100 GB', quantity: '2.5', unitPrice: 100n, amount: 250n },
+            { kind: 'domain', description: 'Registration of html-shop.com, 1 year', quantity: '1', unitPrice: 1299n, amount: 1299n },
           ],
         },
       ]),
@@ -55,8 +56,11 @@ describe('printable invoice (GET /invoices/:id)', function () {
       expect(html).to.contain('Web &lt;b&gt;hosting&lt;/b&gt; &quot;Pro&quot;').and.not.contain('<b>hosting</b>');
       expect(html).to.contain('Html &lt;Customer&gt; &amp; Co');
       expect(html).to.contain('01 Mar 2026 – 31 Mar 2026');
-      // 19.99 + 2.50 = 22.49; tax 2.00 + 0.25 = 2.25; total 24.74; paid 10.00 by check; 14.74 due
-      for (const s of ['22.49', '2.25', '24.74 USD', '-10.00', '14.74 USD', '2.5', 'Sales tax 10%']) expect(html).to.contain(s);
+      // 19.99 + 2.50 + 12.99 = 35.48; tax 2.00 + 0.25 + 1.30 = 3.55; total 39.03; paid 10.00 by check; 29.03 due
+      for (const s of ['35.48', '3.55', '39.03 USD', '-10.00', '29.03 USD', '2.5', 'Sales tax 10%']) expect(html).to.contain(s);
+      // Each line says what it charges: the domain's line is a Domain line.
+      const kinds = [...html.matchAll(/<td class="kind">([^<]*)<\/td>/g)].map((m) => m[1]);
+      expect(kinds).to.deep.equal(['Renewal', 'Usage overage', 'Domain']);
       expect(html).to.contain('@media print');
     }
   });
