@@ -135,6 +135,27 @@ describe(`renewal orders closed by a cancellation or a termination; the tax in a
     expect(await balance(customer)).to.equal(0n);
   });
 
+  it('an end-of-term cancellation scheduled before the run: the run bills no renewal for the term the subscription will not have, and a dry run counts none', async () => {
+    const customer = await makeCustomer(world, book, 'Planner', { card: null });
+    const subscriptionId = await subscribe(customer);
+    const other = await subscribe(customer);
+    world.clock.set('2026-01-20T00:00:00Z');
+    await world.services.subscriptionOrders.cancel(customer, subscriptionId, { cancelType: 'none', when: 'end_of_term' });
+    await drain();
+    world.clock.set('2026-01-25T00:00:00Z');
+    const dry = await world.services.billingRun.run({ asOf: d('2026-01-25T00:00:00Z'), startedBy: 'test', dryRun: true });
+    expect(dry.charges).to.equal(1); // the other subscription's renewal only
+    const summary = await run('2026-01-25T00:00:00Z');
+    expect({ charges: summary.charges, renewalOrders: summary.renewalOrders }).to.deep.equal({ charges: 1, renewalOrders: 1 });
+    expect(await world.deps.db('billing_charges').where({ subscription_id: subscriptionId }).count({ n: '*' })).to.deep.equal([{ n: 0 }]);
+    expect((await renewalOrder(other)).status).to.equal('WP');
+    // At the term's end the scheduled cancellation terminates it; nothing is owed for it.
+    world.clock.set('2026-02-01T00:00:00Z');
+    await drain();
+    expect(await sub(subscriptionId)).to.deep.include({ status: 70 });
+    expect((await docs(customer, 'invoice')).map((i) => i.total)).to.deep.equal([1089n]); // the other one's renewal
+  });
+
   it('a termination by dunning while the renewal order waits: the order is closed, the invoice stays owed; a later payment is applied without extending', async () => {
     const { customer, subscriptionId, invoiceId } = await waitingRenewal('Nonpayer');
     // Due 02-01 (issued 01-25 + 7 days); terminate 30 days past due: 03-03.

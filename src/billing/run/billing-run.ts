@@ -18,6 +18,7 @@ import type { TaskQueue } from '../../jobs/task-queue';
 import { domainRenewalBatches } from './domain-renewals';
 import type { Workflow, WorkflowsService } from '../../orders/workflows-service';
 import { placeRenewalOrders, type RenewalOrderInput } from './renewal-orders';
+import { SCHEDULED_CANCEL } from '../../orders/lifecycle-steps';
 
 const DAY_MS = 86_400_000;
 /** Auto-pay charges under way at once per run. */
@@ -279,6 +280,7 @@ export class BillingRun {
       const settings = await ctx.settingsFor(conn, subs.map((s) => toNumber(s.vendor_id)));
       const paidPeriods = await ctx.paidPeriodsFor(conn, subs.filter((s) => isTrial(s)).map((s) => toNumber(s.plan_id)));
       const extras = await extraResources(conn, subs.map((s) => toNumber(s.id)));
+      const cancelling = await cancellationsScheduled(conn, subs.map((s) => toNumber(s.id)));
       const charges: ChargeRow[] = [];
       const expire: DueRow[] = [];
       const now = this.deps.clock.now().getTime();
@@ -287,6 +289,8 @@ export class BillingRun {
         const exp = toNumber(s.expiration_date);
         const set = settings.get(toNumber(s.vendor_id))!;
         if (exp - set.renewDaysBefore * DAY_MS > ctx.asOf.getTime()) continue;
+        // Canceled at the end of this term: no renewal (nor trial conversion) for a term it will not have.
+        if (cancelling.has(id)) continue;
         const base = { subscription_id: id, account_id: toNumber(s.account_id), vendor_id: toNumber(s.vendor_id), currency: s.currency, document_id: null, order_id: null, run_id: ctx.summary.runId, created_at: now } as const;
         let duration = toNumber(s.duration);
         let unit = s.unit;
@@ -794,6 +798,20 @@ async function maxRenewDaysBefore(db: Conn): Promise<number> {
 }
 
 /** Resources bought above the plan, with the plan's recurring fee per extra unit. */
+/** The subscriptions among `subscriptionIds` with an end-of-term cancellation scheduled and not yet carried out. */
+async function cancellationsScheduled(conn: Conn, subscriptionIds: number[]): Promise<Set<number>> {
+  const out = new Set<number>();
+  for (let i = 0; i < subscriptionIds.length; i += 500) {
+    const rows = (await conn('tasks')
+      .where({ kind: SCHEDULED_CANCEL, object_type: 'subscription' })
+      .whereIn('object_id', subscriptionIds.slice(i, i + 500).map(String))
+      .whereIn('status', ['pending', 'running', 'failed'])
+      .select('object_id')) as { object_id: string }[];
+    for (const r of rows) out.add(Number(r.object_id));
+  }
+  return out;
+}
+
 async function extraResources(conn: Conn, subscriptionIds: number[]) {
   const out = new Map<number, { planId: number; resourceId: number; additional: bigint; fee: bigint; name: string; unit: string }[]>();
   for (let i = 0; i < subscriptionIds.length; i += 500) {
