@@ -166,7 +166,8 @@ async function onSqliteConnection<T>(conn: Conn, fn: (connection: SqliteConnecti
 /**
  * One write statement on SQLite as a cached prepared statement, without knex's query builder and raw-binding
  * formatting (for the bulk inserts of src/db/batch.ts, whose thousands of bindings knex would scan one by one).
- * Bindings are converted as knex's better-sqlite3 client does (Date -> milliseconds, boolean -> 0/1).
+ * Bindings are converted as knex's better-sqlite3 client does (Date -> milliseconds, boolean -> 0/1). Emits knex's
+ * 'query' event (not 'query-response').
  */
 export async function writeSqlite(conn: Conn, sql: string, bindings: unknown[]): Promise<void> {
   requireOpen(conn);
@@ -175,6 +176,8 @@ export async function writeSqlite(conn: Conn, sql: string, bindings: unknown[]):
     if (typeof b === 'boolean') bindings[i] = b ? 1 : 0;
     else if (b instanceof Date) bindings[i] = b.valueOf();
   }
+  // knex's 'query' event, as its own queries emit it (tests and tools count statements by it).
+  (conn.client as unknown as { emit(event: string, obj: unknown): void }).emit('query', { sql, bindings, method: 'raw' });
   await onSqliteConnection(conn, (connection) => {
     const statement = cachedStatement(connection, sql);
     if (statement.reader) throw new Error('writeSqlite runs writes only.');
