@@ -373,6 +373,15 @@ interface AttemptRow {
 
 type AttemptWithStatus = AttemptRow & { payment_status: string | null };
 
+/** What settling an attempt reads of its payment. */
+interface AttemptPayment {
+  status: string;
+  amount: unknown;
+  currency: string;
+  message: string | null;
+  failure_code: string | null;
+}
+
 /** A new payment attempt on an invoice: the caller's key, the gateway key derived from it, the amount open now. */
 interface NewAttempt {
   invoiceId: number;
@@ -1154,11 +1163,11 @@ export class DocumentsService {
         }),
       );
       await updateByKey(tx, 'invoice_payment_attempts', 'gateway_key', 'payment_id', new Map(charge.map((c, n) => [c.plan.gatewayKey, toNumber(made[n]!.payment.id)])));
-      charge.forEach((c, n) => settle.push({ k: c.k, attempt: { ...written.get(c.plan.gatewayKey)!, payment_id: toNumber(made[n]!.payment.id) } }));
-      return made;
+      return { made, attempts: charge.map((c, n) => ({ ...written.get(c.plan.gatewayKey)!, payment_id: toNumber(made[n]!.payment.id) })) };
     });
+    charge.forEach((c, n) => settle.push({ k: c.k, attempt: pending.attempts[n]! }));
     // 2. The gateway calls, outside any transaction.
-    const settlements = await this.payments.callPending(pending, opts.concurrency ?? 8);
+    const settlements = await this.payments.callPending(pending.made, opts.concurrency ?? 8);
     // 3. Settled and applied, together.
     const results = await inTransaction(db, async (tx) => {
       const now = this.deps.clock.now();
@@ -1214,12 +1223,12 @@ export class DocumentsService {
     await this.lockAccounts(tx, attempts.map((a) => toNumber(a.account_id)));
     const invoices = new Map<number, DocumentRow>();
     const current = new Map<string, AttemptRow>();
-    const payments = new Map<number, { status: string; amount: unknown; currency: string; message: string | null; failure_code: string | null }>();
+    const payments = new Map<number, AttemptPayment>();
     for (let i = 0; i < attempts.length; i += 500) {
       const chunk = attempts.slice(i, i + 500);
       for (const d of (await tx('documents').whereIn('id', chunk.map((a) => toNumber(a.document_id)))) as DocumentRow[]) invoices.set(toNumber(d.id), d);
       for (const c of (await tx('invoice_payment_attempts').whereIn('gateway_key', chunk.map((a) => a.gateway_key))) as AttemptRow[]) current.set(c.gateway_key, c);
-      const rows = (await tx('payments').whereIn('id', chunk.map((a) => toNumber(a.payment_id))).select('id', 'status', 'amount', 'currency', 'message', 'failure_code')) as ({ id: number } & typeof payments extends Map<number, infer P> ? P & { id: number } : never)[];
+      const rows = (await tx('payments').whereIn('id', chunk.map((a) => toNumber(a.payment_id))).select('id', 'status', 'amount', 'currency', 'message', 'failure_code')) as (AttemptPayment & { id: number })[];
       for (const r of rows) payments.set(toNumber(r.id), r);
     }
     const results: PayInvoiceResult[] = [];

@@ -75,17 +75,10 @@ export interface ExtendOptions {
  */
 export async function extendSubscriptions(tx: Tx, actor: Actor, now: Date, requests: readonly ExtensionRequest[], opts: ExtendOptions = {}): Promise<ExtensionResult[]> {
   if (requests.length === 0) return [];
-  const subs = new Map<number, { id: number; account_id: number; plan_id: number; period_id: number; status: number; expiration_date: unknown }>();
+  const subs = new Map<number, SubscriptionState>();
   const ids = [...new Set(requests.map((r) => r.subscriptionId))];
   for (let i = 0; i < ids.length; i += 500) {
-    const rows = (await tx('subscriptions').whereIn('id', ids.slice(i, i + 500)).select('id', 'account_id', 'plan_id', 'period_id', 'status', 'expiration_date')) as {
-      id: number;
-      account_id: number;
-      plan_id: number;
-      period_id: number;
-      status: number;
-      expiration_date: unknown;
-    }[];
+    const rows = (await tx('subscriptions').whereIn('id', ids.slice(i, i + 500)).select(...SUBSCRIPTION_STATE)) as SubscriptionState[];
     for (const r of rows) subs.set(toNumber(r.id), r);
   }
   // A trial without a given period converts to its plan's first enabled paid period (by sort order, then id).
@@ -153,7 +146,7 @@ export async function extendSubscriptions(tx: Tx, actor: Actor, now: Date, reque
   for (const [k, r] of requests.entries()) {
     if (plannedIds.has(r.subscriptionId)) await flush();
     if (!subs.has(r.subscriptionId)) {
-      const row = (await tx('subscriptions').where({ id: r.subscriptionId }).first('id', 'account_id', 'plan_id', 'period_id', 'status', 'expiration_date')) as typeof subs extends Map<number, infer S> ? S | undefined : never;
+      const row = (await tx('subscriptions').where({ id: r.subscriptionId }).first(...SUBSCRIPTION_STATE)) as SubscriptionState | undefined;
       if (row) subs.set(r.subscriptionId, row);
     }
     const s = subs.get(r.subscriptionId);
@@ -187,6 +180,17 @@ export async function extendSubscriptions(tx: Tx, actor: Actor, now: Date, reque
   await recordChanges(tx, actor, now, changes);
   return results;
 }
+
+/** What an extension reads of a subscription. */
+interface SubscriptionState {
+  id: number;
+  account_id: number;
+  plan_id: number;
+  period_id: number;
+  status: number;
+  expiration_date: unknown;
+}
+const SUBSCRIPTION_STATE = ['id', 'account_id', 'plan_id', 'period_id', 'status', 'expiration_date'] as const;
 
 interface PlannedUpdate {
   /** The request's index. */

@@ -243,6 +243,7 @@ export function renewalOrdersPaid(deps: Deps, tasks: TaskQueue): InvoicesPaidLis
   };
 }
 
+/** The renewals of invoices of one vendor paid at one instant. */
 async function renewalsPaid(tx: Tx, deps: Deps, tasks: TaskQueue, definitions: Map<number, WorkflowDefinition>, events: readonly InvoicePaidEvent[]): Promise<void> {
   const invoiceOf = new Map(events.map((e) => [e.documentId, e]));
   const ids = [...invoiceOf.keys()];
@@ -276,6 +277,7 @@ async function renewalsPaid(tx: Tx, deps: Deps, tasks: TaskQueue, definitions: M
     invoiceId: toNumber(c.document_id),
     orderId,
   });
+  // Graced subscriptions are made active by dunning's listener (liftDunning), which knows about other dunned invoices.
   const direct = charges.filter((c) => c.order_id === null || c.order_id === undefined);
   if (direct.length) await extendSubscriptions(tx, actor, paidAt, direct.map((c) => request(c)), { operation: 'billing.renewed', reactivateGraced: false });
 
