@@ -31,6 +31,7 @@ import {
   type LineKind,
   type PaymentMethod,
 } from './types';
+import { addTo } from '../domain/group';
 
 export type * from './types';
 
@@ -194,7 +195,7 @@ async function numberBlocks(tx: Tx, type: DocumentType, vendorIds: readonly numb
 /** The ids of documents just inserted, by (vendor, number): exact on both databases whatever the auto-increment mode. */
 async function documentIdsByNumber(tx: Tx, type: DocumentType, docs: readonly { vendorId: number; number: string }[]): Promise<number[]> {
   const byVendor = new Map<number, string[]>();
-  for (const d of docs) byVendor.set(d.vendorId, [...(byVendor.get(d.vendorId) ?? []), d.number]);
+  for (const d of docs) addTo(byVendor, d.vendorId, d.number);
   const ids = new Map<string, number>();
   for (const [vendorId, list] of byVendor) {
     for (let i = 0; i < list.length; i += 500) {
@@ -1113,7 +1114,7 @@ export class DocumentsService {
       const chunk = ids.slice(i, i + 500);
       for (const d of (await db('documents').whereIn('id', chunk).where({ vendor_id: actor.accountId })) as DocumentRow[]) invoices.set(toNumber(d.id), d);
       for (const t of (await db('invoice_payment_attempts as t').leftJoin('payments as p', 'p.id', 't.payment_id').whereIn('t.document_id', chunk).select('t.*', 'p.status as payment_status')) as AttemptWithStatus[]) {
-        attempts.set(toNumber(t.document_id), [...(attempts.get(toNumber(t.document_id)) ?? []), t]);
+        addTo(attempts, toNumber(t.document_id), t);
       }
     }
     const tools = new Map<number, { id: number; gateway_instance_id: number; token: string; gateway_status: string | null }>();
@@ -1193,7 +1194,7 @@ export class DocumentsService {
     const out = { paid: 0, declined: 0, stillOpen: 0 };
     // One transaction per vendor (the actor of its audit records) for all of its payments.
     const byVendor = new Map<number, AttemptRow[]>();
-    for (const r of rows) byVendor.set(toNumber(r.vendor_id), [...(byVendor.get(toNumber(r.vendor_id)) ?? []), r]);
+    for (const r of rows) addTo(byVendor, toNumber(r.vendor_id), r);
     for (const [vendorId, list] of byVendor) {
       const results = await inTransaction(this.deps.db, (tx) => this.settleAttemptsTx(tx, actor ?? billingActor(vendorId), this.deps.clock.now(), list));
       for (const r of results) {

@@ -4,6 +4,7 @@ import { toNumber, type Tx } from '../db/knex';
 import { notFound } from '../domain/errors';
 import { addPeriod, type PeriodUnit } from '../domain/period';
 import { SUBSCRIPTION_STATUS } from './subscriptions-service';
+import { addTo } from '../domain/group';
 
 /** Statuses a subscription can be extended from: a trial converts, graced and expired become active again. */
 const EXTENDABLE: readonly number[] = [SUBSCRIPTION_STATUS.trial, SUBSCRIPTION_STATUS.active, SUBSCRIPTION_STATUS.graced, SUBSCRIPTION_STATUS.expired, SUBSCRIPTION_STATUS.suspended];
@@ -219,7 +220,7 @@ async function guardedUpdates(tx: Tx, now: Date, updates: readonly PlannedUpdate
   const groups = new Map<string, number[]>();
   updates.forEach((u, n) => {
     const key = `${u.status}|${u.current}|${u.periodId}|${u.to.getTime()}|${u.activate}`;
-    groups.set(key, [...(groups.get(key) ?? []), n]);
+    addTo(groups, key, n);
   });
   const run = (conn: Tx, u: PlannedUpdate, ids: number[]) => {
     const q = conn('subscriptions').whereIn('id', ids).where({ status: u.status });

@@ -19,6 +19,7 @@ import { domainRenewalBatches } from './domain-renewals';
 import type { Workflow, WorkflowsService } from '../../orders/workflows-service';
 import { placeRenewalOrders, type RenewalOrderInput } from './renewal-orders';
 import { SCHEDULED_CANCEL } from '../../orders/lifecycle-steps';
+import { addTo } from '../../domain/group';
 
 const DAY_MS = 86_400_000;
 /** Auto-pay charges under way at once per run. */
@@ -700,7 +701,7 @@ export class BillingRun {
     // Per vendor (the actor of its records): the attempts and pending payments in one transaction, the gateway
     // calls a few at once outside it, the settlements and payment documents in another (DocumentsService.payInvoices).
     const byVendor = new Map<number, IssuedInvoice[]>();
-    for (const inv of todo) byVendor.set(inv.vendorId, [...(byVendor.get(inv.vendorId) ?? []), inv]);
+    for (const inv of todo) addTo(byVendor, inv.vendorId, inv);
     const concurrency = Math.max(1, Math.min(64, Math.floor(opts.autopayConcurrency ?? AUTOPAY_CONCURRENCY)));
     for (const [vendorId, list] of byVendor) {
       const results = await this.documents.payInvoices(

@@ -9,6 +9,7 @@ import { SUBSCRIPTION_STATUS } from '../../subscriptions/subscriptions-service';
 import { billingActor } from '../documents-service';
 import type { BillingSettings } from '../settings';
 import type { InvoicePaidEvent } from '../types';
+import { addTo } from '../../domain/group';
 
 const DAY_MS = 86_400_000;
 
@@ -115,7 +116,7 @@ export function liftDunning(deps: Deps, tasks: TaskQueue) {
     const dunned = new Map<number, { step: string }[]>();
     for (let i = 0; i < events.length; i += 500) {
       const rows = (await tx('dunning_steps').whereIn('document_id', events.slice(i, i + 500).map((e) => e.documentId)).select('document_id', 'step')) as { document_id: number; step: string }[];
-      for (const r of rows) dunned.set(toNumber(r.document_id), [...(dunned.get(toNumber(r.document_id)) ?? []), r]);
+      for (const r of rows) addTo(dunned, toNumber(r.document_id), r);
     }
     for (const e of events) {
       const steps = dunned.get(e.documentId);

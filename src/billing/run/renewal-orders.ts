@@ -10,6 +10,7 @@ import { extendSubscriptions, isExtended, type ExtensionRequest } from '../../su
 import { recordChanges, type BulkChange } from '../bulk-record';
 import { billingActor, type InvoicesPaidListener } from '../documents-service';
 import type { InvoicePaidEvent } from '../types';
+import { addTo } from '../../domain/group';
 
 /**
  * Renewals as PBA renewal orders (RN). The billing run places one renewal order per subscription it bills a
@@ -237,7 +238,7 @@ export function renewalOrdersPaid(deps: Deps, tasks: TaskQueue): InvoicesPaidLis
     const groups = new Map<string, InvoicePaidEvent[]>();
     for (const e of events) {
       const key = `${e.vendorId}:${e.paidAt.getTime()}`;
-      groups.set(key, [...(groups.get(key) ?? []), e]);
+      addTo(groups, key, e);
     }
     for (const group of groups.values()) await renewalsPaid(tx, deps, tasks, definitions, group);
   };
