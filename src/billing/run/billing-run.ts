@@ -704,11 +704,20 @@ export class BillingRun {
     for (const inv of todo) addTo(byVendor, inv.vendorId, inv);
     const concurrency = Math.max(1, Math.min(64, Math.floor(opts.autopayConcurrency ?? AUTOPAY_CONCURRENCY)));
     for (const [vendorId, list] of byVendor) {
-      const results = await this.documents.payInvoices(
-        billingActor(vendorId),
-        list.map((inv) => ({ invoiceId: inv.documentId, idempotencyKey: `autopay:${(inv as IssuedInvoice & { retry?: number }).retry ?? 1}` })),
-        { concurrency },
-      );
+      let results;
+      try {
+        results = await this.documents.payInvoices(
+          billingActor(vendorId),
+          list.map((inv) => ({ invoiceId: inv.documentId, idempotencyKey: `autopay:${(inv as IssuedInvoice & { retry?: number }).retry ?? 1}` })),
+          { concurrency },
+        );
+      } catch (e) {
+        // The run goes on; whatever was charged is pending for the reconciler, and settlePayments applies it.
+        summary.payments.tried += list.length;
+        summary.payments.unknown += list.length;
+        this.deps.log.warn('auto-pay failed', { vendorId, invoices: list.length, error: (e as Error).message });
+        continue;
+      }
       for (const r of results) {
         if ('skipped' in r) {
           // Paid meanwhile, or a payment already under way: not tried. Anything else is worth a look.
