@@ -81,11 +81,11 @@ export function createServices(deps: Deps, plugins: PluginRegistry = loadPlugins
   });
   const documents = new DocumentsService(deps, payments);
   // A paid renewal (or trial conversion) invoice moves its subscription's expiration forward.
-  documents.onInvoicePaid(renewalOrdersPaid(deps, tasks));
+  documents.onInvoicesPaid(renewalOrdersPaid(deps, tasks));
   // ... and payment in full lifts its dunning (graced -> active, a non-payment suspension resumed).
-  documents.onInvoicePaid(liftDunning(deps, tasks));
+  documents.onInvoicesPaid(liftDunning(deps, tasks));
   // ... and a paid domain renewal is renewed at the registrar by a task (src/domains/lifecycle.ts).
-  documents.onInvoicePaid(renewPaidDomains(tasks));
+  documents.onInvoicesPaid(renewPaidDomains(tasks));
   const tlds = new TldCatalogService(deps);
   return {
     deps,

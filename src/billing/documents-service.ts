@@ -4,6 +4,7 @@ import { recordChange } from '../audit/record-change';
 import type { Actor, Deps } from '../context';
 import { isSqlite, money, toBigInt, toNumber, toOptionalNumber, type Conn, type Db, type Tx } from '../db/knex';
 import { insertBatched } from '../db/batch';
+import { updateByKey } from '../db/case-update';
 import { inTransaction } from '../db/transaction';
 import { currency as currencyOf } from '../domain/currency';
 import { AppError, conflict, invalid, notAllowed, notFound } from '../domain/errors';
@@ -30,6 +31,7 @@ import {
   type LineKind,
   type PaymentMethod,
 } from './types';
+import { addTo } from '../domain/group';
 
 export type * from './types';
 
@@ -177,7 +179,49 @@ export async function reserveNumbers(tx: Tx, vendorId: number, type: DocumentTyp
   return toBigInt(row.last_number) - BigInt(count) + 1n;
 }
 
+/** Numbers for documents of one type, in the order of their vendors: each vendor's as one block of its sequence. */
+async function numberBlocks(tx: Tx, type: DocumentType, vendorIds: readonly number[]): Promise<string[]> {
+  const count = new Map<number, number>();
+  for (const v of vendorIds) count.set(v, (count.get(v) ?? 0) + 1);
+  const next = new Map<number, bigint>();
+  for (const v of [...count.keys()].sort((a, b) => a - b)) next.set(v, await reserveNumbers(tx, v, type, count.get(v)!));
+  return vendorIds.map((v) => {
+    const n = next.get(v)!;
+    next.set(v, n + 1n);
+    return formatNumber(type, n);
+  });
+}
+
+/** The ids of documents just inserted, by (vendor, number): exact on both databases whatever the auto-increment mode. */
+async function documentIdsByNumber(tx: Tx, type: DocumentType, docs: readonly { vendorId: number; number: string }[]): Promise<number[]> {
+  const byVendor = new Map<number, string[]>();
+  for (const d of docs) addTo(byVendor, d.vendorId, d.number);
+  const ids = new Map<string, number>();
+  for (const [vendorId, list] of byVendor) {
+    for (let i = 0; i < list.length; i += 500) {
+      const rows = (await tx('documents').where({ vendor_id: vendorId, type }).whereIn('number', list.slice(i, i + 500)).select('id', 'number')) as { id: number; number: string }[];
+      for (const r of rows) ids.set(`${vendorId}:${r.number}`, toNumber(r.id));
+    }
+  }
+  return docs.map((d) => ids.get(`${d.vendorId}:${d.number}`)!);
+}
+
+/** Called in the transaction that marks invoices paid in full, with all the invoices it paid. */
+export type InvoicesPaidListener = (tx: Tx, events: readonly InvoicePaidEvent[]) => Promise<void>;
+/** The same, one invoice at a time. */
 export type InvoicePaidListener = (tx: Tx, event: InvoicePaidEvent) => Promise<void>;
+
+interface NewPaymentDocument {
+  vendorId: number;
+  accountId: number;
+  amount: bigint;
+  currency: string;
+  method: PaymentMethod;
+  reference: string | null;
+  description: string;
+  paymentId: number | null;
+  issueDate: Date;
+}
 
 export interface PayInvoiceInput {
   invoiceId: number;
@@ -328,6 +372,56 @@ interface AttemptRow {
   payment_document_id: number | null;
 }
 
+type AttemptWithStatus = AttemptRow & { payment_status: string | null };
+
+/** What settling an attempt reads of its payment. */
+interface AttemptPayment {
+  status: string;
+  amount: unknown;
+  currency: string;
+  message: string | null;
+  failure_code: string | null;
+}
+
+/** A new payment attempt on an invoice: the caller's key, the gateway key derived from it, the amount open now. */
+interface NewAttempt {
+  invoiceId: number;
+  number: string;
+  accountId: number;
+  amount: bigint;
+  currency: string;
+  callerKey: string;
+  gatewayKey: string;
+}
+
+/** One invoice of payInvoices: paid, declined ... as payInvoice answers, or skipped with the error payInvoice would throw. */
+export type BatchPayResult = PayInvoiceResult | { invoiceId: number; skipped: string; message: string };
+
+/**
+ * What paying an invoice under a key comes to (payInvoice's and payInvoices' one decision): the earlier attempt of
+ * the same key (answered, never charged again), else a new attempt of the open amount; NOT_ALLOWED when nothing is
+ * open, CONFLICT while an earlier payment of it is pending at the gateway.
+ */
+function payPlan(invoice: DocumentRow, attempts: readonly AttemptWithStatus[], key: string | undefined): { earlier: AttemptRow } | NewAttempt {
+  const invoiceId = toNumber(invoice.id);
+  const accountId = toNumber(invoice.account_id);
+  if (key !== undefined) {
+    const earlier = attempts.find((a) => a.gateway_key === derivedGatewayKey(accountId, `pay-invoice:${invoiceId}:${key}`));
+    if (earlier && earlier.payment_id !== null) return { earlier };
+  }
+  const open = toBigInt(invoice.open_amount);
+  if (invoice.status !== 'open' || open <= 0n) throw notAllowed(`Invoice ${invoice.number} is ${invoice.status === 'paid' ? 'already paid' : invoice.status}; there is nothing to pay.`, 'invoiceId');
+  const busy = attempts.find((a) => a.outcome === null && (a.payment_status === 'pending' || a.payment_status === 'unknown'));
+  if (busy) throw conflict(`Payment ${String(busy.payment_id)} of invoice ${invoice.number} is still pending at the gateway; it is applied once settled.`, 'invoiceId');
+  const callerKey = key !== undefined ? `pay-invoice:${invoiceId}:${key}` : `pay-invoice:${invoiceId}:try-${attempts.length + 1}`;
+  return { invoiceId, number: invoice.number, accountId, amount: open, currency: invoice.currency, callerKey, gatewayKey: derivedGatewayKey(accountId, callerKey) };
+}
+
+/** The attempt row, written before the gateway is called: a crash in between still finds its payment later. */
+function attemptRow(a: NewAttempt, at: Date) {
+  return { gateway_key: a.gatewayKey, document_id: a.invoiceId, account_id: a.accountId, amount: money(a.amount), currency: a.currency, payment_id: null, outcome: null, payment_document_id: null, created_at: at.getTime(), settled_at: null };
+}
+
 /**
  * Accounts receivable: invoices, credit and debit memos, payments and refunds as documents. Numbers are gapless
  * per vendor and type (a counter incremented in the issuing transaction); an issued document never changes its
@@ -335,7 +429,7 @@ interface AttemptRow {
  * balance is the sum of its documents' balance effects.
  */
 export class DocumentsService {
-  private readonly paidListeners: InvoicePaidListener[] = [];
+  private readonly paidListeners: InvoicesPaidListener[] = [];
 
   constructor(
     private readonly deps: Deps,
@@ -344,6 +438,13 @@ export class DocumentsService {
 
   /** Called in the transaction that marks an invoice paid in full (the billing run extends a renewal there). */
   onInvoicePaid(listener: InvoicePaidListener): void {
+    this.paidListeners.push(async (tx, events) => {
+      for (const e of events) await listener(tx, e);
+    });
+  }
+
+  /** The same for all the invoices one transaction pays (the billing run's auto-pay pays hundreds at once). */
+  onInvoicesPaid(listener: InvoicesPaidListener): void {
     this.paidListeners.push(listener);
   }
 
@@ -429,17 +530,8 @@ export class DocumentsService {
     });
 
     // Numbers: one counter update per vendor for all of its invoices.
-    const byVendor = new Map<number, typeof planned>();
-    for (const p of planned) {
-      const list = byVendor.get(p.input.vendorId) ?? [];
-      list.push(p);
-      byVendor.set(p.input.vendorId, list);
-    }
-    for (const vendorId of [...byVendor.keys()].sort((a, b) => a - b)) {
-      const list = byVendor.get(vendorId)!;
-      const first = await reserveNumbers(tx, vendorId, 'invoice', list.length);
-      list.forEach((p, k) => (p.number = formatNumber('invoice', first + BigInt(k))));
-    }
+    const numbers = await numberBlocks(tx, 'invoice', planned.map((p) => p.input.vendorId));
+    planned.forEach((p, k) => (p.number = numbers[k]!));
 
     await insertBatched(
       tx,
@@ -471,19 +563,9 @@ export class DocumentsService {
       })),
     );
 
-    // Ids by (vendor, number): exact on both databases whatever the auto-increment mode.
-    const ids = new Map<string, number>();
-    for (const [vendorId, list] of byVendor) {
-      for (let i = 0; i < list.length; i += 500) {
-        const rows = (await tx('documents')
-          .where({ vendor_id: vendorId, type: 'invoice' })
-          .whereIn('number', list.slice(i, i + 500).map((p) => p.number))
-          .select('id', 'number')) as { id: number; number: string }[];
-        for (const r of rows) ids.set(`${vendorId}:${r.number}`, toNumber(r.id));
-      }
-    }
-    const issued: IssuedInvoice[] = planned.map((p) => ({
-      documentId: ids.get(`${p.input.vendorId}:${p.number}`)!,
+    const ids = await documentIdsByNumber(tx, 'invoice', planned.map((p) => ({ vendorId: p.input.vendorId, number: p.number })));
+    const issued: IssuedInvoice[] = planned.map((p, k) => ({
+      documentId: ids[k]!,
       number: p.number,
       accountId: p.input.accountId,
       vendorId: p.input.vendorId,
@@ -521,7 +603,7 @@ export class DocumentsService {
     await recordChanges(tx, who, at, changes);
 
     // Free invoices are paid as issued.
-    for (const inv of issued) if (inv.total === 0n) await this.firePaid(tx, who, at, { documentId: inv.documentId, number: inv.number, accountId: inv.accountId, vendorId: inv.vendorId, currency: inv.currency, total: 0n, paidAt: at });
+    await this.firePaid(tx, who, at, issued.filter((inv) => inv.total === 0n).map((inv) => ({ type: 'invoice' as const, e: { documentId: inv.documentId, number: inv.number, accountId: inv.accountId, vendorId: inv.vendorId, currency: inv.currency, total: 0n, paidAt: at } })));
 
     // Credits the customers already have (a prepayment, a credit memo) pay the new invoices at once.
     const withCredit = await this.accountsWithOpenCredit(tx, [...new Set(issued.filter((i) => i.total > 0n).map((i) => i.accountId))]);
@@ -980,17 +1062,10 @@ export class DocumentsService {
     const key = input.idempotencyKey === undefined || input.idempotencyKey === null || input.idempotencyKey === '' ? undefined : requiredText(input.idempotencyKey, 'idempotencyKey', 100);
 
     // Every attempt on this invoice, with its transaction's state, in one read.
-    const attempts = (await this.deps.db('invoice_payment_attempts as t').leftJoin('payments as p', 'p.id', 't.payment_id').where('t.document_id', invoiceId).select('t.*', 'p.status as payment_status')) as (AttemptRow & { payment_status: string | null })[];
+    const attempts = (await this.deps.db('invoice_payment_attempts as t').leftJoin('payments as p', 'p.id', 't.payment_id').where('t.document_id', invoiceId).select('t.*', 'p.status as payment_status')) as AttemptWithStatus[];
+    const plan = payPlan(invoice, attempts, key);
     // A repeat of a key already used: answer from its attempt (the gateway is not called again for it).
-    if (key !== undefined) {
-      const gk = derivedGatewayKey(accountId, `pay-invoice:${invoiceId}:${key}`);
-      const earlier = attempts.find((a) => a.gateway_key === gk);
-      if (earlier && earlier.payment_id !== null) return this.settleAttempt(actor, earlier);
-    }
-    const open = toBigInt(invoice.open_amount);
-    if (invoice.status !== 'open' || open <= 0n) throw notAllowed(`Invoice ${invoice.number} is ${invoice.status === 'paid' ? 'already paid' : invoice.status}; there is nothing to pay.`, 'invoiceId');
-    const busy = attempts.find((a) => a.outcome === null && (a.payment_status === 'pending' || a.payment_status === 'unknown'));
-    if (busy) throw conflict(`Payment ${String(busy.payment_id)} of invoice ${invoice.number} is still pending at the gateway; it is applied once settled.`, 'invoiceId');
+    if ('earlier' in plan) return this.settleAttempt(actor, plan.earlier);
 
     let payToolId: number;
     if (input.payToolId !== undefined && input.payToolId !== null) {
@@ -1002,13 +1077,9 @@ export class DocumentsService {
       if (!tool) throw invalid('payToolId', `Account ${accountId} has no default pay tool; give payToolId.`);
       payToolId = toNumber(tool.id);
     }
-    const callerKey = key !== undefined ? `pay-invoice:${invoiceId}:${key}` : `pay-invoice:${invoiceId}:try-${attempts.length + 1}`;
-    const gatewayKey = derivedGatewayKey(accountId, callerKey);
+    const { callerKey, gatewayKey } = plan;
     // The attempt is written before the gateway is called: a crash in between still finds its payment later.
-    await this.deps.db('invoice_payment_attempts')
-      .insert({ gateway_key: gatewayKey, document_id: invoiceId, account_id: accountId, amount: money(open), currency: invoice.currency, payment_id: null, outcome: null, payment_document_id: null, created_at: this.deps.clock.now().getTime(), settled_at: null })
-      .onConflict('gateway_key')
-      .ignore();
+    await this.deps.db('invoice_payment_attempts').insert(attemptRow(plan, this.deps.clock.now())).onConflict('gateway_key').ignore();
     const attempt = (await this.deps.db('invoice_payment_attempts').where({ gateway_key: gatewayKey }).first()) as AttemptRow;
     const payment = await this.payments.charge(actor, {
       accountId,
@@ -1020,6 +1091,92 @@ export class DocumentsService {
     });
     await this.deps.db('invoice_payment_attempts').where({ gateway_key: gatewayKey }).whereNull('payment_id').update({ payment_id: payment.paymentId });
     return this.settleAttempt(actor, { ...attempt, payment_id: payment.paymentId });
+  }
+
+  /**
+   * PayInvoice for many invoices of the actor's vendor, each with its account's default pay tool, under the
+   * caller's key per invoice (the same keys, decisions and outcomes as payInvoice), in three steps:
+   * 1. one transaction writes every attempt and its pending payment (audit records, payment.created events);
+   * 2. the gateway calls, outside any transaction, `concurrency` at once, each under its payment's key;
+   * 3. one transaction settles the payments and applies the successful ones (payment documents numbered as a
+   *    block, invoices paid, the invoice-paid listeners told of all of them together).
+   * A crash between 1 and 3 leaves pending payments for the reconciler (settlePayments applies them later); a
+   * repeat of a key answers its first attempt without calling the gateway again. An invoice that cannot be paid
+   * now (paid meanwhile, a payment still pending, no default pay tool, a disabled gateway) is answered `skipped`.
+   */
+  async payInvoices(actor: Actor, requests: readonly { invoiceId: number; idempotencyKey: string }[], opts: { concurrency?: number } = {}): Promise<BatchPayResult[]> {
+    if (requests.length === 0) return [];
+    const db = this.deps.db;
+    const invoices = new Map<number, DocumentRow>();
+    const attempts = new Map<number, AttemptWithStatus[]>();
+    const ids = [...new Set(requests.map((r) => r.invoiceId))];
+    for (let i = 0; i < ids.length; i += 500) {
+      const chunk = ids.slice(i, i + 500);
+      for (const d of (await db('documents').whereIn('id', chunk).where({ vendor_id: actor.accountId })) as DocumentRow[]) invoices.set(toNumber(d.id), d);
+      for (const t of (await db('invoice_payment_attempts as t').leftJoin('payments as p', 'p.id', 't.payment_id').whereIn('t.document_id', chunk).select('t.*', 'p.status as payment_status')) as AttemptWithStatus[]) {
+        addTo(attempts, toNumber(t.document_id), t);
+      }
+    }
+    const tools = new Map<number, { id: number; gateway_instance_id: number; token: string; gateway_status: string | null }>();
+    const accountIds = [...new Set([...invoices.values()].map((d) => toNumber(d.account_id)))];
+    for (let i = 0; i < accountIds.length; i += 500) {
+      const rows = (await db('pay_tools as t')
+        .leftJoin('plugin_instances as g', 'g.id', 't.gateway_instance_id')
+        .whereIn('t.account_id', accountIds.slice(i, i + 500))
+        .where('t.is_default', true)
+        .select('t.id', 't.account_id', 't.gateway_instance_id', 't.token', 'g.status as gateway_status')) as { id: number; account_id: number; gateway_instance_id: number; token: string; gateway_status: string | null }[];
+      for (const r of rows) tools.set(toNumber(r.account_id), r);
+    }
+
+    const out: BatchPayResult[] = new Array(requests.length);
+    const settle: { k: number; attempt: AttemptRow }[] = [];
+    const charge: { k: number; plan: NewAttempt; tool: { id: number; gateway_instance_id: number; token: string } }[] = [];
+    requests.forEach((r, k) => {
+      const invoice = invoices.get(r.invoiceId);
+      if (!invoice) return void (out[k] = { invoiceId: r.invoiceId, skipped: 'NOT_FOUND', message: `Invoice ${r.invoiceId} of vendor ${actor.accountId} does not exist.` });
+      try {
+        const plan = payPlan(invoice, attempts.get(r.invoiceId) ?? [], r.idempotencyKey);
+        if ('earlier' in plan) return void settle.push({ k, attempt: plan.earlier });
+        const tool = tools.get(toNumber(invoice.account_id));
+        if (!tool) throw invalid('payToolId', `Account ${toNumber(invoice.account_id)} has no default pay tool; give payToolId.`);
+        if (tool.gateway_status !== null && tool.gateway_status !== 'active') throw notAllowed(`The payment gateway (instance ${tool.gateway_instance_id}) of the pay tool is ${tool.gateway_status}; it takes no new charges.`, 'payToolId');
+        charge.push({ k, plan, tool });
+      } catch (e) {
+        if (!(e instanceof AppError)) throw e;
+        out[k] = { invoiceId: r.invoiceId, skipped: e.code, message: e.message };
+      }
+    });
+
+    // 1. The attempts and their pending payments, together.
+    const pending = await inTransaction(db, async (tx) => {
+      const now = this.deps.clock.now();
+      const rows = charge.map((c) => attemptRow(c.plan, now));
+      for (let i = 0; i < rows.length; i += 500) await tx('invoice_payment_attempts').insert(rows.slice(i, i + 500)).onConflict('gateway_key').ignore();
+      const written = new Map<string, AttemptRow>();
+      for (let i = 0; i < rows.length; i += 500) for (const t of (await tx('invoice_payment_attempts').whereIn('gateway_key', rows.slice(i, i + 500).map((r) => r.gateway_key))) as AttemptRow[]) written.set(t.gateway_key, t);
+      const made = await this.payments.createPendingTx(
+        tx,
+        actor,
+        now,
+        charge.map((c) => {
+          const t = written.get(c.plan.gatewayKey)!;
+          return { accountId: c.plan.accountId, vendorId: actor.accountId, payToolId: toNumber(c.tool.id), gatewayInstanceId: toNumber(c.tool.gateway_instance_id), token: c.tool.token, amount: toBigInt(t.amount), currency: t.currency, description: `Invoice ${c.plan.number}`, callerKey: c.plan.callerKey };
+        }),
+      );
+      await updateByKey(tx, 'invoice_payment_attempts', 'gateway_key', 'payment_id', new Map(charge.map((c, n) => [c.plan.gatewayKey, toNumber(made[n]!.payment.id)])));
+      return { made, attempts: charge.map((c, n) => ({ ...written.get(c.plan.gatewayKey)!, payment_id: toNumber(made[n]!.payment.id) })) };
+    });
+    charge.forEach((c, n) => settle.push({ k: c.k, attempt: pending.attempts[n]! }));
+    // 2. The gateway calls, outside any transaction.
+    const settlements = await this.payments.callPending(pending.made, opts.concurrency ?? 8);
+    // 3. Settled and applied, together.
+    const results = await inTransaction(db, async (tx) => {
+      const now = this.deps.clock.now();
+      await this.payments.settleTx(tx, actor, now, settlements);
+      return this.settleAttemptsTx(tx, actor, now, settle.map((x) => x.attempt));
+    });
+    settle.forEach((x, n) => (out[x.k] = results[n]!));
+    return out;
   }
 
   /**
@@ -1035,11 +1192,16 @@ export class DocumentsService {
       .limit(limit)
       .select('t.*', 'p.vendor_id')) as (AttemptRow & { vendor_id: number })[];
     const out = { paid: 0, declined: 0, stillOpen: 0 };
-    for (const row of rows) {
-      const r = await this.settleAttempt(actor ?? billingActor(toNumber(row.vendor_id)), row);
-      if (r.outcome === 'paid') out.paid++;
-      else if (r.outcome === 'pending' || r.outcome === 'unknown') out.stillOpen++;
-      else out.declined++;
+    // One transaction per vendor (the actor of its audit records) for all of its payments.
+    const byVendor = new Map<number, AttemptRow[]>();
+    for (const r of rows) addTo(byVendor, toNumber(r.vendor_id), r);
+    for (const [vendorId, list] of byVendor) {
+      const results = await inTransaction(this.deps.db, (tx) => this.settleAttemptsTx(tx, actor ?? billingActor(vendorId), this.deps.clock.now(), list));
+      for (const r of results) {
+        if (r.outcome === 'paid') out.paid++;
+        else if (r.outcome === 'pending' || r.outcome === 'unknown') out.stillOpen++;
+        else out.declined++;
+      }
     }
     const [{ n }] = (await this.deps.db('invoice_payment_attempts').whereNull('outcome').whereNotNull('payment_id').count({ n: '*' })) as { n: unknown }[];
     out.stillOpen = toNumber(n);
@@ -1048,14 +1210,36 @@ export class DocumentsService {
 
   /** Applies a settled gateway payment to its invoice once (the attempt row is the latch). */
   private async settleAttempt(actor: Actor, attempt: AttemptRow): Promise<PayInvoiceResult> {
-    return inTransaction(this.deps.db, async (tx) => {
-      const at = this.deps.clock.now();
+    return inTransaction(this.deps.db, async (tx) => (await this.settleAttemptsTx(tx, actor, this.deps.clock.now(), [attempt]))[0]!);
+  }
+
+  /**
+   * Applies settled gateway payments to their invoices, each once (its attempt row is the latch), in the caller's
+   * transaction: success makes payment documents (numbered as a block) applied to the invoices, what an invoice
+   * paid meanwhile does not take going to the account's other open debits; declined and failed are recorded;
+   * pending and unknown are left for the reconciler. Answers per attempt, in order.
+   */
+  private async settleAttemptsTx(tx: Tx, actor: Actor, at: Date, attempts: readonly AttemptRow[]): Promise<PayInvoiceResult[]> {
+    // The locks come first, in id order: on MariaDB, every read after them sees what the previous holder committed.
+    await this.lockAccounts(tx, attempts.map((a) => toNumber(a.account_id)));
+    const invoices = new Map<number, DocumentRow>();
+    const current = new Map<string, AttemptRow>();
+    const payments = new Map<number, AttemptPayment>();
+    for (let i = 0; i < attempts.length; i += 500) {
+      const chunk = attempts.slice(i, i + 500);
+      for (const d of (await tx('documents').whereIn('id', chunk.map((a) => toNumber(a.document_id)))) as DocumentRow[]) invoices.set(toNumber(d.id), d);
+      for (const c of (await tx('invoice_payment_attempts').whereIn('gateway_key', chunk.map((a) => a.gateway_key))) as AttemptRow[]) current.set(c.gateway_key, c);
+      const rows = (await tx('payments').whereIn('id', chunk.map((a) => toNumber(a.payment_id))).select('id', 'status', 'amount', 'currency', 'message', 'failure_code')) as (AttemptPayment & { id: number })[];
+      for (const r of rows) payments.set(toNumber(r.id), r);
+    }
+    const results: PayInvoiceResult[] = [];
+    const paying: { k: number; invoice: DocumentRow; paymentId: number; amount: bigint; currency: string; key: string }[] = [];
+    const failing: { k: number; invoice: DocumentRow; paymentId: number; outcome: PayOutcome; key: string }[] = [];
+    attempts.forEach((attempt, k) => {
       const paymentId = toNumber(attempt.payment_id);
-      // The lock comes first: on MariaDB, every read after it sees what the previous holder committed.
-      await this.lockAccount(tx, toNumber(attempt.account_id));
-      const invoice = (await tx('documents').where({ id: attempt.document_id }).first()) as DocumentRow;
-      const current = (await tx('invoice_payment_attempts').where({ gateway_key: attempt.gateway_key }).first()) as AttemptRow;
-      const payment = (await tx('payments').where({ id: paymentId }).first()) as { status: string; amount: unknown; currency: string; message: string | null; failure_code: string | null };
+      const invoice = invoices.get(toNumber(attempt.document_id))!;
+      const payment = payments.get(paymentId)!;
+      const now = current.get(attempt.gateway_key)!;
       const result = (outcome: PayOutcome, docId: number | null): PayInvoiceResult => ({
         outcome,
         invoiceId: toNumber(invoice.id),
@@ -1067,38 +1251,62 @@ export class DocumentsService {
         message: outcome === 'paid' ? null : payment.message,
         failureCode: payment.failure_code,
       });
-      if (current.outcome !== null) {
-        return result(current.outcome === 'applied' ? 'paid' : payment.status === 'plugin_failure' ? 'failed' : 'declined', toOptionalNumber(current.payment_document_id));
+      if (now.outcome !== null) results.push(result(now.outcome === 'applied' ? 'paid' : payment.status === 'plugin_failure' ? 'failed' : 'declined', toOptionalNumber(now.payment_document_id)));
+      else if (payment.status === 'pending' || payment.status === 'unknown') results.push(result(payment.status, null));
+      else if (payment.status === 'success') {
+        results.push(result('paid', null));
+        paying.push({ k, invoice, paymentId, amount: toBigInt(payment.amount), currency: payment.currency, key: attempt.gateway_key });
+      } else {
+        const outcome: PayOutcome = payment.status === 'plugin_failure' ? 'failed' : 'declined';
+        results.push(result(outcome, null));
+        failing.push({ k, invoice, paymentId, outcome, key: attempt.gateway_key });
       }
-      if (payment.status === 'pending' || payment.status === 'unknown') return result(payment.status, null);
-      if (payment.status === 'success') {
-        const doc = await this.insertPayment(tx, actor, at, {
-          vendorId: toNumber(invoice.vendor_id),
-          accountId: toNumber(invoice.account_id),
-          amount: toBigInt(payment.amount),
-          currency: payment.currency,
-          method: 'gateway',
-          reference: null,
-          description: `Payment of ${invoice.number}`,
-          paymentId,
-          issueDate: at,
-        });
-        // What the invoice did not take (it was paid meanwhile) goes to the account's other open debits.
-        if ((await this.applyUpTo(tx, actor, at, doc, toNumber(invoice.id))) > 0n) await this.applyOpenCredits(tx, actor, at, toNumber(invoice.account_id));
-        await tx('invoice_payment_attempts').where({ gateway_key: attempt.gateway_key }).update({ outcome: 'applied', payment_document_id: doc, settled_at: at.getTime() });
-        return result('paid', doc);
-      }
-      const outcome: PayOutcome = payment.status === 'plugin_failure' ? 'failed' : 'declined';
-      await tx('invoice_payment_attempts').where({ gateway_key: attempt.gateway_key }).update({ outcome, settled_at: at.getTime() });
-      await recordChange(tx, actor, at, {
-        operation: 'invoice.pay',
-        objectType: 'document',
-        objectId: toNumber(invoice.id),
-        details: { number: invoice.number, paymentId, outcome, failureCode: payment.failure_code },
-        event: { name: 'invoice.payment_failed', accountId: toNumber(invoice.account_id), payload: { documentId: toNumber(invoice.id), number: invoice.number, paymentId, outcome, failureCode: payment.failure_code, message: payment.message } },
-      });
-      return result(outcome, null);
     });
+
+    const docs = await this.insertPayments(
+      tx,
+      actor,
+      at,
+      paying.map((p) => ({ vendorId: toNumber(p.invoice.vendor_id), accountId: toNumber(p.invoice.account_id), amount: p.amount, currency: p.currency, method: 'gateway', reference: null, description: `Payment of ${p.invoice.number}`, paymentId: p.paymentId, issueDate: at })),
+    );
+    // Each payment to its invoice, as much as both allow (open amounts as read under the accounts' locks).
+    const open = new Map([...invoices.values()].map((d) => [toNumber(d.id), toBigInt(d.open_amount)]));
+    const leftover = new Set<number>();
+    const apps = paying.map((p, n) => {
+      const id = toNumber(p.invoice.id);
+      const left = open.get(id)!;
+      const amount = left < p.amount ? (left > 0n ? left : 0n) : p.amount;
+      open.set(id, left - amount);
+      if (amount < p.amount) leftover.add(toNumber(p.invoice.account_id));
+      results[p.k]!.paymentDocumentId = docs[n]!;
+      return { sourceId: docs[n]!, targetId: id, amount };
+    });
+    await this.applyMany(tx, actor, at, apps);
+    // What an invoice did not take (it was paid meanwhile) goes to the account's other open debits.
+    for (const accountId of [...leftover].sort((x, y) => x - y)) await this.applyOpenCredits(tx, actor, at, accountId);
+    await updateByKey(tx, 'invoice_payment_attempts', 'gateway_key', 'payment_document_id', new Map(paying.map((p, n) => [p.key, docs[n]!])), { also: { outcome: 'applied', settled_at: at.getTime() } });
+
+    for (const outcome of ['failed', 'declined'] as const) {
+      const keys = failing.filter((f) => f.outcome === outcome).map((f) => f.key);
+      for (let i = 0; i < keys.length; i += 500) await tx('invoice_payment_attempts').whereIn('gateway_key', keys.slice(i, i + 500)).update({ outcome, settled_at: at.getTime() });
+    }
+    await recordChanges(
+      tx,
+      actor,
+      at,
+      failing.map((f) => {
+        const documentId = toNumber(f.invoice.id);
+        const { failureCode, message } = results[f.k]!;
+        return {
+          operation: 'invoice.pay',
+          objectType: 'document',
+          objectId: documentId,
+          details: { number: f.invoice.number, paymentId: f.paymentId, outcome: f.outcome, failureCode },
+          event: { name: 'invoice.payment_failed', objectType: 'document', objectId: documentId, accountId: toNumber(f.invoice.account_id), payload: { documentId, number: f.invoice.number, paymentId: f.paymentId, outcome: f.outcome, failureCode, message } },
+        };
+      }),
+    );
+    return results;
   }
 
   /** Refunds a payment document: through its gateway when it was a gateway payment, else recorded as paid back. */
@@ -1335,51 +1543,79 @@ export class DocumentsService {
 
   // ---- applying credits to debits ----
 
-  private async insertPayment(
-    tx: Tx,
-    actor: Actor,
-    at: Date,
-    p: { vendorId: number; accountId: number; amount: bigint; currency: string; method: PaymentMethod; reference: string | null; description: string; paymentId: number | null; issueDate: Date },
-  ): Promise<number> {
-    const number = formatNumber('payment', await reserveNumbers(tx, p.vendorId, 'payment', 1));
+  private async insertPayment(tx: Tx, actor: Actor, at: Date, p: NewPaymentDocument): Promise<number> {
+    return (await this.insertPayments(tx, actor, at, [p]))[0]!;
+  }
+
+  /** Payment documents, numbered as a block per vendor, with their lines, audit records and payment.received events. */
+  private async insertPayments(tx: Tx, actor: Actor, at: Date, list: readonly NewPaymentDocument[]): Promise<number[]> {
+    if (list.length === 0) return [];
     const nowMs = at.getTime();
-    const [id] = await tx('documents').insert({
-      vendor_id: p.vendorId,
-      account_id: p.accountId,
-      type: 'payment',
-      number,
-      status: 'issued',
-      currency: p.currency,
-      subtotal: money(p.amount),
-      tax_total: '0',
-      total: money(p.amount),
-      balance_effect: money(-p.amount),
-      open_amount: money(p.amount),
-      issue_date: p.issueDate.getTime(),
-      due_date: null,
-      payment_id: p.paymentId,
-      method: p.method,
-      reference: p.reference,
-      description: (p.description || `Payment by ${p.method}`).slice(0, 1024),
-      created_by_user_id: actor.userId,
-      created_at: nowMs,
-      updated_at: nowMs,
-    });
-    const documentId = toNumber(id);
-    await tx('document_lines').insert({ document_id: documentId, position: 1, kind: 'adjustment', description: p.method === 'gateway' ? 'Card payment' : `Payment by ${p.method}`, quantity: '1', unit_price: money(p.amount), amount: money(p.amount), tax_amount: '0' });
-    await recordChange(tx, actor, at, {
-      operation: 'payment.record',
-      objectType: 'document',
-      objectId: documentId,
-      details: { number, accountId: p.accountId, amount: p.amount, currency: p.currency, method: p.method, reference: p.reference, paymentId: p.paymentId },
-      event: { name: 'payment.received', accountId: p.accountId, payload: { documentId, number, accountId: p.accountId, amount: p.amount, currency: p.currency, method: p.method, paymentId: p.paymentId } },
-    });
-    return documentId;
+    const numbers = await numberBlocks(tx, 'payment', list.map((p) => p.vendorId));
+    await insertBatched(
+      tx,
+      'documents',
+      list.map((p, k) => ({
+        vendor_id: p.vendorId,
+        account_id: p.accountId,
+        type: 'payment',
+        number: numbers[k]!,
+        status: 'issued',
+        currency: p.currency,
+        subtotal: money(p.amount),
+        tax_total: '0',
+        total: money(p.amount),
+        balance_effect: money(-p.amount),
+        open_amount: money(p.amount),
+        issue_date: p.issueDate.getTime(),
+        due_date: null,
+        related_document_id: null,
+        payment_id: p.paymentId,
+        order_id: null,
+        paid_at: null,
+        method: p.method,
+        reference: p.reference,
+        description: (p.description || `Payment by ${p.method}`).slice(0, 1024),
+        created_by_user_id: actor.userId,
+        created_at: nowMs,
+        updated_at: nowMs,
+      })),
+    );
+    const ids = await documentIdsByNumber(tx, 'payment', list.map((p, k) => ({ vendorId: p.vendorId, number: numbers[k]! })));
+    await insertBatched(
+      tx,
+      'document_lines',
+      list.map((p, k) => ({ document_id: ids[k]!, position: 1, kind: 'adjustment', description: p.method === 'gateway' ? 'Card payment' : `Payment by ${p.method}`, quantity: '1', unit_price: money(p.amount), amount: money(p.amount), tax_amount: '0' })),
+    );
+    await recordChanges(
+      tx,
+      actor,
+      at,
+      list.map((p, k) => {
+        const documentId = ids[k]!;
+        const number = numbers[k]!;
+        return {
+          operation: 'payment.record',
+          objectType: 'document',
+          objectId: documentId,
+          details: { number, accountId: p.accountId, amount: p.amount, currency: p.currency, method: p.method, reference: p.reference, paymentId: p.paymentId },
+          event: { name: 'payment.received', objectType: 'document', objectId: documentId, accountId: p.accountId, payload: { documentId, number, accountId: p.accountId, amount: p.amount, currency: p.currency, method: p.method, paymentId: p.paymentId } },
+        };
+      }),
+    );
+    return ids;
   }
 
   /** Serialises changes of one account's open amounts (a no-op on SQLite, whose writer is already alone). */
   private async lockAccount(tx: Tx, accountId: number): Promise<void> {
-    if (!isSqlite(tx)) await tx('accounts').where({ id: accountId }).forUpdate().first('id');
+    await this.lockAccounts(tx, [accountId]);
+  }
+
+  /** The same for many accounts, in id order (so two holders of overlapping sets cannot deadlock). */
+  private async lockAccounts(tx: Tx, accountIds: readonly number[]): Promise<void> {
+    if (isSqlite(tx)) return;
+    const ids = [...new Set(accountIds)].sort((a, b) => a - b);
+    for (let i = 0; i < ids.length; i += 500) await tx('accounts').whereIn('id', ids.slice(i, i + 500)).orderBy('id').forUpdate().select('id');
   }
 
   private async accountsWithOpenCredit(tx: Tx, accountIds: number[]): Promise<number[]> {
@@ -1434,32 +1670,64 @@ export class DocumentsService {
 
   /** One application: lowers both open amounts; a debit paid in full becomes paid and tells the listeners. */
   private async apply(tx: Tx, actor: Actor, at: Date, sourceId: number, targetId: number, amount: bigint): Promise<void> {
-    const nowMs = at.getTime();
-    await tx('document_applications').insert({ source_document_id: sourceId, target_document_id: targetId, amount: money(amount), created_at: nowMs });
-    await tx('documents').where({ id: sourceId }).update({ open_amount: tx.raw('open_amount - ?', [money(amount)]), updated_at: nowMs });
-    await tx('documents').where({ id: targetId }).update({ open_amount: tx.raw('open_amount - ?', [money(amount)]), updated_at: nowMs });
-    const both = (await tx('documents').whereIn('id', [sourceId, targetId])) as DocumentRow[];
-    const target = both.find((d) => toNumber(d.id) === targetId)!;
-    const source = both.find((d) => toNumber(d.id) === sourceId)!;
-    const left = toBigInt(target.open_amount);
-    if (left < 0n) throw new AppError('INTERNAL', `Applying ${amount} to ${target.number} would overpay it.`);
-    if (toBigInt(source.open_amount) < 0n) throw new AppError('INTERNAL', `Applying ${amount} of ${source.number} would apply more than it holds.`);
-    if (left === 0n && target.status === 'open') {
-      await tx('documents').where({ id: targetId }).update({ status: 'paid', paid_at: nowMs });
-      await this.firePaid(tx, actor, at, { documentId: targetId, number: target.number, accountId: toNumber(target.account_id), vendorId: toNumber(target.vendor_id), currency: target.currency, total: toBigInt(target.total), paidAt: at }, target.type);
-    }
+    await this.applyMany(tx, actor, at, [{ sourceId, targetId, amount }]);
   }
 
-  private async firePaid(tx: Tx, actor: Actor, at: Date, e: InvoicePaidEvent, type: DocumentType = 'invoice'): Promise<void> {
-    if (type !== 'invoice' && type !== 'debit_memo') return;
-    await recordChange(tx, actor, at, {
-      operation: `${type}.paid`,
-      objectType: 'document',
-      objectId: e.documentId,
-      details: { number: e.number, total: e.total, currency: e.currency },
-      event: { name: `${type === 'invoice' ? 'invoice' : 'debit_memo'}.paid`, accountId: e.accountId, payload: { documentId: e.documentId, number: e.number, accountId: e.accountId, total: e.total, currency: e.currency } },
-    });
-    if (type === 'invoice') for (const l of this.paidListeners) await l(tx, e);
+  /**
+   * Many applications at once (a few statements for all): each lowers its credit's and its debit's open amounts;
+   * the debits paid in full become paid and the listeners hear of them together. The caller holds the accounts'
+   * locks and has read the open amounts it applies under them.
+   */
+  private async applyMany(tx: Tx, actor: Actor, at: Date, apps: readonly { sourceId: number; targetId: number; amount: bigint }[]): Promise<void> {
+    const list = apps.filter((a) => a.amount > 0n);
+    if (list.length === 0) return;
+    const nowMs = at.getTime();
+    await insertBatched(tx, 'document_applications', list.map((a) => ({ source_document_id: a.sourceId, target_document_id: a.targetId, amount: money(a.amount), created_at: nowMs })));
+    const lower = new Map<number, bigint>();
+    for (const a of list) {
+      lower.set(a.sourceId, (lower.get(a.sourceId) ?? 0n) + a.amount);
+      lower.set(a.targetId, (lower.get(a.targetId) ?? 0n) + a.amount);
+    }
+    await updateByKey(tx, 'documents', 'id', 'open_amount', new Map([...lower].map(([id, v]) => [id, money(v)])), { expr: (c) => `open_amount - (${c})`, also: { updated_at: nowMs } });
+    const docs = new Map<number, DocumentRow>();
+    const ids = [...lower.keys()];
+    for (let i = 0; i < ids.length; i += 500) for (const d of (await tx('documents').whereIn('id', ids.slice(i, i + 500))) as DocumentRow[]) docs.set(toNumber(d.id), d);
+    const paid: DocumentRow[] = [];
+    for (const a of list) {
+      const source = docs.get(a.sourceId)!;
+      const target = docs.get(a.targetId)!;
+      if (toBigInt(target.open_amount) < 0n) throw new AppError('INTERNAL', `Applying ${a.amount} to ${target.number} would overpay it.`);
+      if (toBigInt(source.open_amount) < 0n) throw new AppError('INTERNAL', `Applying ${a.amount} of ${source.number} would apply more than it holds.`);
+      if (toBigInt(target.open_amount) === 0n && target.status === 'open' && !paid.includes(target)) paid.push(target);
+    }
+    const paidIds = paid.map((d) => toNumber(d.id));
+    for (let i = 0; i < paidIds.length; i += 500) await tx('documents').whereIn('id', paidIds.slice(i, i + 500)).update({ status: 'paid', paid_at: nowMs });
+    await this.firePaid(
+      tx,
+      actor,
+      at,
+      paid.map((d) => ({ type: d.type, e: { documentId: toNumber(d.id), number: d.number, accountId: toNumber(d.account_id), vendorId: toNumber(d.vendor_id), currency: d.currency, total: toBigInt(d.total), paidAt: at } })),
+    );
+  }
+
+  /** Invoices and debit memos paid in full: their audit records and events, then the invoice-paid listeners, for all at once. */
+  private async firePaid(tx: Tx, actor: Actor, at: Date, paid: readonly { e: InvoicePaidEvent; type: DocumentType }[]): Promise<void> {
+    const debits = paid.filter((p) => p.type === 'invoice' || p.type === 'debit_memo');
+    if (debits.length === 0) return;
+    await recordChanges(
+      tx,
+      actor,
+      at,
+      debits.map(({ e, type }) => ({
+        operation: `${type}.paid`,
+        objectType: 'document',
+        objectId: e.documentId,
+        details: { number: e.number, total: e.total, currency: e.currency },
+        event: { name: `${type}.paid`, objectType: 'document', objectId: e.documentId, accountId: e.accountId, payload: { documentId: e.documentId, number: e.number, accountId: e.accountId, total: e.total, currency: e.currency } },
+      })),
+    );
+    const invoices = debits.filter((p) => p.type === 'invoice').map((p) => p.e);
+    if (invoices.length) for (const l of this.paidListeners) await l(tx, invoices);
   }
 
   private async scopedDocument(conn: Conn, actor: Actor, documentId: number): Promise<DocumentRow> {

@@ -1,5 +1,7 @@
 import { scopedAccount } from '../accounts/scope';
-import { recordChange } from '../audit/record-change';
+import { recordChanges, type BulkChange } from '../billing/bulk-record';
+import { insertBatched } from '../db/batch';
+import { updateByKey } from '../db/case-update';
 import type { Actor, Deps } from '../context';
 import { isSqlite, money, toBigInt, type Conn, type Tx } from '../db/knex';
 import { currency as currencyOf } from '../domain/currency';
@@ -93,6 +95,50 @@ interface Attempt {
   newCharge?: { field: string };
 }
 
+/** A charge to a stored pay tool, for createPendingTx (the pay tool's gateway and token already looked up). */
+export interface ToolCharge {
+  accountId: number;
+  vendorId: number;
+  payToolId: number;
+  gatewayInstanceId: number;
+  token: string;
+  amount: bigint;
+  currency: string;
+  description: string;
+  /** The caller's key, as charge() takes it: the gateway key is derived from it and the account. */
+  callerKey: string;
+}
+
+/** A pending payment of createPendingTx; created: written now (its gateway call is still to make). */
+export interface PendingCharge {
+  payment: PaymentRow;
+  created: boolean;
+  token: string;
+}
+
+/** A charge's request fingerprint: the same for charge() and createPendingTx() given the same arguments. */
+function chargeHash(r: Pick<NewPayment, 'kind' | 'account_id' | 'order_id' | 'amount' | 'currency' | 'gateway_instance_id' | 'description'>, tool: string): string {
+  return requestHash({ op: r.kind, accountId: r.account_id, orderId: r.order_id, amount: r.amount, currency: r.currency, gatewayInstanceId: r.gateway_instance_id, tool, description: r.description });
+}
+
+const toolChargeHash = (r: NewPayment): string => chargeHash(r, `tool:${r.pay_tool_id}`);
+
+/** The gateway request of a purchase or an authorization. */
+function gatewayCharge(gw: PaymentGateway, kind: 'purchase' | 'authorize', idempotencyKey: string, amount: bigint, currency: string, payTool: { token: string } | { card: CardDetails }, description: string, accountId: number): Promise<Outcome<PaymentResult>> {
+  return gw[kind]({ idempotencyKey, money: { amount: amount.toString(), currency }, payTool, description, customerReference: `account-${accountId}` });
+}
+
+/** Payments by id, 500 per statement, in id order; locking (FOR UPDATE) when asked. */
+async function paymentRowsById(tx: Tx, ids: readonly number[], lock: boolean): Promise<Map<number, PaymentRow>> {
+  const out = new Map<number, PaymentRow>();
+  const sorted = [...new Set(ids)].sort((a, b) => a - b);
+  for (let i = 0; i < sorted.length; i += 500) {
+    const q = tx('payments').whereIn('id', sorted.slice(i, i + 500)).orderBy('id');
+    for (const r of (await (lock ? q.forUpdate() : q)) as PaymentRow[]) out.set(Number(r.id), r);
+  }
+  return out;
+}
+
 /** A concurrent request with the same key got there first: answer its payment. */
 class TwinFound extends Error {}
 
@@ -162,7 +208,7 @@ export class PaymentsService {
       operation: kind === 'purchase' ? 'ChargePayment' : 'AuthorizePayment',
       accountId,
       callerKey: key,
-      hash: requestHash({ op: kind, accountId, orderId, amount, currency, gatewayInstanceId: gateway, tool: toolFingerprint, description }),
+      hash: chargeHash({ kind, account_id: accountId, order_id: orderId, amount, currency, gateway_instance_id: gateway, description }, toolFingerprint),
       gatewayInstanceId: gateway,
       newCharge: { field: payToolId !== null ? 'payTool.payToolId' : 'gatewayInstanceId' },
       build: async () => ({
@@ -177,8 +223,7 @@ export class PaymentsService {
         pay_tool_id: payToolId,
         description,
       }),
-      call: (gw, idempotencyKey) =>
-        gw[kind]({ idempotencyKey, money: { amount: amount.toString(), currency }, payTool, description, customerReference: `account-${accountId}` }),
+      call: (gw, idempotencyKey) => gatewayCharge(gw, kind, idempotencyKey, amount, currency, payTool, description, accountId),
     });
   }
 
@@ -335,26 +380,8 @@ export class PaymentsService {
     try {
       created = await this.deps.db.transaction(async (tx) => {
         const row = await a.build(tx, key);
-        const now = this.deps.clock.now();
-        const [id] = (await tx('payments').insert({
-          ...row,
-          amount: money(row.amount),
-          status: 'pending',
-          idempotency_key: key,
-          request_hash: a.hash,
-          retryable: false,
-          created_at: now.getTime(),
-          updated_at: now.getTime(),
-        })) as number[];
-        const payment = toPayment((await tx('payments').where({ id }).first()) as PaymentRow);
-        await recordChange(tx, actor, now, {
-          operation: a.operation,
-          objectType: 'payment',
-          objectId: id,
-          details: { kind: row.kind, amount: row.amount, currency: row.currency, gatewayInstanceId: row.gateway_instance_id, parentPaymentId: row.parent_payment_id },
-          event: { name: 'payment.created', accountId: row.account_id, payload: eventPayload(payment) },
-        });
-        return { id, row };
+        const [payment] = await this.insertPendingTx(tx, actor, this.deps.clock.now(), [{ operation: a.operation, key, hash: a.hash, row }]);
+        return { id: payment!.id, row };
       });
     } catch (e) {
       if (!(e instanceof TwinFound) && !isUniqueViolation(e)) throw e;
@@ -385,6 +412,11 @@ export class PaymentsService {
   }
 
   private async callAndSettle(actor: Actor, paymentId: number, call: () => Promise<Outcome<PaymentResult>>): Promise<Payment> {
+    return this.settle(actor, paymentId, await this.settlementOfCall(paymentId, call), ['pending']);
+  }
+
+  /** What a gateway call makes of its pending payment (the SDK contract); never throws. */
+  private async settlementOfCall(paymentId: number, call: () => Promise<Outcome<PaymentResult>>): Promise<Settlement> {
     let settlement: Settlement;
     try {
       const outcome = await call();
@@ -401,39 +433,158 @@ export class PaymentsService {
     if (settlement.status === 'unknown' || settlement.status === 'plugin_failure') {
       this.deps.log.warn(`payment ${settlement.status}`, { paymentId });
     }
-    return this.settle(actor, paymentId, settlement, ['pending']);
+    return settlement;
   }
 
   /** Moves a payment from one of `from` to the settlement's state, with its audit record and event; at most once. */
   private async settle(actor: Actor, paymentId: number, s: Settlement, from: readonly PaymentStatus[], checkedAt?: number): Promise<Payment> {
-    return this.deps.db.transaction(async (tx) => {
-      const now = this.deps.clock.now();
-      // A locking read: on MariaDB a plain one could answer from a snapshot older than a racing settle.
-      const before = await this.lock(tx, paymentId);
+    return this.deps.db.transaction(async (tx) => (await this.settleTx(tx, actor, this.deps.clock.now(), [{ paymentId, settlement: s }], from, checkedAt))[0]!);
+  }
+
+  /**
+   * Settles many payments in the caller's transaction: each moves from one of `from` to its settlement's state at
+   * most once, with its audit record and event. Answers the payments in the order given, as they now stand.
+   */
+  async settleTx(tx: Tx, actor: Actor, now: Date, items: readonly { paymentId: number; settlement: Settlement }[], from: readonly PaymentStatus[] = ['pending'], checkedAt?: number): Promise<Payment[]> {
+    if (items.length === 0) return [];
+    const ids = items.map((i) => i.paymentId);
+    // Locking reads, in id order: on MariaDB a plain read could answer from a snapshot older than a racing settle.
+    const before = await paymentRowsById(tx, ids, !isSqlite(tx));
+    const changes: BulkChange[] = [];
+    const changed: number[] = [];
+    // The same change for many payments (all the successes but for their references) in one statement.
+    const alike = new Map<string, { set: Record<string, unknown>; references: Map<number, string>; ids: number[] }>();
+    for (const { paymentId, settlement: s } of items) {
+      const row = before.get(paymentId)!;
       // Already settled by someone else (the reconciler, a twin): nothing to do.
-      if (!from.includes(before.status)) return toPayment(before);
-      const changes: Record<string, unknown> = { status: s.status, updated_at: now.getTime() };
-      if (s.reference !== undefined) changes.gateway_reference = s.reference.slice(0, 255);
-      if (s.failureCode !== undefined) changes.failure_code = s.failureCode === null ? null : s.failureCode.slice(0, 64);
-      if (s.retryable !== undefined) changes.retryable = s.retryable;
-      if (s.message !== undefined) changes.message = clip(s.message);
-      if (checkedAt !== undefined) changes.checked_at = checkedAt;
-      await tx('payments').where({ id: paymentId }).update(changes);
-      const after = toPayment((await tx('payments').where({ id: paymentId }).first()) as PaymentRow);
+      if (!from.includes(row.status)) continue;
+      const set: Record<string, unknown> = { status: s.status, updated_at: now.getTime() };
+      if (s.failureCode !== undefined) set.failure_code = s.failureCode === null ? null : s.failureCode.slice(0, 64);
+      if (s.retryable !== undefined) set.retryable = s.retryable;
+      if (s.message !== undefined) set.message = clip(s.message);
+      if (checkedAt !== undefined) set.checked_at = checkedAt;
+      const key = `${s.reference !== undefined}|${JSON.stringify(set)}`;
+      const group = alike.get(key) ?? { set, references: new Map<number, string>(), ids: [] };
+      alike.set(key, group);
+      group.ids.push(paymentId);
+      if (s.reference !== undefined) group.references.set(paymentId, s.reference.slice(0, 255));
       // Still pending (the gateway will finish later): no change of state to record.
-      if (before.status === s.status) return after;
-      if (after.kind === 'void' && after.status === 'success' && after.parentPaymentId !== null) {
-        await tx('payments').where({ id: after.parentPaymentId, status: 'success' }).update({ status: 'voided', updated_at: now.getTime() });
+      if (row.status !== s.status) changed.push(paymentId);
+    }
+    for (const g of alike.values()) {
+      if (g.references.size) await updateByKey(tx, 'payments', 'id', 'gateway_reference', g.references, { also: g.set });
+      else for (let i = 0; i < g.ids.length; i += 500) await tx('payments').whereIn('id', g.ids.slice(i, i + 500)).update(g.set);
+    }
+    const after = await paymentRowsById(tx, ids, false);
+    for (const paymentId of changed) {
+      const p = toPayment(after.get(paymentId)!);
+      const was = before.get(paymentId)!.status;
+      if (p.kind === 'void' && p.status === 'success' && p.parentPaymentId !== null) {
+        await tx('payments').where({ id: p.parentPaymentId, status: 'success' }).update({ status: 'voided', updated_at: now.getTime() });
       }
-      await recordChange(tx, actor, now, {
+      changes.push({
         operation: 'SettlePayment',
         objectType: 'payment',
         objectId: paymentId,
-        details: { kind: after.kind, from: before.status, to: after.status, failureCode: after.failureCode, parentPaymentId: after.parentPaymentId },
-        event: { name: eventNameOf(after.kind, after.status), accountId: after.accountId, payload: eventPayload(after) },
+        details: { kind: p.kind, from: was, to: p.status, failureCode: p.failureCode, parentPaymentId: p.parentPaymentId },
+        event: { name: eventNameOf(p.kind, p.status), objectType: 'payment', objectId: paymentId, accountId: p.accountId, payload: eventPayload(p) },
       });
-      return after;
+    }
+    await recordChanges(tx, actor, now, changes);
+    return ids.map((id) => toPayment(after.get(id)!));
+  }
+
+  // ---- many charges to stored pay tools (the billing run's auto-pay) ----
+
+  /**
+   * The first step of charging many stored pay tools at once: their pending payments, in the caller's transaction
+   * (with whatever else it writes, e.g. the invoices' payment attempts), under the keys charge() would derive from
+   * the same caller keys. A key already used with the same arguments is not written again (created: false); with
+   * other arguments it is a CONFLICT. Call the gateways with callPending() after commit, then settleTx().
+   */
+  async createPendingTx(tx: Tx, actor: Actor, now: Date, charges: readonly ToolCharge[]): Promise<PendingCharge[]> {
+    const planned = charges.map((c) => {
+      const key = derivedGatewayKey(c.accountId, c.callerKey);
+      const row: NewPayment = { account_id: c.accountId, vendor_id: c.vendorId, gateway_instance_id: c.gatewayInstanceId, kind: 'purchase', parent_payment_id: null, order_id: null, amount: c.amount, currency: c.currency, pay_tool_id: c.payToolId, description: c.description };
+      return { c, key, hash: toolChargeHash(row), row };
     });
+    const earlier = new Map<string, PaymentRow>();
+    for (let i = 0; i < planned.length; i += 500) {
+      for (const r of (await tx('payments').whereIn('idempotency_key', planned.slice(i, i + 500).map((p) => p.key))) as PaymentRow[]) earlier.set(r.idempotency_key, r);
+    }
+    for (const p of planned) {
+      const e = earlier.get(p.key);
+      if (e && e.request_hash !== p.hash) throw conflict(`Idempotency key '${p.c.callerKey}' was already used with other arguments.`, 'idempotencyKey');
+    }
+    const fresh = planned.filter((p) => !earlier.has(p.key));
+    const created = await this.insertPendingTx(tx, actor, now, fresh.map((p) => ({ operation: 'ChargePayment', key: p.key, hash: p.hash, row: p.row })));
+    const byKey = new Map(created.map((r) => [r.idempotency_key, r]));
+    return planned.map((p) => ({ payment: byKey.get(p.key) ?? earlier.get(p.key)!, created: byKey.has(p.key), token: p.c.token }));
+  }
+
+  /**
+   * The second step: the gateway calls of the pending payments created here, outside any transaction, `concurrency`
+   * at once, each under its payment's key; answers each payment's settlement (the rules of a single charge).
+   */
+  async callPending(pending: readonly PendingCharge[], concurrency: number): Promise<{ paymentId: number; settlement: Settlement }[]> {
+    const todo = pending.filter((p) => p.created);
+    const gateways = new Map<number, Promise<PaymentGateway>>();
+    const gatewayOf = (id: number) => {
+      if (!gateways.has(id)) gateways.set(id, this.gatewayFor(id));
+      return gateways.get(id)!;
+    };
+    const out: { paymentId: number; settlement: Settlement }[] = new Array(todo.length);
+    let next = 0;
+    const worker = async () => {
+      for (let k = next++; k < todo.length; k = next++) {
+        const { payment: p, token } = todo[k]!;
+        const row = p as PaymentRow;
+        const settlement = await this.settlementOfCall(row.id, async () => gatewayCharge(await gatewayOf(Number(row.gateway_instance_id)), 'purchase', row.idempotency_key, toBigInt(row.amount), row.currency, { token }, row.description, Number(row.account_id)));
+        out[k] = { paymentId: Number(row.id), settlement };
+      }
+    };
+    await Promise.all(Array.from({ length: Math.max(1, Math.min(64, Math.floor(concurrency))) }, worker));
+    return out;
+  }
+
+  /** Inserts pending payments under their keys with their audit records and payment.created events; answers the rows. */
+  private async insertPendingTx(tx: Tx, actor: Actor, now: Date, items: readonly { operation: string; key: string; hash: string; row: NewPayment }[]): Promise<PaymentRow[]> {
+    if (items.length === 0) return [];
+    await insertBatched(
+      tx,
+      'payments',
+      items.map(({ row, key, hash }) => ({
+        ...row,
+        amount: money(row.amount),
+        status: 'pending',
+        idempotency_key: key,
+        request_hash: hash,
+        retryable: false,
+        created_at: now.getTime(),
+        updated_at: now.getTime(),
+      })),
+    );
+    const byKey = new Map<string, PaymentRow>();
+    for (let i = 0; i < items.length; i += 500) {
+      for (const r of (await tx('payments').whereIn('idempotency_key', items.slice(i, i + 500).map((x) => x.key))) as PaymentRow[]) byKey.set(r.idempotency_key, r);
+    }
+    const rows = items.map((x) => byKey.get(x.key)!);
+    await recordChanges(
+      tx,
+      actor,
+      now,
+      items.map(({ operation, row }, k) => {
+        const payment = toPayment(rows[k]!);
+        return {
+          operation,
+          objectType: 'payment',
+          objectId: payment.paymentId,
+          details: { kind: row.kind, amount: row.amount, currency: row.currency, gatewayInstanceId: row.gateway_instance_id, parentPaymentId: row.parent_payment_id },
+          event: { name: 'payment.created', objectType: 'payment', objectId: payment.paymentId, accountId: row.account_id, payload: eventPayload(payment) },
+        };
+      }),
+    );
+    return rows;
   }
 
   private async reconcileRow(actor: Actor, row: PaymentRow): Promise<Payment> {

@@ -4,6 +4,7 @@ import { toNumber, type Tx } from '../db/knex';
 import { notFound } from '../domain/errors';
 import { addPeriod, type PeriodUnit } from '../domain/period';
 import { SUBSCRIPTION_STATUS } from './subscriptions-service';
+import { addTo } from '../domain/group';
 
 /** Statuses a subscription can be extended from: a trial converts, graced and expired become active again. */
 const EXTENDABLE: readonly number[] = [SUBSCRIPTION_STATUS.trial, SUBSCRIPTION_STATUS.active, SUBSCRIPTION_STATUS.graced, SUBSCRIPTION_STATUS.expired, SUBSCRIPTION_STATUS.suspended];
@@ -75,17 +76,10 @@ export interface ExtendOptions {
  */
 export async function extendSubscriptions(tx: Tx, actor: Actor, now: Date, requests: readonly ExtensionRequest[], opts: ExtendOptions = {}): Promise<ExtensionResult[]> {
   if (requests.length === 0) return [];
-  const subs = new Map<number, { id: number; account_id: number; plan_id: number; period_id: number; status: number; expiration_date: unknown }>();
+  const subs = new Map<number, SubscriptionState>();
   const ids = [...new Set(requests.map((r) => r.subscriptionId))];
   for (let i = 0; i < ids.length; i += 500) {
-    const rows = (await tx('subscriptions').whereIn('id', ids.slice(i, i + 500)).select('id', 'account_id', 'plan_id', 'period_id', 'status', 'expiration_date')) as {
-      id: number;
-      account_id: number;
-      plan_id: number;
-      period_id: number;
-      status: number;
-      expiration_date: unknown;
-    }[];
+    const rows = (await tx('subscriptions').whereIn('id', ids.slice(i, i + 500)).select(...SUBSCRIPTION_STATE)) as SubscriptionState[];
     for (const r of rows) subs.set(toNumber(r.id), r);
   }
   // A trial without a given period converts to its plan's first enabled paid period (by sort order, then id).
@@ -106,19 +100,66 @@ export async function extendSubscriptions(tx: Tx, actor: Actor, now: Date, reque
     for (const r of rows) periods.set(toNumber(r.id), { duration: toNumber(r.duration), unit: r.unit });
   }
 
-  const results: ExtensionResult[] = [];
+  const results: ExtensionResult[] = new Array(requests.length);
   const changes: BulkChange[] = [];
-  for (const r of requests) {
+  // Updates planned and not yet made, at most one per subscription (a second request for one waits for the first).
+  let planned: PlannedUpdate[] = [];
+  const plannedIds = new Set<number>();
+  const flush = async () => {
+    const made = await guardedUpdates(tx, now, planned);
+    planned.forEach((u, n) => {
+      const r = requests[u.k]!;
+      if (!made[n]) {
+        results[u.k] = { subscriptionId: r.subscriptionId, skipped: 'already_extended', status: u.status, message: `Subscription ${r.subscriptionId} changed meanwhile; it was not extended.` };
+        // Later requests for it must read it again.
+        subs.delete(r.subscriptionId);
+        return;
+      }
+      const accountId = u.accountId;
+      const { periodId, from, to, trialConverted } = u;
+      results[u.k] = { subscriptionId: r.subscriptionId, accountId, periodId, from, to, trialConverted, previousStatus: u.status };
+      changes.push({
+        operation: opts.operation ?? 'RenewSubscription',
+        objectType: 'subscription',
+        objectId: r.subscriptionId,
+        details: { periodId, from: from.toISOString(), to: to.toISOString(), orderId: r.orderId, invoiceId: r.invoiceId, trialConverted: trialConverted || undefined },
+        event: {
+          name: 'subscription.renewed',
+          objectType: 'subscription',
+          objectId: r.subscriptionId,
+          accountId,
+          payload: {
+            subscriptionId: r.subscriptionId,
+            accountId,
+            periodId,
+            previousExpirationDate: from.toISOString(),
+            expirationDate: to.toISOString(),
+            orderId: r.orderId ?? null,
+            invoiceId: r.invoiceId ?? null,
+            trialConverted,
+          },
+        },
+      });
+    });
+    planned = [];
+    plannedIds.clear();
+  };
+  for (const [k, r] of requests.entries()) {
+    if (plannedIds.has(r.subscriptionId)) await flush();
+    if (!subs.has(r.subscriptionId)) {
+      const row = (await tx('subscriptions').where({ id: r.subscriptionId }).first(...SUBSCRIPTION_STATE)) as SubscriptionState | undefined;
+      if (row) subs.set(r.subscriptionId, row);
+    }
     const s = subs.get(r.subscriptionId);
     if (!s) throw notFound('Subscription', r.subscriptionId);
     const status = toNumber(s.status);
     const current = s.expiration_date === null || s.expiration_date === undefined ? null : toNumber(s.expiration_date);
     if (!EXTENDABLE.includes(status)) {
-      results.push({ subscriptionId: r.subscriptionId, skipped: 'not_extendable', status, message: `Subscription ${r.subscriptionId} is in status ${status}; it is not extended.` });
+      results[k] = { subscriptionId: r.subscriptionId, skipped: 'not_extendable', status, message: `Subscription ${r.subscriptionId} is in status ${status}; it is not extended.` };
       continue;
     }
     if (r.from !== undefined && current !== r.from.getTime()) {
-      results.push({ subscriptionId: r.subscriptionId, skipped: 'already_extended', status, message: `Subscription ${r.subscriptionId} no longer expires on ${r.from.toISOString()}; it was extended already.` });
+      results[k] = { subscriptionId: r.subscriptionId, skipped: 'already_extended', status, message: `Subscription ${r.subscriptionId} no longer expires on ${r.from.toISOString()}; it was extended already.` };
       continue;
     }
     const periodId = periodIdOf(r, s);
@@ -131,47 +172,86 @@ export async function extendSubscriptions(tx: Tx, actor: Actor, now: Date, reque
     }
     const trialConverted = converts(r, s);
     const activate = trialConverted || status === SUBSCRIPTION_STATUS.expired || (status === SUBSCRIPTION_STATUS.graced && opts.reactivateGraced !== false);
-    // Guarded by what was read: a concurrent extension (or status change) makes this one change nothing.
-    const q = tx('subscriptions').where({ id: r.subscriptionId, status });
-    const n = await (current === null ? q.whereNull('expiration_date') : q.where('expiration_date', current)).update({
-      period_id: periodId,
-      expiration_date: to.getTime(),
-      next_bill_date: to.getTime(),
-      last_bill_date: now.getTime(),
-      ...(activate ? { status: SUBSCRIPTION_STATUS.active } : {}),
-      updated_at: now.getTime(),
-    });
-    if (!n) {
-      results.push({ subscriptionId: r.subscriptionId, skipped: 'already_extended', status, message: `Subscription ${r.subscriptionId} changed meanwhile; it was not extended.` });
-      continue;
-    }
-    const accountId = toNumber(s.account_id);
-    results.push({ subscriptionId: r.subscriptionId, accountId, periodId, from, to, trialConverted, previousStatus: status });
-    changes.push({
-      operation: opts.operation ?? 'RenewSubscription',
-      objectType: 'subscription',
-      objectId: r.subscriptionId,
-      details: { periodId, from: from.toISOString(), to: to.toISOString(), orderId: r.orderId, invoiceId: r.invoiceId, trialConverted: trialConverted || undefined },
-      event: {
-        name: 'subscription.renewed',
-        objectType: 'subscription',
-        objectId: r.subscriptionId,
-        accountId,
-        payload: {
-          subscriptionId: r.subscriptionId,
-          accountId,
-          periodId,
-          previousExpirationDate: from.toISOString(),
-          expirationDate: to.toISOString(),
-          orderId: r.orderId ?? null,
-          invoiceId: r.invoiceId ?? null,
-          trialConverted,
-        },
-      },
-    });
+    plannedIds.add(r.subscriptionId);
+    planned.push({ k, id: r.subscriptionId, accountId: toNumber(s.account_id), status, current, periodId, from, to, trialConverted, activate });
+    // A later request for the same subscription (its next period, on another invoice paid together) sees this one.
+    subs.set(r.subscriptionId, { ...s, period_id: periodId, expiration_date: to.getTime(), status: activate ? SUBSCRIPTION_STATUS.active : status });
   }
+  await flush();
   await recordChanges(tx, actor, now, changes);
   return results;
+}
+
+/** What an extension reads of a subscription. */
+interface SubscriptionState {
+  id: number;
+  account_id: number;
+  plan_id: number;
+  period_id: number;
+  status: number;
+  expiration_date: unknown;
+}
+const SUBSCRIPTION_STATE = ['id', 'account_id', 'plan_id', 'period_id', 'status', 'expiration_date'] as const;
+
+interface PlannedUpdate {
+  /** The request's index. */
+  k: number;
+  id: number;
+  accountId: number;
+  status: number;
+  current: number | null;
+  periodId: number;
+  from: Date;
+  to: Date;
+  trialConverted: boolean;
+  activate: boolean;
+}
+
+/** Thrown inside a savepoint to undo a group update some of whose rows had changed meanwhile. */
+class GroupChanged extends Error {}
+
+/**
+ * The extensions, each guarded by what was read (a concurrent extension or status change makes it change nothing):
+ * those alike (same status, expiration, period, end) in one statement under a savepoint, kept only when every
+ * row matched; otherwise one statement per subscription. Answers per update whether it was made.
+ */
+async function guardedUpdates(tx: Tx, now: Date, updates: readonly PlannedUpdate[]): Promise<boolean[]> {
+  const made: boolean[] = new Array(updates.length).fill(false);
+  const groups = new Map<string, number[]>();
+  updates.forEach((u, n) => {
+    const key = `${u.status}|${u.current}|${u.periodId}|${u.to.getTime()}|${u.activate}`;
+    addTo(groups, key, n);
+  });
+  const run = (conn: Tx, u: PlannedUpdate, ids: number[]) => {
+    const q = conn('subscriptions').whereIn('id', ids).where({ status: u.status });
+    return (u.current === null ? q.whereNull('expiration_date') : q.where('expiration_date', u.current)).update({
+      period_id: u.periodId,
+      expiration_date: u.to.getTime(),
+      next_bill_date: u.to.getTime(),
+      last_bill_date: now.getTime(),
+      ...(u.activate ? { status: SUBSCRIPTION_STATUS.active } : {}),
+      updated_at: now.getTime(),
+    });
+  };
+  for (const members of groups.values()) {
+    const first = updates[members[0]!]!;
+    for (let i = 0; i < members.length; i += 500) {
+      const chunk = members.slice(i, i + 500);
+      if (chunk.length > 1) {
+        try {
+          await tx.transaction(async (sp) => {
+            if ((await run(sp, first, chunk.map((n) => updates[n]!.id))) !== chunk.length) throw new GroupChanged();
+          });
+          for (const n of chunk) made[n] = true;
+          continue;
+        } catch (e) {
+          if (!(e instanceof GroupChanged)) throw e;
+        }
+      }
+      for (const n of chunk) made[n] = (await run(tx, updates[n]!, [updates[n]!.id])) > 0;
+    }
+  }
+  return made;
 }
 
 /** One subscription (a RenewSubscription order's provision step); see extendSubscriptions. */

@@ -2,7 +2,7 @@ import { recordChange } from '../../audit/record-change';
 import type { Actor, Deps } from '../../context';
 import { isSqlite, money, toBigInt, toNumber, type Conn, type Tx } from '../../db/knex';
 import { retryOnDeadlock } from '../../db/transaction';
-import { invalid, isAppError } from '../../domain/errors';
+import { invalid } from '../../domain/errors';
 import { isUniqueViolation } from '../../idempotency';
 import { addPeriod, type PeriodUnit } from '../../domain/period';
 import { formatAmount } from '../../domain/money';
@@ -19,6 +19,7 @@ import { domainRenewalBatches } from './domain-renewals';
 import type { Workflow, WorkflowsService } from '../../orders/workflows-service';
 import { placeRenewalOrders, type RenewalOrderInput } from './renewal-orders';
 import { SCHEDULED_CANCEL } from '../../orders/lifecycle-steps';
+import { addTo } from '../../domain/group';
 
 const DAY_MS = 86_400_000;
 /** Auto-pay charges under way at once per run. */
@@ -697,30 +698,41 @@ export class BillingRun {
       for (const r of rows) withTool.add(toNumber(r.account_id));
     }
     const todo = payable.filter((inv) => open.has(inv.documentId) && withTool.has(inv.accountId));
-    // A few payments at once: gateway calls wait on the network, and MariaDB serves them on several connections.
-    let next = 0;
-    const worker = async () => {
-      for (;;) {
-        const inv = todo[next++];
-        if (!inv) return;
-        summary.payments.tried++;
-        try {
-          const r = await this.documents.payInvoice(billingActor(inv.vendorId), { invoiceId: inv.documentId, idempotencyKey: `autopay:${(inv as IssuedInvoice & { retry?: number }).retry ?? 1}` });
-          if (r.outcome === 'paid') summary.payments.succeeded++;
-          else if (r.outcome === 'pending' || r.outcome === 'unknown') summary.payments.unknown++;
-          else summary.payments.declined++;
-        } catch (e) {
-          if (isAppError(e) && e.code === 'PAYMENT_DECLINED') summary.payments.declined++;
-          else if (isAppError(e) && (e.code === 'NOT_ALLOWED' || e.code === 'CONFLICT')) summary.payments.tried--; // paid meanwhile, or a payment already under way
-          else {
-            summary.payments.unknown++;
-            this.deps.log.warn('auto-pay failed', { invoiceId: inv.documentId, error: (e as Error).message });
-          }
-        }
+    // Per vendor (the actor of its records): the attempts and pending payments in one transaction, the gateway
+    // calls a few at once outside it, the settlements and payment documents in another (DocumentsService.payInvoices).
+    const byVendor = new Map<number, IssuedInvoice[]>();
+    for (const inv of todo) addTo(byVendor, inv.vendorId, inv);
+    const concurrency = Math.max(1, Math.min(64, Math.floor(opts.autopayConcurrency ?? AUTOPAY_CONCURRENCY)));
+    for (const [vendorId, list] of byVendor) {
+      let results;
+      try {
+        results = await this.documents.payInvoices(
+          billingActor(vendorId),
+          list.map((inv) => ({ invoiceId: inv.documentId, idempotencyKey: `autopay:${(inv as IssuedInvoice & { retry?: number }).retry ?? 1}` })),
+          { concurrency },
+        );
+      } catch (e) {
+        // The run goes on; whatever was charged is pending for the reconciler, and settlePayments applies it.
+        summary.payments.tried += list.length;
+        summary.payments.unknown += list.length;
+        this.deps.log.warn('auto-pay failed', { vendorId, invoices: list.length, error: (e as Error).message });
+        continue;
       }
-    };
-    const n = Math.max(1, Math.min(64, Math.floor(opts.autopayConcurrency ?? AUTOPAY_CONCURRENCY)));
-    await Promise.all(Array.from({ length: n }, worker));
+      for (const r of results) {
+        if ('skipped' in r) {
+          // Paid meanwhile, or a payment already under way: not tried. Anything else is worth a look.
+          if (r.skipped === 'NOT_ALLOWED' || r.skipped === 'CONFLICT') continue;
+          summary.payments.tried++;
+          summary.payments.unknown++;
+          this.deps.log.warn('auto-pay failed', { invoiceId: r.invoiceId, error: r.message });
+          continue;
+        }
+        summary.payments.tried++;
+        if (r.outcome === 'paid') summary.payments.succeeded++;
+        else if (r.outcome === 'pending' || r.outcome === 'unknown') summary.payments.unknown++;
+        else summary.payments.declined++;
+      }
+    }
   }
 }
 

@@ -7,7 +7,7 @@ import { addPeriod } from '../../domain/period';
 import { TldCatalogService, type Tld } from '../../domains/tld-catalog';
 import type { TaskQueue } from '../../jobs/task-queue';
 import { ORDERS_QUEUE } from '../../orders/transitions';
-import { billingActor, type InvoicePaidListener } from '../documents-service';
+import { billingActor, type InvoicesPaidListener } from '../documents-service';
 import { billingSettingsOfMany, DEFAULT_BILLING_SETTINGS } from '../settings';
 import type { IssuedInvoice } from '../types';
 import type { ChargeRow } from './billing-run';
@@ -179,16 +179,20 @@ async function countDry(conn: Conn, run: DomainRenewalRun, charges: DomainCharge
  * (dedupe key `domain-renew:<charge key>`, so a second delivery of the payment enqueues nothing), in the
  * transaction that marks the invoice paid. Audited `billing.domain_renewal_paid`, event `domain.renewal_requested`.
  */
-export function renewPaidDomains(tasks: Pick<TaskQueue, 'enqueue'>): InvoicePaidListener {
-  return async (tx, e) => {
-    const charges = (await tx('billing_charges').where({ document_id: e.documentId, kind: 'renewal' }).whereNotNull('domain_id').orderBy('id').select('charge_key', 'domain_id', 'account_id', 'period_start', 'period_end')) as {
-      charge_key: string;
-      domain_id: number;
-      account_id: number;
-      period_start: unknown;
-      period_end: unknown;
-    }[];
+export function renewPaidDomains(tasks: Pick<TaskQueue, 'enqueue'>): InvoicesPaidListener {
+  return async (tx, events) => {
+    const invoiceOf = new Map(events.map((e) => [e.documentId, e]));
+    const charges: { document_id: number; charge_key: string; domain_id: number; account_id: number; period_start: unknown; period_end: unknown }[] = [];
+    for (let i = 0; i < events.length; i += 500) {
+      charges.push(...((await tx('billing_charges')
+        .whereIn('document_id', events.slice(i, i + 500).map((e) => e.documentId))
+        .where({ kind: 'renewal' })
+        .whereNotNull('domain_id')
+        .orderBy('id')
+        .select('document_id', 'charge_key', 'domain_id', 'account_id', 'period_start', 'period_end')) as typeof charges));
+    }
     for (const c of charges) {
+      const e = invoiceOf.get(toNumber(c.document_id))!;
       const domainId = toNumber(c.domain_id);
       const payload: DomainRenewalTaskPayload = { domainId, expiresAt: toNumber(c.period_start), years: 1, chargeKey: c.charge_key, invoiceId: e.documentId };
       const dedupeKey = `domain-renew:${c.charge_key}`;

@@ -9,6 +9,7 @@ import { SUBSCRIPTION_STATUS } from '../../subscriptions/subscriptions-service';
 import { billingActor } from '../documents-service';
 import type { BillingSettings } from '../settings';
 import type { InvoicePaidEvent } from '../types';
+import { addTo } from '../../domain/group';
 
 const DAY_MS = 86_400_000;
 
@@ -110,32 +111,43 @@ export async function dunInvoice(deps: Deps, tasks: TaskQueue, inv: OverdueInvoi
  * Runs in the paying transaction (DocumentsService.onInvoicePaid).
  */
 export function liftDunning(deps: Deps, tasks: TaskQueue) {
-  return async (tx: Tx, e: InvoicePaidEvent): Promise<void> => {
-    const steps = (await tx('dunning_steps').where({ document_id: e.documentId }).select('step')) as { step: string }[];
-    if (steps.length === 0) return;
-    const subs = (await subscriptionsOn(tx, [e.documentId])).get(e.documentId) ?? [];
-    const at = e.paidAt;
-    for (const subscriptionId of subs) {
-      // Another open invoice of this subscription that is also being dunned keeps it where it is.
-      const other = await tx('billing_charges as c')
-        .join('documents as d', 'd.id', 'c.document_id')
-        .join('dunning_steps as s', 's.document_id', 'd.id')
-        .where('c.subscription_id', subscriptionId)
-        .whereNot('d.id', e.documentId)
-        .where('d.status', 'open')
-        .first('d.id');
-      if (other) continue;
-      await tx('subscriptions').where({ id: subscriptionId, status: SUBSCRIPTION_STATUS.graced }).update({ status: SUBSCRIPTION_STATUS.active, updated_at: at.getTime() });
-      if (!steps.some((s) => s.step === 'suspend')) continue;
-      const row = (await tx('subscriptions').where({ id: subscriptionId }).first('status')) as { status: number } | undefined;
-      if (!row || toNumber(row.status) !== SUBSCRIPTION_STATUS.suspended) continue;
-      try {
-        await new SubscriptionActionsService({ ...deps, db: tx }, { tasks }).request(billingActor(e.vendorId), subscriptionId, 'resume', { reason: `invoice ${e.number} paid in full` });
-      } catch (err) {
-        // The suspension has not reached the gate yet (service still stopping): leave it to an operator.
-        if (!isAppError(err) || err.code !== 'NOT_ALLOWED') throw err;
-        deps.log.warn('could not resume a subscription suspended for non-payment', { subscriptionId, invoiceId: e.documentId, error: err.message });
-      }
+  return async (tx: Tx, events: readonly InvoicePaidEvent[]): Promise<void> => {
+    // One read for all the invoices paid: most were never dunned.
+    const dunned = new Map<number, { step: string }[]>();
+    for (let i = 0; i < events.length; i += 500) {
+      const rows = (await tx('dunning_steps').whereIn('document_id', events.slice(i, i + 500).map((e) => e.documentId)).select('document_id', 'step')) as { document_id: number; step: string }[];
+      for (const r of rows) addTo(dunned, toNumber(r.document_id), r);
+    }
+    for (const e of events) {
+      const steps = dunned.get(e.documentId);
+      if (steps) await liftOne(deps, tasks, tx, e, steps);
     }
   };
+}
+
+async function liftOne(deps: Deps, tasks: TaskQueue, tx: Tx, e: InvoicePaidEvent, steps: { step: string }[]): Promise<void> {
+  const subs = (await subscriptionsOn(tx, [e.documentId])).get(e.documentId) ?? [];
+  const at = e.paidAt;
+  for (const subscriptionId of subs) {
+    // Another open invoice of this subscription that is also being dunned keeps it where it is.
+    const other = await tx('billing_charges as c')
+      .join('documents as d', 'd.id', 'c.document_id')
+      .join('dunning_steps as s', 's.document_id', 'd.id')
+      .where('c.subscription_id', subscriptionId)
+      .whereNot('d.id', e.documentId)
+      .where('d.status', 'open')
+      .first('d.id');
+    if (other) continue;
+    await tx('subscriptions').where({ id: subscriptionId, status: SUBSCRIPTION_STATUS.graced }).update({ status: SUBSCRIPTION_STATUS.active, updated_at: at.getTime() });
+    if (!steps.some((s) => s.step === 'suspend')) continue;
+    const row = (await tx('subscriptions').where({ id: subscriptionId }).first('status')) as { status: number } | undefined;
+    if (!row || toNumber(row.status) !== SUBSCRIPTION_STATUS.suspended) continue;
+    try {
+      await new SubscriptionActionsService({ ...deps, db: tx }, { tasks }).request(billingActor(e.vendorId), subscriptionId, 'resume', { reason: `invoice ${e.number} paid in full` });
+    } catch (err) {
+      // The suspension has not reached the gate yet (service still stopping): leave it to an operator.
+      if (!isAppError(err) || err.code !== 'NOT_ALLOWED') throw err;
+      deps.log.warn('could not resume a subscription suspended for non-payment', { subscriptionId, invoiceId: e.documentId, error: err.message });
+    }
+  }
 }

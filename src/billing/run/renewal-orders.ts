@@ -8,8 +8,9 @@ import { eventForTransition, startOrder, transition } from '../../orders/transit
 import type { Workflow, WorkflowsService } from '../../orders/workflows-service';
 import { extendSubscriptions, isExtended, type ExtensionRequest } from '../../subscriptions/renewal';
 import { recordChanges, type BulkChange } from '../bulk-record';
-import { billingActor, type InvoicePaidListener } from '../documents-service';
+import { billingActor, type InvoicesPaidListener } from '../documents-service';
 import type { InvoicePaidEvent } from '../types';
+import { addTo } from '../../domain/group';
 
 /**
  * Renewals as PBA renewal orders (RN). The billing run places one renewal order per subscription it bills a
@@ -224,16 +225,33 @@ function pathToEnd(def: WorkflowDefinition, step: string, outcome: Outcome): { s
 }
 
 /**
- * The invoice-paid listener (DocumentsService.onInvoicePaid): the renewals on a paid invoice.
+ * The invoice-paid listener (DocumentsService.onInvoicesPaid): the renewals on the paid invoices, all together.
  * Charges with a renewal order: each order waiting at a charge step moves on (see the top of this file), all the
- * invoice's orders together, in a few statements. Charges without one (billed before renewal orders): the
+ * invoices' orders together, in a few statements. Charges without one (billed before renewal orders): the
  * subscription is extended directly. Either way by extendSubscriptions, from the billed period's start to its end:
  * a second delivery of the same payment changes nothing.
  */
-export function renewalOrdersPaid(deps: Deps, tasks: TaskQueue): InvoicePaidListener {
+export function renewalOrdersPaid(deps: Deps, tasks: TaskQueue): InvoicesPaidListener {
   const definitions = new Map<number, WorkflowDefinition>();
-  return async (tx: Tx, e: InvoicePaidEvent) => {
-    // The invoice's renewals with their orders (if any), in one read; on MariaDB a locking read, so an order an
+  return async (tx: Tx, events: readonly InvoicePaidEvent[]) => {
+    // One pass per (vendor, instant paid): the actor of the records and the instant of the extensions.
+    const groups = new Map<string, InvoicePaidEvent[]>();
+    for (const e of events) {
+      const key = `${e.vendorId}:${e.paidAt.getTime()}`;
+      addTo(groups, key, e);
+    }
+    for (const group of groups.values()) await renewalsPaid(tx, deps, tasks, definitions, group);
+  };
+}
+
+/** The renewals of invoices of one vendor paid at one instant. */
+async function renewalsPaid(tx: Tx, deps: Deps, tasks: TaskQueue, definitions: Map<number, WorkflowDefinition>, events: readonly InvoicePaidEvent[]): Promise<void> {
+  const invoiceOf = new Map(events.map((e) => [e.documentId, e]));
+  const ids = [...invoiceOf.keys()];
+  type PaidCharge = { document_id: number; subscription_id: number; kind: string; period_start: unknown; period_end: unknown; order_id: number | null } & WaitingOrder;
+  const charges: PaidCharge[] = [];
+  for (let i = 0; i < ids.length; i += 500) {
+    // The invoices' renewals with their orders (if any), in one read; on MariaDB a locking read, so an order an
     // operator approves onto its charge step meanwhile is either seen there or waits for this payment to commit
     // (then the engine's charge step finds the invoice paid).
     const read = tx('billing_charges as c')
@@ -241,110 +259,106 @@ export function renewalOrdersPaid(deps: Deps, tasks: TaskQueue): InvoicePaidList
       .leftJoin('order_items as i', function () {
         this.on('i.order_id', '=', 'o.id').andOn('i.position', '=', tx.raw('1'));
       })
-      .where('c.document_id', e.documentId)
+      .whereIn('c.document_id', ids.slice(i, i + 500))
       .whereIn('c.kind', ['renewal', 'trial_conversion'])
       .whereNotNull('c.subscription_id')
       .orderBy('c.id')
-      .select('c.subscription_id', 'c.kind', 'c.period_start', 'c.period_end', 'c.order_id', 'o.id', 'o.order_number', 'o.account_id', 'o.vendor_id', 'o.workflow_id', 'o.step', 'i.target_subscription_id', 'i.details');
-    const charges = (await (isSqlite(tx) ? read : read.forUpdate())) as ({
-      subscription_id: number;
-      kind: string;
-      period_start: unknown;
-      period_end: unknown;
-      order_id: number | null;
-    } & WaitingOrder)[];
-    if (charges.length === 0) return;
-    const actor = billingActor(e.vendorId);
-    const request = (c: (typeof charges)[number], orderId?: number): ExtensionRequest => ({
-      subscriptionId: toNumber(c.subscription_id),
-      from: new Date(toNumber(c.period_start)),
-      to: new Date(toNumber(c.period_end)),
-      trialConversion: c.kind === 'trial_conversion',
-      invoiceId: e.documentId,
-      orderId,
-    });
-    // Graced subscriptions are made active by dunning's listener (liftDunning), which knows about other dunned invoices.
-    const direct = charges.filter((c) => c.order_id === null || c.order_id === undefined);
-    if (direct.length) await extendSubscriptions(tx, actor, e.paidAt, direct.map((c) => request(c)), { operation: 'billing.renewed', reactivateGraced: false });
+      .select('c.document_id', 'c.subscription_id', 'c.kind', 'c.period_start', 'c.period_end', 'c.order_id', 'o.id', 'o.order_number', 'o.account_id', 'o.vendor_id', 'o.workflow_id', 'o.step', 'i.target_subscription_id', 'i.details');
+    charges.push(...((await (isSqlite(tx) ? read : read.forUpdate())) as PaidCharge[]));
+  }
+  if (charges.length === 0) return;
+  const first = events[0]!;
+  const actor = billingActor(first.vendorId);
+  const paidAt = first.paidAt;
+  const request = (c: PaidCharge, orderId?: number): ExtensionRequest => ({
+    subscriptionId: toNumber(c.subscription_id),
+    from: new Date(toNumber(c.period_start)),
+    to: new Date(toNumber(c.period_end)),
+    trialConversion: c.kind === 'trial_conversion',
+    invoiceId: toNumber(c.document_id),
+    orderId,
+  });
+  // Graced subscriptions are made active by dunning's listener (liftDunning), which knows about other dunned invoices.
+  const direct = charges.filter((c) => c.order_id === null || c.order_id === undefined);
+  if (direct.length) await extendSubscriptions(tx, actor, paidAt, direct.map((c) => request(c)), { operation: 'billing.renewed', reactivateGraced: false });
 
-    const withOrder = charges.filter((c) => c.order_id !== null && c.order_id !== undefined);
-    if (withOrder.length === 0) return;
-    const orders = withOrder.filter((c) => c.id !== null && c.id !== undefined);
-    const byId = new Map<number, WaitingOrder>(orders.map((o) => [toNumber(o.id), o]));
-    for (const o of orders) {
-      const wid = toNumber(o.workflow_id);
-      if (!definitions.has(wid)) {
-        const row = (await tx('workflows').where({ id: wid }).first('definition')) as { definition: string };
-        definitions.set(wid, validateWorkflow(JSON.parse(row.definition)));
-      }
+  const withOrder = charges.filter((c) => c.order_id !== null && c.order_id !== undefined);
+  if (withOrder.length === 0) return;
+  const orders = withOrder.filter((c) => c.id !== null && c.id !== undefined);
+  const byId = new Map<number, WaitingOrder>(orders.map((o) => [toNumber(o.id), o]));
+  for (const o of orders) {
+    const wid = toNumber(o.workflow_id);
+    if (!definitions.has(wid)) {
+      const row = (await tx('workflows').where({ id: wid }).first('definition')) as { definition: string };
+      definitions.set(wid, validateWorkflow(JSON.parse(row.definition)));
     }
-    const comment = `Invoice ${e.number} paid.`;
-    // Orders whose workflow goes charge -> provision -> (notify ->) end: extended and finished here, together.
-    const inline: { order: WaitingOrder; charge: (typeof charges)[number]; def: WorkflowDefinition; provision: string }[] = [];
-    for (const c of withOrder) {
-      const o = byId.get(toNumber(c.order_id));
-      if (!o) continue;
-      const def = definitions.get(toNumber(o.workflow_id))!;
-      // Not (or no longer) at a charge step: the engine's charge step finds the invoice paid when it gets there.
-      if (def.steps[o.step]?.action !== 'charge_payment') continue;
-      const provision = nextStep(def, o.step, 'success');
-      if (def.steps[provision]!.action === 'provision' && pathToEnd(def, provision, 'success') && pathToEnd(def, provision, 'failure')) {
-        inline.push({ order: o, charge: c, def, provision });
-      } else {
-        await transition(tx, deps, tasks, { id: toNumber(o.id), account_id: toNumber(o.account_id), vendor_id: toNumber(o.vendor_id), workflow_id: toNumber(o.workflow_id), step: o.step }, 'success', actor, comment);
-      }
+  }
+  const comment = (c: PaidCharge) => `Invoice ${invoiceOf.get(toNumber(c.document_id))!.number} paid.`;
+  // Orders whose workflow goes charge -> provision -> (notify ->) end: extended and finished here, together.
+  const inline: { order: WaitingOrder; charge: PaidCharge; def: WorkflowDefinition; provision: string }[] = [];
+  for (const c of withOrder) {
+    const o = byId.get(toNumber(c.order_id));
+    if (!o) continue;
+    const def = definitions.get(toNumber(o.workflow_id))!;
+    // Not (or no longer) at a charge step: the engine's charge step finds the invoice paid when it gets there.
+    if (def.steps[o.step]?.action !== 'charge_payment') continue;
+    const provision = nextStep(def, o.step, 'success');
+    if (def.steps[provision]!.action === 'provision' && pathToEnd(def, provision, 'success') && pathToEnd(def, provision, 'failure')) {
+      inline.push({ order: o, charge: c, def, provision });
+    } else {
+      await transition(tx, deps, tasks, { id: toNumber(o.id), account_id: toNumber(o.account_id), vendor_id: toNumber(o.vendor_id), workflow_id: toNumber(o.workflow_id), step: o.step }, 'success', actor, comment(c));
     }
-    if (inline.length === 0) return;
-    const results = await extendSubscriptions(tx, actor, e.paidAt, inline.map((x) => request(x.charge, toNumber(x.order.id))), { reactivateGraced: false });
-    const at = e.paidAt.getTime();
-    const history: Record<string, unknown>[] = [];
-    const changes: BulkChange[] = [];
-    const finals = new Map<string, { from: string; step: string; status: PbaOrderStatus; failure: string | null; ids: number[] }>();
-    inline.forEach((x, k) => {
-      const r = results[k]!;
-      const ok = isExtended(r) || r.skipped === 'already_extended';
-      const note = isExtended(r) ? `Subscription ${r.subscriptionId} renewed until ${r.to.toISOString()}.` : r.message;
-      const steps = [{ step: x.provision, outcome: 'success' as Outcome, comment }, ...pathToEnd(x.def, x.provision, ok ? 'success' : 'failure')!.map((s, n) => ({ ...s, comment: n === 0 ? note : '' }))];
-      let from = x.order.step;
-      const orderId = toNumber(x.order.id);
-      let status: PbaOrderStatus = 'WP';
-      let outcome: Outcome = 'success';
-      for (const s of steps) {
-        status = STATUS_OF_ACTION[x.def.steps[s.step]!.action];
-        history.push({ order_id: orderId, status, step: s.step, outcome: s.outcome, actor_user_id: null, comment: s.comment.slice(0, 1024), at });
-        outcome = s.outcome;
-        from = s.step;
-      }
-      // One audit record and one event for the whole move (order.completed, or order.provisioning_failed), naming
-      // the steps passed; the history has a row per step. (Three of each per order made paying an invoice of ten
-      // renewals write 60 more rows.)
-      const prev = steps.length > 1 ? steps[steps.length - 2]!.step : x.order.step;
-      const name = eventForTransition(x.def, prev, from, outcome);
-      const passed = steps.map((s) => s.step);
-      changes.push({
-        operation: name,
-        objectType: 'order',
-        objectId: orderId,
-        details: { from: x.order.step, to: from, steps: passed, outcome, status, comment: note },
-        event: { name, objectType: 'order', objectId: orderId, accountId: toNumber(x.order.account_id), payload: { orderId, accountId: toNumber(x.order.account_id), vendorAccountId: toNumber(x.order.vendor_id), from: x.order.step, step: from, steps: passed, outcome, status } },
-      });
-      const failure = ok ? null : note.slice(0, 1024);
-      const key = `${x.order.step}|${from}|${failure ?? ''}`;
-      const f = finals.get(key) ?? { from: x.order.step, step: from, status, failure, ids: [] };
-      f.ids.push(orderId);
-      finals.set(key, f);
+  }
+  if (inline.length === 0) return;
+  const results = await extendSubscriptions(tx, actor, paidAt, inline.map((x) => request(x.charge, toNumber(x.order.id))), { reactivateGraced: false });
+  const at = paidAt.getTime();
+  const history: Record<string, unknown>[] = [];
+  const changes: BulkChange[] = [];
+  const finals = new Map<string, { from: string; step: string; status: PbaOrderStatus; failure: string | null; ids: number[] }>();
+  inline.forEach((x, k) => {
+    const r = results[k]!;
+    const ok = isExtended(r) || r.skipped === 'already_extended';
+    const note = isExtended(r) ? `Subscription ${r.subscriptionId} renewed until ${r.to.toISOString()}.` : r.message;
+    const steps = [{ step: x.provision, outcome: 'success' as Outcome, comment: comment(x.charge) }, ...pathToEnd(x.def, x.provision, ok ? 'success' : 'failure')!.map((s, n) => ({ ...s, comment: n === 0 ? note : '' }))];
+    let from = x.order.step;
+    const orderId = toNumber(x.order.id);
+    let status: PbaOrderStatus = 'WP';
+    let outcome: Outcome = 'success';
+    for (const s of steps) {
+      status = STATUS_OF_ACTION[x.def.steps[s.step]!.action];
+      history.push({ order_id: orderId, status, step: s.step, outcome: s.outcome, actor_user_id: null, comment: s.comment.slice(0, 1024), at });
+      outcome = s.outcome;
+      from = s.step;
+    }
+    // One audit record and one event for the whole move (order.completed, or order.provisioning_failed), naming
+    // the steps passed; the history has a row per step. (Three of each per order made paying an invoice of ten
+    // renewals write 60 more rows.)
+    const prev = steps.length > 1 ? steps[steps.length - 2]!.step : x.order.step;
+    const name = eventForTransition(x.def, prev, from, outcome);
+    const passed = steps.map((s) => s.step);
+    changes.push({
+      operation: name,
+      objectType: 'order',
+      objectId: orderId,
+      details: { from: x.order.step, to: from, steps: passed, outcome, status, comment: note },
+      event: { name, objectType: 'order', objectId: orderId, accountId: toNumber(x.order.account_id), payload: { orderId, accountId: toNumber(x.order.account_id), vendorAccountId: toNumber(x.order.vendor_id), from: x.order.step, step: from, steps: passed, outcome, status } },
     });
-    for (const f of finals.values()) {
-      for (let i = 0; i < f.ids.length; i += 500) {
-        await tx('orders')
-          .whereIn('id', f.ids.slice(i, i + 500))
-          .where('step', f.from)
-          .update({ step: f.step, status: f.status, updated_at: at, ...(f.failure ? { failure_reason: f.failure } : {}) });
-      }
+    const failure = ok ? null : note.slice(0, 1024);
+    const key = `${x.order.step}|${from}|${failure ?? ''}`;
+    const f = finals.get(key) ?? { from: x.order.step, step: from, status, failure, ids: [] };
+    f.ids.push(orderId);
+    finals.set(key, f);
+  });
+  for (const f of finals.values()) {
+    for (let i = 0; i < f.ids.length; i += 500) {
+      await tx('orders')
+        .whereIn('id', f.ids.slice(i, i + 500))
+        .where('step', f.from)
+        .update({ step: f.step, status: f.status, updated_at: at, ...(f.failure ? { failure_reason: f.failure } : {}) });
     }
-    await insertBatched(tx, 'order_history', history);
-    await recordChanges(tx, actor, e.paidAt, changes);
-  };
+  }
+  await insertBatched(tx, 'order_history', history);
+  await recordChanges(tx, actor, paidAt, changes);
 }
 
 /** Whether an order is paid by billing-run invoices: every one of them paid (true), some open (false); null: not such an order. */
