@@ -194,6 +194,12 @@ export class BillingRun {
       summary.runId = toNumber(id);
     }
     let batchNo = 0;
+    // After each batch: let the process's other work run (on SQLite every statement completes synchronously, so a
+    // run would otherwise hold the event loop, and the API of the server it runs in, for its whole length).
+    const batchDone = async () => {
+      await new Promise((resolve) => setImmediate(resolve));
+      await opts.afterBatch?.(++batchNo);
+    };
     try {
       const ctx = new RunContext(this.deps, asOf, summary);
       // 0. Invoice payments the gateway has settled since they were tried (a timeout the reconciler resolved):
@@ -216,13 +222,13 @@ export class BillingRun {
           const pays = await this.renewalBatch(ctx, lo, lo + batchSize, horizon, dryRun);
           if (pays === null) continue;
           await this.autopay(pays, opts, summary);
-          await opts.afterBatch?.(++batchNo);
+          await batchDone();
         }
       }
       // 1b. Domain renewals of auto-renew domains (src/billing/run/domain-renewals.ts).
       for await (const pays of domainRenewalBatches(this.deps, { asOf, dryRun, batchSize, summary }, (tx, ids) => this.invoiceUninvoiced(tx, ctx, (q) => q.whereIn('domain_id', ids)))) {
         await this.autopay(pays, opts, summary);
-        await opts.afterBatch?.(++batchNo);
+        await batchDone();
       }
       // 2. Overage of closed usage periods, keyset over (period_end, subscription_id, resource_id).
       let after: [number, number, number] = [asOf.getTime() - OVERAGE_LOOKBACK_DAYS * DAY_MS, 0, 0];
@@ -230,7 +236,7 @@ export class BillingRun {
         const r = await this.overageBatch(ctx, after, batchSize, dryRun);
         if (!r) break;
         await this.autopay(r.pays, opts, summary);
-        await opts.afterBatch?.(++batchNo);
+        await batchDone();
         after = r.last;
       }
       // 3. Anything charged but not invoiced (e.g. by an earlier version, or a charge written by hand).
