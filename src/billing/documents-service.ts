@@ -753,29 +753,37 @@ export class DocumentsService {
     if (await tx('documents').where({ type: 'refund', payment_id: input.refundPaymentId }).first('id')) return null;
     const accountId = toNumber(paymentDoc.account_id);
     await this.lockAccount(tx, accountId);
-    // The invoice the payment paid: its first application to an invoice.
-    const paid = (await tx('document_applications as a')
-      .join('documents as d', 'd.id', 'a.target_document_id')
-      .where({ 'a.source_document_id': paymentDoc.id, 'd.type': 'invoice' })
-      .orderBy('a.id')
-      .first('d.id', 'd.number', 'd.total')) as { id: number; number: string; total: unknown } | undefined;
-    let invoiceId: number | undefined;
-    if (paid) {
-      const [{ c }] = (await tx('documents').where({ related_document_id: paid.id, type: 'credit_memo' }).sum({ c: 'total' })) as { c: unknown }[];
-      if (toBigInt(paid.total) - toBigInt(c) >= input.amount) invoiceId = toNumber(paid.id);
-    }
+    const paid = await this.paidInvoiceTx(tx, input.paymentId, input.amount);
     const creditMemoId = await this.memoTx(tx, actor, at, 'credit_memo', {
       accountId,
       amount: input.amount,
       currency: paymentDoc.currency,
       description: `Order ${input.orderNumber}: ${input.reason}${paid ? ` (credit of ${paid.number})` : ''}`.slice(0, 1024),
-      invoiceId,
+      invoiceId: paid?.creditable ? paid.id : undefined,
       orderId: input.orderId,
       applyUpTo: true,
     });
     const refundDocumentId = await this.insertRefund(tx, actor, at, paymentDoc, input.amount, input.refundPaymentId, `order ${input.orderNumber}: ${input.reason}`);
     await this.applyOpenCredits(tx, actor, at, accountId);
     return { creditMemoId, refundDocumentId };
+  }
+
+  /**
+   * The invoice gateway payment `paymentId` paid (its payment document's first application to an invoice), and
+   * whether that invoice can still be credited `amount` (its total less its credit memos): a credit memo for money
+   * of that payment is then written against it, carrying the invoice's share of tax. Undefined when the payment has
+   * no payment document or paid no invoice.
+   */
+  async paidInvoiceTx(tx: Tx, paymentId: number, amount: bigint): Promise<{ id: number; number: string; creditable: boolean } | undefined> {
+    const paid = (await tx('documents as p')
+      .join('document_applications as a', 'a.source_document_id', 'p.id')
+      .join('documents as d', 'd.id', 'a.target_document_id')
+      .where({ 'p.type': 'payment', 'p.payment_id': paymentId, 'd.type': 'invoice' })
+      .orderBy('a.id')
+      .first('d.id', 'd.number', 'd.total')) as { id: number; number: string; total: unknown } | undefined;
+    if (!paid) return undefined;
+    const [{ c }] = (await tx('documents').where({ related_document_id: paid.id, type: 'credit_memo' }).sum({ c: 'total' })) as { c: unknown }[];
+    return { id: toNumber(paid.id), number: paid.number, creditable: toBigInt(paid.total) - toBigInt(c ?? 0) >= amount };
   }
 
   /** The invoice of an order, once its charge is recorded (PlaceOrder's and GetOrder's invoiceId), or a renewal order's billing-run invoice. */
@@ -1739,7 +1747,7 @@ export class DocumentsService {
 }
 
 /** What the order engine writes to the ledger, in its own transactions. */
-export type OrderLedger = Pick<DocumentsService, 'memoTx' | 'recordOrderChargeTx' | 'reverseOrderChargeTx' | 'refundOnCancellationTx'>;
+export type OrderLedger = Pick<DocumentsService, 'memoTx' | 'recordOrderChargeTx' | 'reverseOrderChargeTx' | 'refundOnCancellationTx' | 'paidInvoiceTx'>;
 
 /**
  * A DocumentsService for the transaction-taking methods only (memoTx, recordOrderChargeTx, reverseOrderChargeTx

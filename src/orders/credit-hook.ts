@@ -13,6 +13,11 @@ export interface CreditDue {
   amount: bigint;
   currency: string;
   reason: string;
+  /**
+   * The gateway payment the credited money came from (a cancellation's payment of the current term): the memo is
+   * then written against the invoice that payment paid, carrying its share of tax, when that invoice can still take it.
+   */
+  paymentId?: number;
 }
 
 /**
@@ -24,12 +29,14 @@ export interface CreditDue {
  * ledger without listeners writes the same documents.
  */
 export async function issueOrderCredit(tx: Tx, actor: Actor, at: Date, credit: CreditDue, ledger: OrderLedger = ledgerWithoutListeners()): Promise<void> {
+  const paid = credit.paymentId ? await ledger.paidInvoiceTx(tx, credit.paymentId, credit.amount) : undefined;
   await ledger.memoTx(tx, actor, at, 'credit_memo', {
     accountId: credit.accountId,
     amount: credit.amount,
     currency: credit.currency,
-    description: `Order ${credit.orderNumber}: ${credit.reason}`.slice(0, 1024),
+    description: `Order ${credit.orderNumber}: ${credit.reason}${paid?.creditable ? ` (credit of ${paid.number})` : ''}`.slice(0, 1024),
     orderId: credit.orderId,
+    invoiceId: paid?.creditable ? paid.id : undefined,
   });
   await recordChange(tx, actor, at, {
     operation: 'RecordOrderCredit',

@@ -285,6 +285,7 @@ async function applyCancellation(ctx: Ctx, task: Task, tc: TaskContext, order: O
         amount,
         currency: order.currency,
         reason: `Cancellation of subscription ${sub.id}`,
+        paymentId: toNumber(details.paymentId ?? 0) || undefined,
       }, ctx.ledger);
     }
     await tx('order_items').where({ id: item.id }).update({ details: JSON.stringify({ ...details, result: note }) });

@@ -211,4 +211,25 @@ describe(`renewal orders closed by a cancellation or a termination; the tax in a
     expect((await docs(customer, 'refund')).map((x) => x.total)).to.deep.equal([871n]);
     expect(await balance(customer)).to.equal(0n); // 1089 - 1089 - 871 + 871
   });
+
+  it('a cancellation credit carries the tax paid too, against the paid invoice: 8.71 of credit = 8.00 net + 0.71 tax; the balance is the credit', async () => {
+    const customer = await makeCustomer(world, book, 'Credited');
+    const subscriptionId = await subscribe(customer);
+    world.clock.set('2026-01-25T00:00:00Z');
+    await run('2026-01-25T00:00:00Z');
+    await drain();
+    const [invoice] = await docs(customer, 'invoice');
+    expect(invoice).to.deep.include({ total: 1089n, open: 0n, status: 'paid' });
+
+    // The same share as the refund above, kept as credit on the account: 8.00 net x 10.89 / 10.00 -> 8.71.
+    world.clock.set('2026-02-03T00:00:00Z');
+    const placed = await world.services.subscriptionOrders.cancel(customer, subscriptionId, { cancelType: 'credit', when: 'immediate' });
+    await drain();
+    expect((await world.services.orders.get(world.provider, placed.orderId)).status).to.equal('CP');
+    // Written against the paid invoice so that it carries its share of tax (tax reports see 0.71 given back), and
+    // not applied to it (it is paid): the account holds 8.71 of credit. No money leaves through the gateway.
+    expect((await docs(customer, 'credit_memo')).map((m) => [m.subtotal, m.tax, m.total, m.open, m.related])).to.deep.equal([[800n, 71n, 871n, 871n, invoice!.id]]);
+    expect(await world.deps.db('payments').where({ account_id: customer.accountId, kind: 'refund' }).count({ n: '*' })).to.deep.equal([{ n: 0 }]);
+    expect(await balance(customer)).to.equal(-871n);
+  });
 });
