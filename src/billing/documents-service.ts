@@ -770,9 +770,8 @@ export class DocumentsService {
 
   /**
    * The invoice gateway payment `paymentId` paid (its payment document's first application to an invoice), and
-   * whether that invoice can still be credited `amount` (its total less its credit memos): a credit memo for money
-   * of that payment is then written against it, carrying the invoice's share of tax. Undefined when the payment has
-   * no payment document or paid no invoice.
+   * whether that invoice can still be credited `amount` (creditableInvoiceTx). Undefined when the payment has no
+   * payment document or paid no invoice.
    */
   async paidInvoiceTx(tx: Tx, paymentId: number, amount: bigint): Promise<{ id: number; number: string; creditable: boolean } | undefined> {
     const paid = (await tx('documents as p')
@@ -780,10 +779,19 @@ export class DocumentsService {
       .join('documents as d', 'd.id', 'a.target_document_id')
       .where({ 'p.type': 'payment', 'p.payment_id': paymentId, 'd.type': 'invoice' })
       .orderBy('a.id')
-      .first('d.id', 'd.number', 'd.total')) as { id: number; number: string; total: unknown } | undefined;
-    if (!paid) return undefined;
-    const [{ c }] = (await tx('documents').where({ related_document_id: paid.id, type: 'credit_memo' }).sum({ c: 'total' })) as { c: unknown }[];
-    return { id: toNumber(paid.id), number: paid.number, creditable: toBigInt(paid.total) - toBigInt(c ?? 0) >= amount };
+      .first('d.id')) as { id: number } | undefined;
+    return paid ? this.creditableInvoiceTx(tx, toNumber(paid.id), amount) : undefined;
+  }
+
+  /**
+   * Whether invoice `invoiceId` can still be credited `amount` (its total less its credit memos): a credit memo for
+   * money paid on it is then written against it, carrying its share of tax. Undefined when there is no such invoice.
+   */
+  async creditableInvoiceTx(tx: Tx, invoiceId: number, amount: bigint): Promise<{ id: number; number: string; creditable: boolean } | undefined> {
+    const inv = (await tx('documents').where({ id: invoiceId, type: 'invoice' }).first('id', 'number', 'total')) as { id: number; number: string; total: unknown } | undefined;
+    if (!inv) return undefined;
+    const [{ c }] = (await tx('documents').where({ related_document_id: inv.id, type: 'credit_memo' }).sum({ c: 'total' })) as { c: unknown }[];
+    return { id: toNumber(inv.id), number: inv.number, creditable: toBigInt(inv.total) - toBigInt(c ?? 0) >= amount };
   }
 
   /** The invoice of an order, once its charge is recorded (PlaceOrder's and GetOrder's invoiceId), or a renewal order's billing-run invoice. */
@@ -1747,7 +1755,7 @@ export class DocumentsService {
 }
 
 /** What the order engine writes to the ledger, in its own transactions. */
-export type OrderLedger = Pick<DocumentsService, 'memoTx' | 'recordOrderChargeTx' | 'reverseOrderChargeTx' | 'refundOnCancellationTx' | 'paidInvoiceTx'>;
+export type OrderLedger = Pick<DocumentsService, 'memoTx' | 'recordOrderChargeTx' | 'reverseOrderChargeTx' | 'refundOnCancellationTx' | 'paidInvoiceTx' | 'creditableInvoiceTx'>;
 
 /**
  * A DocumentsService for the transaction-taking methods only (memoTx, recordOrderChargeTx, reverseOrderChargeTx

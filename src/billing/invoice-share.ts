@@ -17,3 +17,14 @@ export async function withInvoiceTax(conn: Conn, invoiceId: number, net: bigint)
   const gross = priced > 0n && net > 0n ? mulDivHalfUp(net, toBigInt(inv.total), priced) : net;
   return { gross, taxPaid: taxPaid > 0n ? taxPaid : 0n };
 }
+
+/**
+ * `net` with the tax the customer paid on it: the invoice's share of tax (withInvoiceTax), at most the invoice's
+ * tax that was paid (an order's charge pays the net and leaves an exclusive tax open on its invoice); no invoice: no tax.
+ */
+export async function withPaidTax(conn: Conn, invoiceId: number | null, net: bigint): Promise<bigint> {
+  if (invoiceId === null || net <= 0n) return net;
+  const { gross, taxPaid } = await withInvoiceTax(conn, invoiceId, net);
+  const share = gross - net;
+  return net + (share < taxPaid ? share : taxPaid);
+}

@@ -14,9 +14,11 @@ export interface CreditDue {
   currency: string;
   reason: string;
   /**
-   * The gateway payment the credited money came from (a cancellation's payment of the current term): the memo is
-   * then written against the invoice that payment paid, carrying its share of tax, when that invoice can still take it.
+   * Where the credited money was paid: the invoice (a downgrade: the current term's), or the gateway payment (a
+   * cancellation: the term's payment; the invoice it paid). The memo is then written against that invoice, carrying
+   * its share of tax, when the invoice can still be credited that much.
    */
+  invoiceId?: number;
   paymentId?: number;
 }
 
@@ -29,7 +31,7 @@ export interface CreditDue {
  * ledger without listeners writes the same documents.
  */
 export async function issueOrderCredit(tx: Tx, actor: Actor, at: Date, credit: CreditDue, ledger: OrderLedger = ledgerWithoutListeners()): Promise<void> {
-  const paid = credit.paymentId ? await ledger.paidInvoiceTx(tx, credit.paymentId, credit.amount) : undefined;
+  const paid = credit.invoiceId ? await ledger.creditableInvoiceTx(tx, credit.invoiceId, credit.amount) : credit.paymentId ? await ledger.paidInvoiceTx(tx, credit.paymentId, credit.amount) : undefined;
   await ledger.memoTx(tx, actor, at, 'credit_memo', {
     accountId: credit.accountId,
     amount: credit.amount,

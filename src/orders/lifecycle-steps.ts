@@ -11,9 +11,10 @@ import { addPeriod, type PeriodUnit } from '../domain/period';
 import { SERVICE_STATUS, SUBSCRIPTION_STATUS, type SubscriptionRow } from '../subscriptions/subscriptions-service';
 import { closeWaitingRenewals, creditClosedRenewals } from '../billing/run/renewal-closing';
 import { issueOrderCredit } from './credit-hook';
+import { withPaidTax } from '../billing/invoice-share';
 import { enqueueFinish } from './saga';
 import { actionOf, loadOrder, loadWorkflowDefinition, lockOrder, transitionIfAt, writeTx, type Ctx, type OrderRow } from './step-handlers';
-import { amountText } from './subscription-orders';
+import { amountText, termPayment } from './subscription-orders';
 import { ORDERS_QUEUE } from './transitions';
 
 /**
@@ -424,17 +425,22 @@ async function applyChange(ctx: Ctx, task: Task, tc: TaskContext, order: OrderRo
     await moveToPlan(ctx, tx, sub, planId, periodId, details.newTerm === true, orderId, extra);
     let note = '';
     if (total < 0n) {
+      // The credit (priced before tax, like every order) with the tax paid on it: the current term's invoice's share
+      // of tax, as an upgrade's charge gets its tax on its invoice.
+      const term = await termPayment(tx, sub);
+      const amount = await withPaidTax(tx, term?.invoiceId ?? null, -total);
       await issueOrderCredit(tx, await ctx.actor(tx), ctx.deps.clock.now(), {
         orderId,
         orderNumber: order.order_number,
         accountId: toNumber(order.account_id),
         vendorAccountId: toNumber(order.vendor_id),
         subscriptionId: toNumber(sub.id),
-        amount: -total,
+        amount,
         currency: order.currency,
         reason: `Plan change of subscription ${sub.id}`,
+        invoiceId: term?.invoiceId ?? undefined,
       }, ctx.ledger);
-      note = ` A credit of ${amountText(-total, order.currency)} is due to the account.`;
+      note = ` A credit of ${amountText(amount, order.currency)}${amount !== -total ? ` (${amountText(-total, order.currency)} and its tax)` : ''} is due to the account.`;
     }
     const text = extra ? `Subscription ${sub.id} has its added resources.` : `Subscription ${sub.id} moved to plan ${planId}, period ${periodId}.`;
     await transitionIfAt(ctx, tx, orderId, order.step, 'success', `${text}${note}`);

@@ -5,7 +5,7 @@ import { isSqlite, money, toBigInt, toNumber, type Conn, type Tx } from '../db/k
 import { invalid, notAllowed, notFound } from '../domain/errors';
 import { oneOf, optionalText, positiveId } from '../domain/fields';
 import { formatAmount } from '../domain/money';
-import { withInvoiceTax } from '../billing/invoice-share';
+import { withPaidTax } from '../billing/invoice-share';
 import { priceChange, priceRenewal, priceResourceAddition, type PriceLine } from '../domain/pricing';
 import { remainingShare, subtractPeriod, type PeriodUnit } from '../domain/period';
 import { STATUS_OF_ACTION, type OrderType } from '../domain/workflow';
@@ -91,6 +91,29 @@ async function refuseOpenOrder(tx: Tx, sub: SubscriptionRow, type: OrderType): P
  * successful payment, nothing.
  */
 export async function cancellationAmount(conn: Conn, sub: SubscriptionRow, period: Pick<PlanPeriod, 'refundPeriodDays' | 'nonRefundableAmount'>, now: Date): Promise<CancellationAmount> {
+  const term = await termPayment(conn, sub);
+  if (!term) return { amount: 0n, paymentId: null, note: 'No successful payment of this subscription to give back.' };
+  return refundable(conn, period, now, term.paymentId, term.paymentAmount, term.paidAt, await term.paidSum(), term.invoiceId, term.what);
+}
+
+/** The payment of a subscription's current term, the invoice it paid, and what of it was for the subscription. */
+export interface TermPayment {
+  paymentId: number;
+  paymentAmount: bigint;
+  paidAt: number;
+  /** The invoice the payment paid (null: an order charged before orders had invoices). */
+  invoiceId: number | null;
+  /** "invoice INV-..." or "order SO...": for notes. */
+  what: string;
+  /** What the payment paid for this subscription, before tax (a sum as the database answers it). */
+  paidSum(): Promise<unknown>;
+}
+
+/**
+ * The latest successful payment of the subscription's term: its sales or renewal order's charge, or a billing-run
+ * renewal (or trial conversion) invoice paid by card (auto-pay, PayInvoice), whichever is later.
+ */
+export async function termPayment(conn: Conn, sub: Pick<SubscriptionRow, 'id'>): Promise<TermPayment | null> {
   const paid = (await conn('orders as o')
     .join('order_items as i', 'i.order_id', 'o.id')
     .join('payments as p', 'p.id', 'o.payment_id')
@@ -101,7 +124,6 @@ export async function cancellationAmount(conn: Conn, sub: SubscriptionRow, perio
     .first('o.id as order_id', 'o.order_number', 'i.id as item_id', 'p.id as payment_id', 'p.amount as payment_amount', 'p.created_at as paid_at')) as
     | { order_id: number; order_number: string; item_id: number; payment_id: number; payment_amount: unknown; paid_at: unknown }
     | undefined;
-  // A renewal the billing run invoiced and the customer paid by card (auto-pay, PayInvoice): the latest such payment.
   const billed = (await conn('document_lines as l')
     .join('documents as inv', 'inv.id', 'l.document_id')
     .join('document_applications as a', 'a.target_document_id', 'inv.id')
@@ -115,27 +137,28 @@ export async function cancellationAmount(conn: Conn, sub: SubscriptionRow, perio
     | { invoice_id: number; number: string; payment_id: number; payment_amount: unknown; paid_at: unknown }
     | undefined;
   if (billed && (!paid || toNumber(billed.paid_at) > toNumber(paid.paid_at) || (toNumber(billed.paid_at) === toNumber(paid.paid_at) && toNumber(billed.payment_id) > toNumber(paid.payment_id)))) {
-    const [{ s }] = (await conn('document_lines').where({ document_id: billed.invoice_id, subscription_id: sub.id }).sum({ s: 'amount' })) as { s: unknown }[];
-    return refundable(conn, period, now, toNumber(billed.payment_id), toBigInt(billed.payment_amount), toNumber(billed.paid_at), s, toNumber(billed.invoice_id), `invoice ${billed.number}`);
+    return {
+      paymentId: toNumber(billed.payment_id),
+      paymentAmount: toBigInt(billed.payment_amount),
+      paidAt: toNumber(billed.paid_at),
+      invoiceId: toNumber(billed.invoice_id),
+      what: `invoice ${billed.number}`,
+      paidSum: async () => ((await conn('document_lines').where({ document_id: billed.invoice_id, subscription_id: sub.id }).sum({ s: 'amount' })) as { s: unknown }[])[0]!.s,
+    };
   }
-  if (!paid) return { amount: 0n, paymentId: null, note: 'No successful payment of this subscription to give back.' };
-  const [{ s }] = (await conn('order_lines').where({ order_id: paid.order_id, item_id: paid.item_id }).sum({ s: 'amount' })) as { s: unknown }[];
+  if (!paid) return null;
   const invoice = (await conn('documents').where({ type: 'invoice', order_id: paid.order_id }).orderBy('id').first('id')) as { id: number } | undefined;
-  return refundable(conn, period, now, toNumber(paid.payment_id), toBigInt(paid.payment_amount), toNumber(paid.paid_at), s, invoice ? toNumber(invoice.id) : null, `order ${paid.order_number}`);
+  return {
+    paymentId: toNumber(paid.payment_id),
+    paymentAmount: toBigInt(paid.payment_amount),
+    paidAt: toNumber(paid.paid_at),
+    invoiceId: invoice ? toNumber(invoice.id) : null,
+    what: `order ${paid.order_number}`,
+    paidSum: async () => ((await conn('order_lines').where({ order_id: paid.order_id, item_id: paid.item_id }).sum({ s: 'amount' })) as { s: unknown }[])[0]!.s,
+  };
 }
 
 const sumOf = (v: unknown): bigint => (v === null || v === undefined ? 0n : toBigInt(typeof v === 'number' ? Math.round(v) : v));
-
-/**
- * `net` with the tax the customer paid on it: the invoice's share of tax (withInvoiceTax), at most the invoice's
- * tax that was paid (an order's charge pays the net and leaves an exclusive tax open on its invoice); no invoice: no tax.
- */
-async function withPaidTax(conn: Conn, invoiceId: number | null, net: bigint): Promise<bigint> {
-  if (invoiceId === null || net <= 0n) return net;
-  const { gross, taxPaid } = await withInvoiceTax(conn, invoiceId, net);
-  const share = gross - net;
-  return net + (share < taxPaid ? share : taxPaid);
-}
 
 /**
  * Within the refund period of `paymentId`: what it paid for the subscription (`paidSum`, before tax) less the

@@ -232,4 +232,30 @@ describe(`renewal orders closed by a cancellation or a termination; the tax in a
     expect(await world.deps.db('payments').where({ account_id: customer.accountId, kind: 'refund' }).count({ n: '*' })).to.deep.equal([{ n: 0 }]);
     expect(await balance(customer)).to.equal(-871n);
   });
+
+  it('a downgrade credit carries the tax paid on the term: 3.00 of credit + 0.27 tax, written against the term\'s invoice', async () => {
+    const customer = await makeCustomer(world, book, 'Downsizer');
+    const subscriptionId = await subscribe(customer);
+    const mini = await makePlan(world, book, { name: 'Mini', currency: 'USD', periods: [{ duration: 1, unit: 'month', recurringFee: 400n }] });
+    world.clock.set('2026-01-25T00:00:00Z');
+    await run('2026-01-25T00:00:00Z');
+    await drain();
+    // The term [02-01, 03-01) is paid: 10.00 + 0.89 tax.
+    const [invoice] = await docs(customer, 'invoice');
+    expect(invoice).to.deep.include({ total: 1089n, open: 0n, status: 'paid' });
+    expect((await sub(subscriptionId)).expiration).to.equal('2026-03-01T00:00:00.000Z');
+
+    // On 02-15, 14 of the term's 28 days are left: credit 10.00 x 1/2 = 5.00, charge 4.00 x 1/2 = 2.00, total -3.00;
+    // with the term invoice's tax: 3.00 x 10.89 / 10.00 = 3.267 -> 3.27 (0.27 of the 0.89 paid).
+    world.clock.set('2026-02-15T00:00:00Z');
+    const placed = await world.services.subscriptionOrders.change(customer, subscriptionId, { planId: mini.planId, periodId: mini.periodIds[0]!, when: 'immediate' });
+    await drain();
+    const order = await world.services.orders.get(world.provider, placed.orderId);
+    expect({ status: order.status, total: order.total }).to.deep.equal({ status: 'CP', total: -300n });
+    expect(order.history.map((h) => h.comment).join(' | ')).to.contain('A credit of 3.27 USD (3.00 USD and its tax) is due');
+    // The memo against the term's invoice: its tax share 3.27 x 0.89 / 10.89 = 0.2672 -> 0.27, net 3.00; left as
+    // credit on the account (the invoice is paid).
+    expect((await docs(customer, 'credit_memo')).map((m) => [m.subtotal, m.tax, m.total, m.open, m.related])).to.deep.equal([[300n, 27n, 327n, 327n, invoice!.id]]);
+    expect(await balance(customer)).to.equal(-327n);
+  });
 });
