@@ -94,6 +94,20 @@ describe(`renewal orders closed by a cancellation or a termination; the tax in a
     return { customer, subscriptionId, invoiceId: invoice!.id };
   }
 
+  /** A customer with a card whose subscription's term [02-01, 03-01) the run of 01-25 billed and auto-pay paid: 10.89. */
+  async function paidTerm(name: string): Promise<{ customer: Actor; subscriptionId: number; invoiceId: number }> {
+    const customer = await makeCustomer(world, book, name);
+    const subscriptionId = await subscribe(customer);
+    world.clock.set('2026-01-25T00:00:00Z');
+    await run('2026-01-25T00:00:00Z');
+    await drain();
+    const [invoice] = await docs(customer, 'invoice');
+    expect(invoice).to.deep.include({ total: 1089n, open: 0n, status: 'paid' });
+    expect((await renewalOrder(subscriptionId)).status).to.equal('CP');
+    expect((await sub(subscriptionId)).expiration).to.equal('2026-03-01T00:00:00.000Z');
+    return { customer, subscriptionId, invoiceId: invoice!.id };
+  }
+
   it('a cancellation while the renewal order waits: the order is closed (CA) and the renewal lines credited with their tax; the invoice is paid by the memo, balance 0', async () => {
     const { customer, subscriptionId, invoiceId } = await waitingRenewal('Canceller');
     world.clock.set('2026-01-27T00:00:00Z');
@@ -186,15 +200,8 @@ describe(`renewal orders closed by a cancellation or a termination; the tax in a
   });
 
   it('a cancellation refund gives back the tax paid on what it refunds: 10.00 + 8.875 %, 8.00 refundable -> 8.71; balance 0', async () => {
-    const customer = await makeCustomer(world, book, 'Refunded');
-    const subscriptionId = await subscribe(customer);
-    world.clock.set('2026-01-25T00:00:00Z');
-    await run('2026-01-25T00:00:00Z');
-    await drain();
     // Auto-pay paid the 10.89 invoice; the renewal order completed.
-    const [invoice] = await docs(customer, 'invoice');
-    expect(invoice).to.deep.include({ total: 1089n, open: 0n, status: 'paid' });
-    expect((await renewalOrder(subscriptionId)).status).to.equal('CP');
+    const { customer, subscriptionId, invoiceId } = await paidTerm('Refunded');
 
     // Canceled on 02-03, 9 days after the payment (refund period 14 days): 10.00 - 2.00 not refundable = 8.00 net,
     // with its tax 8.00 x 10.89 / 10.00 = 8.712 -> 8.71.
@@ -207,19 +214,13 @@ describe(`renewal orders closed by a cancellation or a termination; the tax in a
     const refunds = (await world.deps.db('payments').where({ account_id: customer.accountId, kind: 'refund', status: 'success' }).select('amount')) as { amount: unknown }[];
     expect(refunds.map((x) => toBigInt(x.amount))).to.deep.equal([871n]);
     // The memo carries the invoice's share of tax: 8.71 x 0.89 / 10.89 = 0.7118 -> 0.71, net 8.00.
-    expect((await docs(customer, 'credit_memo')).map((m) => [m.subtotal, m.tax, m.total, m.related])).to.deep.equal([[800n, 71n, 871n, invoice!.id]]);
+    expect((await docs(customer, 'credit_memo')).map((m) => [m.subtotal, m.tax, m.total, m.related])).to.deep.equal([[800n, 71n, 871n, invoiceId]]);
     expect((await docs(customer, 'refund')).map((x) => x.total)).to.deep.equal([871n]);
     expect(await balance(customer)).to.equal(0n); // 1089 - 1089 - 871 + 871
   });
 
   it('a cancellation credit carries the tax paid too, against the paid invoice: 8.71 of credit = 8.00 net + 0.71 tax; the balance is the credit', async () => {
-    const customer = await makeCustomer(world, book, 'Credited');
-    const subscriptionId = await subscribe(customer);
-    world.clock.set('2026-01-25T00:00:00Z');
-    await run('2026-01-25T00:00:00Z');
-    await drain();
-    const [invoice] = await docs(customer, 'invoice');
-    expect(invoice).to.deep.include({ total: 1089n, open: 0n, status: 'paid' });
+    const { customer, subscriptionId, invoiceId } = await paidTerm('Credited');
 
     // The same share as the refund above, kept as credit on the account: 8.00 net x 10.89 / 10.00 -> 8.71.
     world.clock.set('2026-02-03T00:00:00Z');
@@ -228,22 +229,15 @@ describe(`renewal orders closed by a cancellation or a termination; the tax in a
     expect((await world.services.orders.get(world.provider, placed.orderId)).status).to.equal('CP');
     // Written against the paid invoice so that it carries its share of tax (tax reports see 0.71 given back), and
     // not applied to it (it is paid): the account holds 8.71 of credit. No money leaves through the gateway.
-    expect((await docs(customer, 'credit_memo')).map((m) => [m.subtotal, m.tax, m.total, m.open, m.related])).to.deep.equal([[800n, 71n, 871n, 871n, invoice!.id]]);
+    expect((await docs(customer, 'credit_memo')).map((m) => [m.subtotal, m.tax, m.total, m.open, m.related])).to.deep.equal([[800n, 71n, 871n, 871n, invoiceId]]);
     expect(await world.deps.db('payments').where({ account_id: customer.accountId, kind: 'refund' }).count({ n: '*' })).to.deep.equal([{ n: 0 }]);
     expect(await balance(customer)).to.equal(-871n);
   });
 
   it('a downgrade credit carries the tax paid on the term: 3.00 of credit + 0.27 tax, written against the term\'s invoice', async () => {
-    const customer = await makeCustomer(world, book, 'Downsizer');
-    const subscriptionId = await subscribe(customer);
     const mini = await makePlan(world, book, { name: 'Mini', currency: 'USD', periods: [{ duration: 1, unit: 'month', recurringFee: 400n }] });
-    world.clock.set('2026-01-25T00:00:00Z');
-    await run('2026-01-25T00:00:00Z');
-    await drain();
     // The term [02-01, 03-01) is paid: 10.00 + 0.89 tax.
-    const [invoice] = await docs(customer, 'invoice');
-    expect(invoice).to.deep.include({ total: 1089n, open: 0n, status: 'paid' });
-    expect((await sub(subscriptionId)).expiration).to.equal('2026-03-01T00:00:00.000Z');
+    const { customer, subscriptionId, invoiceId } = await paidTerm('Downsizer');
 
     // On 02-15, 14 of the term's 28 days are left: credit 10.00 x 1/2 = 5.00, charge 4.00 x 1/2 = 2.00, total -3.00;
     // with the term invoice's tax: 3.00 x 10.89 / 10.00 = 3.267 -> 3.27 (0.27 of the 0.89 paid).
@@ -255,7 +249,7 @@ describe(`renewal orders closed by a cancellation or a termination; the tax in a
     expect(order.history.map((h) => h.comment).join(' | ')).to.contain('A credit of 3.27 USD (3.00 USD and its tax) is due');
     // The memo against the term's invoice: its tax share 3.27 x 0.89 / 10.89 = 0.2672 -> 0.27, net 3.00; left as
     // credit on the account (the invoice is paid).
-    expect((await docs(customer, 'credit_memo')).map((m) => [m.subtotal, m.tax, m.total, m.open, m.related])).to.deep.equal([[300n, 27n, 327n, 327n, invoice!.id]]);
+    expect((await docs(customer, 'credit_memo')).map((m) => [m.subtotal, m.tax, m.total, m.open, m.related])).to.deep.equal([[300n, 27n, 327n, 327n, invoiceId]]);
     expect(await balance(customer)).to.equal(-327n);
   });
 });
