@@ -8,6 +8,7 @@ import { invalid, notFound } from '../domain/errors';
 import { oneOf, optionalText, paging, positiveId, requiredText } from '../domain/fields';
 import { BUILT_IN_TEMPLATES, type TemplateText } from './defaults';
 import { checkTemplate, MAX_TEMPLATE_CHARS, renderTemplate } from './render';
+import { isUniqueViolation } from '../idempotency';
 
 export const DEFAULT_LANGUAGE = 'en';
 export const SPOOL_STATUSES = ['spooled', 'sent'] as const;
@@ -137,10 +138,6 @@ function toSpool(r: SpoolRow): SpoolEntry {
   };
 }
 
-function isUniqueViolation(e: unknown): boolean {
-  const err = e as { code?: string; message?: string };
-  return err.code === 'ER_DUP_ENTRY' || err.code === 'SQLITE_CONSTRAINT_UNIQUE' || /UNIQUE constraint failed/.test(err.message ?? '');
-}
 
 /**
  * Notification templates per vendor and language (a reseller's own, else its parent's ... else the built-in

@@ -6,6 +6,7 @@ import { inTransaction } from '../db/transaction';
 import { invalid } from '../domain/errors';
 import { positiveId } from '../domain/fields';
 import { emitEvent } from '../events/outbox';
+import { isUniqueViolation } from '../idempotency';
 
 /** expiration: subscriptions (event subscription.expiring); domain_expiration: domains (event domain.expiring). */
 export const SCHEDULE_BASES = ['expiration', 'domain_expiration'] as const;
@@ -31,10 +32,6 @@ interface ScheduleRow {
   created_at: number;
 }
 
-function isUniqueViolation(e: unknown): boolean {
-  const err = e as { code?: string; message?: string };
-  return err.code === 'ER_DUP_ENTRY' || err.code === 'SQLITE_CONSTRAINT_UNIQUE' || /UNIQUE constraint failed/.test(err.message ?? '');
-}
 
 /**
  * Notification schedules relative to a date: "7 and 1 days before expiration". The scan (hourly in the server)
@@ -77,96 +74,38 @@ export class NotificationSchedulesService {
   }
 
   /**
-   * Emits subscription.expiring for every (subscription, offset) now due and not yet sent; returns how many.
-   * Safe to run from several processes: the unique send row decides, and its event is in the same transaction.
+   * Emits subscription.expiring for every (subscription, offset) and domain.expiring for every (domain, offset) now
+   * due and not yet sent; returns how many. Safe to run from several processes: the unique send row decides, and its
+   * event is in the same transaction.
    */
   async scan(): Promise<number> {
-    const { db, clock } = this.deps;
-    const now = clock.now().getTime();
-    const schedules = (await db('notification_schedules as s').join('accounts as a', 'a.id', 's.vendor_id').where('s.basis', 'expiration').select('s.*', 'a.path as vendor_path')) as (ScheduleRow & { vendor_path: string })[];
-    let emitted = await this.scanDomains(now);
-    const live = schedules.filter((x) => toBool(x.enabled));
-    for (const s of live) {
-      const days = toNumber(s.days_before);
-      // Only the nearest offset that is due: a subscription found 12 hours before expiry gets the 1-day reminder,
-      // not the 7-day one too.
-      const nearer = live.filter((x) => toNumber(x.vendor_id) === toNumber(s.vendor_id) && toNumber(x.days_before) < days).map((x) => toNumber(x.days_before));
-      const from = nearer.length ? now + Math.max(...nearer) * DAY_MS : now;
-      const subs = (await db('subscriptions as sub')
-        .join('accounts as a', 'a.id', 'sub.account_id')
-        .where('a.path', 'like', `${s.vendor_path}%`)
-        .whereIn('sub.status', LIVE_STATUSES)
-        .whereNotNull('sub.expiration_date')
-        .andWhere('sub.expiration_date', '>', from)
-        .andWhere('sub.expiration_date', '<=', now + days * DAY_MS)
-        .select('sub.id', 'sub.account_id', 'sub.name', 'sub.plan_id', 'sub.expiration_date')) as { id: number; account_id: number; name: string; plan_id: number; expiration_date: number }[];
-      for (const sub of subs) {
-        const expiration = toNumber(sub.expiration_date);
-        const already = await db('schedule_sends').where({ subscription_id: sub.id, days_before: days, expiration_date: expiration }).first('id');
-        if (already) continue;
-        try {
-          await inTransaction(db, async (tx) => {
-            await tx('schedule_sends').insert({ subscription_id: sub.id, days_before: days, expiration_date: expiration, created_at: now });
-            await emitEvent(tx, new Date(now), {
-              name: 'subscription.expiring',
-              objectType: 'subscription',
-              objectId: toNumber(sub.id),
-              accountId: toNumber(sub.account_id),
-              payload: {
-                subscriptionId: toNumber(sub.id),
-                accountId: toNumber(sub.account_id),
-                name: sub.name,
-                planId: toNumber(sub.plan_id),
-                expiresAt: new Date(expiration).toISOString(),
-                daysBefore: days,
-              },
-            });
-          });
-          emitted++;
-        } catch (e) {
-          if (!isUniqueViolation(e)) throw e; // another process sent this one
-        }
-      }
-    }
+    const now = this.deps.clock.now().getTime();
+    let emitted = 0;
+    for (const basis of SCHEDULE_BASES) emitted += await this.scanBasis(now, BASES[basis]);
     return emitted;
   }
 
   /**
-   * Emits domain.expiring for every (domain, offset, expiry) now due and not yet sent (basis domain_expiration):
-   * active domains of each scheduling vendor's subtree, the nearest due offset only, once each
-   * (domain_reminder_sends), a renewed domain reminded again for its new expiry.
+   * One basis: for each enabled offset of each vendor, the objects of the vendor's subtree whose date falls within
+   * it, the nearest due offset only (an object found 12 hours before its date gets the 1-day reminder, not the
+   * 7-day one too), each once per (object, offset, date): a renewed object is reminded again for its new date.
    */
-  private async scanDomains(now: number): Promise<number> {
+  private async scanBasis(now: number, basis: ScanBasis): Promise<number> {
     const { db } = this.deps;
-    const schedules = (await db('notification_schedules as s').join('accounts as a', 'a.id', 's.vendor_id').where('s.basis', 'domain_expiration').select('s.*', 'a.path as vendor_path')) as (ScheduleRow & { vendor_path: string })[];
+    const schedules = (await db('notification_schedules as s').join('accounts as a', 'a.id', 's.vendor_id').where('s.basis', basis.name).select('s.*', 'a.path as vendor_path')) as (ScheduleRow & { vendor_path: string })[];
     const live = schedules.filter((x) => toBool(x.enabled));
     let emitted = 0;
     for (const s of live) {
       const days = toNumber(s.days_before);
       const nearer = live.filter((x) => toNumber(x.vendor_id) === toNumber(s.vendor_id) && toNumber(x.days_before) < days).map((x) => toNumber(x.days_before));
       const from = nearer.length ? now + Math.max(...nearer) * DAY_MS : now;
-      const domains = (await db('domains as d')
-        .join('accounts as a', 'a.id', 'd.account_id')
-        .where('a.path', 'like', `${s.vendor_path}%`)
-        .where('d.status', 'active')
-        .whereNotNull('d.expires_at')
-        .andWhere('d.expires_at', '>', from)
-        .andWhere('d.expires_at', '<=', now + days * DAY_MS)
-        .select('d.id', 'd.account_id', 'd.name', 'd.expires_at', 'd.auto_renew')) as { id: number; account_id: number; name: string; expires_at: number; auto_renew: unknown }[];
-      for (const d of domains) {
-        const expiresAt = toNumber(d.expires_at);
-        const already = await db('domain_reminder_sends').where({ domain_id: d.id, days_before: days, expires_at: expiresAt }).first('id');
-        if (already) continue;
+      for (const row of await basis.due(db, s.vendor_path, from, now + days * DAY_MS)) {
+        const send = { [basis.objectColumn]: row.id, days_before: days, [basis.dateColumn]: row.date };
+        if (await db(basis.sendTable).where(send).first('id')) continue;
         try {
           await inTransaction(db, async (tx) => {
-            await tx('domain_reminder_sends').insert({ domain_id: d.id, days_before: days, expires_at: expiresAt, created_at: now });
-            await emitEvent(tx, new Date(now), {
-              name: 'domain.expiring',
-              objectType: 'domain',
-              objectId: toNumber(d.id),
-              accountId: toNumber(d.account_id),
-              payload: { domainId: toNumber(d.id), accountId: toNumber(d.account_id), name: d.name, expiresAt: new Date(expiresAt).toISOString(), daysBefore: days, autoRenew: toBool(d.auto_renew) },
-            });
+            await tx(basis.sendTable).insert({ ...send, created_at: now });
+            await emitEvent(tx, new Date(now), { name: basis.event, objectType: basis.objectType, objectId: row.id, accountId: row.accountId, payload: { ...row.payload, daysBefore: days } });
           });
           emitted++;
         } catch (e) {
@@ -177,3 +116,70 @@ export class NotificationSchedulesService {
     return emitted;
   }
 }
+
+/** An object a schedule reminds of: its id, account, date (ms) and the event's payload (daysBefore is added). */
+interface DueObject {
+  id: number;
+  accountId: number;
+  date: number;
+  payload: Record<string, unknown>;
+}
+
+interface ScanBasis {
+  name: (typeof SCHEDULE_BASES)[number];
+  event: string;
+  objectType: string;
+  /** The table of reminders sent, unique on (object, days_before, date). */
+  sendTable: string;
+  objectColumn: string;
+  dateColumn: string;
+  /** The live objects of the subtree at `vendorPath` whose date is in (from, to]. */
+  due(db: Conn, vendorPath: string, from: number, to: number): Promise<DueObject[]>;
+}
+
+const BASES: Record<(typeof SCHEDULE_BASES)[number], ScanBasis> = {
+  expiration: {
+    name: 'expiration',
+    event: 'subscription.expiring',
+    objectType: 'subscription',
+    sendTable: 'schedule_sends',
+    objectColumn: 'subscription_id',
+    dateColumn: 'expiration_date',
+    async due(db, vendorPath, from, to) {
+      const rows = (await db('subscriptions as sub')
+        .join('accounts as a', 'a.id', 'sub.account_id')
+        .where('a.path', 'like', `${vendorPath}%`)
+        .whereIn('sub.status', LIVE_STATUSES)
+        .whereNotNull('sub.expiration_date')
+        .andWhere('sub.expiration_date', '>', from)
+        .andWhere('sub.expiration_date', '<=', to)
+        .select('sub.id', 'sub.account_id', 'sub.name', 'sub.plan_id', 'sub.expiration_date')) as { id: number; account_id: number; name: string; plan_id: number; expiration_date: number }[];
+      return rows.map((r) => {
+        const date = toNumber(r.expiration_date);
+        return { id: toNumber(r.id), accountId: toNumber(r.account_id), date, payload: { subscriptionId: toNumber(r.id), accountId: toNumber(r.account_id), name: r.name, planId: toNumber(r.plan_id), expiresAt: new Date(date).toISOString() } };
+      });
+    },
+  },
+  domain_expiration: {
+    name: 'domain_expiration',
+    event: 'domain.expiring',
+    objectType: 'domain',
+    sendTable: 'domain_reminder_sends',
+    objectColumn: 'domain_id',
+    dateColumn: 'expires_at',
+    async due(db, vendorPath, from, to) {
+      const rows = (await db('domains as d')
+        .join('accounts as a', 'a.id', 'd.account_id')
+        .where('a.path', 'like', `${vendorPath}%`)
+        .where('d.status', 'active')
+        .whereNotNull('d.expires_at')
+        .andWhere('d.expires_at', '>', from)
+        .andWhere('d.expires_at', '<=', to)
+        .select('d.id', 'd.account_id', 'd.name', 'd.expires_at', 'd.auto_renew')) as { id: number; account_id: number; name: string; expires_at: number; auto_renew: unknown }[];
+      return rows.map((r) => {
+        const date = toNumber(r.expires_at);
+        return { id: toNumber(r.id), accountId: toNumber(r.account_id), date, payload: { domainId: toNumber(r.id), accountId: toNumber(r.account_id), name: r.name, expiresAt: new Date(date).toISOString(), autoRenew: toBool(r.auto_renew) } };
+      });
+    },
+  },
+};

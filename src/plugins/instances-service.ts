@@ -7,6 +7,7 @@ import { oneOf, positiveId, requiredText } from '../domain/fields';
 import { PLUGIN_KINDS, type LoadedPlugin, type PluginRegistry } from './loader';
 import type { Outcome, PluginContext, PluginInstance, PluginKind, ProvisioningGate } from './sdk';
 import { DbPluginStore } from './store';
+import { isUniqueViolation } from '../idempotency';
 
 /** What a kept secret looks like when shown; sending it back in an update keeps the secret. */
 export const SECRET_MASK = '********';
@@ -397,10 +398,6 @@ export class PluginInstancesService {
   }
 }
 
-function isUniqueViolation(e: unknown): boolean {
-  const code = (e as { code?: unknown } | null)?.code;
-  return code === 'ER_DUP_ENTRY' || code === 'SQLITE_CONSTRAINT_UNIQUE';
-}
 
 function isObject(v: unknown): v is Record<string, unknown> {
   return v !== null && typeof v === 'object' && !Array.isArray(v);
