@@ -51,23 +51,7 @@ export function isLeapYear(year: number): boolean {
 
 /** Adds whole units in UTC; months and years clamp to the target month's last day and keep the time of day. */
 export function addPeriod(start: Date, count: number, unit: PeriodUnit): Date {
-  const t = requireDate(start, 'start');
-  requireCount(count, 'duration');
-  let result: Date;
-  if (unit === 'hour' || unit === 'day') {
-    result = new Date(t + count * (unit === 'hour' ? HOUR_MS : DAY_MS));
-  } else if (unit === 'month' || unit === 'year') {
-    const months = start.getUTCFullYear() * 12 + start.getUTCMonth() + count * (unit === 'year' ? 12 : 1);
-    const year = Math.floor(months / 12);
-    const month = months % 12;
-    result = new Date(t);
-    // setUTCFullYear, unlike Date.UTC, does not map years 0..99 onto 1900..1999.
-    result.setUTCFullYear(year, month, Math.min(start.getUTCDate(), daysInMonth(year, month)));
-  } else {
-    throw invalid('unit', `Period unit must be one of ${PERIOD_UNITS.join(', ')}; got '${String(unit)}'.`);
-  }
-  if (Number.isNaN(result.getTime())) throw invalid('duration', `A period of ${count} ${unit}s ends beyond the supported date range.`);
-  return result;
+  return shiftPeriod(requireDate(start, 'start'), count, unit, 1, 'ends beyond');
 }
 
 /**
@@ -75,21 +59,27 @@ export function addPeriod(start: Date, count: number, unit: PeriodUnit): Date {
  * month before 03-31 is 02-28). Used for the current term of a subscription from its expiration date.
  */
 export function subtractPeriod(end: Date, count: number, unit: PeriodUnit): Date {
-  const t = requireDate(end, 'end');
+  return shiftPeriod(requireDate(end, 'end'), count, unit, -1, 'starts before');
+}
+
+/** `count` units forward (sign 1) or back (sign -1) from the instant `t`; months and years clamp to the month's end. */
+function shiftPeriod(t: number, count: number, unit: PeriodUnit, sign: 1 | -1, beyond: string): Date {
   requireCount(count, 'duration');
+  const from = new Date(t);
   let result: Date;
   if (unit === 'hour' || unit === 'day') {
-    result = new Date(t - count * (unit === 'hour' ? HOUR_MS : DAY_MS));
+    result = new Date(t + sign * count * (unit === 'hour' ? HOUR_MS : DAY_MS));
   } else if (unit === 'month' || unit === 'year') {
-    const months = end.getUTCFullYear() * 12 + end.getUTCMonth() - count * (unit === 'year' ? 12 : 1);
+    const months = from.getUTCFullYear() * 12 + from.getUTCMonth() + sign * count * (unit === 'year' ? 12 : 1);
     const year = Math.floor(months / 12);
     const month = months - year * 12;
     result = new Date(t);
-    result.setUTCFullYear(year, month, Math.min(end.getUTCDate(), daysInMonth(year, month)));
+    // setUTCFullYear, unlike Date.UTC, does not map years 0..99 onto 1900..1999.
+    result.setUTCFullYear(year, month, Math.min(from.getUTCDate(), daysInMonth(year, month)));
   } else {
     throw invalid('unit', `Period unit must be one of ${PERIOD_UNITS.join(', ')}; got '${String(unit)}'.`);
   }
-  if (Number.isNaN(result.getTime())) throw invalid('duration', `A period of ${count} ${unit}s starts before the supported date range.`);
+  if (Number.isNaN(result.getTime())) throw invalid('duration', `A period of ${count} ${unit}s ${beyond} the supported date range.`);
   return result;
 }
 
