@@ -395,7 +395,7 @@ interface NewAttempt {
 }
 
 /** One invoice of payInvoices: paid, declined ... as payInvoice answers, or skipped with the error payInvoice would throw. */
-export type BatchPayResult = PayInvoiceResult | { invoiceId: number; skipped: string; message: string };
+export type BatchPayResult = PayInvoiceResult | { invoiceId: number; skipped: string; field: string | null; message: string };
 
 /**
  * What paying an invoice under a key comes to (payInvoice's and payInvoices' one decision): the earlier attempt of
@@ -1149,7 +1149,7 @@ export class DocumentsService {
     const charge: { k: number; plan: NewAttempt; tool: { id: number; gateway_instance_id: number; token: string } }[] = [];
     requests.forEach((r, k) => {
       const invoice = invoices.get(r.invoiceId);
-      if (!invoice) return void (out[k] = { invoiceId: r.invoiceId, skipped: 'NOT_FOUND', message: `Invoice ${r.invoiceId} of vendor ${actor.accountId} does not exist.` });
+      if (!invoice) return void (out[k] = { invoiceId: r.invoiceId, skipped: 'NOT_FOUND', field: 'invoiceId', message: `Invoice ${r.invoiceId} of vendor ${actor.accountId} does not exist.` });
       try {
         const plan = payPlan(invoice, attempts.get(r.invoiceId) ?? [], r.idempotencyKey);
         if ('earlier' in plan) return void settle.push({ k, attempt: plan.earlier });
@@ -1159,7 +1159,7 @@ export class DocumentsService {
         charge.push({ k, plan, tool });
       } catch (e) {
         if (!(e instanceof AppError)) throw e;
-        out[k] = { invoiceId: r.invoiceId, skipped: e.code, message: e.message };
+        out[k] = { invoiceId: r.invoiceId, skipped: e.code, field: e.field ?? null, message: e.message };
       }
     });
 

@@ -692,22 +692,10 @@ export class BillingRun {
     if (opts.dryRun || opts.autopay === false || issued.length === 0) return;
     const payable = issued.filter((i) => i.total > 0n);
     if (payable.length === 0) return;
-    const open = new Set<number>();
-    for (let i = 0; i < payable.length; i += 500) {
-      const rows = (await this.deps.db('documents').whereIn('id', payable.slice(i, i + 500).map((p) => p.documentId)).where('status', 'open').select('id')) as { id: number }[];
-      for (const r of rows) open.add(toNumber(r.id));
-    }
-    const withTool = new Set<number>();
-    const accountIds = [...new Set(payable.map((p) => p.accountId))];
-    for (let i = 0; i < accountIds.length; i += 500) {
-      const rows = (await this.deps.db('pay_tools').whereIn('account_id', accountIds.slice(i, i + 500)).where('is_default', true).select('account_id')) as { account_id: number }[];
-      for (const r of rows) withTool.add(toNumber(r.account_id));
-    }
-    const todo = payable.filter((inv) => open.has(inv.documentId) && withTool.has(inv.accountId));
     // Per vendor (the actor of its records): the attempts and pending payments in one transaction, the gateway
     // calls a few at once outside it, the settlements and payment documents in another (DocumentsService.payInvoices).
     const byVendor = new Map<number, IssuedInvoice[]>();
-    for (const inv of todo) addTo(byVendor, inv.vendorId, inv);
+    for (const inv of payable) addTo(byVendor, inv.vendorId, inv);
     const concurrency = Math.max(1, Math.min(64, Math.floor(opts.autopayConcurrency ?? AUTOPAY_CONCURRENCY)));
     for (const [vendorId, list] of byVendor) {
       let results;
@@ -726,8 +714,9 @@ export class BillingRun {
       }
       for (const r of results) {
         if ('skipped' in r) {
-          // Paid meanwhile, or a payment already under way: not tried. Anything else is worth a look.
-          if (r.skipped === 'NOT_ALLOWED' || r.skipped === 'CONFLICT') continue;
+          // Not open any more (paid on issue by a credit, or meanwhile), a payment already under way, or an account
+          // without a default pay tool: not tried. Anything else is worth a look.
+          if (r.skipped === 'NOT_ALLOWED' || r.skipped === 'CONFLICT' || (r.skipped === 'INVALID_ARGUMENT' && r.field === 'payToolId')) continue;
           summary.payments.tried++;
           summary.payments.unknown++;
           this.deps.log.warn('auto-pay failed', { invoiceId: r.invoiceId, error: r.message });
@@ -815,7 +804,6 @@ async function maxRenewDaysBefore(db: Conn): Promise<number> {
   return Math.max(DEFAULT_BILLING_SETTINGS.renewDaysBefore, row?.d === null || row?.d === undefined ? 0 : toNumber(row.d));
 }
 
-/** Resources bought above the plan, with the plan's recurring fee per extra unit. */
 /** The subscriptions among `subscriptionIds` with an end-of-term cancellation scheduled and not yet carried out. */
 async function cancellationsScheduled(conn: Conn, subscriptionIds: number[]): Promise<Set<number>> {
   const out = new Set<number>();
@@ -830,6 +818,7 @@ async function cancellationsScheduled(conn: Conn, subscriptionIds: number[]): Pr
   return out;
 }
 
+/** Resources bought above the plan, with the plan's recurring fee per extra unit. */
 async function extraResources(conn: Conn, subscriptionIds: number[]) {
   const out = new Map<number, { planId: number; resourceId: number; additional: bigint; fee: bigint; name: string; unit: string }[]>();
   for (let i = 0; i < subscriptionIds.length; i += 500) {
