@@ -2,7 +2,7 @@ import crypto from 'node:crypto';
 import { scopedAccount, type AccountRow } from '../accounts/scope';
 import { recordChange } from '../audit/record-change';
 import type { Actor, Deps } from '../context';
-import { isSqlite, money, toBigInt, toNumber, toOptionalNumber, type Conn, type Db, type Tx } from '../db/knex';
+import { isSqlite, money, sumToBigInt, toBigInt, toNumber, toOptionalNumber, type Conn, type Db, type Tx } from '../db/knex';
 import { insertBatched } from '../db/batch';
 import { updateByKey } from '../db/case-update';
 import { inTransaction } from '../db/transaction';
@@ -753,13 +753,13 @@ export class DocumentsService {
     if (await tx('documents').where({ type: 'refund', payment_id: input.refundPaymentId }).first('id')) return null;
     const accountId = toNumber(paymentDoc.account_id);
     await this.lockAccount(tx, accountId);
-    const paid = await this.paidInvoiceTx(tx, input.paymentId, input.amount);
+    const paid = await this.paidInvoiceTx(tx, input.paymentId);
     const creditMemoId = await this.memoTx(tx, actor, at, 'credit_memo', {
       accountId,
       amount: input.amount,
       currency: paymentDoc.currency,
       description: `Order ${input.orderNumber}: ${input.reason}${paid ? ` (credit of ${paid.number})` : ''}`.slice(0, 1024),
-      invoiceId: paid?.creditable ? paid.id : undefined,
+      invoiceId: paid && paid.left >= input.amount ? paid.id : undefined,
       orderId: input.orderId,
       applyUpTo: true,
     });
@@ -769,29 +769,30 @@ export class DocumentsService {
   }
 
   /**
-   * The invoice gateway payment `paymentId` paid (its payment document's first application to an invoice), and
-   * whether that invoice can still be credited `amount` (creditableInvoiceTx). Undefined when the payment has no
-   * payment document or paid no invoice.
+   * The invoice gateway payment `paymentId` paid (its payment document's first application to an invoice), with
+   * what of it can still be credited (invoiceCreditTx). Undefined when the payment has no payment document or paid
+   * no invoice.
    */
-  async paidInvoiceTx(tx: Tx, paymentId: number, amount: bigint): Promise<{ id: number; number: string; creditable: boolean } | undefined> {
+  async paidInvoiceTx(tx: Tx, paymentId: number): Promise<InvoiceCreditRoom | undefined> {
     const paid = (await tx('documents as p')
       .join('document_applications as a', 'a.source_document_id', 'p.id')
       .join('documents as d', 'd.id', 'a.target_document_id')
       .where({ 'p.type': 'payment', 'p.payment_id': paymentId, 'd.type': 'invoice' })
       .orderBy('a.id')
       .first('d.id')) as { id: number } | undefined;
-    return paid ? this.creditableInvoiceTx(tx, toNumber(paid.id), amount) : undefined;
+    return paid ? this.invoiceCreditTx(tx, toNumber(paid.id)) : undefined;
   }
 
   /**
-   * Whether invoice `invoiceId` can still be credited `amount` (its total less its credit memos): a credit memo for
-   * money paid on it is then written against it, carrying its share of tax. Undefined when there is no such invoice.
+   * What of invoice `invoiceId` can still be credited (`left`: its total less its credit memos; memoTx refuses more):
+   * a credit memo for money paid on it is written against it when it fits, carrying its share of tax. Undefined when
+   * there is no such invoice.
    */
-  async creditableInvoiceTx(tx: Tx, invoiceId: number, amount: bigint): Promise<{ id: number; number: string; creditable: boolean } | undefined> {
-    const inv = (await tx('documents').where({ id: invoiceId, type: 'invoice' }).first('id', 'number', 'total')) as { id: number; number: string; total: unknown } | undefined;
+  async invoiceCreditTx(tx: Tx, invoiceId: number): Promise<InvoiceCreditRoom | undefined> {
+    const inv = (await tx('documents').where({ id: invoiceId, type: 'invoice' }).first('id', 'number', 'status', 'total')) as { id: number; number: string; status: DocumentStatus; total: unknown } | undefined;
     if (!inv) return undefined;
     const [{ c }] = (await tx('documents').where({ related_document_id: inv.id, type: 'credit_memo' }).sum({ c: 'total' })) as { c: unknown }[];
-    return { id: toNumber(inv.id), number: inv.number, creditable: toBigInt(inv.total) - toBigInt(c ?? 0) >= amount };
+    return { id: toNumber(inv.id), number: inv.number, status: inv.status, left: toBigInt(inv.total) - sumToBigInt(c) };
   }
 
   /** The invoice of an order, once its charge is recorded (PlaceOrder's and GetOrder's invoiceId), or a renewal order's billing-run invoice. */
@@ -1755,7 +1756,15 @@ export class DocumentsService {
 }
 
 /** What the order engine writes to the ledger, in its own transactions. */
-export type OrderLedger = Pick<DocumentsService, 'memoTx' | 'recordOrderChargeTx' | 'reverseOrderChargeTx' | 'refundOnCancellationTx' | 'paidInvoiceTx' | 'creditableInvoiceTx'>;
+export type OrderLedger = Pick<DocumentsService, 'memoTx' | 'recordOrderChargeTx' | 'reverseOrderChargeTx' | 'refundOnCancellationTx' | 'paidInvoiceTx' | 'invoiceCreditTx'>;
+
+/** An invoice and what of it can still be credited (DocumentsService.invoiceCreditTx). */
+export interface InvoiceCreditRoom {
+  id: number;
+  number: string;
+  status: DocumentStatus;
+  left: bigint;
+}
 
 /**
  * A DocumentsService for the transaction-taking methods only (memoTx, recordOrderChargeTx, reverseOrderChargeTx

@@ -1,4 +1,4 @@
-import { toBigInt, type Conn } from '../db/knex';
+import { sumToBigInt, toBigInt, type Conn } from '../db/knex';
 import { mulDivHalfUp } from '../domain/money';
 
 /**
@@ -12,7 +12,7 @@ export async function withInvoiceTax(conn: Conn, invoiceId: number, net: bigint)
   const inv = (await conn('documents').where({ id: invoiceId }).first('total', 'tax_total', 'open_amount')) as { total: unknown; tax_total: unknown; open_amount: unknown } | undefined;
   if (!inv) return { gross: net, taxPaid: 0n };
   const [{ p }] = (await conn('document_lines').where({ document_id: invoiceId }).whereNot('kind', 'tax').sum({ p: 'amount' })) as { p: unknown }[];
-  const priced = p === null || p === undefined ? 0n : toBigInt(typeof p === 'number' ? Math.round(p) : p);
+  const priced = sumToBigInt(p);
   const taxPaid = toBigInt(inv.tax_total) - toBigInt(inv.open_amount);
   const gross = priced > 0n && net > 0n ? mulDivHalfUp(net, toBigInt(inv.total), priced) : net;
   return { gross, taxPaid: taxPaid > 0n ? taxPaid : 0n };

@@ -256,6 +256,11 @@ export function toBigInt(v: unknown): bigint {
   throw new TypeError(`not an integer: ${String(v)}`);
 }
 
+/** An aggregate (SUM) of integer columns as a bigint: null (no rows) is 0; a float some drivers answer is rounded. */
+export function sumToBigInt(v: unknown): bigint {
+  return toBigInt(typeof v === 'number' ? Math.round(v) : v);
+}
+
 /** Writes money to the database: a decimal string binds exactly on both SQLite (INTEGER affinity) and MySQL. */
 export function money(v: bigint): string {
   return v.toString();

@@ -28,6 +28,8 @@ export type Outcome = (typeof STEP_ACTIONS)[StepAction][number];
  * HL hold, PF provisioning failed, PC provisioned, CP completed, RJ rejected, CA canceled (closed outside its
  * workflow: a billing run's renewal order whose subscription was canceled or terminated before its invoice was paid). */
 export type PbaOrderStatus = 'NP' | 'WP' | 'SS' | 'WA' | 'HL' | 'PR' | 'PF' | 'PC' | 'CP' | 'RJ' | 'CA';
+/** Statuses an order is finished in: any other means it is still under way. */
+export const FINISHED_ORDER_STATUSES: readonly PbaOrderStatus[] = ['CP', 'PC', 'PF', 'RJ', 'CA'];
 
 /** The status an order shows while it is in (or has ended at) a step of this action. */
 export const STATUS_OF_ACTION: Record<StepAction, PbaOrderStatus> = {

@@ -31,14 +31,15 @@ export interface CreditDue {
  * ledger without listeners writes the same documents.
  */
 export async function issueOrderCredit(tx: Tx, actor: Actor, at: Date, credit: CreditDue, ledger: OrderLedger = ledgerWithoutListeners()): Promise<void> {
-  const paid = credit.invoiceId ? await ledger.creditableInvoiceTx(tx, credit.invoiceId, credit.amount) : credit.paymentId ? await ledger.paidInvoiceTx(tx, credit.paymentId, credit.amount) : undefined;
+  const room = credit.invoiceId ? await ledger.invoiceCreditTx(tx, credit.invoiceId) : credit.paymentId ? await ledger.paidInvoiceTx(tx, credit.paymentId) : undefined;
+  const paid = room && room.left >= credit.amount ? room : undefined;
   await ledger.memoTx(tx, actor, at, 'credit_memo', {
     accountId: credit.accountId,
     amount: credit.amount,
     currency: credit.currency,
-    description: `Order ${credit.orderNumber}: ${credit.reason}${paid?.creditable ? ` (credit of ${paid.number})` : ''}`.slice(0, 1024),
+    description: `Order ${credit.orderNumber}: ${credit.reason}${paid ? ` (credit of ${paid.number})` : ''}`.slice(0, 1024),
     orderId: credit.orderId,
-    invoiceId: paid?.creditable ? paid.id : undefined,
+    invoiceId: paid?.id,
   });
   await recordChange(tx, actor, at, {
     operation: 'RecordOrderCredit',

@@ -1,14 +1,14 @@
 import { recordChange } from '../audit/record-change';
 import type { Actor, Deps } from '../context';
 import type { CatalogService, PlanPeriod } from '../catalog/catalog-service';
-import { isSqlite, money, toBigInt, toNumber, type Conn, type Tx } from '../db/knex';
+import { isSqlite, money, sumToBigInt, toBigInt, toNumber, type Conn, type Tx } from '../db/knex';
 import { invalid, notAllowed, notFound } from '../domain/errors';
 import { oneOf, optionalText, positiveId } from '../domain/fields';
 import { formatAmount } from '../domain/money';
 import { withPaidTax } from '../billing/invoice-share';
 import { priceChange, priceRenewal, priceResourceAddition, type PriceLine } from '../domain/pricing';
 import { remainingShare, subtractPeriod, type PeriodUnit } from '../domain/period';
-import { STATUS_OF_ACTION, type OrderType } from '../domain/workflow';
+import { FINISHED_ORDER_STATUSES, STATUS_OF_ACTION, type OrderType } from '../domain/workflow';
 import { idempotent } from '../idempotency';
 import type { TaskQueue } from '../jobs/task-queue';
 import { SERVICE_STATUS, SUBSCRIPTION_STATUS, type SubscriptionRow } from '../subscriptions/subscriptions-service';
@@ -30,7 +30,7 @@ export const CHANGE_TIMINGS = ['immediate', 'end_of_term'] as const;
 export type ChangeTiming = (typeof CHANGE_TIMINGS)[number];
 
 /** Statuses an order is finished in: any other means it is still under way. */
-export const FINISHED_ORDER_STATUSES = ['CP', 'PC', 'PF', 'RJ', 'CA'] as const;
+export { FINISHED_ORDER_STATUSES };
 
 
 export interface CancellationAmount {
@@ -158,7 +158,6 @@ export async function termPayment(conn: Conn, sub: Pick<SubscriptionRow, 'id'>):
   };
 }
 
-const sumOf = (v: unknown): bigint => (v === null || v === undefined ? 0n : toBigInt(typeof v === 'number' ? Math.round(v) : v));
 
 /**
  * Within the refund period of `paymentId`: what it paid for the subscription (`paidSum`, before tax) less the
@@ -170,9 +169,9 @@ async function refundable(conn: Conn, period: Pick<PlanPeriod, 'refundPeriodDays
   if (now.getTime() > deadline) {
     return { amount: 0n, paymentId, note: `The refund period (${period.refundPeriodDays} days from payment ${paymentId}) is over.` };
   }
-  const itemPaid = sumOf(paidSum);
+  const itemPaid = sumToBigInt(paidSum);
   const [{ r }] = (await conn('payments').where({ parent_payment_id: paymentId, kind: 'refund', status: 'success' }).sum({ r: 'amount' })) as { r: unknown }[];
-  const left = paymentAmount - sumOf(r);
+  const left = paymentAmount - sumToBigInt(r);
   let net = itemPaid - period.nonRefundableAmount;
   if (net < 0n) net = 0n;
   const gross = await withPaidTax(conn, invoiceId, net);

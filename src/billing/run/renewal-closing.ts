@@ -1,6 +1,7 @@
 import { recordChange } from '../../audit/record-change';
 import type { Actor } from '../../context';
 import { isSqlite, toBigInt, toNumber, type Tx } from '../../db/knex';
+import { FINISHED_ORDER_STATUSES } from '../../domain/workflow';
 import { withInvoiceTax } from '../invoice-share';
 import type { OrderLedger } from '../documents-service';
 
@@ -25,8 +26,6 @@ export interface ClosedRenewal {
   charges: { amount: bigint; periodStart: number }[];
 }
 
-const FINISHED = ['CP', 'PC', 'PF', 'RJ', 'CA'];
-
 /**
  * Closes the subscription's billing-run renewal orders still waiting for an unpaid invoice (any unfinished status:
  * `WP` at the charge step, or `WA` before it in a vendor's workflow), in the caller's transaction. `why` is the
@@ -36,7 +35,7 @@ export async function closeWaitingRenewals(tx: Tx, actor: Actor, at: Date, subsc
   const read = tx('orders as o')
     .join('order_items as i', 'i.order_id', 'o.id')
     .where({ 'o.type': 'renewal', 'i.target_subscription_id': subscriptionId, 'i.position': 1 })
-    .whereNotIn('o.status', FINISHED)
+    .whereNotIn('o.status', FINISHED_ORDER_STATUSES)
     .whereExists((q) => q.select(tx.raw('1')).from('billing_charges as c').whereRaw('c.order_id = o.id'))
     .orderBy('o.id')
     .select('o.id', 'o.order_number', 'o.account_id', 'o.vendor_id', 'o.status', 'o.step');
@@ -83,18 +82,16 @@ export async function closeWaitingRenewals(tx: Tx, actor: Actor, at: Date, subsc
  * of the invoice is not yet credited; applied to the invoice, which is then paid if nothing else is open on it.
  * A renewal whose period had started (a graced subscription canceled) stays owed. Answers the memo ids.
  */
-export async function creditClosedRenewals(tx: Tx, ledger: Pick<OrderLedger, 'memoTx'>, actor: Actor, at: Date, closed: readonly ClosedRenewal[], serviceEnd: Date, reason: string): Promise<number[]> {
+export async function creditClosedRenewals(tx: Tx, ledger: Pick<OrderLedger, 'memoTx' | 'invoiceCreditTx'>, actor: Actor, at: Date, closed: readonly ClosedRenewal[], serviceEnd: Date, reason: string): Promise<number[]> {
   const memos: number[] = [];
   for (const c of closed) {
     if (c.invoiceId === null) continue;
     const net = c.charges.filter((x) => x.periodStart >= serviceEnd.getTime()).reduce((s, x) => s + x.amount, 0n);
     if (net <= 0n) continue;
-    const inv = (await tx('documents').where({ id: c.invoiceId }).first('number', 'total', 'status')) as { number: string; total: unknown; status: string };
-    if (inv.status !== 'open') continue;
-    const [{ s }] = (await tx('documents').where({ related_document_id: c.invoiceId, type: 'credit_memo' }).sum({ s: 'total' })) as { s: unknown }[];
-    const left = toBigInt(inv.total) - (s === null || s === undefined ? 0n : toBigInt(typeof s === 'number' ? Math.round(s) : s));
+    const inv = await ledger.invoiceCreditTx(tx, c.invoiceId);
+    if (!inv || inv.status !== 'open') continue;
     const { gross } = await withInvoiceTax(tx, c.invoiceId, net);
-    const amount = gross < left ? gross : left;
+    const amount = gross < inv.left ? gross : inv.left;
     if (amount <= 0n) continue;
     memos.push(
       await ledger.memoTx(tx, actor, at, 'credit_memo', {

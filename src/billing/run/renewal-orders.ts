@@ -11,6 +11,7 @@ import { recordChanges, type BulkChange } from '../bulk-record';
 import { billingActor, type InvoicesPaidListener } from '../documents-service';
 import type { InvoicePaidEvent } from '../types';
 import { addTo } from '../../domain/group';
+import { updateByKey } from '../../db/case-update';
 
 /**
  * Renewals as PBA renewal orders (RN). The billing run places one renewal order per subscription it bills a
@@ -47,17 +48,6 @@ function lineKind(kind: string): string {
   if (kind === 'trial_conversion') return 'recurring';
   if (kind === 'resource') return 'resource_recurring';
   return kind;
-}
-
-/** UPDATE table SET column = CASE id WHEN .. THEN .. END WHERE id IN (..), 500 ids per statement. */
-async function setById(tx: Tx, table: string, column: string, values: readonly [number, string | number][]): Promise<void> {
-  for (let i = 0; i < values.length; i += 500) {
-    const chunk = values.slice(i, i + 500);
-    const bindings: (string | number)[] = [];
-    for (const [id, v] of chunk) bindings.push(id, v);
-    for (const [id] of chunk) bindings.push(id);
-    await tx.raw(`UPDATE ${table} SET ${column} = CASE id ${chunk.map(() => 'WHEN ? THEN ?').join(' ')} END WHERE id IN (${chunk.map(() => '?').join(', ')})`, bindings);
-  }
 }
 
 /**
@@ -126,7 +116,7 @@ export async function placeRenewalOrders(
     for (const r of rows) idOf.set(r.order_number, toNumber(r.id));
   }
   const ids = planned.map((p) => idOf.get(p.temp)!);
-  await setById(tx, 'orders', 'order_number', ids.map((id) => [id, orderNumber('renewal', id)]));
+  await updateByKey(tx, 'orders', 'id', 'order_number', new Map(ids.map((id) => [id, orderNumber('renewal', id)])));
   await insertBatched(
     tx,
     'order_items',
@@ -172,7 +162,7 @@ export async function placeRenewalOrders(
     'order_history',
     planned.map((p, k) => ({ order_id: ids[k], status: p.status, step: p.start, outcome: null, actor_user_id: null, comment: p.comment, at: ms })),
   );
-  await setById(tx, 'billing_charges', 'order_id', planned.flatMap((p, k) => p.input.charges.map((c) => [c.id, ids[k]!] as [number, number])));
+  await updateByKey(tx, 'billing_charges', 'id', 'order_id', new Map(planned.flatMap((p, k) => p.input.charges.map((c) => [c.id, ids[k]!] as [number, number]))));
   const changes: BulkChange[] = planned.map((p, k) => {
     const number = orderNumber('renewal', ids[k]!);
     return {
