@@ -13,7 +13,7 @@ import { formatAmount, mulDivHalfUp } from '../domain/money';
 import { idempotent } from '../idempotency';
 import type { PaymentsService } from '../payments/payments-service';
 import { derivedGatewayKey } from '../payments/payment-records';
-import { recordChanges, type BulkChange } from './bulk-record';
+import { recordChanges, type BulkChange } from '../audit/record-changes';
 import { billingSettingsOfMany } from './settings';
 import { lineTax, TaxTable } from './taxes';
 import {

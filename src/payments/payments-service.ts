@@ -1,5 +1,5 @@
 import { scopedAccount } from '../accounts/scope';
-import { recordChanges, type BulkChange } from '../billing/bulk-record';
+import { recordChanges, type BulkChange } from '../audit/record-changes';
 import { insertBatched } from '../db/batch';
 import { updateByKey } from '../db/case-update';
 import type { Actor, Deps } from '../context';

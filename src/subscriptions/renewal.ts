@@ -1,4 +1,4 @@
-import { recordChanges, type BulkChange } from '../billing/bulk-record';
+import { recordChanges, type BulkChange } from '../audit/record-changes';
 import type { Actor } from '../context';
 import { toNumber, type Tx } from '../db/knex';
 import { notFound } from '../domain/errors';

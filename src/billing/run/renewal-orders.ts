@@ -7,7 +7,7 @@ import { orderNumber } from '../../orders/order-numbers';
 import { eventForTransition, startOrder, transition } from '../../orders/transitions';
 import type { Workflow, WorkflowsService } from '../../orders/workflows-service';
 import { extendSubscriptions, isExtended, type ExtensionRequest } from '../../subscriptions/renewal';
-import { recordChanges, type BulkChange } from '../bulk-record';
+import { recordChanges, type BulkChange } from '../../audit/record-changes';
 import { billingActor, type InvoicesPaidListener } from '../documents-service';
 import type { InvoicePaidEvent } from '../types';
 import { addTo } from '../../domain/group';

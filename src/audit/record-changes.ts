@@ -1,4 +1,4 @@
-import { bigintReplacer } from '../audit/audit';
+import { bigintReplacer } from './audit';
 import type { Actor } from '../context';
 import type { Tx } from '../db/knex';
 import { insertBatched } from '../db/batch';
