@@ -51,10 +51,10 @@ const AS_OF = new Date('2026-06-01T00:00:00Z');
 const DAY = 86_400_000;
 
 /** The book: N active subscriptions due, PER_ACCOUNT per customer (run in a child process: its memory is not the run's). */
-async function seedBook(db: Db, services: ReturnType<typeof createServices>, provider: { accountId: number; accountPath: string }, actor: Parameters<ReturnType<typeof createServices>['pluginInstances']['create']>[0]) {
+async function seedBook(db: Db, services: ReturnType<typeof createServices>, provider: Parameters<ReturnType<typeof createServices>['pluginInstances']['create']>[0]) {
   const now = AS_OF.getTime() - 30 * DAY;
   const accounts = Math.ceil(N / PER_ACCOUNT);
-  const gatewayId = await services.pluginInstances.create(actor, { kind: 'payment', plugin: 'sandbox', name: 'bench-cards', settings: {} });
+  const gatewayId = await services.pluginInstances.create(provider, { kind: 'payment', plugin: 'sandbox', name: 'bench-cards', settings: {} });
   const [templateId] = (await db('service_templates').insert({ vendor_id: provider.accountId, name: 'Bench template', service_gate: 'sandbox', description: '', created_at: now })) as number[];
   const [planId] = (await db('plans').insert({ vendor_id: provider.accountId, template_id: templateId, name: 'Bench Hosting', category: '', published: true, trial: false, resellable: false, currency: 'USD', created_at: now, updated_at: now })) as number[];
   const [periodId] = (await db('plan_periods').insert({ plan_id: planId, duration: 1, unit: 'month', trial: false, setup_fee: 0, recurring_fee: 999, renewal_fee: 0, sort_order: 0 })) as number[];
@@ -193,7 +193,7 @@ async function run(label: string, databaseUrl: string): Promise<void> {
     const boot = await bootstrapProvider(deps);
     const services = createServices(deps);
     if (PHASE === 'seed') {
-      await seedBook(db, services, boot.actor, boot.actor);
+      await seedBook(db, services, boot.actor);
       return;
     }
     // The book is seeded by a child process, so the seed's memory is not counted in this process's peak RSS.
