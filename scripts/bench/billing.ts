@@ -11,7 +11,7 @@
  * npm run bench:billing runs with the V8 heap limit npm run billing has (--max-old-space-size=256, package.json): with
  * it V8 collects a run's garbage (about 20 MB a batch of 1,000) early instead of letting the heap grow to 190 MB
  * first; the run's live memory is about 50-70 MB whatever the size of the book.
- *   npm run bench:billing -- [--subscriptions 100000] [--per-account 10] [--batch-size 1000] [--db sqlite|mysql|both] [--no-autopay] [--autopay-concurrency 8] [--cpu-prof <dir>]
+ *   npm run bench:billing -- [--subscriptions 100000] [--per-account 10] [--batch-size 1000] [--db sqlite|mysql|both] [--no-autopay] [--autopay-concurrency 8] [--cpu-prof <dir>] [--count-statements]
  */
 import { spawnSync } from 'node:child_process';
 import inspector from 'node:inspector/promises';
@@ -42,6 +42,8 @@ const AUTOPAY = !process.argv.includes('--no-autopay');
 const AUTOPAY_CONCURRENCY = Number(arg('autopay-concurrency', '8'));
 /** A V8 CPU profile of the billing run alone (not the seed) is written to this folder. */
 const CPU_PROF = arg('cpu-prof', '');
+/** Counts the run's statements (round trips to the database) by table and verb, and prints them. */
+const COUNT_STATEMENTS = process.argv.includes('--count-statements');
 /** Internal: `--phase seed --url <database>` is the child process that seeds the book. */
 const PHASE = arg('phase', 'run');
 /** Subscriptions built and inserted at a time by the seed (bounded memory). */
@@ -152,6 +154,25 @@ async function plainInsert(db: Db, vendorId: number, accountIds: number[], invoi
   return elapsed;
 }
 
+/** Tallies every statement the database runs from now on by verb and first table (knex 'query' events). */
+function countStatements(db: Db): { stop(): Map<string, number> } {
+  const tally = new Map<string, number>();
+  const onQuery = (q: { sql: string }) => {
+    const sql = q.sql.trim();
+    const verb = (/^\w+/.exec(sql)?.[0] ?? '?').toLowerCase();
+    const table = /(?:from|into|update)\s+[`"]?(\w+)/i.exec(sql)?.[1] ?? '';
+    const key = `${verb} ${table}`.trim();
+    tally.set(key, (tally.get(key) ?? 0) + 1);
+  };
+  db.on('query', onQuery);
+  return {
+    stop() {
+      db.off('query', onQuery);
+      return tally;
+    },
+  };
+}
+
 /** Rows in every table of the database (SQLite or MariaDB), by table. */
 async function rowCounts(db: Db): Promise<Map<string, number>> {
   const sqlite = isSqlite(db);
@@ -210,8 +231,10 @@ async function run(label: string, databaseUrl: string): Promise<void> {
     // would miss a peak between two samples. The process has done nothing bigger than the run before it.
     const started = Date.now();
     const cpuBefore = process.cpuUsage();
+    const statements = COUNT_STATEMENTS ? countStatements(db) : null;
     const summary = await profiled(label, () => services.billingRun.run({ asOf: AS_OF, startedBy: 'bench', batchSize: BATCH, autopay: AUTOPAY, autopayConcurrency: AUTOPAY_CONCURRENCY }));
     const seconds = (Date.now() - started) / 1000;
+    const tally = statements?.stop();
     const cpu = process.cpuUsage(cpuBefore);
     const peak = process.resourceUsage().maxRSS * 1024;
 
@@ -235,6 +258,14 @@ async function run(label: string, databaseUrl: string): Promise<void> {
       `${' '.repeat(9)}the run wrote ${rowsWritten} rows (${(rowsWritten / N).toFixed(1)} per subscription: ${written.map(([t, d]) => `${t} ${d}`).join(', ')}); ` +
         `that many rows at the plain insert's rate: ${floorSeconds.toFixed(2)} s, run/that = ${floorSeconds > 0 ? (seconds / floorSeconds).toFixed(1) : '-'}x`,
     );
+    if (tally) {
+      const total = [...tally.values()].reduce((a, n) => a + n, 0);
+      const batches = Math.max(1, Math.ceil(N / BATCH));
+      console.log(
+        `${' '.repeat(9)}statements: ${total} (${(total / batches).toFixed(1)} per batch of ${BATCH}): ` +
+          [...tally].sort((a, b) => b[1] - a[1]).map(([k, n]) => `${k} ${n}`).join(', '),
+      );
+    }
   } finally {
     await db.destroy();
   }
