@@ -10,7 +10,7 @@ import { ORDERS_QUEUE } from './transitions';
 import { actionOf, loadOrder, loadWorkflowDefinition, lockOrder, transitionIfAt, writeTx, type Ctx, type OrderItemRow, type OrderRow } from './step-handlers';
 import { describeForGate } from '../subscriptions/gate-request';
 import { startLifecycle } from './lifecycle-steps';
-import { domainOutcome, holdForReview, provisionDomainItem, skipDomains, startDomains, undoDomainItem, type DomainPhaseHooks } from './domain-items';
+import { domainOutcome, holdForReview, lateDomainItemCompletion, provisionDomainItem, skipDomains, startDomains, undoDomainItem, type DomainPhaseHooks } from './domain-items';
 
 /**
  * The provisioning saga of an order. Its state lives in saga_steps: one `provision` row per item (in position
@@ -254,6 +254,8 @@ async function compensateProvisioned(ctx: Ctx, tx: Tx, order: OrderRow, now: num
 
 /** saga.domain_item {orderId, domainItemId}. */
 export const provisionDomain = (ctx: Ctx, task: Task, tc: TaskContext) => provisionDomainItem(ctx, DOMAIN_HOOKS, task, tc);
+/** saga.domain_late_completion {orderId, domainItemId, operationId}. */
+export const lateDomain = (ctx: Ctx, task: Task, tc: TaskContext) => lateDomainItemCompletion(ctx, DOMAIN_HOOKS, task, tc);
 /** saga.domain_undo {orderId, domainItemId}. */
 export const undoDomain = (ctx: Ctx, task: Task, tc: TaskContext) => undoDomainItem(ctx, DOMAIN_HOOKS, task, tc);
 
