@@ -3,11 +3,13 @@ import { recordChange } from '../audit/record-change';
 import { DOMAIN_RENEW_TASK, domainRenewalOperationId, type DomainRenewalTaskPayload } from '../billing/run/domain-renewals';
 import { systemActor, type Actor, type Deps } from '../context';
 import { toNumber, toOptionalNumber, type Conn } from '../db/knex';
-import type { Task } from '../jobs/task-queue';
+import { lateCompletionSchedule } from '../jobs/late-completion';
+import { TaskQueue, type Task } from '../jobs/task-queue';
 import type { TaskHandler, TaskOutcome } from '../jobs/worker';
 import { safeErrorMessage } from '../logger';
 import type { PluginInstancesService } from '../plugins/instances-service';
 import { MAX_NAMES_PER_CALL, type DomainTransfer, type Outcome, type Registrar, type SyncedDomain } from '../plugins/sdk';
+import { writeTx } from '../orders/step-handlers';
 import type { Services } from '../services';
 import { STATUS_FROM_REGISTRAR, type DomainStatus } from './domains-service';
 import { claimSyncRun } from './sync-schedule';
@@ -34,65 +36,97 @@ async function registrarOf(deps: Deps, parts: LifecycleParts, instanceId: number
   return parts.pluginInstances.instantiate<Registrar>(instanceId);
 }
 
+/** The late-completion sweep of a paid renewal whose registrar still answered pending at the task's last attempt. */
+export const DOMAIN_RENEW_LATE_TASK = 'domain.renew_late_completion';
+
 /**
  * The `domain.renew` task (enqueued when a domain renewal invoice is paid): renews the domain for the paid years at
  * its registrar with the operation id `hw-renew-<domain>-<expiry>` (the same on every attempt: a retry after a
  * crash does not renew twice; EPP's curExpDate guards too), then sets the domain's expiry to the registrar's
  * (audited `RenewDomain`, event `domain.renewed`). A pending answer or a retryable failure retries the task with
- * backoff (its last error kept on the task); a refusal, or the last attempt, fails it and emits
- * `domain.renewal_failed` with the registrar's code and message. The domain then expires at the registry and the
- * sync moves its status.
+ * backoff (its last error kept on the task); a refusal, or a retryable failure at the last attempt, fails it and
+ * emits `domain.renewal_failed` with the registrar's code and message. The domain then expires at the registry and
+ * the sync moves its status. Still pending at the last attempt (the registrar accepted the renewal), the task hands
+ * it to `domain.renew_late_completion`, which asks again with the same operation id on the late-completion schedule
+ * (jobs/late-completion.ts) and ends the same way: renewed once, or `domain.renewal_failed` (also when still pending
+ * at its last check).
  */
 export function domainLifecycleHandlers(deps: Deps, parts: LifecycleParts): Record<string, TaskHandler> {
-  const renew: TaskHandler = async (task): Promise<TaskOutcome> => {
-    const p = task.payload as unknown as DomainRenewalTaskPayload;
-    const row = (await deps.db('domains').where({ id: p.domainId }).first('id', 'name', 'account_id', 'status', 'expires_at', 'registrar_instance_id')) as
-      | { id: number; name: string; account_id: number; status: DomainStatus; expires_at: unknown; registrar_instance_id: number }
-      | undefined;
-    if (!row) return { status: 'done', result: { skipped: `Domain ${p.domainId} no longer exists.` } };
-    if (row.status === 'deleted' || row.status === 'transferred_away') {
-      await renewalFailed(deps, task, row, 'NOT_HELD', `${row.name} is ${row.status.replace('_', ' ')}: it can no longer be renewed here.`);
-      return { status: 'retry', error: `${row.name} is ${row.status}; not renewed.`, retryable: false };
+  return {
+    [DOMAIN_RENEW_TASK]: (task) => renewDomain(deps, parts, task, false),
+    [DOMAIN_RENEW_LATE_TASK]: (task) => renewDomain(deps, parts, task, true),
+  };
+}
+
+async function renewDomain(deps: Deps, parts: LifecycleParts, task: Task, late: boolean): Promise<TaskOutcome> {
+  const p = task.payload as unknown as DomainRenewalTaskPayload;
+  const row = (await deps.db('domains').where({ id: p.domainId }).first('id', 'name', 'account_id', 'status', 'expires_at', 'registrar_instance_id')) as
+    | { id: number; name: string; account_id: number; status: DomainStatus; expires_at: unknown; registrar_instance_id: number }
+    | undefined;
+  if (!row) return { status: 'done', result: { skipped: `Domain ${p.domainId} no longer exists.` } };
+  if (row.status === 'deleted' || row.status === 'transferred_away') {
+    await renewalFailed(deps, task, row, 'NOT_HELD', `${row.name} is ${row.status.replace('_', ' ')}: it can no longer be renewed here.`);
+    return { status: 'retry', error: `${row.name} is ${row.status}; not renewed.`, retryable: false };
+  }
+  const operationId = domainRenewalOperationId(p.domainId, p.expiresAt);
+  const registrar = await registrarOf(deps, parts, toNumber(row.registrar_instance_id));
+  let outcome: Outcome<{ name: string; expiresAt: string }>;
+  if (typeof registrar === 'string') outcome = { status: 'failure', retryable: true, message: registrar, code: 'REGISTRAR_UNAVAILABLE' };
+  else {
+    try {
+      outcome = await registrar.renew({ operationId, name: row.name, years: p.years, currentExpiresAt: new Date(p.expiresAt).toISOString() });
+    } catch (e) {
+      outcome = { status: 'failure', retryable: true, message: safeErrorMessage(e) };
     }
-    const registrar = await registrarOf(deps, parts, toNumber(row.registrar_instance_id));
-    let outcome: Outcome<{ name: string; expiresAt: string }>;
-    if (typeof registrar === 'string') outcome = { status: 'failure', retryable: true, message: registrar, code: 'REGISTRAR_UNAVAILABLE' };
-    else {
-      try {
-        outcome = await registrar.renew({ operationId: domainRenewalOperationId(p.domainId, p.expiresAt), name: row.name, years: p.years, currentExpiresAt: new Date(p.expiresAt).toISOString() });
-      } catch (e) {
-        outcome = { status: 'failure', retryable: true, message: safeErrorMessage(e) };
-      }
+  }
+  const last = task.attempts >= task.maxAttempts;
+  if (outcome.status === 'pending') {
+    const note = `The registrar has not finished renewing ${row.name} yet${outcome.message ? `: ${outcome.message}` : ''}.`;
+    if (!last) return { status: 'retry', error: note, retryable: true };
+    if (late) {
+      const message = `The registrar did not finish renewing ${row.name}: still pending after the renewal task's attempts and ${task.maxAttempts} late checks${outcome.message ? ` (${outcome.message})` : ''}.`;
+      await renewalFailed(deps, task, row, 'STILL_PENDING', message);
+      return { status: 'retry', error: message, retryable: false };
     }
-    if (outcome.status === 'pending') return { status: 'retry', error: `The registrar has not finished renewing ${row.name} yet${outcome.message ? `: ${outcome.message}` : ''}.`, retryable: true };
-    if (outcome.status === 'failure') {
-      const message = `The registrar refused to renew ${row.name}${outcome.code ? ` (${outcome.code})` : ''}: ${outcome.message}`;
-      if (!outcome.retryable || task.attempts >= task.maxAttempts) await renewalFailed(deps, task, row, outcome.code ?? null, message);
-      return { status: 'retry', error: message, retryable: outcome.retryable };
-    }
-    const newExpiry = Date.parse(outcome.result.expiresAt);
-    await deps.db.transaction(async (tx) => {
-      const now = deps.clock.now();
-      const current = (await tx('domains').where({ id: row.id }).first('expires_at', 'status')) as { expires_at: unknown; status: DomainStatus };
-      const before = toOptionalNumber(current.expires_at);
-      const expiresAt = Number.isNaN(newExpiry) ? before : Math.max(before ?? 0, newExpiry);
-      const status: DomainStatus = current.status === 'expired' ? 'active' : current.status;
-      await tx('domains').where({ id: row.id }).update({ expires_at: expiresAt, status, updated_at: now.getTime() });
-      await recordChange(tx, await jobActor(tx), now, {
-        operation: 'RenewDomain',
+    await writeTx(deps, async (tx) => {
+      await new TaskQueue(deps).enqueue(tx, {
+        kind: DOMAIN_RENEW_LATE_TASK,
+        queue: task.queue,
+        payload: { ...p, name: row.name, action: 'renew_domain', operationId, taskId: task.taskId },
+        accountId: toNumber(row.account_id),
         objectType: 'domain',
         objectId: toNumber(row.id),
-        details: { name: row.name, years: p.years, invoiceId: p.invoiceId, chargeKey: p.chargeKey, expiresAt: { before, after: expiresAt }, taskId: task.taskId },
-        event: {
-          name: 'domain.renewed',
-          accountId: toNumber(row.account_id),
-          payload: { domainId: toNumber(row.id), name: row.name, years: p.years, invoiceId: p.invoiceId, previousExpiresAt: before === null ? null : new Date(before).toISOString(), expiresAt: expiresAt === null ? null : new Date(expiresAt).toISOString() },
-        },
+        ...lateCompletionSchedule(deps.clock.now(), operationId),
       });
     });
-    return { status: 'done', result: { expiresAt: outcome.result.expiresAt } };
-  };
-  return { [DOMAIN_RENEW_TASK]: renew };
+    return { status: 'done', result: { late: true, note: `Still pending after ${task.maxAttempts} attempts; the late-completion sweep asks the registrar again later.` } };
+  }
+  if (outcome.status === 'failure') {
+    const message = `The registrar refused to renew ${row.name}${outcome.code ? ` (${outcome.code})` : ''}: ${outcome.message}`;
+    if (!outcome.retryable || last) await renewalFailed(deps, task, row, outcome.code ?? null, message);
+    return { status: 'retry', error: message, retryable: outcome.retryable };
+  }
+  const newExpiry = Date.parse(outcome.result.expiresAt);
+  await deps.db.transaction(async (tx) => {
+    const now = deps.clock.now();
+    const current = (await tx('domains').where({ id: row.id }).first('expires_at', 'status')) as { expires_at: unknown; status: DomainStatus };
+    const before = toOptionalNumber(current.expires_at);
+    const expiresAt = Number.isNaN(newExpiry) ? before : Math.max(before ?? 0, newExpiry);
+    const status: DomainStatus = current.status === 'expired' ? 'active' : current.status;
+    await tx('domains').where({ id: row.id }).update({ expires_at: expiresAt, status, updated_at: now.getTime() });
+    await recordChange(tx, await jobActor(tx), now, {
+      operation: 'RenewDomain',
+      objectType: 'domain',
+      objectId: toNumber(row.id),
+      details: { name: row.name, years: p.years, invoiceId: p.invoiceId, chargeKey: p.chargeKey, expiresAt: { before, after: expiresAt }, taskId: task.taskId },
+      event: {
+        name: 'domain.renewed',
+        accountId: toNumber(row.account_id),
+        payload: { domainId: toNumber(row.id), name: row.name, years: p.years, invoiceId: p.invoiceId, previousExpiresAt: before === null ? null : new Date(before).toISOString(), expiresAt: expiresAt === null ? null : new Date(expiresAt).toISOString() },
+      },
+    });
+  });
+  return { status: 'done', result: { expiresAt: outcome.result.expiresAt } };
 }
 
 async function renewalFailed(deps: Deps, task: Task, row: { id: number; name: string; account_id: number }, code: string | null, message: string): Promise<void> {

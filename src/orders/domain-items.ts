@@ -6,6 +6,7 @@ import { toNumber, toOptionalNumber, type Conn, type Tx } from '../db/knex';
 import { AppError, invalid, isAppError } from '../domain/errors';
 import { DomainsService } from '../domains/domains-service';
 import { MAX_YEARS, TldCatalogService, type Tld, type TldAction } from '../domains/tld-catalog';
+import { lateCompletionSchedule } from '../jobs/late-completion';
 import type { Task } from '../jobs/task-queue';
 import type { TaskContext, TaskOutcome } from '../jobs/worker';
 import { safeErrorMessage } from '../logger';
@@ -362,35 +363,96 @@ function domainsService(ctx: Ctx): DomainsService {
   return new DomainsService(ctx.deps, { tlds: new TldCatalogService(ctx.deps), pluginInstances: ctx.svc.pluginInstances as PluginInstancesService });
 }
 
+type RegistrarAnswer = Outcome<{ expiresAt?: string; createdAt?: string }>;
+
+/**
+ * Registers, transfers or renews the item's name at its registrar under the operation id stored on the row: the
+ * first call and every later one (a retry, the late-completion sweep) are the same operation, which the registrar
+ * performs once and answers again with its outcome (or pending while it is still at it).
+ */
+async function callRegistrar(ctx: Ctx, t: DomainTarget): Promise<RegistrarAnswer> {
+  const { row } = t;
+  const registrar = await registrarOf(ctx, toNumber(row.registrar_instance_id));
+  if ('status' in registrar) return registrar;
+  if (row.action === 'register') {
+    const contacts = { registrant: await registrantOf(ctx.deps.db, toNumber(t.order.account_id)) };
+    return guarded(() => registrar.register({ operationId: row.operation_id, name: row.name, years: toNumber(row.years), nameservers: JSON.parse(row.nameservers) as string[], contacts }));
+  }
+  if (row.action === 'transfer') {
+    const authCode = row.auth_code_enc ? ctx.deps.secrets.open(row.auth_code_enc) : '';
+    return guarded(() => registrar.transfer({ operationId: row.operation_id, name: row.name, authCode, years: toNumber(row.years) }));
+  }
+  const domain = (await ctx.deps.db('domains').where({ id: row.domain_id }).first('expires_at')) as { expires_at: unknown } | undefined;
+  return guarded(() => registrar.renew({ operationId: row.operation_id, name: row.name, years: toNumber(row.years), currentExpiresAt: isoOrNull(domain?.expires_at) }));
+}
+
+const pendingNote = (outcome: RegistrarAnswer) => (outcome.status === 'pending' ? `Pending: ${outcome.message ?? 'the registrar will finish later.'}` : `Retrying: ${(outcome as { message: string }).message}`);
+const pastTense = (row: OrderDomainRow) => (row.action === 'register' ? 'registered' : row.action === 'transfer' ? 'transferred' : 'renewed');
+
 /** saga.domain_item {orderId, domainItemId}: registers, transfers or renews the name at its TLD's registrar. */
 export async function provisionDomainItem(ctx: Ctx, hooks: DomainPhaseHooks, task: Task, tc: TaskContext): Promise<TaskOutcome> {
   const t = await loadDomainTarget(ctx, task, ['pending', 'running']);
   if (!t) return done({ skipped: true });
   const { row } = t;
-  const registrar = await registrarOf(ctx, toNumber(row.registrar_instance_id));
-  let outcome: Outcome<{ expiresAt?: string; createdAt?: string }>;
-  if ('status' in registrar) outcome = registrar;
-  else if (row.action === 'register') {
-    const contacts = { registrant: await registrantOf(ctx.deps.db, toNumber(t.order.account_id)) };
-    outcome = await guarded(() => registrar.register({ operationId: row.operation_id, name: row.name, years: toNumber(row.years), nameservers: JSON.parse(row.nameservers) as string[], contacts }));
-  } else if (row.action === 'transfer') {
-    const authCode = row.auth_code_enc ? ctx.deps.secrets.open(row.auth_code_enc) : '';
-    outcome = await guarded(() => registrar.transfer({ operationId: row.operation_id, name: row.name, authCode, years: toNumber(row.years) }));
-  } else {
-    const domain = (await ctx.deps.db('domains').where({ id: row.domain_id }).first('expires_at')) as { expires_at: unknown } | undefined;
-    outcome = await guarded(() => registrar.renew({ operationId: row.operation_id, name: row.name, years: toNumber(row.years), currentExpiresAt: isoOrNull(domain?.expires_at) }));
-  }
+  const outcome = await callRegistrar(ctx, t);
   // A transfer the registry accepted finishes later: the domain is held as transfer_pending (polled elsewhere).
   if (outcome.status === 'success' || (outcome.status === 'pending' && row.action === 'transfer')) return domainDone(ctx, hooks, t, outcome);
   if ((outcome.status === 'pending' || outcome.retryable) && !exhausted(task, tc)) {
-    const note = outcome.status === 'pending' ? `Pending: ${outcome.message ?? 'the registrar will finish later.'}` : `Retrying: ${outcome.message}`;
+    const note = pendingNote(outcome);
     await writeTx(ctx.deps, async (tx) => {
       await tx('order_domains').where({ id: row.id }).whereIn('status', ['pending', 'running']).update({ status: 'running', last_error: clip(note), updated_at: ctx.deps.clock.now().getTime() });
     });
     return { status: 'retry', error: note, retryable: true };
   }
-  const why = outcome.status === 'pending' ? `was still pending after ${task.maxAttempts} attempts (${outcome.message ?? 'pending'})` : `refused it${outcome.code ? ` (${outcome.code})` : ''}: ${outcome.message}`;
-  return domainFailed(ctx, hooks, t, clip(`Domain ${row.name} could not be ${row.action === 'register' ? 'registered' : row.action === 'transfer' ? 'transferred' : 'renewed'}: the registrar ${why}`));
+  // The registrar accepted the registration or renewal and is still at it: the late-completion sweep takes it over.
+  if (outcome.status === 'pending') return handOverDomainLate(ctx, t, task);
+  return domainFailed(ctx, hooks, t, clip(`Domain ${row.name} could not be ${pastTense(row)}: the registrar refused it${outcome.code ? ` (${outcome.code})` : ''}: ${outcome.message}`));
+}
+
+/** The late-completion sweep of a domain item whose registrar still answered pending at the task's last attempt. */
+export const SAGA_DOMAIN_LATE = 'saga.domain_late_completion';
+
+/**
+ * The row stays `running` (the order waits at its provision step) with a note, and a late-completion task asks the
+ * registrar again with the row's operation id on the shared schedule (jobs/late-completion.ts), in one transaction.
+ */
+async function handOverDomainLate(ctx: Ctx, t: DomainTarget, task: Task): Promise<TaskOutcome> {
+  const { row } = t;
+  const note = clip(`Still pending after ${task.maxAttempts} attempts; the late-completion sweep asks the registrar again later.`);
+  await writeTx(ctx.deps, async (tx) => {
+    const order = await lockedOpen(tx, t, ['pending', 'running']);
+    if (!order) return;
+    await tx('order_domains').where({ id: row.id }).update({ status: 'running', last_error: note, updated_at: ctx.deps.clock.now().getTime() });
+    await ctx.svc.tasks.enqueue(tx, {
+      kind: SAGA_DOMAIN_LATE,
+      queue: ORDERS_QUEUE,
+      payload: { orderId: toNumber(order.id), domainItemId: toNumber(row.id), name: row.name, action: `${row.action}_domain`, operationId: row.operation_id, taskId: task.taskId },
+      accountId: toNumber(order.account_id),
+      objectType: 'order',
+      objectId: toNumber(order.id),
+      ...lateCompletionSchedule(ctx.deps.clock.now(), row.operation_id),
+    });
+  });
+  return done({ late: true, note });
+}
+
+/**
+ * saga.domain_late_completion {orderId, domainItemId, operationId}: asks the registrar about the original operation
+ * until it is known; then the order goes on exactly as if the first task had heard the answer (domainDone), or the
+ * item fails and the order is rolled back (domainFailed) on a refusal or when still pending at the last check.
+ */
+export async function lateDomainItemCompletion(ctx: Ctx, hooks: DomainPhaseHooks, task: Task, tc: TaskContext): Promise<TaskOutcome> {
+  const t = await loadDomainTarget(ctx, task, ['running']);
+  if (!t) return done({ skipped: true });
+  const { row } = t;
+  const outcome = await callRegistrar(ctx, t);
+  if (outcome.status === 'success') return domainDone(ctx, hooks, t, outcome);
+  if ((outcome.status === 'pending' || outcome.retryable) && !exhausted(task, tc)) return { status: 'retry', error: pendingNote(outcome), retryable: true };
+  const why =
+    outcome.status === 'pending'
+      ? `was still pending after its task's attempts and ${task.maxAttempts} late checks (${outcome.message ?? 'pending'})`
+      : `refused it${outcome.code ? ` (${outcome.code})` : ''}: ${outcome.message}`;
+  return domainFailed(ctx, hooks, t, clip(`Domain ${row.name} could not be ${pastTense(row)}: the registrar ${why}`));
 }
 
 async function lockedOpen(tx: Tx, t: DomainTarget, statuses: string[]): Promise<OrderRow | null> {

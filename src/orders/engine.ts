@@ -3,16 +3,16 @@ import { toNumber } from '../db/knex';
 import { isAppError } from '../domain/errors';
 import { isManual, isTerminal } from '../domain/workflow';
 import type { TaskHandler, TaskOutcome } from '../jobs/worker';
-import { compensateItem, finishFailedSaga, lateSagaCompletion, provisionDomain, provisionItem, undoDomain, SAGA_COMPENSATE, SAGA_FINISH, SAGA_LATE_COMPLETION, SAGA_PROVISION, startSaga } from './saga';
+import { compensateItem, finishFailedSaga, lateDomain, lateSagaCompletion, provisionDomain, provisionItem, undoDomain, SAGA_COMPENSATE, SAGA_FINISH, SAGA_LATE_COMPLETION, SAGA_PROVISION, startSaga } from './saga';
 import { actionOf, loadOrder, loadWorkflowDefinition, lockOrder, makeCtx, runSimpleStep, writeTx, type Ctx, type EngineOptions, type EngineServices } from './step-handlers';
 import { ORDER_ADVANCE } from './transitions';
-import { SAGA_DOMAIN, SAGA_DOMAIN_UNDO } from './domain-items';
+import { SAGA_DOMAIN, SAGA_DOMAIN_LATE, SAGA_DOMAIN_UNDO } from './domain-items';
 import { LIFECYCLE_KINDS, runLifecycle, runScheduledCancel, runScheduledChange, SCHEDULED_CANCEL, SCHEDULED_CHANGE } from './lifecycle-steps';
 
 export type { EngineOptions, EngineServices, SubscriptionHooks } from './step-handlers';
 export { sqlSubscriptions, subscriptionHooks, type SubscriptionsServiceLike } from './step-handlers';
 export { SAGA_COMPENSATE, SAGA_FINISH, SAGA_LATE_COMPLETION, SAGA_PROVISION } from './saga';
-export { SAGA_DOMAIN, SAGA_DOMAIN_UNDO } from './domain-items';
+export { SAGA_DOMAIN, SAGA_DOMAIN_LATE, SAGA_DOMAIN_UNDO } from './domain-items';
 
 /**
  * The order execution engine: worker handlers that run each order's automatic workflow steps and its
@@ -34,6 +34,7 @@ export function orderHandlers(deps: Deps, services: EngineServices, options: Eng
     [SAGA_LATE_COMPLETION]: (task, tc) => conflictIsDone(() => lateSagaCompletion(ctx, task, tc)),
     [SAGA_DOMAIN]: (task, tc) => conflictIsDone(() => provisionDomain(ctx, task, tc)),
     [SAGA_DOMAIN_UNDO]: (task, tc) => conflictIsDone(() => undoDomain(ctx, task, tc)),
+    [SAGA_DOMAIN_LATE]: (task, tc) => conflictIsDone(() => lateDomain(ctx, task, tc)),
     [LIFECYCLE_KINDS.renewal]: (task, tc) => conflictIsDone(() => runLifecycle(ctx, task, tc)),
     [LIFECYCLE_KINDS.cancellation]: (task, tc) => conflictIsDone(() => runLifecycle(ctx, task, tc)),
     [LIFECYCLE_KINDS.change]: (task, tc) => conflictIsDone(() => runLifecycle(ctx, task, tc)),

@@ -23,13 +23,16 @@ export const GATE_TASK_ACTIONS: Readonly<Record<string, string>> = Object.freeze
   // Domain items of orders (domain-items.ts): the payload's action says register_domain, transfer_domain or renew_domain.
   'saga.domain_item': 'register_domain',
   'saga.domain_undo': 'terminate',
+  // Registrar operations still pending at their task's last attempt (late completion): register_domain or renew_domain.
+  'saga.domain_late_completion': 'register_domain',
+  'domain.renew_late_completion': 'renew_domain',
 });
 
 export const GATE_TASK_KINDS: readonly string[] = Object.keys(GATE_TASK_ACTIONS);
 
-/** The gate action of a task: from the table above, else its kind without a gate./domain. prefix. */
+/** The gate action of a task: its payload's (late completions, domain items), else from the table above, else its kind without a gate./domain. prefix. */
 export function gateTaskAction(task: Pick<Task, 'kind' | 'payload'>): string {
-  if ((task.kind.endsWith('.late_completion') || task.kind === 'saga.domain_item') && typeof task.payload?.action === 'string') return task.payload.action;
+  if ((task.kind.endsWith('late_completion') || task.kind === 'saga.domain_item') && typeof task.payload?.action === 'string') return task.payload.action;
   return GATE_TASK_ACTIONS[task.kind] ?? task.kind.replace(/^(gate|domain)\./, '');
 }
 

@@ -2,6 +2,7 @@ import { isSqlite, toNumber, type Tx } from '../db/knex';
 import { isAppError } from '../domain/errors';
 import type { Task } from '../jobs/task-queue';
 import type { TaskContext, TaskOutcome } from '../jobs/worker';
+import { lateCompletionSchedule } from '../jobs/late-completion';
 import { safeErrorMessage } from '../logger';
 import { isOutcome } from '../plugins/instances-service';
 import type { Outcome, ProvisioningGate, ServiceRequest } from '../plugins/sdk';
@@ -9,7 +10,7 @@ import { ORDERS_QUEUE } from './transitions';
 import { actionOf, loadOrder, loadWorkflowDefinition, lockOrder, transitionIfAt, writeTx, type Ctx, type OrderItemRow, type OrderRow } from './step-handlers';
 import { describeForGate } from '../subscriptions/gate-request';
 import { startLifecycle } from './lifecycle-steps';
-import { domainOutcome, holdForReview, provisionDomainItem, skipDomains, startDomains, undoDomainItem, type DomainPhaseHooks } from './domain-items';
+import { domainOutcome, holdForReview, lateDomainItemCompletion, provisionDomainItem, skipDomains, startDomains, undoDomainItem, type DomainPhaseHooks } from './domain-items';
 
 /**
  * The provisioning saga of an order. Its state lives in saga_steps: one `provision` row per item (in position
@@ -253,6 +254,8 @@ async function compensateProvisioned(ctx: Ctx, tx: Tx, order: OrderRow, now: num
 
 /** saga.domain_item {orderId, domainItemId}. */
 export const provisionDomain = (ctx: Ctx, task: Task, tc: TaskContext) => provisionDomainItem(ctx, DOMAIN_HOOKS, task, tc);
+/** saga.domain_late_completion {orderId, domainItemId, operationId}. */
+export const lateDomain = (ctx: Ctx, task: Task, tc: TaskContext) => lateDomainItemCompletion(ctx, DOMAIN_HOOKS, task, tc);
 /** saga.domain_undo {orderId, domainItemId}. */
 export const undoDomain = (ctx: Ctx, task: Task, tc: TaskContext) => undoDomainItem(ctx, DOMAIN_HOOKS, task, tc);
 
@@ -306,9 +309,6 @@ async function compensated(ctx: Ctx, t: Target, failure: string | null): Promise
 
 /** The late-completion sweep of one saga gate operation (the subscription actions have subscription.late_completion). */
 export const SAGA_LATE_COMPLETION = 'saga.late_completion';
-/** The sweep first looks again this long after the task gave up, then backs off (5 s ... 1 h) for LATE_MAX_ATTEMPTS. */
-export const LATE_FIRST_DELAY_MS = 10 * 60_000;
-export const LATE_MAX_ATTEMPTS = 30;
 
 /**
  * The gate accepted the operation but has not finished it within the task's attempts: the saga row stays
@@ -328,9 +328,7 @@ async function handOverLate(ctx: Ctx, t: Target, task: Task, tc: TaskContext, ac
       accountId: toNumber(t.order.account_id),
       objectType: 'subscription',
       objectId: toNumber(t.step.subscription_id),
-      runAt: new Date(ctx.deps.clock.now().getTime() + LATE_FIRST_DELAY_MS),
-      maxAttempts: LATE_MAX_ATTEMPTS,
-      dedupeKey: `late:${tc.operationId}`,
+      ...lateCompletionSchedule(ctx.deps.clock.now(), tc.operationId),
     });
   });
   return done({ late: true, note });

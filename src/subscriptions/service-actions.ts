@@ -4,6 +4,7 @@ import { isSqlite, toNumber, type Conn, type Tx } from '../db/knex';
 import { notAllowed, notFound } from '../domain/errors';
 import { positiveId } from '../domain/fields';
 import { idempotent } from '../idempotency';
+import { lateCompletionSchedule } from '../jobs/late-completion';
 import { TaskQueue, type Task } from '../jobs/task-queue';
 import type { TaskHandler, TaskOutcome } from '../jobs/worker';
 import type { PluginInstancesService } from '../plugins/instances-service';
@@ -25,8 +26,6 @@ export const SERVICE_ACTIONS: readonly ServiceAction[] = ['suspend', 'resume', '
 export const SUBSCRIPTION_ACTIONS_QUEUE = 'orders';
 /** The late-completion sweep of a subscription action whose gate still answered pending at the task's last attempt. */
 export const ACTION_LATE_COMPLETION = 'subscription.late_completion';
-const LATE_FIRST_DELAY_MS = 10 * 60_000;
-const LATE_MAX_ATTEMPTS = 30;
 
 const IN_BETWEEN: Record<ServiceAction, number> = {
   suspend: SERVICE_STATUS.stopping,
@@ -216,9 +215,7 @@ async function runAction(deps: Deps, svc: ActionHandlerServices, action: Service
         accountId: toNumber(sub.account_id),
         objectType: 'subscription',
         objectId: id,
-        runAt: new Date(deps.clock.now().getTime() + LATE_FIRST_DELAY_MS),
-        maxAttempts: LATE_MAX_ATTEMPTS,
-        dedupeKey: `late:${operationId}`,
+        ...lateCompletionSchedule(deps.clock.now(), operationId),
       });
     });
     return { status: 'done', result: { late: true, note } };

@@ -1,7 +1,9 @@
 import { expect } from 'chai';
 import { toNumber } from '../../src/db/knex';
-import { domainLifecycleHandlers, pollDomainTransfers, TRANSFER_POLL_MIN_INTERVAL_MS } from '../../src/domains/lifecycle';
+import { DOMAIN_RENEW_LATE_TASK, domainLifecycleHandlers, pollDomainTransfers, TRANSFER_POLL_MIN_INTERVAL_MS } from '../../src/domains/lifecycle';
+import { LATE_FIRST_DELAY_MS, LATE_MAX_ATTEMPTS } from '../../src/jobs/late-completion';
 import { Worker } from '../../src/jobs/worker';
+import { GATE_TASK_KINDS, gateTaskAction } from '../../src/orders/gate-tasks';
 import type { Registrar } from '../../src/plugins/sdk';
 import { asSandboxRegistrar } from '../../plugins/registrar/sandbox';
 import { makeBook, makeCustomer, type Book } from '../billing/run-book';
@@ -9,6 +11,7 @@ import { failure } from '../helpers/assertions';
 import { dialect } from '../helpers/db';
 import { makeWorld, type World } from '../helpers/world';
 import type { Actor } from '../../src/context';
+import { drive } from '../orders/fixtures';
 
 const CONTACTS = { registrant: { name: 'Lee Life', email: 'lee@example.com', phone: '+1.5555550100', street: ['1 Main St'], city: 'Springfield', countryCode: 'US' } };
 const DAY = 86_400_000;
@@ -130,6 +133,83 @@ describe(`domains lifecycle: renewals billed by the billing run (${dialect})`, f
     await world.services.domains.sync(world.provider);
     expect(((await world.deps.db('domains').where({ id: dom.domainId }).first('status')) as { status: string }).status).to.equal('expired');
     await failure(world.services.domains.setAutoRenew(eve, { domainId: dom.domainId }, 'yes'), 'INVALID_ARGUMENT', 'autoRenew');
+  });
+});
+
+describe(`domains lifecycle: a paid renewal the registrar still has pending after the task's attempts (${dialect})`, function () {
+  this.timeout(120_000);
+  let world: World;
+  let reg: { instanceId: number; registrar: Registrar };
+  let slow: { domainId: number; expiresAt: Date };
+  let stuck: { domainId: number; expiresAt: Date };
+  let paidAt: number;
+  const renewTask = async (domainId: number) =>
+    (await world.deps.db('tasks').where({ kind: 'domain.renew', object_id: String(domainId) }).first('status', 'attempts', 'result', 'max_attempts')) as { status: string; attempts: number; result: string; max_attempts: number };
+  const lateTask = async (domainId: number) =>
+    (await world.deps.db('tasks').where({ kind: DOMAIN_RENEW_LATE_TASK, object_id: String(domainId) }).first('id', 'status', 'attempts', 'last_error', 'run_at', 'created_at')) as
+      | { id: number; status: string; attempts: number; last_error: string | null; run_at: unknown; created_at: unknown }
+      | undefined;
+
+  before(async () => {
+    world = await makeWorld({ start: '2026-01-15T00:00:00Z' });
+    const book = await makeBook(world);
+    // The registry accepts both renewals; one finishes on the 13th call of its operation id, the other never.
+    reg = await registrarFor(world, 'slow-registrar', 'com', { failures: { 'slow-renew.com': 'renew:pending:12', 'stuck-renew.com': 'renew:pending' } });
+    const sam = await makeCustomer(world, book, 'Sam');
+    slow = await domainOf(world, reg, sam, 'slow-renew.com');
+    stuck = await domainOf(world, reg, sam, 'stuck-renew.com');
+    world.clock.set('2026-12-20T00:00:00Z');
+    const s = await world.services.billingRun.run({ asOf: d('2026-12-20T00:00:00Z'), startedBy: 'test' });
+    // One invoice with both renewals, paid by the customer's card: one domain.renew task per domain.
+    expect(s).to.deep.include({ domainRenewals: 2, invoices: 1 });
+    expect(s.payments.succeeded).to.equal(1);
+    paidAt = world.clock.now().getTime();
+    const worker = new Worker(world.deps, world.services.tasks, domainLifecycleHandlers(world.deps, { pluginInstances: world.services.pluginInstances }), { owner: 'test-worker', queues: ['orders'] });
+    // Run the renew tasks to their last attempt: both hand over, nothing is renewed or failed yet.
+    for (let i = 0; i < 100 && !((await lateTask(slow.domainId)) && (await lateTask(stuck.domainId))); i++) {
+      if ((await worker.runOnce()) === 0) world.clock.advance(60_000);
+    }
+    for (const dom of [slow, stuck]) {
+      const first = await renewTask(dom.domainId);
+      expect([first.status, toNumber(first.attempts)]).to.deep.equal(['done', toNumber(first.max_attempts)]);
+      expect(JSON.parse(first.result)).to.include({ late: true });
+      const late = (await lateTask(dom.domainId))!;
+      expect(toNumber(late.run_at) - toNumber(late.created_at)).to.equal(LATE_FIRST_DELAY_MS);
+      expect(await expiry(world, dom.domainId)).to.equal(dom.expiresAt.toISOString());
+    }
+    expect(await events(world, 'domain.renewal_failed', stuck.domainId)).to.have.length(0);
+    // Operators see the handed-over renewals among the gate and registrar calls (ListTasks), as renew_domain.
+    const listed = (await world.services.tasks.list(world.provider, { anyOf: { queues: ['provisioning'], kinds: GATE_TASK_KINDS }, pageSize: 100 })).items.filter((t) => t.kind === DOMAIN_RENEW_LATE_TASK);
+    expect(listed.map(gateTaskAction)).to.deep.equal(['renew_domain', 'renew_domain']);
+    await drive(world.deps, world.clock, worker);
+  });
+  after(async () => world?.close());
+
+  it('completes late: the expiry extended once (audited RenewDomain, one domain.renewed), one renew at the registrar under the original operation id', async () => {
+    const late = (await lateTask(slow.domainId))!;
+    // The renew task used 10 calls, the sweep 2 more pending ones; the 13th renewed.
+    expect([late.status, toNumber(late.attempts)]).to.deep.equal(['done', 3]);
+    expect(await expiry(world, slow.domainId)).to.equal('2028-01-15T00:00:00.000Z');
+    const renews = (await asSandboxRegistrar(reg.registrar).journalEntries()).filter((e) => e.action === 'renew');
+    expect(renews.map((e) => [e.name, e.operationId])).to.deep.equal([['slow-renew.com', `hw-renew-${slow.domainId}-${slow.expiresAt.getTime()}`]]);
+    expect((await events(world, 'domain.renewed', slow.domainId)).map((p) => [p.previousExpiresAt, p.expiresAt])).to.deep.equal([['2027-01-15T00:00:00.000Z', '2028-01-15T00:00:00.000Z']]);
+    expect(await world.deps.db('audit_log').where({ operation: 'RenewDomain', object_type: 'domain', object_id: String(slow.domainId) })).to.have.length(1);
+    expect(await events(world, 'domain.renewal_failed', slow.domainId)).to.have.length(0);
+  });
+
+  it('still pending after the last check: fails with domain.renewal_failed once, the expiry stays, nothing renewed at the registrar', async () => {
+    const late = (await lateTask(stuck.domainId))!;
+    expect([late.status, toNumber(late.attempts)]).to.deep.equal(['failed', LATE_MAX_ATTEMPTS]);
+    expect(late.last_error).to.contain('stuck-renew.com').and.contain(`${LATE_MAX_ATTEMPTS} late checks`);
+    // The checks spread over about a day (10 minutes, then 5 s doubling up to an hour).
+    expect(world.clock.now().getTime() - paidAt).to.be.greaterThan(12 * 3_600_000);
+    const failed = await events(world, 'domain.renewal_failed', stuck.domainId);
+    expect(failed.map((p) => [p.name, p.code])).to.deep.equal([['stuck-renew.com', 'STILL_PENDING']]);
+    expect(failed[0]!.message).to.contain('still pending');
+    expect(await world.deps.db('audit_log').where({ operation: 'RenewDomainFailed', object_id: String(stuck.domainId) })).to.have.length(1);
+    expect(await expiry(world, stuck.domainId)).to.equal(stuck.expiresAt.toISOString());
+    expect(await events(world, 'domain.renewed', stuck.domainId)).to.have.length(0);
+    expect((await asSandboxRegistrar(reg.registrar).journalEntries()).filter((e) => e.name === 'stuck-renew.com' && e.action === 'renew')).to.have.length(0);
   });
 });
 

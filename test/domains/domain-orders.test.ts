@@ -3,7 +3,11 @@ import { expect } from 'chai';
 import type { Actor } from '../../src/context';
 import { toNumber } from '../../src/db/knex';
 import { pollDomainTransfers, TRANSFER_POLL_MIN_INTERVAL_MS } from '../../src/domains/lifecycle';
+import { LATE_FIRST_DELAY_MS } from '../../src/jobs/late-completion';
+import { SAGA_DOMAIN, SAGA_DOMAIN_LATE } from '../../src/orders/engine';
+import { GATE_TASK_KINDS, gateTaskAction } from '../../src/orders/gate-tasks';
 import type { Registrar } from '../../src/plugins/sdk';
+import { asSandboxRegistrar } from '../../plugins/registrar/sandbox';
 import { makeWorld, type World } from '../helpers/world';
 import { drive, eventNames, journal, makeCatalog, makeEngine, orderRow, type Catalog, type Engine } from '../orders/fixtures';
 
@@ -31,6 +35,13 @@ describe('domain orders: register, transfer and renew as order items, in-line wi
       auth_code_enc: string | null;
       operation_id: string;
     }[];
+  /** Registers `name` through an order (completed) and answers its expiry. */
+  const registeredExpiry = async (name: string) => {
+    const registered = await world.services.orders.place(customer, { accountId: customer.accountId, items: [], domains: [{ action: 'register', name }] });
+    await drive(world.deps, world.clock, engine.worker);
+    expect((await orderRow(world.deps.db, registered.orderId)).status).to.equal('CP');
+    return toNumber((await domainRow(name))!.expires_at);
+  };
   const hostingItem = (plan: number, params: Record<string, string>) => ({ planId: cat.plans[plan]!.planId, periodId: cat.plans[plan]!.periodId, parameters: params });
 
   before(async () => {
@@ -216,10 +227,7 @@ describe('domain orders: register, transfer and renew as order items, in-line wi
   });
 
   it('renews a domain once even when the task runs again after the registrar already renewed it', async () => {
-    const registered = await world.services.orders.place(customer, { accountId: customer.accountId, items: [], domains: [{ action: 'register', name: 'renew-me.com' }] });
-    await drive(world.deps, world.clock, engine.worker);
-    expect((await orderRow(world.deps.db, registered.orderId)).status).to.equal('CP');
-    const before = toNumber((await domainRow('renew-me.com'))!.expires_at);
+    const before = await registeredExpiry('renew-me.com');
 
     const renewal = await world.services.orders.place(customer, { accountId: customer.accountId, items: [], domains: [{ action: 'renew', name: 'renew-me.com', years: 1 }] }, 'renewal');
     expect(renewal.type).to.equal('renewal');
@@ -239,4 +247,94 @@ describe('domain orders: register, transfer and renew as order items, in-line wi
     const renewed = (await world.deps.db('events').where({ name: 'domain.renewed' }).select('payload')) as { payload: string }[];
     expect(renewed.map((e) => JSON.parse(e.payload).name)).to.deep.equal(['renew-me.com']);
   });
+  describe('a registrar still pending after the task\'s attempts (late completion)', () => {
+    let slowReg: Registrar; // .org: accepts registrations and answers pending for the first 5 calls of an operation
+    const tasksOf = async (kind: string, orderId: number) =>
+      (await world.deps.db('tasks').where({ kind, object_type: 'order', object_id: String(orderId) }).select('id', 'status', 'attempts', 'result', 'run_at', 'created_at', 'payload')) as {
+        id: number;
+        status: string;
+        attempts: number;
+        result: string | null;
+        run_at: unknown;
+        created_at: unknown;
+        payload: string;
+      }[];
+    const registers = async (name: string) => (await asSandboxRegistrar(slowReg).journalEntries()).filter((e) => e.action === 'register' && e.name === name);
+
+    before(async () => {
+      const { pluginInstances, tlds } = world.services;
+      const id = await pluginInstances.create(world.provider, { kind: 'registrar', plugin: 'sandbox', name: 'reg-slow', settings: { failures: { 'slow-shop.org': 'register:pending:5', 'taken-slow.org': 'register:pending:5', 'late-renew.org': 'renew:pending:4' } } });
+      slowReg = await pluginInstances.instantiate<Registrar>(id);
+      await tlds.create(world.provider, { tld: 'org', registrarInstanceId: id, prices: [{ action: 'register', years: 1, amount: 1299n }, { action: 'renew', years: 1, amount: 1499n }] });
+    });
+
+    it('completes the order when the registration finishes after the task gave up: domain active, ONE register under the item\'s operation id', async () => {
+      const placed = await world.services.orders.place(customer, { accountId: customer.accountId, items: [], domains: [{ action: 'register', name: 'slow-shop.org' }] });
+      // The task's 3 attempts all hear pending: the item is handed over and waits, running, with the order at its provision step.
+      for (let i = 0; i < 50 && (await tasksOf(SAGA_DOMAIN_LATE, placed.orderId)).length === 0; i++) {
+        if ((await engine.worker.runOnce()) === 0) world.clock.advance(60_000);
+      }
+      const [first] = await tasksOf(SAGA_DOMAIN, placed.orderId);
+      expect([first!.status, toNumber(first!.attempts)]).to.deep.equal(['done', 3]);
+      expect(JSON.parse(first!.result!)).to.include({ late: true });
+      const [waiting] = await itemRows(placed.orderId);
+      expect(waiting!.status).to.equal('running');
+      expect(waiting!.last_error).to.contain('late-completion');
+      expect(await orderRow(world.deps.db, placed.orderId)).to.include({ status: 'PR', step: 'provision_services' });
+      expect(await domainRow('slow-shop.org')).to.equal(undefined);
+      const [late] = await tasksOf(SAGA_DOMAIN_LATE, placed.orderId);
+      expect(toNumber(late!.run_at) - toNumber(late!.created_at)).to.equal(LATE_FIRST_DELAY_MS);
+      expect(JSON.parse(late!.payload)).to.include({ operationId: waiting!.operation_id, action: 'register_domain' });
+      // Operators see it among the gate and registrar calls (ListTasks), as register_domain.
+      const listed = (await world.services.tasks.list(world.provider, { anyOf: { queues: ['provisioning'], kinds: GATE_TASK_KINDS }, pageSize: 100 })).items.find((t) => t.taskId === toNumber(late!.id));
+      expect(listed && gateTaskAction(listed)).to.equal('register_domain');
+
+      await drive(world.deps, world.clock, engine.worker);
+      const order = await orderRow(world.deps.db, placed.orderId);
+      expect(order.status).to.equal('CP');
+      const [done] = await tasksOf(SAGA_DOMAIN_LATE, placed.orderId);
+      // Calls 4 and 5 (the sweep's first two checks) were pending; the 6th registered.
+      expect([done!.status, toNumber(done!.attempts)]).to.deep.equal(['done', 3]);
+      expect((await domainRow('slow-shop.org'))?.status).to.equal('active');
+      expect((await itemRows(placed.orderId)).map((r) => [r.status, r.last_error])).to.deep.equal([['done', null]]);
+      expect((await registers('slow-shop.org')).map((e) => e.operationId)).to.deep.equal([waiting!.operation_id]);
+      expect(await world.deps.db('events').where({ name: 'domain.registered' }).andWhere('payload', 'like', '%slow-shop.org%')).to.have.length(1);
+    });
+
+    it('rolls the order back as today when the registry, after the task gave up, refuses the registration', async () => {
+      const placed = await world.services.orders.place(customer, { accountId: customer.accountId, items: [hostingItem(0, { domain: 'taken-slow.org', domain_action: 'register' })] });
+      const journalBefore = journal(cat).length;
+      await drive(world.deps, world.clock, engine.worker);
+
+      const order = await orderRow(world.deps.db, placed.orderId);
+      expect(order.status).to.equal('PF');
+      expect(order.failure_reason).to.match(/^Domain taken-slow\.org could not be registered: the registrar refused it \(OBJECT_EXISTS\): taken-slow\.org is already registered\./);
+      expect(order.failure_reason).to.contain(`Payment ${order.payment_id} was voided.`);
+      const [late] = await tasksOf(SAGA_DOMAIN_LATE, placed.orderId);
+      expect([late!.status, toNumber(late!.attempts)]).to.deep.equal(['done', 3]);
+      // The hosting was provisioned, then undone; nothing was registered.
+      expect(journal(cat).slice(journalBefore).map((e) => e.action)).to.deep.equal(['provision', 'terminate']);
+      expect((await itemRows(placed.orderId)).map((r) => r.status)).to.deep.equal(['failed']);
+      expect(await domainRow('taken-slow.org')).to.equal(undefined);
+      expect(await registers('taken-slow.org')).to.have.length(0);
+    });
+
+    it('extends the expiry once when a renewal order\'s registrar finishes after the task gave up', async () => {
+      const before = await registeredExpiry('late-renew.org');
+
+      const renewal = await world.services.orders.place(customer, { accountId: customer.accountId, items: [], domains: [{ action: 'renew', name: 'late-renew.org', years: 1 }] }, 'renewal');
+      await drive(world.deps, world.clock, engine.worker);
+      expect((await orderRow(world.deps.db, renewal.orderId)).status).to.equal('CP');
+      const [late] = await tasksOf(SAGA_DOMAIN_LATE, renewal.orderId);
+      expect([late!.status, toNumber(late!.attempts), JSON.parse(late!.payload).action]).to.deep.equal(['done', 2, 'renew_domain']);
+      const oneYear = new Date(before);
+      oneYear.setUTCFullYear(oneYear.getUTCFullYear() + 1);
+      expect(toNumber((await domainRow('late-renew.org'))!.expires_at)).to.equal(oneYear.getTime());
+      const [item] = await itemRows(renewal.orderId);
+      const renews = (await asSandboxRegistrar(slowReg).journalEntries()).filter((e) => e.action === 'renew' && e.name === 'late-renew.org');
+      expect(renews.map((e) => e.operationId)).to.deep.equal([item!.operation_id]);
+      const renewed = (await world.deps.db('events').where({ name: 'domain.renewed' }).select('payload')) as { payload: string }[];
+      expect(renewed.map((e) => JSON.parse(e.payload)).filter((p) => p.name === 'late-renew.org').map((p) => p.expiresAt)).to.deep.equal([oneYear.toISOString()]);
+    });
+});
 });

@@ -38,7 +38,9 @@ import {
  * - Names containing `takenWord` ("taken") are registered elsewhere: unavailable, registering them fails with
  *   OBJECT_EXISTS, and they can be transferred in with `transferAuthCode`.
  * - `failures` maps a domain name to forced failures for its actions, e.g. {"fail.example": "register"} or
- *   {"flaky.example": "register:retryable:2, renew"}; "*" stands for every action.
+ *   {"flaky.example": "register:retryable:2, renew"}; "*" stands for every action. A changing action may also be
+ *   made slow: "register:pending:3" answers pending to the first 3 calls of an operation id (the registry accepted
+ *   it), then performs it on the next call with that id; "register:pending" stays pending.
  * - Transfers answer pending and complete on the `transferPolls`-th pollTransfer.
  * - delete works only within `graceDays` of the registration (so a saga can roll a registration back).
  * - Operation ids are honoured: a repeated id answers the first outcome and does nothing again.
@@ -95,7 +97,7 @@ export function addYears(iso: string, years: number): string {
   return d.toISOString();
 }
 
-type FailureRule = { retryable: boolean; attempts: number | null };
+type FailureRule = { mode: 'refuse' | 'retryable' | 'pending'; attempts: number | null };
 
 export class SandboxRegistrar implements Registrar {
   private readonly settings: Settings;
@@ -355,6 +357,8 @@ export class SandboxRegistrar implements Registrar {
         return failure(`Operation id ${req.operationId} was already used for ${known.action} of ${known.name}.`, false, 'OPERATION_ID_REUSED');
       }
       if (known) return known.outcome ?? pending(`The ${action} of ${name} is still under way.`, 60);
+      const slow = await this.slow(action, name, req.operationId);
+      if (slow) return slow;
       const forced = await this.forced(action, name, req.operationId);
       if (forced) {
         if (!forced.retryable) await this.store.put(key, { action, name, outcome: forced } satisfies OperationRecord);
@@ -409,13 +413,28 @@ export class SandboxRegistrar implements Registrar {
   /** The forced failure the settings give this action on this name, if any. */
   private async forced(action: SandboxRegistrarAction, name: string, operationId: string): Promise<(Outcome<never> & { status: 'failure' }) | null> {
     const rule = this.rule(action, name);
-    if (!rule) return null;
-    if (!rule.retryable) return failure(`The sandbox registrar was told to refuse ${action} of ${name}.`, false, 'SANDBOX_FAILURE') as Outcome<never> & { status: 'failure' };
-    const key = `retry/${operationId}`;
-    const attempts = ((await this.store.get<number>(key)) ?? 0) + 1;
-    if (rule.attempts !== null && attempts > rule.attempts) return null;
-    await this.store.put(key, attempts);
+    if (!rule || rule.mode === 'pending') return null;
+    if (rule.mode === 'refuse') return failure(`The sandbox registrar was told to refuse ${action} of ${name}.`, false, 'SANDBOX_FAILURE') as Outcome<never> & { status: 'failure' };
+    const attempts = await this.countCall(`retry/${operationId}`, rule);
+    if (attempts === null) return null;
     return failure(`The sandbox registrar was told to fail ${action} of ${name} for now (attempt ${attempts}); try again.`, true, 'SANDBOX_FAILURE') as Outcome<never> & { status: 'failure' };
+  }
+
+  /** Pending for the first calls of the operation id when the settings make this action slow on this name. */
+  private async slow(action: SandboxRegistrarAction, name: string, operationId: string): Promise<Outcome<never> | null> {
+    const rule = this.rule(action, name);
+    if (rule?.mode !== 'pending') return null;
+    const calls = await this.countCall(`slow/${operationId}`, rule);
+    if (calls === null) return null;
+    return pending(`The registry accepted the ${action} of ${name} and has not finished it yet (call ${calls}).`, 60);
+  }
+
+  /** Counts one more call of an operation under `key`; null once the rule's count of calls has been used up. */
+  private async countCall(key: string, rule: FailureRule): Promise<number | null> {
+    const calls = ((await this.store.get<number>(key)) ?? 0) + 1;
+    if (rule.attempts !== null && calls > rule.attempts) return null;
+    await this.store.put(key, calls);
+    return calls;
   }
 
   private rule(action: SandboxRegistrarAction, name: string): FailureRule | null {
@@ -424,8 +443,8 @@ export class SandboxRegistrar implements Registrar {
     for (const part of spec.split(',')) {
       const [what, mode, count] = part.trim().split(':');
       if (what !== '*' && what?.toLowerCase() !== action.toLowerCase()) continue;
-      if (mode === 'retryable') return { retryable: true, attempts: count !== undefined && /^\d+$/.test(count) ? Number(count) : null };
-      return { retryable: false, attempts: null };
+      if (mode === 'retryable' || mode === 'pending') return { mode, attempts: count !== undefined && /^\d+$/.test(count) ? Number(count) : null };
+      return { mode: 'refuse', attempts: null };
     }
     return null;
   }
