@@ -26,6 +26,8 @@ export const GATE_TASK_ACTIONS: Readonly<Record<string, string>> = Object.freeze
   // Registrar operations still pending at their task's last attempt (late completion): register_domain or renew_domain.
   'saga.domain_late_completion': 'register_domain',
   'domain.renew_late_completion': 'renew_domain',
+  // A paid domain renewal (billing's domain.renew task, src/domains/lifecycle.ts).
+  'domain.renew': 'renew_domain',
 });
 
 export const GATE_TASK_KINDS: readonly string[] = Object.keys(GATE_TASK_ACTIONS);

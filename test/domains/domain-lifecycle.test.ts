@@ -181,6 +181,9 @@ describe(`domains lifecycle: a paid renewal the registrar still has pending afte
     // Operators see the handed-over renewals among the gate and registrar calls (ListTasks), as renew_domain.
     const listed = (await world.services.tasks.list(world.provider, { anyOf: { queues: ['provisioning'], kinds: GATE_TASK_KINDS }, pageSize: 100 })).items.filter((t) => t.kind === DOMAIN_RENEW_LATE_TASK);
     expect(listed.map(gateTaskAction)).to.deep.equal(['renew_domain', 'renew_domain']);
+    // ... and the paid renewals' first tasks (domain.renew) too.
+    const first = (await world.services.tasks.list(world.provider, { anyOf: { queues: ['provisioning'], kinds: GATE_TASK_KINDS }, pageSize: 100 })).items.filter((t) => t.kind === 'domain.renew');
+    expect(first.map(gateTaskAction)).to.deep.equal(['renew_domain', 'renew_domain']);
     await drive(world.deps, world.clock, worker);
   });
   after(async () => world?.close());
