@@ -1,7 +1,7 @@
 import { recordChange } from '../audit/record-change';
 import type { Actor, Deps } from '../context';
 import { isSqlite, toBigInt, toNumber } from '../db/knex';
-import { inTransaction } from '../db/transaction';
+import { inTransaction, takeWriteLock } from '../db/transaction';
 import { notAllowed, notFound } from '../domain/errors';
 import { positiveId } from '../domain/fields';
 import { formatAmount } from '../domain/money';
@@ -34,7 +34,7 @@ export async function takeFromCreditHold(deps: Deps, tasks: TaskQueue, actor: Ac
   const id = positiveId(subscriptionId, 'subscriptionId');
   const reason = (opts.reason ?? '').trim().slice(0, 1000);
   return inTransaction(deps.db, async (tx) => {
-    if (isSqlite(tx)) await tx.raw('UPDATE tasks SET id = id WHERE 0'); // take the write lock first
+    await takeWriteLock(tx);
     const q = tx('subscriptions as s').join('accounts as a', 'a.id', 's.account_id').where('s.id', id).andWhere('a.path', 'like', `${actor.accountPath}%`).first('s.id', 's.account_id', 's.status');
     const sub = (await (isSqlite(tx) ? q : q.forUpdate())) as { id: number; account_id: number; status: number } | undefined;
     if (!sub) throw notFound('Subscription', id);

@@ -1,4 +1,4 @@
-import type { Conn, Tx } from './knex';
+import { isSqlite, type Conn, type Tx } from './knex';
 
 /**
  * Runs fn in a transaction. When already inside one (conn is a transaction), joins it, so services compose:
@@ -28,4 +28,21 @@ export async function retryOnDeadlock<T>(run: () => Promise<T>, attempts = 5): P
       await new Promise((r) => setTimeout(r, 5 * attempt + Math.floor(Math.random() * 10)));
     }
   }
+}
+
+/**
+ * On SQLite, takes the database's single write lock at the start of a transaction, so what the transaction reads
+ * is what it changes (a deferred transaction that read first could not upgrade after another process wrote). A
+ * no-op on MariaDB, where callers lock the rows they change.
+ */
+export async function takeWriteLock(tx: Tx): Promise<void> {
+  if (isSqlite(tx)) await tx.raw('UPDATE tasks SET id = id WHERE 0');
+}
+
+/** A write transaction: on SQLite it takes the write lock first (takeWriteLock); on MariaDB callers lock their rows. */
+export async function writeTx<T>(deps: { db: Conn }, fn: (tx: Tx) => Promise<T>): Promise<T> {
+  return deps.db.transaction(async (tx) => {
+    await takeWriteLock(tx);
+    return fn(tx);
+  });
 }

@@ -8,6 +8,7 @@ import { oneOf, optionalText, paging, positiveId, requiredText } from '../domain
 import { isUniqueViolation } from '../idempotency';
 import { safeErrorMessage } from '../logger';
 import { retryDelay } from './backoff';
+import { takeWriteLock } from '../db/transaction';
 
 export const TASK_STATUSES = ['pending', 'running', 'done', 'failed', 'canceled'] as const;
 export type TaskStatus = (typeof TASK_STATUSES)[number];
@@ -370,7 +371,7 @@ export class TaskQueue {
       try {
         return await db.transaction(
           async (tx) => {
-            if (sqlite) await tx.raw('UPDATE tasks SET id = id WHERE 0');
+            await takeWriteLock(tx);
             return fn(tx);
           },
           sqlite ? undefined : { isolationLevel: 'read committed' },

@@ -2,6 +2,7 @@ import { recordChange } from '../audit/record-change';
 import { ancestorIds } from '../accounts/scope';
 import { systemActor, type Actor, type Deps } from '../context';
 import { isSqlite, toBigInt, toNumber, type Conn, type Tx } from '../db/knex';
+import { writeTx } from '../db/transaction';
 import { isAppError } from '../domain/errors';
 import type { Outcome as StepOutcome, StepAction, WorkflowDefinition } from '../domain/workflow';
 import type { CatalogService, Plan, ServiceTemplate } from '../catalog/catalog-service';
@@ -103,17 +104,7 @@ export function makeCtx(deps: Deps, svc: EngineServices, opts: EngineOptions = {
   };
 }
 
-/**
- * A write transaction. On SQLite it takes the single write lock first, so what it reads is what it changes (a
- * deferred transaction could not upgrade after another process wrote); on MariaDB callers lock the order row.
- */
-export async function writeTx<T>(deps: Deps, fn: (tx: Tx) => Promise<T>): Promise<T> {
-  const sqlite = isSqlite(deps.db);
-  return deps.db.transaction(async (tx) => {
-    if (sqlite) await tx.raw('UPDATE tasks SET id = id WHERE 0');
-    return fn(tx);
-  });
-}
+export { writeTx };
 
 /** The order, locked for the transaction on MariaDB (every saga change of an order is serialised by it). */
 export async function lockOrder(tx: Tx, orderId: number): Promise<OrderRow | undefined> {

@@ -1,6 +1,7 @@
 import { recordChange } from '../audit/record-change';
 import { systemActor, type Actor, type Deps } from '../context';
 import { isSqlite, toNumber, type Conn, type Tx } from '../db/knex';
+import { takeWriteLock, writeTx } from '../db/transaction';
 import { notAllowed, notFound } from '../domain/errors';
 import { positiveId } from '../domain/fields';
 import { idempotent } from '../idempotency';
@@ -100,7 +101,7 @@ export class SubscriptionActionsService {
     const reason = opts.reason?.slice(0, 1000);
     // A refusal rolls the key's claim back with everything else; a repeated key answers the first request.
     return idempotent(this.deps, actor, opts.idempotencyKey, `subscription.${action}`, { id, reason }, async (tx) => {
-      if (isSqlite(tx)) await tx.raw('UPDATE tasks SET id = id WHERE 0');
+      await takeWriteLock(tx);
       const row = await this.scopedRow(tx, actor, id, true);
       const refused = refusal(action, row);
       if (refused) throw notAllowed(refused, 'subscriptionId');
@@ -156,14 +157,6 @@ async function jobActor(conn: Conn): Promise<Actor> {
   const row = (await conn('accounts').whereNull('vendor_id').andWhere({ type: 'provider' }).orderBy('id').first('id', 'path')) as { id: number; path: string } | undefined;
   if (!row) throw new Error('The provider account does not exist yet; start the server once to create it.');
   return systemActor({ id: toNumber(row.id), path: row.path }, 'job');
-}
-
-async function writeTx<T>(deps: Deps, fn: (tx: Tx) => Promise<T>): Promise<T> {
-  const sqlite = isSqlite(deps.db);
-  return deps.db.transaction(async (tx) => {
-    if (sqlite) await tx.raw('UPDATE tasks SET id = id WHERE 0');
-    return fn(tx);
-  });
 }
 
 async function lockSub(tx: Tx, id: number): Promise<SubRow | undefined> {
