@@ -242,6 +242,18 @@ describe('renewal and cancellation orders on existing subscriptions (sandbox gat
     expect(order.failure_reason).to.match(/could not be canceled: service gate 'sandbox' failed/);
     expect(await subRow(subscriptionId)).to.include({ status: 30, serviceStatus: 50 });
   });
+
+  it('cancels when the gate answers the terminate NOT_FOUND (the service is gone there already): nothing is left to remove', async () => {
+    const { subscriptionId } = await activeSubscription('gone.example');
+    const row = (await world.deps.db('subscriptions').where({ id: subscriptionId }).first('parameters')) as { parameters: string };
+    await world.deps.db('subscriptions').where({ id: subscriptionId }).update({ parameters: JSON.stringify({ ...JSON.parse(row.parameters), sandbox_fail: 'terminate:not_found' }) });
+    const { orderId } = await lifecycle.cancel(world.provider, subscriptionId, { cancelType: 'none', when: 'immediate' });
+    await drive(world.deps, world.clock, engine.worker);
+    expect((await orderRow(world.deps.db, orderId)).status).to.equal('CP');
+    expect(await subRow(subscriptionId)).to.include({ status: 70, serviceStatus: 90 });
+    // The sandbox refused it (nothing performed): only the provision is in its journal.
+    expect(journal(cat).map((e) => e.action)).to.deep.equal(['provision']);
+  });
   it('changes plan immediately: prorated by the exact share of the term left (credit old, charge new, half-up per line), charged, changeLimits through the gate, then the subscription is on the new plan', async () => {
     const { subscriptionId } = await activeSubscription('upgrade.example');
     // 31-day term (03-01 10:00 to 04-01 10:00); 10 days later 21/31 of it is left.
