@@ -20,6 +20,7 @@ export const GATE_TASK_ACTIONS: Readonly<Record<string, string>> = Object.freeze
   'order.resource': 'change_limits',
   'subscription.scheduled_change': 'change_limits',
   'subscription.late_completion': 'provision',
+  'subscription.provision_undo': 'terminate',
   // Domain items of orders (domain-items.ts): the payload's action says register_domain, transfer_domain or renew_domain.
   'saga.domain_item': 'register_domain',
   'saga.domain_undo': 'terminate',

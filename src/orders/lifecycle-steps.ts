@@ -3,7 +3,7 @@ import { toBigInt, toNumber, type Tx } from '../db/knex';
 import { isAppError } from '../domain/errors';
 import type { Task } from '../jobs/task-queue';
 import type { TaskContext, TaskOutcome } from '../jobs/worker';
-import { callSubscriptionGate } from '../subscriptions/gate-call';
+import { callSubscriptionGate, terminatedOrGone } from '../subscriptions/gate-call';
 import type { Outcome } from '../plugins/sdk';
 import { describeForGate } from '../subscriptions/gate-request';
 import { extendSubscriptionByPeriod, isExtended } from '../subscriptions/renewal';
@@ -174,12 +174,12 @@ async function scheduleCancellation(ctx: Ctx, order: OrderRow, sub: Subscription
   return done({ scheduledFor: at.toISOString() });
 }
 
-/** Terminates the service through its gate under `operationId` (polled first on a repeat); removed already: success. */
+/** Terminates the service through its gate under `operationId` (polled first on a repeat); removed already, or a gate that has no such service (NOT_FOUND): success. */
 async function terminateThroughGate(ctx: Ctx, sub: SubscriptionRow, operationId: string, poll: boolean): Promise<Outcome<unknown>> {
   if (toNumber(sub.service_status) === SERVICE_STATUS.removed) return { status: 'success', result: {} };
   const described = await describeForGate(ctx.deps.db, toNumber(sub.id));
   if (!described) return { status: 'failure', retryable: false, message: `Subscription ${sub.id} has no plan or template to describe it to its gate.` };
-  return callSubscriptionGate(ctx.svc.pluginInstances, sub, operationId, poll, (gate) => gate.terminate({ ...described.request, operationId }));
+  return callSubscriptionGate(ctx.svc.pluginInstances, sub, operationId, poll, async (gate) => terminatedOrGone(await gate.terminate({ ...described.request, operationId })));
 }
 
 

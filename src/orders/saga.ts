@@ -9,6 +9,7 @@ import type { Outcome, ProvisioningGate, ServiceRequest } from '../plugins/sdk';
 import { ORDERS_QUEUE } from './transitions';
 import { actionOf, loadOrder, loadWorkflowDefinition, lockOrder, transitionIfAt, writeTx, type Ctx, type OrderItemRow, type OrderRow } from './step-handlers';
 import { describeForGate } from '../subscriptions/gate-request';
+import { recordProvisionUndone, terminatedOrGone, undoGivenUpProvision } from '../subscriptions/gate-call';
 import { startLifecycle } from './lifecycle-steps';
 import { domainOutcome, holdForReview, lateDomainItemCompletion, provisionDomainItem, skipDomains, startDomains, undoDomainItem, type DomainPhaseHooks } from './domain-items';
 
@@ -20,6 +21,7 @@ import { domainOutcome, holdForReview, lateDomainItemCompletion, provisionDomain
  *
  *   provision 1 -> provision 2 -> ... -> provision n -> subscriptions active, order 'success'
  *        \ item k fails for good: items k+1.. skipped, compensate k-1 -> ... -> 1 -> saga.finish
+ *          (k itself first when it was given up while the gate had accepted it: compensate k -> k-1 -> ...)
  *   saga.finish: void (or refund) the order's payment, then order 'failure' with the reason.
  */
 
@@ -116,6 +118,8 @@ interface Target {
   gateName: string;
   request: Omit<ServiceRequest, 'operationId'>;
   itemLabel: string;
+  /** A compensate row of an item whose provision was given up: that provision's operation id (its outcome is asked first). */
+  givenUpOperationId?: string;
 }
 
 /** The saga row a task works, with its order and gate request; null when there is nothing (left) to do. */
@@ -137,7 +141,29 @@ async function loadTarget(ctx: Ctx, task: Task, action: 'provision' | 'compensat
     gateName: sub.serviceGate,
     itemLabel: `Item ${step.position} (${sub.name})`,
     request: sub.request,
-  };}
+    ...(action === 'compensate' ? { givenUpOperationId: await givenUpOperation(db, step) } : {}),
+  };
+}
+
+/** The operation id of the item's provision when it failed (given up: see provisionFailed), else undefined. */
+async function givenUpOperation(db: Ctx['deps']['db'], step: SagaStepRow): Promise<string | undefined> {
+  const row = (await db('saga_steps as s')
+    .join('tasks as t', 't.id', 's.task_id')
+    .where({ 's.order_id': step.order_id, 's.item_id': step.item_id, 's.action': 'provision', 's.status': 'failed' })
+    .first('t.operation_id')) as { operation_id: string } | undefined;
+  return row?.operation_id;
+}
+
+/**
+ * Whether a provision the saga gives up on may still leave a service at the gate, so the rollback must terminate
+ * it too: the gate had accepted it (the row is running: it answered pending), or the outcome is not known (pending,
+ * or a retryable failure of a call that reached the gate). A clean refusal (a non-retryable failure of a call the
+ * gate had not accepted) left nothing.
+ */
+function mayHaveProvisioned(step: SagaStepRow, outcome: Outcome<unknown>): boolean {
+  if (step.status === 'running' || outcome.status === 'pending') return true;
+  return outcome.status === 'failure' && outcome.retryable && outcome.code !== 'GATE_UNAVAILABLE';
+}
 
 /**
  * Calls the gate for a saga row. A row already `running` made its call and heard pending: the gate is polled
@@ -199,7 +225,7 @@ export async function provisionItem(ctx: Ctx, task: Task, tc: TaskContext): Prom
   if (outcome.status === 'success') return provisioned(ctx, t, outcome.result);
   if ((outcome.status === 'pending' || outcome.retryable) && !exhausted(task, tc)) return later(ctx, t.step, outcome);
   if (outcome.status === 'pending') return handOverLate(ctx, t, task, tc, 'provision');
-  return provisionFailed(ctx, t, `service gate '${t.gateName}' failed: ${outcome.message}`);
+  return provisionFailed(ctx, t, `service gate '${t.gateName}' failed: ${outcome.message}`, mayHaveProvisioned(t.step, outcome));
 }
 
 async function provisioned(ctx: Ctx, t: Target, result: unknown): Promise<TaskOutcome> {
@@ -238,10 +264,13 @@ export const DOMAIN_HOOKS: DomainPhaseHooks = {
   },
 };
 
-/** Compensate rows for every provisioned item, the last one first, and the first one's task; else saga.finish. */
-async function compensateProvisioned(ctx: Ctx, tx: Tx, order: OrderRow, now: number): Promise<void> {
+/**
+ * Compensate rows for every provisioned item (and `givenUp`, the item whose provision was given up while the gate
+ * may still finish it), the last one first, and the first one's task; else saga.finish.
+ */
+async function compensateProvisioned(ctx: Ctx, tx: Tx, order: OrderRow, now: number, givenUp?: SagaStepRow): Promise<void> {
   const steps = await stepsOf(tx, toNumber(order.id), 'provision');
-  const toUndo = steps.filter((s) => s.status === 'done').sort((a, b) => b.position - a.position);
+  const toUndo = steps.filter((s) => s.status === 'done' || s.id === givenUp?.id).sort((a, b) => b.position - a.position);
   let first: SagaStepRow | undefined;
   for (const s of toUndo) {
     const row = { order_id: s.order_id, item_id: s.item_id, subscription_id: s.subscription_id, position: s.position, action: 'compensate' as const, status: 'pending' as const, updated_at: now };
@@ -259,7 +288,8 @@ export const lateDomain = (ctx: Ctx, task: Task, tc: TaskContext) => lateDomainI
 /** saga.domain_undo {orderId, domainItemId}. */
 export const undoDomain = (ctx: Ctx, task: Task, tc: TaskContext) => undoDomainItem(ctx, DOMAIN_HOOKS, task, tc);
 
-async function provisionFailed(ctx: Ctx, t: Target, why: string): Promise<TaskOutcome> {
+/** An item failed for good: later items skipped, the provisioned ones undone (and this one too when `undo`). */
+async function provisionFailed(ctx: Ctx, t: Target, why: string, undo: boolean): Promise<TaskOutcome> {
   const reason = clip(`${t.itemLabel} could not be provisioned: ${why}`);
   await writeTx(ctx.deps, async (tx) => {
     const order = await lockOrder(tx, toNumber(t.order.id));
@@ -274,30 +304,47 @@ async function provisionFailed(ctx: Ctx, t: Target, why: string): Promise<TaskOu
       await ctx.subs.markRemoved(tx, actor, toNumber(s.subscription_id), `Not provisioned: ${reason}`);
     }
     await skipDomains(ctx, tx, toNumber(order.id), reason);
-    // Every provisioned item is undone, the last one first.
-    await compensateProvisioned(ctx, tx, order, now);
+    // Every provisioned item is undone, the last one first; this one first when the gate may still finish it.
+    await compensateProvisioned(ctx, tx, order, now, undo ? t.step : undefined);
   });
   return done({ failed: reason });
+}
+
+/**
+ * The gate call undoing an item: terminate; for an item whose provision was given up, the provision's outcome first
+ * (undoGivenUpProvision). A gate that has no such service answers NOT_FOUND: nothing is left, so it is done.
+ */
+function undoCall(t: Target): (gate: ProvisioningGate, req: ServiceRequest) => Promise<Outcome<unknown>> {
+  const givenUp = t.givenUpOperationId;
+  return async (gate, req) => (givenUp ? undoGivenUpProvision(gate, req, givenUp) : terminatedOrGone(await gate.terminate(req)));
 }
 
 /** saga.compensate_item {orderId, itemId}: terminates a provisioned item; a permanent failure is noted and the saga goes on. */
 export async function compensateItem(ctx: Ctx, task: Task, tc: TaskContext): Promise<TaskOutcome> {
   const t = await loadTarget(ctx, task, 'compensate');
   if (!t) return done({ skipped: true });
-  const outcome = await callGate(ctx, t, tc.operationId, (gate, req) => gate.terminate(req));
+  const outcome = await callGate(ctx, t, tc.operationId, undoCall(t));
   if (outcome.status !== 'success' && (outcome.status === 'pending' || outcome.retryable) && !exhausted(task, tc)) return later(ctx, t.step, outcome);
   if (outcome.status === 'pending') return handOverLate(ctx, t, task, tc, 'compensate');
-  return compensated(ctx, t, outcome.status === 'success' ? null : `failed: ${outcome.message}`);
+  return outcome.status === 'success' ? compensated(ctx, t, null, outcome.result) : compensated(ctx, t, `failed: ${outcome.message}`);
 }
 
-async function compensated(ctx: Ctx, t: Target, failure: string | null): Promise<TaskOutcome> {
+/** The given-up provision of a compensate row is undone (its service terminated, or it had made none): audited. */
+async function givenUpUndone(ctx: Ctx, tx: Tx, t: Target, result: unknown): Promise<void> {
+  const sub = (await tx('subscriptions').where({ id: t.step.subscription_id }).first('id', 'account_id', 'order_id')) as { id: number; account_id: number; order_id: number | null } | undefined;
+  if (sub) await recordProvisionUndone(tx, await ctx.actor(tx), ctx.deps.clock.now(), sub, t.givenUpOperationId!, result);
+}
+
+async function compensated(ctx: Ctx, t: Target, failure: string | null, result?: unknown): Promise<TaskOutcome> {
   const error = failure === null ? null : clip(`${t.itemLabel} could not be undone: service gate '${t.gateName}' ${failure}`);
   await writeTx(ctx.deps, async (tx) => {
     const order = await lockOrder(tx, toNumber(t.order.id));
     if (!order || !(await stillOpen(tx, t.step))) return;
     const now = ctx.deps.clock.now().getTime();
     await tx('saga_steps').where({ id: t.step.id }).update({ status: error ? 'failed' : 'done', last_error: error, updated_at: now });
-    if (!error) await ctx.subs.markRemoved(tx, await ctx.actor(tx), toNumber(t.step.subscription_id), 'Undone: another item of the order could not be provisioned.');
+    // A given-up item's subscription was removed when it failed; what its late provision left is gone now too.
+    if (!error && t.givenUpOperationId) await givenUpUndone(ctx, tx, t, result);
+    else if (!error) await ctx.subs.markRemoved(tx, await ctx.actor(tx), toNumber(t.step.subscription_id), 'Undone: another item of the order could not be provisioned.');
     const next = (await stepsOf(tx, toNumber(order.id), 'compensate')).filter((s) => s.status === 'pending' && s.position < t.step.position).sort((a, b) => b.position - a.position)[0];
     if (next) await enqueueStep(ctx, tx, order, next);
     else await enqueueFinish(ctx, tx, order);
@@ -340,14 +387,15 @@ export async function lateSagaCompletion(ctx: Ctx, task: Task, tc: TaskContext):
   const t = await loadTarget(ctx, task, sagaAction);
   if (!t) return done({ skipped: true });
   const operationId = String(task.payload.operationId);
-  const outcome = await callGate(ctx, { ...t, step: { ...t.step, status: 'running' } }, operationId, (gate, req) => (sagaAction === 'provision' ? gate.provision(req) : gate.terminate(req)));
+  const outcome = await callGate(ctx, { ...t, step: { ...t.step, status: 'running' } }, operationId, sagaAction === 'provision' ? (gate, req) => gate.provision(req) : undoCall(t));
   const last = exhausted(task, tc);
-  if (outcome.status === 'success') return sagaAction === 'provision' ? provisioned(ctx, t, outcome.result) : compensated(ctx, t, null);
+  if (outcome.status === 'success') return sagaAction === 'provision' ? provisioned(ctx, t, outcome.result) : compensated(ctx, t, null, outcome.result);
   if ((outcome.status === 'pending' || outcome.retryable) && !last) {
     return { status: 'retry', error: outcome.status === 'pending' ? `Pending: ${outcome.message ?? 'the gate will finish later.'}` : `Retrying: ${outcome.message}`, retryable: true };
   }
   const why = outcome.status === 'pending' ? `was still pending after its task's attempts and ${task.maxAttempts} late checks (${outcome.message ?? 'pending'})` : `failed: ${outcome.message}`;
-  return sagaAction === 'provision' ? provisionFailed(ctx, t, `service gate '${t.gateName}' ${why}`) : compensated(ctx, t, why);
+  // The gate had accepted the provision (it answered pending): whatever it finishes later is undone with the order.
+  return sagaAction === 'provision' ? provisionFailed(ctx, t, `service gate '${t.gateName}' ${why}`, true) : compensated(ctx, t, why);
 }
 
 /** saga.finish {orderId, reason?}: the order's payment is voided (or refunded), then the order fails with the reason. */

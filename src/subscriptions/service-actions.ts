@@ -5,11 +5,11 @@ import { takeWriteLock, writeTx } from '../db/transaction';
 import { notAllowed, notFound } from '../domain/errors';
 import { positiveId } from '../domain/fields';
 import { idempotent } from '../idempotency';
-import { lateCompletionSchedule } from '../jobs/late-completion';
+import { LATE_MAX_ATTEMPTS, lateCompletionSchedule } from '../jobs/late-completion';
 import { TaskQueue, type Task } from '../jobs/task-queue';
 import type { TaskHandler, TaskOutcome } from '../jobs/worker';
 import type { PluginInstancesService } from '../plugins/instances-service';
-import { callSubscriptionGate } from './gate-call';
+import { callSubscriptionGate, recordProvisionUndone, terminatedOrGone, undoGivenUpProvision } from './gate-call';
 import type { Outcome, ServiceRequest } from '../plugins/sdk';
 import { SERVICE_STATUS, SUBSCRIPTION_STATUS, type SubscriptionsService } from './subscriptions-service';
 import { describeForGate } from './gate-request';
@@ -27,6 +27,8 @@ export const SERVICE_ACTIONS: readonly ServiceAction[] = ['suspend', 'resume', '
 export const SUBSCRIPTION_ACTIONS_QUEUE = 'orders';
 /** The late-completion sweep of a subscription action whose gate still answered pending at the task's last attempt. */
 export const ACTION_LATE_COMPLETION = 'subscription.late_completion';
+/** Terminates what a provision action given up on may still leave at the gate (undoGivenUpProvision). */
+export const PROVISION_UNDO = 'subscription.provision_undo';
 
 const IN_BETWEEN: Record<ServiceAction, number> = {
   suspend: SERVICE_STATUS.stopping,
@@ -172,7 +174,8 @@ async function gateRequest(conn: Conn, sub: SubRow, operationId: string): Promis
 
 
 function callActionGate(svc: ActionHandlerServices, sub: SubRow, req: ServiceRequest, action: ServiceAction, poll: boolean): Promise<Outcome<unknown>> {
-  return callSubscriptionGate(svc.pluginInstances, sub, req.operationId, poll, (gate) => (action === 'provision' ? gate.provision(req) : gate[action](req)));
+  // A terminate of a service the gate does not have (NOT_FOUND) leaves nothing to remove: done.
+  return callSubscriptionGate(svc.pluginInstances, sub, req.operationId, poll, async (gate) => (action === 'provision' ? gate.provision(req) : action === 'terminate' ? terminatedOrGone(await gate.terminate(req)) : gate[action](req)));
 }
 
 async function subscriptionEvent(tx: Tx, actor: Actor, at: Date, row: SubRow, name: string, operation: string, details: Record<string, unknown>): Promise<void> {
@@ -213,7 +216,9 @@ async function runAction(deps: Deps, svc: ActionHandlerServices, action: Service
     });
     return { status: 'done', result: { late: true, note } };
   }
-  return actionFailed(deps, action, task, id, `Service gate '${sub.service_gate}' failed to ${action} subscription ${id}: ${outcome.message}`);
+  // A provision whose outcome is not known (a retryable failure of a call that reached the gate) may still make a service.
+  const undo = action === 'provision' && outcome.retryable && outcome.code !== 'GATE_UNAVAILABLE' ? operationId : null;
+  return actionFailed(deps, svc, action, task, id, `Service gate '${sub.service_gate}' failed to ${action} subscription ${id}: ${outcome.message}`, undo);
 }
 
 /** subscription.late_completion {subscriptionId, action, operationId, previousServiceStatus}: polls the operation a task gave up waiting for. */
@@ -233,7 +238,8 @@ async function lateActionCompletion(deps: Deps, svc: ActionHandlerServices, task
     outcome.status === 'pending'
       ? `Service gate '${sub.service_gate}' did not finish the ${action} of subscription ${id}, still pending after ${task.maxAttempts} late checks.`
       : `Service gate '${sub.service_gate}' failed to ${action} subscription ${id}: ${outcome.message}`;
-  return actionFailed(deps, action, task, id, message);
+  // The gate had accepted the provision (it answered pending): whatever it finishes later is terminated again.
+  return actionFailed(deps, svc, action, task, id, message, action === 'provision' ? operationId : null);
 }
 
 async function actionSucceeded(deps: Deps, svc: ActionHandlerServices, action: ServiceAction, task: Task, id: number, result: unknown): Promise<TaskOutcome> {
@@ -265,8 +271,12 @@ async function actionSucceeded(deps: Deps, svc: ActionHandlerServices, action: S
   return { status: 'done' };
 }
 
-/** A permanent failure: the service status goes back to what it was and the task fails with the message. */
-async function actionFailed(deps: Deps, action: ServiceAction, task: Task, id: number, message: string): Promise<TaskOutcome> {
+/**
+ * A permanent failure: the service status goes back to what it was and the task fails with the message. A provision
+ * given up while the gate may still finish it (`undoOperationId`, its operation id) gets a subscription.provision_undo
+ * task in the same transaction.
+ */
+async function actionFailed(deps: Deps, svc: ActionHandlerServices, action: ServiceAction, task: Task, id: number, message: string, undoOperationId: string | null = null): Promise<TaskOutcome> {
   const previous = toNumber(task.payload.previousServiceStatus ?? SERVICE_STATUS.running);
   const taskId = toNumber(task.payload.taskId ?? task.taskId);
   await writeTx(deps, async (tx) => {
@@ -274,8 +284,45 @@ async function actionFailed(deps: Deps, action: ServiceAction, task: Task, id: n
     if (!row || toNumber(row.service_status) !== IN_BETWEEN[action]) return;
     const now = deps.clock.now();
     await tx('subscriptions').where({ id }).update({ service_status: previous, updated_at: now.getTime() });
-    await subscriptionEvent(tx, await jobActor(tx), now, row, `subscription.${action}_failed`, `${action[0]!.toUpperCase()}${action.slice(1)}Subscription`, { taskId, error: message });
+    const undoTaskId = undoOperationId
+      ? await (svc.tasks ?? new TaskQueue(deps)).enqueue(tx, {
+          kind: PROVISION_UNDO,
+          queue: SUBSCRIPTION_ACTIONS_QUEUE,
+          payload: { subscriptionId: id, provisionOperationId: undoOperationId, taskId, action: 'terminate' },
+          accountId: toNumber(row.account_id),
+          objectType: 'subscription',
+          objectId: id,
+          maxAttempts: LATE_MAX_ATTEMPTS,
+          dedupeKey: `undo:${undoOperationId}`,
+        })
+      : undefined;
+    await subscriptionEvent(tx, await jobActor(tx), now, row, `subscription.${action}_failed`, `${action[0]!.toUpperCase()}${action.slice(1)}Subscription`, { taskId, error: message, ...(undoTaskId ? { undoTaskId } : {}) });
   });
+  return { status: 'retry', error: message, retryable: false };
+}
+
+/**
+ * subscription.provision_undo {subscriptionId, provisionOperationId}: asks the given-up provision's outcome and
+ * terminates the service it made (under this task's own operation id), whatever the subscription became since.
+ * Waits for a provision still pending with the queue's backoff; a permanent failure (or still pending after the
+ * last attempt) is noted with the event subscription.provision_undo_failed and the task fails with the message.
+ */
+async function undoProvision(deps: Deps, svc: ActionHandlerServices, task: Task, operationId: string, attempt: number): Promise<TaskOutcome> {
+  const id = toNumber(task.payload.subscriptionId);
+  const provisionOperationId = String(task.payload.provisionOperationId);
+  const sub = (await deps.db('subscriptions').where({ id }).first()) as SubRow | undefined;
+  if (!sub) return { status: 'done', result: { stale: true } };
+  const req = await gateRequest(deps.db, sub, operationId);
+  const outcome = await callSubscriptionGate(svc.pluginInstances, sub, operationId, attempt > 1, (gate) => undoGivenUpProvision(gate, req, provisionOperationId));
+  if (outcome.status === 'success') {
+    await writeTx(deps, async (tx) => recordProvisionUndone(tx, await jobActor(tx), deps.clock.now(), sub, provisionOperationId, outcome.result));
+    return { status: 'done', result: outcome.result };
+  }
+  if ((outcome.status === 'pending' || outcome.retryable) && attempt < task.maxAttempts) {
+    return { status: 'retry', error: outcome.status === 'pending' ? `Pending: ${outcome.message ?? 'the provision is not finished yet.'}` : `Retrying: ${outcome.message}`, retryable: true };
+  }
+  const message = `Service gate '${sub.service_gate}' could not undo the given-up provision ${provisionOperationId} of subscription ${id}: ${outcome.status === 'pending' ? `still pending after ${task.maxAttempts} attempts` : outcome.message}. Check the gate for a service left behind.`;
+  await writeTx(deps, async (tx) => subscriptionEvent(tx, await jobActor(tx), deps.clock.now(), sub, 'subscription.provision_undo_failed', 'UndoProvision', { operationId: provisionOperationId, taskId: task.taskId, error: message }));
   return { status: 'retry', error: message, retryable: false };
 }
 
@@ -284,5 +331,6 @@ export function subscriptionActionHandlers(deps: Deps, svc: ActionHandlerService
   const out: Record<string, TaskHandler> = {};
   for (const action of SERVICE_ACTIONS) out[`subscription.${action}`] = (task, tc) => runAction(deps, svc, action, task, tc.operationId, tc.attempt);
   out[ACTION_LATE_COMPLETION] = (task, tc) => lateActionCompletion(deps, svc, task, tc.attempt);
+  out[PROVISION_UNDO] = (task, tc) => undoProvision(deps, svc, task, tc.operationId, tc.attempt);
   return out;
 }

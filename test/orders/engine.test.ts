@@ -99,6 +99,12 @@ describe('order engine: steps, gates and edge cases', () => {
     expect(state.journal.map((e) => e.action)).to.deep.equal(['provision', 'terminate']);
     const failed = (await world.deps.db('tasks').where({ status: 'failed' }).select('kind')) as unknown[];
     expect(failed).to.deep.equal([]);
+    // Its outcome unknown (a retryable failure to the end), item 2 is undone first: the gate says it never got the
+    // provision (status NOT_FOUND), so nothing is terminated for it.
+    const saga = (await world.deps.db('saga_steps').where({ order_id: orderId }).orderBy('id').select('position', 'action', 'status')) as { position: number; action: string; status: string }[];
+    expect(saga.map((r) => `${r.action} ${r.position} ${r.status}`)).to.deep.equal(['provision 1 done', 'provision 2 failed', 'compensate 2 done', 'compensate 1 done']);
+    const undone = (await world.deps.db('events').where({ name: 'subscription.provision_undone' }).select('payload')) as { payload: string }[];
+    expect(undone.map((e) => JSON.parse(e.payload) as { terminated: boolean; reference: string | null }).map((p) => [p.terminated, p.reference])).to.deep.equal([[false, null]]);
   });
 
   it('goes on undoing the other items when one cannot be undone, and says so in the reason', async () => {

@@ -31,6 +31,11 @@ describe('renewal and cancellation orders on existing subscriptions (sandbox gat
     const sub = (await world.deps.db('subscriptions').where({ order_id: placed.orderId }).first('id')) as { id: number };
     return { subscriptionId: toNumber(sub.id), orderId: placed.orderId };
   }
+  /** Makes the sandbox gate answer the subscription's later calls as `sandbox_fail` says (docs/plugins.md). */
+  const sandboxFail = async (id: number, spec: string) => {
+    const row = (await world.deps.db('subscriptions').where({ id }).first('parameters')) as { parameters: string };
+    await world.deps.db('subscriptions').where({ id }).update({ parameters: JSON.stringify({ ...JSON.parse(row.parameters), sandbox_fail: spec }) });
+  };
   const subRow = async (id: number) => {
     const r = (await world.deps.db('subscriptions').where({ id }).first()) as Record<string, unknown>;
     return { status: toNumber(r.status), serviceStatus: toNumber(r.service_status), expiration: toNumber(r.expiration_date), periodId: toNumber(r.period_id) };
@@ -233,14 +238,24 @@ describe('renewal and cancellation orders on existing subscriptions (sandbox gat
 
   it('fails a cancellation whose gate refuses the terminate, leaving the subscription as it was', async () => {
     const { subscriptionId } = await activeSubscription('stuck.example');
-    const row = (await world.deps.db('subscriptions').where({ id: subscriptionId }).first('parameters')) as { parameters: string };
-    await world.deps.db('subscriptions').where({ id: subscriptionId }).update({ parameters: JSON.stringify({ ...JSON.parse(row.parameters), sandbox_fail: 'terminate' }) });
+    await sandboxFail(subscriptionId, 'terminate');
     const { orderId } = await lifecycle.cancel(world.provider, subscriptionId, { cancelType: 'none', when: 'immediate' });
     await drive(world.deps, world.clock, engine.worker);
     const order = await orderRow(world.deps.db, orderId);
     expect(order.status).to.equal('PF');
     expect(order.failure_reason).to.match(/could not be canceled: service gate 'sandbox' failed/);
     expect(await subRow(subscriptionId)).to.include({ status: 30, serviceStatus: 50 });
+  });
+
+  it('cancels when the gate answers the terminate NOT_FOUND (the service is gone there already): nothing is left to remove', async () => {
+    const { subscriptionId } = await activeSubscription('gone.example');
+    await sandboxFail(subscriptionId, 'terminate:not_found');
+    const { orderId } = await lifecycle.cancel(world.provider, subscriptionId, { cancelType: 'none', when: 'immediate' });
+    await drive(world.deps, world.clock, engine.worker);
+    expect((await orderRow(world.deps.db, orderId)).status).to.equal('CP');
+    expect(await subRow(subscriptionId)).to.include({ status: 70, serviceStatus: 90 });
+    // The sandbox refused it (nothing performed): only the provision is in its journal.
+    expect(journal(cat).map((e) => e.action)).to.deep.equal(['provision']);
   });
   it('changes plan immediately: prorated by the exact share of the term left (credit old, charge new, half-up per line), charged, changeLimits through the gate, then the subscription is on the new plan', async () => {
     const { subscriptionId } = await activeSubscription('upgrade.example');
@@ -299,8 +314,7 @@ describe('renewal and cancellation orders on existing subscriptions (sandbox gat
 
   it('voids the change charge and leaves the subscription on its plan when the gate refuses the new limits', async () => {
     const { subscriptionId } = await activeSubscription('nochange.example');
-    const row = (await world.deps.db('subscriptions').where({ id: subscriptionId }).first('parameters')) as { parameters: string };
-    await world.deps.db('subscriptions').where({ id: subscriptionId }).update({ parameters: JSON.stringify({ ...JSON.parse(row.parameters), sandbox_fail: 'changeLimits' }) });
+    await sandboxFail(subscriptionId, 'changeLimits');
     world.clock.set(new Date('2026-03-11T10:00:00Z'));
     const { orderId } = await lifecycle.change(world.provider, subscriptionId, { planId: cat.plans[1]!.planId, periodId: cat.plans[1]!.periodId, when: 'immediate' });
     await drive(world.deps, world.clock, engine.worker);

@@ -1,4 +1,5 @@
 import { expect } from 'chai';
+import { toNumber } from '../../src/db/knex';
 import type { Task } from '../../src/jobs/task-queue';
 import type { TaskContext, TaskOutcome } from '../../src/jobs/worker';
 import { templateForPlan } from '../../src/orders/orders-service';
@@ -13,7 +14,7 @@ let svc: SubscriptionActionsService;
 let handlers: ReturnType<typeof subscriptionActionHandlers>;
 /** What the fake gate answers next, per action (then success); the calls it heard. */
 let script: Record<string, Outcome<unknown>[]>;
-let heard: { call: string; operationId: string }[];
+let heard: { call: string; operationId: string; reference?: string }[];
 
 const fakeGate = {
   async provision(req: ServiceRequest) {
@@ -21,12 +22,12 @@ const fakeGate = {
   },
   suspend: (req: ServiceRequest) => next('suspend', req.operationId),
   resume: (req: ServiceRequest) => next('resume', req.operationId),
-  terminate: (req: ServiceRequest) => next('terminate', req.operationId),
+  terminate: (req: ServiceRequest) => next('terminate', req.operationId, undefined, req.reference),
   status: (operationId: string) => next('status', operationId),
 } as unknown as ProvisioningGate;
 
-async function next(call: string, operationId: string, fallback: Outcome<unknown> = { status: 'success', result: {} }): Promise<Outcome<never>> {
-  heard.push({ call, operationId });
+async function next(call: string, operationId: string, fallback: Outcome<unknown> = { status: 'success', result: {} }, reference?: string): Promise<Outcome<never>> {
+  heard.push({ call, operationId, ...(reference ? { reference } : {}) });
   return (script[call]?.shift() ?? fallback) as Outcome<never>;
 }
 
@@ -210,4 +211,81 @@ describe('SubscriptionActionsService and its gate tasks (a scripted gate)', () =
     const failed = await w.world.deps.db('events').where({ name: 'subscription.resume_failed', object_id: String(id) }).first('id');
     expect(failed).to.not.equal(undefined);
   });
+
+  it('a provision given up while the gate was still at it is put back, and what the gate finishes later is terminated by a provision_undo task (NOT_FOUND counts as done)', async () => {
+    const id = await subscribe();
+    const p = await svc.request(w.customer, id, 'provision');
+    const task = await w.world.services.tasks.get(w.world.provider, p.taskId);
+    script.provision = [{ status: 'pending', message: 'creating' }];
+    await run(p.taskId, 1);
+    script.status = [{ status: 'pending' }];
+    expect(await run(p.taskId, task.maxAttempts)).to.deep.include({ status: 'done' });
+    const late = (await w.world.services.tasks.list(w.world.provider, { kind: 'subscription.late_completion' })).items[0]!;
+    script.status = [{ status: 'pending' }];
+    const out = await run(late.taskId, late.maxAttempts);
+    expect((out as { error: string }).error).to.match(/did not finish the provision .* still pending after 30 late checks/);
+    // Put back, not provisioned: it may be provisioned again.
+    expect(await state(id)).to.deep.equal({ status: 10, serviceStatus: 10, reference: null });
+
+    const [undo] = (await w.world.services.tasks.list(w.world.provider, { kind: 'subscription.provision_undo' })).items;
+    expect(undo).to.include({ queue: 'orders', objectType: 'subscription', objectId: String(id), maxAttempts: 30 });
+    expect(undo!.payload).to.include({ subscriptionId: id, provisionOperationId: task.operationId, action: 'terminate' });
+    const failed = (await w.world.deps.db('events').where({ name: 'subscription.provision_failed', object_id: String(id) }).first('payload')) as { payload: string };
+    expect(JSON.parse(failed.payload)).to.include({ undoTaskId: undo!.taskId });
+
+    // The provision is still under way: the undo waits.
+    script.status = [{ status: 'pending' }];
+    expect(await run(undo!.taskId, 1)).to.include({ status: 'retry', retryable: true });
+    expect(heard.at(-1)).to.deep.equal({ call: 'status', operationId: task.operationId });
+    // Then the gate finishes it (late-ref), and the panel has no such service any more when told to terminate it.
+    script.status = [failure404(), { status: 'success', result: { reference: 'late-ref' } }];
+    script.terminate = [failure404()];
+    expect(await run(undo!.taskId, 2)).to.deep.include({ status: 'done' });
+    expect(heard.slice(-3)).to.deep.equal([
+      { call: 'status', operationId: undo!.operationId },
+      { call: 'status', operationId: task.operationId },
+      { call: 'terminate', operationId: undo!.operationId, reference: 'late-ref' },
+    ]);
+    expect(await state(id)).to.deep.equal({ status: 10, serviceStatus: 10, reference: null });
+    const undone = (await w.world.deps.db('events').where({ name: 'subscription.provision_undone', object_id: String(id) }).select('payload')) as { payload: string }[];
+    expect(undone.map((e) => JSON.parse(e.payload) as Record<string, unknown>)).to.deep.equal([
+      { subscriptionId: id, accountId: w.customer.accountId, orderId: toNumber(((await w.world.deps.db('subscriptions').where({ id }).first('order_id')) as { order_id: number }).order_id), operationId: task.operationId, terminated: true, reference: 'late-ref' },
+    ]);
+  });
+
+  it('a provision refused outright leaves nothing to undo; one whose gate timed out to the last attempt is undone (nothing made: no terminate)', async () => {
+    const refusedId = await subscribe();
+    script.provision = [{ status: 'failure', retryable: false, message: 'no such template', code: 'REFUSED' }];
+    await run((await svc.request(w.customer, refusedId, 'provision')).taskId);
+    expect(await state(refusedId)).to.include({ serviceStatus: 10 });
+    expect((await w.world.services.tasks.list(w.world.provider, { kind: 'subscription.provision_undo' })).items).to.deep.equal([]);
+
+    const id = await subscribe();
+    const p = await svc.request(w.customer, id, 'provision');
+    const task = await w.world.services.tasks.get(w.world.provider, p.taskId);
+    script.status = [failure404()];
+    script.provision = [{ status: 'failure', retryable: true, message: 'timed out', code: 'UNREACHABLE' }];
+    await run(p.taskId, task.maxAttempts);
+    expect(await state(id)).to.include({ serviceStatus: 10 });
+    const [undo] = (await w.world.services.tasks.list(w.world.provider, { kind: 'subscription.provision_undo' })).items;
+    expect(undo!.payload).to.include({ subscriptionId: id, provisionOperationId: task.operationId });
+    // The gate never received it: nothing to terminate.
+    script.status = [failure404()];
+    expect(await run(undo!.taskId, 1)).to.deep.include({ status: 'done' });
+    expect(heard.filter((h) => h.call === 'terminate')).to.deep.equal([]);
+    const undone = (await w.world.deps.db('events').where({ name: 'subscription.provision_undone', object_id: String(id) }).first('payload')) as { payload: string };
+    expect(JSON.parse(undone.payload)).to.include({ terminated: false, reference: null });
+  });
+
+  it('a terminate the gate answers NOT_FOUND (no such service) terminates the subscription', async () => {
+    const id = await subscribe();
+    await run((await svc.request(w.customer, id, 'provision')).taskId);
+    script.terminate = [failure404()];
+    expect(await run((await svc.request(w.customer, id, 'terminate')).taskId)).to.deep.equal({ status: 'done' });
+    expect(await state(id)).to.include({ status: 60, serviceStatus: 90 });
+  });
 });
+
+function failure404(): Outcome<never> {
+  return { status: 'failure', retryable: false, message: 'The panel knows no such thing.', code: 'NOT_FOUND' };
+}

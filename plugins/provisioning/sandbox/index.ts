@@ -20,7 +20,10 @@ import {
  * - `fail.<action>` in the settings makes an action always fail ("retryable" or "permanent").
  * - An order parameter `sandbox_fail` does the same per request, the way a test card number triggers a decline:
  *   "provision" (permanent), "provision:retryable" (every attempt), "provision:retryable:2" (the first 2 attempts
- *   of an operation, then it succeeds); several are separated by commas.
+ *   of an operation, then it succeeds), "terminate:not_found" (answers NOT_FOUND, as a panel whose service was
+ *   deleted by hand); several are separated by commas.
+ * - An order parameter `sandbox_pending` ("provision:40") makes that action answer pending and happen on the n-th
+ *   status poll, whatever `pendingFor` says (several separated by commas).
  * - An order parameter `sandbox_usage` ("disk=512,mailboxes=3") is what readUsage reports.
  * - `pendingFor: n` makes changing actions answer pending; the action happens on the n-th status poll.
  * - Operation ids are honoured: a repeated id answers the first outcome and does nothing again.
@@ -74,7 +77,7 @@ interface SandboxSettings {
   stateFile?: string;
 }
 
-type FailureRule = { retryable: boolean; attempts: number | null };
+type FailureRule = { retryable: boolean; attempts: number | null; notFound?: boolean };
 
 const CHANGING: readonly SandboxAction[] = ['provision', 'suspend', 'resume', 'terminate', 'changeLimits'];
 
@@ -87,17 +90,29 @@ export function readSandboxStateFile(file: string): SandboxState {
   return JSON.parse(fs.readFileSync(file, 'utf8')) as SandboxState;
 }
 
-/** `sandbox_fail` rules for one action: "provision", "provision:retryable", "provision:retryable:2". */
-function parameterRule(parameters: Record<string, string> | undefined, action: Failable): FailureRule | null {
-  const spec = parameters?.sandbox_fail;
+/** The `name:mode:count` parts of an order parameter that name `action`. */
+function parameterParts(parameters: Record<string, string> | undefined, key: 'sandbox_fail' | 'sandbox_pending', action: Failable): { mode?: string; count?: string } | null {
+  const spec = parameters?.[key];
   if (typeof spec !== 'string') return null;
   for (const part of spec.split(',')) {
     const [name, mode, count] = part.trim().split(':');
-    if (name?.toLowerCase() !== action.toLowerCase()) continue;
-    if (mode === 'retryable') return { retryable: true, attempts: count !== undefined && /^\d+$/.test(count) ? Number(count) : null };
-    return { retryable: false, attempts: null };
+    if (name?.toLowerCase() === action.toLowerCase()) return { mode, count };
   }
   return null;
+}
+
+/** `sandbox_fail` rules for one action: "provision", "provision:retryable", "provision:retryable:2", "terminate:not_found". */
+function parameterRule(parameters: Record<string, string> | undefined, action: Failable): FailureRule | null {
+  const part = parameterParts(parameters, 'sandbox_fail', action);
+  if (!part) return null;
+  if (part.mode === 'retryable') return { retryable: true, attempts: part.count !== undefined && /^\d+$/.test(part.count) ? Number(part.count) : null };
+  return { retryable: false, attempts: null, notFound: part.mode === 'not_found' };
+}
+
+/** `sandbox_pending` for one action ("provision:40": pending until the 40th status poll), else the settings' pendingFor. */
+function pendingPolls(parameters: Record<string, string> | undefined, action: SandboxAction, pendingFor: number): number {
+  const polls = parameterParts(parameters, 'sandbox_pending', action)?.mode;
+  return polls !== undefined && /^\d+$/.test(polls) ? Number(polls) : pendingFor;
 }
 
 function parameterUsage(parameters: Record<string, string> | undefined): Record<string, number> {
@@ -205,6 +220,7 @@ export class SandboxGate implements ProvisioningGate {
     const rule = parameterRule(req.parameters, action) ?? this.settingsRule(action);
     if (rule) {
       const attempts = (this.state.retries[req.operationId] ?? 0) + 1;
+      if (rule.notFound) return this.finish(req.operationId, op, failure(`The sandbox knows no service ${req.reference ?? '(no reference)'} (it was told to answer so).`, false, 'NOT_FOUND'));
       if (!rule.retryable) return this.finish(req.operationId, op, failure(`The sandbox was told to refuse ${action}.`, false, 'SANDBOX_FAILURE'));
       if (rule.attempts === null || attempts <= rule.attempts) {
         // A retryable failure did nothing, so the operation id stays free for the next attempt.
@@ -213,10 +229,11 @@ export class SandboxGate implements ProvisioningGate {
         return failure(`The sandbox was told to fail ${action} for now (attempt ${attempts}); try again.`, true, 'SANDBOX_FAILURE');
       }
     }
-    if (CHANGING.includes(action) && this.settings.pendingFor > 0) {
+    const polls = pendingPolls(req.parameters, action, this.settings.pendingFor);
+    if (CHANGING.includes(action) && polls > 0) {
       const refusal = this.refusal(action, req);
       if (refusal) return this.finish(req.operationId, op, refusal);
-      op.pollsLeft = this.settings.pendingFor;
+      op.pollsLeft = polls;
       this.state.operations[req.operationId] = op;
       this.save();
       return pending(`The sandbox is working on ${action}.`, 1);

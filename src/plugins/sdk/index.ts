@@ -161,10 +161,11 @@ export interface ProvisioningGate {
   provision(req: ServiceRequest): Promise<Outcome<ProvisionResult>>;
   suspend(req: ServiceRequest): Promise<Outcome<Record<string, never>>>;
   resume(req: ServiceRequest): Promise<Outcome<Record<string, never>>>;
+  /** A service the gate does not have: a non-retryable failure with code NOT_FOUND, which the core counts as terminated. */
   terminate(req: ServiceRequest): Promise<Outcome<Record<string, never>>>;
   changeLimits(req: ServiceRequest): Promise<Outcome<Record<string, never>>>;
   readUsage(req: ServiceRequest): Promise<Outcome<{ usage: UsageReading[] }>>;
-  /** The outcome of an earlier call that answered pending, by its operation id. */
+  /** The outcome of an earlier call that answered pending, by its operation id; an id never seen: failure code NOT_FOUND. */
   status(operationId: string): Promise<Outcome<Record<string, unknown>>>;
   testConnection(): Promise<Outcome<{ message: string }>>;
 }
