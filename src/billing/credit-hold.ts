@@ -19,7 +19,7 @@ export interface TakenFromCreditHold {
 
 /**
  * PBA "take from credit hold" (XML-RPC BM SubscriptionTakeFromCreditHold_API): a subscription that dunning
- * suspended for non-payment (status 80, a `suspend` dunning step on an invoice billing it) is resumed through its
+ * suspended for non-payment (status 80 with hold_reason 'credit', a `suspend` dunning step on an invoice billing it) is resumed through its
  * gate, once nothing on its account is overdue any more. The usual way off credit hold is automatic (payment in
  * full resumes it, src/billing/run/dunning.ts liftDunning); this is for an operator when that could not happen,
  * e.g. the payment arrived while the suspension was still reaching the gate.
@@ -35,8 +35,8 @@ export async function takeFromCreditHold(deps: Deps, tasks: TaskQueue, actor: Ac
   const reason = (opts.reason ?? '').trim().slice(0, 1000);
   return inTransaction(deps.db, async (tx) => {
     await takeWriteLock(tx);
-    const q = tx('subscriptions as s').join('accounts as a', 'a.id', 's.account_id').where('s.id', id).andWhere('a.path', 'like', `${actor.accountPath}%`).first('s.id', 's.account_id', 's.status');
-    const sub = (await (isSqlite(tx) ? q : q.forUpdate())) as { id: number; account_id: number; status: number } | undefined;
+    const q = tx('subscriptions as s').join('accounts as a', 'a.id', 's.account_id').where('s.id', id).andWhere('a.path', 'like', `${actor.accountPath}%`).first('s.id', 's.account_id', 's.status', 's.hold_reason');
+    const sub = (await (isSqlite(tx) ? q : q.forUpdate())) as { id: number; account_id: number; status: number; hold_reason: string | null } | undefined;
     if (!sub) throw notFound('Subscription', id);
     const accountId = toNumber(sub.account_id);
     if (accountId === actor.accountId) throw notAllowed(`Account ${accountId} cannot take its own subscription from credit hold; its vendor does.`, 'subscriptionId');
@@ -46,7 +46,7 @@ export async function takeFromCreditHold(deps: Deps, tasks: TaskQueue, actor: Ac
       .where({ 'd.step': 'suspend', 'c.subscription_id': id })
       .distinct('d.document_id')
       .orderBy('d.document_id')) as { document_id: number }[];
-    if (held.length === 0) {
+    if (held.length === 0 || sub.hold_reason !== 'credit') {
       throw notAllowed(`Subscription ${id} is suspended, but not for non-payment; resume it with SubscriptionStatusUpdate_API (Status 30).`, 'subscriptionId');
     }
     const now = deps.clock.now();

@@ -23,6 +23,8 @@ import { closeWaitingRenewals } from '../billing/run/renewal-closing';
  */
 
 export type ServiceAction = 'suspend' | 'resume' | 'terminate' | 'provision';
+/** Why a subscription is suspended (subscriptions.hold_reason): for non-payment (PBA's credit hold) or by an operator. */
+export type HoldReason = 'credit' | 'admin';
 export const SERVICE_ACTIONS: readonly ServiceAction[] = ['suspend', 'resume', 'terminate', 'provision'];
 export const SUBSCRIPTION_ACTIONS_QUEUE = 'orders';
 /** The late-completion sweep of a subscription action whose gate still answered pending at the task's last attempt. */
@@ -97,7 +99,11 @@ export class SubscriptionActionsService {
     return row;
   }
 
-  async request(actor: Actor, subscriptionId: number, action: ServiceAction, opts: { reason?: string; idempotencyKey?: string } = {}): Promise<{ taskId: number; serviceStatus: number }> {
+  /**
+   * `hold` (suspend only): why, kept in subscriptions.hold_reason: 'credit' when dunning suspends for non-payment
+   * (lifted by payment in full or SubscriptionTakeFromCreditHold_API), else 'admin' (never lifted by a payment).
+   */
+  async request(actor: Actor, subscriptionId: number, action: ServiceAction, opts: { reason?: string; idempotencyKey?: string; hold?: HoldReason } = {}): Promise<{ taskId: number; serviceStatus: number }> {
     const id = positiveId(subscriptionId, 'subscriptionId');
     if (!SERVICE_ACTIONS.includes(action)) throw notAllowed(`Unknown action '${String(action)}'.`, 'action');
     const reason = opts.reason?.slice(0, 1000);
@@ -118,7 +124,9 @@ export class SubscriptionActionsService {
       const now = this.deps.clock.now();
       const serviceStatus = IN_BETWEEN[action];
       const previous = toNumber(row.service_status);
-      await tx('subscriptions').where({ id }).update({ service_status: serviceStatus, updated_at: now.getTime() });
+      await tx('subscriptions')
+        .where({ id })
+        .update({ service_status: serviceStatus, ...(action === 'suspend' ? { hold_reason: opts.hold ?? 'admin' } : {}), updated_at: now.getTime() });
       const taskId = await this.svc.tasks.enqueue(tx, {
         kind: `subscription.${action}`,
         queue: SUBSCRIPTION_ACTIONS_QUEUE,

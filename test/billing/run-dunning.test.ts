@@ -1,5 +1,8 @@
 import { expect } from 'chai';
 import { toNumber } from '../../src/db/knex';
+import { takeFromCreditHold } from '../../src/billing/credit-hold';
+import { backfillHoldReasons } from '../../migrations/20261124000015_subscription_hold_reason';
+import { SubscriptionActionsService } from '../../src/subscriptions/service-actions';
 import { dialect } from '../helpers/db';
 import { makeWorld, type World } from '../helpers/world';
 import { makeBook, makeCustomer, makePlan, makeSubscription } from './run-book';
@@ -68,6 +71,39 @@ describe(`billing run: dunning (${dialect})`, function () {
     await world.services.documents.recordPayment(world.provider, { accountId: toNumber(invoice.account_id), amount: 1000n, currency: 'USD', method: 'check', reference: 'CHK-1', invoiceId: toNumber(invoice.id) });
     expect(await tasks(dunned)).to.deep.equal(['subscription.suspend', 'subscription.resume']);
     expect(await sub(dunned)).to.deep.include({ service: 40, expiration: '2026-03-05' });
+    // Dunning's suspension is a credit hold (hold_reason), as the migration that added the column classifies it too.
+    expect(await world.deps.db('subscriptions').where({ id: dunned }).first('hold_reason')).to.deep.equal({ hold_reason: 'credit' });
+    await world.deps.db('subscriptions').update({ hold_reason: null });
+    await backfillHoldReasons(world.deps.db);
+    expect(await world.deps.db('subscriptions').where({ id: dunned }).first('hold_reason')).to.deep.equal({ hold_reason: 'credit' });
+  });
+
+  it("payment in full never lifts an operator's suspension, even one made while the invoice was being dunned", async () => {
+    const book = await makeBook(world);
+    const web = await makePlan(world, book, { name: 'Web', currency: 'USD', periods: [{ duration: 1, unit: 'month', recurringFee: 1000n }] });
+    const delta = await makeCustomer(world, book, 'Delta', { card: 'decline' });
+    const id = await makeSubscription(world, book, delta, web, { start: d('2026-01-05T00:00:00Z'), expiration: d('2026-02-05T00:00:00Z') });
+    await run('2026-02-01T00:00:00Z'); // billed, the card declines; due 02-08
+    await run('2026-02-11T00:00:00Z'); // graced
+    // An operator suspends it (abuse, say) before dunning would have: the gate's task completes the suspension.
+    world.clock.set('2026-02-12T00:00:00Z');
+    await new SubscriptionActionsService(world.deps, { tasks: world.services.tasks }).request(world.provider, id, 'suspend', { reason: 'abuse report 4711' });
+    await world.deps.db('subscriptions').where({ id }).update({ status: 80, service_status: 30 });
+    // Dunning's own suspension finds it suspended already: its step is recorded, nothing is requested.
+    expect((await run('2026-02-18T00:00:00Z')).suspensions).to.equal(0);
+    expect(await steps()).to.deep.equal(['grace:done', 'suspend:refused']);
+    // Paid in full by check: renewed, but still suspended, and nothing asks the gate to resume it.
+    const invoice = (await world.deps.db('documents').where({ type: 'invoice' }).orderBy('id').first('id')) as { id: number };
+    await world.services.documents.recordPayment(world.provider, { accountId: delta.accountId, amount: 1000n, currency: 'USD', method: 'check', reference: 'CHK-2', invoiceId: toNumber(invoice.id) });
+    expect(await tasks(id)).to.deep.equal(['subscription.suspend']);
+    expect(await sub(id)).to.deep.include({ status: 80, service: 30, expiration: '2026-03-05' });
+    // Nor can it be taken from credit hold: it is not on one.
+    const refused = await takeFromCreditHold(world.deps, world.services.tasks, world.provider, id).catch((e: Error) => e);
+    expect(refused).to.be.instanceOf(Error).with.property('message').that.contains('not for non-payment');
+    // The migration that added hold_reason classifies such a subscription the same way.
+    await world.deps.db('subscriptions').update({ hold_reason: null });
+    await backfillHoldReasons(world.deps.db);
+    expect(await world.deps.db('subscriptions').where({ id }).first('hold_reason')).to.deep.equal({ hold_reason: 'admin' });
   });
 
   it('terminates after 30 days past due, without a separate suspension when the run first sees it that late', async () => {

@@ -91,7 +91,7 @@ export async function dunInvoice(deps: Deps, tasks: TaskQueue, inv: OverdueInvoi
     const outcomes: string[] = [];
     for (const subscriptionId of subs) {
       try {
-        await actions.request(actor, subscriptionId, step, { reason: `non-payment of invoice ${inv.number}`, idempotencyKey: `dunning:${inv.id}:${step}:${subscriptionId}` });
+        await actions.request(actor, subscriptionId, step, { reason: `non-payment of invoice ${inv.number}`, idempotencyKey: `dunning:${inv.id}:${step}:${subscriptionId}`, hold: 'credit' });
         if (step === 'suspend') out.suspensions++;
         else out.terminations++;
         outcomes.push('requested');
@@ -140,8 +140,10 @@ async function liftOne(deps: Deps, tasks: TaskQueue, tx: Tx, e: InvoicePaidEvent
     if (other) continue;
     await tx('subscriptions').where({ id: subscriptionId, status: SUBSCRIPTION_STATUS.graced }).update({ status: SUBSCRIPTION_STATUS.active, updated_at: at.getTime() });
     if (!steps.some((s) => s.step === 'suspend')) continue;
-    const row = (await tx('subscriptions').where({ id: subscriptionId }).first('status')) as { status: number } | undefined;
-    if (!row || toNumber(row.status) !== SUBSCRIPTION_STATUS.suspended) continue;
+    // Only a suspension for non-payment (a credit hold) is lifted: one an operator made stays, even when dunning's own
+    // suspend step found the subscription already suspended.
+    const row = (await tx('subscriptions').where({ id: subscriptionId }).first('status', 'hold_reason')) as { status: number; hold_reason: string | null } | undefined;
+    if (!row || toNumber(row.status) !== SUBSCRIPTION_STATUS.suspended || row.hold_reason !== 'credit') continue;
     try {
       await new SubscriptionActionsService({ ...deps, db: tx }, { tasks }).request(billingActor(e.vendorId), subscriptionId, 'resume', { reason: `invoice ${e.number} paid in full` });
     } catch (err) {

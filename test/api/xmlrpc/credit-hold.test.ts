@@ -51,8 +51,8 @@ describe('XML-RPC SubscriptionTakeFromCreditHold_API', function () {
       { document_id: invoiceId, step: 'grace', outcome: 'done', at: new Date('2026-02-11T00:00:00Z').getTime() },
       { document_id: invoiceId, step: 'suspend', outcome: 'requested', at: clock.now().getTime() },
     ]);
-    await world.fresh.db('subscriptions').where({ id: held }).update({ status: 80, service_status: 60 });
-    await world.fresh.db('subscriptions').where({ id: suspendedByHand }).update({ status: 80, service_status: 30 });
+    await world.fresh.db('subscriptions').where({ id: held }).update({ status: 80, service_status: 60, hold_reason: 'credit' });
+    await world.fresh.db('subscriptions').where({ id: suspendedByHand }).update({ status: 80, service_status: 30, hold_reason: 'admin' });
   });
   after(async () => world?.close());
 
