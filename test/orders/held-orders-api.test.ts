@@ -1,22 +1,15 @@
-import crypto from 'node:crypto';
 import { expect } from 'chai';
 import * as soap from 'soap';
 import { XMLRPC_FAULT_CODES } from '../../src/api/api-errors';
-import type { XmlRpcDouble, XmlRpcValue } from '../../src/api/xmlrpc/codec';
+import type { XmlRpcValue } from '../../src/api/xmlrpc/codec';
 import type { Actor } from '../../src/context';
-import type { WorkflowDefinition } from '../../src/domain/workflow';
 import { ADMIN_PASSWORD, providerActor, startApiWorld, type ApiWorld } from '../helpers/api';
 import { eventually } from '../helpers/assertions';
-import { bm, fault, result } from '../api/xmlrpc/client';
+import { bm, fault, result, signatureFrom } from '../api/xmlrpc/client';
+import { SUSPECT_FIRST } from './fixtures';
 
 type SoapFault = { root: { Envelope: { Body: { Fault: { detail: { Error: { code: string; field?: string; message: string } } } } } } };
 type WireOrder = { status: string; total: string; history: { event: { status: string; comment?: string }[] } };
-
-/** The signature OrderStatusChange_API wants, computed as a client would from GetOrder_API's answer. */
-function signatureFrom(row: XmlRpcValue[]): string {
-  const [orderId, orderNumber, , , , , creationTime, , total, , , , comments] = row;
-  return crypto.createHash('md5').update(`${orderId}${orderNumber}${creationTime}${(total as XmlRpcDouble).text}${comments}`).digest('hex');
-}
 
 /**
  * Orders on hold (HL) settled by an operator through ApproveOrder / RejectOrder (SOAP) and OrderStatusChange_API
@@ -65,6 +58,16 @@ describe('orders on hold settled by an operator over SOAP and XML-RPC (demo cata
     const pay = (await db()('documents').where({ payment_id: order.payment_id, type: 'payment' }).first('id', 'total')) as { id: number; total: unknown };
     const refunds = (await db()('documents').where({ type: 'refund', related_document_id: pay.id }).select('type', 'total')) as { type: string; total: unknown }[];
     return [...own, { type: 'payment', total: pay.total }, ...refunds].map((d) => [d.type, BigInt(String(d.total))]);
+  };
+  /** `back` of the order's payment of `total` went back (a void or one refund), with a credit memo and refund document of it. */
+  const givenBack = async (orderId: number, total: bigint, back: bigint, how: 'void' | 'refund') => {
+    expect(await payment(orderId)).to.deep.equal({ status: how === 'void' ? 'voided' : 'success', amount: total, children: [[how, 'success', back]] });
+    expect(await documents(orderId)).to.deep.equal([
+      ['invoice', total],
+      ['credit_memo', back],
+      ['payment', total],
+      ['refund', back],
+    ]);
   };
   const events = async (orderId: number) => ((await db()('events').where({ object_type: 'order', object_id: String(orderId) }).orderBy('id').select('name')) as { name: string }[]).map((e) => e.name);
 
@@ -125,13 +128,7 @@ describe('orders on hold settled by an operator over SOAP and XML-RPC (demo cata
     expect(failureReason).to.equal(last.comment);
 
     const total = hostingPrice + 2n * DOMAIN_PRICE;
-    expect(await payment(id)).to.deep.equal({ status: 'voided', amount: total, children: [['void', 'success', total]] });
-    expect(await documents(id)).to.deep.equal([
-      ['invoice', total],
-      ['credit_memo', total],
-      ['payment', total],
-      ['refund', total],
-    ]);
+    await givenBack(id, total, total, 'void');
     expect(await balance()).to.equal(before);
     expect(Number(before)).to.equal(0);
     const kept = await domain('soap-reject-kept.io');
@@ -164,13 +161,7 @@ describe('orders on hold settled by an operator over SOAP and XML-RPC (demo cata
     const total = hostingPrice + 2n * DOMAIN_PRICE;
     const back = total - DOMAIN_PRICE;
     expect(approval.comment).to.match(/Refunded \d+\.\d\d USD of payment \d+ \(refund \d+\) for what was not delivered\./);
-    expect(await payment(id)).to.deep.equal({ status: 'success', amount: total, children: [['refund', 'success', back]] });
-    expect(await documents(id)).to.deep.equal([
-      ['invoice', total],
-      ['credit_memo', back],
-      ['payment', total],
-      ['refund', back],
-    ]);
+    await givenBack(id, total, back, 'refund');
     expect(await balance()).to.equal(before);
     const kept = await domain('soap-approve-kept.io');
     expect([kept.status, Boolean(kept.auto_renew)]).to.deep.equal(['active', true]);
@@ -223,21 +214,7 @@ describe('orders on hold settled by an operator over SOAP and XML-RPC (demo cata
     expect(e).to.include({ code: 'NOT_ALLOWED' });
 
     const vendorId = (await db()('accounts').where({ id: customerId }).first('vendor_id')).vendor_id as number;
-    const suspectFirst: WorkflowDefinition = {
-      orderType: 'sales',
-      start: 'flag',
-      steps: {
-        flag: { action: 'mark_suspect', next: { done: 'approval' } },
-        approval: { action: 'wait_for_approval', next: { approved: 'charge', rejected: 'rejected' } },
-        charge: { action: 'charge_payment', next: { success: 'provision', declined: 'rejected', unknown: 'approval' } },
-        provision: { action: 'provision', next: { success: 'notify', failure: 'failed' } },
-        notify: { action: 'notify_customer', next: { done: 'done' } },
-        done: { action: 'complete', next: {} },
-        rejected: { action: 'reject', next: {} },
-        failed: { action: 'fail', next: {} },
-      },
-    };
-    await world.server.services.workflows.define(provider, { vendorAccountId: Number(vendorId), orderType: 'sales', definition: suspectFirst });
+    await world.server.services.workflows.define(provider, { vendorAccountId: Number(vendorId), orderType: 'sales', definition: SUSPECT_FIRST });
     const order = await world.server.services.orders.place(provider, { accountId: customerId, payToolId, items: [{ planId, periodId, parameters: { domain: 'waiting-site.example' } }] });
     await untilStatus(order.orderId, ['waiting_approval']);
     const [r] = await billing.ApproveOrderAsync({ orderId: order.orderId, comment: 'Looks fine' });
