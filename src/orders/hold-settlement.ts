@@ -19,8 +19,11 @@ import { amountText } from './subscription-orders';
  *     refund document and credit memo); each kept domain stays registered with its auto-renewal off (it lapses).
  *
  * The gateway is called before the transaction (never inside one) with the order's idempotency keys, so a call
- * repeated after a crash is the same void or refund. The transaction re-reads the order under its lock: a second
- * settlement (or one racing it) finds it no longer on hold and is refused with NOT_ALLOWED.
+ * repeated after a crash is the same void or refund. Before it, the decision claims the order (orders.settling,
+ * under the order's lock): the other decision is refused while it holds it, so two operators deciding differently
+ * at the same moment cannot both move money. The claim is released when the gateway refuses (the operator may then
+ * decide otherwise) and kept while its answer is pending (the same decision finishes it). The final transaction
+ * re-reads the order under its lock: a second settlement finds it no longer on hold and is refused (NOT_ALLOWED).
  */
 
 interface KeptRow {
@@ -33,13 +36,42 @@ async function keptOf(conn: Conn, orderId: number): Promise<KeptRow[]> {
   return (await conn('order_domains').where({ order_id: orderId, status: 'kept' }).orderBy('position').select('name', 'amount', 'domain_id')) as KeptRow[];
 }
 
-/** The held order under its lock, still on hold at the same step; else NOT_ALLOWED (settled meanwhile). */
-async function lockHeld(tx: Tx, order: OrderRow): Promise<OrderRow> {
+type Decision = 'approved' | 'rejected';
+
+/**
+ * The held order under its lock, still on hold at the same step and not claimed by the other decision; else
+ * NOT_ALLOWED (settled, or being settled the other way, meanwhile).
+ */
+async function lockHeld(tx: Tx, order: OrderRow, outcome: Decision): Promise<OrderRow> {
   const locked = await lockOrder(tx, toNumber(order.id));
   if (!locked || locked.status !== 'HL' || locked.step !== order.step) {
     throw notAllowed(`Order ${order.order_number} is ${locked?.status ?? 'gone'}, no longer on hold; it was settled meanwhile.`, 'status');
   }
+  const settling = ((await tx('orders').where({ id: order.id }).first('settling')) as { settling: string | null }).settling;
+  if (settling && settling !== outcome) {
+    throw notAllowed(`Order ${order.order_number} is being ${settling} by another call (its payment is with the gateway); it cannot be ${outcome} now.`, 'status');
+  }
   return locked;
+}
+
+/** Claims the held order for this decision before its gateway call (see above). */
+async function claim(ctx: Ctx, order: OrderRow, outcome: Decision): Promise<void> {
+  await writeTx(ctx.deps, async (tx) => {
+    await lockHeld(tx, order, outcome);
+    await tx('orders').where({ id: order.id }).update({ settling: outcome });
+  });
+}
+
+/** Runs the decision's gateway part; a definitive refusal releases the claim, a pending answer keeps it. */
+async function withClaim<T>(ctx: Ctx, order: OrderRow, outcome: Decision, gateway: () => Promise<T>): Promise<T> {
+  await claim(ctx, order, outcome);
+  try {
+    return await gateway();
+  } catch (e) {
+    // A refusal (the gateway's or ours) released; a pending answer or an unexpected error keeps the claim.
+    if (e instanceof AppError && e.code !== 'UNAVAILABLE' && e.code !== 'INTERNAL') await ctx.deps.db('orders').where({ id: order.id, status: 'HL', settling: outcome }).update({ settling: null });
+    throw e;
+  }
 }
 
 /** A gateway answer not known yet: nothing changed here; the same call later finishes it (same idempotency key). */
@@ -50,16 +82,20 @@ function stillOpen(note: string, verb: string): AppError {
 /** "Rejected on review: <the operator's comment>." */
 const onReview = (verb: string, comment: string) => `${verb} on review${comment ? `: ${comment}` : ''}${/[.!?]$/.test(comment) ? '' : '.'}`;
 
-export async function settleHeldOrder(ctx: Ctx, actor: Actor, order: OrderRow, outcome: 'approved' | 'rejected', comment: string): Promise<void> {
+export async function settleHeldOrder(ctx: Ctx, actor: Actor, order: OrderRow, outcome: Decision, comment: string): Promise<void> {
   if (outcome === 'rejected') return rejectHeld(ctx, actor, order, comment);
   return approveHeld(ctx, actor, order, comment);
 }
 
 async function rejectHeld(ctx: Ctx, actor: Actor, order: OrderRow, comment: string): Promise<void> {
-  const money = await rollBackPayment(ctx, order, actor);
-  if (money.retry) throw stillOpen(money.note, 'RejectOrder');
+  const money = await withClaim(ctx, order, 'rejected', async () => {
+    const m = await rollBackPayment(ctx, order, actor);
+    if (m.retry) throw stillOpen(m.note, 'RejectOrder');
+    return m;
+  });
   await writeTx(ctx.deps, async (tx) => {
-    const locked = await lockHeld(tx, order);
+    const locked = await lockHeld(tx, order, 'rejected');
+    await tx('orders').where({ id: order.id }).update({ settling: null });
     const kept = await keptOf(tx, toNumber(order.id));
     const held = (locked.failure_reason ?? '').replace(MANUAL_REVIEW, '').replace(PAYMENT_LEFT, '');
     const names = kept.map((k) => k.name).join(', ');
@@ -77,35 +113,37 @@ async function approveHeld(ctx: Ctx, actor: Actor, order: OrderRow, comment: str
   const kept = await keptOf(ctx.deps.db, orderId);
   const keptAmount = kept.reduce((s, k) => s + toBigInt(k.amount), 0n);
   const payments = ctx.svc.payments;
-  let refund: { paymentId: number; refundPaymentId: number; amount: bigint } | null = null;
-  let note = '';
-  if (order.payment_id !== null && order.payment_id !== undefined && payments) {
+  const refund = await withClaim(ctx, order, 'approved', async (): Promise<{ paymentId: number; refundPaymentId: number; amount: bigint } | null> => {
+    if (order.payment_id === null || order.payment_id === undefined || !payments) return null;
     const paymentId = toNumber(order.payment_id);
     const p = await payments.get(actor, paymentId);
     if (p.status === 'pending' || p.status === 'unknown') throw stillOpen(`Payment ${paymentId} is ${p.status}.`, 'ApproveOrder');
+    if (p.status !== 'success') return null; // nothing was charged: nothing to give back
     const paid = p.amount < toBigInt(order.total) ? p.amount : toBigInt(order.total);
-    const back = p.status === 'success' ? paid - keptAmount : 0n;
-    if (back > 0n) {
-      let r;
-      try {
-        r = await payments.refund(actor, paymentId, { amount: back, idempotencyKey: `order-${orderId}-hold-refund`, reason: `Order ${order.order_number}: items not delivered` });
-      } catch (e) {
-        if (e instanceof AppError && e.code === 'NOT_ALLOWED') throw new AppError('NOT_ALLOWED', `Payment ${paymentId} cannot be partly refunded (${e.message}); the order stays on hold.`, 'orderId');
-        throw e;
+    const back = paid - keptAmount;
+    if (back <= 0n) return null;
+    let r;
+    try {
+      r = await payments.refund(actor, paymentId, { amount: back, idempotencyKey: `order-${orderId}-hold-refund`, reason: `Order ${order.order_number}: items not delivered` });
+    } catch (e) {
+      // Refunded (in part) by hand before, or not refundable at all: the operator settles the money another way.
+      if (e instanceof AppError && (e.code === 'NOT_ALLOWED' || e.code === 'INVALID_ARGUMENT')) {
+        throw notAllowed(`${amountText(back, order.currency)} of payment ${paymentId} cannot be refunded (${e.message}); the order stays on hold.`, 'orderId');
       }
-      if (r.status === 'pending' || r.status === 'unknown') throw stillOpen(`The refund of ${amountText(back, order.currency)} of payment ${paymentId} is ${r.status}.`, 'ApproveOrder');
-      if (r.status !== 'success') throw new AppError('PROVIDER_ERROR', `The gateway refused the refund of ${amountText(back, order.currency)} of payment ${paymentId} (${r.message ?? r.status}); the order stays on hold.`, 'orderId');
-      refund = { paymentId, refundPaymentId: r.paymentId, amount: r.amount };
-      note = `Refunded ${amountText(r.amount, order.currency)} of payment ${paymentId} (refund ${r.paymentId}) for what was not delivered.`;
+      throw e;
     }
-  }
+    if (r.status === 'pending' || r.status === 'unknown') throw stillOpen(`The refund of ${amountText(back, order.currency)} of payment ${paymentId} is ${r.status}.`, 'ApproveOrder');
+    if (r.status !== 'success') throw new AppError('PROVIDER_ERROR', `The gateway refused the refund of ${amountText(back, order.currency)} of payment ${paymentId} (${r.message ?? r.status}); the order stays on hold.`, 'orderId');
+    return { paymentId, refundPaymentId: r.paymentId, amount: r.amount };
+  });
+  const note = refund ? `Refunded ${amountText(refund.amount, order.currency)} of payment ${refund.paymentId} (refund ${refund.refundPaymentId}) for what was not delivered.` : '';
   await writeTx(ctx.deps, async (tx) => {
-    const locked = await lockHeld(tx, order);
+    const locked = await lockHeld(tx, order, 'approved');
     const names = kept.map((k) => k.name).join(', ');
     const text = [onReview('Approved', comment), names ? `The customer keeps ${names} (${amountText(keptAmount, order.currency)}).` : '', note].filter(Boolean).join(' ');
     const now = ctx.deps.clock.now();
     await tx('order_domains').where({ order_id: orderId, status: 'kept' }).update({ status: 'done', last_error: null, updated_at: now.getTime() });
-    await tx('orders').where({ id: orderId }).update({ failure_reason: null });
+    await tx('orders').where({ id: orderId }).update({ failure_reason: null, settling: null });
     await transitionIfAt(ctx, tx, orderId, locked.step, 'success', text, actor);
     if (refund) {
       await ctx.ledger.refundOnCancellationTx(tx, actor, now, { orderId, orderNumber: order.order_number, paymentId: refund.paymentId, refundPaymentId: refund.refundPaymentId, amount: refund.amount, reason: 'refund of the items not delivered' });

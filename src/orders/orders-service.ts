@@ -379,7 +379,8 @@ export class OrdersService {
   private async decide(actor: Actor, orderId: number, outcome: 'approved' | 'rejected', comment?: string): Promise<Order> {
     const text = optionalText(comment, 'comment', 1024) ?? '';
     const first = await this.decidableRow(this.deps.db, actor, orderId, outcome);
-    if (first.status === 'HL' && this.svc.settle) {
+    if (first.status === 'HL') {
+      if (!this.svc.settle) throw notAllowed(`Order ${first.order_number} is on hold; this orders service has no payments to settle it with.`, 'status');
       // Money goes back through the gateway first (no transaction open across it), then one transaction.
       const ctx = makeCtx(this.deps, { tasks: this.svc.tasks, ...this.svc.settle });
       await settleHeldOrder(ctx, actor, first, outcome, text);

@@ -30,6 +30,8 @@ describe('orders on hold settled by an operator over SOAP and XML-RPC (demo cata
   let hostingPrice: bigint;
   const DOMAIN_PRICE = 2000n;
   const held: Record<string, number> = {};
+  /** One held order per case below. */
+  const KEYS = ['soap-reject', 'soap-approve', 'rpc-approve', 'rpc-reject', 'claimed', 'hand-refunded'];
 
   const db = () => world.fresh.db;
   const soapError = (p: Promise<unknown>) =>
@@ -82,13 +84,13 @@ describe('orders on hold settled by an operator over SOAP and XML-RPC (demo cata
     periodId = period.id;
     hostingPrice = BigInt(String(period.setup_fee)) + BigInt(String(period.recurring_fee));
     const { pluginInstances, tlds, orders } = world.server.services;
-    const refused = ['soap-reject', 'soap-approve', 'rpc-approve', 'rpc-reject'].map((k) => `${k}-refused.io`);
+    const refused = KEYS.map((k) => `${k}-refused.io`);
     const registrarId = await pluginInstances.create(provider, { kind: 'registrar', plugin: 'sandbox', name: 'io-no-grace', settings: { graceDays: 0, failures: Object.fromEntries(refused.map((n) => [n, 'register'])) } });
     await tlds.create(provider, { tld: 'io', registrarInstanceId: registrarId, prices: [{ action: 'register', years: 1, amount: DOMAIN_PRICE }] });
     billing = await soap.createClientAsync(`${world.url}/soap/billing?wsdl`);
     billing.setSecurity(new soap.BasicAuthSecurity('admin', ADMIN_PASSWORD));
-    // Four orders, one per settlement below, each ending on hold.
-    for (const k of ['soap-reject', 'soap-approve', 'rpc-approve', 'rpc-reject']) {
+    // One order per settlement below, each ending on hold.
+    for (const k of KEYS) {
       const o = await orders.place(provider, {
         accountId: customerId,
         payToolId,
@@ -204,8 +206,49 @@ describe('orders on hold settled by an operator over SOAP and XML-RPC (demo cata
     expect(await balance()).to.equal(before);
   });
 
+  it('while one decision holds a held order (its gateway call under way), the other is refused and nothing changes; the same decision goes through', async () => {
+    const id = held.claimed!;
+    await db()('orders').where({ id }).update({ settling: 'approved' });
+    const before = await payment(id);
+    expect(await soapError(billing.RejectOrderAsync({ orderId: id }))).to.include({ code: 'NOT_ALLOWED', field: 'status' });
+    expect((await getOrder(id)).status).to.equal('on_hold');
+    expect(await payment(id)).to.deep.equal(before);
+    expect(Boolean((await domain('claimed-kept.io')).auto_renew)).to.equal(true);
+
+    await billing.ApproveOrderAsync({ orderId: id });
+    await untilStatus(id, ['completed']);
+    expect((await db()('orders').where({ id }).first('settling')).settling).to.equal(null);
+    await givenBack(id, hostingPrice + 2n * DOMAIN_PRICE, hostingPrice + DOMAIN_PRICE, 'refund');
+  });
+
+  it('an approval whose refund the payments refuse leaves the order on hold and unclaimed; RejectOrder then gives back the rest', async () => {
+    const id = held['hand-refunded']!;
+    const total = hostingPrice + 2n * DOMAIN_PRICE;
+    const paymentId = Number((await db()('orders').where({ id }).first('payment_id')).payment_id);
+    // An operator refunded most of it by hand before: the approval's refund no longer fits.
+    await world.server.services.payments.refund(provider, paymentId, { amount: total - 100n, idempotencyKey: 'by-hand-1' });
+    const before = await balance();
+    const refused = await soapError(billing.ApproveOrderAsync({ orderId: id }));
+    expect(refused).to.include({ code: 'NOT_ALLOWED', field: 'orderId' });
+    expect(refused?.message).to.match(/^\d+\.\d\d USD of payment \d+ cannot be refunded \(At most 1\.00 USD of payment \d+ can still be refunded\.\); the order stays on hold\.$/);
+    expect((await getOrder(id)).status).to.equal('on_hold');
+    expect((await db()('orders').where({ id }).first('settling')).settling).to.equal(null);
+
+    await billing.RejectOrderAsync({ orderId: id, comment: 'Refunded by hand' });
+    expect((await getOrder(id)).status).to.equal('provisioning_failed');
+    expect((await payment(id)).children).to.deep.equal([
+      ['refund', 'success', total - 100n],
+      ['refund', 'success', 100n],
+    ]);
+    expect((await documents(id)).filter(([type]) => type === 'refund' || type === 'credit_memo')).to.deep.equal([
+      ['credit_memo', total],
+      ['refund', total],
+    ]);
+    expect(await balance()).to.equal(before);
+  });
+
   it('a customer cannot settle its own held order; approving an order waiting for approval works as before', async () => {
-    // A held order in another subtree is not found; the customer itself is not the vendor side.
+    // The customer itself is not the vendor side.
     const customer: Actor = { userId: null, accountId: customerId, accountPath: (await db()('accounts').where({ id: customerId }).first('path')).path, accountType: 'customer', roles: ['admin'], channel: 'system' };
     const e = await world.server.services.orders.approve(customer, held['soap-reject']!).then(
       () => null,
