@@ -118,7 +118,8 @@ async function approveHeld(ctx: Ctx, actor: Actor, order: OrderRow, comment: str
     const paymentId = toNumber(order.payment_id);
     const p = await payments.get(actor, paymentId);
     if (p.status === 'pending' || p.status === 'unknown') throw stillOpen(`Payment ${paymentId} is ${p.status}.`, 'ApproveOrder');
-    if (p.status !== 'success') return null; // nothing was charged: nothing to give back
+    // Voided by hand meanwhile: nothing pays for the kept domains; RejectOrder records the void and fails the order.
+    if (p.status !== 'success') throw notAllowed(`Payment ${paymentId} is ${p.status}: nothing pays for the kept domain(s) any more; reject the order instead.`, 'orderId');
     const paid = p.amount < toBigInt(order.total) ? p.amount : toBigInt(order.total);
     const back = paid - keptAmount;
     if (back <= 0n) return null;
