@@ -100,7 +100,7 @@ export function createServices(deps: Deps, plugins: PluginRegistry = loadPlugins
     fraud: new FraudService(deps),
     workflows,
     promoCodes,
-    orders: new OrdersService(deps, { catalog, tasks, workflows, promoCodes }),
+    orders: new OrdersService(deps, { catalog, tasks, workflows, promoCodes, settle: { pluginInstances, payments, documents } }),
     subscriptions: new SubscriptionsService(deps),
     eventActions: new EventActionsService(deps),
     notifications: new NotificationsService(deps),

@@ -734,7 +734,8 @@ export class DocumentsService {
   }
 
   /**
-   * A cancellation's refund (the gateway already paid `amount` back on `paymentId` as refund transaction
+   * A cancellation's refund, or the part of a held order's payment given back when an operator approves it
+   * (hold-settlement.ts) (the gateway already paid `amount` back on `paymentId` as refund transaction
    * `refundPaymentId`) into the ledger, in the transaction that completes the cancellation order: a credit memo of
    * the amount against the invoice the payment paid (the cancellation order's id on it; on a paid invoice the credit
    * stays unapplied), then a refund document of the payment document, which takes that credit back. The balance is

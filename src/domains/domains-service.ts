@@ -2,7 +2,7 @@ import crypto from 'node:crypto';
 import type { Actor, Deps } from '../context';
 import { recordChange } from '../audit/record-change';
 import { type AccountRow } from '../accounts/scope';
-import { toBool, toNumber, toOptionalNumber, type Conn } from '../db/knex';
+import { toBool, toNumber, toOptionalNumber, type Conn, type Tx } from '../db/knex';
 import { AppError, invalid, notFound } from '../domain/errors';
 import { positiveId } from '../domain/fields';
 import type { PluginInstancesService } from '../plugins/instances-service';
@@ -94,6 +94,22 @@ interface DomainRow {
 }
 
 export const SYNC_BATCH = 100;
+
+/**
+ * Sets a domain's auto-renewal in the caller's transaction: audited `SetDomainAutoRenew`, event
+ * `domain.auto_renew_changed` (SetDomainAutoRenew; RejectOrder of a held order turns it off for the domain it kept,
+ * giving its `reason`).
+ */
+export async function setAutoRenewTx(tx: Tx, actor: Actor, now: Date, row: Pick<DomainRow, 'id' | 'name' | 'account_id'>, autoRenew: boolean, reason?: string): Promise<void> {
+  await tx('domains').where({ id: row.id }).update({ auto_renew: autoRenew, updated_at: now.getTime() });
+  await recordChange(tx, actor, now, {
+    operation: 'SetDomainAutoRenew',
+    objectType: 'domain',
+    objectId: toNumber(row.id),
+    details: { name: row.name, autoRenew, reason },
+    event: { name: 'domain.auto_renew_changed', accountId: toNumber(row.account_id), payload: { domainId: toNumber(row.id), name: row.name, autoRenew } },
+  });
+}
 
 /** An operation id for one registrar call (3-64 printable characters, unique per call). */
 const operationId = (action: string) => `hw-${action}-${crypto.randomUUID()}`;
@@ -191,19 +207,7 @@ export class DomainsService {
     const row = await this.scopedRow(actor, ref);
     if (typeof autoRenew !== 'boolean') throw invalid('autoRenew', 'autoRenew must be true or false.');
     this.refuseGone(row);
-    if (toBool(row.auto_renew) !== autoRenew) {
-      await this.deps.db.transaction(async (tx) => {
-        const now = this.deps.clock.now();
-        await tx('domains').where({ id: row.id }).update({ auto_renew: autoRenew, updated_at: now.getTime() });
-        await recordChange(tx, actor, now, {
-          operation: 'SetDomainAutoRenew',
-          objectType: 'domain',
-          objectId: row.id,
-          details: { name: row.name, autoRenew },
-          event: { name: 'domain.auto_renew_changed', accountId: toNumber(row.account_id), payload: { domainId: toNumber(row.id), name: row.name, autoRenew } },
-        });
-      });
-    }
+    if (toBool(row.auto_renew) !== autoRenew) await this.deps.db.transaction((tx) => setAutoRenewTx(tx, actor, this.deps.clock.now(), row, autoRenew));
     return this.get(actor, { domainId: toNumber(row.id) });
   }
 

@@ -14,6 +14,8 @@ import { insertNumberedOrder } from './order-numbers';
 import { asPricingPromo, type PromoCode, type PromoCodesService } from './promo-codes-service';
 import { loadWorkflowDefinition, startOrder, transition } from './transitions';
 import type { WorkflowsService } from './workflows-service';
+import { settleHeldOrder } from './hold-settlement';
+import { makeCtx, type EngineServices } from './step-handlers';
 import { TldCatalogService } from '../domains/tld-catalog';
 import { domainItemsOf, inlineDomain, insertDomainItems, prepareDomainItem, INLINE_PARAMETERS, type DomainItemInput, type OrderDomain, type PreparedDomain } from './domain-items';
 
@@ -167,7 +169,14 @@ export class OrdersService {
 
   constructor(
     private readonly deps: Deps,
-    private readonly svc: { catalog: CatalogService; tasks: TaskQueue; workflows: WorkflowsService; promoCodes: PromoCodesService },
+    private readonly svc: {
+      catalog: CatalogService;
+      tasks: TaskQueue;
+      workflows: WorkflowsService;
+      promoCodes: PromoCodesService;
+      /** What settling an order on hold needs (payments and the ledger); without it such an order cannot be decided. */
+      settle?: Pick<EngineServices, 'pluginInstances' | 'payments' | 'documents'>;
+    },
   ) {
     this.tlds = new TldCatalogService(deps);
   }
@@ -351,32 +360,51 @@ export class OrdersService {
     return { items: await this.views(db, rows), total: Number(total) };
   }
 
-  /** ApproveOrder: the vendor side moves an order waiting at a manual step on by `approved`. */
+  /**
+   * ApproveOrder: the vendor side moves an order waiting at a manual step on by `approved`; an order on hold (HL)
+   * completes with the domains it kept, the rest of its payment refunded (hold-settlement.ts).
+   */
   async approve(actor: Actor, orderId: number, comment?: string): Promise<Order> {
     return this.decide(actor, orderId, 'approved', comment);
   }
 
-  /** RejectOrder: the vendor side moves an order waiting at a manual step on by `rejected`. */
+  /**
+   * RejectOrder: the vendor side moves an order waiting at a manual step on by `rejected`; an order on hold (HL)
+   * fails with its whole payment given back, the domains it kept left to lapse (hold-settlement.ts).
+   */
   async reject(actor: Actor, orderId: number, comment?: string): Promise<Order> {
     return this.decide(actor, orderId, 'rejected', comment);
   }
 
   private async decide(actor: Actor, orderId: number, outcome: 'approved' | 'rejected', comment?: string): Promise<Order> {
     const text = optionalText(comment, 'comment', 1024) ?? '';
+    const first = await this.decidableRow(this.deps.db, actor, orderId, outcome);
+    if (first.status === 'HL') {
+      if (!this.svc.settle) throw notAllowed(`Order ${first.order_number} is on hold; this orders service has no payments to settle it with.`, 'status');
+      // Money goes back through the gateway first (no transaction open across it), then one transaction.
+      const ctx = makeCtx(this.deps, { tasks: this.svc.tasks, ...this.svc.settle });
+      await settleHeldOrder(ctx, actor, first, outcome, text);
+      return this.get(actor, orderId);
+    }
     return inTransaction(this.deps.db, async (tx) => {
-      const row = await this.scopedRow(tx, actor, orderId);
-      const verb = outcome === 'approved' ? 'approve' : 'reject';
-      const vendorSide = actor.accountType !== 'customer' && toNumber(row.account_id) !== actor.accountId;
-      if (!vendorSide || !(actor.roles.includes('admin') || actor.roles.includes('billing'))) {
-        throw notAllowed(`Only the vendor side (an administrator or billing user of a vendor above the account) may ${verb} order ${row.order_number}.`);
-      }
+      const row = await this.decidableRow(tx, actor, orderId, outcome);
       const def = await loadWorkflowDefinition(tx, toNumber(row.workflow_id));
       if (!def.steps[row.step] || !isManual(def, row.step)) {
-        throw notAllowed(`Order ${row.order_number} is ${row.status} (step '${row.step}'), not waiting for approval; it cannot be ${outcome} now.`, 'status');
+        throw notAllowed(`Order ${row.order_number} is ${row.status} (step '${row.step}'), neither waiting for approval nor on hold; it cannot be ${outcome} now.`, 'status');
       }
       await transition(tx, this.deps, this.svc.tasks, { id: toNumber(row.id), account_id: toNumber(row.account_id), vendor_id: toNumber(row.vendor_id), workflow_id: toNumber(row.workflow_id), step: row.step }, outcome, actor, text);
       return this.view(tx, (await tx('orders').where({ id: row.id }).first()) as OrderRow);
     });
+  }
+
+  /** The order in the caller's scope, when the caller is its vendor side (an administrator or billing user). */
+  private async decidableRow(conn: Conn, actor: Actor, orderId: number, outcome: 'approved' | 'rejected'): Promise<OrderRow> {
+    const row = await this.scopedRow(conn, actor, orderId);
+    const vendorSide = actor.accountType !== 'customer' && toNumber(row.account_id) !== actor.accountId;
+    if (!vendorSide || !(actor.roles.includes('admin') || actor.roles.includes('billing'))) {
+      throw notAllowed(`Only the vendor side (an administrator or billing user of a vendor above the account) may ${outcome === 'approved' ? 'approve' : 'reject'} order ${row.order_number}.`);
+    }
+    return row;
   }
 
   private async prepareItem(conn: Conn, vendorId: number, item: OrderItemInput, i: number): Promise<PreparedItem> {

@@ -1,3 +1,4 @@
+import type { Actor } from '../context';
 import { isSqlite, toNumber, type Tx } from '../db/knex';
 import { isAppError } from '../domain/errors';
 import type { Task } from '../jobs/task-queue';
@@ -412,7 +413,7 @@ export async function finishFailedSaga(ctx: Ctx, task: Task): Promise<TaskOutcom
   if (domains.kept.length > 0) {
     // A domain the registrar would not delete is registered for good: an operator settles the order (and its payment).
     const why = [domains.failed ?? failed?.last_error ?? 'Provisioning failed.', ...undone.map((u) => u.last_error ?? ''), ...domains.kept].filter(Boolean).join(' ');
-    const reason = `Manual review: ${why} The payment is left as it is for an operator to settle.`;
+    const reason = `${MANUAL_REVIEW}${why}${PAYMENT_LEFT}`;
     await writeTx(ctx.deps, (tx) => holdForReview(ctx, tx, order, reason));
     return done({ review: reason });
   }
@@ -420,21 +421,37 @@ export async function finishFailedSaga(ctx: Ctx, task: Task): Promise<TaskOutcom
   if (money.retry) return { status: 'retry', error: money.note, retryable: true };
   const given = typeof task.payload.reason === 'string' ? task.payload.reason : undefined;
   const reason = [failed?.last_error ?? domains.failed ?? given ?? 'Provisioning failed.', ...undone.map((u) => u.last_error ?? ''), money.note].filter(Boolean).join(' ');
-  await writeTx(ctx.deps, async (tx) => {
-    const moved = await transitionIfAt(ctx, tx, orderId, order.step, 'failure', reason);
-    // The voided or refunded charge leaves the ledger as it was: a refund document and a credit memo of the invoice.
-    if (moved && order.payment_id !== null && order.payment_id !== undefined) {
-      await ctx.ledger.reverseOrderChargeTx(tx, await ctx.actor(tx), ctx.deps.clock.now(), orderId, toNumber(order.payment_id), `order ${order.order_number} failed`);
-    }
-  });
+  await writeTx(ctx.deps, (tx) => failOrderTx(ctx, tx, order, reason));
   return done({ reason });
 }
 
-/** Voids the order's successful charge, or refunds it when it cannot be voided; open payments wait for the reconciler. */
-async function rollBackPayment(ctx: Ctx, order: OrderRow): Promise<{ retry: boolean; note: string }> {
+/** How a held order's reason starts and ends (finishFailedSaga; RejectOrder takes them off again). */
+export const MANUAL_REVIEW = 'Manual review: ';
+export const PAYMENT_LEFT = ' The payment is left as it is for an operator to settle.';
+
+/**
+ * The order fails from its provision step with the reason, in the caller's transaction, after rollBackPayment: the
+ * voided or refunded charge leaves the ledger as it was (a refund document and a credit memo of the invoice).
+ * `by`: the operator who rejects a held order; else the system. False when the order had moved on.
+ */
+export async function failOrderTx(ctx: Ctx, tx: Tx, order: OrderRow, reason: string, by?: Actor): Promise<boolean> {
+  const orderId = toNumber(order.id);
+  const moved = await transitionIfAt(ctx, tx, orderId, order.step, 'failure', reason, by);
+  if (moved && order.payment_id !== null && order.payment_id !== undefined) {
+    await ctx.ledger.reverseOrderChargeTx(tx, by ?? (await ctx.actor(tx)), ctx.deps.clock.now(), orderId, toNumber(order.payment_id), `order ${order.order_number} failed`);
+  }
+  return moved;
+}
+
+/**
+ * Voids the order's successful charge, or refunds it when it cannot be voided; open payments wait for the reconciler.
+ * `by`: the operator who rejects a held order; else the system. The idempotency keys are the order's: a repeat is the
+ * same void or refund.
+ */
+export async function rollBackPayment(ctx: Ctx, order: OrderRow, by?: Actor): Promise<{ retry: boolean; note: string }> {
   const payments = ctx.svc.payments;
   if (order.payment_id === null || order.payment_id === undefined || !payments) return { retry: false, note: '' };
-  const actor = await ctx.actor();
+  const actor = by ?? (await ctx.actor());
   const id = toNumber(order.payment_id);
   const p = await payments.get(actor, id);
   if (p.status === 'voided') return { retry: false, note: `Payment ${id} was voided.` };

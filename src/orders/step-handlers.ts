@@ -120,11 +120,14 @@ export function actionOf(def: WorkflowDefinition, step: string): StepAction | un
   return def.steps[step]?.action;
 }
 
-/** Moves the order on from `step` by `outcome` if it is still there (a repeated task finds it moved: no-op). */
-export async function transitionIfAt(ctx: Ctx, tx: Tx, orderId: number, step: string, outcome: StepOutcome, comment: string): Promise<boolean> {
+/**
+ * Moves the order on from `step` by `outcome` if it is still there (a repeated task finds it moved: no-op), as the
+ * system unless `by` (an operator settling a held order) is given.
+ */
+export async function transitionIfAt(ctx: Ctx, tx: Tx, orderId: number, step: string, outcome: StepOutcome, comment: string, by?: Actor): Promise<boolean> {
   const order = await lockOrder(tx, orderId);
   if (!order || order.step !== step) return false;
-  await transition(tx, ctx.deps, ctx.svc.tasks, order, outcome, await ctx.actor(tx), comment);
+  await transition(tx, ctx.deps, ctx.svc.tasks, order, outcome, by ?? (await ctx.actor(tx)), comment);
   return true;
 }
 

@@ -20,6 +20,22 @@ import type { Services } from '../../src/services';
  * opened on the same database (see crash-child.ts).
  */
 
+/** A sales workflow that marks every order suspect and waits for the vendor, then charges and provisions. */
+export const SUSPECT_FIRST: WorkflowDefinition = {
+  orderType: 'sales',
+  start: 'flag',
+  steps: {
+    flag: { action: 'mark_suspect', next: { done: 'approval' } },
+    approval: { action: 'wait_for_approval', next: { approved: 'charge', rejected: 'rejected' } },
+    charge: { action: 'charge_payment', next: { success: 'provision', declined: 'rejected', unknown: 'approval' } },
+    provision: { action: 'provision', next: { success: 'notify', failure: 'failed' } },
+    notify: { action: 'notify_customer', next: { done: 'done' } },
+    done: { action: 'complete', next: {} },
+    rejected: { action: 'reject', next: {} },
+    failed: { action: 'fail', next: {} },
+  },
+};
+
 export const APPROVED_CARD = { number: '4242424242424242', expMonth: 12, expYear: 2030, cvv: '123' };
 
 export interface Catalog {

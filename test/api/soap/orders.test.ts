@@ -11,24 +11,14 @@ import type { WorkflowDefinition } from '../../../src/domain/workflow';
 import { formatAmount } from '../../../src/domain/money';
 import { ADMIN_PASSWORD, providerActor, startApiWorld, type ApiWorld } from '../../helpers/api';
 import { eventually } from '../../helpers/assertions';
+import { SUSPECT_FIRST } from '../../orders/fixtures';
 
 const WSDL = fs.readFileSync(path.resolve(__dirname, '..', '..', '..', 'wsdl', 'BillingService.wsdl'), 'utf8');
 type Reply = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 
-/** A sales workflow that asks the vendor before charging: every order waits for approval. */
-const APPROVE_FIRST: WorkflowDefinition = {
-  orderType: 'sales',
-  start: 'approval',
-  steps: {
-    approval: { action: 'wait_for_approval', next: { approved: 'charge', rejected: 'rejected' } },
-    charge: { action: 'charge_payment', next: { success: 'provision', declined: 'rejected', unknown: 'approval' } },
-    provision: { action: 'provision', next: { success: 'notify', failure: 'failed' } },
-    notify: { action: 'notify_customer', next: { done: 'done' } },
-    done: { action: 'complete', next: {} },
-    rejected: { action: 'reject', next: {} },
-    failed: { action: 'fail', next: {} },
-  },
-};
+/** A sales workflow that asks the vendor before charging: every order waits for approval (SUSPECT_FIRST without its flag). */
+const { flag: _flag, ...approveFirstSteps } = SUSPECT_FIRST.steps;
+const APPROVE_FIRST: WorkflowDefinition = { ...SUSPECT_FIRST, start: 'approval', steps: approveFirstSteps };
 
 /** The xs:sequence of a named complexType: element names in order, with whether each is optional. */
 function xsdSequence(type: string): { name: string; optional: boolean }[] {

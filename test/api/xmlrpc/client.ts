@@ -1,5 +1,6 @@
+import crypto from 'node:crypto';
 import { expect } from 'chai';
-import { parseMethodResponse, serializeMethodCall, type XmlRpcFault, type XmlRpcValue } from '../../../src/api/xmlrpc/codec';
+import { parseMethodResponse, serializeMethodCall, type XmlRpcDouble, type XmlRpcFault, type XmlRpcValue } from '../../../src/api/xmlrpc/codec';
 import { ADMIN_PASSWORD } from '../../helpers/api';
 
 /** One HTTP answer of the XML-RPC door: the raw bytes and, when they are a methodResponse, what they say. */
@@ -132,4 +133,11 @@ export function pythonExecuteXml(members: string): string {
 /** One struct member as xmlrpclib writes it. */
 export function pyMember(name: string, valueXml: string): string {
   return `<member>\n<name>${name}</name>\n<value>${valueXml}</value>\n</member>\n`;
+}
+
+/** The signature OrderStatusChange_API wants, computed as a client would from GetOrder_API's answer. */
+export function signatureFrom(row: XmlRpcValue[]): string {
+  const [orderId, orderNumber, , , , , creationTime, , total, , , , comments] = row;
+  const totalText = (total as XmlRpcDouble).text;
+  return crypto.createHash('md5').update(`${orderId}${orderNumber}${creationTime}${totalText}${comments}`).digest('hex');
 }

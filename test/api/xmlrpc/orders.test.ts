@@ -3,37 +3,14 @@ import { expect } from 'chai';
 import { XMLRPC_FAULT_CODES } from '../../../src/api/api-errors';
 import { XmlRpcDouble, type XmlRpcValue } from '../../../src/api/xmlrpc/codec';
 import type { Actor } from '../../../src/context';
-import type { WorkflowDefinition } from '../../../src/domain/workflow';
 import { formatAmount } from '../../../src/domain/money';
 import { providerActor, startApiWorld, type ApiWorld } from '../../helpers/api';
-import { bm, fault, result } from './client';
+import { bm, fault, result, signatureFrom } from './client';
+import { SUSPECT_FIRST } from '../../orders/fixtures';
 import { eventually } from '../../helpers/assertions';
 
 const INT_NULL = -2147483648;
 const asText = (row: XmlRpcValue[]): XmlRpcValue[] => row.map((v) => (v instanceof XmlRpcDouble ? v.text : v));
-
-/** A sales workflow that marks every order suspect and waits for the vendor, then charges and provisions. */
-const SUSPECT_FIRST: WorkflowDefinition = {
-  orderType: 'sales',
-  start: 'flag',
-  steps: {
-    flag: { action: 'mark_suspect', next: { done: 'approval' } },
-    approval: { action: 'wait_for_approval', next: { approved: 'charge', rejected: 'rejected' } },
-    charge: { action: 'charge_payment', next: { success: 'provision', declined: 'rejected', unknown: 'approval' } },
-    provision: { action: 'provision', next: { success: 'notify', failure: 'failed' } },
-    notify: { action: 'notify_customer', next: { done: 'done' } },
-    done: { action: 'complete', next: {} },
-    rejected: { action: 'reject', next: {} },
-    failed: { action: 'fail', next: {} },
-  },
-};
-
-/** The signature OrderStatusChange_API wants, computed as a client would from GetOrder_API's answer. */
-function signatureFrom(row: XmlRpcValue[]): string {
-  const [orderId, orderNumber, , , , , creationTime, , total, , , , comments] = row;
-  const totalText = (total as XmlRpcDouble).text;
-  return crypto.createHash('md5').update(`${orderId}${orderNumber}${creationTime}${totalText}${comments}`).digest('hex');
-}
 
 describe('XML-RPC order and subscription methods (through real XML-RPC bytes, on the demo)', function () {
   this.timeout(60_000);
