@@ -20,9 +20,14 @@ export interface Config {
   trustProxy: boolean;
   /** Seed the demo provider's catalog and demo accounts on first start. */
   seedDemo: boolean;
+  /** Failed sign-ins per login and client address before that address is locked out of that login. */
   authFailureLimit: number;
   authFailureWindowSeconds: number;
   authLockoutSeconds: number;
+  /** Failed sign-ins per client address, whatever the logins, before the address is locked out of every login. */
+  authAddressFailureLimit: number;
+  /** Failed sign-ins per login, whatever the addresses, before the login is locked for everyone (distributed guessing). */
+  authLoginFailureCeiling: number;
   idempotencyKeyTtlHours: number;
   /** Key for secrets encrypted at rest; empty = a key file under data/ is created on first start. */
   secretKey: string;
@@ -76,6 +81,8 @@ export const ENV_KEYS: Record<string, keyof Config> = {
   AUTH_FAILURE_LIMIT: 'authFailureLimit',
   AUTH_FAILURE_WINDOW_SECONDS: 'authFailureWindowSeconds',
   AUTH_LOCKOUT_SECONDS: 'authLockoutSeconds',
+  AUTH_ADDRESS_FAILURE_LIMIT: 'authAddressFailureLimit',
+  AUTH_LOGIN_FAILURE_CEILING: 'authLoginFailureCeiling',
   IDEMPOTENCY_KEY_TTL_HOURS: 'idempotencyKeyTtlHours',
   HOSTWRIGHT_SECRET_KEY: 'secretKey',
   SMTP_URL: 'smtpUrl',
@@ -207,6 +214,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Part
     authFailureLimit: integer(raw, 'authFailureLimit', 1, 1000, e('authFailureLimit')),
     authFailureWindowSeconds: integer(raw, 'authFailureWindowSeconds', 1, 86400, e('authFailureWindowSeconds')),
     authLockoutSeconds: integer(raw, 'authLockoutSeconds', 1, 86400, e('authLockoutSeconds')),
+    authAddressFailureLimit: integer(raw, 'authAddressFailureLimit', 1, 100000, e('authAddressFailureLimit')),
+    authLoginFailureCeiling: integer(raw, 'authLoginFailureCeiling', 1, 100000, e('authLoginFailureCeiling')),
     idempotencyKeyTtlHours: integer(raw, 'idempotencyKeyTtlHours', 24, 24 * 365, e('idempotencyKeyTtlHours')),
     secretKey: text(raw, 'secretKey', e('secretKey')),
     smtpUrl: text(raw, 'smtpUrl', e('smtpUrl')).trim(),
@@ -224,6 +233,14 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Part
   }
   if (cfg.domainTransferPollCron && !cron.validate(cfg.domainTransferPollCron)) {
     throw new ConfigError(e('domainTransferPollCron') ?? 'domainTransferPollCron', `must be a cron expression such as "*/15 * * * *" (or "off"), got ${JSON.stringify(cfg.domainTransferPollCron)}.`);
+  }
+  // Below the per-(login, address) limit, one address's guesses would lock the whole login again: the denial of
+  // service the per-address count exists to prevent.
+  if (cfg.authLoginFailureCeiling < cfg.authFailureLimit) {
+    throw new ConfigError(e('authLoginFailureCeiling') ?? 'authLoginFailureCeiling', `must be at least authFailureLimit (${cfg.authFailureLimit}), got ${cfg.authLoginFailureCeiling}; ten times it is the usual choice.`);
+  }
+  if (cfg.authAddressFailureLimit < cfg.authFailureLimit) {
+    throw new ConfigError(e('authAddressFailureLimit') ?? 'authAddressFailureLimit', `must be at least authFailureLimit (${cfg.authFailureLimit}), got ${cfg.authAddressFailureLimit}.`);
   }
   if (cfg.smtpUrl && !/^smtps?:\/\/[^/\s]+/.test(cfg.smtpUrl)) {
     throw new ConfigError(e('smtpUrl') ?? 'smtpUrl', `must be smtp://[user:pass@]host[:port] or smtps://..., got ${JSON.stringify(cfg.smtpUrl.replace(/\/\/[^@/]*@/, '//***@'))}.`);

@@ -209,7 +209,7 @@ function apiFirst(posts: Record<string, PostHandler>, koa: http.RequestListener,
   };
 }
 
-/** Periodic clean-up: idempotency keys past their time to live, spent WS-Security nonces. */
+/** Periodic clean-up: idempotency keys past their time to live, spent WS-Security nonces, spent sign-in failure counters. */
 function startHousekeeping(services: Services): NodeJS.Timeout {
   const { db, clock, config, log } = services.deps;
   const purge = async () => {
@@ -217,6 +217,7 @@ function startHousekeeping(services: Services): NodeJS.Timeout {
     try {
       await db('idempotency_keys').where('created_at', '<', now - config.idempotencyKeyTtlHours * 3_600_000).del();
       await db('ws_nonces').where('expires_at', '<', now).del();
+      await services.auth.pruneFailures();
       // Invoice payments the gateway settled since (pending or unknown at PayInvoice time) are applied now.
       await services.documents.settlePayments();
     } catch (e) {

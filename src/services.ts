@@ -87,12 +87,17 @@ export function createServices(deps: Deps, plugins: PluginRegistry = loadPlugins
   // ... and a paid domain renewal is renewed at the registrar by a task (src/domains/lifecycle.ts).
   documents.onInvoicesPaid(renewPaidDomains(tasks));
   const tlds = new TldCatalogService(deps);
+  const accounts = new AccountsService(deps, ACCOUNT_BALANCE_SQL);
+  const auth = new Authenticator(deps, users);
+  // A closed account signs nobody in: its users' cached sign-ins must not outlive the change.
+  accounts.onStatusChanged((accountId) => auth.forgetAccount(accountId));
+  users.onCredentialsChanged((login) => auth.forget(login));
   return {
     deps,
-    accounts: new AccountsService(deps, ACCOUNT_BALANCE_SQL),
+    accounts,
     users,
     catalog,
-    auth: new Authenticator(deps, users),
+    auth,
     tasks,
     plugins,
     pluginInstances,

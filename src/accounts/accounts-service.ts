@@ -231,6 +231,7 @@ export class AccountsService {
   /** The hot read's statement and the balance read of list(): built once, with the balance expression in them. */
   private readonly readSql: string;
   private readonly balanceSql: string;
+  private readonly statusListeners: ((accountId: number) => void)[] = [];
 
   constructor(
     private readonly deps: Deps,
@@ -238,6 +239,11 @@ export class AccountsService {
   ) {
     this.readSql = accountWithContactsSql(balanceExpression);
     this.balanceSql = `SELECT ${balanceExpression}`;
+  }
+
+  /** Called after an update that changed an account's status commits (the authenticator forgets its users' sign-ins). */
+  onStatusChanged(listener: (accountId: number) => void): void {
+    this.statusListeners.push(listener);
   }
 
   private async balanceOf(conn: Conn, accountId: number): Promise<bigint> {
@@ -341,7 +347,8 @@ export class AccountsService {
   async update(actor: Actor, accountId: number, patch: AccountUpdate): Promise<Account> {
     const id = positiveId(accountId, 'accountId');
     const { db, clock } = this.deps;
-    return db.transaction(async (tx) => {
+    let statusChanged = false;
+    const updated = await db.transaction(async (tx) => {
       const row = await scopedAccount(tx, actor, id);
       const changes: Record<string, unknown> = {};
       if (patch.companyName !== undefined) changes.company_name = optionalText(patch.companyName, 'companyName') ?? '';
@@ -368,6 +375,7 @@ export class AccountsService {
         const status = oneOf(patch.status, 'status', ACCOUNT_STATUSES);
         if (row.id === actor.accountId && status !== row.status) throw notAllowed('An account cannot change its own status.', 'status');
         changes.status = status;
+        statusChanged = status !== row.status;
       }
       for (const [k, v] of Object.entries(cleanAddress(patch.address, 'contact'))) changes[ADDRESS_COLUMNS[k as keyof Address]] = v;
       if (Object.keys(changes).length > 0) {
@@ -400,6 +408,8 @@ export class AccountsService {
       }
       return this.view(tx, (await tx('accounts').where({ id }).first()) as AccountRow);
     });
+    if (statusChanged) for (const listener of this.statusListeners) listener(id);
+    return updated;
   }
 
   /** A basic reseller sells its vendor's plans at its vendor's prices, so it keeps its vendor's currency, and so do the basic resellers below it. */

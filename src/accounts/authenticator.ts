@@ -1,7 +1,8 @@
 import crypto from 'node:crypto';
+import type { Knex } from 'knex';
 import type { Actor, Channel, Deps, Role } from '../context';
 import { writeAudit } from '../audit/audit';
-import { isSqlite } from '../db/knex';
+import { isSqlite, type Conn } from '../db/knex';
 import { AppError } from '../domain/errors';
 import type { UsersService } from './users-service';
 
@@ -14,17 +15,52 @@ const DIGEST_WINDOW_MS = 5 * 60_000;
 /** crypto.hash (Node >= 20.12): a digest without a Hash object. */
 const oneShotHash = (crypto as unknown as { hash?: (algorithm: string, data: string, encoding: 'base64') => string }).hash;
 const LOCKOUTS = new WeakSet<AppError>();
+/** Counters whose window and lock are over are pruned (by the server's housekeeping) this many at a time. */
+const PRUNE_BATCH = 500;
 
 interface CacheEntry {
   actor: Omit<Actor, 'channel' | 'remoteAddr' | 'requestId'>;
-  credential: string;
+  /** sha-256 of the lower-cased login. */
+  login: string;
+  /** The client address the credential was verified from. */
+  address: string;
   expires: number;
 }
 
+type CheckCtx = { channel: Channel; remoteAddr?: string; requestId?: string };
+
+/** Which failures a counter adds up; also the name it has in the audit trail and in the refusal. */
+type CounterScope = 'login-address' | 'address' | 'login';
+
+/** One failure counter (a row of auth_failures): its key (hashes only, never a login or address) and its limit. */
+interface Counter {
+  scope: CounterScope;
+  key: string;
+  limit: number;
+}
+
+interface FailureRow {
+  credential: string;
+  failures: number;
+  window_start: number;
+  locked_until: number | null;
+}
+
+const sha256 = (text: string) => crypto.createHash('sha256').update(text).digest('hex');
+
+const REFUSAL: Record<CounterScope, string> = {
+  'login-address': 'Too many failed sign-ins for this login from your address',
+  address: 'Too many failed sign-ins from your address',
+  login: 'Too many failed sign-ins for this login',
+};
+
 /**
  * Turns API credentials into an Actor. A verified password is remembered for a minute under an HMAC with a
- * per-process key, so the memory-hard hash is paid once per credential, not once per call. Repeated failures
- * lock the credential for a while (counted in the database, so every server process sees them).
+ * per-process key, so the memory-hard hash is paid once per credential and client address, not once per call.
+ * Failures are counted in the database (so every server process sees them) by three counters, each locking for a
+ * while once it reaches its limit: per login and client address (a guesser locks out only itself), per address
+ * across logins (an address trying many logins), and per login across addresses, a much higher ceiling against
+ * guessing spread over many addresses.
  */
 export class Authenticator {
   private readonly cache = new Map<string, CacheEntry>();
@@ -47,7 +83,7 @@ export class Authenticator {
     // Transports pass what arrived on the wire: a missing login or password is a wrong one, not a crash.
     if (typeof cred?.login !== 'string' || typeof cred.password !== 'string') return Promise.reject(new AppError('UNAUTHENTICATED', 'The login or password is wrong.', 'login'));
     const now = this.deps.clock.now().getTime();
-    const cacheKey = this.cacheKey(cred.login, cred.password);
+    const cacheKey = this.cacheKey(cred.login, cred.password, addressOf(ctx));
     const hit = this.cache.get(cacheKey);
     if (hit && hit.expires > now) {
       const a = hit.actor;
@@ -61,22 +97,19 @@ export class Authenticator {
     return this.verifyAndCache(cred, ctx, now, cacheKey);
   }
 
-  private async verifyAndCache(cred: Credentials, ctx: { channel: Channel; remoteAddr?: string; requestId?: string; requiredRoles?: readonly Role[] }, now: number, cacheKey: string): Promise<Actor> {
-    const credential = crypto.createHash('sha256').update(cred.login.toLowerCase()).digest('hex');
+  private async verifyAndCache(cred: Credentials, ctx: CheckCtx & { requiredRoles?: readonly Role[] }, now: number, cacheKey: string): Promise<Actor> {
+    const counters = this.counters(cred.login, addressOf(ctx));
     try {
       let pending = this.inFlight.get(cacheKey);
       if (!pending) {
-        pending = this.verify(cred, credential, cacheKey, now).finally(() => this.inFlight.delete(cacheKey));
+        pending = this.verify(cred, counters, cacheKey, now, ctx).finally(() => this.inFlight.delete(cacheKey));
         this.inFlight.set(cacheKey, pending);
       }
       const actor = await pending;
       return this.withRoles({ ...actor, channel: ctx.channel, remoteAddr: ctx.remoteAddr, requestId: ctx.requestId }, ctx.requiredRoles);
     } catch (e) {
       // A refusal while locked is not another guess: counting it would extend the lock for the rightful user.
-      if (e instanceof AppError && e.code === 'UNAUTHENTICATED' && !LOCKOUTS.has(e)) {
-        await this.countFailure(credential, now);
-        await this.auditFailure(credential, now, ctx);
-      }
+      if (e instanceof AppError && e.code === 'UNAUTHENTICATED' && !LOCKOUTS.has(e)) await this.failed(cred.login, counters, now, ctx);
       throw e;
     }
   }
@@ -87,13 +120,13 @@ export class Authenticator {
    * crypto.hash costs a sixth of createHmac (which builds a stream object per call), and this runs on every API
    * call; a lookup key needs no HMAC construction (nobody outside sees it, so length extension buys nothing).
    */
-  private cacheKey(login: string, password: string): string {
-    const message = `${this.keyText}\0${login}\0${password}`;
+  private cacheKey(login: string, password: string, address: string): string {
+    const message = `${this.keyText}\0${address}\0${login}\0${password}`;
     return oneShotHash ? oneShotHash('sha256', message, 'base64') : crypto.createHash('sha256').update(message).digest('base64');
   }
 
-  private async verify(cred: Credentials, credential: string, cacheKey: string, now: number): Promise<Omit<Actor, 'channel' | 'remoteAddr' | 'requestId'>> {
-    await this.assertNotLocked(credential, now);
+  private async verify(cred: Credentials, counters: Counter[], cacheKey: string, now: number, ctx: CheckCtx): Promise<Omit<Actor, 'channel' | 'remoteAddr' | 'requestId'>> {
+    await this.assertNotLocked(counters, now, ctx);
     const { user, account } = await this.users.verify(cred.login, cred.password);
     const actor = {
       userId: user.id,
@@ -103,8 +136,8 @@ export class Authenticator {
       roles: user.roles ? (user.roles.split(',') as Role[]) : [],
     };
     if (this.cache.size >= Authenticator.MAX_ENTRIES) this.cache.clear();
-    this.cache.set(cacheKey, { actor, credential, expires: now + Authenticator.TTL_MS });
-    await this.deps.db('auth_failures').where({ credential }).del();
+    this.cache.set(cacheKey, { actor, login: loginHash(cred.login), address: addressOf(ctx), expires: now + Authenticator.TTL_MS });
+    await this.succeeded(counters);
     return actor;
   }
 
@@ -121,8 +154,8 @@ export class Authenticator {
     const created = Date.parse(token.created);
     if (!token.nonce || !token.created || Number.isNaN(created)) throw fail('A PasswordDigest needs a Nonce and a Created time.');
     if (Math.abs(now - created) > DIGEST_WINDOW_MS) throw fail('The UsernameToken Created time is more than 5 minutes away from the server time.');
-    const credential = crypto.createHash('sha256').update(token.login.toLowerCase()).digest('hex');
-    await this.assertNotLocked(credential, now);
+    const counters = this.counters(token.login, addressOf(ctx));
+    await this.assertNotLocked(counters, now, ctx);
     const nonce = Buffer.from(token.nonce, 'base64');
     const candidates = (await this.deps.db('users as u')
       .join('accounts as a', 'a.id', 'u.account_id')
@@ -151,8 +184,7 @@ export class Authenticator {
       return expected.length === given.length && crypto.timingSafeEqual(expected, given);
     });
     if (!match) {
-      await this.countFailure(credential, now);
-      await this.auditFailure(credential, now, ctx);
+      await this.failed(token.login, counters, now, ctx);
       throw fail();
     }
     const nonceHash = crypto.createHash('sha256').update(nonce).digest('hex');
@@ -162,6 +194,7 @@ export class Authenticator {
       throw fail('This UsernameToken nonce was already used; send a fresh nonce with every request.');
     }
     if (Math.random() < 0.01) await this.deps.db('ws_nonces').where('expires_at', '<', now).del();
+    await this.succeeded(counters);
     return this.withRoles(
       {
         userId: match.id,
@@ -180,25 +213,35 @@ export class Authenticator {
   /**
    * Checks a third party's login and password for PBA's UserValidate_API / SOAP ValidateUser, with the same
    * lockout and failure counting as sign-ins, so these calls cannot be used to guess passwords without limit.
+   * The calling integration's address counts the failures of the logins it checks in a counter of its own (per
+   * calling user), so its customers' typing errors never lock the integration's own sign-in.
    */
   async checkPassword(actor: Actor, login: string, password: string, vendorId?: number): Promise<{ accountId: number; userId: number; vendorAccountId: number | null }> {
     const now = this.deps.clock.now().getTime();
-    const credential = crypto.createHash('sha256').update(String(login).toLowerCase()).digest('hex');
-    await this.assertNotLocked(credential, now);
+    const counters = this.counters(String(login), addressOf(actor), `validate:${actor.userId ?? ''}`);
+    await this.assertNotLocked(counters, now, actor);
     try {
-      return await this.users.validateInScope(actor, login, password, vendorId);
+      const checked = await this.users.validateInScope(actor, login, password, vendorId);
+      await this.succeeded(counters);
+      return checked;
     } catch (e) {
-      if (e instanceof AppError && e.code === 'UNAUTHENTICATED') {
-        await this.countFailure(credential, now);
-        await this.auditFailure(credential, now, actor);
-      }
+      if (e instanceof AppError && e.code === 'UNAUTHENTICATED') await this.failed(String(login), counters, now, actor);
       throw e;
     }
   }
 
-  /** Forget cached credentials (after a password change or a user being disabled). */
-  forget(): void {
-    this.cache.clear();
+  /**
+   * Forgets the cached sign-ins of a login (from every address), so the next call checks its password and status
+   * again. Every operation that changes a user's credentials or status, or closes its account, calls it.
+   */
+  forget(login: string): void {
+    const hash = loginHash(login);
+    for (const [key, entry] of this.cache) if (entry.login === hash) this.cache.delete(key);
+  }
+
+  /** Forgets the cached sign-ins of every user of an account (its status changed: closed accounts sign nobody in). */
+  forgetAccount(accountId: number): void {
+    for (const [key, entry] of this.cache) if (entry.actor.accountId === accountId) this.cache.delete(key);
   }
 
   private withRoles(actor: Actor, required?: readonly Role[]): Actor {
@@ -208,10 +251,69 @@ export class Authenticator {
     return actor;
   }
 
-  /** A failed sign-in leaves a trace: the credential's hash prefix (never the login or password), where from, when. */
-  private async auditFailure(credential: string, now: number, ctx: { channel: Channel; remoteAddr?: string; requestId?: string }): Promise<void> {
-    const nobody: Actor = { userId: null, accountId: 0, accountPath: '', accountType: 'customer', roles: [], channel: ctx.channel, remoteAddr: ctx.remoteAddr, requestId: ctx.requestId };
-    await writeAudit(this.deps.db, nobody, new Date(now), {
+  /** The three counters a check from `address` for `login` is held to (`addressScope` separates ValidateUser's). */
+  private counters(login: string, address: string, addressScope = ''): Counter[] {
+    const { authFailureLimit, authAddressFailureLimit, authLoginFailureCeiling } = this.deps.config;
+    const lower = login.toLowerCase();
+    return [
+      { scope: 'login-address', key: `la:${sha256(`${lower}\0${address}`)}`, limit: authFailureLimit },
+      { scope: 'address', key: addressKey(addressScope, address), limit: authAddressFailureLimit },
+      { scope: 'login', key: `l:${sha256(lower)}`, limit: authLoginFailureCeiling },
+    ];
+  }
+
+  /**
+   * Refuses while any of the counters is locked. A lock found expired is lifted here, once (the update that clears
+   * it is conditional), with its audit record in the same transaction.
+   */
+  private async assertNotLocked(counters: Counter[], now: number, ctx: CheckCtx): Promise<void> {
+    const rows = (await this.deps.db('auth_failures').whereIn('credential', counters.map((c) => c.key))) as FailureRow[];
+    let refusal: AppError | undefined;
+    for (const c of counters) {
+      const row = rows.find((r) => r.credential === c.key);
+      if (!row || row.locked_until === null) continue;
+      const until = Number(row.locked_until);
+      if (until > now) {
+        refusal ??= new AppError('UNAUTHENTICATED', `${REFUSAL[c.scope]}; try again in ${Math.ceil((until - now) / 1000)} seconds.`, 'login');
+        continue;
+      }
+      await this.deps.db.transaction(async (tx) => {
+        // A lifted lock starts a fresh count.
+        if ((await tx('auth_failures').where({ credential: c.key, locked_until: row.locked_until }).update({ locked_until: null, failures: 0, window_start: now })) === 1) {
+          await this.auditLock(tx, 'UnlockSignIn', c, now, ctx, { lockedUntil: new Date(until).toISOString() });
+        }
+      });
+    }
+    if (refusal) {
+      LOCKOUTS.add(refusal);
+      throw refusal;
+    }
+  }
+
+  /** A success clears the (login, address) counter only: the address and login-wide counts are not the signer's. */
+  private async succeeded(counters: Counter[]): Promise<void> {
+    await this.deps.db('auth_failures').where({ credential: counters[0].key }).del();
+  }
+
+  /** A failed check: counted by every counter, audited, and the cached sign-ins a lock now covers are evicted. */
+  private async failed(login: string, counters: Counter[], now: number, ctx: CheckCtx): Promise<void> {
+    const locked = await this.countFailure(counters, now, ctx);
+    // The guess evicts the cached sign-ins of this login from this address, so a lock it triggers is checked on the
+    // very next call; a lock of the address or of the login evicts all of theirs.
+    const hash = loginHash(login);
+    const address = addressOf(ctx);
+    const signInAddressLocked = locked.has('address') && counters[1].key === addressKey('', address);
+    for (const [key, entry] of this.cache) {
+      const ofLogin = entry.login === hash;
+      const ofAddress = entry.address === address;
+      if ((ofLogin && (ofAddress || locked.has('login'))) || (ofAddress && signInAddressLocked)) this.cache.delete(key);
+    }
+    await this.auditFailure(hash, now, ctx);
+  }
+
+  /** A failed sign-in leaves a trace: the login's hash prefix (never the login or password), where from, when. */
+  private async auditFailure(credential: string, now: number, ctx: CheckCtx): Promise<void> {
+    await writeAudit(this.deps.db, nobody(ctx), new Date(now), {
       operation: 'Authenticate',
       objectType: 'credential',
       objectId: credential.slice(0, 16),
@@ -220,36 +322,93 @@ export class Authenticator {
     });
   }
 
-  private async assertNotLocked(credential: string, now: number): Promise<void> {
-    const row = (await this.deps.db('auth_failures').where({ credential }).first()) as { locked_until: number | null } | undefined;
-    if (row && row.locked_until !== null && Number(row.locked_until) > now) {
-      const seconds = Math.ceil((Number(row.locked_until) - now) / 1000);
-      const locked = new AppError('UNAUTHENTICATED', `Too many failed sign-ins for this login; try again in ${seconds} seconds.`, 'login');
-      LOCKOUTS.add(locked);
-      throw locked;
-    }
+  /** A lock set or lifted: objectId is the counter's key prefix, so a lock and its lifting pair up; never a login or address. */
+  private async auditLock(conn: Conn, operation: 'LockSignIn' | 'UnlockSignIn', c: Pick<Counter, 'scope' | 'key'>, now: number, ctx: CheckCtx, details: Record<string, unknown>): Promise<void> {
+    await writeAudit(conn, nobody(ctx), new Date(now), { operation, objectType: 'credential', objectId: c.key.slice(0, c.key.indexOf(':') + 17), outcome: 'ok', details: { scope: c.scope, ...details } });
   }
 
-  private async countFailure(credential: string, now: number): Promise<void> {
-    // A wrong guess evicts the login's cached sign-ins, so a lock it triggers is checked on the very next call.
-    for (const [key, entry] of this.cache) if (entry.credential === credential) this.cache.delete(key);
-    const { authFailureLimit, authFailureWindowSeconds, authLockoutSeconds } = this.deps.config;
-    // Parallel guesses must each count: make sure the row exists, then read and bump it under a row lock
-    // (SQLite serialises every transaction on its one connection, so it needs no lock).
-    await this.deps.db('auth_failures').insert({ credential, failures: 0, window_start: now, locked_until: null }).onConflict('credential').ignore();
+  /** Adds one failure to every counter; returns the scopes this failure locked. */
+  private async countFailure(counters: Counter[], now: number, ctx: CheckCtx): Promise<Set<CounterScope>> {
+    const { authFailureWindowSeconds, authLockoutSeconds } = this.deps.config;
+    const keys = counters.map((c) => c.key).sort();
+    // Parallel guesses must each count: make sure the rows exist, then read and bump them under row locks, taken in
+    // key order (SQLite serialises every transaction on its one connection, so it needs no lock).
+    await this.deps.db('auth_failures')
+      .insert(keys.map((credential) => ({ credential, failures: 0, window_start: now, locked_until: null })))
+      .onConflict('credential')
+      .ignore();
+    const locked = new Set<CounterScope>();
     await this.deps.db.transaction(async (tx) => {
-      const read = tx('auth_failures').where({ credential });
-      const row = (await (isSqlite(tx) ? read : read.forUpdate()).first()) as { failures: number; window_start: number } | undefined;
-      const fresh = !row || now - Number(row.window_start) > authFailureWindowSeconds * 1000;
-      const failures = fresh ? 1 : Number(row.failures) + 1;
-      const values = {
-        failures,
-        window_start: fresh ? now : Number(row.window_start),
-        locked_until: failures >= authFailureLimit ? now + authLockoutSeconds * 1000 : null,
-      };
-      // The row is gone only if a sign-in succeeded meanwhile and reset the count.
-      if (row) await tx('auth_failures').where({ credential }).update(values);
-      else await tx('auth_failures').insert({ credential, ...values }).onConflict('credential').ignore();
+      const read = tx('auth_failures').whereIn('credential', keys).orderBy('credential');
+      const rows = (await (isSqlite(tx) ? read : read.forUpdate())) as FailureRow[];
+      for (const c of counters) {
+        const row = rows.find((r) => r.credential === c.key);
+        const fresh = !row || now - Number(row.window_start) > authFailureWindowSeconds * 1000;
+        const failures = fresh ? 1 : Number(row.failures) + 1;
+        const wasLocked = row?.locked_until !== null && row?.locked_until !== undefined && Number(row.locked_until) > now;
+        const values = {
+          failures,
+          window_start: fresh ? now : Number(row.window_start),
+          // A counter already locked keeps its lock (a check refused while locked never gets here, but another
+          // counter's failure may), so the lock is not extended by failures it did not see.
+          locked_until: wasLocked ? Number(row.locked_until) : failures >= c.limit ? now + authLockoutSeconds * 1000 : null,
+        };
+        // The row is gone only if a sign-in succeeded meanwhile and reset the count.
+        if (row) await tx('auth_failures').where({ credential: c.key }).update(values);
+        else await tx('auth_failures').insert({ credential: c.key, ...values }).onConflict('credential').ignore();
+        if (!wasLocked && values.locked_until !== null) {
+          locked.add(c.scope);
+          await this.auditLock(tx, 'LockSignIn', c, now, ctx, { failures, lockedUntil: new Date(values.locked_until).toISOString() });
+        }
+      }
     });
+    return locked;
   }
+
+  /**
+   * Deletes the failure counters whose window and lock are over, so one row per guessed (login, address) does not
+   * stay forever; a lock nobody came back to is recorded as lifted as it goes. The server's housekeeping calls it.
+   */
+  async pruneFailures(): Promise<void> {
+    const now = this.deps.clock.now().getTime();
+    const windowStart = now - this.deps.config.authFailureWindowSeconds * 1000;
+    const stale = (q: Knex.QueryBuilder) => q.where('window_start', '<', windowStart).andWhere((w) => w.whereNull('locked_until').orWhere('locked_until', '<=', now));
+    for (;;) {
+      const rows = (await stale(this.deps.db('auth_failures'))
+        .orderBy('window_start')
+        .limit(PRUNE_BATCH)
+        .select('credential', 'locked_until')) as Pick<FailureRow, 'credential' | 'locked_until'>[];
+      if (rows.length === 0) return;
+      const deleted = await this.deps.db.transaction(async (tx) => {
+        let n = await stale(tx('auth_failures').whereIn('credential', rows.filter((r) => r.locked_until === null).map((r) => r.credential))).whereNull('locked_until').del();
+        for (const row of rows.filter((r) => r.locked_until !== null)) {
+          // Only if no failure or lifting touched it since it was read: else its lifting is someone else's record.
+          if ((await stale(tx('auth_failures').where({ credential: row.credential, locked_until: row.locked_until })).del()) !== 1) continue;
+          n++;
+          const scope: CounterScope = row.credential.startsWith('la:') ? 'login-address' : row.credential.startsWith('a:') ? 'address' : 'login';
+          await this.auditLock(tx, 'UnlockSignIn', { scope, key: row.credential }, now, { channel: 'system' }, { lockedUntil: new Date(Number(row.locked_until)).toISOString() });
+        }
+        return n;
+      });
+      if (rows.length < PRUNE_BATCH || deleted === 0) return;
+    }
+  }
+}
+
+/** Whose failures are audited: nobody signed in, only where from. */
+function nobody(ctx: CheckCtx): Actor {
+  return { userId: null, accountId: 0, accountPath: '', accountType: 'customer', roles: [], channel: ctx.channel, remoteAddr: ctx.remoteAddr, requestId: ctx.requestId };
+}
+
+function addressKey(addressScope: string, address: string): string {
+  return `a:${sha256(`${addressScope}\0${address}`)}`;
+}
+
+function loginHash(login: string): string {
+  return sha256(login.toLowerCase());
+}
+
+/** The client address failures are counted under (as src/api/client-address.ts determined it). */
+function addressOf(ctx: { remoteAddr?: string }): string {
+  return ctx.remoteAddr ?? 'unknown';
 }

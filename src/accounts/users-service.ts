@@ -120,7 +120,21 @@ export function sameLogin<Q extends Knex.QueryBuilder>(q: Q, column: string, log
 }
 
 export class UsersService {
+  private readonly credentialListeners: ((login: string) => void)[] = [];
+
   constructor(private readonly deps: Deps) {}
+
+  /**
+   * Called with the login after an operation that changes a user's credentials or status (or gives a login its
+   * first user) commits: the authenticator forgets that login's cached sign-ins. Every such operation calls it.
+   */
+  onCredentialsChanged(listener: (login: string) => void): void {
+    this.credentialListeners.push(listener);
+  }
+
+  private credentialsChanged(login: string): void {
+    for (const listener of this.credentialListeners) listener(login);
+  }
 
   async create(actor: Actor, input: UserInput): Promise<number> {
     const accountId = positiveId(input.accountId, 'accountId');
@@ -139,7 +153,7 @@ export class UsersService {
     const account = await scopedAccount(this.deps.db, actor, accountId);
     const hash = await hashPassword(input.password);
     try {
-      return await this.deps.db.transaction(async (tx) => {
+      const created = await this.deps.db.transaction(async (tx) => {
         const now = this.deps.clock.now();
         // MariaDB's unique index already ignores letter case; SQLite's does not, so ask first (its writes are serialised).
         if (await sameLogin(tx('users').where({ login_scope_id: loginScopeOf(account) }), 'login', login).first('id')) {
@@ -172,6 +186,9 @@ export class UsersService {
         });
         return id;
       });
+      // A login may name users under several vendors, and a cached sign-in resolved it before this one existed.
+      this.credentialsChanged(login);
+      return created;
     } catch (e) {
       if (isUniqueViolation(e)) throw conflict(`The login '${login}' is already taken under this vendor; choose another.`, 'login');
       throw e;

@@ -2,6 +2,7 @@ import path from 'node:path';
 import type Router from '@koa/router';
 import nunjucks from 'nunjucks';
 import type { AccountRow } from '../accounts/scope';
+import { clientAddress } from '../api/client-address';
 import { isAppError } from '../domain/errors';
 import { formatAmount } from '../domain/money';
 import type { Role } from '../context';
@@ -91,7 +92,7 @@ export function mountInvoiceHtml(services: Services, router: Router): void {
     if (i <= 0) return deny();
     let actor;
     try {
-      actor = await services.auth.authenticate({ login: decoded.slice(0, i), password: decoded.slice(i + 1) }, { channel: 'console', remoteAddr: ctx.ip, requestId: ctx.state.requestId as string, requiredRoles: ROLES });
+      actor = await services.auth.authenticate({ login: decoded.slice(0, i), password: decoded.slice(i + 1) }, { channel: 'console', remoteAddr: clientAddress(ctx.req, services.deps.config.trustProxy), requestId: ctx.state.requestId as string, requiredRoles: ROLES });
     } catch (e) {
       if (isAppError(e) && (e.code === 'UNAUTHENTICATED' || e.code === 'NOT_ALLOWED')) return deny();
       throw e;

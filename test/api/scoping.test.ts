@@ -160,9 +160,10 @@ describe('API scoping: a reseller cannot reach another reseller\'s objects by id
   // ---- fixtures --------------------------------------------------------------------------------------
 
   before(async () => {
-    // Failed password checks count toward a login's lockout; this file makes many on purpose, and the lockout's
-    // own answer (which depends on the count, not on who owns the login) is not what it tests.
-    world = await startApiWorld({ demo: true, config: { authFailureLimit: 1000 } });
+    // Failed password checks count toward the lockouts (per login and address, per address, per login); this file
+    // makes many on purpose, all from one address, and the lockout's own answer (which depends on the count, not on
+    // who owns the login) is not what it tests.
+    world = await startApiWorld({ demo: true, config: { authFailureLimit: 1000, authAddressFailureLimit: 100000, authLoginFailureCeiling: 100000 } });
     const { catalog } = world.server.services;
     provider = await providerActor(world);
     providerAdminId = ((await world.fresh.db('users').where({ login: 'admin', account_id: provider.accountId }).first('id')) as { id: number }).id;

@@ -4,6 +4,26 @@ import { SessionStore } from '../../src/console/sessions';
 import { ADMIN_PASSWORD, accountWithApiUser, startApiWorld, type ApiWorld } from '../helpers/api';
 import { makeWorld, type World } from '../helpers/world';
 
+/** The sign-in form's CSRF cookie and token, fetched as a browser would (from `headers`, e.g. X-Forwarded-For). */
+async function consoleLoginForm(url: string, headers: Record<string, string> = {}): Promise<{ cookie: string; token: string }> {
+  const res = await fetch(`${url}/console/login`, { headers });
+  const html = await res.text();
+  const token = /name="_csrf" value="([^"]+)"/.exec(html)![1];
+  const cookie = res.headers.getSetCookie().find((c) => c.startsWith('hw_console_login='))!;
+  return { cookie: cookie.split(';')[0], token };
+}
+
+/** POSTs the sign-in form with a fresh token: 303 signed in, 401 refused (the page shows why), 403 not for the console. */
+async function consoleSignIn(url: string, login: string, password: string, headers: Record<string, string> = {}): Promise<Response> {
+  const { cookie, token } = await consoleLoginForm(url, headers);
+  return fetch(`${url}/console/login`, {
+    method: 'POST',
+    redirect: 'manual',
+    headers: { 'content-type': 'application/x-www-form-urlencoded', cookie, ...headers },
+    body: new URLSearchParams({ _csrf: token, login, password }).toString(),
+  });
+}
+
 describe('console sessions', () => {
   let world: World;
   let store: SessionStore;
@@ -67,13 +87,7 @@ describe('the console over plain HTTP', () => {
   });
   after(() => api.close());
 
-  async function loginForm(): Promise<{ cookie: string; token: string }> {
-    const res = await fetch(`${api.url}/console/login`);
-    const html = await res.text();
-    const token = /name="_csrf" value="([^"]+)"/.exec(html)![1];
-    const cookie = res.headers.getSetCookie().find((c) => c.startsWith('hw_console_login='))!;
-    return { cookie: cookie.split(';')[0], token };
-  }
+  const loginForm = () => consoleLoginForm(api.url);
 
   it('marks cookies Secure and uses a __Host- session cookie when PUBLIC_URL is https', async () => {
     const { cookie, token } = await loginForm();
@@ -108,15 +122,7 @@ describe('the console over plain HTTP', () => {
       { userId: null, accountId: provider.id, accountPath: provider.path, accountType: 'provider', roles: ['admin'], channel: 'system' },
       { accountId: reseller.accountId, login: billing, password: 'gate-billing-password', email: 'billing@example.com', firstName: 'Bill', lastName: 'Ing', roles: ['billing'] },
     );
-    const attempt = async (login: string, password: string) => {
-      const { cookie, token } = await loginForm();
-      return fetch(`${api.url}/console/login`, {
-        method: 'POST',
-        redirect: 'manual',
-        headers: { 'content-type': 'application/x-www-form-urlencoded', cookie },
-        body: new URLSearchParams({ _csrf: token, login, password }).toString(),
-      });
-    };
+    const attempt = (login: string, password: string) => consoleSignIn(api.url, login, password);
     expect((await attempt(reseller.login, reseller.password)).status).to.equal(303);
     expect((await attempt(billing, 'gate-billing-password')).status).to.equal(403);
   });
@@ -152,5 +158,40 @@ describe('the console over plain HTTP', () => {
     const login = await fetch(`${api.url}/console/login`);
     expect(login.headers.get('cache-control')).to.equal('no-store');
     expect(login.headers.get('content-security-policy')).to.contain("default-src 'none'").and.contain("frame-ancestors 'none'");
+  });
+});
+
+describe('console sign-in lockout per login and client address (behind a trusted proxy)', () => {
+  let api: ApiWorld;
+  const from = (address: string) => ({ 'x-forwarded-for': address });
+  const refusal = async (res: Response) => {
+    expect(res.status).to.equal(401);
+    return /class="flash error"[^>]*>([^<]*)</.exec(await res.text())?.[1] ?? '';
+  };
+
+  before(async () => {
+    api = await startApiWorld({ config: { trustProxy: true, authFailureLimit: 3, authAddressFailureLimit: 4, authLoginFailureCeiling: 30 } });
+  });
+  after(() => api.close());
+
+  it('a guesser at the sign-in form locks admin out for its own address only; admin signs in from another', async () => {
+    for (let i = 0; i < 3; i++) expect(await refusal(await consoleSignIn(api.url, 'admin', `guess-${i}`, from('203.0.113.90')))).to.match(/wrong/);
+    expect(await refusal(await consoleSignIn(api.url, 'admin', ADMIN_PASSWORD, from('203.0.113.90')))).to.match(/Too many failed sign-ins for this login from your address/);
+    expect((await consoleSignIn(api.url, 'admin', ADMIN_PASSWORD, from('198.51.100.90'))).status).to.equal(303);
+    // The console, SOAP and XML-RPC share the count: the same address is locked out of admin on the API too.
+    const soap = await fetch(`${api.url}/soap/billing`, {
+      method: 'POST',
+      headers: { 'content-type': 'text/xml', authorization: `Basic ${Buffer.from(`admin:${ADMIN_PASSWORD}`).toString('base64')}`, ...from('203.0.113.90') },
+      body: '<?xml version="1.0"?><soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/" xmlns:tns="urn:hostwright:billing:v1"><soap:Body><tns:GetVersion/></soap:Body></soap:Envelope>',
+    });
+    expect(soap.status).to.equal(500);
+    expect(await soap.text()).to.match(/Too many failed sign-ins for this login from your address/);
+  });
+
+  it('an address trying many logins at the form is throttled for every login', async () => {
+    const reseller = await accountWithApiUser(api, 'reseller', 'Console Lockout Reseller');
+    for (const login of ['nobody-1', 'nobody-2', 'nobody-3', 'nobody-4']) expect(await refusal(await consoleSignIn(api.url, login, 'spray', from('203.0.113.91')))).to.match(/wrong/);
+    expect(await refusal(await consoleSignIn(api.url, reseller.login, reseller.password, from('203.0.113.91')))).to.match(/Too many failed sign-ins from your address/);
+    expect((await consoleSignIn(api.url, reseller.login, reseller.password, from('198.51.100.91'))).status).to.equal(303);
   });
 });

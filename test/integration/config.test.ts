@@ -10,6 +10,7 @@ describe('configuration', () => {
     expect(c.databaseUrl).to.equal('sqlite:data/hostwright.sqlite');
     expect(c.xmlrpcLegacyPort).to.equal(5224);
     expect(c.bodyLimitBytes).to.equal(1048576);
+    expect(c).to.include({ authFailureLimit: 10, authAddressFailureLimit: 50, authLoginFailureCeiling: 100 });
   });
 
   it('takes overrides from the environment', () => {
@@ -26,6 +27,11 @@ describe('configuration', () => {
     [{ HOSTWRIGHT_ADMIN_PASSWORD: 'short' }, 'HOSTWRIGHT_ADMIN_PASSWORD', /at least 8 characters/],
     [{ DATABASE_URL: 'mysql://u:p@db:3306/hw' }, 'HOSTWRIGHT_SECRET_KEY', /required with a MySQL/],
     [{ SEED_DEMO: 'maybe' }, 'SEED_DEMO', /true or false/],
+    [{ AUTH_ADDRESS_FAILURE_LIMIT: 'many' }, 'AUTH_ADDRESS_FAILURE_LIMIT', /whole number from 1 to 100000/],
+    [{ AUTH_LOGIN_FAILURE_CEILING: '0' }, 'AUTH_LOGIN_FAILURE_CEILING', /whole number from 1 to 100000/],
+    // A ceiling below the per-(login, address) limit would let one address lock the login for everyone again.
+    [{ AUTH_FAILURE_LIMIT: '20', AUTH_LOGIN_FAILURE_CEILING: '19' }, 'AUTH_LOGIN_FAILURE_CEILING', /at least authFailureLimit \(20\)/],
+    [{ AUTH_FAILURE_LIMIT: '20', AUTH_ADDRESS_FAILURE_LIMIT: '10' }, 'AUTH_ADDRESS_FAILURE_LIMIT', /at least authFailureLimit \(20\)/],
   ];
   for (const [vars, key, message] of bad) {
     it(`refuses ${JSON.stringify(vars)} with a message naming ${key} and what is allowed`, () => {

@@ -224,7 +224,7 @@ describe('users', () => {
       await failure(attempt('wrong-1'), 'UNAUTHENTICATED', 'login');
       await failure(attempt('wrong-2'), 'UNAUTHENTICATED', 'login');
       await attempt(PASSWORD);
-      world.services.auth.forget(); // the next sign-in must pass the lock check, not the cache
+      world.services.auth.forget('target'); // the next sign-in must pass the lock check, not the cache
       await failure(attempt('wrong-3'), 'UNAUTHENTICATED', 'login');
       await failure(attempt('wrong-4'), 'UNAUTHENTICATED', 'login');
       expect((await attempt(PASSWORD)).accountId).to.equal(customer.accountId);

@@ -12,6 +12,7 @@ import zlib from 'node:zlib';
 import { expect } from 'chai';
 import * as soap from 'soap';
 import { parseStringPromise } from 'xml2js';
+import { ManualClock } from '../../../src/clock';
 import { formatAmount } from '../../../src/domain/money';
 import { VERSION } from '../../../src/version';
 import { ADMIN_PASSWORD, accountWithApiUser, providerActor, startApiWorld, type ApiWorld } from '../../helpers/api';
@@ -682,6 +683,113 @@ describe('SOAP authentication', () => {
     const { body } = await callFault(client, 'GetAccount', { accountId: owner.accountId });
     const f = await expectFault(body, { faultcode: 'soap:Client', code: 'UNAUTHENTICATED' });
     expect(f.faultstring).to.match(/role/);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------------------------
+// 4b. Lockout per login and client address: a world behind a trusted proxy, so X-Forwarded-For is the address
+// ---------------------------------------------------------------------------------------------------------------
+
+describe('SOAP lockout per login and client address', () => {
+  let world: ApiWorld;
+  let clock: ManualClock;
+  let serial = 0;
+  const user = (type: 'reseller' | 'customer' = 'reseller', vendorId?: number) => accountWithApiUser(world, type, `Lockout User ${++serial}`, vendorId);
+  /** GetVersion signed in with HTTP Basic from `address`. */
+  const getVersion = (login: string, password: string, address: string) => post(world, envelope('<tns:GetVersion/>'), { authorization: basicHeader(login, password), 'x-forwarded-for': address });
+  const refusedWith = async (r: RawReply, message: RegExp) => {
+    expect(r.status, r.text).to.equal(500);
+    expect((await expectFault(r.text, { faultcode: 'soap:Client', code: 'UNAUTHENTICATED' })).faultstring).to.match(message);
+  };
+  const lockAudits = (operation: 'LockSignIn' | 'UnlockSignIn', remoteAddr?: string) =>
+    world.fresh.db('audit_log').where({ operation, ...(remoteAddr ? { remote_addr: remoteAddr } : {}) }).orderBy('id') as Promise<{ details: string; remote_addr: string | null; object_id: string }[]>;
+
+  before(async () => {
+    clock = new ManualClock(new Date()); // WS-Security Created times are checked against it
+    world = await startApiWorld({ clock, config: { trustProxy: true, authFailureLimit: 3, authAddressFailureLimit: 5, authLoginFailureCeiling: 8, authLockoutSeconds: 60 } });
+  });
+  after(async () => {
+    await world?.close();
+  });
+
+  it('a guesser locks its own address out of the login; the integration signing in from another address goes on, and the lock lifts', async () => {
+    const victim = await user();
+    expect((await getVersion(victim.login, victim.password, '198.51.100.10')).status).to.equal(200); // the integration, cached
+    for (let i = 0; i < 3; i++) await refusedWith(await getVersion(victim.login, `guess-${i}`, '203.0.113.66'), /wrong/);
+    await refusedWith(await getVersion(victim.login, victim.password, '203.0.113.66'), /too many failed sign-ins for this login from your address; try again in 60 seconds/i);
+    const elsewhere = await getVersion(victim.login, victim.password, '198.51.100.10');
+    expect(elsewhere.status, elsewhere.text).to.equal(200);
+    expect((await getVersion(victim.login, victim.password, '198.51.100.11')).status, 'a new address, not cached').to.equal(200);
+    // A WS-Security PasswordDigest from the guesser's address is held to the same lock.
+    const digest = await post(world, envelope('<tns:GetVersion/>', { header: digestHeader(victim.login, victim.password) }), { 'x-forwarded-for': '203.0.113.66' });
+    await refusedWith(digest, /from your address/);
+
+    const [lock] = await lockAudits('LockSignIn', '203.0.113.66');
+    expect(JSON.parse(lock.details)).to.include({ scope: 'login-address', failures: 3 });
+    expect(JSON.stringify(lock)).to.not.contain(victim.login);
+    clock.advance(61_000);
+    expect((await getVersion(victim.login, victim.password, '203.0.113.66')).status).to.equal(200);
+    const lifted = await lockAudits('UnlockSignIn', '203.0.113.66');
+    expect(lifted.map((r) => [r.object_id, JSON.parse(r.details).scope])).to.deep.equal([[lock.object_id, 'login-address']]);
+  });
+
+  it('an address guessing many logins is throttled for every login, its own right password too, and no other address is', async () => {
+    const targets = await Promise.all([1, 2, 3, 4, 5].map(() => user()));
+    const own = await user();
+    for (const t of targets) await refusedWith(await getVersion(t.login, 'spray-password', '203.0.113.77'), /wrong/);
+    await refusedWith(await getVersion(own.login, own.password, '203.0.113.77'), /too many failed sign-ins from your address/i);
+    expect((await getVersion(own.login, own.password, '198.51.100.20')).status).to.equal(200);
+    expect((await getVersion(targets[0].login, targets[0].password, '198.51.100.20')).status).to.equal(200);
+    const [lock] = await lockAudits('LockSignIn', '203.0.113.77');
+    expect(JSON.parse(lock.details)).to.include({ scope: 'address', failures: 5 });
+  });
+
+  it('guessing one login from many addresses, each under its own limit, reaches the login-wide ceiling and locks the login everywhere', async () => {
+    const victim = await user();
+    const bystander = await user();
+    for (const address of ['192.0.2.1', '192.0.2.2', '192.0.2.3', '192.0.2.4']) {
+      for (let i = 0; i < 2; i++) await refusedWith(await getVersion(victim.login, `spread-${i}`, address), /wrong/);
+    }
+    await refusedWith(await getVersion(victim.login, victim.password, '198.51.100.30'), /too many failed sign-ins for this login; try again/i);
+    expect((await getVersion(bystander.login, bystander.password, '198.51.100.30')).status).to.equal(200);
+    const locks = await lockAudits('LockSignIn', '192.0.2.4');
+    expect(locks.map((r) => JSON.parse(r.details).scope)).to.deep.equal(['login']);
+    clock.advance(61_000);
+    expect((await getVersion(victim.login, victim.password, '198.51.100.30')).status).to.equal(200);
+  });
+
+  it('a successful sign-in clears the count of its login and address', async () => {
+    const u = await user();
+    // Without the reset the third typo (the first of round 2) would lock the login for this address.
+    for (const round of [1, 2]) {
+      for (let i = 0; i < 2; i++) await refusedWith(await getVersion(u.login, `typo-${round}-${i}`, '198.51.100.40'), /wrong/);
+      const ok = await getVersion(u.login, u.password, '198.51.100.40');
+      expect(ok.status, `round ${round}: ${ok.text}`).to.equal(200);
+    }
+  });
+
+  it("ValidateUser's failures lock the checked login from the caller's address, but never the calling integration's own sign-in", async () => {
+    const storefront = await user();
+    const customers = await Promise.all([1, 2, 3, 4, 5].map(() => user('customer', storefront.accountId)));
+    const validate = (login: string, password: string) =>
+      post(world, envelope(`<tns:ValidateUser><tns:login>${login}</tns:login><tns:password>${password}</tns:password></tns:ValidateUser>`), {
+        authorization: basicHeader(storefront.login, storefront.password),
+        'x-forwarded-for': '198.51.100.50',
+      });
+    for (let i = 0; i < 3; i++) await refusedWith(await validate(customers[0].login, `typo-${i}`), /wrong/);
+    await refusedWith(await validate(customers[0].login, customers[0].password), /for this login from your address/);
+    expect((await getVersion(customers[0].login, customers[0].password, '198.51.100.51')).status, 'the customer itself, elsewhere').to.equal(200);
+    // Five logins' worth of failures: the storefront's ValidateUser is throttled, its own calls are not.
+    for (const c of customers.slice(1, 3)) await refusedWith(await validate(c.login, 'typo'), /wrong/);
+    await refusedWith(await validate(customers[3].login, customers[3].password), /from your address/);
+    expect((await getVersion(storefront.login, storefront.password, '198.51.100.50')).status).to.equal(200);
+  });
+
+  it('a cached sign-in does not outlive its account being closed', async () => {
+    const u = await user('customer');
+    expect((await getVersion(u.login, u.password, '198.51.100.60')).status).to.equal(200);
+    await world.server.services.accounts.update(await providerActor(world), u.accountId, { status: 'closed' });
+    await refusedWith(await getVersion(u.login, u.password, '198.51.100.60'), /wrong/);
   });
 });
 
