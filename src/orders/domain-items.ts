@@ -359,7 +359,7 @@ const dateOf = (iso: string | undefined) => (iso && !Number.isNaN(Date.parse(iso
 const exhausted = (task: Task, tc: TaskContext) => tc.attempt >= task.maxAttempts;
 
 function domainsService(ctx: Ctx): DomainsService {
-  return new DomainsService(ctx.deps, { tlds: new TldCatalogService(ctx.deps), pluginInstances: ctx.svc.pluginInstances as PluginInstancesService });
+  return new DomainsService(ctx.deps, { tlds: new TldCatalogService(ctx.deps), pluginInstances: ctx.svc.pluginInstances as PluginInstancesService, ledger: ctx.ledger });
 }
 
 /** saga.domain_item {orderId, domainItemId}: registers, transfers or renews the name at its TLD's registrar. */
