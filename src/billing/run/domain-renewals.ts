@@ -9,10 +9,10 @@ import { TldCatalogService, type Tld } from '../../domains/tld-catalog';
 import type { TaskQueue } from '../../jobs/task-queue';
 import { ORDERS_QUEUE } from '../../orders/transitions';
 import { billingActor, type InvoicesPaidListener, type OrderLedger } from '../documents-service';
-import { withInvoiceTax } from '../invoice-share';
 import { billingSettingsOfMany, DEFAULT_BILLING_SETTINGS } from '../settings';
 import type { IssuedInvoice } from '../types';
 import type { ChargeRow } from './billing-run';
+import { creditInvoiceShare } from './renewal-closing';
 
 const DAY_MS = 86_400_000;
 
@@ -238,21 +238,9 @@ export async function declineUnpaidDomainRenewals(tx: Tx, ledger: Pick<OrderLedg
   const memos: number[] = [];
   for (const c of charges) {
     await tx('billing_charges').where({ id: c.id }).update({ charge_key: declinedChargeKey(c.charge_key, toNumber(c.id)) });
-    const invoiceId = toNumber(c.document_id);
-    const inv = await ledger.invoiceCreditTx(tx, invoiceId);
-    if (!inv || inv.status !== 'open') continue;
-    const { gross } = await withInvoiceTax(tx, invoiceId, toBigInt(c.amount));
-    const amount = gross < inv.left ? gross : inv.left;
-    if (amount <= 0n) continue;
-    memos.push(
-      await ledger.memoTx(tx, actor, at, 'credit_memo', {
-        accountId: toNumber(c.account_id),
-        amount,
-        description: `Domain ${name}: renewal declined, auto-renew switched off (credit of ${inv.number})`.slice(0, 1024),
-        invoiceId,
-        applyUpTo: true,
-      }),
-    );
+    const share = { invoiceId: toNumber(c.document_id), accountId: toNumber(c.account_id), net: toBigInt(c.amount) };
+    const memo = await creditInvoiceShare(tx, ledger, actor, at, share, (number) => `Domain ${name}: renewal declined, auto-renew switched off (credit of ${number})`);
+    if (memo !== null) memos.push(memo);
   }
   return memos;
 }
