@@ -198,7 +198,8 @@ export class DomainsService {
     if (row.status !== 'active') {
       throw notAllowed(`${row.name} is ${row.status.replace('_', ' ')}: auto-renew can be changed only on an active domain.`, ref.domainId !== undefined && ref.domainId !== null ? 'domainId' : 'name');
     }
-    if (toBool(row.auto_renew) === autoRenew) return this.view(row);
+    // The value it already has: nothing to write (with a key, the key is still claimed, so its reuse is checked).
+    if (toBool(row.auto_renew) === autoRenew && !opts.idempotencyKey) return this.view(row);
     const domainId = toNumber(row.id);
     return idempotent(this.deps, actor, opts.idempotencyKey, 'SetDomainAutoRenew', { domainId, autoRenew }, async (tx) => {
       const now = this.deps.clock.now();

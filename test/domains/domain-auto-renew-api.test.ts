@@ -111,6 +111,10 @@ describe(`domains: SetDomainAutoRenew and GetDomain's autoRenew through SOAP, an
     expect(on.autoRenew).to.equal(true);
     // The same key again answers the same, without a second change.
     expect((await setAutoRenew(cust, { domainId: dom.id, name: 'flag-me.com', autoRenew: true, idempotencyKey: 'ar-on-1' })).autoRenew).to.equal(true);
+    // ... and with other arguments it is a CONFLICT, even where the call changed nothing.
+    expect((await setAutoRenew(cust, { domainId: dom.id, autoRenew: true, idempotencyKey: 'ar-noop-1' })).autoRenew).to.equal(true);
+    expect(await refusal(cust, { domainId: dom.id, autoRenew: false, idempotencyKey: 'ar-noop-1' })).to.include({ code: 'CONFLICT', field: 'idempotencyKey' });
+    expect(await flag(dom.id)).to.equal(true);
     expect(await written(dom.id)).to.deep.equal({
       audit: [{ name: 'flag-me.com', autoRenew: false }, { name: 'flag-me.com', autoRenew: true }],
       events: [{ domainId: dom.id, name: 'flag-me.com', autoRenew: false }, { domainId: dom.id, name: 'flag-me.com', autoRenew: true }],
