@@ -100,7 +100,7 @@ export async function* domainRenewalBatches(deps: Deps, run: DomainRenewalRun, i
       const settings = await billingSettingsOfMany(conn, due.map((d) => toNumber(d.vendor_id)));
       const now = deps.clock.now().getTime();
       const charges: DomainCharge[] = [];
-      for (const d of due) {
+      for (const d of await stillDue(conn, run.dryRun, due)) {
         const vendorId = toNumber(d.vendor_id);
         const exp = toNumber(d.expires_at);
         if (exp - settings.get(vendorId)!.domainRenewDaysBefore * DAY_MS > asOf) continue;
@@ -160,6 +160,18 @@ export async function* domainRenewalBatches(deps: Deps, run: DomainRenewalRun, i
     yield pays;
     if (due.length < run.batchSize) return;
   }
+}
+
+/**
+ * The batch's domains still active with auto-renew on, read again in the batch's transaction and locked (MariaDB):
+ * one switched off since the batch was read is not billed, and a switch-off waiting on the lock then finds (and
+ * credits) what this batch billed. The dry run takes the batch as read.
+ */
+async function stillDue(conn: Conn, dryRun: boolean, due: DueDomain[]): Promise<DueDomain[]> {
+  if (dryRun) return due;
+  const q = conn('domains').whereIn('id', due.map((d) => toNumber(d.id))).where({ status: 'active', auto_renew: true }).select('id');
+  const ids = new Set(((await (isSqlite(conn) ? q : q.forUpdate())) as { id: number }[]).map((r) => toNumber(r.id)));
+  return due.filter((d) => ids.has(toNumber(d.id)));
 }
 
 /** Dry run: the charges that do not exist yet, plus the domains' uninvoiced ones, as lines and invoices. */
