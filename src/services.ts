@@ -117,6 +117,6 @@ export function createServices(deps: Deps, plugins: PluginRegistry = loadPlugins
     usage: new UsageService(deps),
     billingRun: new BillingRun(deps, documents, tasks, workflows),
     tlds,
-    domains: new DomainsService(deps, { tlds, pluginInstances }),
+    domains: new DomainsService(deps, { tlds, pluginInstances, ledger: documents }),
   };
 }

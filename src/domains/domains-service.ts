@@ -1,9 +1,12 @@
 import crypto from 'node:crypto';
 import type { Actor, Deps } from '../context';
 import { recordChange } from '../audit/record-change';
+import type { OrderLedger } from '../billing/documents-service';
+import { declineUnpaidDomainRenewals } from '../billing/run/domain-renewals';
+import { idempotent } from '../idempotency';
 import { type AccountRow } from '../accounts/scope';
 import { toBool, toNumber, toOptionalNumber, type Conn, type Tx } from '../db/knex';
-import { AppError, invalid, notFound } from '../domain/errors';
+import { AppError, invalid, notAllowed, notFound } from '../domain/errors';
 import { positiveId } from '../domain/fields';
 import type { PluginInstancesService } from '../plugins/instances-service';
 import { MAX_NAMES_PER_CALL, parseDomainName, parseNameservers, type DomainState, type Outcome, type Registrar } from '../plugins/sdk';
@@ -100,8 +103,10 @@ export const SYNC_BATCH = 100;
  * `domain.auto_renew_changed` (SetDomainAutoRenew; RejectOrder of a held order turns it off for the domain it kept,
  * giving its `reason`).
  */
-export async function setAutoRenewTx(tx: Tx, actor: Actor, now: Date, row: Pick<DomainRow, 'id' | 'name' | 'account_id'>, autoRenew: boolean, reason?: string): Promise<void> {
-  await tx('domains').where({ id: row.id }).update({ auto_renew: autoRenew, updated_at: now.getTime() });
+export async function setAutoRenewTx(tx: Tx, actor: Actor, now: Date, row: Pick<DomainRow, 'id' | 'name' | 'account_id'>, autoRenew: boolean, reason?: string): Promise<boolean> {
+  // Only the call that flips the value writes (a concurrent twin finds it done): answers whether it changed.
+  const n = await tx('domains').where({ id: row.id, auto_renew: !autoRenew }).update({ auto_renew: autoRenew, updated_at: now.getTime() });
+  if (n !== 1) return false;
   await recordChange(tx, actor, now, {
     operation: 'SetDomainAutoRenew',
     objectType: 'domain',
@@ -109,6 +114,7 @@ export async function setAutoRenewTx(tx: Tx, actor: Actor, now: Date, row: Pick<
     details: { name: row.name, autoRenew, reason },
     event: { name: 'domain.auto_renew_changed', accountId: toNumber(row.account_id), payload: { domainId: toNumber(row.id), name: row.name, autoRenew } },
   });
+  return true;
 }
 
 /** An operation id for one registrar call (3-64 printable characters, unique per call). */
@@ -130,7 +136,7 @@ export function registrarError(outcome: Outcome<unknown>, what: string): AppErro
 export class DomainsService {
   constructor(
     private readonly deps: Deps,
-    private readonly parts: { tlds: TldCatalogService; pluginInstances: PluginInstancesService },
+    private readonly parts: { tlds: TldCatalogService; pluginInstances: PluginInstancesService; ledger: Pick<OrderLedger, 'memoTx' | 'invoiceCreditTx'> },
   ) {}
 
   /** Availability of up to 100 names at once, through each TLD's registrar, with the price the caller pays for 1 year. */
@@ -200,15 +206,25 @@ export class DomainsService {
   }
 
   /**
-   * Switches a domain's auto-renewal on or off: with it off the billing run no longer invoices its renewals (an
-   * invoice already issued stays). Audited `SetDomainAutoRenew`, event `domain.auto_renew_changed`.
+   * Switches an active domain's auto-renewal on or off: with it off the billing run no longer invoices its renewals,
+   * and a renewal it already put on an unpaid invoice is credited (declineUnpaidDomainRenewals); a paid one stays.
+   * The value it already has: nothing written, the domain answered. Audited `SetDomainAutoRenew`, event
+   * `domain.auto_renew_changed`, in the transaction of the change (and of the idempotency key, when given).
    */
-  async setAutoRenew(actor: Actor, ref: DomainRef, autoRenew: unknown): Promise<Domain> {
+  async setAutoRenew(actor: Actor, ref: DomainRef, autoRenew: unknown, opts: { idempotencyKey?: string } = {}): Promise<Domain> {
     const row = await this.scopedRow(actor, ref);
     if (typeof autoRenew !== 'boolean') throw invalid('autoRenew', 'autoRenew must be true or false.');
-    this.refuseGone(row);
-    if (toBool(row.auto_renew) !== autoRenew) await this.deps.db.transaction((tx) => setAutoRenewTx(tx, actor, this.deps.clock.now(), row, autoRenew));
-    return this.get(actor, { domainId: toNumber(row.id) });
+    if (row.status !== 'active') {
+      throw notAllowed(`${row.name} is ${row.status.replace('_', ' ')}: auto-renew can be changed only on an active domain.`, ref.domainId !== undefined && ref.domainId !== null ? 'domainId' : 'name');
+    }
+    // The value it already has: nothing to write (with a key, the key is still claimed, so its reuse is checked).
+    if (toBool(row.auto_renew) === autoRenew && !opts.idempotencyKey) return this.view(row);
+    const domainId = toNumber(row.id);
+    return idempotent(this.deps, actor, opts.idempotencyKey, 'SetDomainAutoRenew', { domainId, autoRenew }, async (tx) => {
+      const now = this.deps.clock.now();
+      if ((await setAutoRenewTx(tx, actor, now, row, autoRenew)) && !autoRenew) await declineUnpaidDomainRenewals(tx, this.parts.ledger, actor, now, domainId, row.name);
+      return this.view((await tx('domains').where({ id: domainId }).first()) as DomainRow);
+    });
   }
 
   /** The EPP auth code from the registrar. Audited (without the code); never logged, never stored in clear. */

@@ -360,7 +360,7 @@ const dateOf = (iso: string | undefined) => (iso && !Number.isNaN(Date.parse(iso
 const exhausted = (task: Task, tc: TaskContext) => tc.attempt >= task.maxAttempts;
 
 function domainsService(ctx: Ctx): DomainsService {
-  return new DomainsService(ctx.deps, { tlds: new TldCatalogService(ctx.deps), pluginInstances: ctx.svc.pluginInstances as PluginInstancesService });
+  return new DomainsService(ctx.deps, { tlds: new TldCatalogService(ctx.deps), pluginInstances: ctx.svc.pluginInstances as PluginInstancesService, ledger: ctx.ledger });
 }
 
 type RegistrarAnswer = Outcome<{ expiresAt?: string; createdAt?: string }>;

@@ -3,7 +3,7 @@ import { AppError, isAppError } from '../../domain/errors';
 import type { DomainItemAction } from '../../orders/domain-items';
 import type { Services } from '../../services';
 import type { SoapOperation } from './soap-mount';
-import { compact, dateTime, decimal, int, list, text } from './wire';
+import { bool, compact, dateTime, decimal, int, list, text } from './wire';
 
 type Args = Record<string, unknown>;
 const read = (run: SoapOperation['run']): SoapOperation => ({ mutating: false, run });
@@ -18,6 +18,7 @@ export function domainWire(d: Domain) {
     status: d.status,
     expiresAt: d.expiresAt ? dateTime(d.expiresAt) : undefined,
     nameservers: { nameserver: d.nameservers },
+    autoRenew: d.autoRenew,
   });
 }
 
@@ -44,7 +45,7 @@ function domainOrder(services: Services, action: DomainItemAction): SoapOperatio
   });
 }
 
-/** ProvisioningService's domain operations: checks and reads, and the orders that register, transfer and renew. */
+/** ProvisioningService's domain operations: checks and reads, nameservers and auto-renew, and the orders that register, transfer and renew. */
 export function domainOperations(services: Services): Record<string, SoapOperation> {
   const { domains } = services;
   return {
@@ -67,6 +68,9 @@ export function domainOperations(services: Services): Record<string, SoapOperati
       const hosts = list<unknown>(a.nameservers, 'nameserver').map((n) => text(n));
       return { domain: domainWire(await domains.setNameservers(actor, ref(a), hosts)) };
     }),
+    SetDomainAutoRenew: write(async (a, actor) => ({
+      domain: domainWire(await domains.setAutoRenew(actor, ref(a), bool(a.autoRenew, 'autoRenew'), { idempotencyKey: text(a.idempotencyKey) })),
+    })),
     GetEppCode: write(async (a, actor) => ({ eppCode: await domains.getEppCode(actor, ref(a)) })),
   };
 }

@@ -1,16 +1,18 @@
 import { recordChange } from '../../audit/record-change';
 import type { AccountRow } from '../../accounts/scope';
 import type { Deps } from '../../context';
-import { money, toBigInt, toNumber, type Conn, type Tx } from '../../db/knex';
+import type { Actor } from '../../context';
+import { isSqlite, money, toBigInt, toNumber, type Conn, type Tx } from '../../db/knex';
 import { retryOnDeadlock } from '../../db/transaction';
 import { addPeriod } from '../../domain/period';
 import { TldCatalogService, type Tld } from '../../domains/tld-catalog';
 import type { TaskQueue } from '../../jobs/task-queue';
 import { ORDERS_QUEUE } from '../../orders/transitions';
-import { billingActor, type InvoicesPaidListener } from '../documents-service';
+import { billingActor, type InvoicesPaidListener, type OrderLedger } from '../documents-service';
 import { billingSettingsOfMany, DEFAULT_BILLING_SETTINGS } from '../settings';
 import type { IssuedInvoice } from '../types';
 import type { ChargeRow } from './billing-run';
+import { creditInvoiceShare } from './renewal-closing';
 
 const DAY_MS = 86_400_000;
 
@@ -18,6 +20,8 @@ const DAY_MS = 86_400_000;
 export const domainRenewalChargeKey = (domainId: number, expiresAt: number): string => `domain:${domainId}:renew:${expiresAt}`;
 /** The registrar operation id of that renewal: the same on every attempt, so the registrar renews once. */
 export const domainRenewalOperationId = (domainId: number, expiresAt: number): string => `hw-renew-${domainId}-${expiresAt}`;
+/** A declined renewal's charge key (declineUnpaidDomainRenewals): no longer the renewal's, so it is not renewed when paid and a later run can bill that expiry again. */
+const declinedChargeKey = (key: string, chargeId: number): string => `${key}:declined:${chargeId}`;
 /** The task that renews a paid domain renewal at the registrar (src/domains/lifecycle.ts). */
 export const DOMAIN_RENEW_TASK = 'domain.renew';
 
@@ -96,7 +100,7 @@ export async function* domainRenewalBatches(deps: Deps, run: DomainRenewalRun, i
       const settings = await billingSettingsOfMany(conn, due.map((d) => toNumber(d.vendor_id)));
       const now = deps.clock.now().getTime();
       const charges: DomainCharge[] = [];
-      for (const d of due) {
+      for (const d of await stillDue(conn, run.dryRun, due)) {
         const vendorId = toNumber(d.vendor_id);
         const exp = toNumber(d.expires_at);
         if (exp - settings.get(vendorId)!.domainRenewDaysBefore * DAY_MS > asOf) continue;
@@ -158,6 +162,18 @@ export async function* domainRenewalBatches(deps: Deps, run: DomainRenewalRun, i
   }
 }
 
+/**
+ * The batch's domains still active with auto-renew on, read again in the batch's transaction and locked (MariaDB):
+ * one switched off since the batch was read is not billed, and a switch-off waiting on the lock then finds (and
+ * credits) what this batch billed. The dry run takes the batch as read.
+ */
+async function stillDue(conn: Conn, dryRun: boolean, due: DueDomain[]): Promise<DueDomain[]> {
+  if (dryRun) return due;
+  const q = conn('domains').whereIn('id', due.map((d) => toNumber(d.id))).where({ status: 'active', auto_renew: true }).select('id');
+  const ids = new Set(((await (isSqlite(conn) ? q : q.forUpdate())) as { id: number }[]).map((r) => toNumber(r.id)));
+  return due.filter((d) => ids.has(toNumber(d.id)));
+}
+
 /** Dry run: the charges that do not exist yet, plus the domains' uninvoiced ones, as lines and invoices. */
 async function countDry(conn: Conn, run: DomainRenewalRun, charges: DomainCharge[], domainIds: number[]): Promise<void> {
   const existing = new Set(((await conn('billing_charges').whereIn('charge_key', charges.map((c) => c.charge_key)).select('charge_key')) as { charge_key: string }[]).map((r) => r.charge_key));
@@ -194,6 +210,8 @@ export function renewPaidDomains(tasks: Pick<TaskQueue, 'enqueue'>): InvoicesPai
     for (const c of charges) {
       const e = invoiceOf.get(toNumber(c.document_id))!;
       const domainId = toNumber(c.domain_id);
+      // Declined (auto-renew switched off while unpaid, credited): the invoice is paid by that credit, not for it.
+      if (c.charge_key !== domainRenewalChargeKey(domainId, toNumber(c.period_start))) continue;
       const payload: DomainRenewalTaskPayload = { domainId, expiresAt: toNumber(c.period_start), years: 1, chargeKey: c.charge_key, invoiceId: e.documentId };
       const dedupeKey = `domain-renew:${c.charge_key}`;
       if (await tx('tasks').where({ dedupe_key: dedupeKey }).first('id')) continue;
@@ -211,4 +229,30 @@ export function renewPaidDomains(tasks: Pick<TaskQueue, 'enqueue'>): InvoicesPai
       });
     }
   };
+}
+
+/**
+ * Auto-renew switched off (DomainsService.setAutoRenew): the domain's renewals the billing run put on an invoice that
+ * is still open are declined, in the caller's transaction. Each charge is re-keyed `<key>:declined:<charge id>` (so
+ * the invoice-paid listener does not renew it, and a run after auto-renew is switched on again bills that expiry
+ * anew), then credited on its invoice: one credit memo of the line with the invoice's tax on it (withInvoiceTax), at
+ * most what of the invoice is not yet credited, applied to it (paid when nothing else is open on it, so dunning for
+ * it ends). A renewal on a paid invoice is not undone. Answers the memo ids.
+ */
+export async function declineUnpaidDomainRenewals(tx: Tx, ledger: Pick<OrderLedger, 'memoTx' | 'invoiceCreditTx'>, actor: Actor, at: Date, domainId: number, name: string): Promise<number[]> {
+  const read = tx('billing_charges as c')
+    .join('documents as d', 'd.id', 'c.document_id')
+    .where({ 'c.domain_id': domainId, 'c.kind': 'renewal', 'd.status': 'open' })
+    .whereNot('c.charge_key', 'like', '%:declined:%')
+    .orderBy('c.id')
+    .select('c.id', 'c.charge_key', 'c.document_id', 'c.account_id', 'c.amount');
+  const charges = (await (isSqlite(tx) ? read : read.forUpdate())) as { id: number; charge_key: string; document_id: number; account_id: number; amount: unknown }[];
+  const memos: number[] = [];
+  for (const c of charges) {
+    await tx('billing_charges').where({ id: c.id }).update({ charge_key: declinedChargeKey(c.charge_key, toNumber(c.id)) });
+    const share = { invoiceId: toNumber(c.document_id), accountId: toNumber(c.account_id), net: toBigInt(c.amount) };
+    const memo = await creditInvoiceShare(tx, ledger, actor, at, share, (number) => `Domain ${name}: renewal declined, auto-renew switched off (credit of ${number})`);
+    if (memo !== null) memos.push(memo);
+  }
+  return memos;
 }

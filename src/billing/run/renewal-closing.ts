@@ -87,22 +87,37 @@ export async function creditClosedRenewals(tx: Tx, ledger: Pick<OrderLedger, 'me
   for (const c of closed) {
     if (c.invoiceId === null) continue;
     const net = c.charges.filter((x) => x.periodStart >= serviceEnd.getTime()).reduce((s, x) => s + x.amount, 0n);
-    if (net <= 0n) continue;
-    const inv = await ledger.invoiceCreditTx(tx, c.invoiceId);
-    if (!inv || inv.status !== 'open') continue;
-    const { gross } = await withInvoiceTax(tx, c.invoiceId, net);
-    const amount = gross < inv.left ? gross : inv.left;
-    if (amount <= 0n) continue;
-    memos.push(
-      await ledger.memoTx(tx, actor, at, 'credit_memo', {
-        accountId: c.accountId,
-        amount,
-        description: `Order ${c.orderNumber}: renewal not delivered, ${reason} (credit of ${inv.number})`.slice(0, 1024),
-        invoiceId: c.invoiceId,
-        orderId: c.orderId,
-        applyUpTo: true,
-      }),
-    );
+    const memo = await creditInvoiceShare(tx, ledger, actor, at, { invoiceId: c.invoiceId, accountId: c.accountId, net, orderId: c.orderId }, (number) => `Order ${c.orderNumber}: renewal not delivered, ${reason} (credit of ${number})`);
+    if (memo !== null) memos.push(memo);
   }
   return memos;
+}
+
+/**
+ * Credits `net` (priced like the invoice's lines) of an open invoice: one credit memo with the invoice's tax on it
+ * (withInvoiceTax), at most what of the invoice is not yet credited, applied to it. Nothing (null) when the invoice
+ * is not open or nothing is left to credit. `description` gets the invoice's number.
+ */
+export async function creditInvoiceShare(
+  tx: Tx,
+  ledger: Pick<OrderLedger, 'memoTx' | 'invoiceCreditTx'>,
+  actor: Actor,
+  at: Date,
+  share: { invoiceId: number; accountId: number; net: bigint; orderId?: number },
+  description: (invoiceNumber: string) => string,
+): Promise<number | null> {
+  if (share.net <= 0n) return null;
+  const inv = await ledger.invoiceCreditTx(tx, share.invoiceId);
+  if (!inv || inv.status !== 'open') return null;
+  const { gross } = await withInvoiceTax(tx, share.invoiceId, share.net);
+  const amount = gross < inv.left ? gross : inv.left;
+  if (amount <= 0n) return null;
+  return ledger.memoTx(tx, actor, at, 'credit_memo', {
+    accountId: share.accountId,
+    amount,
+    description: description(inv.number).slice(0, 1024),
+    invoiceId: share.invoiceId,
+    orderId: share.orderId,
+    applyUpTo: true,
+  });
 }
