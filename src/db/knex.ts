@@ -196,6 +196,11 @@ function runSqlite(connection: SqliteConnection, statements: readonly ReadStatem
   });
 }
 
+/** `%term%` for LIKE, with the term's own wildcards escaped by '!' (use with `ESCAPE '!'`; alike on SQLite and MariaDB). */
+export function likeTerm(term: string): string {
+  return `%${term.replace(/[%_!]/g, (c) => `!${c}`)}%`;
+}
+
 export function isSqlite(db: Conn): boolean {
   return db.client.config.client === ExactSqliteClient || /sqlite/.test(String(db.client.dialect));
 }

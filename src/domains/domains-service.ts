@@ -4,10 +4,10 @@ import { recordChange } from '../audit/record-change';
 import type { OrderLedger } from '../billing/documents-service';
 import { declineUnpaidDomainRenewals } from '../billing/run/domain-renewals';
 import { idempotent } from '../idempotency';
-import { type AccountRow } from '../accounts/scope';
-import { toBool, toNumber, toOptionalNumber, type Conn, type Tx } from '../db/knex';
+import { scopedAccount, type AccountRow } from '../accounts/scope';
+import { likeTerm, toBool, toNumber, toOptionalNumber, type Conn, type Tx } from '../db/knex';
 import { AppError, invalid, notAllowed, notFound } from '../domain/errors';
-import { positiveId } from '../domain/fields';
+import { paging, positiveId } from '../domain/fields';
 import type { PluginInstancesService } from '../plugins/instances-service';
 import { MAX_NAMES_PER_CALL, parseDomainName, parseNameservers, type DomainState, type Outcome, type Registrar } from '../plugins/sdk';
 import type { TldCatalogService } from './tld-catalog';
@@ -76,6 +76,27 @@ export interface RegisteredDomainInput {
   autoRenew?: boolean;
   /** A transfer in still pending (status transfer_pending): the operation id it was started with, for pollTransfer. */
   transferOperationId?: string | null;
+}
+
+/** A domain in a list, with the company name of the account holding it. */
+export interface DomainListItem extends Domain {
+  accountName: string | null;
+}
+
+/** What a domain list may be sorted by (name -> column; nothing else reaches the SQL). */
+export const DOMAIN_SORTS = { id: 'd.id', name: 'd.name', account: 'a.company_name', status: 'd.status', expires: 'd.expires_at', autoRenew: 'd.auto_renew' } as const;
+export type DomainSort = keyof typeof DOMAIN_SORTS;
+
+export interface DomainListFilter {
+  /** Only this account's domains (inside the caller's subtree, else NOT_FOUND). */
+  accountId?: number;
+  status?: string;
+  /** A part of the name, e.g. "bakery". */
+  nameContains?: string;
+  sort?: DomainSort;
+  dir?: 'asc' | 'desc';
+  page?: number;
+  pageSize?: number;
 }
 
 interface DomainRow {
@@ -179,6 +200,27 @@ export class DomainsService {
 
   async get(actor: Actor, ref: DomainRef): Promise<Domain> {
     return this.view(await this.scopedRow(actor, ref));
+  }
+
+  /**
+   * The domains held by accounts in the caller's subtree (the provider: all; a reseller: its own and those of the
+   * accounts below it), filtered by account, status and a part of the name, sorted, one page.
+   */
+  async list(actor: Actor, filter: DomainListFilter = {}): Promise<{ items: DomainListItem[]; total: number }> {
+    const { offset, pageSize } = paging(filter.page, filter.pageSize);
+    const q = this.deps.db('domains as d').join('accounts as a', 'a.id', 'd.account_id').where('a.path', 'like', `${actor.accountPath}%`);
+    if (filter.accountId !== undefined && filter.accountId !== null) q.andWhere('d.account_id', (await scopedAccount(this.deps.db, actor, positiveId(filter.accountId, 'accountId'))).id);
+    if (filter.status !== undefined && filter.status !== null && filter.status !== '') {
+      if (!(DOMAIN_STATUSES as readonly string[]).includes(filter.status)) throw invalid('status', `status must be one of ${DOMAIN_STATUSES.join(', ')}.`);
+      q.andWhere('d.status', filter.status);
+    }
+    const part = (filter.nameContains ?? '').trim().toLowerCase();
+    if (part) q.andWhereRaw("d.name LIKE ? ESCAPE '!'", [likeTerm(part)]);
+    const [{ total }] = (await q.clone().count({ total: '*' })) as { total: number | string }[];
+    const sort = filter.sort !== undefined && Object.hasOwn(DOMAIN_SORTS, filter.sort) ? DOMAIN_SORTS[filter.sort] : DOMAIN_SORTS.name;
+    const dir = filter.dir === 'desc' ? 'desc' : 'asc';
+    const rows = (await q.select('d.*', 'a.company_name').orderBy(sort, dir).orderBy('d.id', dir).limit(pageSize).offset(offset)) as (DomainRow & { company_name: string | null })[];
+    return { items: rows.map((r) => ({ ...this.view(r), accountName: r.company_name })), total: Number(total) };
   }
 
   /** Replaces the nameservers at the registrar, then here; audited, event domain.nameservers_changed. */
