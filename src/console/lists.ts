@@ -14,6 +14,23 @@ export interface ListView<T> {
   filterQuery: string;
 }
 
+/** The sort (one of `sorts`, else the default: the URL cannot name anything else), direction and page asked for. */
+function listParams(page: Page, sorts: readonly string[], defaultSort: string, defaultDir: 'asc' | 'desc' = 'asc') {
+  const sort = sorts.includes(page.query('sort')) ? page.query('sort') : defaultSort;
+  const dirParam = page.query('dir');
+  const dir: 'asc' | 'desc' = dirParam === 'asc' || dirParam === 'desc' ? dirParam : defaultDir;
+  const requested = Number(page.query('page'));
+  return { sort, dir, requested: Number.isInteger(requested) && requested >= 1 ? requested : 1 };
+}
+
+function filterQuery(page: Page, filters: string[]): string {
+  const params = new URLSearchParams();
+  for (const f of filters) if (page.query(f)) params.set(f, page.query(f));
+  return params.toString();
+}
+
+const pagesOf = (total: number) => Math.max(1, Math.ceil(total / PAGE_SIZE));
+
 /**
  * One page of a console list, sorted by a column the operator picked from `sorts` (name -> SQL column; anything
  * else falls back to the default, so the URL cannot name arbitrary SQL) and filtered by what the caller applied.
@@ -23,25 +40,34 @@ export async function listPage<T>(
   q: Knex.QueryBuilder,
   opts: { sorts: Record<string, string>; defaultSort: string; defaultDir?: 'asc' | 'desc'; filters: string[]; tieBreaker: string },
 ): Promise<ListView<T>> {
-  const sort = opts.sorts[page.query('sort')] ? page.query('sort') : opts.defaultSort;
-  const dirParam = page.query('dir');
-  const dir: 'asc' | 'desc' = dirParam === 'asc' || dirParam === 'desc' ? dirParam : (opts.defaultDir ?? 'asc');
+  const { sort, dir, requested } = listParams(page, Object.keys(opts.sorts), opts.defaultSort, opts.defaultDir);
   const [{ total }] = (await q.clone().clearSelect().clearOrder().count({ total: '*' })) as { total: number | string }[];
   const count = Number(total);
-  const pages = Math.max(1, Math.ceil(count / PAGE_SIZE));
-  const requested = Number(page.query('page'));
-  const current = Number.isInteger(requested) && requested >= 1 ? Math.min(requested, pages) : 1;
+  const pages = pagesOf(count);
+  const current = Math.min(requested, pages);
   const rows = (await q
     .orderBy(opts.sorts[sort], dir)
     .orderBy(opts.tieBreaker, dir)
     .limit(PAGE_SIZE)
     .offset((current - 1) * PAGE_SIZE)) as T[];
-  const params = new URLSearchParams();
-  for (const f of opts.filters) if (page.query(f)) params.set(f, page.query(f));
-  return { rows, total: count, page: current, pages, sort, dir, filterQuery: params.toString() };
+  return { rows, total: count, page: current, pages, sort, dir, filterQuery: filterQuery(page, opts.filters) };
 }
 
-/** `%term%` for LIKE, with the term's own wildcards escaped by '!' (works alike on SQLite and MariaDB). */
-export function likeTerm(term: string): string {
-  return `%${term.replace(/[%_!]/g, (c) => `!${c}`)}%`;
+/**
+ * The same page of a list read through a service's list method (which keeps the operator's scope): `fetch` gets
+ * the sort key (one of `sorts`), direction and page; a page past the end shows the last one.
+ */
+export async function serviceListPage<T, S extends string>(
+  page: Page,
+  fetch: (p: { sort: S; dir: 'asc' | 'desc'; page: number; pageSize: number }) => Promise<{ items: T[]; total: number }>,
+  opts: { sorts: readonly S[]; defaultSort: S; defaultDir?: 'asc' | 'desc'; filters: string[] },
+): Promise<ListView<T>> {
+  const { sort, dir, requested } = listParams(page, opts.sorts, opts.defaultSort, opts.defaultDir);
+  let result = await fetch({ sort: sort as S, dir, page: requested, pageSize: PAGE_SIZE });
+  const pages = pagesOf(result.total);
+  const current = Math.min(requested, pages);
+  if (current !== requested) result = await fetch({ sort: sort as S, dir, page: current, pageSize: PAGE_SIZE });
+  return { rows: result.items, total: result.total, page: current, pages, sort, dir, filterQuery: filterQuery(page, opts.filters) };
 }
+
+export { likeTerm } from '../db/knex';
