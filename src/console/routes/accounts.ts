@@ -37,16 +37,17 @@ export function accountPages(r: ConsoleRoutes): void {
   });
 
   r.get('/accounts/:id', async (page) => {
-    const { accounts, users, subscriptions, orders, documents } = page.services;
+    const { accounts, users, subscriptions, orders, documents, domains } = page.services;
     const account = await accounts.get(page.actor, page.param('id'));
-    const [subs, accountOrders, accountUsers, children, balance, docs] = await Promise.all([
+    const [subs, accountDomains, accountOrders, accountUsers, children, balance, docs] = await Promise.all([
       account.type === 'customer' ? subscriptions.list(page.actor, { accountId: account.accountId, pageSize: 100 }) : Promise.resolve({ items: [], total: 0 }),
+      domains.list(page.actor, { accountId: account.accountId, pageSize: 100 }),
       orders.list(page.actor, { accountId: account.accountId, pageSize: 20 }),
       users.listForAccount(page.actor, account.accountId, { pageSize: 100 }),
       accounts.list(page.actor, { vendorAccountId: account.accountId, pageSize: 50 }),
       documents.getBalance(page.actor, account.accountId),
       documents.listDocuments(page.actor, { accountId: account.accountId, pageSize: 10 }),
     ]);
-    await page.render('account.njk', { title: account.companyName || `Account ${account.accountId}`, account, subs, orders: accountOrders, users: accountUsers, children, balance, docs });
+    await page.render('account.njk', { title: account.companyName || `Account ${account.accountId}`, account, subs, domains: accountDomains, orders: accountOrders, users: accountUsers, children, balance, docs });
   });
 }

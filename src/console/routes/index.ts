@@ -3,6 +3,7 @@ import { dashboardPages } from './dashboard';
 import { accountPages } from './accounts';
 import { orderPages } from './orders';
 import { subscriptionPages } from './subscriptions';
+import { domainPages } from './domains';
 import { catalogPages } from './catalog';
 import { pluginPages } from './plugins';
 import { taskPages } from './tasks';
@@ -14,5 +15,5 @@ import { billingPages } from './billing';
 
 /** Every console page, in the order of the navigation. */
 export function registerPages(r: ConsoleRoutes): void {
-  for (const pages of [dashboardPages, accountPages, orderPages, subscriptionPages, catalogPages, billingPages, pluginPages, taskPages, eventPages, notificationPages, auditPages, workflowPages]) pages(r);
+  for (const pages of [dashboardPages, accountPages, orderPages, subscriptionPages, domainPages, catalogPages, billingPages, pluginPages, taskPages, eventPages, notificationPages, auditPages, workflowPages]) pages(r);
 }
