@@ -1,11 +1,11 @@
 import { expect } from 'chai';
-import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+import type { Browser } from 'playwright-core';
 import type { IssuedInvoice } from '../../src/billing/types';
 import type { Actor } from '../../src/context';
 import { formatAmount } from '../../src/domain/money';
 import { ADMIN_PASSWORD, accountWithApiUser, providerActor, startApiWorld, type ApiWorld } from '../helpers/api';
+import { consoleSignIn, launchChromium } from '../helpers/console';
 
-const CHROMIUM = '/usr/bin/chromium';
 const usd = (minor: bigint) => `${formatAmount(minor, 'USD')} USD`;
 
 /** The console's billing pages in headless Chromium against a real server with the demo seed. */
@@ -42,22 +42,14 @@ describe('the console\u2019s invoices and payments in a real browser (demo seed,
     });
     otherInvoice = await documents.issueInvoice(provider, { accountId: otherCustomerId, lines: [{ kind: 'recurring', description: 'Foreign hosting', quantity: '1', unitPrice: 500n, amount: 500n }] });
     resellerOwnInvoice = await documents.issueInvoice(provider, { accountId: resellerId, lines: [{ kind: 'recurring', description: 'Reseller plan', quantity: '1', unitPrice: 9900n, amount: 9900n }] });
-    browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--headless', '--no-sandbox'] });
+    browser = await launchChromium();
   });
   after(async () => {
     await browser?.close();
     await world?.close();
   });
 
-  async function signedIn(login: string, password: string): Promise<{ context: BrowserContext; page: Page }> {
-    const context = await browser.newContext({ baseURL: world.url, viewport: { width: 1280, height: 800 } });
-    const page = await context.newPage();
-    await page.goto('/console/login');
-    await page.fill('input[name=login]', login);
-    await page.fill('input[name=password]', password);
-    await Promise.all([page.waitForURL((u) => u.pathname === '/console'), page.click('button[type=submit]')]);
-    return { context, page };
-  }
+  const signedIn = (login: string, password: string) => consoleSignIn(browser, world.url, login, password);
 
   const paymentDocs = async (accountId: number) => Number((await world.fresh.db('documents').where({ account_id: accountId, type: 'payment' }).count({ n: '*' }).first())!.n);
 

@@ -389,7 +389,7 @@ describe('the operators\u2019 console in a real browser (demo seed, real server,
       const { context, page } = await signedIn(who, who === 'admin' ? ADMIN_PASSWORD : resellerPassword);
       try {
         const links = await Promise.all((await page.locator('nav.side a').all()).map(async (a) => (await a.getAttribute('href'))!));
-        expect(links).to.have.length(13);
+        expect(links).to.have.length(14);
         for (const href of links) {
           const res = await page.goto(href);
           expect(res!.status(), href).to.equal(200);

@@ -2,13 +2,13 @@ import { expect } from 'chai';
 import crypto from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+import type { Browser } from 'playwright-core';
 import { ManualClock } from '../../src/clock';
 import type { Actor } from '../../src/context';
 import { ADMIN_PASSWORD, accountWithApiUser, providerActor, startApiWorld, type ApiWorld } from '../helpers/api';
+import { consoleSignIn, launchChromium } from '../helpers/console';
 import { eventually } from '../helpers/assertions';
 
-const CHROMIUM = '/usr/bin/chromium';
 const SECRET = 'console-whsec-0123456789abcdef';
 
 /** A webhook receiver outside our walls: answers 500 while `failing`, verifies every signature as docs/events.md shows. */
@@ -58,7 +58,7 @@ describe('the console\u2019s event pages in a real browser: events, deliveries, 
     provider = await providerActor(world);
     resellerPassword = world.server.seed.logins.find((l) => l.login === 'reseller')!.password;
     hook = await receiver();
-    browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--headless', '--no-sandbox'] });
+    browser = await launchChromium();
   });
   after(async () => {
     await browser?.close();
@@ -66,15 +66,7 @@ describe('the console\u2019s event pages in a real browser: events, deliveries, 
     await world?.close();
   });
 
-  async function signedIn(login: string, password: string): Promise<{ context: BrowserContext; page: Page }> {
-    const context = await browser.newContext({ baseURL: world.url, viewport: { width: 1280, height: 800 } });
-    const page = await context.newPage();
-    await page.goto('/console/login');
-    await page.fill('input[name=login]', login);
-    await page.fill('input[name=password]', password);
-    await Promise.all([page.waitForURL((u) => u.pathname === '/console'), page.click('button[type=submit]')]);
-    return { context, page };
-  }
+  const signedIn = (login: string, password: string) => consoleSignIn(browser, world.url, login, password);
 
   const task = async (id: number) => {
     const t = await world.fresh.db('tasks').where({ id }).first('status', 'attempts', 'last_error');

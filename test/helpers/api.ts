@@ -3,6 +3,7 @@ import type { AddressInfo } from 'node:net';
 import { ManualClock } from '../../src/clock';
 import type { Config } from '../../src/config';
 import type { Actor } from '../../src/context';
+import type { Registrar } from '../../src/plugins/sdk';
 import { startServer, type RunningServer } from '../../src/server';
 import { freshDatabase, type FreshDb } from './db';
 import { ADMIN_PASSWORD, quietLog, testConfig } from './world';
@@ -75,4 +76,24 @@ export async function accountWithApiUser(
   const password = `${login}-password`;
   const userId = await users.create(actor, { accountId, login, password, email: `${login}@example.com`, firstName: name, lastName: 'Api', roles: ['admin', 'api'] });
   return { accountId, userId, login, password };
+}
+
+/**
+ * A domain registered at a registrar instance of the world (the demo seed's `sandbox-registrar` unless given) and
+ * recorded as the order saga does (recordRegisteredDomain, expiry as the registrar answered); returns its id.
+ */
+export async function registeredDomain(
+  world: ApiWorld,
+  accountId: number,
+  name: string,
+  opts: { registrarInstanceId?: number; status?: 'pending'; nameservers?: string[] } = {},
+): Promise<number> {
+  const provider = await providerActor(world);
+  const instanceId =
+    opts.registrarInstanceId ?? Number(((await world.fresh.db('plugin_instances').where({ vendor_id: provider.accountId, name: 'sandbox-registrar' }).first('id')) as { id: number }).id);
+  const registrar = await world.server.services.pluginInstances.instantiate<Registrar>(instanceId);
+  const contacts = { registrant: { name: 'Domain Owner', email: 'owner@example.com', phone: '+1.5555550100', street: ['1 Main St'], city: 'Springfield', countryCode: 'US' } };
+  const r = await registrar.register({ operationId: `test-reg-${name}`, name, years: 1, contacts });
+  if (r.status !== 'success') throw new Error(`the registrar refused ${name}`);
+  return world.server.services.domains.recordRegisteredDomain(world.fresh.db, provider, { accountId, name, registrarInstanceId: instanceId, expiresAt: new Date(r.result.expiresAt), status: opts.status, nameservers: opts.nameservers });
 }
