@@ -53,6 +53,13 @@ describe(`the console\u2019s domains in a real browser (demo seed, real server, 
       const all = await page.textContent('#domains');
       expect(all).to.contain('bluebird-bakery-console.com').and.contain('bluebird-pending-console.net').and.contain('other-reseller-console.org').and.contain('Bluebird Bakery');
 
+      // Sorted by name (the default), reversed by clicking its header.
+      const names = async () => (await page.locator('#domains tbody tr td:first-child').allTextContents()).map((t) => t.trim());
+      const ascending = await names();
+      expect(ascending).to.have.length(3).and.deep.equal([...ascending].sort());
+      await page.click('#domains th a:has-text("Name")');
+      expect(await names()).to.deep.equal([...ascending].reverse());
+
       await page.fill('.filters input[name=q]', 'BAKERY-console');
       await Promise.all([page.waitForURL((u) => u.searchParams.get('q') === 'BAKERY-console'), page.click('.filters button[type=submit]')]);
       const filtered = await page.textContent('#domains');
