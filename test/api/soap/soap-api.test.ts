@@ -27,7 +27,7 @@ const WSDL_DIR = path.resolve(__dirname, '..', '..', '..', 'wsdl');
 const BILLING_WSDL = fs.readFileSync(path.join(WSDL_DIR, 'BillingService.wsdl'), 'utf8');
 
 /** The BillingService operations built so far; every other WSDL operation answers UNAVAILABLE. */
-const IMPLEMENTED = ['CreateAccount', 'GetAccount', 'UpdateAccount', 'ListAccounts', 'CreateUser', 'GetUser', 'ListUsers', 'ValidateUser', 'ListPlans', 'GetPlan', 'GetVersion', 'PlaceOrder', 'GetOrder', 'ListOrders', 'ApproveOrder', 'RejectOrder', 'GetSubscription', 'ListSubscriptions', 'RenewSubscription', 'CancelSubscription', 'ChangeSubscriptionPlan', 'ListInvoices', 'GetInvoice', 'PayInvoice', 'RecordPayment', 'RefundPayment', 'ListPayments', 'GetAccountBalance', 'AdjustBalance', 'ReportUsage', 'RunBilling'];
+const IMPLEMENTED = ['CreateAccount', 'GetAccount', 'UpdateAccount', 'ListAccounts', 'CreateUser', 'GetUser', 'ListUsers', 'ValidateUser', 'ListPlans', 'GetPlan', 'GetVersion', 'PlaceOrder', 'GetOrder', 'ListOrders', 'ApproveOrder', 'RejectOrder', 'GetSubscription', 'ListSubscriptions', 'RenewSubscription', 'CancelSubscription', 'ChangeSubscriptionPlan', 'ListInvoices', 'GetInvoice', 'PayInvoice', 'RecordPayment', 'RefundPayment', 'ListPayments', 'GetAccountBalance', 'AdjustBalance', 'ReportUsage', 'RunBilling', 'AddSubscriptionResources'];
 
 // ---------------------------------------------------------------------------------------------------------------
 // Helpers
