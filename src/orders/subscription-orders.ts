@@ -359,7 +359,7 @@ export class SubscriptionOrdersService {
       if (opts.resources.findIndex((x) => Number(x?.resourceId) === resourceId) !== i) throw invalid(`resources[${i}].resourceId`, `Resource ${resourceId} appears twice.`);
       return { resourceId, quantity };
     });
-    return idempotent(this.deps, actor, opts.idempotencyKey, 'BuySubscriptionResources', { id, added }, async (tx) => {
+    return idempotent(this.deps, actor, opts.idempotencyKey, 'BuySubscriptionResources', { id, added, payToolId: opts.payToolId ?? null }, async (tx) => {
       const sub = await scopedSubscription(tx, actor, id);
       const status = toNumber(sub.status);
       if (status !== SUBSCRIPTION_STATUS.active && status !== SUBSCRIPTION_STATUS.graced) throw notAllowed(`Subscription ${id} is ${statusText(status)}; resources are added to an active or graced subscription.`, 'subscriptionId');

@@ -174,6 +174,7 @@ describe('AddSubscriptionResources (SOAP) on a running demo server with a hand-m
   let world: ApiWorld;
   let billing: soap.Client;
   let mailboxes: number;
+  let customerId: number;
   let activeSubscription: (domain: string) => Promise<{ subscriptionId: number; orderId: number }>;
   let orderStatus: (orderId: number) => Promise<string>;
   const count = async (table: string, where: Record<string, unknown> = {}) => Number(((await world.fresh.db(table).where(where).count({ n: '*' })) as { n: number }[])[0]!.n);
@@ -183,7 +184,7 @@ describe('AddSubscriptionResources (SOAP) on a running demo server with a hand-m
   before(async () => {
     world = await startApiWorld({ demo: true, clock });
     let planId: number;
-    ({ planId, billing, activeSubscription, orderStatus } = await demoOrdering(world));
+    ({ planId, customerId, billing, activeSubscription, orderStatus } = await demoOrdering(world));
     // Shared Hosting Basic's mailboxes: 10 included, at most 100, 0.75 a month each; here also 1.00 setup each.
     mailboxes = Number((await world.fresh.db('resources').where({ name: 'Mailboxes' }).first('id')).id);
     await world.fresh.db('resource_rates').where({ plan_id: planId, resource_id: mailboxes }).update({ setup_fee: 100 });
@@ -254,6 +255,12 @@ describe('AddSubscriptionResources (SOAP) on a running demo server with a hand-m
     const [second] = await addMailboxes(billing, subscriptionId, 1, 'more-mail-1');
     expect(Number(second.orderId)).to.equal(Number(first.orderId));
     expect(second.orderNumber).to.equal(first.orderNumber);
+    // The key with other arguments (another quantity, or a pay tool) is a CONFLICT.
+    const card = (await world.fresh.db('pay_tools').where({ account_id: customerId }).first('id')).id;
+    for (const other of [{ quantity: 2 }, { quantity: 1, payToolId: Number(card) }]) {
+      const e = await billing.AddSubscriptionResourcesAsync({ subscriptionId, resources: { resource: [{ resourceId: mailboxes, quantity: other.quantity }] }, payToolId: other.payToolId, idempotencyKey: 'more-mail-1' }).then(() => null, (x: unknown) => x);
+      expect(faultOf(e), JSON.stringify(other)).to.include({ code: 'CONFLICT', field: 'idempotencyKey' });
+    }
     expect(await count('order_items', { target_subscription_id: subscriptionId })).to.equal(1);
     expect(await orderStatus(Number(first.orderId))).to.equal('CP');
   });
