@@ -347,7 +347,7 @@ export class SubscriptionOrdersService {
    * A resource order: more of some of the subscription's resources (quantity = how much to add, up to 4 decimals),
    * within each rate's maximum. Priced per resource: the setup fee for the quantity, and the recurring fee for it
    * times the share of the current term still ahead; charged, then the gate's changeLimits with the raised limits,
-   * then the subscription's additional quantities and limits. (No API operation places one yet.)
+   * then the subscription's additional quantities and limits. SOAP AddSubscriptionResources places one.
    */
   async buyResources(actor: Actor, subscriptionId: number, opts: { resources: { resourceId: number; quantity: number }[]; idempotencyKey?: string; payToolId?: number }): Promise<PlacedOnSubscription> {
     const id = positiveId(subscriptionId, 'subscriptionId');
@@ -359,7 +359,7 @@ export class SubscriptionOrdersService {
       if (opts.resources.findIndex((x) => Number(x?.resourceId) === resourceId) !== i) throw invalid(`resources[${i}].resourceId`, `Resource ${resourceId} appears twice.`);
       return { resourceId, quantity };
     });
-    return idempotent(this.deps, actor, opts.idempotencyKey, 'BuySubscriptionResources', { id, added }, async (tx) => {
+    return idempotent(this.deps, actor, opts.idempotencyKey, 'BuySubscriptionResources', { id, added, payToolId: opts.payToolId ?? null }, async (tx) => {
       const sub = await scopedSubscription(tx, actor, id);
       const status = toNumber(sub.status);
       if (status !== SUBSCRIPTION_STATUS.active && status !== SUBSCRIPTION_STATUS.graced) throw notAllowed(`Subscription ${id} is ${statusText(status)}; resources are added to an active or graced subscription.`, 'subscriptionId');

@@ -15,7 +15,7 @@ import { unavailable } from '../api-errors';
 import { billingDocumentOps } from './ops-billing';
 import { billingRunOps } from './ops-billing-run';
 import type { SoapOperation, SoapServiceDefinition } from './soap-mount';
-import { compact, dateTime, decimal, int, list, quantity, text } from './wire';
+import { compact, dateTime, decimal, int, list, ORDER_STATUS_WIRE, quantity, resourceQuantities, text } from './wire';
 import { lifecycleOperations } from './ops-lifecycle';
 import { GATE_TASK_KINDS, gateTaskAction, gateTaskSubscriptionId } from '../../orders/gate-tasks';
 import { domainOperations } from './ops-domains';
@@ -124,20 +124,6 @@ function contactInput(c: Args) {
   };
 }
 
-/** The WSDL's OrderStatus for each PBA order status code. */
-export const ORDER_STATUS_WIRE: Record<PbaOrderStatus, string> = {
-  NP: 'new',
-  WP: 'waiting_payment',
-  SS: 'suspected_fraud',
-  WA: 'waiting_approval',
-  HL: 'on_hold',
-  PR: 'provisioning',
-  PF: 'provisioning_failed',
-  PC: 'provisioned',
-  CP: 'completed',
-  RJ: 'rejected',
-  CA: 'canceled',
-};
 const ORDER_STATUS_CODE = new Map(Object.entries(ORDER_STATUS_WIRE).map(([code, wire]) => [wire, code as PbaOrderStatus]));
 /** WSDL OrderStatus and OrderType values no Hostwright order takes: a filter on them finds nothing. */
 const UNUSED_ORDER_STATUSES = new Set(['failed']);
@@ -212,11 +198,7 @@ function orderItemInput(raw: unknown, i: number) {
     planId: int(item.planId, `items[${i}].planId`) as number,
     periodId: int(item.periodId, `items[${i}].periodId`) as number,
     parameters,
-    resources: list<Args>(item.resources, 'resource').map((r, j) => {
-      const q = text(obj(r).quantity)?.trim() ?? '';
-      if (!/^\d+(\.\d+)?$/.test(q)) throw invalid(`items[${i}].resources[${j}].quantity`, 'quantity must be a non-negative number.');
-      return { resourceId: int(obj(r).resourceId, `items[${i}].resources[${j}].resourceId`) as number, quantity: Number(q) };
-    }),
+    resources: resourceQuantities(item.resources, `items[${i}].resources`),
   };
 }
 

@@ -1,14 +1,13 @@
 import type { Services } from '../../services';
 import type { SoapOperation } from './soap-mount';
-import { decimal, int, text } from './wire';
+import { decimal, int, ORDER_STATUS_WIRE, resourceQuantities, text } from './wire';
 
 const write = (run: SoapOperation['run']): SoapOperation => ({ mutating: true, run });
 
 /**
- * BillingService operations on existing subscriptions: RenewSubscription, ChangeSubscriptionPlan and CancelSubscription
- * place orders
- * (src/orders/subscription-orders.ts) that run through the vendor's renewal / cancellation workflow. Spread into
- * billingService's operations.
+ * BillingService operations on existing subscriptions: RenewSubscription, ChangeSubscriptionPlan, CancelSubscription
+ * and AddSubscriptionResources place orders (src/orders/subscription-orders.ts) that run through the vendor's
+ * renewal / change / cancellation / resource workflow. Spread into billingService's operations.
  */
 export function lifecycleOperations(services: Services): Record<string, SoapOperation> {
   const orders = services.subscriptionOrders;
@@ -30,6 +29,16 @@ export function lifecycleOperations(services: Services): Record<string, SoapOper
       const order = await services.orders.get(actor, orderId);
       // The prorated amount: negative when the change gives a credit.
       return { orderId, amount: decimal(order.total, order.currency), currency: order.currency };
+    }),
+    AddSubscriptionResources: write(async (a, actor) => {
+      const { orderId } = await orders.buyResources(actor, int(a.subscriptionId, 'subscriptionId') as number, {
+        resources: resourceQuantities(a.resources, 'resources'),
+        payToolId: int(a.payToolId, 'payToolId'),
+        idempotencyKey: text(a.idempotencyKey),
+      });
+      const order = await services.orders.get(actor, orderId);
+      // Setup fees plus the recurring fees for the rest of the current term.
+      return { orderId, orderNumber: order.orderNumber, status: ORDER_STATUS_WIRE[order.status], amount: decimal(order.total, order.currency), currency: order.currency };
     }),
     CancelSubscription: write(async (a, actor) => {
       const { orderId } = await orders.cancel(actor, int(a.subscriptionId, 'subscriptionId') as number, {

@@ -1,5 +1,6 @@
 import { formatAmount, parseAmount } from '../../domain/money';
 import { invalid } from '../../domain/errors';
+import type { PbaOrderStatus } from '../../domain/workflow';
 
 /** SOAP wire values. node-soap is told to hand every number, boolean and date over as text; these read it strictly. */
 
@@ -55,3 +56,28 @@ export function compact<T extends Record<string, unknown>>(o: T): T {
   for (const k in o) if (o[k] !== undefined) out[k] = o[k];
   return out as T;
 }
+
+/** `<resources><resource><resourceId/><quantity/></resource>...</resources>` (ResourceQuantityList); `field` names the list in errors. */
+export function resourceQuantities(wrapper: unknown, field: string): { resourceId: number; quantity: number }[] {
+  return list<Record<string, unknown>>(wrapper, 'resource').map((raw, j) => {
+    const r = raw !== null && typeof raw === 'object' ? raw : {};
+    const q = text(r.quantity)?.trim() ?? '';
+    if (!/^\d+(\.\d+)?$/.test(q)) throw invalid(`${field}[${j}].quantity`, 'quantity must be a non-negative number.');
+    return { resourceId: int(r.resourceId, `${field}[${j}].resourceId`) as number, quantity: Number(q) };
+  });
+}
+
+/** The WSDL's OrderStatus for each PBA order status code. */
+export const ORDER_STATUS_WIRE: Record<PbaOrderStatus, string> = {
+  NP: 'new',
+  WP: 'waiting_payment',
+  SS: 'suspected_fraud',
+  WA: 'waiting_approval',
+  HL: 'on_hold',
+  PR: 'provisioning',
+  PF: 'provisioning_failed',
+  PC: 'provisioned',
+  CP: 'completed',
+  RJ: 'rejected',
+  CA: 'canceled',
+};

@@ -27,7 +27,7 @@ const WSDL_DIR = path.resolve(__dirname, '..', '..', '..', 'wsdl');
 const BILLING_WSDL = fs.readFileSync(path.join(WSDL_DIR, 'BillingService.wsdl'), 'utf8');
 
 /** The BillingService operations built so far; every other WSDL operation answers UNAVAILABLE. */
-const IMPLEMENTED = ['CreateAccount', 'GetAccount', 'UpdateAccount', 'ListAccounts', 'CreateUser', 'GetUser', 'ListUsers', 'ValidateUser', 'ListPlans', 'GetPlan', 'GetVersion', 'PlaceOrder', 'GetOrder', 'ListOrders', 'ApproveOrder', 'RejectOrder', 'GetSubscription', 'ListSubscriptions', 'RenewSubscription', 'CancelSubscription', 'ChangeSubscriptionPlan', 'ListInvoices', 'GetInvoice', 'PayInvoice', 'RecordPayment', 'RefundPayment', 'ListPayments', 'GetAccountBalance', 'AdjustBalance', 'ReportUsage', 'RunBilling'];
+const IMPLEMENTED = ['CreateAccount', 'GetAccount', 'UpdateAccount', 'ListAccounts', 'CreateUser', 'GetUser', 'ListUsers', 'ValidateUser', 'ListPlans', 'GetPlan', 'GetVersion', 'PlaceOrder', 'GetOrder', 'ListOrders', 'ApproveOrder', 'RejectOrder', 'GetSubscription', 'ListSubscriptions', 'RenewSubscription', 'CancelSubscription', 'ChangeSubscriptionPlan', 'ListInvoices', 'GetInvoice', 'PayInvoice', 'RecordPayment', 'RefundPayment', 'ListPayments', 'GetAccountBalance', 'AdjustBalance', 'ReportUsage', 'RunBilling', 'AddSubscriptionResources'];
 
 // ---------------------------------------------------------------------------------------------------------------
 // Helpers
@@ -439,7 +439,7 @@ describe('SOAP API (node-soap client and raw envelopes over real HTTP)', functio
         const description = client.describe() as Record<string, Record<string, Record<string, unknown>>>;
         const port = Object.values(Object.values(description)[0])[0];
         const operations = Object.keys(port);
-        const built = service === 'billing' ? IMPLEMENTED : ['GetVersion', 'ListTasks', 'RetryTask', 'ListServiceGates', 'ProvisionSubscription', 'SuspendSubscription', 'ResumeSubscription', 'TerminateSubscription', 'GetProvisioningStatus', 'CheckDomain', 'RegisterDomain', 'TransferDomain', 'RenewDomain', 'GetDomain', 'SetNameservers', 'GetEppCode'];
+        const built = service === 'billing' ? IMPLEMENTED : ['GetVersion', 'ListTasks', 'RetryTask', 'ListServiceGates', 'ProvisionSubscription', 'SuspendSubscription', 'ResumeSubscription', 'TerminateSubscription', 'GetProvisioningStatus', 'CheckDomain', 'RegisterDomain', 'TransferDomain', 'RenewDomain', 'GetDomain', 'SetNameservers', 'GetEppCode', 'SetDomainAutoRenew'];
         for (const op of built) expect(operations, 'the WSDL declares the built operations').to.include(op);
         const pending = operations.filter((op) => !built.includes(op));
         const ns = service === 'billing' ? NS : PROVISIONING_NS;

@@ -45,10 +45,11 @@ const SERVICES: ServiceSpec[] = [
       'ListSubscriptions', 'ChangeSubscriptionPlan', 'RenewSubscription', 'CancelSubscription', 'ReportUsage',
       'ListInvoices', 'GetInvoice', 'PayInvoice', 'RecordPayment', 'RefundPayment', 'ListPayments',
       'GetAccountBalance', 'AdjustBalance', 'RunBilling', 'GetVersion', 'GetUser', 'ListUsers',
+      'AddSubscriptionResources',
     ],
     idempotent: [
       'CreateAccount', 'PlaceOrder', 'ChangeSubscriptionPlan', 'RenewSubscription', 'CancelSubscription',
-      'PayInvoice', 'RecordPayment', 'RefundPayment', 'AdjustBalance', 'RunBilling',
+      'AddSubscriptionResources', 'PayInvoice', 'RecordPayment', 'RefundPayment', 'AdjustBalance', 'RunBilling',
     ],
   },
   {
@@ -118,6 +119,11 @@ const VALID_SAMPLES: Record<string, string[]> = {
        <periodId>70</periodId><parameters><parameter><name>domain</name><value>example.com</value></parameter>
        </parameters><resources><resource><resourceId>3</resourceId><quantity>2.5</quantity></resource></resources>
        </item></items><idempotencyKey>order-42-1</idempotencyKey></PlaceOrder>`,
+    `<AddSubscriptionResources xmlns="urn:hostwright:billing:v1"><subscriptionId>12</subscriptionId><resources>
+       <resource><resourceId>3</resourceId><quantity>2</quantity></resource></resources><payToolId>5</payToolId>
+       <idempotencyKey>more-disk-12-1</idempotencyKey></AddSubscriptionResources>`,
+    `<AddSubscriptionResourcesResponse xmlns="urn:hostwright:billing:v1"><orderId>31</orderId><orderNumber>RS000031</orderNumber>
+       <status>new</status><amount>3.02</amount><currency>USD</currency></AddSubscriptionResourcesResponse>`,
   ],
   ProvisioningService: [
     '<GetVersion xmlns="urn:hostwright:provisioning:v1"/>',
@@ -136,6 +142,8 @@ const INVALID_SAMPLES: Record<string, string[]> = {
     '<GetAccountBalanceResponse xmlns="urn:hostwright:billing:v1"><currency>USD</currency><balance>1</balance></GetAccountBalanceResponse>',
     '<Error xmlns="urn:hostwright:billing:v1"><code>OOPS</code><message>x</message></Error>',
     '<ListAccounts xmlns="urn:hostwright:billing:v1"><pageSize>501</pageSize></ListAccounts>',
+    // amount before orderNumber: out of xs:sequence order
+    '<AddSubscriptionResourcesResponse xmlns="urn:hostwright:billing:v1"><orderId>31</orderId><amount>3.02</amount><orderNumber>RS000031</orderNumber><status>new</status><currency>USD</currency></AddSubscriptionResourcesResponse>',
   ],
   ProvisioningService: [
     '<RegisterDomain xmlns="urn:hostwright:provisioning:v1"><accountId>1</accountId><name>a.com</name><years>0</years></RegisterDomain>',
