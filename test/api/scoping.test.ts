@@ -666,6 +666,11 @@ describe('API scoping: a reseller cannot reach another reseller\'s objects by id
       check: (v) => expect((v as { domain: { nameservers: { nameserver: unknown } } }).domain.nameservers.nameserver).to.deep.equal(['ns1.scope-a.example']),
     },
     {
+      dialect: 'SOAP', op: 'SetDomainAutoRenew', foreign: foreignDomains, own: () => domainA, code: 'NOT_FOUND', field: null,
+      call: (id) => soapCall('SetDomainAutoRenew', { domainId: id, autoRenew: true }, provisioningSoap),
+      check: (v, own) => expect(Number((v as { domain: { domainId: unknown } }).domain.domainId)).to.equal(own),
+    },
+    {
       dialect: 'SOAP', op: 'RegisterDomain', foreign: accounts, own: () => custA.accountId, code: 'NOT_FOUND', field: null,
       call: (id) => soapCall('RegisterDomain', { accountId: id, name: `${unique('scope-reg')}.com`, years: 1 }, provisioningSoap),
       check: (v) => expect(Number((v as { orderId: unknown }).orderId)).to.be.above(0),
@@ -810,9 +815,9 @@ describe('API scoping: a reseller cannot reach another reseller\'s objects by id
     // Suspend/resume/terminate/provision change state: another reseller's subscription answers like a missing id,
     // door by door, in test/api/soap/subscription-actions.test.ts (A's own is suspended, resumed and terminated there).
     for (const op of ['SOAP SuspendSubscription', 'SOAP ResumeSubscription', 'SOAP TerminateSubscription', 'SOAP ProvisionSubscription', 'XML-RPC SubscriptionStop_API', 'XML-RPC SubscriptionStatusUpdate_API']) covered.add(op);
-    // Renewal and cancellation orders change state likewise: another reseller's subscription answers like a missing
+    // Renewal, cancellation, change and resource orders change state likewise: another reseller's subscription answers like a missing
     // id, door by door, in test/subscriptions/lifecycle-api.test.ts.
-    for (const op of ['SOAP RenewSubscription', 'SOAP CancelSubscription', 'SOAP ChangeSubscriptionPlan', 'XML-RPC PlaceSubscriptionCancellationOrder_API']) covered.add(op);
+    for (const op of ['SOAP RenewSubscription', 'SOAP CancelSubscription', 'SOAP ChangeSubscriptionPlan', 'SOAP AddSubscriptionResources', 'XML-RPC PlaceSubscriptionCancellationOrder_API']) covered.add(op);
     // Taking a subscription from credit hold needs one dunning suspended: another reseller's answers like a missing
     // id in test/api/xmlrpc/credit-hold.test.ts.
     covered.add('XML-RPC SubscriptionTakeFromCreditHold_API');
