@@ -45,7 +45,7 @@ function domainOrder(services: Services, action: DomainItemAction): SoapOperatio
   });
 }
 
-/** ProvisioningService's domain operations: checks and reads, nameservers and auto-renew, and the orders that register, transfer and renew. */
+/** ProvisioningService's domain operations: checks, reads and lists, nameservers and auto-renew, and the orders that register, transfer and renew. */
 export function domainOperations(services: Services): Record<string, SoapOperation> {
   const { domains } = services;
   return {
@@ -64,6 +64,17 @@ export function domainOperations(services: Services): Record<string, SoapOperati
       };
     }),
     GetDomain: read(async (a, actor) => ({ domain: domainWire(await domains.get(actor, ref(a))) })),
+    ListDomains: read(async (a, actor) => {
+      // The service checks status against DomainStatus, scopes accountId (NOT_FOUND outside the caller's subtree) and pages.
+      const r = await domains.list(actor, {
+        accountId: int(a.accountId, 'accountId'),
+        status: text(a.status)?.trim() || undefined,
+        nameContains: text(a.name),
+        page: int(a.page, 'page'),
+        pageSize: int(a.pageSize, 'pageSize'),
+      });
+      return { domains: { domain: r.items.map(domainWire) }, total: r.total };
+    }),
     SetNameservers: write(async (a, actor) => {
       const hosts = list<unknown>(a.nameservers, 'nameserver').map((n) => text(n));
       return { domain: domainWire(await domains.setNameservers(actor, ref(a), hosts)) };
