@@ -661,6 +661,11 @@ describe('API scoping: a reseller cannot reach another reseller\'s objects by id
       check: (v, own) => expect(Number((v as { domain: { domainId: unknown } }).domain.domainId)).to.equal(own),
     },
     {
+      dialect: 'SOAP', op: 'ListDomains', foreign: accounts, own: () => custA.accountId, code: 'NOT_FOUND', field: null,
+      call: (id) => soapCall('ListDomains', { accountId: id }, provisioningSoap),
+      check: (v) => expect(([] as { name: string }[]).concat((v as { domains: { domain?: { name: string } | { name: string }[] } }).domains.domain ?? []).map((d) => d.name)).to.include('scope-domain-a.com').and.not.include('scope-domain-b.com'),
+    },
+    {
       dialect: 'SOAP', op: 'SetNameservers', foreign: foreignDomains, own: () => domainA, code: 'NOT_FOUND', field: null,
       call: (id) => soapCall('SetNameservers', { domainId: id, nameservers: { nameserver: ['ns1.scope-a.example'] } }, provisioningSoap),
       check: (v) => expect((v as { domain: { nameservers: { nameserver: unknown } } }).domain.nameservers.nameserver).to.deep.equal(['ns1.scope-a.example']),

@@ -61,6 +61,7 @@ const SERVICES: ServiceSpec[] = [
       'GetProvisioningStatus', 'ProvisionSubscription', 'SuspendSubscription', 'ResumeSubscription',
       'TerminateSubscription', 'ListTasks', 'RetryTask', 'CheckDomain', 'RegisterDomain', 'TransferDomain',
       'RenewDomain', 'GetDomain', 'SetNameservers', 'GetEppCode', 'ListServiceGates', 'GetVersion',
+      'ListDomains',
     ],
     idempotent: [
       'ProvisionSubscription', 'SuspendSubscription', 'ResumeSubscription', 'TerminateSubscription',
@@ -132,6 +133,11 @@ const VALID_SAMPLES: Record<string, string[]> = {
     `<GetDomainResponse xmlns="urn:hostwright:provisioning:v1"><domain><domainId>9</domainId><name>example.com</name>
        <accountId>42</accountId><status>active</status><expiresAt>2027-01-31T00:00:00Z</expiresAt>
        <nameservers><nameserver>ns1.example.net</nameserver></nameservers></domain></GetDomainResponse>`,
+    `<ListDomains xmlns="urn:hostwright:provisioning:v1"><accountId>42</accountId><status>active</status><name>bakery</name>
+       <page>2</page><pageSize>10</pageSize></ListDomains>`,
+    `<ListDomainsResponse xmlns="urn:hostwright:provisioning:v1"><domains><domain><domainId>9</domainId><name>example.com</name>
+       <accountId>42</accountId><status>active</status><nameservers/><autoRenew>true</autoRenew></domain></domains>
+       <total>11</total></ListDomainsResponse>`,
   ],
 };
 
@@ -147,6 +153,9 @@ const INVALID_SAMPLES: Record<string, string[]> = {
   ],
   ProvisioningService: [
     '<RegisterDomain xmlns="urn:hostwright:provisioning:v1"><accountId>1</accountId><name>a.com</name><years>0</years></RegisterDomain>',
+    '<ListDomains xmlns="urn:hostwright:provisioning:v1"><status>parked</status></ListDomains>',
+    // total before domains: out of xs:sequence order
+    '<ListDomainsResponse xmlns="urn:hostwright:provisioning:v1"><total>0</total><domains/></ListDomainsResponse>',
   ],
 };
 
