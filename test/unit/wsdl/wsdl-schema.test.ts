@@ -61,11 +61,11 @@ const SERVICES: ServiceSpec[] = [
       'GetProvisioningStatus', 'ProvisionSubscription', 'SuspendSubscription', 'ResumeSubscription',
       'TerminateSubscription', 'ListTasks', 'RetryTask', 'CheckDomain', 'RegisterDomain', 'TransferDomain',
       'RenewDomain', 'GetDomain', 'SetNameservers', 'GetEppCode', 'ListServiceGates', 'GetVersion',
-      'ListDomains',
+      'ListDomains', 'SetDomainAutoRenew',
     ],
     idempotent: [
       'ProvisionSubscription', 'SuspendSubscription', 'ResumeSubscription', 'TerminateSubscription',
-      'RegisterDomain', 'TransferDomain', 'RenewDomain',
+      'RegisterDomain', 'TransferDomain', 'RenewDomain', 'SetDomainAutoRenew',
     ],
   },
 ];
