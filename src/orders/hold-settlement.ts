@@ -141,7 +141,8 @@ async function approveHeld(ctx: Ctx, actor: Actor, order: OrderRow, comment: str
     if (p.status === 'pending' || p.status === 'unknown') throw stillOpen(`Payment ${paymentId} is ${p.status}.`, 'ApproveOrder');
     // Voided by hand meanwhile: nothing pays for the kept domains; RejectOrder records the void and fails the order.
     if (p.status !== 'success') throw notAllowed(`Payment ${paymentId} is ${p.status}: nothing pays for the kept domain(s) any more; reject the order instead.`, 'orderId');
-    const back = (p.amount < shares.paid ? p.amount : shares.paid) - keptAmount;
+    const rest = shares.paid - keptAmount;
+    const back = rest < p.amount ? rest : p.amount;
     if (back <= 0n) return null;
     let r;
     try {

@@ -25,6 +25,7 @@ describe('orders on hold with tax settled over SOAP: the customer keeps the kept
   let payToolId: number;
   let planId: number;
   let periodId: number;
+  let taxRuleId: number;
 
   const db = () => world.fresh.db;
   const n = (v: unknown) => BigInt(String(v));
@@ -52,8 +53,8 @@ describe('orders on hold with tax settled over SOAP: the customer keeps the kept
     const children = (await db()('payments').where({ parent_payment_id: order.payment_id }).orderBy('id').select('kind', 'status', 'amount')) as { kind: string; status: string; amount: unknown }[];
     return { status: p.status, amount: n(p.amount), children: children.map((c) => [c.kind, c.status, n(c.amount)]) };
   };
-  /** Places hosting 10.00 + two .io domains and waits for the hold. */
-  const held = async (key: string) => {
+  /** Places hosting 10.00 + two .io domains and waits for the hold (the figures checked are those of the exclusive tax). */
+  const held = async (key: string, figures = true) => {
     const o = await world.server.services.orders.place(provider, {
       accountId: customerId,
       payToolId,
@@ -65,6 +66,7 @@ describe('orders on hold with tax settled over SOAP: the customer keeps the kept
     });
     await untilStatus(o.orderId, ['on_hold', 'provisioning_failed', 'completed']);
     expect((await getOrder(o.orderId)).status).to.equal('on_hold');
+    if (!figures) return o.orderId;
     // How the order, its charge and its invoice relate: the order is priced before tax (total 50.00, tax 0), the
     // charge pays that net 50.00, the invoice adds the exclusive tax (54.45) and leaves its 4.45 open.
     const row = (await db()('orders').where({ id: o.orderId }).first('total', 'tax_total')) as { total: unknown; tax_total: unknown };
@@ -82,11 +84,11 @@ describe('orders on hold with tax settled over SOAP: the customer keeps the kept
     customerId = customer.id;
     payToolId = (await db()('pay_tools').where({ account_id: customerId }).first('id')).id;
     const { pluginInstances, tlds, catalog, taxRules } = world.server.services;
-    await taxRules.create(provider, Number(customer.vendor_id), { name: 'Sales tax 8.875%', country: 'US', ratePpm: 88_750 });
+    taxRuleId = (await taxRules.create(provider, Number(customer.vendor_id), { name: 'Sales tax 8.875%', country: 'US', ratePpm: 88_750 })).taxRuleId;
     const templateId = (await db()('plans').where({ name: 'Shared Hosting Basic' }).first('template_id')).template_id as number;
     planId = await catalog.createPlan(provider, { templateId: Number(templateId), name: 'Hosting 10', published: true, resellable: true, periods: [{ duration: 1, unit: 'month', recurringFee: 1000n }] });
     periodId = (await db()('plan_periods').where({ plan_id: planId }).first('id')).id;
-    const refused = ['approve-refused.io', 'reject-refused.io'];
+    const refused = ['approve-refused.io', 'reject-refused.io', 'paid-refused.io', 'incl-refused.io'];
     const registrarId = await pluginInstances.create(provider, { kind: 'registrar', plugin: 'sandbox', name: 'io-no-grace', settings: { graceDays: 0, failures: Object.fromEntries(refused.map((x) => [x, 'register'])) } });
     await tlds.create(provider, { tld: 'io', registrarInstanceId: registrarId, prices: [{ action: 'register', years: 1, amount: 2000n }] });
     billing = await soap.createClientAsync(`${world.url}/soap/billing?wsdl`);
@@ -136,5 +138,52 @@ describe('orders on hold with tax settled over SOAP: the customer keeps the kept
       ['refund', 5000n, 0n],
     ]);
     expect(await balance()).to.equal('0'); // 54.45 - 50.00 + 50.00 - 54.45
+  });
+
+  it('ApproveOrder after the open tax was paid: refunds 54.45 paid - 21.78 kept = 32.67; credit memo 32.67 (30.00 + 2.67 tax); balance 0', async () => {
+    const id = await held('paid');
+    // The 4.45 of tax left open is paid by wire while the order is on hold: 54.45 of the invoice paid.
+    const invoiceId = Number((await db()('documents').where({ order_id: id, type: 'invoice' }).first('id')).id);
+    await world.server.services.documents.recordPayment(provider, { accountId: customerId, amount: 445n, method: 'wire', reference: 'tax', invoiceId });
+    expect(await balance()).to.equal('0');
+    await billing.ApproveOrderAsync({ orderId: id });
+    await untilStatus(id, ['completed']);
+    // Kept 21.78 as above; refunded 54.45 - 21.78 = 32.67 (of the 50.00 charge).
+    expect(await gateway(id)).to.deep.equal({ status: 'success', amount: 5000n, children: [['refund', 'success', 3267n]] });
+    // The memo of the undelivered items, 54.45 - 21.78 = 32.67 (tax 32.67 x 4.45 / 54.45 = 2.67, net 30.00): the
+    // invoice being paid, all of it goes to the refund document.
+    expect(await own(id)).to.deep.equal([
+      ['invoice', 5000n, 445n, 5445n, 0n],
+      ['credit_memo', 3000n, 267n, 3267n, 0n],
+    ]);
+    expect(await paidBack(id)).to.deep.equal([
+      ['payment', 5000n, 0n],
+      ['refund', 3267n, 0n],
+    ]);
+    expect(await balance()).to.equal('0'); // 54.45 - 50.00 - 4.45 - 32.67 + 32.67
+  });
+
+  it('ApproveOrder with an inclusive tax: the tax is in the price; keeps 20.00, refunds 30.00, credit memo 30.00 with its 2.45 of tax; balance 0', async () => {
+    await world.server.services.taxRules.update(provider, taxRuleId, { inclusive: true });
+    const id = await held('incl', false);
+    // 8.875 % inside the prices: 10.00 -> net 10.00 / 1.08875 = 9.1848 -> 9.18, tax 0.82; 20.00 -> net 18.3697 ->
+    // 18.37, tax 1.63 (twice): tax 0.82 + 1.63 + 1.63 = 4.08, total 50.00, all paid by the 50.00 charge.
+    expect(await own(id)).to.deep.equal([['invoice', 4592n, 408n, 5000n, 0n]]);
+    await billing.ApproveOrderAsync({ orderId: id });
+    const done = await untilStatus(id, ['completed']);
+    // Kept 20.00 x 50.00 / 50.00 = 20.00 (nothing added); refunded 50.00 - 20.00 = 30.00.
+    expect(done.history.event.find((e) => e.comment?.startsWith('Approved on review'))!.comment).to.contain('The customer keeps incl-kept.io (20.00 USD).');
+    expect(await gateway(id)).to.deep.equal({ status: 'success', amount: 5000n, children: [['refund', 'success', 3000n]] });
+    // The memo of 50.00 - 20.00 = 30.00 carries 30.00 x 4.08 / 50.00 = 2.448 -> 2.45 of tax (0.82 + 1.63, the
+    // undelivered lines' tax), net 27.55; all of it to the refund document.
+    expect(await own(id)).to.deep.equal([
+      ['invoice', 4592n, 408n, 5000n, 0n],
+      ['credit_memo', 2755n, 245n, 3000n, 0n],
+    ]);
+    expect(await paidBack(id)).to.deep.equal([
+      ['payment', 5000n, 0n],
+      ['refund', 3000n, 0n],
+    ]);
+    expect(await balance()).to.equal('0'); // 50.00 - 50.00 - 30.00 + 30.00
   });
 });
