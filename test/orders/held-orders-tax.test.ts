@@ -2,9 +2,7 @@ import { expect } from 'chai';
 import * as soap from 'soap';
 import type { Actor } from '../../src/context';
 import { ADMIN_PASSWORD, providerActor, startApiWorld, type ApiWorld } from '../helpers/api';
-import { eventually } from '../helpers/assertions';
-
-type WireOrder = { status: string; history: { event: { status: string; comment?: string }[] } };
+import { soapReads } from './fixtures';
 
 /**
  * An order on hold that carried tax, settled over SOAP (the fixtures of held-orders-api.test.ts: the demo catalog,
@@ -29,14 +27,8 @@ describe('orders on hold with tax settled over SOAP: the customer keeps the kept
 
   const db = () => world.fresh.db;
   const n = (v: unknown) => BigInt(String(v));
-  const getOrder = async (orderId: number) => (await billing.GetOrderAsync({ orderId }))[0].order as WireOrder;
-  const untilStatus = (orderId: number, statuses: string[]) =>
-    eventually(async () => {
-      const o = await getOrder(orderId);
-      return statuses.includes(o.status) ? o : undefined;
-    }, `order ${orderId} to reach ${statuses.join('/')}`, 60_000);
-  /** GetAccountBalance, in the currency's units as the wire gives it. */
-  const balance = async () => String((await billing.GetAccountBalanceAsync({ accountId: customerId }))[0].balance);
+  const { getOrder, untilStatus, balance: balanceOf } = soapReads(() => billing);
+  const balance = () => balanceOf(customerId);
   /** The order's invoice and credit memos: [type, subtotal, tax, total, open]. */
   const own = async (orderId: number) =>
     ((await db()('documents').where({ order_id: orderId }).orderBy('id').select('type', 'subtotal', 'tax_total', 'total', 'open_amount')) as Record<string, unknown>[]).map((d) => [d.type, n(d.subtotal), n(d.tax_total), n(d.total), n(d.open_amount)]);
@@ -46,6 +38,17 @@ describe('orders on hold with tax settled over SOAP: the customer keeps the kept
     const pay = (await db()('documents').where({ payment_id: order.payment_id, type: 'payment' }).first('id', 'total', 'open_amount')) as { id: number; total: unknown; open_amount: unknown };
     const refunds = (await db()('documents').where({ type: 'refund', related_document_id: pay.id }).orderBy('id').select('total', 'open_amount')) as { total: unknown; open_amount: unknown }[];
     return [['payment', n(pay.total), n(pay.open_amount)], ...refunds.map((r) => ['refund', n(r.total), n(r.open_amount)])];
+  };
+  /** The order's invoice and credit memo ([subtotal, tax, total] each) and the refund document of its 50.00 payment, all with nothing open. */
+  const settled = async (orderId: number, invoice: bigint[], memo: bigint[], refund: bigint) => {
+    expect(await own(orderId)).to.deep.equal([
+      ['invoice', ...invoice, 0n],
+      ['credit_memo', ...memo, 0n],
+    ]);
+    expect(await paidBack(orderId)).to.deep.equal([
+      ['payment', 5000n, 0n],
+      ['refund', refund, 0n],
+    ]);
   };
   const gateway = async (orderId: number) => {
     const order = (await db()('orders').where({ id: orderId }).first('payment_id')) as { payment_id: number };
@@ -109,14 +112,7 @@ describe('orders on hold with tax settled over SOAP: the customer keeps the kept
     // The credit memo: the rest of the invoice, 54.45 - 21.78 = 32.67 (hosting 10.00 + 0.89, refused domain
     // 20.00 + 1.78); its tax share 32.67 x 4.45 / 54.45 = 2.67 exactly, net 30.00. It pays the 4.45 left open on
     // the invoice (open 0) and its other 32.67 - 4.45 = 28.22 is taken back by the refund document.
-    expect(await own(id)).to.deep.equal([
-      ['invoice', 5000n, 445n, 5445n, 0n],
-      ['credit_memo', 3000n, 267n, 3267n, 0n],
-    ]);
-    expect(await paidBack(id)).to.deep.equal([
-      ['payment', 5000n, 0n],
-      ['refund', 2822n, 0n],
-    ]);
+    await settled(id, [5000n, 445n, 5445n], [3000n, 267n, 3267n], 2822n);
     // 54.45 - 50.00 - 32.67 + 28.22 = 0: the customer paid 50.00 - 28.22 = 21.78, exactly the kept domain with its tax.
     expect(await balance()).to.equal('0');
     expect((await db()('documents').where({ order_id: id, type: 'invoice' }).first('status')).status).to.equal('paid');
@@ -129,14 +125,7 @@ describe('orders on hold with tax settled over SOAP: the customer keeps the kept
     expect(await gateway(id)).to.deep.equal({ status: 'voided', amount: 5000n, children: [['void', 'success', 5000n]] });
     // The whole invoice credited: 54.45, its tax share 54.45 x 4.45 / 54.45 = 4.45, net 50.00. It pays the 4.45 of
     // tax open on the invoice and its other 50.00 is taken by the refund document of the void.
-    expect(await own(id)).to.deep.equal([
-      ['invoice', 5000n, 445n, 5445n, 0n],
-      ['credit_memo', 5000n, 445n, 5445n, 0n],
-    ]);
-    expect(await paidBack(id)).to.deep.equal([
-      ['payment', 5000n, 0n],
-      ['refund', 5000n, 0n],
-    ]);
+    await settled(id, [5000n, 445n, 5445n], [5000n, 445n, 5445n], 5000n);
     expect(await balance()).to.equal('0'); // 54.45 - 50.00 + 50.00 - 54.45
   });
 
@@ -152,14 +141,7 @@ describe('orders on hold with tax settled over SOAP: the customer keeps the kept
     expect(await gateway(id)).to.deep.equal({ status: 'success', amount: 5000n, children: [['refund', 'success', 3267n]] });
     // The memo of the undelivered items, 54.45 - 21.78 = 32.67 (tax 32.67 x 4.45 / 54.45 = 2.67, net 30.00): the
     // invoice being paid, all of it goes to the refund document.
-    expect(await own(id)).to.deep.equal([
-      ['invoice', 5000n, 445n, 5445n, 0n],
-      ['credit_memo', 3000n, 267n, 3267n, 0n],
-    ]);
-    expect(await paidBack(id)).to.deep.equal([
-      ['payment', 5000n, 0n],
-      ['refund', 3267n, 0n],
-    ]);
+    await settled(id, [5000n, 445n, 5445n], [3000n, 267n, 3267n], 3267n);
     expect(await balance()).to.equal('0'); // 54.45 - 50.00 - 4.45 - 32.67 + 32.67
   });
 
@@ -176,14 +158,7 @@ describe('orders on hold with tax settled over SOAP: the customer keeps the kept
     expect(await gateway(id)).to.deep.equal({ status: 'success', amount: 5000n, children: [['refund', 'success', 3000n]] });
     // The memo of 50.00 - 20.00 = 30.00 carries 30.00 x 4.08 / 50.00 = 2.448 -> 2.45 of tax (0.82 + 1.63, the
     // undelivered lines' tax), net 27.55; all of it to the refund document.
-    expect(await own(id)).to.deep.equal([
-      ['invoice', 4592n, 408n, 5000n, 0n],
-      ['credit_memo', 2755n, 245n, 3000n, 0n],
-    ]);
-    expect(await paidBack(id)).to.deep.equal([
-      ['payment', 5000n, 0n],
-      ['refund', 3000n, 0n],
-    ]);
+    await settled(id, [4592n, 408n, 5000n], [2755n, 245n, 3000n], 3000n);
     expect(await balance()).to.equal('0'); // 50.00 - 50.00 - 30.00 + 30.00
   });
 });
