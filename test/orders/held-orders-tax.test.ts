@@ -24,6 +24,7 @@ describe('orders on hold with tax settled over SOAP: the customer keeps the kept
   let planId: number;
   let periodId: number;
   let taxRuleId: number;
+  let freePlanId: number;
 
   const db = () => world.fresh.db;
   const n = (v: unknown) => BigInt(String(v));
@@ -91,9 +92,11 @@ describe('orders on hold with tax settled over SOAP: the customer keeps the kept
     const templateId = (await db()('plans').where({ name: 'Shared Hosting Basic' }).first('template_id')).template_id as number;
     planId = await catalog.createPlan(provider, { templateId: Number(templateId), name: 'Hosting 10', published: true, resellable: true, periods: [{ duration: 1, unit: 'month', recurringFee: 1000n }] });
     periodId = (await db()('plan_periods').where({ plan_id: planId }).first('id')).id;
-    const refused = ['approve-refused.io', 'reject-refused.io', 'paid-refused.io', 'incl-refused.io'];
+    const refused = ['approve-refused.io', 'reject-refused.io', 'paid-refused.io', 'incl-refused.io', 'short-refused.dev'];
     const registrarId = await pluginInstances.create(provider, { kind: 'registrar', plugin: 'sandbox', name: 'io-no-grace', settings: { graceDays: 0, failures: Object.fromEntries(refused.map((x) => [x, 'register'])) } });
     await tlds.create(provider, { tld: 'io', registrarInstanceId: registrarId, prices: [{ action: 'register', years: 1, amount: 2000n }] });
+    await tlds.create(provider, { tld: 'dev', registrarInstanceId: registrarId, prices: [{ action: 'register', years: 1, amount: 50n }] });
+    freePlanId = await catalog.createPlan(provider, { templateId: Number(templateId), name: 'Hosting free', published: true, resellable: true, periods: [{ duration: 1, unit: 'month', recurringFee: 0n }] });
     billing = await soap.createClientAsync(`${world.url}/soap/billing?wsdl`);
     billing.setSecurity(new soap.BasicAuthSecurity('admin', ADMIN_PASSWORD));
   });
@@ -143,6 +146,39 @@ describe('orders on hold with tax settled over SOAP: the customer keeps the kept
     // invoice being paid, all of it goes to the refund document.
     await settled(id, [5000n, 445n, 5445n], [3000n, 267n, 3267n], 3267n);
     expect(await balance()).to.equal('0'); // 54.45 - 50.00 - 4.45 - 32.67 + 32.67
+  });
+
+  it('ApproveOrder when the charge does not cover the kept domain with its tax: nothing refunded; credit memo of the rest; its tax left owed', async () => {
+    // Free hosting + short-kept.io 20.00 + short-refused.dev 0.50: charged 20.50; invoice tax 0 + 1.78 + 0.044375 ->
+    // 0.04 = 1.82, total 22.32, 1.82 open.
+    const o = await world.server.services.orders.place(provider, {
+      accountId: customerId,
+      payToolId,
+      items: [{ planId: freePlanId, periodId: Number((await db()('plan_periods').where({ plan_id: freePlanId }).first('id')).id), parameters: { domain: 'short-site.example' } }],
+      domains: [
+        { action: 'register', name: 'short-kept.io' },
+        { action: 'register', name: 'short-refused.dev' },
+      ],
+    });
+    const id = o.orderId;
+    await untilStatus(id, ['on_hold', 'provisioning_failed', 'completed']);
+    expect((await getOrder(id)).status).to.equal('on_hold');
+    expect((await own(id)).map((d) => d.slice(1))).to.deep.equal([[2050n, 182n, 2232n, 182n]]);
+    await billing.ApproveOrderAsync({ orderId: id });
+    const done = await untilStatus(id, ['completed']);
+    // Kept 20.00 x 22.32 / 20.50 = 21.7756 -> 21.78, more than the 20.50 paid: nothing to refund.
+    expect(done.history.event.find((e) => e.comment?.startsWith('Approved on review'))!.comment).to.contain('The customer keeps short-kept.io (21.78 USD: 20.00 USD and its tax).').and.not.contain('Refunded');
+    expect((await gateway(id)).children).to.deep.equal([]);
+    // The refused .dev with its tax credited: 22.32 - 21.78 = 0.54, tax 0.54 x 1.82 / 22.32 = 0.044 -> 0.04, net
+    // 0.50; applied to the invoice, which keeps 1.82 - 0.54 = 1.28 open: the kept domain's tax the charge did not
+    // cover (21.78 - 20.50), owed like any invoice.
+    expect(await own(id)).to.deep.equal([
+      ['invoice', 2050n, 182n, 2232n, 128n],
+      ['credit_memo', 50n, 4n, 54n, 0n],
+    ]);
+    expect(await balance()).to.equal('1.28'); // 22.32 - 20.50 - 0.54
+    await world.server.services.documents.recordPayment(provider, { accountId: customerId, amount: 128n, method: 'wire', reference: 'short', invoiceId: Number((await db()('documents').where({ order_id: id, type: 'invoice' }).first('id')).id) });
+    expect(await balance()).to.equal('0');
   });
 
   it('ApproveOrder with an inclusive tax: the tax is in the price; keeps 20.00, refunds 30.00, credit memo 30.00 with its 2.45 of tax; balance 0', async () => {
