@@ -739,16 +739,19 @@ export class DocumentsService {
    * `refundPaymentId`) into the ledger, in the transaction that completes the cancellation order: a credit memo of
    * the amount against the invoice the payment paid (the cancellation order's id on it; on a paid invoice the credit
    * stays unapplied), then a refund document of the payment document, which takes that credit back. The balance is
-   * unchanged (-amount + amount) and every document is settled. Nothing when the payment has no payment document;
+   * unchanged (-amount + amount) and every document is settled. `credit`: the memo's amount when it is not the
+   * refunded amount (an approved held order credits the undelivered items with their tax, of which the charge paid
+   * only part: the memo also pays the tax open on the invoice). Nothing when the payment has no payment document;
    * once per refund transaction.
    */
   async refundOnCancellationTx(
     tx: Tx,
     actor: Actor,
     at: Date,
-    input: { orderId: number; orderNumber: string; paymentId: number; refundPaymentId: number; amount: bigint; reason: string },
+    input: { orderId: number; orderNumber: string; paymentId: number; refundPaymentId: number; amount: bigint; reason: string; credit?: bigint },
   ): Promise<{ creditMemoId: number; refundDocumentId: number } | null> {
     if (input.amount <= 0n) return null;
+    const credit = input.credit ?? input.amount;
     const paymentDoc = (await tx('documents').where({ type: 'payment', payment_id: input.paymentId }).first()) as DocumentRow | undefined;
     if (!paymentDoc) return null;
     if (await tx('documents').where({ type: 'refund', payment_id: input.refundPaymentId }).first('id')) return null;
@@ -757,10 +760,10 @@ export class DocumentsService {
     const paid = await this.paidInvoiceTx(tx, input.paymentId);
     const creditMemoId = await this.memoTx(tx, actor, at, 'credit_memo', {
       accountId,
-      amount: input.amount,
+      amount: credit,
       currency: paymentDoc.currency,
       description: `Order ${input.orderNumber}: ${input.reason}${paid ? ` (credit of ${paid.number})` : ''}`.slice(0, 1024),
-      invoiceId: paid && paid.left >= input.amount ? paid.id : undefined,
+      invoiceId: paid && paid.left >= credit ? paid.id : undefined,
       orderId: input.orderId,
       applyUpTo: true,
     });
@@ -789,7 +792,7 @@ export class DocumentsService {
    * a credit memo for money paid on it is written against it when it fits, carrying its share of tax. Undefined when
    * there is no such invoice.
    */
-  async invoiceCreditTx(tx: Tx, invoiceId: number): Promise<InvoiceCreditRoom | undefined> {
+  async invoiceCreditTx(tx: Conn, invoiceId: number): Promise<InvoiceCreditRoom | undefined> {
     const inv = (await tx('documents').where({ id: invoiceId, type: 'invoice' }).first('id', 'number', 'status', 'total')) as { id: number; number: string; status: DocumentStatus; total: unknown } | undefined;
     if (!inv) return undefined;
     const [{ c }] = (await tx('documents').where({ related_document_id: inv.id, type: 'credit_memo' }).sum({ c: 'total' })) as { c: unknown }[];

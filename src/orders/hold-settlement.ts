@@ -1,3 +1,4 @@
+import { withInvoiceTax } from '../billing/invoice-share';
 import type { Actor } from '../context';
 import { toBigInt, toNumber, type Conn, type Tx } from '../db/knex';
 import { AppError, notAllowed } from '../domain/errors';
@@ -11,10 +12,11 @@ import { amountText } from './subscription-orders';
  * could not be taken back at the registry and is `kept`; domain-items.ts holdForReview). ApproveOrder and
  * RejectOrder call it for an HL order (OrdersService.decide):
  *
- *   approved: the customer keeps the kept domain(s). The part of the payment for everything else (the rolled-back
- *     hosting and domains) is refunded; the order moves on by `success` (PC, then CP once notify_customer ran), the
- *     kept items become `done`. Ledger: a credit memo of the order's invoice and a refund document, each of the
- *     refunded amount (DocumentsService.refundOnCancellationTx), so the balance stays the sum of the documents.
+ *   approved: the customer keeps the kept domain(s) and pays their price with the invoice's tax on it; the rest of
+ *     what was paid is refunded (approvalShares); the order moves on by `success` (PC, then CP once notify_customer
+ *     ran), the kept items become `done`. Ledger: a credit memo of the rest of the order's invoice (the undelivered
+ *     items with their tax, so its tax share is theirs and the invoice's open tax is paid) and a refund document of
+ *     the refunded amount (DocumentsService.refundOnCancellationTx): the invoice ends paid and the balance unchanged.
  *   rejected: the order fails as saga.finish fails an order (rollBackPayment, then failOrderTx: PF with the reason,
  *     refund document and credit memo); each kept domain stays registered with its auto-renewal off (it lapses).
  *
@@ -34,6 +36,23 @@ interface KeptRow {
 
 async function keptOf(conn: Conn, orderId: number): Promise<KeptRow[]> {
   return (await conn('order_domains').where({ order_id: orderId, status: 'kept' }).orderBy('position').select('name', 'amount', 'domain_id')) as KeptRow[];
+}
+
+/**
+ * What an approval settles, from the order's invoice (recordOrderChargeTx): `kept`, the kept domains' price with the
+ * invoice's share of tax on it (withInvoiceTax: an exclusive tax added, an inclusive one already in the price);
+ * `paid`, what of the invoice was paid (its total less its credit memos and what is still open: the charge paid the
+ * order's total, which is before an exclusive tax, and the tax left open on the invoice may have been paid since);
+ * `credit`, the rest of the invoice (the undelivered items with their tax). Without an invoice: the kept domains'
+ * price and the order's total, no credit.
+ */
+async function approvalShares(ctx: Ctx, conn: Conn, order: OrderRow, keptNet: bigint): Promise<{ invoiceId: number | null; kept: bigint; paid: bigint; credit: bigint }> {
+  const inv = (await conn('documents').where({ type: 'invoice', order_id: order.id }).orderBy('id').first('id', 'open_amount')) as { id: number; open_amount: unknown } | undefined;
+  const room = inv ? await ctx.ledger.invoiceCreditTx(conn, toNumber(inv.id)) : undefined;
+  if (!inv || !room) return { invoiceId: null, kept: keptNet, paid: toBigInt(order.total), credit: 0n };
+  const kept = keptNet > 0n ? (await withInvoiceTax(conn, room.id, keptNet)).gross : 0n;
+  const credit = room.left - kept;
+  return { invoiceId: room.id, kept, paid: room.left - toBigInt(inv.open_amount), credit: credit > 0n ? credit : 0n };
 }
 
 type Decision = 'approved' | 'rejected';
@@ -111,7 +130,9 @@ async function rejectHeld(ctx: Ctx, actor: Actor, order: OrderRow, comment: stri
 async function approveHeld(ctx: Ctx, actor: Actor, order: OrderRow, comment: string): Promise<void> {
   const orderId = toNumber(order.id);
   const kept = await keptOf(ctx.deps.db, orderId);
-  const keptAmount = kept.reduce((s, k) => s + toBigInt(k.amount), 0n);
+  const keptNet = kept.reduce((s, k) => s + toBigInt(k.amount), 0n);
+  const shares = await approvalShares(ctx, ctx.deps.db, order, keptNet);
+  const keptAmount = shares.kept;
   const payments = ctx.svc.payments;
   const refund = await withClaim(ctx, order, 'approved', async (): Promise<{ paymentId: number; refundPaymentId: number; amount: bigint } | null> => {
     if (order.payment_id === null || order.payment_id === undefined || !payments) return null;
@@ -120,8 +141,8 @@ async function approveHeld(ctx: Ctx, actor: Actor, order: OrderRow, comment: str
     if (p.status === 'pending' || p.status === 'unknown') throw stillOpen(`Payment ${paymentId} is ${p.status}.`, 'ApproveOrder');
     // Voided by hand meanwhile: nothing pays for the kept domains; RejectOrder records the void and fails the order.
     if (p.status !== 'success') throw notAllowed(`Payment ${paymentId} is ${p.status}: nothing pays for the kept domain(s) any more; reject the order instead.`, 'orderId');
-    const paid = p.amount < toBigInt(order.total) ? p.amount : toBigInt(order.total);
-    const back = paid - keptAmount;
+    const rest = shares.paid - keptAmount;
+    const back = rest < p.amount ? rest : p.amount;
     if (back <= 0n) return null;
     let r;
     try {
@@ -141,13 +162,20 @@ async function approveHeld(ctx: Ctx, actor: Actor, order: OrderRow, comment: str
   await writeTx(ctx.deps, async (tx) => {
     const locked = await lockHeld(tx, order, 'approved');
     const names = kept.map((k) => k.name).join(', ');
-    const text = [onReview('Approved', comment), names ? `The customer keeps ${names} (${amountText(keptAmount, order.currency)}).` : '', note].filter(Boolean).join(' ');
+    const price = keptAmount === keptNet ? amountText(keptAmount, order.currency) : `${amountText(keptAmount, order.currency)}: ${amountText(keptNet, order.currency)} and its tax`;
+    const text = [onReview('Approved', comment), names ? `The customer keeps ${names} (${price}).` : '', note].filter(Boolean).join(' ');
     const now = ctx.deps.clock.now();
     await tx('order_domains').where({ order_id: orderId, status: 'kept' }).update({ status: 'done', last_error: null, updated_at: now.getTime() });
     await tx('orders').where({ id: orderId }).update({ failure_reason: null, settling: null });
     await transitionIfAt(ctx, tx, orderId, locked.step, 'success', text, actor);
+    // The undelivered items with their tax credited on the invoice (figured again under the lock), the refund taking
+    // back what of that credit the invoice did not need.
+    const { invoiceId, credit } = await approvalShares(ctx, tx, order, keptNet);
+    const reason = 'refund of the items not delivered';
     if (refund) {
-      await ctx.ledger.refundOnCancellationTx(tx, actor, now, { orderId, orderNumber: order.order_number, paymentId: refund.paymentId, refundPaymentId: refund.refundPaymentId, amount: refund.amount, reason: 'refund of the items not delivered' });
+      await ctx.ledger.refundOnCancellationTx(tx, actor, now, { orderId, orderNumber: order.order_number, paymentId: refund.paymentId, refundPaymentId: refund.refundPaymentId, amount: refund.amount, reason, credit: credit > refund.amount ? credit : refund.amount });
+    } else if (invoiceId !== null && credit > 0n) {
+      await ctx.ledger.memoTx(tx, actor, now, 'credit_memo', { accountId: toNumber(order.account_id), amount: credit, description: `Order ${order.order_number}: credit of the items not delivered`, invoiceId, orderId, applyUpTo: true });
     }
   });
 }

@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import type * as soap from 'soap';
 import { readSandboxStateFile, type SandboxJournalEntry } from '../../plugins/provisioning/sandbox';
 import type { ManualClock } from '../../src/clock';
 import type { Actor, Deps } from '../../src/context';
@@ -13,6 +14,7 @@ import { startOrder } from '../../src/orders/transitions';
 import { PaymentsService } from '../../src/payments/payments-service';
 import type { PaymentGateway } from '../../src/plugins/sdk';
 import type { Services } from '../../src/services';
+import { eventually } from '../helpers/assertions';
 
 /**
  * A catalog of sandbox-gated plans, a sandbox payment gateway with a stored card, the order engine on a worker,
@@ -164,4 +166,23 @@ export async function eventNames(db: Conn, sinceId = 0): Promise<{ name: string;
     object_type: string;
     object_id: string;
   }[];
+}
+
+/** An order as SOAP GetOrder answers it (the parts the order tests read). */
+export type WireOrder = { status: string; total: string; history: { event: { status: string; comment?: string }[] } };
+
+/** Reading orders and balances over SOAP with the billing client `client()` gives (set up in a `before`). */
+export function soapReads(client: () => soap.Client) {
+  const getOrder = async (orderId: number) => (await client().GetOrderAsync({ orderId }))[0].order as WireOrder;
+  return {
+    getOrder,
+    /** Waits (60 s at most) for the order to reach one of the statuses; answers it. */
+    untilStatus: (orderId: number, statuses: string[]) =>
+      eventually(async () => {
+        const o = await getOrder(orderId);
+        return statuses.includes(o.status) ? o : undefined;
+      }, `order ${orderId} to reach ${statuses.join('/')}`, 60_000),
+    /** GetAccountBalance, in the currency's units as the wire gives it ("4.45", "0"). */
+    balance: async (accountId: number) => String((await client().GetAccountBalanceAsync({ accountId }))[0].balance),
+  };
 }

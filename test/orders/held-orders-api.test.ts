@@ -4,12 +4,10 @@ import { XMLRPC_FAULT_CODES } from '../../src/api/api-errors';
 import type { XmlRpcValue } from '../../src/api/xmlrpc/codec';
 import type { Actor } from '../../src/context';
 import { ADMIN_PASSWORD, providerActor, startApiWorld, type ApiWorld } from '../helpers/api';
-import { eventually } from '../helpers/assertions';
 import { bm, fault, result, signatureFrom } from '../api/xmlrpc/client';
-import { SUSPECT_FIRST } from './fixtures';
+import { soapReads, SUSPECT_FIRST, type WireOrder } from './fixtures';
 
 type SoapFault = { root: { Envelope: { Body: { Fault: { detail: { Error: { code: string; field?: string; message: string } } } } } } };
-type WireOrder = { status: string; total: string; history: { event: { status: string; comment?: string }[] } };
 
 /**
  * Orders on hold (HL) settled by an operator through ApproveOrder / RejectOrder (SOAP) and OrderStatusChange_API
@@ -39,13 +37,8 @@ describe('orders on hold settled by an operator over SOAP and XML-RPC (demo cata
       () => null,
       (e: SoapFault) => e.root.Envelope.Body.Fault.detail.Error,
     );
-  const getOrder = async (orderId: number) => (await billing.GetOrderAsync({ orderId }))[0].order as WireOrder;
-  const untilStatus = (orderId: number, statuses: string[]) =>
-    eventually(async () => {
-      const o = await getOrder(orderId);
-      return statuses.includes(o.status) ? o : undefined;
-    }, `order ${orderId} to reach ${statuses.join('/')}`, 60_000);
-  const balance = async () => String((await billing.GetAccountBalanceAsync({ accountId: customerId }))[0].balance);
+  const { getOrder, untilStatus, balance: balanceOf } = soapReads(() => billing);
+  const balance = () => balanceOf(customerId);
   const domain = async (name: string) => (await db()('domains').where({ name }).first('status', 'auto_renew', 'expires_at')) as { status: string; auto_renew: unknown; expires_at: unknown };
   const payment = async (orderId: number) => {
     const order = (await db()('orders').where({ id: orderId }).first('payment_id', 'total')) as { payment_id: number; total: unknown };
