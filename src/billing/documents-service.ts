@@ -15,7 +15,8 @@ import type { PaymentsService } from '../payments/payments-service';
 import { derivedGatewayKey } from '../payments/payment-records';
 import { recordChanges, type BulkChange } from '../audit/record-changes';
 import { billingSettingsOfMany } from './settings';
-import { lineTax, TaxTable } from './taxes';
+import { orderInvoiceLines, orderTaxFigures, quantityText } from './order-tax';
+import { linesTax, TaxTable } from './taxes';
 import {
   DOCUMENT_TYPES,
   OFFLINE_METHODS,
@@ -127,13 +128,6 @@ export function toDocument(r: DocumentRow): BillingDocument {
     description: r.description,
     createdAt: new Date(toNumber(r.created_at)),
   };
-}
-
-function quantityText(v: unknown): string {
-  const s = typeof v === 'number' ? String(v) : String(v ?? '0');
-  if (!s.includes('.')) return s;
-  const t = s.replace(/0+$/, '');
-  return t.endsWith('.') ? t.slice(0, -1) : t;
 }
 
 function toLine(r: LineRow): DocumentLine {
@@ -482,14 +476,16 @@ export class DocumentsService {
       const rule = taxes.ruleFor({ vendorId: input.vendorId, country: account.country, state: account.state, taxStatus: account.tax_status });
       let subtotal = 0n;
       let taxTotal = 0n;
+      input.lines.forEach((l, n) => amountArg(l.amount, `${where}.lines[${n}].amount`, { allowZero: true, allowNegative: true }));
+      const taxed = linesTax(input.lines.map((l) => l.amount), rule, input.tax);
+      const inclusive = input.tax ? input.tax.inclusive : rule?.inclusive === true;
       const lines = input.lines.map((l, n) => {
         const f = `${where}.lines[${n}]`;
         if (l.kind === 'tax') throw invalid(`${f}.kind`, 'Tax lines are worked out from the tax rules, not given.');
         const quantity = typeof l.quantity === 'string' ? l.quantity : String(l.quantity);
         if (!QUANTITY.test(quantity)) throw invalid(`${f}.quantity`, 'quantity must be a decimal number with at most 4 decimals.');
-        amountArg(l.amount, `${f}.amount`, { allowZero: true, allowNegative: true });
         amountArg(l.unitPrice, `${f}.unitPrice`, { allowZero: true, allowNegative: true });
-        const t = lineTax(l.amount, rule);
+        const t = taxed[n]!;
         subtotal += t.net;
         taxTotal += t.tax;
         return {
@@ -507,11 +503,12 @@ export class DocumentsService {
           charge_id: l.chargeId ?? null,
         };
       });
-      if (taxTotal !== 0n && rule) {
+      if (taxTotal !== 0n) {
+        const name = rule?.name ?? 'Tax';
         lines.push({
           position: lines.length + 1,
           kind: 'tax',
-          description: rule.inclusive ? `${rule.name} (included)` : rule.name,
+          description: inclusive ? `${name} (included)` : name,
           subscription_id: null,
           resource_id: null,
           period_start: null,
@@ -635,8 +632,9 @@ export class DocumentsService {
    * (orderId set; taxes worked out as for any invoice) and a payment document for the gateway transaction
    * (linked by its payment_id; documents.order_id marks the order's own documents, the invoice and credit memos),
    * applied to it. Once per payment: a repeat (the payment already has its document) answers the first documents.
-   * Orders inserted without priced lines get one line of their total; lines that do not add up to the total get an
-   * adjustment line for the difference, so the invoice's net always equals what the order charged.
+   * Its lines (orderInvoiceLines) add up to the order's net (an adjustment line for a difference; orders inserted
+   * without priced lines get one line of it) and its tax is the order's (priceOrderTaxTx, charged at checkout), so
+   * the invoice's total equals the order's total, which the charge paid.
    */
   async recordOrderChargeTx(tx: Tx, actor: Actor, at: Date, orderId: number, paymentId: number): Promise<{ invoiceId: number; paymentDocumentId: number } | null> {
     const earlier = (await tx('documents').where({ type: 'payment', payment_id: paymentId }).first('id')) as { id: number } | undefined;
@@ -644,41 +642,17 @@ export class DocumentsService {
       const inv = (await tx('documents').where({ type: 'invoice', order_id: orderId }).orderBy('id').first('id')) as { id: number } | undefined;
       return inv ? { invoiceId: toNumber(inv.id), paymentDocumentId: toNumber(earlier.id) } : null;
     }
-    const order = (await tx('orders').where({ id: orderId }).first('id', 'order_number', 'vendor_id', 'account_id', 'currency', 'total')) as
-      | { id: number; order_number: string; vendor_id: number; account_id: number; currency: string; total: unknown }
+    const order = (await tx('orders').where({ id: orderId }).first('id', 'order_number', 'vendor_id', 'account_id', 'currency', 'subtotal', 'discount_total', 'tax_total', 'total')) as
+      | { id: number; order_number: string; vendor_id: number; account_id: number; currency: string; subtotal: unknown; discount_total: unknown; tax_total: unknown; total: unknown }
       | undefined;
     const payment = (await tx('payments').where({ id: paymentId }).first('amount', 'currency', 'status')) as { amount: unknown; currency: string; status: string } | undefined;
     if (!order || !payment || payment.status !== 'success') return null;
-    const rows = (await tx('order_lines as l')
-      .leftJoin('order_items as i', 'i.id', 'l.item_id')
-      .where('l.order_id', orderId)
-      .orderBy('l.position')
-      .select('l.kind', 'l.description', 'l.resource_id', 'l.quantity', 'l.unit_price', 'l.amount', 'i.subscription_id', 'i.target_subscription_id')) as {
-      kind: string;
-      description: string;
-      resource_id: number | null;
-      quantity: unknown;
-      unit_price: unknown;
-      amount: unknown;
-      subscription_id: number | null;
-      target_subscription_id: number | null;
-    }[];
-    const total = toBigInt(order.total);
-    const kindOf = (k: string): LineKind => (k === 'setup' || k === 'recurring' || k === 'renewal' || k === 'proration' || k === 'domain' ? k : k.startsWith('resource') ? 'resource' : 'adjustment');
-    const lines: IssueInvoiceInput['lines'] = rows.map((r) => ({
-      kind: kindOf(r.kind),
-      description: r.description,
-      subscriptionId: toOptionalNumber(r.target_subscription_id ?? r.subscription_id),
-      resourceId: toOptionalNumber(r.resource_id),
-      quantity: quantityText(r.quantity),
-      unitPrice: toBigInt(r.unit_price),
-      amount: toBigInt(r.amount),
-    }));
-    const sum = lines.reduce((a, l) => a + l.amount, 0n);
-    if (sum !== total) lines.push({ kind: 'adjustment', description: rows.length ? `Order ${order.order_number}: adjustment` : `Order ${order.order_number}`, quantity: '1', unitPrice: total - sum, amount: total - sum });
+    // The invoice carries the tax the order was priced and charged with, so the charge pays it in full.
+    const { net, ...tax } = orderTaxFigures(order);
+    const lines = await orderInvoiceLines(tx, { id: toNumber(order.id), order_number: order.order_number }, net);
     const vendorId = toNumber(order.vendor_id);
     const accountId = toNumber(order.account_id);
-    const invoice = await this.issueInvoiceTx(tx, at, { vendorId, accountId, currency: order.currency, issueDate: at, dueDate: at, orderId, description: `Order ${order.order_number}`, lines }, actor);
+    const invoice = await this.issueInvoiceTx(tx, at, { vendorId, accountId, currency: order.currency, issueDate: at, dueDate: at, orderId, description: `Order ${order.order_number}`, lines, tax }, actor);
     const paymentDocumentId = await this.insertPayment(tx, actor, at, {
       vendorId,
       accountId,
@@ -740,8 +714,8 @@ export class DocumentsService {
    * the amount against the invoice the payment paid (the cancellation order's id on it; on a paid invoice the credit
    * stays unapplied), then a refund document of the payment document, which takes that credit back. The balance is
    * unchanged (-amount + amount) and every document is settled. `credit`: the memo's amount when it is not the
-   * refunded amount (an approved held order credits the undelivered items with their tax, of which the charge paid
-   * only part: the memo also pays the tax open on the invoice). Nothing when the payment has no payment document;
+   * refunded amount (an approved held order credits the undelivered items with their tax; when tax is open on the
+   * invoice, the memo also pays it). Nothing when the payment has no payment document;
    * once per refund transaction.
    */
   async refundOnCancellationTx(

@@ -20,7 +20,7 @@ export async function withInvoiceTax(conn: Conn, invoiceId: number, net: bigint)
 
 /**
  * `net` with the tax the customer paid on it: the invoice's share of tax (withInvoiceTax), at most the invoice's
- * tax that was paid (an order's charge pays the net and leaves an exclusive tax open on its invoice); no invoice: no tax.
+ * tax that was paid (tax still open on the invoice is not given back); no invoice: no tax.
  */
 export async function withPaidTax(conn: Conn, invoiceId: number | null, net: bigint): Promise<bigint> {
   if (invoiceId === null || net <= 0n) return net;

@@ -5,7 +5,7 @@ import { toBool, toNumber, type Conn } from '../db/knex';
 import { inTransaction } from '../db/transaction';
 import { conflict, invalid, notAllowed, notFound } from '../domain/errors';
 import { countryCode, optionalText, positiveId, requiredText } from '../domain/fields';
-import { divideHalfUp } from '../domain/money';
+import { divideHalfUp, mulDivHalfUp } from '../domain/money';
 import { isUniqueViolation } from '../idempotency';
 
 /**
@@ -58,6 +58,31 @@ export function lineTax(amount: bigint, rule: Pick<TaxRule, 'ratePpm' | 'inclusi
   }
   const tax = divideHalfUp(amount * ppm, PPM);
   return { net: amount, tax, gross: amount + tax };
+}
+
+/** An order's tax as priced at checkout and charged with it (orders/order-tax.ts): its invoice carries exactly it. */
+export interface FixedTax {
+  tax: bigint;
+  inclusive: boolean;
+}
+
+/**
+ * The taxes of an invoice's lines: each line's own (lineTax), the invoice's tax their sum. With `fixed` (an order's
+ * tax, already charged): the same when the rule still gives it; else, the rule having changed since, `fixed.tax` is
+ * shared out over the lines by amount (the last line taking the rounding), so the invoice still equals the charge.
+ */
+export function linesTax(amounts: readonly bigint[], rule: Pick<TaxRule, 'ratePpm' | 'inclusive'> | null, fixed?: FixedTax): LineTax[] {
+  const own = amounts.map((a) => lineTax(a, rule));
+  if (!fixed) return own;
+  const sum = own.reduce((s, t) => s + t.tax, 0n);
+  if (sum === fixed.tax && (sum === 0n || rule?.inclusive === fixed.inclusive)) return own;
+  const base = amounts.reduce((s, a) => s + a, 0n);
+  let left = fixed.tax;
+  return amounts.map((a, i) => {
+    const tax = i === amounts.length - 1 ? left : base === 0n ? 0n : mulDivHalfUp(a, fixed.tax, base);
+    left -= tax;
+    return fixed.inclusive ? { net: a - tax, tax, gross: a } : { net: a, tax, gross: a + tax };
+  });
 }
 
 interface TaxRuleRow {

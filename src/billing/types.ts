@@ -1,6 +1,8 @@
 // Types shared by the documents service (invoices, memos, payments) and the billing run.
 // Money is bigint minor units of the document's currency; instants are Dates (epoch ms in the database).
 
+import type { FixedTax } from './taxes';
+
 export type DocumentType = 'invoice' | 'credit_memo' | 'debit_memo' | 'payment' | 'refund';
 export const DOCUMENT_TYPES: readonly DocumentType[] = ['invoice', 'credit_memo', 'debit_memo', 'payment', 'refund'];
 
@@ -50,6 +52,8 @@ export interface IssueInvoiceInput {
   orderId?: number | null;
   description?: string;
   lines: InvoiceLineInput[];
+  /** An order's tax, charged at checkout: the invoice carries exactly it (taxes.ts linesTax), whatever the rule says now. */
+  tax?: FixedTax;
 }
 
 export interface IssuedInvoice {

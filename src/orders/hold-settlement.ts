@@ -15,7 +15,7 @@ import { amountText } from './subscription-orders';
  *   approved: the customer keeps the kept domain(s) and pays their price with the invoice's tax on it; the rest of
  *     what was paid is refunded (approvalShares); the order moves on by `success` (PC, then CP once notify_customer
  *     ran), the kept items become `done`. Ledger: a credit memo of the rest of the order's invoice (the undelivered
- *     items with their tax, so its tax share is theirs and the invoice's open tax is paid) and a refund document of
+ *     items with their tax, so its tax share is theirs and any tax open on the invoice is paid) and a refund document of
  *     the refunded amount (DocumentsService.refundOnCancellationTx): the invoice ends paid and the balance unchanged.
  *   rejected: the order fails as saga.finish fails an order (rollBackPayment, then failOrderTx: PF with the reason,
  *     refund document and credit memo); each kept domain stays registered with its auto-renewal off (it lapses).
@@ -42,7 +42,7 @@ async function keptOf(conn: Conn, orderId: number): Promise<KeptRow[]> {
  * What an approval settles, from the order's invoice (recordOrderChargeTx): `kept`, the kept domains' price with the
  * invoice's share of tax on it (withInvoiceTax: an exclusive tax added, an inclusive one already in the price);
  * `paid`, what of the invoice was paid (its total less its credit memos and what is still open: the charge paid the
- * order's total, which is before an exclusive tax, and the tax left open on the invoice may have been paid since);
+ * order's total, its tax included, so nothing is open unless the invoice was issued before orders priced their tax);
  * `credit`, the rest of the invoice (the undelivered items with their tax). Without an invoice: the kept domains'
  * price and the order's total, no credit.
  */

@@ -425,7 +425,7 @@ async function applyChange(ctx: Ctx, task: Task, tc: TaskContext, order: OrderRo
     await moveToPlan(ctx, tx, sub, planId, periodId, details.newTerm === true, orderId, extra);
     let note = '';
     if (total < 0n) {
-      // The credit (priced before tax, like every order) with the tax paid on it: the current term's invoice's share
+      // The credit (a negative total carries no tax of its own: priceOrderTaxTx) with the tax paid on it: the current term's invoice's share
       // of tax, as an upgrade's charge gets its tax on its invoice.
       const term = await termPayment(tx, sub);
       const amount = await withPaidTax(tx, term?.invoiceId ?? null, -total);

@@ -1,6 +1,7 @@
 import type { Actor, Deps } from '../context';
 import { recordChange } from '../audit/record-change';
 import { scopedAccount } from '../accounts/scope';
+import { priceOrderTaxTx } from '../billing/order-tax';
 import type { CatalogService, Plan, ServiceTemplate } from '../catalog/catalog-service';
 import { money, toBigInt, toNumber, toOptionalNumber, type Conn } from '../db/knex';
 import { inTransaction } from '../db/transaction';
@@ -261,8 +262,9 @@ export class OrdersService {
       });
       const subtotal = priced.reduce((s, p) => s + p.subtotal, 0n) + domainPrepared.reduce((s, d) => s + d.amount, 0n);
       const discount = priced.reduce((s, p) => s + p.discount, 0n);
-      const tax = 0n;
-      const total = subtotal - discount + tax;
+      // The tax is priced once the lines are written (priceOrderTaxTx), exactly as the order's invoice will carry it.
+      let tax = 0n;
+      let total = subtotal - discount;
 
       const workflow = await this.svc.workflows.activeFor(tx, vendorId, orderType);
       const start = workflow.definition.start;
@@ -317,6 +319,7 @@ export class OrdersService {
         if (lines.length) await tx('order_lines').insert(lines);
       }
       await insertDomainItems(tx, this.deps, orderId, domainPrepared, itemIds, linePosition);
+      ({ tax, total } = await priceOrderTaxTx(tx, orderId, total));
       await tx('order_history').insert({ order_id: orderId, status, step: start, outcome: null, actor_user_id: actor.userId, comment, at });
       if (promo) await this.svc.promoCodes.consume(tx, promo.promoCodeId);
       await recordChange(tx, actor, new Date(at), {

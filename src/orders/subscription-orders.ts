@@ -6,6 +6,7 @@ import { invalid, notAllowed, notFound } from '../domain/errors';
 import { oneOf, optionalText, positiveId } from '../domain/fields';
 import { formatAmount } from '../domain/money';
 import { withPaidTax } from '../billing/invoice-share';
+import { priceOrderTaxTx } from '../billing/order-tax';
 import { priceChange, priceRenewal, priceResourceAddition, type PriceLine } from '../domain/pricing';
 import { remainingShare, subtractPeriod, type PeriodUnit } from '../domain/period';
 import { FINISHED_ORDER_STATUSES, STATUS_OF_ACTION, type OrderType } from '../domain/workflow';
@@ -399,9 +400,9 @@ export class SubscriptionOrdersService {
       positiveId(o.payToolId, 'payToolId');
       if (!(await tx('pay_tools').where({ id: o.payToolId, account_id: accountId }).first('id'))) throw invalid('payToolId', `Pay tool ${o.payToolId} is not one of account ${accountId}'s.`);
     }
-    const total = o.lines.reduce((s, l) => s + l.amount, 0n);
+    const net = o.lines.reduce((s, l) => s + l.amount, 0n);
     const subtotal = o.lines.filter((l) => l.kind !== 'discount').reduce((s, l) => s + l.amount, 0n);
-    const discount = subtotal - total;
+    const discount = subtotal - net;
     const workflow = await this.svc.workflows.activeFor(tx, vendorId, type);
     const start = workflow.definition.start;
     const status = STATUS_OF_ACTION[workflow.definition.steps[start]!.action];
@@ -417,7 +418,7 @@ export class SubscriptionOrdersService {
       subtotal: money(subtotal),
       discount_total: money(discount),
       tax_total: money(0n),
-      total: money(total),
+      total: money(net),
       promo_code_id: null,
       pay_tool_id: o.payToolId ?? null,
       payment_id: null,
@@ -457,6 +458,8 @@ export class SubscriptionOrdersService {
         })),
       );
     }
+    // An order that charges pays its tax with it; a credit (net < 0) gets its tax share from the invoice it credits.
+    const { total } = await priceOrderTaxTx(tx, orderId, net);
     await tx('order_history').insert({ order_id: orderId, status, step: start, outcome: null, actor_user_id: actor.userId, comment, at });
     const subscriptionId = toNumber(sub.id);
     await recordChange(tx, actor, new Date(at), {
