@@ -10,9 +10,8 @@ import { soapReads } from './fixtures';
  * the US 8.875 % exclusive, as the cancellation tests do. Each order is hosting 10.00 (a plan of 10.00 a month, no
  * setup fee) + <key>-kept.io 20.00 (registered, cannot be deleted: kept) + <key>-refused.io 20.00 (refused):
  *
- *   order total 50.00 before tax (orders price no tax), charged 50.00 to the card;
- *   invoice lines 10.00 + 20.00 + 20.00, tax 0.8875 -> 0.89, 1.775 -> 1.78, 1.78 = 4.45, total 54.45;
- *   the charge pays 50.00 of it: 4.45 of tax open.
+ *   lines 10.00 + 20.00 + 20.00 = 50.00, tax 0.8875 -> 0.89, 1.775 -> 1.78, 1.78 = 4.45: order total 54.45 (tax
+ *   4.45), charged 54.45 to the card; its invoice carries the same 50.00 + 4.45 = 54.45, all paid by the charge.
  */
 describe('orders on hold with tax settled over SOAP: the customer keeps the kept domain with its tax; nothing is left owed', function () {
   this.timeout(120_000);
@@ -40,14 +39,14 @@ describe('orders on hold with tax settled over SOAP: the customer keeps the kept
     const refunds = (await db()('documents').where({ type: 'refund', related_document_id: pay.id }).orderBy('id').select('total', 'open_amount')) as { total: unknown; open_amount: unknown }[];
     return [['payment', n(pay.total), n(pay.open_amount)], ...refunds.map((r) => ['refund', n(r.total), n(r.open_amount)])];
   };
-  /** The order's invoice and credit memo ([subtotal, tax, total] each) and the refund document of its 50.00 payment, all with nothing open. */
-  const settled = async (orderId: number, invoice: bigint[], memo: bigint[], refund: bigint) => {
+  /** The order's invoice and credit memo ([subtotal, tax, total] each) and the refund document of its payment (54.45 unless said), all with nothing open. */
+  const settled = async (orderId: number, invoice: bigint[], memo: bigint[], refund: bigint, paid = 5445n) => {
     expect(await own(orderId)).to.deep.equal([
       ['invoice', ...invoice, 0n],
       ['credit_memo', ...memo, 0n],
     ]);
     expect(await paidBack(orderId)).to.deep.equal([
-      ['payment', 5000n, 0n],
+      ['payment', paid, 0n],
       ['refund', refund, 0n],
     ]);
   };
@@ -71,13 +70,13 @@ describe('orders on hold with tax settled over SOAP: the customer keeps the kept
     await untilStatus(o.orderId, ['on_hold', 'provisioning_failed', 'completed']);
     expect((await getOrder(o.orderId)).status).to.equal('on_hold');
     if (!figures) return o.orderId;
-    // How the order, its charge and its invoice relate: the order is priced before tax (total 50.00, tax 0), the
-    // charge pays that net 50.00, the invoice adds the exclusive tax (54.45) and leaves its 4.45 open.
+    // How the order, its charge and its invoice relate: the order is priced with its exclusive tax (total 54.45,
+    // tax 4.45), the charge pays that 54.45, the invoice carries the same 50.00 + 4.45 and has nothing open.
     const row = (await db()('orders').where({ id: o.orderId }).first('total', 'tax_total')) as { total: unknown; tax_total: unknown };
-    expect([n(row.total), n(row.tax_total)]).to.deep.equal([5000n, 0n]);
-    expect(await gateway(o.orderId)).to.deep.equal({ status: 'success', amount: 5000n, children: [] });
-    expect(await own(o.orderId)).to.deep.equal([['invoice', 5000n, 445n, 5445n, 445n]]);
-    expect(await balance()).to.equal('4.45'); // 54.45 - 50.00
+    expect([n(row.total), n(row.tax_total)]).to.deep.equal([5445n, 445n]);
+    expect(await gateway(o.orderId)).to.deep.equal({ status: 'success', amount: 5445n, children: [] });
+    expect(await own(o.orderId)).to.deep.equal([['invoice', 5000n, 445n, 5445n, 0n]]);
+    expect(await balance()).to.equal('0'); // 54.45 - 54.45
     return o.orderId;
   };
 
@@ -92,7 +91,7 @@ describe('orders on hold with tax settled over SOAP: the customer keeps the kept
     const templateId = (await db()('plans').where({ name: 'Shared Hosting Basic' }).first('template_id')).template_id as number;
     planId = await catalog.createPlan(provider, { templateId: Number(templateId), name: 'Hosting 10', published: true, resellable: true, periods: [{ duration: 1, unit: 'month', recurringFee: 1000n }] });
     periodId = (await db()('plan_periods').where({ plan_id: planId }).first('id')).id;
-    const refused = ['approve-refused.io', 'reject-refused.io', 'paid-refused.io', 'incl-refused.io', 'short-refused.dev'];
+    const refused = ['approve-refused.io', 'reject-refused.io', 'rate-refused.io', 'incl-refused.io', 'short-refused.dev'];
     const registrarId = await pluginInstances.create(provider, { kind: 'registrar', plugin: 'sandbox', name: 'io-no-grace', settings: { graceDays: 0, failures: Object.fromEntries(refused.map((x) => [x, 'register'])) } });
     await tlds.create(provider, { tld: 'io', registrarInstanceId: registrarId, prices: [{ action: 'register', years: 1, amount: 2000n }] });
     await tlds.create(provider, { tld: 'dev', registrarInstanceId: registrarId, prices: [{ action: 'register', years: 1, amount: 50n }] });
@@ -102,55 +101,57 @@ describe('orders on hold with tax settled over SOAP: the customer keeps the kept
   });
   after(() => world?.close());
 
-  it('ApproveOrder: keeps 20.00 + 1.78 tax, refunds 28.22 of the 50.00 paid; credit memo 32.67 (30.00 + 2.67 tax) pays the invoice; balance 0', async () => {
+  it('ApproveOrder: keeps 20.00 + 1.78 tax, refunds 32.67 of the 54.45 paid; credit memo 32.67 (30.00 + 2.67 tax); balance 0', async () => {
     const id = await held('approve');
     await billing.ApproveOrderAsync({ orderId: id, comment: 'Customer keeps it' });
     const done = await untilStatus(id, ['completed']);
     // The kept domain with the invoice's share of tax: 20.00 x 54.45 / 50.00 = 21.78 (its line's 1.78 of tax).
     const approval = done.history.event.find((e) => e.comment?.startsWith('Approved on review'))!;
     expect(approval.comment).to.contain('The customer keeps approve-kept.io (21.78 USD: 20.00 USD and its tax).');
-    expect(approval.comment).to.match(/Refunded 28\.22 USD of payment \d+ \(refund \d+\)/);
-    // Refunded: what was paid less what is kept, 50.00 - 21.78 = 28.22.
-    expect(await gateway(id)).to.deep.equal({ status: 'success', amount: 5000n, children: [['refund', 'success', 2822n]] });
+    expect(approval.comment).to.match(/Refunded 32\.67 USD of payment \d+ \(refund \d+\)/);
+    // Refunded: what was paid less what is kept, 54.45 - 21.78 = 32.67.
+    expect(await gateway(id)).to.deep.equal({ status: 'success', amount: 5445n, children: [['refund', 'success', 3267n]] });
     // The credit memo: the rest of the invoice, 54.45 - 21.78 = 32.67 (hosting 10.00 + 0.89, refused domain
-    // 20.00 + 1.78); its tax share 32.67 x 4.45 / 54.45 = 2.67 exactly, net 30.00. It pays the 4.45 left open on
-    // the invoice (open 0) and its other 32.67 - 4.45 = 28.22 is taken back by the refund document.
-    await settled(id, [5000n, 445n, 5445n], [3000n, 267n, 3267n], 2822n);
-    // 54.45 - 50.00 - 32.67 + 28.22 = 0: the customer paid 50.00 - 28.22 = 21.78, exactly the kept domain with its tax.
+    // 20.00 + 1.78); its tax share 32.67 x 4.45 / 54.45 = 2.67 exactly, net 30.00. The invoice being paid, all of
+    // it is taken back by the refund document.
+    await settled(id, [5000n, 445n, 5445n], [3000n, 267n, 3267n], 3267n);
+    // 54.45 - 54.45 - 32.67 + 32.67 = 0: the customer paid 54.45 - 32.67 = 21.78, exactly the kept domain with its tax.
     expect(await balance()).to.equal('0');
     expect((await db()('documents').where({ order_id: id, type: 'invoice' }).first('status')).status).to.equal('paid');
   });
 
-  it('RejectOrder: the 50.00 charge voided; credit memo 54.45 (50.00 + 4.45 tax) leaves the invoice with nothing open; balance 0', async () => {
+  it('RejectOrder: the 54.45 charge voided; credit memo 54.45 (50.00 + 4.45 tax) leaves the invoice with nothing open; balance 0', async () => {
     const id = await held('reject');
     await billing.RejectOrderAsync({ orderId: id, comment: 'Customer does not want the domain' });
     expect((await getOrder(id)).status).to.equal('provisioning_failed');
-    expect(await gateway(id)).to.deep.equal({ status: 'voided', amount: 5000n, children: [['void', 'success', 5000n]] });
-    // The whole invoice credited: 54.45, its tax share 54.45 x 4.45 / 54.45 = 4.45, net 50.00. It pays the 4.45 of
-    // tax open on the invoice and its other 50.00 is taken by the refund document of the void.
-    await settled(id, [5000n, 445n, 5445n], [5000n, 445n, 5445n], 5000n);
-    expect(await balance()).to.equal('0'); // 54.45 - 50.00 + 50.00 - 54.45
+    expect(await gateway(id)).to.deep.equal({ status: 'voided', amount: 5445n, children: [['void', 'success', 5445n]] });
+    // The whole invoice credited: 54.45, its tax share 54.45 x 4.45 / 54.45 = 4.45, net 50.00; the invoice being
+    // paid, all of it is taken by the refund document of the void.
+    await settled(id, [5000n, 445n, 5445n], [5000n, 445n, 5445n], 5445n);
+    expect(await balance()).to.equal('0'); // 54.45 - 54.45 + 54.45 - 54.45
   });
 
-  it('ApproveOrder after the open tax was paid: refunds 54.45 paid - 21.78 kept = 32.67; credit memo 32.67 (30.00 + 2.67 tax); balance 0', async () => {
-    const id = await held('paid');
-    // The 4.45 of tax left open is paid by wire while the order is on hold: 54.45 of the invoice paid.
-    const invoiceId = Number((await db()('documents').where({ order_id: id, type: 'invoice' }).first('id')).id);
-    await world.server.services.documents.recordPayment(provider, { accountId: customerId, amount: 445n, method: 'wire', reference: 'tax', invoiceId });
-    expect(await balance()).to.equal('0');
-    await billing.ApproveOrderAsync({ orderId: id });
-    await untilStatus(id, ['completed']);
-    // Kept 21.78 as above; refunded 54.45 - 21.78 = 32.67 (of the 50.00 charge).
-    expect(await gateway(id)).to.deep.equal({ status: 'success', amount: 5000n, children: [['refund', 'success', 3267n]] });
-    // The memo of the undelivered items, 54.45 - 21.78 = 32.67 (tax 32.67 x 4.45 / 54.45 = 2.67, net 30.00): the
-    // invoice being paid, all of it goes to the refund document.
+  it('ApproveOrder after the tax rule changed while on hold: settles on the invoice\'s figures, refunds 32.67; balance 0', async () => {
+    const id = await held('rate');
+    // The vendor raises its rate to 10 % meanwhile: the order's invoice keeps the 4.45 it charged.
+    await world.server.services.taxRules.update(provider, taxRuleId, { ratePpm: 100_000 });
+    try {
+      await billing.ApproveOrderAsync({ orderId: id });
+      await untilStatus(id, ['completed']);
+    } finally {
+      await world.server.services.taxRules.update(provider, taxRuleId, { ratePpm: 88_750 });
+    }
+    // Kept 20.00 x 54.45 / 50.00 = 21.78 as above (not 22.00 at 10 %); refunded 54.45 - 21.78 = 32.67.
+    expect(await gateway(id)).to.deep.equal({ status: 'success', amount: 5445n, children: [['refund', 'success', 3267n]] });
+    // The memo of the undelivered items, 54.45 - 21.78 = 32.67 (tax 32.67 x 4.45 / 54.45 = 2.67, net 30.00), all of
+    // it to the refund document.
     await settled(id, [5000n, 445n, 5445n], [3000n, 267n, 3267n], 3267n);
-    expect(await balance()).to.equal('0'); // 54.45 - 50.00 - 4.45 - 32.67 + 32.67
+    expect(await balance()).to.equal('0'); // 54.45 - 54.45 - 32.67 + 32.67
   });
 
-  it('ApproveOrder when the charge does not cover the kept domain with its tax: nothing refunded; credit memo of the rest; its tax left owed', async () => {
-    // Free hosting + short-kept.io 20.00 + short-refused.dev 0.50: charged 20.50; invoice tax 0 + 1.78 + 0.044375 ->
-    // 0.04 = 1.82, total 22.32, 1.82 open.
+  it('ApproveOrder of a small order: keeps 21.78 of the 22.32 paid, refunds 0.54; credit memo 0.54 (0.50 + 0.04 tax); balance 0', async () => {
+    // Free hosting + short-kept.io 20.00 + short-refused.dev 0.50: tax 0 + 1.78 + 0.044375 -> 0.04 = 1.82, order
+    // total 20.50 + 1.82 = 22.32, charged 22.32; its invoice the same, nothing open.
     const o = await world.server.services.orders.place(provider, {
       accountId: customerId,
       payToolId,
@@ -163,29 +164,26 @@ describe('orders on hold with tax settled over SOAP: the customer keeps the kept
     const id = o.orderId;
     await untilStatus(id, ['on_hold', 'provisioning_failed', 'completed']);
     expect((await getOrder(id)).status).to.equal('on_hold');
-    expect((await own(id)).map((d) => d.slice(1))).to.deep.equal([[2050n, 182n, 2232n, 182n]]);
+    expect((await own(id)).map((d) => d.slice(1))).to.deep.equal([[2050n, 182n, 2232n, 0n]]);
     await billing.ApproveOrderAsync({ orderId: id });
     const done = await untilStatus(id, ['completed']);
-    // Kept 20.00 x 22.32 / 20.50 = 21.7756 -> 21.78, more than the 20.50 paid: nothing to refund.
-    expect(done.history.event.find((e) => e.comment?.startsWith('Approved on review'))!.comment).to.contain('The customer keeps short-kept.io (21.78 USD: 20.00 USD and its tax).').and.not.contain('Refunded');
-    expect((await gateway(id)).children).to.deep.equal([]);
+    // Kept 20.00 x 22.32 / 20.50 = 21.7756 -> 21.78 (its line's 1.78 of tax); refunded 22.32 - 21.78 = 0.54.
+    expect(done.history.event.find((e) => e.comment?.startsWith('Approved on review'))!.comment).to.contain('The customer keeps short-kept.io (21.78 USD: 20.00 USD and its tax).').and.match(/Refunded 0\.54 USD/);
+    expect((await gateway(id)).children).to.deep.equal([['refund', 'success', 54n]]);
     // The refused .dev with its tax credited: 22.32 - 21.78 = 0.54, tax 0.54 x 1.82 / 22.32 = 0.044 -> 0.04, net
-    // 0.50; applied to the invoice, which keeps 1.82 - 0.54 = 1.28 open: the kept domain's tax the charge did not
-    // cover (21.78 - 20.50), owed like any invoice.
-    expect(await own(id)).to.deep.equal([
-      ['invoice', 2050n, 182n, 2232n, 128n],
-      ['credit_memo', 50n, 4n, 54n, 0n],
-    ]);
-    expect(await balance()).to.equal('1.28'); // 22.32 - 20.50 - 0.54
-    await world.server.services.documents.recordPayment(provider, { accountId: customerId, amount: 128n, method: 'wire', reference: 'short', invoiceId: Number((await db()('documents').where({ order_id: id, type: 'invoice' }).first('id')).id) });
-    expect(await balance()).to.equal('0');
+    // 0.50; the invoice being paid, all of it is taken back by the refund document.
+    await settled(id, [2050n, 182n, 2232n], [50n, 4n, 54n], 54n, 2232n);
+    expect(await balance()).to.equal('0'); // 22.32 - 22.32 - 0.54 + 0.54
   });
 
   it('ApproveOrder with an inclusive tax: the tax is in the price; keeps 20.00, refunds 30.00, credit memo 30.00 with its 2.45 of tax; balance 0', async () => {
     await world.server.services.taxRules.update(provider, taxRuleId, { inclusive: true });
     const id = await held('incl', false);
     // 8.875 % inside the prices: 10.00 -> net 10.00 / 1.08875 = 9.1848 -> 9.18, tax 0.82; 20.00 -> net 18.3697 ->
-    // 18.37, tax 1.63 (twice): tax 0.82 + 1.63 + 1.63 = 4.08, total 50.00, all paid by the 50.00 charge.
+    // 18.37, tax 1.63 (twice): tax 0.82 + 1.63 + 1.63 = 4.08, total 50.00 (the order's total, its tax_total 4.08),
+    // all paid by the 50.00 charge.
+    const row = (await db()('orders').where({ id }).first('total', 'tax_total')) as { total: unknown; tax_total: unknown };
+    expect([n(row.total), n(row.tax_total)]).to.deep.equal([5000n, 408n]);
     expect(await own(id)).to.deep.equal([['invoice', 4592n, 408n, 5000n, 0n]]);
     await billing.ApproveOrderAsync({ orderId: id });
     const done = await untilStatus(id, ['completed']);
@@ -194,7 +192,7 @@ describe('orders on hold with tax settled over SOAP: the customer keeps the kept
     expect(await gateway(id)).to.deep.equal({ status: 'success', amount: 5000n, children: [['refund', 'success', 3000n]] });
     // The memo of 50.00 - 20.00 = 30.00 carries 30.00 x 4.08 / 50.00 = 2.448 -> 2.45 of tax (0.82 + 1.63, the
     // undelivered lines' tax), net 27.55; all of it to the refund document.
-    await settled(id, [4592n, 408n, 5000n], [2755n, 245n, 3000n], 3000n);
+    await settled(id, [4592n, 408n, 5000n], [2755n, 245n, 3000n], 3000n, 5000n);
     expect(await balance()).to.equal('0'); // 50.00 - 50.00 - 30.00 + 30.00
   });
 });
