@@ -38,6 +38,13 @@ export const SUSPECT_FIRST: WorkflowDefinition = {
   },
 };
 
+/** A sales workflow that asks the vendor before charging: every order waits for approval (SUSPECT_FIRST without its flag). */
+const { flag: _flag, ...approveFirstSteps } = SUSPECT_FIRST.steps;
+export const APPROVE_FIRST: WorkflowDefinition = { ...SUSPECT_FIRST, start: 'approval', steps: approveFirstSteps };
+
+/** The texts of every element called `local` in raw XML (SOAP response bytes), in document order. */
+export const textsOf = (xml: string, local: string): string[] => [...xml.matchAll(new RegExp(`<(?:[\\w.-]+:)?${local}>([^<]*)</(?:[\\w.-]+:)?${local}>`, 'g'))].map((m) => m[1]!);
+
 export const APPROVED_CARD = { number: '4242424242424242', expMonth: 12, expYear: 2030, cvv: '123' };
 
 export interface Catalog {

@@ -7,18 +7,14 @@ import path from 'node:path';
 import { expect } from 'chai';
 import * as soap from 'soap';
 import type { Actor } from '../../../src/context';
-import type { WorkflowDefinition } from '../../../src/domain/workflow';
 import { formatAmount } from '../../../src/domain/money';
 import { ADMIN_PASSWORD, providerActor, startApiWorld, type ApiWorld } from '../../helpers/api';
 import { eventually } from '../../helpers/assertions';
-import { SUSPECT_FIRST } from '../../orders/fixtures';
+import { APPROVE_FIRST, textsOf } from '../../orders/fixtures';
 
 const WSDL = fs.readFileSync(path.resolve(__dirname, '..', '..', '..', 'wsdl', 'BillingService.wsdl'), 'utf8');
 type Reply = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 
-/** A sales workflow that asks the vendor before charging: every order waits for approval (SUSPECT_FIRST without its flag). */
-const { flag: _flag, ...approveFirstSteps } = SUSPECT_FIRST.steps;
-const APPROVE_FIRST: WorkflowDefinition = { ...SUSPECT_FIRST, start: 'approval', steps: approveFirstSteps };
 
 /** The xs:sequence of a named complexType: element names in order, with whether each is optional. */
 function xsdSequence(type: string): { name: string; optional: boolean }[] {
@@ -58,7 +54,6 @@ function expectSequence(xml: string, element: string, type: string): void {
   }
 }
 
-const textsOf = (xml: string, local: string): string[] => [...xml.matchAll(new RegExp(`<(?:[\\w.-]+:)?${local}>([^<]*)</(?:[\\w.-]+:)?${local}>`, 'g'))].map((m) => m[1]);
 
 describe('SOAP orders and subscriptions (PlaceOrder, GetOrder, ListOrders, ApproveOrder, RejectOrder, GetSubscription, ListSubscriptions)', function () {
   this.timeout(60_000);
