@@ -103,6 +103,31 @@ describe('orders charge their tax at checkout (SOAP PlaceOrder / GetOrder, XML-R
     expect(await balance()).to.equal('0');
   });
 
+  it('a cancellation refund gives back the tax paid at checkout: 10.00 - 2.00 not refundable = 8.00 -> 8.71 with its tax; balance 0', async () => {
+    const subscriptionId = Number((await db()('subscriptions').where({ order_id: hostingOrderId }).first('id')).id);
+    await db()('plan_periods').where({ id: periodId }).update({ refund_period_days: 14, non_refundable_amount: 200 });
+    try {
+      const [r] = await billing.CancelSubscriptionAsync({ subscriptionId, cancelType: 'refund', when: 'immediate' });
+      const orderId = Number(r.orderId);
+      await untilStatus(orderId, ['completed']);
+      // The term's payment is the renewal's 10.89 (10.00 + 0.89, all of its tax paid): 8.00 x 10.89 / 10.00 =
+      // 8.712 -> 8.71 refunded (before, with the tax left open, 8.00 only).
+      const renewal = (await db()('orders').where({ type: 'renewal' }).whereIn('id', db()('order_items').where({ target_subscription_id: subscriptionId }).select('order_id')).first('id')) as { id: number };
+      expect(await charges(Number(renewal.id))).to.deep.equal([
+        ['purchase', 'success', 1089n],
+        ['refund', 'success', 871n],
+      ]);
+      // Its credit memo carries the paid invoice's share of tax: 8.71 x 0.89 / 10.89 = 0.7118 -> 0.71, net 8.00; the
+      // refund document takes it back. The renewal's invoice stays paid; nothing is open.
+      const memos = (await db()('documents').where({ order_id: orderId, type: 'credit_memo' }).select('subtotal', 'tax_total', 'total', 'open_amount')) as Record<string, unknown>[];
+      expect(memos.map((m) => [n(m.subtotal), n(m.tax_total), n(m.total), n(m.open_amount)])).to.deep.equal([[800n, 71n, 871n, 0n]]);
+      expect(await invoice(Number(renewal.id))).to.deep.equal([[1000n, 89n, 1089n, 0n, 'paid']]);
+      expect(await balance()).to.equal('0'); // 10.89 - 10.89 - 8.71 + 8.71
+    } finally {
+      await db()('plan_periods').where({ id: periodId }).update({ refund_period_days: 0, non_refundable_amount: 0 });
+    }
+  });
+
   it('inclusive 8.875 %: hosting 10.00 totals 10.00 with 0.82 of tax inside, charged 10.00; the invoice is paid', async () => {
     await world.server.services.taxRules.update(provider, taxRuleId, { inclusive: true });
     try {
