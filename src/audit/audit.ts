@@ -13,7 +13,12 @@ export interface AuditEntry {
 
 /** Appends one record to the audit trail (append-only: the table refuses UPDATE and DELETE). */
 export async function writeAudit(conn: Conn, actor: Actor, at: Date, entry: AuditEntry): Promise<void> {
-  await conn('audit_log').insert({
+  await conn('audit_log').insert(auditRow(actor, at, entry));
+}
+
+/** The audit_log row of an entry (writeAudit; recordChanges inserts many in batches). */
+export function auditRow(actor: Actor, at: Date, entry: AuditEntry): Record<string, unknown> {
+  return {
     at: at.getTime(),
     channel: actor.channel,
     actor_user_id: actor.userId,
@@ -26,7 +31,7 @@ export async function writeAudit(conn: Conn, actor: Actor, at: Date, entry: Audi
     outcome: entry.outcome,
     error_code: entry.errorCode ?? null,
     details: entry.details ? JSON.stringify(redact(entry.details), bigintReplacer) : null,
-  });
+  };
 }
 
 export function bigintReplacer(_key: string, value: unknown): unknown {

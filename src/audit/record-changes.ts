@@ -1,9 +1,8 @@
-import { bigintReplacer } from './audit';
+import { auditRow } from './audit';
 import type { Actor } from '../context';
 import type { Tx } from '../db/knex';
 import { insertBatched } from '../db/batch';
-import type { DomainEvent } from '../events/outbox';
-import { redact } from '../logger';
+import { eventRow, notifyAfterCommit, type DomainEvent } from '../events/outbox';
 
 export interface BulkChange {
   operation: string;
@@ -19,36 +18,16 @@ export interface BulkChange {
  */
 export async function recordChanges(tx: Tx, actor: Actor, at: Date, changes: readonly BulkChange[]): Promise<void> {
   if (changes.length === 0) return;
-  const ms = at.getTime();
   await insertBatched(
     tx,
     'audit_log',
-    changes.map((c) => ({
-      at: ms,
-      channel: actor.channel,
-      actor_user_id: actor.userId,
-      actor_account_id: actor.accountId,
-      remote_addr: actor.remoteAddr ?? null,
-      request_id: actor.requestId ?? null,
-      operation: c.operation,
-      object_type: c.objectType,
-      object_id: String(c.objectId),
-      outcome: 'ok',
-      error_code: null,
-      details: c.details ? JSON.stringify(redact(c.details), bigintReplacer) : null,
-    })),
+    changes.map((c) => auditRow(actor, at, { operation: c.operation, objectType: c.objectType, objectId: c.objectId, outcome: 'ok', details: c.details })),
   );
   await insertBatched(
     tx,
     'events',
-    changes.map((c) => ({
-      name: c.event.name,
-      object_type: c.event.objectType,
-      object_id: String(c.event.objectId),
-      account_id: c.event.accountId ?? null,
-      payload: JSON.stringify(c.event.payload, bigintReplacer),
-      created_at: ms,
-      dispatched_at: null,
-    })),
+    changes.map((c) => eventRow(at, c.event)),
   );
+  // The dispatcher wakes after commit, as for emitEvent (it used to wait for its next poll after a bulk write).
+  notifyAfterCommit(tx);
 }

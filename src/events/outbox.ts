@@ -17,7 +17,7 @@ export function onEventsCommitted(listener: () => void): () => void {
   return () => listeners.delete(listener);
 }
 
-function notifyAfterCommit(conn: Conn): void {
+export function notifyAfterCommit(conn: Conn): void {
   if (listeners.size === 0) return;
   const notify = () => {
     for (const listener of listeners) listener();
@@ -29,7 +29,13 @@ function notifyAfterCommit(conn: Conn): void {
 
 /** Writes an event to the outbox in the caller's transaction; the dispatcher delivers it after commit. */
 export async function emitEvent(conn: Conn, at: Date, event: DomainEvent): Promise<void> {
-  await conn('events').insert({
+  await conn('events').insert(eventRow(at, event));
+  notifyAfterCommit(conn);
+}
+
+/** The outbox row of an event (emitEvent; recordChanges inserts many in batches). */
+export function eventRow(at: Date, event: DomainEvent): Record<string, unknown> {
+  return {
     name: event.name,
     object_type: event.objectType,
     object_id: String(event.objectId),
@@ -37,6 +43,5 @@ export async function emitEvent(conn: Conn, at: Date, event: DomainEvent): Promi
     payload: JSON.stringify(event.payload, bigintReplacer),
     created_at: at.getTime(),
     dispatched_at: null,
-  });
-  notifyAfterCommit(conn);
+  };
 }
