@@ -66,7 +66,8 @@ async function lockHeld(tx: Tx, order: OrderRow, outcome: Decision): Promise<Ord
   if (!locked || locked.status !== 'HL' || locked.step !== order.step) {
     throw notAllowed(`Order ${order.order_number} is ${locked?.status ?? 'gone'}, no longer on hold; it was settled meanwhile.`, 'status');
   }
-  const settling = ((await tx('orders').where({ id: order.id }).first('settling')) as { settling: string | null }).settling;
+  // lockOrder reads the whole row: the claim (orders.settling) is in it.
+  const settling = (locked as OrderRow & { settling?: string | null }).settling;
   if (settling && settling !== outcome) {
     throw notAllowed(`Order ${order.order_number} is being ${settling} by another call (its payment is with the gateway); it cannot be ${outcome} now.`, 'status');
   }
