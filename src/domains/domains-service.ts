@@ -139,6 +139,9 @@ export async function setAutoRenewTx(tx: Tx, actor: Actor, now: Date, row: Pick<
 }
 
 /** An operation id for one registrar call (3-64 printable characters, unique per call). */
+/** The field a domain was named by: `domainId` if given, else `name`. */
+const refField = (ref: DomainRef): string => (ref.domainId !== undefined && ref.domainId !== null ? 'domainId' : 'name');
+
 const operationId = (action: string) => `hw-${action}-${crypto.randomUUID()}`;
 
 /** A registrar refusal or outage as our error: retryable ones are UNAVAILABLE, the rest PROVIDER_ERROR. */
@@ -228,7 +231,7 @@ export class DomainsService {
     const row = await this.scopedRow(actor, ref);
     const ns = parseNameservers(nameservers);
     if (!ns.ok) throw invalid('nameservers', ns.message);
-    this.refuseGone(row);
+    this.refuseGone(row, ref);
     const registrar = await this.registrar(toNumber(row.registrar_instance_id));
     const outcome = await registrar.setNameservers({ operationId: operationId('ns'), name: row.name, nameservers: ns.hosts });
     if (outcome.status !== 'success') throw registrarError(outcome, `the nameserver change of ${row.name}`);
@@ -257,7 +260,7 @@ export class DomainsService {
     const row = await this.scopedRow(actor, ref);
     if (typeof autoRenew !== 'boolean') throw invalid('autoRenew', 'autoRenew must be true or false.');
     if (row.status !== 'active') {
-      throw notAllowed(`${row.name} is ${row.status.replace('_', ' ')}: auto-renew can be changed only on an active domain.`, ref.domainId !== undefined && ref.domainId !== null ? 'domainId' : 'name');
+      throw notAllowed(`${row.name} is ${row.status.replace('_', ' ')}: auto-renew can be changed only on an active domain.`, refField(ref));
     }
     // The value it already has: nothing to write (with a key, the key is still claimed, so its reuse is checked).
     if (toBool(row.auto_renew) === autoRenew && !opts.idempotencyKey) return this.view(row);
@@ -272,7 +275,7 @@ export class DomainsService {
   /** The EPP auth code from the registrar. Audited (without the code); never logged, never stored in clear. */
   async getEppCode(actor: Actor, ref: DomainRef): Promise<string> {
     const row = await this.scopedRow(actor, ref);
-    this.refuseGone(row);
+    this.refuseGone(row, ref);
     const registrar = await this.registrar(toNumber(row.registrar_instance_id));
     const outcome = await registrar.getAuthCode({ operationId: operationId('auth'), name: row.name });
     if (outcome.status !== 'success') throw registrarError(outcome, `the auth code of ${row.name}`);
@@ -438,8 +441,9 @@ export class DomainsService {
     return this.parts.pluginInstances.instantiate<Registrar>(instanceId);
   }
 
-  private refuseGone(row: DomainRow): void {
-    if (row.status === 'deleted' || row.status === 'transferred_away') throw new AppError('CONFLICT', `${row.name} is ${row.status.replace('_', ' ')}: it is no longer held here.`, 'name');
+  /** A domain deleted or transferred away: its state forbids the call (NOT_ALLOWED, as api-contract.md defines it). */
+  private refuseGone(row: DomainRow, ref: DomainRef): void {
+    if (row.status === 'deleted' || row.status === 'transferred_away') throw notAllowed(`${row.name} is ${row.status.replace('_', ' ')}: it is no longer held here.`, refField(ref));
   }
 
   /** The seller's offer for the longest TLD suffix of the name it sells ("co.uk" before "uk"). */

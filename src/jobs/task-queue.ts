@@ -3,7 +3,7 @@ import { bigintReplacer } from '../audit/audit';
 import { recordChange } from '../audit/record-change';
 import { systemActor, type Actor, type Deps } from '../context';
 import { isSqlite, toNumber, toOptionalDate, type Conn, type Tx } from '../db/knex';
-import { conflict, invalid, notFound } from '../domain/errors';
+import { conflict, invalid, notAllowed, notFound } from '../domain/errors';
 import { oneOf, optionalText, paging, positiveId, requiredText } from '../domain/fields';
 import { isUniqueViolation } from '../idempotency';
 import { safeErrorMessage } from '../logger';
@@ -263,7 +263,7 @@ export class TaskQueue {
     return this.write(async (tx) => {
       const row = await this.scopedRow(tx, actor, id, true);
       if (row.status !== 'failed' && row.status !== 'canceled') {
-        throw conflict(`Task ${id} is ${row.status}; only a failed or canceled task can be retried.`);
+        throw notAllowed(`Task ${id} is ${row.status}; only a failed or canceled task can be retried.`, 'taskId');
       }
       const now = this.deps.clock.now();
       await tx('tasks').where({ id }).update({ status: 'pending', run_at: now.getTime(), finished_at: null, lease_owner: null, lease_until: null, updated_at: now.getTime() });
@@ -284,7 +284,7 @@ export class TaskQueue {
     return this.write(async (tx) => {
       const row = await this.scopedRow(tx, actor, id, true);
       if (row.status !== 'pending' && row.status !== 'failed') {
-        throw conflict(`Task ${id} is ${row.status}; only a pending or failed task can be canceled.`);
+        throw notAllowed(`Task ${id} is ${row.status}; only a pending or failed task can be canceled.`, 'taskId');
       }
       const now = this.deps.clock.now();
       await tx('tasks').where({ id }).update({ status: 'canceled', finished_at: now.getTime(), updated_at: now.getTime() });

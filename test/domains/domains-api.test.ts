@@ -301,5 +301,17 @@ describe('domains: the TLD catalog and the read-side domain operations through S
       // A second run finds nothing new; the gone domain is no longer asked about.
       expect(await domains.sync(provider)).to.deep.equal({ checked: 2, changed: 0, failedBatches: 0 });
     });
+
+    it('a domain transferred away refuses SetNameservers and GetEppCode with NOT_ALLOWED on the field it was named by, and nothing is asked of the registrar', async () => {
+      const gone = await registered(custB.accountId, 'delta-shop.com');
+      await world.fresh.db('domains').where({ id: gone }).update({ status: 'transferred_away' });
+      const c = await soapClient(custB.login, custB.password);
+      const byId = await soapFault(c.SetNameserversAsync({ domainId: gone, nameservers: { nameserver: ['ns1.new.example'] } }));
+      expect(byId).to.include({ code: 'NOT_ALLOWED', field: 'domainId' });
+      expect(byId.message).to.equal('delta-shop.com is transferred away: it is no longer held here.');
+      expect(await soapFault(c.GetEppCodeAsync({ name: 'delta-shop.com' }))).to.include({ code: 'NOT_ALLOWED', field: 'name' });
+      const info = await registrar.getInfo({ operationId: `test-info-${++seq}`, name: 'delta-shop.com' });
+      expect(info.status === 'success' ? info.result.nameservers : null).to.deep.equal(['ns1.host.example', 'ns2.host.example']);
+    });
   });
 });

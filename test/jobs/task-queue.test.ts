@@ -241,13 +241,13 @@ describe('task queue', () => {
       expect(await count(db, 'events', { name: 'task.failed', object_id: String(id) })).to.equal(2);
     });
 
-    it('refuses to retry a task that is pending, running or done (CONFLICT)', async () => {
+    it('refuses to retry a task that is pending, running or done (NOT_ALLOWED on taskId: its state forbids it)', async () => {
       const id = await queue.enqueue(db, { kind: 'gate.provision' });
-      await failure(queue.retry(world.provider, id), 'CONFLICT');
+      await failure(queue.retry(world.provider, id), 'NOT_ALLOWED', 'taskId');
       await queue.lease('node-a', LEASE);
-      await failure(queue.retry(world.provider, id), 'CONFLICT');
+      await failure(queue.retry(world.provider, id), 'NOT_ALLOWED', 'taskId');
       await queue.complete(id, 'node-a');
-      await failure(queue.retry(world.provider, id), 'CONFLICT');
+      await failure(queue.retry(world.provider, id), 'NOT_ALLOWED', 'taskId');
       expect(await count(db, 'events', { name: 'task.retried' })).to.equal(0);
     });
 
@@ -263,10 +263,10 @@ describe('task queue', () => {
       expect(ids(await queue.lease('node-a', LEASE))).to.deep.equal([id]);
     });
 
-    it('refuses to cancel a running task (CONFLICT): it cannot be stopped mid-attempt', async () => {
+    it('refuses to cancel a running task (NOT_ALLOWED on taskId): it cannot be stopped mid-attempt', async () => {
       const id = await queue.enqueue(db, { kind: 'gate.provision' });
       await queue.lease('node-a', LEASE);
-      await failure(queue.cancel(world.provider, id), 'CONFLICT');
+      await failure(queue.cancel(world.provider, id), 'NOT_ALLOWED', 'taskId');
       expect((await row(id)).status).to.equal('running');
     });
   });
