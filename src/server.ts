@@ -22,17 +22,10 @@ import { schedulePaymentReconciler } from './payments/reconcile-schedule';
 import crypto from 'node:crypto';
 import { requestContext } from './logger';
 import { XmlRpcEndpoint } from './api/xmlrpc/execute';
-import { accountMethods } from './api/xmlrpc/methods-accounts';
-import { catalogMethods } from './api/xmlrpc/methods-catalog';
-import { orderMethods } from './api/xmlrpc/methods-orders';
-import { lifecycleMethods } from './api/xmlrpc/methods-lifecycle';
-import { usageMethods } from './api/xmlrpc/methods-usage';
-import { billingMethods } from './api/xmlrpc/methods-billing';
+import { XMLRPC_METHODS } from './api/xmlrpc/methods';
 import { mountInvoiceHtml } from './billing/invoice-html';
 import { scheduleBilling } from './billing/run/schedule';
 import { billingService, provisioningService } from './api/soap/billing-service';
-import { eventMethods } from './api/xmlrpc/methods-events';
-import { domainMethods } from './api/xmlrpc/methods-domains';
 import { startDomainSync } from './domains/sync-schedule';
 import { domainLifecycleHandlers, startDomainTransferPoll } from './domains/lifecycle';
 import { startEventDelivery, type EventDelivery } from './events/delivery-runtime';
@@ -237,7 +230,7 @@ async function mountTransports(
 ): Promise<{ legacyXmlRpc?: http.RequestListener; posts: Record<string, PostHandler>; close(): Promise<void> }> {
   app.use(consoleMiddleware(services));
   const soapPosts = await mountSoap(services, router, [billingService(services, WSDL_DIR), provisioningService(services, WSDL_DIR)]);
-  const xmlrpc = new XmlRpcEndpoint(services, { ...accountMethods, ...catalogMethods, ...orderMethods, ...eventMethods, ...lifecycleMethods, ...usageMethods, ...billingMethods, ...domainMethods });
+  const xmlrpc = new XmlRpcEndpoint(services, XMLRPC_METHODS);
   router.all('/RPC2', async (ctx) => {
     ctx.respond = false;
     await xmlrpc.handle(ctx.req, ctx.res, ctx.state.requestId as string);

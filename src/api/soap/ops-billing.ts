@@ -1,5 +1,6 @@
 import type { BillingDocument, DocumentWithLines, PaymentView } from '../../billing/documents-service';
 import { AppError, invalid } from '../../domain/errors';
+import { positiveId } from '../../domain/fields';
 import type { Services } from '../../services';
 import type { SoapOperation } from './soap-mount';
 import { compact, dateTime, decimal, int, money, text } from './wire';
@@ -113,7 +114,7 @@ export function billingDocumentOps(services: Services): Record<string, SoapOpera
     }),
 
     GetInvoice: read(async (a, actor) => {
-      const d = await docs.getDocument(actor, int(a.invoiceId, 'invoiceId') as number);
+      const d = await docs.getDocument(actor, positiveId(int(a.invoiceId, 'invoiceId'), 'invoiceId'));
       if (d.type !== 'invoice') throw new AppError('NOT_FOUND', `Invoice ${d.documentId} does not exist (document ${d.number} is a ${d.type.replace('_', ' ')}).`);
       return { invoice: invoiceWire(d, now(), true) };
     }),

@@ -168,6 +168,13 @@ describe('SOAP billing documents (ListInvoices, GetInvoice, PayInvoice, RecordPa
     expect(await faultOf('GetInvoice', { invoiceId: 987654321 })).to.include({ code: 'NOT_FOUND' });
   });
 
+  it('GetInvoice without a usable invoiceId names its own request element (not the service\'s documentId)', async () => {
+    for (const args of [{}, { invoiceId: 0 }, { invoiceId: -5 }]) {
+      expect(await faultOf('GetInvoice', args), JSON.stringify(args)).to.deep.equal({ code: 'INVALID_ARGUMENT', field: 'invoiceId', message: 'invoiceId must be a positive whole number.' });
+    }
+    expect(await faultOf('GetInvoice', { invoiceId: 'x1' })).to.deep.equal({ code: 'INVALID_ARGUMENT', field: 'invoiceId', message: 'invoiceId must be a whole number.' });
+  });
+
   it('ListInvoices: by status (open, overdue, paid), without lines, paged', async () => {
     const c = await customer('USD', 'US');
     const overdue = await invoice(c, 'USD', [100n], '2026-02-20T00:00:00Z');
