@@ -12,7 +12,7 @@ import { MAX_NAMES_PER_CALL, type DomainTransfer, type Outcome, type Registrar, 
 import { writeTx } from '../orders/step-handlers';
 import type { Services } from '../services';
 import { STATUS_FROM_REGISTRAR, type DomainStatus } from './domains-service';
-import { claimSyncRun } from './sync-schedule';
+import { claimFiring } from './sync-schedule';
 
 /** A transfer_pending domain is asked about at most this often (whatever the schedule). */
 export const TRANSFER_POLL_MIN_INTERVAL_MS = 10 * 60_000;
@@ -251,9 +251,9 @@ export function startDomainTransferPoll(services: Services): () => Promise<void>
   if (!config.domainTransferPollCron) return async () => {};
   const task = cron.schedule(
     config.domainTransferPollCron,
-    async () => {
+    async (ctx) => {
       try {
-        if (!(await claimSyncRun(services.deps, 'domain_transfer_poll.last_run', 60_000))) return;
+        if (!(await claimFiring(services.deps, 'domain_transfer_poll.last_run', ctx.date))) return;
         const r = await pollDomainTransfers(services.deps, { pluginInstances: services.pluginInstances });
         if (r.checked) log.info('domain transfer poll done', r);
       } catch (e) {
