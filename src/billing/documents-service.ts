@@ -692,7 +692,8 @@ export class DocumentsService {
       refundTx = refunds.length ? toNumber(refunds[refunds.length - 1]!.id) : null;
     }
     if (refunded <= 0n) return none;
-    await this.lockAccount(tx, toNumber(paymentDoc.account_id));
+    const accountId = toNumber(paymentDoc.account_id);
+    await this.lockAccount(tx, accountId);
     const refundDocumentId = await this.insertRefund(tx, actor, at, paymentDoc, refunded, refundTx, `order ${orderId}: ${reason}`);
     let creditMemoId: number | null = null;
     const invoice = (await tx('documents').where({ type: 'invoice', order_id: orderId }).orderBy('id').first('id', 'total', 'number')) as { id: number; total: unknown; number: string } | undefined;
@@ -700,10 +701,10 @@ export class DocumentsService {
       const [{ c }] = (await tx('documents').where({ related_document_id: invoice.id, type: 'credit_memo' }).sum({ c: 'total' })) as { c: unknown }[];
       const left = toBigInt(invoice.total) - toBigInt(c);
       if (left > 0n) {
-        creditMemoId = await this.memoTx(tx, actor, at, 'credit_memo', { accountId: toNumber(paymentDoc.account_id), amount: left, description: `Credit of ${invoice.number}: ${reason}`.slice(0, 1024), invoiceId: toNumber(invoice.id), orderId, applyUpTo: true });
+        creditMemoId = await this.memoTx(tx, actor, at, 'credit_memo', { accountId, amount: left, description: `Credit of ${invoice.number}: ${reason}`.slice(0, 1024), invoiceId: toNumber(invoice.id), orderId, applyUpTo: true, settleLater: true });
       }
     }
-    await this.applyOpenCredits(tx, actor, at, toNumber(paymentDoc.account_id));
+    await this.settleOrderCreditTx(tx, actor, at, accountId, creditMemoId, refundDocumentId);
     return { creditMemoId, refundDocumentId };
   }
 
@@ -740,10 +741,24 @@ export class DocumentsService {
       invoiceId: paid && paid.left >= credit ? paid.id : undefined,
       orderId: input.orderId,
       applyUpTo: true,
+      settleLater: true,
     });
     const refundDocumentId = await this.insertRefund(tx, actor, at, paymentDoc, input.amount, input.refundPaymentId, `order ${input.orderNumber}: ${input.reason}`);
-    await this.applyOpenCredits(tx, actor, at, accountId);
+    await this.settleOrderCreditTx(tx, actor, at, accountId, creditMemoId, refundDocumentId);
     return { creditMemoId, refundDocumentId };
+  }
+
+  /**
+   * An order credited back (reverseOrderChargeTx, refundOnCancellationTx): the order's credit memo (written with
+   * settleLater, so it has taken only what the order's own invoice still had open) is applied first to the refund
+   * document of the order's payment, as much as both allow; only then do the account's unapplied credits, what is
+   * left of that memo among them, go to its other open debits (oldest due first). Without this order the memo's
+   * credit paid an unrelated open invoice first and left part of the refund open: the same balance, but not the
+   * documents a person reading the account expects.
+   */
+  private async settleOrderCreditTx(tx: Tx, actor: Actor, at: Date, accountId: number, creditMemoId: number | null, refundDocumentId: number): Promise<void> {
+    if (creditMemoId !== null) await this.applyUpTo(tx, actor, at, creditMemoId, refundDocumentId);
+    await this.applyOpenCredits(tx, actor, at, accountId);
   }
 
   /**
@@ -928,14 +943,16 @@ export class DocumentsService {
    * A credit or debit memo in the caller's transaction (the checks of the caller's input are the caller's):
    * numbered, with the corrected invoice's share of tax, applied to that invoice (a credit memo) and then to the
    * account's open debits. `applyUpTo`: a credit memo takes only what the invoice still has open (an order's
-   * reversal of a paid invoice) instead of requiring its whole amount to fit. Answers the memo's id.
+   * reversal of a paid invoice) instead of requiring its whole amount to fit. `settleLater`: the memo is applied to
+   * its invoice only, and the caller applies the rest (settleOrderCreditTx: an order's credit goes to the refund of
+   * the order's payment before any other open debit). Answers the memo's id.
    */
   async memoTx(
     tx: Tx,
     actor: Actor,
     at: Date,
     type: 'credit_memo' | 'debit_memo',
-    input: { accountId: number; amount: bigint; currency?: string; description: string; invoiceId?: number; orderId?: number; applyUpTo?: boolean },
+    input: { accountId: number; amount: bigint; currency?: string; description: string; invoiceId?: number; orderId?: number; applyUpTo?: boolean; settleLater?: boolean },
     known?: Pick<AccountRow, 'vendor_id' | 'currency'>,
   ): Promise<number> {
     const { accountId, amount, description, invoiceId } = input;
@@ -1008,7 +1025,7 @@ export class DocumentsService {
     // A credit memo takes what its invoice still has open; the rest (all of it, on a paid invoice) stays as credit
     // on the account, applied below to other open debits or kept for a refund or the next invoice.
     if (type === 'credit_memo' && invoice) await this.applyUpTo(tx, actor, at, documentId, toNumber(invoice.id));
-    await this.applyOpenCredits(tx, actor, at, accountId);
+    if (!input.settleLater) await this.applyOpenCredits(tx, actor, at, accountId);
     return documentId;
   }
 

@@ -102,6 +102,144 @@ describe('EPP registrar', () => {
     expect(server.log.filter((l) => l.command === 'domain:renew' && l.clTRID === operationId)).to.have.length(1);
   });
 
+  /** The commands sent under `operationId` (its own clTRID and its helpers'), as "command code". */
+  const sentUnder = (operationId: string) => server.log.filter((l) => l.clTRID === operationId || l.clTRID.startsWith(`${operationId}~`)).map((l) => `${l.command} ${l.code}`);
+
+  it('a registration held for review (1001) is pending; the same operation id reads the registry until it is approved, never creating twice', async () => {
+    const name = `held-${rand()}.test`;
+    const operationId = op();
+    server.holdForReview('domain:create');
+    expect(await register(name, operationId)).to.deep.include({ status: 'pending' });
+    expect([...server.domains.get(name)!.statuses]).to.deep.equal(['pendingCreate']);
+    // The late-completion check: the same call, the same id; the registry still shows pendingCreate.
+    expect(await register(name, operationId)).to.deep.include({ status: 'pending' });
+    server.review(name, true);
+    const done = await register(name, operationId);
+    const d = server.domains.get(name)!;
+    expect(done).to.deep.equal({ status: 'success', result: { name, createdAt: d.crDate.toISOString(), expiresAt: d.exDate.toISOString() } });
+    expect(await register(name, operationId), 'now kept: answered without a command').to.deep.equal(done);
+    expect(sentUnder(operationId).filter((c) => c.startsWith('domain:'))).to.deep.equal(['domain:create 1001', 'domain:info 1000', 'domain:info 1000']);
+  });
+
+  it('a registration held for review and then rejected ends in a failure that is not retried', async () => {
+    const name = `held-no-${rand()}.test`;
+    const operationId = op();
+    server.holdForReview('domain:create');
+    expect((await register(name, operationId)).status).to.equal('pending');
+    server.review(name, false);
+    expect(await register(name, operationId)).to.deep.include({ status: 'failure', retryable: false, code: 'ACTION_REJECTED' });
+    expect(server.domains.has(name)).to.equal(false);
+    expect(sentUnder(operationId).filter((c) => c.startsWith('domain:'))).to.deep.equal(['domain:create 1001', 'domain:info 2303']);
+  });
+
+  it('a registration held for review whose answer was lost: the retry finds it pendingCreate and answers pending', async () => {
+    const name = `held-lost-${rand()}.test`;
+    const operationId = op();
+    server.holdForReview('domain:create');
+    server.dropAnswer('domain:create');
+    expect(await register(name, operationId)).to.deep.include({ status: 'failure', retryable: true });
+    expect(await register(name, operationId)).to.deep.include({ status: 'pending' });
+    server.review(name, true);
+    expect((await register(name, operationId)).status).to.equal('success');
+  });
+
+  it('a renewal held for review (1001) is pending; the follow-up reads the expiry instead of renewing again, once approved it answers the new expiry', async () => {
+    const name = `renew-held-${rand()}.test`;
+    expect((await register(name)).status).to.equal('success');
+    const before = server.domains.get(name)!.exDate;
+    const operationId = op();
+    server.holdForReview('domain:renew');
+    expect(await reg.renew({ operationId, name, years: 1 })).to.deep.include({ status: 'pending' });
+    expect(server.domains.get(name)!.exDate.getTime(), 'not renewed yet').to.equal(before.getTime());
+    expect(await reg.renew({ operationId, name, years: 1 })).to.deep.include({ status: 'pending' });
+    server.review(name, true);
+    const after = server.domains.get(name)!.exDate;
+    expect(after.getUTCFullYear() - before.getUTCFullYear()).to.equal(1);
+    const done = await reg.renew({ operationId, name, years: 1 });
+    expect(done).to.deep.include({ status: 'success' });
+    expect(done.status === 'success' && done.result.expiresAt).to.equal(after.toISOString());
+    expect(server.domains.get(name)!.exDate.getTime(), 'renewed once').to.equal(after.getTime());
+    expect(sentUnder(operationId).filter((c) => c.startsWith('domain:'))).to.deep.equal(['domain:info 1000', 'domain:renew 1001', 'domain:info 1000', 'domain:info 1000']);
+  });
+
+  it('a renewal held for review and then rejected ends in a failure that is not retried; the expiry stays', async () => {
+    const name = `renew-no-${rand()}.test`;
+    expect((await register(name)).status).to.equal('success');
+    const before = server.domains.get(name)!.exDate.getTime();
+    const operationId = op();
+    server.holdForReview('domain:renew');
+    expect((await reg.renew({ operationId, name, years: 1, currentExpiresAt: new Date(before).toISOString() })).status).to.equal('pending');
+    server.review(name, false);
+    expect(await reg.renew({ operationId, name, years: 1, currentExpiresAt: new Date(before).toISOString() })).to.deep.include({ status: 'failure', retryable: false, code: 'ACTION_REJECTED' });
+    expect(server.domains.get(name)!.exDate.getTime()).to.equal(before);
+    expect(sentUnder(operationId).filter((c) => c === 'domain:renew 1001' || c.startsWith('domain:renew'))).to.deep.equal(['domain:renew 1001']);
+  });
+
+  it('a renewal held for review whose answer was lost: the retry finds it pendingRenew and answers pending, not a second renew', async () => {
+    const name = `renew-held-lost-${rand()}.test`;
+    expect((await register(name)).status).to.equal('success');
+    const operationId = op();
+    server.holdForReview('domain:renew');
+    server.dropAnswer('domain:renew');
+    expect(await reg.renew({ operationId, name, years: 1 })).to.deep.include({ status: 'failure', retryable: true });
+    expect(await reg.renew({ operationId, name, years: 1 })).to.deep.include({ status: 'pending' });
+    server.review(name, true);
+    expect((await reg.renew({ operationId, name, years: 1 })).status).to.equal('success');
+    expect(sentUnder(operationId).filter((c) => c.startsWith('domain:renew'))).to.deep.equal(['domain:renew 1001']);
+  });
+
+  it('a nameserver change held for review (1001) is pending, and no second update is sent while the domain shows pendingUpdate; once approved it answers success', async () => {
+    const name = `ns-held-${rand()}.test`;
+    expect((await register(name)).status).to.equal('success');
+    const operationId = op();
+    server.holdForReview('domain:update');
+    const ask = (id: string) => reg.setNameservers({ operationId: id, name, nameservers: ['ns2.dns.test'] });
+    expect(await ask(operationId)).to.deep.include({ status: 'pending' });
+    expect(server.domains.get(name)!.ns, 'not changed yet').to.deep.equal(['ns1.dns.test']);
+    // The same change asked again under a new operation id (a caller trying again later): pending, nothing sent.
+    const other = op();
+    expect(await ask(other)).to.deep.include({ status: 'pending' });
+    expect(sentUnder(other).filter((c) => c.startsWith('domain:update'))).to.deep.equal([]);
+    server.review(name, true);
+    expect(await ask(operationId)).to.deep.equal({ status: 'success', result: { nameservers: ['ns2.dns.test'] } });
+    expect(server.domains.get(name)!.ns).to.deep.equal(['ns2.dns.test']);
+    expect(sentUnder(operationId).filter((c) => c.startsWith('domain:'))).to.deep.equal(['domain:info 1000', 'domain:update 1001', 'domain:info 1000']);
+  });
+
+  it('a lock held for review and then rejected ends in a failure that is not retried; the domain stays unlocked', async () => {
+    const name = `lock-held-${rand()}.test`;
+    expect((await register(name)).status).to.equal('success');
+    const operationId = op();
+    server.holdForReview('domain:update');
+    expect(await reg.setLock({ operationId, name, locked: true })).to.deep.include({ status: 'pending' });
+    // Another operation asking the same while the registry decides: pending, nothing sent.
+    const other = op();
+    expect(await reg.setLock({ operationId: other, name, locked: true })).to.deep.include({ status: 'pending' });
+    server.review(name, false);
+    expect(await reg.setLock({ operationId, name, locked: true })).to.deep.include({ status: 'failure', retryable: false, code: 'ACTION_REJECTED' });
+    expect([...server.domains.get(name)!.statuses]).to.deep.equal(['ok']);
+    expect(sentUnder(operationId).filter((c) => c.startsWith('domain:update'))).to.deep.equal(['domain:update 1001']);
+    // The other operation never sent its change: asked again, it sends it now instead of calling it refused.
+    expect(await reg.setLock({ operationId: other, name, locked: true })).to.deep.equal({ status: 'success', result: { locked: true } });
+    expect(sentUnder(other).filter((c) => c.startsWith('domain:update'))).to.deep.equal(['domain:update 1000']);
+  });
+
+  it('a deletion the registry holds (1001, pendingDelete) stands; a retry after its lost answer finds pendingDelete and answers success', async () => {
+    const name = `del-held-${rand()}.test`;
+    expect((await register(name)).status).to.equal('success');
+    server.holdForReview('domain:delete');
+    expect(await reg.delete({ operationId: op(), name })).to.deep.equal({ status: 'success', result: {} });
+    expect([...server.domains.get(name)!.statuses]).to.deep.equal(['pendingDelete']);
+    const lost = `del-lost-${rand()}.test`;
+    expect((await register(lost)).status).to.equal('success');
+    const operationId = op();
+    server.holdForReview('domain:delete');
+    server.dropAnswer('domain:delete');
+    expect(await reg.delete({ operationId, name: lost })).to.deep.include({ status: 'failure', retryable: true });
+    expect(await reg.delete({ operationId, name: lost })).to.deep.equal({ status: 'success', result: {} });
+    expect(sentUnder(operationId).filter((c) => c.startsWith('domain:'))).to.deep.equal(['domain:delete 1001', 'domain:delete 2304', 'domain:info 1000']);
+  });
+
   it('answers a command the server never answers with a retryable TIMEOUT, then works again on a new connection', async () => {
     reg = epp(server, { commandTimeoutMs: 300 });
     const name = `slow-${rand()}.test`;

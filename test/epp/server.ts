@@ -13,7 +13,9 @@ import { testCertificate } from './tls';
  * transfer with a wrong auth code is 2201; a transfer is approved by the server on the gaining client's
  * `approveAfterQueries`-th transfer query (or rejected, if `transferOutcome` says so); a domain may be deleted
  * within `graceDays` of its creation, later 2304; a frame over `maxFrameBytes` is answered 2500 and the connection
- * closed.
+ * closed. A create, renew, update or delete held for offline review (holdForReview, RFC 5731 section 3.3) is
+ * answered 1001: the domain shows pendingCreate / pendingRenew / pendingUpdate / pendingDelete (nothing changed
+ * yet) and refuses other changes (2304) until review() approves it (carried out) or rejects it (nothing done).
  */
 
 export const EPP_NS = 'urn:ietf:params:xml:ns:epp-1.0';
@@ -59,6 +61,8 @@ export interface TestDomain {
   contacts: { type: string; id: string }[];
   authCode: string;
   transfer?: { status: string; reID: string; acID: string; reDate: Date; acDate: Date; queries: number; years: number };
+  /** An action held for offline review (answered 1001). */
+  held?: { action: 'create' } | { action: 'renew'; years: number } | { action: 'update'; apply: () => void } | { action: 'delete' };
 }
 
 export interface TestContact {
@@ -107,6 +111,10 @@ export interface TestEppServer {
   dropAnswer(command: string): void;
   /** Never answers the next `command` (nor does it). */
   stall(command: string): void;
+  /** Holds the next domain:create or domain:renew for offline review: answered 1001 (action pending). */
+  holdForReview(command: 'domain:create' | 'domain:renew' | 'domain:update' | 'domain:delete'): void;
+  /** Decides the action held on `name`: approved (created / renewed / changed / deleted) or rejected (undone). */
+  review(name: string, approve: boolean): void;
   /** A domain held by `clID` (another registrar), for transfers. */
   seedDomain(name: string, clID: string, authCode: string, years?: number): TestDomain;
   connections(): number;
@@ -150,6 +158,7 @@ export async function startTestEppServer(options: TestEppServerOptions = {}): Pr
   const log: LoggedCommand[] = [];
   const drops = new Set<string>();
   const stalls = new Set<string>();
+  const reviews = new Set<string>();
   let roid = 0;
   let sv = 0;
   const sockets = new Set<tls.TLSSocket>();
@@ -226,6 +235,11 @@ export async function startTestEppServer(options: TestEppServerOptions = {}): Pr
       const crDate = now();
       const dom: TestDomain = { name, roid: `D${++roid}-TEST`, clID, crDate, exDate: addYears(crDate, period), statuses: new Set(['ok']), ns, nsAttr: attrNs.length > 0, registrant, contacts: cts, authCode: pw };
       domains.set(name, dom);
+      if (reviews.delete('domain:create')) {
+        dom.statuses = new Set(['pendingCreate']);
+        dom.held = { action: 'create' };
+        return new Reply(1001, `<domain:creData xmlns:domain="${DOMAIN_NS}"><domain:name>${name}</domain:name><domain:crDate>${day(dom.crDate)}</domain:crDate></domain:creData>`);
+      }
       return new Reply(1000, `<domain:creData xmlns:domain="${DOMAIN_NS}"><domain:name>${name}</domain:name><domain:crDate>${day(dom.crDate)}</domain:crDate><domain:exDate>${day(dom.exDate)}</domain:exDate></domain:creData>`);
     }
     if (!d) return new Reply(2303);
@@ -265,18 +279,32 @@ export async function startTestEppServer(options: TestEppServerOptions = {}): Pr
       return new Reply(1001, trnData(d));
     }
     if (d.clID !== clID) return new Reply(2201);
+    const pendingStatus = [...d.statuses].find((st) => st.startsWith('pending'));
+    if (pendingStatus && ['renew', 'delete', 'update'].includes(verb)) return new Reply(2304, '', pendingStatus);
     if (verb === 'renew') {
       const cur = txt(one(obj, 'curExpDate'));
       if (cur !== day(d.exDate).slice(0, 10)) return new Reply(2306, '', `curExpDate ${cur} does not match the expiry ${day(d.exDate).slice(0, 10)}`);
       const period = Number(txt(one(obj, 'period')) || '1');
       const next = addYears(d.exDate, period);
       if (!Number.isInteger(period) || period < 1 || next.getTime() > addYears(now(), 10).getTime()) return new Reply(2306, '', 'more than 10 years ahead');
+      if (reviews.delete('domain:renew')) {
+        // Held: the expiry moves only once approved; the answer tells the expiry it would have.
+        d.statuses.delete('ok');
+        d.statuses.add('pendingRenew');
+        d.held = { action: 'renew', years: period };
+        return new Reply(1001, `<domain:renData xmlns:domain="${DOMAIN_NS}"><domain:name>${name}</domain:name><domain:exDate>${day(next)}</domain:exDate></domain:renData>`);
+      }
       d.exDate = next;
       return new Reply(1000, `<domain:renData xmlns:domain="${DOMAIN_NS}"><domain:name>${name}</domain:name><domain:exDate>${day(d.exDate)}</domain:exDate></domain:renData>`);
     }
     if (verb === 'delete') {
       if (d.statuses.has('clientDeleteProhibited')) return new Reply(2304, '', 'clientDeleteProhibited');
       if (now().getTime() - d.crDate.getTime() > graceDays * 86_400_000) return new Reply(2304, '', 'the add grace period is over');
+      if (reviews.delete('domain:delete')) {
+        d.statuses = new Set(['pendingDelete']);
+        d.held = { action: 'delete' };
+        return new Reply(1001);
+      }
       domains.delete(name);
       return new Reply(1000);
     }
@@ -297,15 +325,24 @@ export async function startTestEppServer(options: TestEppServerOptions = {}): Pr
       if (registrant && !contacts.has(registrant)) return new Reply(2303, '', `contact ${registrant} does not exist`);
       const remNs = kids(one(rem, 'ns'), 'hostObj').map((h) => txt(h).toLowerCase());
       const remCt = kids(rem, 'contact').map((c) => ({ type: at(c, 'type') ?? '', id: txt(c) }));
-      d.ns = [...d.ns.filter((n) => !remNs.includes(n)), ...addNs.filter((n) => !d.ns.includes(n))];
-      d.contacts = [...d.contacts.filter((c) => !remCt.some((r) => r.type === c.type && r.id === c.id)), ...addCt];
-      for (const s of remStatus) d.statuses.delete(s);
-      for (const s of addStatus) d.statuses.add(s);
-      if (addStatus.length) d.statuses.delete('ok');
-      if (d.statuses.size === 0) d.statuses.add('ok');
-      if (registrant) d.registrant = registrant;
       const pw = txt(one(chg, 'authInfo', 'pw'));
-      if (pw) d.authCode = pw;
+      const apply = () => {
+        d.ns = [...d.ns.filter((n) => !remNs.includes(n)), ...addNs.filter((n) => !d.ns.includes(n))];
+        d.contacts = [...d.contacts.filter((c) => !remCt.some((r) => r.type === c.type && r.id === c.id)), ...addCt];
+        for (const s of remStatus) d.statuses.delete(s);
+        for (const s of addStatus) d.statuses.add(s);
+        if (addStatus.length) d.statuses.delete('ok');
+        if (d.statuses.size === 0) d.statuses.add('ok');
+        if (registrant) d.registrant = registrant;
+        if (pw) d.authCode = pw;
+      };
+      if (reviews.delete('domain:update')) {
+        d.statuses.delete('ok');
+        d.statuses.add('pendingUpdate');
+        d.held = { action: 'update', apply };
+        return new Reply(1001);
+      }
+      apply();
       return new Reply(1000);
     }
     return new Reply(2101);
@@ -472,6 +509,33 @@ export async function startTestEppServer(options: TestEppServerOptions = {}): Pr
     log,
     dropAnswer: (c) => void drops.add(c),
     stall: (c) => void stalls.add(c),
+    holdForReview: (c) => void reviews.add(c),
+    review(name, approve) {
+      const d = domains.get(name);
+      if (!d?.held) throw new Error(`No action on ${name} is held for review.`);
+      const held = d.held;
+      delete d.held;
+      if (held.action === 'create') {
+        if (!approve) {
+          domains.delete(name);
+          return;
+        }
+        d.statuses.delete('pendingCreate');
+      } else if (held.action === 'renew') {
+        d.statuses.delete('pendingRenew');
+        if (approve) d.exDate = addYears(d.exDate, held.years);
+      } else if (held.action === 'update') {
+        d.statuses.delete('pendingUpdate');
+        if (approve) held.apply();
+      } else {
+        if (approve) {
+          domains.delete(name);
+          return;
+        }
+        d.statuses.delete('pendingDelete');
+      }
+      if (d.statuses.size === 0) d.statuses.add('ok');
+    },
     seedDomain(name, clID, authCode, years = 1) {
       const crDate = now();
       const d: TestDomain = { name, roid: `D${++roid}-TEST`, clID, crDate: new Date(crDate.getTime() - 400 * 86_400_000), exDate: addYears(crDate, years), statuses: new Set(['ok']), ns: [], contacts: [], authCode };

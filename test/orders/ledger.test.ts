@@ -182,6 +182,36 @@ describe('orders into the ledger: invoices for charged orders, credit memos for 
     expect(await balance()).to.equal(0n);
   });
 
+  it('an order credit larger than its refund: the memo pays the refund document first, only what is left pays an unrelated open invoice', async () => {
+    const { orderId } = await completedSale('leftover.example');
+    const row = await orderRow(world.deps.db, orderId);
+    // An unrelated invoice of 5.00, already overdue (so it sorts before the refund document among the open debits).
+    const now = world.clock.now();
+    const open = await world.services.documents.issueInvoice(world.provider, {
+      accountId: cat.customer.accountId,
+      issueDate: new Date(now.getTime() - 20 * DAY),
+      dueDate: new Date(now.getTime() - 5 * DAY),
+      lines: [{ kind: 'adjustment', description: 'Extra work', quantity: '1', unitPrice: 500n, amount: 500n }],
+    });
+    const actor = await makeCtx(world.deps, { tasks: world.services.tasks, pluginInstances: world.services.pluginInstances }).actor();
+    const back = await engine.payments.refund(actor, toNumber(row.payment_id), { amount: 600n, idempotencyKey: 'leftover' });
+    const { orderNumber } = await orders.get(world.provider, orderId);
+    // 8.00 credited (as an approved held order credits the undelivered items with their tax), 6.00 of it refunded.
+    const docs = await world.deps.db.transaction((tx) =>
+      world.services.documents.refundOnCancellationTx(tx, actor, world.clock.now(), { orderId, orderNumber, paymentId: toNumber(row.payment_id), refundPaymentId: back.paymentId, amount: 600n, reason: 'test', credit: 800n }),
+    );
+    const applied = async (documentId: number) => (await world.services.documents.listApplications(world.provider, documentId)).map((a) => [a.sourceDocumentId, a.targetDocumentId, a.amount]);
+    expect(await applied(docs!.creditMemoId)).to.deep.equal([
+      [docs!.creditMemoId, docs!.refundDocumentId, 600n],
+      [docs!.creditMemoId, open.documentId, 200n],
+    ]);
+    const byId = new Map((await docsOf(cat.customer.accountId)).map((d) => [d.id, d]));
+    expect(byId.get(docs!.refundDocumentId)).to.include({ status: 'issued', open: 0n });
+    expect(byId.get(docs!.creditMemoId)).to.include({ open: 0n });
+    expect(byId.get(open.documentId)).to.include({ status: 'open', open: 300n });
+    expect(await balance()).to.equal(500n - 800n + 600n);
+  });
+
   it('a cancellation with cancelType credit: a credit memo of the amount, applied to an open invoice; the balance drops by it', async () => {
     const { subscriptionId } = await completedSale('credit.example');
     world.clock.set(new Date(world.clock.now().getTime() + 2 * DAY));

@@ -48,6 +48,14 @@ import { all, attr, first, NS, text, XmlInputError, type XmlElement, type XNode 
  * operation's final outcome in its store (op/<id>), so a repeated id answers it without a second command; a
  * retry after a lost answer is recognised (started/<id>) and settled by reading the registry (a create that
  * reports "object exists" is ours when we sponsor it, a renewal already applied shows in the expiry).
+ *
+ * Action pending (EPP 1001, RFC 5730 section 3; RFC 5731 section 3.3 "offline review"): a create or renew the
+ * registry accepted but has not carried out answers pending, and the domain shows pendingCreate / pendingRenew
+ * meanwhile. The same operation id asked again (the core's task retries and its late-completion check) does not
+ * repeat the command: it reads the domain (<domain:info>): still pending -> pending; created / the expiry moved by
+ * the years asked -> success with the registry's dates; gone / the expiry unchanged -> failure ACTION_REJECTED
+ * (not retryable). The registry's poll queue (<domain:panData>) tells the same, but is one queue per registrar
+ * login, not per object; info is what every registry answers.
  */
 
 interface Settings {
@@ -83,6 +91,8 @@ interface Started {
   action: string;
   name: string;
   curExpDate?: string;
+  /** This operation's update was answered 1001 (held by the registry). */
+  held?: boolean;
 }
 
 type Send = (body: XmlElement, step?: string) => Promise<EppResponse>;
@@ -362,21 +372,24 @@ export class EppRegistrar implements Registrar {
       if (problem) return failure(problem, false, 'INVALID_ARGUMENT');
       const ns = parseNameservers(req.nameservers);
       if (!ns.ok) return failure(ns.message, false, 'INVALID_ARGUMENT');
+      // Held pending by the registry: what became of it, read from the registry, never a second create.
+      if (started.pending) return this.createdYet(send, name, 'pending');
       const hosts = await this.ensureHosts(send, ns.hosts);
       if (hosts) return hosts;
       const ids = await this.createContacts(send, req.operationId, req.contacts);
       if (typeof ids !== 'object' || 'status' in ids) return ids as Outcome<never>;
       const r = await send(cmd.domainCreate({ name, years: req.years, nameservers: ns.hosts, nsMode: this.s.nameserverMode, registrant: ids.registrant, contacts: ids.others, authCode: randomAuthCode() }), undefined);
-      if (r.code === 1000 || r.code === 1001) {
+      if (r.code === 1000) {
         const cre = first(r.resData, 'creData');
         const createdAt = isoOf(text(first(cre, 'crDate'))) ?? this.context.now().toISOString();
         const expiresAt = isoOf(text(first(cre, 'exDate'))) ?? addYears(createdAt, req.years);
         return success({ name, createdAt, expiresAt });
       }
+      if (r.code === 1001) return heldPending('registration', name);
       if (r.code === 2302 && started.retried) {
-        // Our earlier attempt may have created it before its answer was lost: ours if we sponsor it.
-        const info = await this.info(send, name, 'verify');
-        if (info.status === 'success') return success({ name, ...(info.result.createdAt ? { createdAt: info.result.createdAt } : {}), expiresAt: info.result.expiresAt ?? '' });
+        // Our earlier attempt may have created it (or had it held) before its answer was lost: ours if we sponsor it.
+        const found = await this.createdYet(send, name, 'verify');
+        if (found.status !== 'failure' || found.code !== 'ACTION_REJECTED') return found;
       }
       return failureOfResult(r);
     }) as Promise<Outcome<DomainRegistration>>;
@@ -388,21 +401,28 @@ export class EppRegistrar implements Registrar {
       let curExpDate = started.record.curExpDate ?? (req.currentExpiresAt ? isoOf(req.currentExpiresAt)?.slice(0, 10) : undefined);
       if (req.currentExpiresAt !== undefined && !curExpDate) return failure('currentExpiresAt is not a date.', false, 'INVALID_ARGUMENT');
       if (started.retried || !curExpDate) {
-        const info = await this.info(send, name, 'before');
+        const info = await this.info(send, name, started.pending ? 'pending' : 'before');
         if (info.status !== 'success') return info;
         const now = info.result.expiresAt;
         if (!now) return failure(`The registry shows no expiry for ${name}.`, false, 'REGISTRY_ERROR');
-        if (started.retried && curExpDate && now.slice(0, 10) === addYears(`${curExpDate}T00:00:00.000Z`, req.years).slice(0, 10)) {
-          return success({ name, ...(info.result.createdAt ? { createdAt: info.result.createdAt } : {}), expiresAt: now }); // our lost renewal did happen
+        const renewed = (): Outcome<DomainRegistration> => success({ name, ...(info.result.createdAt ? { createdAt: info.result.createdAt } : {}), expiresAt: now });
+        // Held by the registry (answered 1001, or a lost answer to a renew it held): not renewed again meanwhile.
+        if (info.result.statuses.includes('pendingRenew')) return heldPending('renewal', name);
+        if (started.retried && curExpDate && now.slice(0, 10) === addYears(`${curExpDate}T00:00:00.000Z`, req.years).slice(0, 10)) return renewed(); // our lost or held renewal did happen
+        if (started.pending) {
+          // The registry decided the renewal it held: the expiry did not move by the years asked, so it refused it.
+          return failure(`The registry did not carry out the renewal of ${name} it held pending: the expiry is ${now.slice(0, 10)}, not ${addYears(`${curExpDate}T00:00:00.000Z`, req.years).slice(0, 10)}.`, false, 'ACTION_REJECTED');
         }
         curExpDate ??= now.slice(0, 10);
       }
       await started.remember({ curExpDate });
       const r = await send(cmd.domainRenew(name, curExpDate, req.years));
-      if (r.code === 1000 || r.code === 1001) {
+      if (r.code === 1000) {
         const expiresAt = isoOf(text(first(first(r.resData, 'renData'), 'exDate'))) ?? addYears(`${curExpDate}T00:00:00.000Z`, req.years);
         return success({ name, expiresAt });
       }
+      // The renData of a held renewal names the expiry it would have, not one it has: not taken as done.
+      if (r.code === 1001) return heldPending('renewal', name);
       return failureOfResult(r);
     }) as Promise<Outcome<DomainRegistration>>;
   }
@@ -436,34 +456,40 @@ export class EppRegistrar implements Registrar {
   }
 
   setNameservers(req: SetNameserversRequest): Promise<Outcome<{ nameservers: string[] }>> {
-    return this.operation('setNameservers', req, async (name, send) => {
+    return this.operation('setNameservers', req, async (name, send, started) => {
       const ns = parseNameservers(req.nameservers);
       if (!ns.ok) return failure(ns.message, false, 'INVALID_ARGUMENT');
-      const info = await this.info(send, name, 'before');
+      const info = await this.info(send, name, started.pending ? 'pending' : 'before');
       if (info.status !== 'success') return info;
       const add = ns.hosts.filter((h) => !info.result.nameservers.includes(h));
       const rem = info.result.nameservers.filter((h) => !ns.hosts.includes(h));
+      const held = heldUpdate(name, info.result, started.record.held === true, add.length + rem.length > 0);
+      if (held) return held;
       if (add.length || rem.length) {
         const hosts = await this.ensureHosts(send, add);
         if (hosts) return hosts;
         const r = await send(cmd.domainUpdate(name, this.s.nameserverMode, { nameservers: add }, { nameservers: rem }));
-        if (r.code !== 1000 && r.code !== 1001) return failureOfResult(r);
+        if (r.code === 1001) return heldChange(name, started);
+        if (r.code !== 1000) return failureOfResult(r);
       }
       return success({ nameservers: ns.hosts });
     }) as Promise<Outcome<{ nameservers: string[] }>>;
   }
 
   setLock(req: SetLockRequest): Promise<Outcome<{ locked: boolean }>> {
-    return this.operation('setLock', req, async (name, send) => {
+    return this.operation('setLock', req, async (name, send, started) => {
       if (typeof req.locked !== 'boolean') return failure('locked must be true or false.', false, 'INVALID_ARGUMENT');
-      const info = await this.info(send, name, 'before');
+      const info = await this.info(send, name, started.pending ? 'pending' : 'before');
       if (info.status !== 'success') return info;
       const has = new Set(info.result.statuses);
       const add = req.locked ? this.s.lockStatuses.filter((st) => !has.has(st)) : [];
       const rem = req.locked ? [] : this.s.lockStatuses.filter((st) => has.has(st));
+      const held = heldUpdate(name, info.result, started.record.held === true, add.length + rem.length > 0);
+      if (held) return held;
       if (add.length || rem.length) {
         const r = await send(cmd.domainUpdate(name, this.s.nameserverMode, { statuses: add }, { statuses: rem }));
-        if (r.code !== 1000 && r.code !== 1001) return failureOfResult(r);
+        if (r.code === 1001) return heldChange(name, started);
+        if (r.code !== 1000) return failureOfResult(r);
       }
       return success({ locked: req.locked });
     }) as Promise<Outcome<{ locked: boolean }>>;
@@ -483,20 +509,25 @@ export class EppRegistrar implements Registrar {
   }
 
   setContacts(req: SetContactsRequest): Promise<Outcome<Record<string, never>>> {
-    return this.operation('setContacts', req, async (name, send) => {
+    return this.operation('setContacts', req, async (name, send, started) => {
       const problem = checkDomainContacts(req.contacts);
       if (problem) return failure(problem, false, 'INVALID_ARGUMENT');
-      const info = await this.info(send, name, 'before');
+      const info = await this.info(send, name, started.pending ? 'pending' : 'before');
       if (info.status !== 'success') return info;
+      const earlier = heldUpdate(name, info.result, false, false);
+      if (earlier) return earlier;
       const ids = await this.createContacts(send, req.operationId, req.contacts);
       if (typeof ids !== 'object' || 'status' in ids) return ids as Outcome<never>;
       const types = new Set(ids.others.map((c) => c.type));
       const rem = info.result.contacts.filter((c) => types.has(c.type as 'admin') && !ids.others.some((o) => o.type === c.type && o.id === c.id));
       const add = ids.others.filter((o) => !info.result.contacts.some((c) => c.type === o.type && c.id === o.id));
       const registrant = info.result.registrant === ids.registrant ? undefined : ids.registrant;
+      const held = heldUpdate(name, info.result, started.record.held === true, add.length + rem.length > 0 || registrant !== undefined);
+      if (held) return held;
       if (add.length || rem.length || registrant) {
         const r = await send(cmd.domainUpdate(name, this.s.nameserverMode, { contacts: add }, { contacts: rem }, { registrant }));
-        if (r.code !== 1000 && r.code !== 1001) return failureOfResult(r);
+        if (r.code === 1001) return heldChange(name, started);
+        if (r.code !== 1000) return failureOfResult(r);
       }
       return success({});
     }) as Promise<Outcome<Record<string, never>>>;
@@ -505,8 +536,15 @@ export class EppRegistrar implements Registrar {
   delete(req: DomainCall): Promise<Outcome<Record<string, never>>> {
     return this.operation('delete', req, async (name, send, started) => {
       const r = await send(cmd.domainDelete(name));
+      // 1001: the registry took the deletion and purges the name later (pendingDelete): it is no longer the
+      // customer's, and nothing else is asked of us, so the deletion stands (a saga's rollback is done).
       if (r.code === 1000 || r.code === 1001) return success({});
       if (r.code === 2303 && started.retried) return success({}); // our earlier attempt deleted it
+      if (r.code === 2304 && started.retried) {
+        // Our earlier attempt's answer was lost and the registry held that deletion: the domain shows pendingDelete.
+        const info = await this.info(send, name, 'verify');
+        if (info.status === 'success' && info.result.statuses.includes('pendingDelete')) return success({});
+      }
       return failureOfResult(r);
     }) as Promise<Outcome<Record<string, never>>>;
   }
@@ -649,6 +687,18 @@ export class EppRegistrar implements Registrar {
     };
   }
 
+  /**
+   * What became of a create the registry held pending (or whose answer was lost), from <domain:info>: ours and
+   * pendingCreate -> pending; ours and created -> success with its dates; not there -> ACTION_REJECTED.
+   */
+  private async createdYet(send: Send, name: string, step: string): Promise<Outcome<DomainRegistration>> {
+    const info = await this.info(send, name, step);
+    if (info.status === 'failure' && info.code === 'NOT_FOUND') return failure(`The registry did not create ${name}: it no longer shows the registration it held pending.`, false, 'ACTION_REJECTED');
+    if (info.status !== 'success') return info;
+    if (info.result.statuses.includes('pendingCreate')) return heldPending('registration', name);
+    return success({ name, ...(info.result.createdAt ? { createdAt: info.result.createdAt } : {}), expiresAt: info.result.expiresAt ?? '' });
+  }
+
   private async queryTransfer(send: Send, name: string): Promise<Outcome<DomainTransfer>> {
     const r = await send(cmd.domainTransfer('query', name), 'query');
     if (r.code !== 1000) return failureOfResult(r);
@@ -777,6 +827,29 @@ export class EppRegistrar implements Registrar {
     if (this.idleTimer) clearTimeout(this.idleTimer);
     this.idleTimer = null;
   }
+}
+
+/** EPP 1001 on a create, renew or update: accepted, carried out later (the same operation id asks again). */
+function heldPending(what: 'registration' | 'renewal' | 'change', name: string): Outcome<never> {
+  return pending(`The registry holds the ${what} of ${name} pending (EPP 1001); asking again with the same operation id reads the outcome from the registry.`, 3600);
+}
+
+/**
+ * Before a domain update: the registry still holds a change of the domain (pendingUpdate, this operation's or
+ * another's) -> pending, nothing sent (a second update would be refused); the update this operation sent was held
+ * (`sentHeld`) and the registry now shows the domain without it (`stillToDo`) -> it refused the change:
+ * ACTION_REJECTED, not retried. Otherwise null (the update goes ahead, or there is nothing left to change).
+ */
+function heldUpdate(name: string, info: ParsedInfo, sentHeld: boolean, stillToDo: boolean): Outcome<never> | null {
+  if (info.statuses.includes('pendingUpdate')) return heldPending('change', name);
+  if (sentHeld && stillToDo) return failure(`The registry did not carry out the change of ${name} it held pending: the domain does not show it.`, false, 'ACTION_REJECTED');
+  return null;
+}
+
+/** An update answered 1001: remembered as sent and held (heldUpdate), then pending. */
+async function heldChange(name: string, started: { remember(extra: Partial<Started>): Promise<void> }): Promise<Outcome<never>> {
+  await started.remember({ held: true });
+  return heldPending('change', name);
 }
 
 function noOperationId(): Outcome<never> {

@@ -390,9 +390,11 @@ export interface SyncedDomain {
  * A domain registrar. Every call answers an Outcome and never throws for a remote refusal or a broken connection:
  * success; failure (retryable: trying the same operation id later may succeed, e.g. the registry timed out;
  * not retryable: it will not, e.g. the name is taken, code "OBJECT_EXISTS"); or pending (the registry accepted
- * the request and finishes later, as transfers do: the core polls with pollTransfer and the same operation id).
- * The failure codes a registrar uses: INVALID_NAME, INVALID_ARGUMENT, OBJECT_EXISTS, NOT_FOUND, NOT_SPONSORED,
- * AUTHORIZATION_ERROR, STATUS_PROHIBITS, POLICY_ERROR, BILLING_FAILURE, GRACE_PERIOD_OVER, TRANSFER_REJECTED,
+ * the request and finishes later, as transfers do: the core polls with pollTransfer and the same operation id;
+ * a register or renew answered pending is asked again with the same operation id, which must then answer what
+ * the registry did, never act twice). The failure codes a registrar uses: INVALID_NAME, INVALID_ARGUMENT,
+ * OBJECT_EXISTS, NOT_FOUND, NOT_SPONSORED, AUTHORIZATION_ERROR, STATUS_PROHIBITS, POLICY_ERROR, BILLING_FAILURE,
+ * GRACE_PERIOD_OVER, TRANSFER_REJECTED, ACTION_REJECTED (an action held pending then not carried out),
  * OPERATION_ID_REUSED, CONNECTION_ERROR, TIMEOUT, REGISTRY_ERROR (and others of the plugin's own).
  */
 export interface Registrar {
