@@ -453,9 +453,13 @@ export class DocumentsService {
   async issueInvoices(tx: Tx, at: Date, inputs: readonly IssueInvoiceInput[], actor?: Actor): Promise<IssuedInvoice[]> {
     if (inputs.length === 0) return [];
     const accounts = new Map<number, AccountRow>();
-    const accountIds = [...new Set(inputs.map((i) => i.accountId))];
+    const accountIds = [...new Set(inputs.map((i) => i.accountId))].sort((a, b) => a - b);
+    // The accounts are locked first, in id order, as a payment or credit locks its account before it numbers and
+    // applies documents: an invoice numbered first and its account locked (by the FK check of its insert) after
+    // deadlocked with a payment recorded at the same moment, every retry (MariaDB).
     for (let i = 0; i < accountIds.length; i += 500) {
-      const rows = (await tx('accounts').whereIn('id', accountIds.slice(i, i + 500)).select('id', 'vendor_id', 'country', 'state', 'tax_status', 'type', 'path', 'currency')) as AccountRow[];
+      const q = tx('accounts').whereIn('id', accountIds.slice(i, i + 500)).orderBy('id');
+      const rows = (await (isSqlite(tx) ? q : q.forUpdate()).select('id', 'vendor_id', 'country', 'state', 'tax_status', 'type', 'path', 'currency')) as AccountRow[];
       for (const r of rows) accounts.set(toNumber(r.id), r);
     }
     const vendorIds = [...new Set(inputs.map((i) => i.vendorId))];
