@@ -38,6 +38,8 @@ async function demoOrdering(world: ApiWorld) {
       const sub = await db('subscriptions').where({ order_id: placed.orderId }).first('id', 'status', 'service_status');
       return sub && Number(sub.status) === 30 && Number(sub.service_status) === 50 ? Number(sub.id) : undefined;
     }, `the order for ${domain}`);
+    // And the order finished: its last steps (notify, completed) write audit rows a test must not mistake for its own.
+    await eventually(async () => ((await db('orders').where({ id: placed.orderId }).first('status'))?.status === 'CP' ? true : undefined), `order ${placed.orderId} completed`);
     return { subscriptionId, orderId: Number(placed.orderId) };
   }
   const orderStatus = (orderId: number) =>
