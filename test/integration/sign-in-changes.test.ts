@@ -1,7 +1,7 @@
 import { expect } from 'chai';
 import { Authenticator } from '../../src/accounts/authenticator';
 import { hashPassword } from '../../src/accounts/passwords';
-import { SignInChangeFeed } from '../../src/accounts/sign-in-changes';
+import { recordSignInChange, SignInChangeFeed } from '../../src/accounts/sign-in-changes';
 import { UsersService } from '../../src/accounts/users-service';
 import type { Actor } from '../../src/context';
 import { AppError } from '../../src/domain/errors';
@@ -87,6 +87,21 @@ describe('sign-in changes shared by server processes', () => {
     await b.readSignInChanges();
     expect((await refused(signIn(b, login))).message).to.match(/too many failed sign-ins for this login from your address/i);
     expect((await signIn(b, login, PASSWORD, elsewhere)).accountId).to.equal(customer.accountId);
+  });
+
+  it('a sign-in B was verifying while the change committed is not cached, even when B read the change before it finished', async () => {
+    const login = await newUser();
+    await b.readSignInChanges();
+    const newHash = await hashPassword('a-new-password-2');
+    const verifying = signIn(b, login); // reads the user, then spends tens of ms in scrypt
+    await new Promise((r) => setTimeout(r, 10));
+    await world.deps.db.transaction(async (tx) => {
+      await tx('users').where({ login }).update({ password_hash: newHash });
+      await recordSignInChange(tx, world.clock.now(), { login });
+    });
+    await b.readSignInChanges(); // nothing cached to evict yet
+    await verifying.catch(() => undefined); // it may have read the old password (the point here) or the new one
+    await refused(signIn(b, login));
   });
 
   it('a watching process that has not read the changes for max(3 x authCachePollMs, 5 s) checks every password again', async () => {
