@@ -72,11 +72,17 @@ export class Authenticator {
   private readonly keyText = crypto.randomBytes(32).toString('base64');
   private static readonly TTL_MS = 60_000;
   private static readonly MAX_ENTRIES = 10_000;
-  /** Bumped by every eviction a change causes: a verification that read the database before it is not cached. */
-  private epoch = 0;
+  /**
+   * The changes evicted lately, numbered: a verification that was reading the database when one it matches came
+   * in is not cached (it may have read the state from before the change).
+   */
+  private readonly evicted: { seq: number; change: SignInChangeRow }[] = [];
+  private evictions = 0;
+  private static readonly EVICTED_KEPT = 1_000;
   private readonly feed: SignInChangeFeed;
   /** Until when the cache may answer (epoch ms): the last read of sign_in_changes plus its margin; unbounded unwatched. */
   private honourUntil = Number.POSITIVE_INFINITY;
+  private watching = false;
   private reading: Promise<void> = Promise.resolve();
 
   constructor(
@@ -137,8 +143,8 @@ export class Authenticator {
   }
 
   private async verify(cred: Credentials, counters: Counter[], cacheKey: string, now: number, ctx: CheckCtx): Promise<Omit<Actor, 'channel' | 'remoteAddr' | 'requestId'>> {
-    // A change committed while this reads the database evicts nothing yet: it only shows as a new epoch.
-    const epoch = this.epoch;
+    // A change that comes in while this reads the database finds nothing to evict yet: it is looked up below.
+    const evictionsBefore = this.evictions;
     await this.assertNotLocked(counters, now, ctx);
     const { user, account } = await this.users.verify(cred.login, cred.password);
     const actor = {
@@ -150,7 +156,8 @@ export class Authenticator {
     };
     if (this.cache.size >= Authenticator.MAX_ENTRIES) this.cache.clear();
     const address = addressOf(ctx);
-    if (epoch === this.epoch) this.cache.set(cacheKey, { actor, login: loginHash(cred.login), address, addressHash: sha256(address), expires: now + Authenticator.TTL_MS });
+    const entry: CacheEntry = { actor, login: loginHash(cred.login), address, addressHash: sha256(address), expires: now + Authenticator.TTL_MS };
+    if (!this.evictedSince(evictionsBefore, entry)) this.cache.set(cacheKey, entry);
     await this.succeeded(counters);
     return actor;
   }
@@ -259,12 +266,17 @@ export class Authenticator {
   }
 
   private evict(change: SignInChangeRow): void {
-    this.epoch++;
-    const { login_hash: login, address_hash: address, account_id: accountId } = change;
-    for (const [key, entry] of this.cache) {
-      const hit = accountId !== null ? entry.actor.accountId === accountId : (login === null || entry.login === login) && (address === null || entry.addressHash === address);
-      if (hit) this.cache.delete(key);
-    }
+    this.evicted.push({ seq: ++this.evictions, change });
+    if (this.evicted.length > Authenticator.EVICTED_KEPT) this.evicted.shift();
+    for (const [key, entry] of this.cache) if (covers(change, entry)) this.cache.delete(key);
+  }
+
+  /** Whether a change evicted after the `since`-th one covers the entry (or the record of them is gone: assume so). */
+  private evictedSince(since: number, entry: CacheEntry): boolean {
+    if (since === this.evictions) return false;
+    if (this.evicted.length === 0 || this.evicted[0].seq > since + 1) return true;
+    for (let i = this.evicted.length - 1; i >= 0 && this.evicted[i].seq > since; i--) if (covers(this.evicted[i].change, entry)) return true;
+    return false;
   }
 
   /**
@@ -275,8 +287,7 @@ export class Authenticator {
     const read = this.reading.then(async () => {
       const rows = await this.feed.read();
       for (const row of rows) this.evict(row);
-      const { authCachePollMs } = this.deps.config;
-      this.honourUntil = this.deps.clock.now().getTime() + Math.max(3 * authCachePollMs, 5_000);
+      if (this.watching) this.honourUntil = this.deps.clock.now().getTime() + Math.max(3 * this.deps.config.authCachePollMs, 5_000);
     });
     this.reading = read.catch(() => undefined);
     return read;
@@ -289,6 +300,7 @@ export class Authenticator {
    * Returns the function that stops the watch.
    */
   async watchSignInChanges(): Promise<() => Promise<void>> {
+    this.watching = true;
     this.honourUntil = Number.NEGATIVE_INFINITY;
     await this.readSignInChanges();
     let timer: NodeJS.Timeout | undefined;
@@ -316,6 +328,7 @@ export class Authenticator {
       stopped = true;
       clearTimeout(timer);
       await this.reading;
+      this.watching = false;
       this.honourUntil = Number.POSITIVE_INFINITY;
     };
   }
@@ -481,6 +494,13 @@ export class Authenticator {
 /** Whose failures are audited: nobody signed in, only where from. */
 function nobody(ctx: CheckCtx): Actor {
   return { userId: null, accountId: 0, accountPath: '', accountType: 'customer', roles: [], channel: ctx.channel, remoteAddr: ctx.remoteAddr, requestId: ctx.requestId };
+}
+
+/** Whether a change names a cached sign-in: its account, or its login, its address or both (none: every one). */
+function covers(change: SignInChangeRow, entry: CacheEntry): boolean {
+  const { login_hash: login, address_hash: address, account_id: accountId } = change;
+  if (accountId !== null) return entry.actor.accountId === accountId;
+  return (login === null || entry.login === login) && (address === null || entry.addressHash === address);
 }
 
 /**
