@@ -1,4 +1,5 @@
 import crypto from 'node:crypto';
+import { performance } from 'node:perf_hooks';
 import type { Knex } from 'knex';
 import type { Actor, Channel, Deps, Role } from '../context';
 import { writeAudit } from '../audit/audit';
@@ -80,14 +81,19 @@ export class Authenticator {
   private evictions = 0;
   private static readonly EVICTED_KEPT = 1_000;
   private readonly feed: SignInChangeFeed;
-  /** Until when the cache may answer (epoch ms): the last read of sign_in_changes plus its margin; unbounded unwatched. */
-  private honourUntil = Number.POSITIVE_INFINITY;
+  /**
+   * While watched, until when the cache may answer: the last read of sign_in_changes plus its margin, on the
+   * monotonic timer the reads run on (not the injected clock: a test moving that says nothing about the reads).
+   */
+  private honourUntil = Number.NEGATIVE_INFINITY;
   private watching = false;
   private reading: Promise<void> = Promise.resolve();
 
   constructor(
     private readonly deps: Deps,
     private readonly users: UsersService,
+    /** Milliseconds on a monotonic timer (performance.now), for the watch's deadline. */
+    private readonly elapsedMs: () => number = () => performance.now(),
   ) {
     this.feed = new SignInChangeFeed(deps.db, deps.clock);
   }
@@ -102,7 +108,7 @@ export class Authenticator {
     const now = this.deps.clock.now().getTime();
     const cacheKey = this.cacheKey(cred.login, cred.password, addressOf(ctx));
     const hit = this.cache.get(cacheKey);
-    if (hit && hit.expires > now && now <= this.honourUntil) {
+    if (hit && hit.expires > now && (!this.watching || this.elapsedMs() <= this.honourUntil)) {
       const a = hit.actor;
       const actor: Actor = { userId: a.userId, accountId: a.accountId, accountPath: a.accountPath, accountType: a.accountType, roles: a.roles, channel: ctx.channel, remoteAddr: ctx.remoteAddr, requestId: ctx.requestId };
       try {
@@ -287,7 +293,7 @@ export class Authenticator {
     const read = this.reading.then(async () => {
       const rows = await this.feed.read();
       for (const row of rows) this.evict(row);
-      if (this.watching) this.honourUntil = this.deps.clock.now().getTime() + Math.max(3 * this.deps.config.authCachePollMs, 5_000);
+      if (this.watching) this.honourUntil = this.elapsedMs() + Math.max(3 * this.deps.config.authCachePollMs, 5_000);
     });
     this.reading = read.catch(() => undefined);
     return read;
@@ -301,7 +307,6 @@ export class Authenticator {
    */
   async watchSignInChanges(): Promise<() => Promise<void>> {
     this.watching = true;
-    this.honourUntil = Number.NEGATIVE_INFINITY;
     await this.readSignInChanges();
     let timer: NodeJS.Timeout | undefined;
     let stopped = false;
@@ -329,7 +334,6 @@ export class Authenticator {
       clearTimeout(timer);
       await this.reading;
       this.watching = false;
-      this.honourUntil = Number.POSITIVE_INFINITY;
     };
   }
 
