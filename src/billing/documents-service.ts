@@ -1683,7 +1683,9 @@ export class DocumentsService {
       lower.set(a.sourceId, (lower.get(a.sourceId) ?? 0n) + a.amount);
       lower.set(a.targetId, (lower.get(a.targetId) ?? 0n) + a.amount);
     }
-    await updateByKey(tx, 'documents', 'id', 'open_amount', new Map([...lower].map(([id, v]) => [id, money(v)])), { expr: (c) => `open_amount - (${c})`, also: { updated_at: nowMs } });
+    // The CASE answers its amounts as strings; MariaDB would subtract a string as a DOUBLE (exact only below 2^53
+    // minor units), so each is cast to an integer first (SIGNED: BIGINT on MariaDB, an integer on SQLite).
+    await updateByKey(tx, 'documents', 'id', 'open_amount', new Map([...lower].map(([id, v]) => [id, money(v)])), { expr: (c) => `open_amount - CAST((${c}) AS SIGNED)`, also: { updated_at: nowMs } });
     const docs = new Map<number, DocumentRow>();
     const ids = [...lower.keys()];
     for (let i = 0; i < ids.length; i += 500) for (const d of (await tx('documents').whereIn('id', ids.slice(i, i + 500))) as DocumentRow[]) docs.set(toNumber(d.id), d);

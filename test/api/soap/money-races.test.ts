@@ -1,0 +1,93 @@
+/**
+ * Money under concurrency and hostile arguments, through the SOAP door: a real server over a real database
+ * (SQLite, or MariaDB with TEST_DATABASE_URL, where the row locks are real), node-soap's client, real HTTP.
+ */
+import { expect } from 'chai';
+import * as soap from 'soap';
+import { ManualClock } from '../../../src/clock';
+import type { Actor } from '../../../src/context';
+import { inTransaction } from '../../../src/db/transaction';
+import { ADMIN_PASSWORD, providerActor, startApiWorld, type ApiWorld } from '../../helpers/api';
+
+type Reply = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+const textsOf = (xml: string, local: string): string[] => [...xml.matchAll(new RegExp(`<(?:[\\w.-]+:)?${local}>([^<]*)</(?:[\\w.-]+:)?${local}>`, 'g'))].map((m) => m[1]!);
+
+describe('SOAP money races and hostile amounts', function () {
+  this.timeout(60_000);
+  const clock = new ManualClock('2026-03-01T10:00:00Z');
+  let world: ApiWorld;
+  let provider: Actor;
+  let gatewayId: number;
+  let seq = 0;
+
+  async function client(): Promise<soap.Client> {
+    const c = await soap.createClientAsync(`${world.url}/soap/billing?wsdl`);
+    c.setSecurity(new soap.BasicAuthSecurity('admin', ADMIN_PASSWORD));
+    return c;
+  }
+  /** One call on its own client (its own HTTP connection): the answer, or the fault's code, field and message. */
+  async function attempt(op: string, args: Record<string, unknown>, c?: soap.Client): Promise<{ ok: Reply } | { code: string; field?: string; message: string }> {
+    const cl = c ?? (await client());
+    try {
+      const [r] = await (cl as unknown as Record<string, (a: unknown) => Promise<[Reply]>>)[`${op}Async`]!(args);
+      return { ok: r ?? {} };
+    } catch (e) {
+      const xml = (e as { body?: string }).body ?? '';
+      if (!xml) throw e;
+      return { code: textsOf(xml, 'code')[0]!, field: textsOf(xml, 'field')[0], message: textsOf(xml, 'message')[0]! };
+    }
+  }
+
+  async function customer(currency: string, country: string, card?: string): Promise<number> {
+    const id = await world.server.services.accounts.create(provider, {
+      type: 'customer',
+      companyName: `Money Race ${++seq}`,
+      currency,
+      address: { country },
+      contacts: { admin: { firstName: 'Money', lastName: 'Race', email: `money-race-${seq}@example.com` } },
+    });
+    if (card) await world.server.services.payments.storePayTool(provider, id, gatewayId, { number: card, expMonth: 12, expYear: 2040, cvv: '123' }, { makeDefault: true });
+    return id;
+  }
+  async function invoice(accountId: number, currency: string, amounts: bigint[]): Promise<number> {
+    const now = clock.now();
+    const [inv] = await inTransaction(world.fresh.db, (tx) =>
+      world.server.services.documents.issueInvoices(tx, now, [
+        {
+          vendorId: provider.accountId,
+          accountId,
+          currency,
+          issueDate: now,
+          lines: amounts.map((a, i) => ({ kind: 'renewal' as const, description: `Hosting ${i + 1}`, subscriptionId: null, periodStart: new Date('2026-03-01T00:00:00Z'), periodEnd: new Date('2026-04-01T00:00:00Z'), quantity: '1', unitPrice: a, amount: a })),
+        },
+      ]),
+    );
+    return inv!.documentId;
+  }
+
+
+  before(async () => {
+    world = await startApiWorld({ demo: true, clock });
+    provider = await providerActor(world);
+    gatewayId = ((await world.fresh.db('plugin_instances').where({ kind: 'payment' }).orderBy('id').first('id')) as { id: number }).id;
+  });
+  after(() => world.close());
+
+  it('an invoice above 2^53 minor units (90,071,992,547,409.93 USD) paid 0.01 shows 90,071,992,547,409.92 due, to the cent, on both databases', async () => {
+    const c = await customer('USD', 'US');
+    const id = await invoice(c, 'USD', [9_007_199_254_740_993n]);
+    const cl = await client();
+    const paid = await attempt('RecordPayment', { accountId: c, amount: '0.01', currency: 'USD', method: 'wire', reference: 'cent', invoiceId: id }, cl);
+    expect(paid).to.have.property('ok');
+    await attempt('GetInvoice', { invoiceId: id }, cl);
+    expect([textsOf(cl.lastResponse as string, 'total')[0], textsOf(cl.lastResponse as string, 'balanceDue')[0]]).to.deep.equal(['90071992547409.93', '90071992547409.92']);
+    await attempt('GetAccountBalance', { accountId: c }, cl);
+    expect(textsOf(cl.lastResponse as string, 'balance')).to.deep.equal(['90071992547409.92']);
+    // The rest, to the cent, pays it: nothing left open, nothing left over.
+    expect(await attempt('RecordPayment', { accountId: c, amount: '90071992547409.92', currency: 'USD', method: 'wire', reference: 'rest', invoiceId: id }, cl)).to.have.property('ok');
+    await attempt('GetInvoice', { invoiceId: id }, cl);
+    expect([textsOf(cl.lastResponse as string, 'status')[0], textsOf(cl.lastResponse as string, 'balanceDue')[0]]).to.deep.equal(['paid', '0.00']);
+    const open = (await world.fresh.db('documents').where({ account_id: c, type: 'payment' }).orderBy('id').pluck('open_amount')).map(String);
+    expect(open).to.deep.equal(['0', '0']);
+  });
+});
