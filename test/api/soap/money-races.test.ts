@@ -6,6 +6,7 @@ import { expect } from 'chai';
 import * as soap from 'soap';
 import { ManualClock } from '../../../src/clock';
 import type { Actor } from '../../../src/context';
+import { billingActor } from '../../../src/billing/documents-service';
 import { inTransaction } from '../../../src/db/transaction';
 import { ADMIN_PASSWORD, providerActor, startApiWorld, type ApiWorld } from '../../helpers/api';
 
@@ -66,12 +67,61 @@ describe('SOAP money races and hostile amounts', function () {
   }
 
 
+  const purchases = async (accountId: number) =>
+    ((await world.fresh.db('payments').where({ account_id: accountId, kind: 'purchase' }).whereNotNull('gateway_instance_id').select('status', 'amount')) as { status: string; amount: unknown }[]).map((p) => `${p.status}:${String(p.amount)}`);
+
   before(async () => {
     world = await startApiWorld({ demo: true, clock });
     provider = await providerActor(world);
     gatewayId = ((await world.fresh.db('plugin_instances').where({ kind: 'payment' }).orderBy('id').first('id')) as { id: number }).id;
   });
   after(() => world.close());
+
+  it('PayInvoice sent 4 times at once with 4 different keys charges the card once; the others are refused, nothing is over-paid', async () => {
+    const c = await customer('USD', 'US', '4242424242424242');
+    const id = await invoice(c, 'USD', [4999n]);
+    const clients = await Promise.all([1, 2, 3, 4].map(() => client()));
+    const answers = await Promise.all(clients.map((cl, k) => attempt('PayInvoice', { invoiceId: id, idempotencyKey: `race-pay-${k}` }, cl)));
+    const paid = answers.filter((a) => 'ok' in a);
+    const refused = answers.filter((a) => !('ok' in a)) as { code: string; field?: string }[];
+    expect(paid, JSON.stringify(answers)).to.have.length(1);
+    for (const r of refused) expect(['CONFLICT', 'NOT_ALLOWED']).to.include(r.code);
+    expect(await purchases(c)).to.deep.equal(['success:4999']);
+    const b = await world.server.services.documents.getBalance(provider, c);
+    expect(b.balance).to.equal(0n);
+  });
+
+
+  it('PayInvoice sent 4 times at once under one key charges once and answers all 4 with that payment', async () => {
+    const c = await customer('USD', 'US', '4242424242424242');
+    const id = await invoice(c, 'USD', [1234n]);
+    const clients = await Promise.all([1, 2, 3, 4].map(() => client()));
+    const answers = await Promise.all(clients.map((cl) => attempt('PayInvoice', { invoiceId: id, idempotencyKey: 'race-same-key' }, cl)));
+    const ids = answers.map((a) => ('ok' in a ? `${a.ok.payment.status}:${a.ok.payment.paymentId}` : a.code));
+    expect(new Set(ids).size, JSON.stringify(answers)).to.equal(1);
+    expect(ids[0]).to.match(/^success:\d+$/);
+    expect(await purchases(c)).to.deep.equal(['success:1234']);
+    expect((await world.server.services.documents.getBalance(provider, c)).balance).to.equal(0n);
+  });
+
+  it('auto-pay (payInvoices, as the billing run calls it) and PayInvoice over SOAP on the same invoice at once charge it once', async () => {
+    // One invoice per account; for each, PayInvoice now and auto-pay k * 50 ms later (a SOAP call takes a while to pass authentication): some auto-pays read the
+    // invoice before PayInvoice wrote its payment and write theirs after it.
+    const accounts: number[] = [];
+    for (let k = 0; k < 32; k++) accounts.push(await customer('USD', 'US', '4242424242424242'));
+    const ids = await Promise.all(accounts.map((a, k) => invoice(a, 'USD', [1000n + BigInt(k)])));
+    const clients = await Promise.all(ids.map(() => client()));
+    const vendor = billingActor(provider.accountId);
+    await Promise.all(
+      ids.flatMap((invoiceId, k) => [
+        attempt('PayInvoice', { invoiceId, idempotencyKey: 'by-hand' }, clients[k]),
+        new Promise((r) => setTimeout(r, k * 50)).then(() => world.server.services.documents.payInvoices(vendor, [{ invoiceId, idempotencyKey: 'autopay:1' }])),
+      ]),
+    );
+    const charged = await Promise.all(accounts.map((a) => purchases(a)));
+    expect(charged).to.deep.equal(accounts.map((_, k) => [`success:${1000 + k}`]));
+    for (const a of accounts) expect((await world.server.services.documents.getBalance(provider, a)).balance).to.equal(0n);
+  });
 
   it('an invoice above 2^53 minor units (90,071,992,547,409.93 USD) paid 0.01 shows 90,071,992,547,409.92 due, to the cent, on both databases', async () => {
     const c = await customer('USD', 'US');
