@@ -366,7 +366,7 @@ interface AttemptRow {
   payment_document_id: number | null;
 }
 
-type AttemptWithStatus = AttemptRow & { payment_status: string | null };
+type AttemptWithStatus = AttemptRow & { payment_status: string | null; payment_tool_id?: unknown };
 
 /** What settling an attempt reads of its payment. */
 interface AttemptPayment {
@@ -396,7 +396,7 @@ export type BatchPayResult = PayInvoiceResult | { invoiceId: number; skipped: st
  * the same key (answered, never charged again), else a new attempt of the open amount; NOT_ALLOWED when nothing is
  * open, CONFLICT while an earlier payment of it is pending at the gateway.
  */
-function payPlan(invoice: DocumentRow, attempts: readonly AttemptWithStatus[], key: string | undefined): { earlier: AttemptRow } | NewAttempt {
+function payPlan(invoice: DocumentRow, attempts: readonly AttemptWithStatus[], key: string | undefined): { earlier: AttemptWithStatus } | NewAttempt {
   const invoiceId = toNumber(invoice.id);
   const accountId = toNumber(invoice.account_id);
   if (key !== undefined) {
@@ -429,7 +429,7 @@ async function attemptsOf(conn: Conn, invoiceIds: readonly number[]): Promise<At
     const rows = (await conn('invoice_payment_attempts as t')
       .leftJoin('payments as p', 'p.idempotency_key', 't.gateway_key')
       .whereIn('t.document_id', invoiceIds.slice(i, i + 500))
-      .select('t.*', 'p.id as paid_by', 'p.status as payment_status')) as (AttemptWithStatus & { paid_by: unknown })[];
+      .select('t.*', 'p.id as paid_by', 'p.status as payment_status', 'p.pay_tool_id as payment_tool_id')) as (AttemptWithStatus & { paid_by: unknown })[];
     for (const { paid_by, ...r } of rows) out.push({ ...r, payment_id: r.payment_id ?? (paid_by === null || paid_by === undefined ? null : toNumber(paid_by)) });
   }
   return out;
@@ -1095,8 +1095,16 @@ export class DocumentsService {
 
     // Every attempt on this invoice, with its transaction's state, in one read.
     const plan = payPlan(invoice, await attemptsOf(this.deps.db, [invoiceId]), key);
-    // A repeat of a key already used: answer from its attempt (the gateway is not called again for it).
-    if ('earlier' in plan) return this.settleAttempt(actor, plan.earlier);
+    // A repeat of a key already used: answer from its attempt (the gateway is not called again for it), unless it
+    // asks for another pay tool: that is another request, and answering the first one's outcome would mislead.
+    if ('earlier' in plan) {
+      const usedTool = plan.earlier.payment_tool_id;
+      const asked = input.payToolId === undefined || input.payToolId === null ? undefined : positiveId(input.payToolId, 'payToolId');
+      if (asked !== undefined && usedTool !== null && usedTool !== undefined && toNumber(usedTool) !== asked) {
+        throw conflict(`Idempotency key '${key}' was already used to pay invoice ${invoice.number} with pay tool ${toNumber(usedTool)}, not ${asked}; use a new key to pay with another pay tool.`, 'idempotencyKey');
+      }
+      return this.settleAttempt(actor, plan.earlier);
+    }
 
     let payToolId: number;
     if (input.payToolId !== undefined && input.payToolId !== null) {

@@ -123,6 +123,21 @@ describe('SOAP money races and hostile amounts', function () {
     for (const a of accounts) expect((await world.server.services.documents.getBalance(provider, a)).balance).to.equal(0n);
   });
 
+  it('PayInvoice: the same key again with another payToolId is CONFLICT (field idempotencyKey), not the first answer; the same arguments answer the first payment', async () => {
+    const c = await customer('USD', 'US', '4000000000000341');
+    const other = await world.server.services.payments.storePayTool(provider, c, gatewayId, { number: '4242424242424242', expMonth: 12, expYear: 2040, cvv: '123' });
+    const declinedTool = ((await world.fresh.db('pay_tools').where({ account_id: c, is_default: true }).first('id')) as { id: number }).id;
+    const id = await invoice(c, 'USD', [700n]);
+    const first = await attempt('PayInvoice', { invoiceId: id, payToolId: Number(declinedTool), idempotencyKey: 'tool-key' });
+    expect(first).to.include({ code: 'PAYMENT_DECLINED' });
+    expect(await attempt('PayInvoice', { invoiceId: id, payToolId: Number(declinedTool), idempotencyKey: 'tool-key' })).to.include({ code: 'PAYMENT_DECLINED' });
+    const again = await attempt('PayInvoice', { invoiceId: id, payToolId: other.payToolId, idempotencyKey: 'tool-key' });
+    expect(again).to.include({ code: 'CONFLICT', field: 'idempotencyKey' });
+    // A new key with the other card pays it.
+    const paid = await attempt('PayInvoice', { invoiceId: id, payToolId: other.payToolId, idempotencyKey: 'tool-key-2' });
+    expect('ok' in paid && paid.ok.payment.status).to.equal('success');
+  });
+
   it('an invoice above 2^53 minor units (90,071,992,547,409.93 USD) paid 0.01 shows 90,071,992,547,409.92 due, to the cent, on both databases', async () => {
     const c = await customer('USD', 'US');
     const id = await invoice(c, 'USD', [9_007_199_254_740_993n]);
