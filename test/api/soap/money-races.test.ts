@@ -7,8 +7,7 @@ import * as soap from 'soap';
 import { ManualClock } from '../../../src/clock';
 import type { Actor } from '../../../src/context';
 import { billingActor } from '../../../src/billing/documents-service';
-import { inTransaction } from '../../../src/db/transaction';
-import { ADMIN_PASSWORD, providerActor, startApiWorld, type ApiWorld } from '../../helpers/api';
+import { ADMIN_PASSWORD, billedCustomer, issuedInvoice, providerActor, startApiWorld, type ApiWorld } from '../../helpers/api';
 
 type Reply = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 const textsOf = (xml: string, local: string): string[] => [...xml.matchAll(new RegExp(`<(?:[\\w.-]+:)?${local}>([^<]*)</(?:[\\w.-]+:)?${local}>`, 'g'))].map((m) => m[1]!);
@@ -19,7 +18,6 @@ describe('SOAP money races and hostile amounts', function () {
   let world: ApiWorld;
   let provider: Actor;
   let gatewayId: number;
-  let seq = 0;
 
   async function client(): Promise<soap.Client> {
     const c = await soap.createClientAsync(`${world.url}/soap/billing?wsdl`);
@@ -39,32 +37,8 @@ describe('SOAP money races and hostile amounts', function () {
     }
   }
 
-  async function customer(currency: string, country: string, card?: string): Promise<number> {
-    const id = await world.server.services.accounts.create(provider, {
-      type: 'customer',
-      companyName: `Money Race ${++seq}`,
-      currency,
-      address: { country },
-      contacts: { admin: { firstName: 'Money', lastName: 'Race', email: `money-race-${seq}@example.com` } },
-    });
-    if (card) await world.server.services.payments.storePayTool(provider, id, gatewayId, { number: card, expMonth: 12, expYear: 2040, cvv: '123' }, { makeDefault: true });
-    return id;
-  }
-  async function invoice(accountId: number, currency: string, amounts: bigint[]): Promise<number> {
-    const now = clock.now();
-    const [inv] = await inTransaction(world.fresh.db, (tx) =>
-      world.server.services.documents.issueInvoices(tx, now, [
-        {
-          vendorId: provider.accountId,
-          accountId,
-          currency,
-          issueDate: now,
-          lines: amounts.map((a, i) => ({ kind: 'renewal' as const, description: `Hosting ${i + 1}`, subscriptionId: null, periodStart: new Date('2026-03-01T00:00:00Z'), periodEnd: new Date('2026-04-01T00:00:00Z'), quantity: '1', unitPrice: a, amount: a })),
-        },
-      ]),
-    );
-    return inv!.documentId;
-  }
+  const customer = (currency: string, country: string, card?: string) => billedCustomer(world, provider, { label: 'Money Race', currency, country, card, gatewayId });
+  const invoice = (accountId: number, currency: string, amounts: bigint[], due?: string) => issuedInvoice(world, provider, accountId, currency, amounts, due);
 
 
   const purchases = async (accountId: number) =>
