@@ -248,7 +248,17 @@ export function createDb(databaseUrl: string): Db {
       bigNumberStrings: false,
       decimalNumbers: false,
     },
-    pool: { min: 0, max: 10 },
+    pool: {
+      min: 0,
+      max: 10,
+      // READ COMMITTED, not InnoDB's REPEATABLE READ: the code locks what it changes (the account, the invoice, the
+      // subscription) and then reads; under REPEATABLE READ a read after the lock still sees the snapshot of the
+      // transaction's first read, from before the lock holder committed (a second credit memo could credit an
+      // invoice above its total). Each statement now sees what is committed; locks and unique keys do the rest.
+      afterCreate(conn: { query(sql: string, cb: (err: Error | null) => void): void }, done: (err: Error | null, conn: unknown) => void) {
+        conn.query('SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED', (err) => done(err, conn));
+      },
+    },
   });
 }
 

@@ -85,8 +85,7 @@ export async function bootstrapProvider(deps: Deps): Promise<Bootstrap> {
 
 /**
  * The provider's default workflow of every order type, version 1, created at start-up. Creating them on the first
- * order instead would race inside order transactions, whose REPEATABLE READ snapshots on MariaDB cannot see a
- * workflow another transaction committed a moment later.
+ * order instead would race between concurrent first orders, each creating the same workflows.
  */
 async function ensureDefaultWorkflows(deps: Deps, providerId: number): Promise<void> {
   for (const orderType of ORDER_TYPES) {

@@ -212,6 +212,28 @@ describe(`billing documents: invoices (${dialect})`, function () {
     });
   }
 
+  // Two open transactions at once: MariaDB only (SQLite has one writer and one connection).
+  if (dialect === 'mysql') it('a credit memo sees a memo committed while its transaction was already open: an invoice is never credited above its total', async () => {
+    const docs = world.services.documents;
+    const a = await customer(world, 'Credited Twice');
+    const [inv] = await issue([{ vendorId, accountId: a.accountId, currency: 'USD', issueDate: AT, lines: [line(1000n)] }]);
+    // The second credit's transaction (a saga step, say) has read something already when the first credit commits.
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const second = world.deps.db.transaction(async (tx) => {
+      await tx('documents').where({ id: inv!.documentId }).first('id');
+      await gate;
+      return docs.memoTx(tx, world.provider, AT, 'credit_memo', { accountId: a.accountId, amount: 600n, description: 'Second credit', invoiceId: inv!.documentId });
+    });
+    await inTransaction(world.deps.db, (tx) => docs.memoTx(tx, world.provider, AT, 'credit_memo', { accountId: a.accountId, amount: 600n, description: 'First credit', invoiceId: inv!.documentId }));
+    release();
+    // 600 + 600 would credit 1200 of a 1000 invoice: the second is refused with what is left (4.00).
+    const e = await failure(second, 'INVALID_ARGUMENT', 'amount');
+    expect(e.message).to.contain('At most 4.00 USD');
+    const [{ s }] = (await world.deps.db('documents').where({ related_document_id: inv!.documentId, type: 'credit_memo' }).sum({ s: 'total' })) as { s: unknown }[];
+    expect(toBigInt(s)).to.equal(600n);
+  });
+
   it('concurrent payments and invoices on one account never apply more than a document holds', async () => {
     const a = await customer(world, 'Alpha');
     const docs = world.services.documents;
