@@ -32,6 +32,9 @@ describe('a cancellation refunds every payment of the current term in its refund
   let gatewayId: number;
   let hosting10: { planId: number; periodId: number };
   let hosting20: { planId: number; periodId: number };
+  /** Hosting 10 with mailboxes: 10 included, at most 100, 1.00 setup and 0.75 a month each above that. */
+  let hosting10Mail: { planId: number; periodId: number };
+  let mailboxes: number;
   /** The idempotency keys of the refunds that reached the gateway. */
   let gatewayRefunds: string[];
   let seq = 0;
@@ -54,19 +57,27 @@ describe('a cancellation refunds every payment of the current term in its refund
     return { accountId, payToolId };
   }
 
-  /** Hosting 10 bought on 03-01 over SOAP PlaceOrder (10.00 + 0.89 tax = 10.89 charged), then upgraded to Hosting 20 over SOAP on `upgradeAt`. */
-  async function boughtAndUpgraded(domain: string, upgradeAt: string) {
+  /** A new customer buys `plan` on 03-01 over SOAP PlaceOrder (charged at once). */
+  async function bought(domain: string, plan: { planId: number; periodId: number }) {
     const c = await customer();
     clock.set('2026-03-01T10:00:00Z');
-    const [placed] = await billing.PlaceOrderAsync({ accountId: c.accountId, payToolId: c.payToolId, items: { item: [{ planId: hosting10.planId, periodId: hosting10.periodId, parameters: { parameter: [{ name: 'domain', value: domain }] } }] } });
+    const [placed] = await billing.PlaceOrderAsync({ accountId: c.accountId, payToolId: c.payToolId, items: { item: [{ planId: plan.planId, periodId: plan.periodId, parameters: { parameter: [{ name: 'domain', value: domain }] } }] } });
     const saleId = Number(placed.orderId);
     await untilStatus(saleId, ['completed']);
     const subscriptionId = Number((await db()('subscriptions').where({ order_id: saleId }).first('id')).id);
-    clock.set(upgradeAt);
-    const [changed] = await billing.ChangeSubscriptionPlanAsync({ subscriptionId, planId: hosting20.planId, periodId: hosting20.periodId, when: 'immediate', payToolId: c.payToolId });
-    const changeId = Number(changed.orderId);
-    await untilStatus(changeId, ['completed']);
-    return { ...c, subscriptionId, saleId, changeId };
+    return { ...c, subscriptionId, saleId };
+  }
+  /** ChangeSubscriptionPlan (immediate) over SOAP on `at`, until the change order has completed. */
+  async function changed(s: { subscriptionId: number; payToolId: number }, to: { planId: number; periodId: number }, at: string) {
+    clock.set(at);
+    const [r] = await billing.ChangeSubscriptionPlanAsync({ subscriptionId: s.subscriptionId, planId: to.planId, periodId: to.periodId, when: 'immediate', payToolId: s.payToolId });
+    await untilStatus(Number(r.orderId), ['completed']);
+    return Number(r.orderId);
+  }
+  /** Hosting 10 bought on 03-01 (10.00 + 0.89 tax = 10.89 charged), then upgraded to Hosting 20 on `upgradeAt`. */
+  async function boughtAndUpgraded(domain: string, upgradeAt: string) {
+    const s = await bought(domain, hosting10);
+    return { ...s, changeId: await changed(s, hosting20, upgradeAt) };
   }
 
   /** The order's gateway transactions: [kind, status, amount]. */
@@ -106,13 +117,16 @@ describe('a cancellation refunds every payment of the current term in its refund
     const vendorId = Number((await db()('accounts').where({ type: 'provider' }).first('id')).id);
     await taxRules.create(provider, vendorId, { name: 'Sales tax 8.875%', country: 'US', ratePpm: 88_750 });
     const templateId = Number((await db()('plans').where({ name: 'Shared Hosting Basic' }).first('template_id')).template_id);
-    for (const [name, fee] of [['Hosting 10', 1000n], ['Hosting 20', 2000n]] as const) {
-      const planId = await catalog.createPlan(provider, { templateId, name, published: true, resellable: true, periods: [{ duration: 1, unit: 'month', recurringFee: fee }] });
+    mailboxes = Number((await db()('resources').where({ name: 'Mailboxes' }).first('id')).id);
+    const plan = async (name: string, fee: bigint, rates: { resourceId: number; included: number; max: number; setupFee: bigint; recurringFee: bigint }[] = []) => {
+      const planId = await catalog.createPlan(provider, { templateId, name, published: true, resellable: true, periods: [{ duration: 1, unit: 'month', recurringFee: fee }], rates });
       const periodId = Number((await db()('plan_periods').where({ plan_id: planId }).first('id')).id);
       await db()('plan_periods').where({ id: periodId }).update({ refund_period_days: 14, non_refundable_amount: 200 });
-      if (name === 'Hosting 10') hosting10 = { planId, periodId };
-      else hosting20 = { planId, periodId };
-    }
+      return { planId, periodId };
+    };
+    hosting10 = await plan('Hosting 10', 1000n);
+    hosting20 = await plan('Hosting 20', 2000n);
+    hosting10Mail = await plan('Hosting 10 Mail', 1000n, [{ resourceId: mailboxes, included: 10, max: 100, setupFee: 100n, recurringFee: 75n }]);
     billing = await soap.createClientAsync(`${world.url}/soap/billing?wsdl`);
     billing.setSecurity(new soap.BasicAuthSecurity('admin', ADMIN_PASSWORD));
     // The gateway is the real sandbox plugin; the proxy sees every refund that reaches it.
@@ -260,5 +274,69 @@ describe('a cancellation refunds every payment of the current term in its refund
     const [got] = await billing.GetOrderAsync({ orderId });
     expect(got.order).to.include({ type: 'cancellation' });
     expect(billing.lastResponse).to.contain('<total>-18.54</total>');
+  });
+
+  it('resources bought mid-term: bought 03-01, 2 more mailboxes 03-04 (AddSubscriptionResources), canceled with refund 03-05: both payments refunded', async () => {
+    const s = await bought('more-mail-refunded.example', hosting10Mail);
+    clock.set('2026-03-04T10:00:00Z');
+    const [added] = await billing.AddSubscriptionResourcesAsync({ subscriptionId: s.subscriptionId, resources: { resource: [{ resourceId: mailboxes, quantity: 2 }] }, payToolId: s.payToolId });
+    const resourceId = Number(added.orderId);
+    await untilStatus(resourceId, ['completed']);
+    // 2 x 1.00 setup = 2.00 (tax 0.1775 -> 0.18), 2 x 0.75 x 28/31 = 1.3548 -> 1.35 (tax 0.1198 -> 0.12): 3.35 + 0.30 = 3.65.
+    expect(await charges(resourceId)).to.deep.equal([['purchase', 'success', 365n]]);
+    clock.set('2026-03-05T10:00:00Z');
+    const [r] = await billing.CancelSubscriptionAsync({ subscriptionId: s.subscriptionId, cancelType: 'refund', when: 'immediate' });
+    const orderId = Number(r.orderId);
+    await untilStatus(orderId, ['completed']);
+    // The sale: (10.00 - 2.00) x 10.89 / 10.00 = 8.712 -> 8.71. The mailboxes: 3.35 x 3.65 / 3.35 = 3.65 (the setup
+    // fee too: the service is gone within the refund period). 8.71 + 3.65 = 12.36.
+    expect(await charges(s.saleId)).to.deep.equal([
+      ['purchase', 'success', 1089n],
+      ['refund', 'success', 871n],
+    ]);
+    expect(await charges(resourceId)).to.deep.equal([
+      ['purchase', 'success', 365n],
+      ['refund', 'success', 365n],
+    ]);
+    expect(gatewayRefunds).to.have.length(2);
+    await billing.GetOrderAsync({ orderId });
+    expect(billing.lastResponse).to.contain('<total>-12.36</total>');
+    const docs = await documents(s.accountId);
+    expect(docs.filter((d) => d.orderId === orderId || d.type === 'refund').map((d) => [d.type, d.total, d.open])).to.deep.equal([
+      ['credit_memo', 871n, 0n],
+      ['refund', 871n, 0n],
+      ['credit_memo', 365n, 0n],
+      ['refund', 365n, 0n],
+    ]);
+    // 10.89 - 10.89 + 3.65 - 3.65 - 8.71 + 8.71 - 3.65 + 3.65 = 0.
+    expect(await balance(s.accountId)).to.equal('0');
+  });
+
+  it("a downgrade's credit is not given twice: bought Hosting 20 03-01, downgraded 03-04 (credit 9.83), canceled with refund 03-05: 9.77 refunded", async () => {
+    const s = await bought('downgraded.example', hosting20);
+    // 20.00 + 1.78 tax = 21.78 charged.
+    expect(await charges(s.saleId)).to.deep.equal([['purchase', 'success', 2178n]]);
+    // The downgrade on 03-04, 28 of 31 days left: credit 20.00 x 28/31 = 18.0645 -> -18.06, charge 10.00 x 28/31 =
+    // 9.0322 -> 9.03; -9.03, with the term invoice's tax 9.03 x 21.78 / 20.00 = 9.8336 -> 9.83: a credit memo of 9.83
+    // (net 9.03), nothing charged.
+    const changeId = await changed(s, hosting10, '2026-03-04T10:00:00Z');
+    expect(await charges(changeId)).to.deep.equal([]);
+    expect(await balance(s.accountId)).to.equal('-9.83');
+    clock.set('2026-03-05T10:00:00Z');
+    const [r] = await billing.CancelSubscriptionAsync({ subscriptionId: s.subscriptionId, cancelType: 'refund', when: 'immediate' });
+    const orderId = Number(r.orderId);
+    await untilStatus(orderId, ['completed']);
+    // The sale's 20.00, less 2.00 not refundable, less the 9.03 already credited: 8.97, with its tax 8.97 x 21.78 /
+    // 20.00 = 9.7683 -> 9.77 (before: 18.00 -> 19.60, the 9.03 given a second time).
+    expect(await charges(s.saleId)).to.deep.equal([
+      ['purchase', 'success', 2178n],
+      ['refund', 'success', 977n],
+    ]);
+    expect(gatewayRefunds).to.have.length(1);
+    // The downgrade's credit stays on the account: 21.78 - 21.78 - 9.83 - 9.77 + 9.77 = -9.83. Given back in all:
+    // 9.83 + 9.77 = 19.60, what canceling Hosting 20 alone gives back ((20.00 - 2.00) x 21.78 / 20.00 = 19.602 -> 19.60).
+    expect(await balance(s.accountId)).to.equal('-9.83');
+    const memo = (await db()('documents').where({ order_id: orderId, type: 'credit_memo' }).first('subtotal', 'tax_total', 'total', 'open_amount')) as Record<string, unknown>;
+    expect([n(memo.subtotal), n(memo.tax_total), n(memo.total), n(memo.open_amount)]).to.deep.equal([897n, 80n, 977n, 0n]);
   });
 });
