@@ -294,23 +294,28 @@ async function applyCancellation(ctx: Ctx, task: Task, tc: TaskContext, order: O
     if (amount > 0n && item.cancel_type === 'credit') {
       // A credit memo per payment, against the invoice that payment paid (so each carries its own share of tax).
       for (const part of parts) {
-        await issueOrderCredit(tx, await ctx.actor(tx), ctx.deps.clock.now(), {
-          orderId,
-          orderNumber: order.order_number,
-          accountId: toNumber(order.account_id),
-          vendorAccountId: toNumber(order.vendor_id),
-          subscriptionId: toNumber(sub.id),
-          amount: part.amount,
-          currency: order.currency,
-          reason: `Cancellation of subscription ${sub.id}`,
-          paymentId: part.paymentId || undefined,
-        }, ctx.ledger);
+        await creditOrderTx(ctx, tx, order, sub, part.amount, `Cancellation of subscription ${sub.id}`, { paymentId: part.paymentId || undefined });
       }
     }
     await tx('order_items').where({ id: item.id }).update({ details: JSON.stringify({ ...details, result: note }) });
     await transitionIfAt(ctx, tx, orderId, order.step, 'success', clip(`Subscription ${sub.id} canceled. ${note}`));
   });
   return done({ canceled: true, note });
+}
+
+/** issueOrderCredit for an order on subscription `sub`: `amount` owed to the order's account, its memo against `where`'s invoice. */
+async function creditOrderTx(ctx: Ctx, tx: Tx, order: OrderRow, sub: SubscriptionRow, amount: bigint, reason: string, where: { invoiceId?: number; paymentId?: number }): Promise<void> {
+  await issueOrderCredit(tx, await ctx.actor(tx), ctx.deps.clock.now(), {
+    orderId: toNumber(order.id),
+    orderNumber: order.order_number,
+    accountId: toNumber(order.account_id),
+    vendorAccountId: toNumber(order.vendor_id),
+    subscriptionId: toNumber(sub.id),
+    amount,
+    currency: order.currency,
+    reason,
+    ...where,
+  }, ctx.ledger);
 }
 
 /**
@@ -459,17 +464,7 @@ async function applyChange(ctx: Ctx, task: Task, tc: TaskContext, order: OrderRo
       // of tax, as an upgrade's charge gets its tax on its invoice.
       const term = await termPayment(tx, sub);
       const amount = await withPaidTax(tx, term?.invoiceId ?? null, -total);
-      await issueOrderCredit(tx, await ctx.actor(tx), ctx.deps.clock.now(), {
-        orderId,
-        orderNumber: order.order_number,
-        accountId: toNumber(order.account_id),
-        vendorAccountId: toNumber(order.vendor_id),
-        subscriptionId: toNumber(sub.id),
-        amount,
-        currency: order.currency,
-        reason: `Plan change of subscription ${sub.id}`,
-        invoiceId: term?.invoiceId ?? undefined,
-      }, ctx.ledger);
+      await creditOrderTx(ctx, tx, order, sub, amount, `Plan change of subscription ${sub.id}`, { invoiceId: term?.invoiceId ?? undefined });
       note = ` A credit of ${amountText(amount, order.currency)}${amount !== -total ? ` (${amountText(-total, order.currency)} and its tax)` : ''} is due to the account.`;
     }
     const text = extra ? `Subscription ${sub.id} has its added resources.` : `Subscription ${sub.id} moved to plan ${planId}, period ${periodId}.`;
