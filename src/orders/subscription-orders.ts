@@ -176,7 +176,11 @@ function deduct(nets: bigint[], amount: bigint, latestFirst: boolean): void {
   }
 }
 
-/** Paid after `term`'s payment, so in the same term: the successful charges of the subscription's change and resource orders. */
+/**
+ * Paid after `term`'s payment, so in the same term: the successful charges of the subscription's change and resource
+ * orders. (A change or resource order is priced on currentTerm, which is the term the latest payment paid for: one
+ * placed after a renewal was paid, even before that renewal's term began, is priced on and belongs to that term.)
+ */
 async function termCharges(conn: Conn, sub: Pick<SubscriptionRow, 'id'>, term: TermPayment): Promise<TermCharge[]> {
   const rows = (await conn('orders as o')
     .join('order_items as i', 'i.order_id', 'o.id')
