@@ -28,6 +28,8 @@ export interface Config {
   authAddressFailureLimit: number;
   /** Failed sign-ins per login, whatever the addresses, before the login is locked for everyone (distributed guessing). */
   authLoginFailureCeiling: number;
+  /** How often (ms) each process reads the sign-in changes other processes committed and evicts its cached sign-ins. */
+  authCachePollMs: number;
   idempotencyKeyTtlHours: number;
   /** Key for secrets encrypted at rest; empty = a key file under data/ is created on first start. */
   secretKey: string;
@@ -83,6 +85,7 @@ export const ENV_KEYS: Record<string, keyof Config> = {
   AUTH_LOCKOUT_SECONDS: 'authLockoutSeconds',
   AUTH_ADDRESS_FAILURE_LIMIT: 'authAddressFailureLimit',
   AUTH_LOGIN_FAILURE_CEILING: 'authLoginFailureCeiling',
+  AUTH_CACHE_POLL_MS: 'authCachePollMs',
   IDEMPOTENCY_KEY_TTL_HOURS: 'idempotencyKeyTtlHours',
   HOSTWRIGHT_SECRET_KEY: 'secretKey',
   SMTP_URL: 'smtpUrl',
@@ -216,6 +219,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Part
     authLockoutSeconds: integer(raw, 'authLockoutSeconds', 1, 86400, e('authLockoutSeconds')),
     authAddressFailureLimit: integer(raw, 'authAddressFailureLimit', 1, 100000, e('authAddressFailureLimit')),
     authLoginFailureCeiling: integer(raw, 'authLoginFailureCeiling', 1, 100000, e('authLoginFailureCeiling')),
+    authCachePollMs: integer(raw, 'authCachePollMs', 50, 60000, e('authCachePollMs')),
     idempotencyKeyTtlHours: integer(raw, 'idempotencyKeyTtlHours', 24, 24 * 365, e('idempotencyKeyTtlHours')),
     secretKey: text(raw, 'secretKey', e('secretKey')),
     smtpUrl: text(raw, 'smtpUrl', e('smtpUrl')).trim(),

@@ -129,6 +129,8 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     const mounts = await mountTransports(services, app, router);
     mountInvoiceHtml(services, router); // GET /invoices/:id, the printable invoice
     app.use(router.routes()).use(router.allowedMethods());
+    // Cached sign-ins follow the changes other processes commit (a closed account, a lock) within authCachePollMs.
+    const stopSignInWatch = await services.auth.watchSignInChanges();
     const housekeeping = startHousekeeping(services);
     const reconciler = schedulePaymentReconciler(deps, services.payments, config.paymentReconcileCron);
     // The billing run on config.billingCron (default daily at 02:00 UTC; empty switches it off).
@@ -163,6 +165,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
       events,
       async close() {
         clearInterval(housekeeping);
+        await stopSignInWatch();
         await stopDomainSync();
         await stopTransferPoll();
         await events.stop();
@@ -202,7 +205,10 @@ function apiFirst(posts: Record<string, PostHandler>, koa: http.RequestListener,
   };
 }
 
-/** Periodic clean-up: idempotency keys past their time to live, spent WS-Security nonces, spent sign-in failure counters. */
+/**
+ * Periodic clean-up: idempotency keys past their time to live, spent WS-Security nonces, spent sign-in failure
+ * counters, sign-in changes every process has read.
+ */
 function startHousekeeping(services: Services): NodeJS.Timeout {
   const { db, clock, config, log } = services.deps;
   const purge = async () => {
@@ -211,6 +217,7 @@ function startHousekeeping(services: Services): NodeJS.Timeout {
       await db('idempotency_keys').where('created_at', '<', now - config.idempotencyKeyTtlHours * 3_600_000).del();
       await db('ws_nonces').where('expires_at', '<', now).del();
       await services.auth.pruneFailures();
+      await services.auth.pruneSignInChanges();
       // Invoice payments the gateway settled since (pending or unknown at PayInvoice time) are applied now.
       await services.documents.settlePayments();
     } catch (e) {

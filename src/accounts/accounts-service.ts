@@ -6,6 +6,7 @@ import { conflict, invalid, notAllowed, notFound } from '../domain/errors';
 import { countryCode, email, oneOf, optionalText, paging, positiveId, requiredText } from '../domain/fields';
 import { idempotent } from '../idempotency';
 import { scopedAccount, type AccountRow } from './scope';
+import { recordSignInChange } from './sign-in-changes';
 
 export const CONTACT_KINDS = ['admin', 'billing', 'technical', 'personal'] as const;
 export type ContactKind = (typeof CONTACT_KINDS)[number];
@@ -241,7 +242,10 @@ export class AccountsService {
     this.balanceSql = `SELECT ${balanceExpression}`;
   }
 
-  /** Called after an update that changed an account's status commits (the authenticator forgets its users' sign-ins). */
+  /**
+   * Called after an update that changed an account's status commits (the authenticator forgets its users' sign-ins;
+   * the update wrote recordSignInChange in its transaction for the other server processes).
+   */
   onStatusChanged(listener: (accountId: number) => void): void {
     this.statusListeners.push(listener);
   }
@@ -382,6 +386,8 @@ export class AccountsService {
         changes.updated_at = clock.now().getTime();
         await tx('accounts').where({ id }).update(changes);
       }
+      // Every server process forgets the cached sign-ins of the account's users (this one once committed, below).
+      if (statusChanged) await recordSignInChange(tx, clock.now(), { accountId: id });
       const contactKinds: string[] = [];
       for (const kind of CONTACT_KINDS) {
         const c = patch.contacts?.[kind];

@@ -1,9 +1,11 @@
 import crypto from 'node:crypto';
+import { performance } from 'node:perf_hooks';
 import type { Knex } from 'knex';
 import type { Actor, Channel, Deps, Role } from '../context';
 import { writeAudit } from '../audit/audit';
 import { isSqlite, type Conn } from '../db/knex';
 import { AppError } from '../domain/errors';
+import { loginHash, recordSignInChanges, sha256, SignInChangeFeed, type SignInChange, type SignInChangeRow } from './sign-in-changes';
 import type { UsersService } from './users-service';
 
 export interface Credentials {
@@ -22,8 +24,9 @@ interface CacheEntry {
   actor: Omit<Actor, 'channel' | 'remoteAddr' | 'requestId'>;
   /** sha-256 of the lower-cased login. */
   login: string;
-  /** The client address the credential was verified from. */
+  /** The client address the credential was verified from, and its sha-256 (as sign_in_changes names it). */
   address: string;
+  addressHash: string;
   expires: number;
 }
 
@@ -46,8 +49,6 @@ interface FailureRow {
   locked_until: number | null;
 }
 
-const sha256 = (text: string) => crypto.createHash('sha256').update(text).digest('hex');
-
 const REFUSAL: Record<CounterScope, string> = {
   'login-address': 'Too many failed sign-ins for this login from your address',
   address: 'Too many failed sign-ins from your address',
@@ -57,6 +58,9 @@ const REFUSAL: Record<CounterScope, string> = {
 /**
  * Turns API credentials into an Actor. A verified password is remembered for a minute under an HMAC with a
  * per-process key, so the memory-hard hash is paid once per credential and client address, not once per call.
+ * Changes that must end cached sign-ins write sign_in_changes in their own transaction; every process that watches
+ * them ({@link watchSignInChanges}, the server does) evicts what they name within authCachePollMs, and stops
+ * answering from its cache when it has not managed to read them for a while.
  * Failures are counted in the database (so every server process sees them) by three counters, each locking for a
  * while once it reaches its limit: per login and client address (a guesser locks out only itself), per address
  * across logins (an address trying many logins), and per login across addresses, a much higher ceiling against
@@ -69,11 +73,30 @@ export class Authenticator {
   private readonly keyText = crypto.randomBytes(32).toString('base64');
   private static readonly TTL_MS = 60_000;
   private static readonly MAX_ENTRIES = 10_000;
+  /**
+   * The changes evicted lately, numbered: a verification that was reading the database when one it matches came
+   * in is not cached (it may have read the state from before the change).
+   */
+  private readonly evicted: { seq: number; change: SignInChangeRow }[] = [];
+  private evictions = 0;
+  private static readonly EVICTED_KEPT = 1_000;
+  private readonly feed: SignInChangeFeed;
+  /**
+   * While watched, until when the cache may answer: the last read of sign_in_changes plus its margin, on the
+   * monotonic timer the reads run on (not the injected clock: a test moving that says nothing about the reads).
+   */
+  private honourUntil = Number.NEGATIVE_INFINITY;
+  private watching = false;
+  private reading: Promise<void> = Promise.resolve();
 
   constructor(
     private readonly deps: Deps,
     private readonly users: UsersService,
-  ) {}
+    /** Milliseconds on a monotonic timer (performance.now), for the watch's deadline. */
+    private readonly elapsedMs: () => number = () => performance.now(),
+  ) {
+    this.feed = new SignInChangeFeed(deps.db, deps.clock);
+  }
 
   /**
    * A credential verified within the last minute is answered from the cache without another promise or database
@@ -85,7 +108,7 @@ export class Authenticator {
     const now = this.deps.clock.now().getTime();
     const cacheKey = this.cacheKey(cred.login, cred.password, addressOf(ctx));
     const hit = this.cache.get(cacheKey);
-    if (hit && hit.expires > now) {
+    if (hit && hit.expires > now && (!this.watching || this.elapsedMs() <= this.honourUntil)) {
       const a = hit.actor;
       const actor: Actor = { userId: a.userId, accountId: a.accountId, accountPath: a.accountPath, accountType: a.accountType, roles: a.roles, channel: ctx.channel, remoteAddr: ctx.remoteAddr, requestId: ctx.requestId };
       try {
@@ -126,6 +149,8 @@ export class Authenticator {
   }
 
   private async verify(cred: Credentials, counters: Counter[], cacheKey: string, now: number, ctx: CheckCtx): Promise<Omit<Actor, 'channel' | 'remoteAddr' | 'requestId'>> {
+    // A change that comes in while this reads the database finds nothing to evict yet: it is looked up below.
+    const evictionsBefore = this.evictions;
     await this.assertNotLocked(counters, now, ctx);
     const { user, account } = await this.users.verify(cred.login, cred.password);
     const actor = {
@@ -136,7 +161,9 @@ export class Authenticator {
       roles: user.roles ? (user.roles.split(',') as Role[]) : [],
     };
     if (this.cache.size >= Authenticator.MAX_ENTRIES) this.cache.clear();
-    this.cache.set(cacheKey, { actor, login: loginHash(cred.login), address: addressOf(ctx), expires: now + Authenticator.TTL_MS });
+    const address = addressOf(ctx);
+    const entry: CacheEntry = { actor, login: loginHash(cred.login), address, addressHash: sha256(address), expires: now + Authenticator.TTL_MS };
+    if (!this.evictedSince(evictionsBefore, entry)) this.cache.set(cacheKey, entry);
     await this.succeeded(counters);
     return actor;
   }
@@ -231,17 +258,88 @@ export class Authenticator {
   }
 
   /**
-   * Forgets the cached sign-ins of a login (from every address), so the next call checks its password and status
-   * again. Every operation that changes a user's credentials or status, or closes its account, calls it.
+   * Forgets this process's cached sign-ins of a login (from every address), so the next call checks its password
+   * and status again. Every operation that changes a user's credentials or status calls it after its commit, and
+   * records the change for the other processes (recordSignInChange) in its transaction.
    */
   forget(login: string): void {
-    const hash = loginHash(login);
-    for (const [key, entry] of this.cache) if (entry.login === hash) this.cache.delete(key);
+    this.evict({ id: 0, login_hash: loginHash(login), address_hash: null, account_id: null });
   }
 
   /** Forgets the cached sign-ins of every user of an account (its status changed: closed accounts sign nobody in). */
   forgetAccount(accountId: number): void {
-    for (const [key, entry] of this.cache) if (entry.actor.accountId === accountId) this.cache.delete(key);
+    this.evict({ id: 0, login_hash: null, address_hash: null, account_id: accountId });
+  }
+
+  private evict(change: SignInChangeRow): void {
+    this.evicted.push({ seq: ++this.evictions, change });
+    if (this.evicted.length > Authenticator.EVICTED_KEPT) this.evicted.shift();
+    for (const [key, entry] of this.cache) if (covers(change, entry)) this.cache.delete(key);
+  }
+
+  /** Whether a change evicted after the `since`-th one covers the entry (or the record of them is gone: assume so). */
+  private evictedSince(since: number, entry: CacheEntry): boolean {
+    if (since === this.evictions) return false;
+    if (this.evicted.length === 0 || this.evicted[0].seq > since + 1) return true;
+    for (let i = this.evicted.length - 1; i >= 0 && this.evicted[i].seq > since; i--) if (covers(this.evicted[i].change, entry)) return true;
+    return false;
+  }
+
+  /**
+   * Reads the sign-in changes other processes (and this one) committed since the last read and evicts the cached
+   * sign-ins they name. The watch below calls it every authCachePollMs; reads never overlap.
+   */
+  readSignInChanges(): Promise<void> {
+    const read = this.reading.then(async () => {
+      const rows = await this.feed.read();
+      for (const row of rows) this.evict(row);
+      if (this.watching) this.honourUntil = this.elapsedMs() + Math.max(3 * this.deps.config.authCachePollMs, 5_000);
+    });
+    this.reading = read.catch(() => undefined);
+    return read;
+  }
+
+  /**
+   * Keeps this process's cache in step with sign_in_changes: a first read now, then one every authCachePollMs.
+   * While watched, the cache answers only within max(3 x authCachePollMs, 5 s) of the last successful read, so a
+   * process that cannot read the changes (database trouble, a stalled event loop) checks every password again.
+   * Returns the function that stops the watch.
+   */
+  async watchSignInChanges(): Promise<() => Promise<void>> {
+    this.watching = true;
+    await this.readSignInChanges();
+    let timer: NodeJS.Timeout | undefined;
+    let stopped = false;
+    let failing = false;
+    const next = () => {
+      timer = setTimeout(() => {
+        this.readSignInChanges().then(
+          () => {
+            if (failing) this.deps.log.info('sign-in changes are read again');
+            failing = false;
+          },
+          (e: unknown) => {
+            if (!failing) this.deps.log.warn('reading sign-in changes failed; cached sign-ins are not used until it works', { error: e instanceof Error ? e.message : String(e) });
+            failing = true;
+          },
+        ).finally(() => {
+          if (!stopped) next();
+        });
+      }, this.deps.config.authCachePollMs);
+      timer.unref();
+    };
+    next();
+    return async () => {
+      stopped = true;
+      clearTimeout(timer);
+      await this.reading;
+      this.watching = false;
+    };
+  }
+
+  /** Deletes sign-in changes every process has long read (the server's hourly housekeeping calls it). */
+  pruneSignInChanges(): Promise<void> {
+    return this.feed.prune();
   }
 
   private withRoles(actor: Actor, required?: readonly Role[]): Actor {
@@ -297,7 +395,7 @@ export class Authenticator {
 
   /** A failed check: counted by every counter, audited, and the cached sign-ins a lock now covers are evicted. */
   private async failed(login: string, counters: Counter[], now: number, ctx: CheckCtx): Promise<void> {
-    const locked = await this.countFailure(counters, now, ctx);
+    const locked = await this.countFailure(login, counters, now, ctx);
     // The guess evicts the cached sign-ins of this login from this address, so a lock it triggers is checked on the
     // very next call; a lock of the address or of the login evicts all of theirs.
     const hash = loginHash(login);
@@ -328,7 +426,7 @@ export class Authenticator {
   }
 
   /** Adds one failure to every counter; returns the scopes this failure locked. */
-  private async countFailure(counters: Counter[], now: number, ctx: CheckCtx): Promise<Set<CounterScope>> {
+  private async countFailure(login: string, counters: Counter[], now: number, ctx: CheckCtx): Promise<Set<CounterScope>> {
     const { authFailureWindowSeconds, authLockoutSeconds } = this.deps.config;
     const keys = counters.map((c) => c.key).sort();
     // Parallel guesses must each count: make sure the rows exist, then read and bump them under row locks, taken in
@@ -361,6 +459,8 @@ export class Authenticator {
           await this.auditLock(tx, 'LockSignIn', c, now, ctx, { failures, lockedUntil: new Date(values.locked_until).toISOString() });
         }
       }
+      // Every process evicts the cached sign-ins the new locks cover, as failed() does in this one.
+      await recordSignInChanges(tx, new Date(now), lockedSignIns(login, addressOf(ctx), counters, locked));
     });
     return locked;
   }
@@ -400,12 +500,27 @@ function nobody(ctx: CheckCtx): Actor {
   return { userId: null, accountId: 0, accountPath: '', accountType: 'customer', roles: [], channel: ctx.channel, remoteAddr: ctx.remoteAddr, requestId: ctx.requestId };
 }
 
-function addressKey(addressScope: string, address: string): string {
-  return `a:${sha256(`${addressScope}\0${address}`)}`;
+/** Whether a change names a cached sign-in: its account, or its login, its address or both (none: every one). */
+function covers(change: SignInChangeRow, entry: CacheEntry): boolean {
+  const { login_hash: login, address_hash: address, account_id: accountId } = change;
+  if (accountId !== null) return entry.actor.accountId === accountId;
+  return (login === null || entry.login === login) && (address === null || entry.addressHash === address);
 }
 
-function loginHash(login: string): string {
-  return sha256(login.toLowerCase());
+/**
+ * The cached sign-ins that locks just set cover: a (login, address) lock covers that login from that address, a
+ * login lock the login from everywhere, a sign-in address lock (not ValidateUser's) every login from the address.
+ */
+function lockedSignIns(login: string, address: string, counters: Counter[], locked: Set<CounterScope>): SignInChange[] {
+  const changes: SignInChange[] = [];
+  if (locked.has('login')) changes.push({ login });
+  else if (locked.has('login-address')) changes.push({ login, address });
+  if (locked.has('address') && counters[1].key === addressKey('', address)) changes.push({ address });
+  return changes;
+}
+
+function addressKey(addressScope: string, address: string): string {
+  return `a:${sha256(`${addressScope}\0${address}`)}`;
 }
 
 /** The client address failures are counted under (as src/api/client-address.ts determined it). */

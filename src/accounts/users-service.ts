@@ -8,6 +8,7 @@ import { email as emailField, optionalText, paging, positiveId, requiredText } f
 import { isUniqueViolation } from '../idempotency';
 import { hashPassword, validatePasswordStrength, verifyPassword } from './passwords';
 import { scopedAccount, type AccountRow } from './scope';
+import { recordSignInChange } from './sign-in-changes';
 
 export interface UserInput {
   accountId: number;
@@ -126,7 +127,8 @@ export class UsersService {
 
   /**
    * Called with the login after an operation that changes a user's credentials or status (or gives a login its
-   * first user) commits: the authenticator forgets that login's cached sign-ins. Every such operation calls it.
+   * first user) commits: the authenticator forgets that login's cached sign-ins. Every such operation calls it,
+   * and writes recordSignInChange in its transaction so the other server processes forget them too.
    */
   onCredentialsChanged(listener: (login: string) => void): void {
     this.credentialListeners.push(listener);
@@ -184,6 +186,8 @@ export class UsersService {
           details: { accountId: account.id, login, roles },
           event: { name: 'user.created', accountId: account.id, payload: { userId: id, accountId: account.id, login } },
         });
+        // ... in every server process (this one forgets it below, once committed).
+        await recordSignInChange(tx, now, { login });
         return id;
       });
       // A login may name users under several vendors, and a cached sign-in resolved it before this one existed.

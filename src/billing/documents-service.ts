@@ -5,7 +5,7 @@ import type { Actor, Deps } from '../context';
 import { isSqlite, money, sumToBigInt, toBigInt, toNumber, toOptionalNumber, type Conn, type Db, type Tx } from '../db/knex';
 import { insertBatched } from '../db/batch';
 import { updateByKey } from '../db/case-update';
-import { inTransaction } from '../db/transaction';
+import { inTransaction, takeWriteLock } from '../db/transaction';
 import { currency as currencyOf } from '../domain/currency';
 import { AppError, conflict, invalid, notAllowed, notFound } from '../domain/errors';
 import { oneOf, optionalText, paging, positiveId, requiredText } from '../domain/fields';
@@ -366,7 +366,7 @@ interface AttemptRow {
   payment_document_id: number | null;
 }
 
-type AttemptWithStatus = AttemptRow & { payment_status: string | null };
+type AttemptWithStatus = AttemptRow & { payment_status: string | null; payment_tool_id?: unknown };
 
 /** What settling an attempt reads of its payment. */
 interface AttemptPayment {
@@ -396,7 +396,7 @@ export type BatchPayResult = PayInvoiceResult | { invoiceId: number; skipped: st
  * the same key (answered, never charged again), else a new attempt of the open amount; NOT_ALLOWED when nothing is
  * open, CONFLICT while an earlier payment of it is pending at the gateway.
  */
-function payPlan(invoice: DocumentRow, attempts: readonly AttemptWithStatus[], key: string | undefined): { earlier: AttemptRow } | NewAttempt {
+function payPlan(invoice: DocumentRow, attempts: readonly AttemptWithStatus[], key: string | undefined): { earlier: AttemptWithStatus } | NewAttempt {
   const invoiceId = toNumber(invoice.id);
   const accountId = toNumber(invoice.account_id);
   if (key !== undefined) {
@@ -405,7 +405,10 @@ function payPlan(invoice: DocumentRow, attempts: readonly AttemptWithStatus[], k
   }
   const open = toBigInt(invoice.open_amount);
   if (invoice.status !== 'open' || open <= 0n) throw notAllowed(`Invoice ${invoice.number} is ${invoice.status === 'paid' ? 'already paid' : invoice.status}; there is nothing to pay.`, 'invoiceId');
-  const busy = attempts.find((a) => a.outcome === null && (a.payment_status === 'pending' || a.payment_status === 'unknown'));
+  // A payment not yet applied (pending or unknown at the gateway, or taken and being applied now) may pay the
+  // invoice: charging it again could take the money twice.
+  const busy = attempts.find((a) => a.outcome === null && (a.payment_status === 'pending' || a.payment_status === 'unknown' || a.payment_status === 'success'));
+  if (busy?.payment_status === 'success') throw conflict(`Payment ${String(busy.payment_id)} of invoice ${invoice.number} went through and is being applied to it; nothing more is charged.`, 'invoiceId');
   if (busy) throw conflict(`Payment ${String(busy.payment_id)} of invoice ${invoice.number} is still pending at the gateway; it is applied once settled.`, 'invoiceId');
   const callerKey = key !== undefined ? `pay-invoice:${invoiceId}:${key}` : `pay-invoice:${invoiceId}:try-${attempts.length + 1}`;
   return { invoiceId, number: invoice.number, accountId, amount: open, currency: invoice.currency, callerKey, gatewayKey: derivedGatewayKey(accountId, callerKey) };
@@ -414,6 +417,40 @@ function payPlan(invoice: DocumentRow, attempts: readonly AttemptWithStatus[], k
 /** The attempt row, written before the gateway is called: a crash in between still finds its payment later. */
 function attemptRow(a: NewAttempt, at: Date) {
   return { gateway_key: a.gatewayKey, document_id: a.invoiceId, account_id: a.accountId, amount: money(a.amount), currency: a.currency, payment_id: null, outcome: null, payment_document_id: null, created_at: at.getTime(), settled_at: null };
+}
+
+/**
+ * The payment attempts of invoices, each with its payment's id and state. The payment is found by the attempt's
+ * gateway key: it is written in the same transaction as the attempt, before the attempt's payment_id is set.
+ */
+async function attemptsOf(conn: Conn, invoiceIds: readonly number[]): Promise<AttemptWithStatus[]> {
+  const out: AttemptWithStatus[] = [];
+  for (let i = 0; i < invoiceIds.length; i += 500) {
+    const rows = (await conn('invoice_payment_attempts as t')
+      .leftJoin('payments as p', 'p.idempotency_key', 't.gateway_key')
+      .whereIn('t.document_id', invoiceIds.slice(i, i + 500))
+      .select('t.*', 'p.id as paid_by', 'p.status as payment_status', 'p.pay_tool_id as payment_tool_id')) as (AttemptWithStatus & { paid_by: unknown })[];
+    for (const { paid_by, ...r } of rows) out.push({ ...r, payment_id: r.payment_id ?? (paid_by === null || paid_by === undefined ? null : toNumber(paid_by)) });
+  }
+  return out;
+}
+
+/**
+ * Writes new attempts in the caller's transaction (with their pending payments). An attempt of the same key left
+ * without a payment (a crash before its charge was written) is charged at the amount open now, not its old one.
+ */
+async function writeAttemptsTx(tx: Tx, plans: readonly NewAttempt[], at: Date): Promise<Map<string, AttemptRow>> {
+  const rows = plans.map((p) => attemptRow(p, at));
+  for (let i = 0; i < rows.length; i += 500) await tx('invoice_payment_attempts').insert(rows.slice(i, i + 500)).onConflict('gateway_key').ignore();
+  const written = new Map<string, AttemptRow>();
+  for (let i = 0; i < rows.length; i += 500) for (const t of (await tx('invoice_payment_attempts').whereIn('gateway_key', rows.slice(i, i + 500).map((r) => r.gateway_key))) as AttemptRow[]) written.set(t.gateway_key, t);
+  for (const p of plans) {
+    const t = written.get(p.gatewayKey)!;
+    if (toBigInt(t.amount) === p.amount && t.currency === p.currency) continue;
+    await tx('invoice_payment_attempts').where({ gateway_key: p.gatewayKey }).update({ amount: money(p.amount), currency: p.currency });
+    written.set(p.gatewayKey, { ...t, amount: money(p.amount), currency: p.currency });
+  }
+  return written;
 }
 
 /**
@@ -1078,10 +1115,17 @@ export class DocumentsService {
     const key = input.idempotencyKey === undefined || input.idempotencyKey === null || input.idempotencyKey === '' ? undefined : requiredText(input.idempotencyKey, 'idempotencyKey', 100);
 
     // Every attempt on this invoice, with its transaction's state, in one read.
-    const attempts = (await this.deps.db('invoice_payment_attempts as t').leftJoin('payments as p', 'p.id', 't.payment_id').where('t.document_id', invoiceId).select('t.*', 'p.status as payment_status')) as AttemptWithStatus[];
-    const plan = payPlan(invoice, attempts, key);
-    // A repeat of a key already used: answer from its attempt (the gateway is not called again for it).
-    if ('earlier' in plan) return this.settleAttempt(actor, plan.earlier);
+    const plan = payPlan(invoice, await attemptsOf(this.deps.db, [invoiceId]), key);
+    // A repeat of a key already used: answer from its attempt (the gateway is not called again for it), unless it
+    // asks for another pay tool: that is another request, and answering the first one's outcome would mislead.
+    if ('earlier' in plan) {
+      const usedTool = plan.earlier.payment_tool_id;
+      const asked = input.payToolId === undefined || input.payToolId === null ? undefined : positiveId(input.payToolId, 'payToolId');
+      if (asked !== undefined && usedTool !== null && usedTool !== undefined && toNumber(usedTool) !== asked) {
+        throw conflict(`Idempotency key '${key}' was already used to pay invoice ${invoice.number} with pay tool ${toNumber(usedTool)}, not ${asked}; use a new key to pay with another pay tool.`, 'idempotencyKey');
+      }
+      return this.settleAttempt(actor, plan.earlier);
+    }
 
     let payToolId: number;
     if (input.payToolId !== undefined && input.payToolId !== null) {
@@ -1094,18 +1138,30 @@ export class DocumentsService {
       payToolId = toNumber(tool.id);
     }
     const { callerKey, gatewayKey } = plan;
-    // The attempt is written before the gateway is called: a crash in between still finds its payment later.
-    await this.deps.db('invoice_payment_attempts').insert(attemptRow(plan, this.deps.clock.now())).onConflict('gateway_key').ignore();
-    const attempt = (await this.deps.db('invoice_payment_attempts').where({ gateway_key: gatewayKey }).first()) as AttemptRow;
     const payment = await this.payments.charge(actor, {
       accountId,
-      amount: toBigInt(attempt.amount),
-      currency: attempt.currency,
+      amount: plan.amount,
+      currency: plan.currency,
       payTool: { payToolId },
       description: `Invoice ${invoice.number}`,
       idempotencyKey: callerKey,
+      // Under the account's lock, in the transaction of the pending payment: the decision again, on the invoice and
+      // attempts as they stand now (a concurrent PayInvoice, auto-pay or offline payment may have got there first),
+      // and the attempt row, written with the payment (a crash after it finds the payment; one before, neither).
+      guard: async (tx) => {
+        await this.lockForPaying(tx, [accountId]);
+        const attempts = await attemptsOf(tx, [invoiceId]);
+        if (attempts.some((a) => a.gateway_key === gatewayKey && a.payment_id !== null)) return 'twin';
+        const now = payPlan((await tx('documents').where({ id: invoiceId }).first()) as DocumentRow, attempts, key);
+        if ('earlier' in now) return 'twin';
+        if (now.amount !== plan.amount || now.currency !== plan.currency) {
+          throw conflict(`Invoice ${invoice.number} changed while it was being paid: ${formatAmount(now.amount, now.currency)} ${now.currency} is open now. Nothing was charged; ask again.`, 'invoiceId');
+        }
+        await writeAttemptsTx(tx, [plan], this.deps.clock.now());
+      },
     });
     await this.deps.db('invoice_payment_attempts').where({ gateway_key: gatewayKey }).whereNull('payment_id').update({ payment_id: payment.paymentId });
+    const attempt = (await this.deps.db('invoice_payment_attempts').where({ gateway_key: gatewayKey }).first()) as AttemptRow;
     return this.settleAttempt(actor, { ...attempt, payment_id: payment.paymentId });
   }
 
@@ -1129,9 +1185,7 @@ export class DocumentsService {
     for (let i = 0; i < ids.length; i += 500) {
       const chunk = ids.slice(i, i + 500);
       for (const d of (await db('documents').whereIn('id', chunk).where({ vendor_id: actor.accountId })) as DocumentRow[]) invoices.set(toNumber(d.id), d);
-      for (const t of (await db('invoice_payment_attempts as t').leftJoin('payments as p', 'p.id', 't.payment_id').whereIn('t.document_id', chunk).select('t.*', 'p.status as payment_status')) as AttemptWithStatus[]) {
-        addTo(attempts, toNumber(t.document_id), t);
-      }
+      for (const t of await attemptsOf(db, chunk)) addTo(attempts, toNumber(t.document_id), t);
     }
     const tools = new Map<number, { id: number; gateway_instance_id: number; token: string; gateway_status: string | null }>();
     const accountIds = [...new Set([...invoices.values()].map((d) => toNumber(d.account_id)))];
@@ -1163,31 +1217,55 @@ export class DocumentsService {
       }
     });
 
-    // 1. The attempts and their pending payments, together.
-    const pending = await inTransaction(db, async (tx) => {
+    // 1. Under the accounts' locks, the decision again on the invoices and attempts as they stand now (a PayInvoice,
+    //    or an offline payment, may have got there since they were read above), then the attempts and their pending
+    //    payments, together.
+    const step1 = await inTransaction(db, async (tx) => {
       const now = this.deps.clock.now();
-      const rows = charge.map((c) => attemptRow(c.plan, now));
-      for (let i = 0; i < rows.length; i += 500) await tx('invoice_payment_attempts').insert(rows.slice(i, i + 500)).onConflict('gateway_key').ignore();
-      const written = new Map<string, AttemptRow>();
-      for (let i = 0; i < rows.length; i += 500) for (const t of (await tx('invoice_payment_attempts').whereIn('gateway_key', rows.slice(i, i + 500).map((r) => r.gateway_key))) as AttemptRow[]) written.set(t.gateway_key, t);
+      await this.lockForPaying(tx, charge.map((c) => c.plan.accountId));
+      const ids = charge.map((c) => c.plan.invoiceId);
+      const latest = new Map<number, DocumentRow>();
+      for (let i = 0; i < ids.length; i += 500) for (const d of (await tx('documents').whereIn('id', ids.slice(i, i + 500))) as DocumentRow[]) latest.set(toNumber(d.id), d);
+      const latestAttempts = new Map<number, AttemptWithStatus[]>();
+      for (const t of await attemptsOf(tx, ids)) addTo(latestAttempts, toNumber(t.document_id), t);
+      const go: typeof charge = [];
+      const earlier: { k: number; attempt: AttemptRow }[] = [];
+      const refused: { k: number; e: AppError }[] = [];
+      const taken = new Set<number>();
+      for (const c of charge) {
+        try {
+          // The same invoice twice in one batch is paid once.
+          if (taken.has(c.plan.invoiceId)) throw conflict(`Invoice ${c.plan.number} is already being paid in this batch.`, 'invoiceId');
+          const plan = payPlan(latest.get(c.plan.invoiceId)!, latestAttempts.get(c.plan.invoiceId) ?? [], requests[c.k]!.idempotencyKey);
+          if ('earlier' in plan) earlier.push({ k: c.k, attempt: plan.earlier });
+          else {
+            taken.add(plan.invoiceId);
+            go.push({ ...c, plan });
+          }
+        } catch (e) {
+          if (!(e instanceof AppError)) throw e;
+          refused.push({ k: c.k, e });
+        }
+      }
+      const written = await writeAttemptsTx(tx, go.map((c) => c.plan), now);
       const made = await this.payments.createPendingTx(
         tx,
         actor,
         now,
-        charge.map((c) => {
-          const t = written.get(c.plan.gatewayKey)!;
-          return { accountId: c.plan.accountId, vendorId: actor.accountId, payToolId: toNumber(c.tool.id), gatewayInstanceId: toNumber(c.tool.gateway_instance_id), token: c.tool.token, amount: toBigInt(t.amount), currency: t.currency, description: `Invoice ${c.plan.number}`, callerKey: c.plan.callerKey };
-        }),
+        go.map((c) => ({ accountId: c.plan.accountId, vendorId: actor.accountId, payToolId: toNumber(c.tool.id), gatewayInstanceId: toNumber(c.tool.gateway_instance_id), token: c.tool.token, amount: c.plan.amount, currency: c.plan.currency, description: `Invoice ${c.plan.number}`, callerKey: c.plan.callerKey })),
       );
-      await updateByKey(tx, 'invoice_payment_attempts', 'gateway_key', 'payment_id', new Map(charge.map((c, n) => [c.plan.gatewayKey, toNumber(made[n]!.payment.id)])));
-      return { made, attempts: charge.map((c, n) => ({ ...written.get(c.plan.gatewayKey)!, payment_id: toNumber(made[n]!.payment.id) })) };
+      await updateByKey(tx, 'invoice_payment_attempts', 'gateway_key', 'payment_id', new Map(go.map((c, n) => [c.plan.gatewayKey, toNumber(made[n]!.payment.id)])));
+      return { made, earlier, refused, attempts: go.map((c, n) => ({ k: c.k, attempt: { ...written.get(c.plan.gatewayKey)!, payment_id: toNumber(made[n]!.payment.id) } })) };
     });
-    charge.forEach((c, n) => settle.push({ k: c.k, attempt: pending.attempts[n]! }));
+    for (const { k, e } of step1.refused) out[k] = { invoiceId: requests[k]!.invoiceId, skipped: e.code, field: e.field ?? null, message: e.message };
+    settle.push(...step1.earlier, ...step1.attempts);
     // 2. The gateway calls, outside any transaction.
-    const settlements = await this.payments.callPending(pending.made, opts.concurrency ?? 8);
-    // 3. Settled and applied, together.
+    const settlements = await this.payments.callPending(step1.made, opts.concurrency ?? 8);
+    // 3. Settled and applied, together; the accounts' locks first, so that on MariaDB every read of this transaction
+    //    (the invoices' open amounts among them) sees what was committed before them.
     const results = await inTransaction(db, async (tx) => {
       const now = this.deps.clock.now();
+      await this.lockForPaying(tx, settle.map((x) => toNumber(x.attempt.account_id)));
       await this.payments.settleTx(tx, actor, now, settlements);
       return this.settleAttemptsTx(tx, actor, now, settle.map((x) => x.attempt));
     });
@@ -1200,13 +1278,16 @@ export class DocumentsService {
    * invoice; declined: recorded as such). Run after the payments reconciler, e.g. by the billing run.
    */
   async settlePayments(actor?: Actor, limit = 500): Promise<{ paid: number; declined: number; stillOpen: number }> {
-    const rows = (await this.deps.db('invoice_payment_attempts as t')
-      .join('payments as p', 'p.id', 't.payment_id')
-      .whereNull('t.outcome')
-      .whereNotIn('p.status', ['pending', 'unknown'])
-      .orderBy('t.created_at')
-      .limit(limit)
-      .select('t.*', 'p.vendor_id')) as (AttemptRow & { vendor_id: number })[];
+    // The payment by the attempt's gateway key: a crash right after their transaction leaves payment_id unset.
+    const rows = (
+      (await this.deps.db('invoice_payment_attempts as t')
+        .join('payments as p', 'p.idempotency_key', 't.gateway_key')
+        .whereNull('t.outcome')
+        .whereNotIn('p.status', ['pending', 'unknown'])
+        .orderBy('t.created_at')
+        .limit(limit)
+        .select('t.*', 'p.vendor_id', 'p.id as paid_by')) as (AttemptRow & { vendor_id: number; paid_by: unknown })[]
+    ).map(({ paid_by, ...r }) => ({ ...r, payment_id: toNumber(paid_by) }));
     const out = { paid: 0, declined: 0, stillOpen: 0 };
     // One transaction per vendor (the actor of its audit records) for all of its payments.
     const byVendor = new Map<number, AttemptRow[]>();
@@ -1627,6 +1708,15 @@ export class DocumentsService {
     await this.lockAccounts(tx, [accountId]);
   }
 
+  /**
+   * Before deciding to charge invoices: the accounts' locks on MariaDB, SQLite's write lock (so another process
+   * cannot write between this transaction's reads and its writes). Every read after it sees the latest commits.
+   */
+  private async lockForPaying(tx: Tx, accountIds: readonly number[]): Promise<void> {
+    await takeWriteLock(tx);
+    await this.lockAccounts(tx, accountIds);
+  }
+
   /** The same for many accounts, in id order (so two holders of overlapping sets cannot deadlock). */
   private async lockAccounts(tx: Tx, accountIds: readonly number[]): Promise<void> {
     if (isSqlite(tx)) return;
@@ -1704,7 +1794,9 @@ export class DocumentsService {
       lower.set(a.sourceId, (lower.get(a.sourceId) ?? 0n) + a.amount);
       lower.set(a.targetId, (lower.get(a.targetId) ?? 0n) + a.amount);
     }
-    await updateByKey(tx, 'documents', 'id', 'open_amount', new Map([...lower].map(([id, v]) => [id, money(v)])), { expr: (c) => `open_amount - (${c})`, also: { updated_at: nowMs } });
+    // The CASE answers its amounts as strings; MariaDB would subtract a string as a DOUBLE (exact only below 2^53
+    // minor units), so each is cast to an integer first (SIGNED: BIGINT on MariaDB, an integer on SQLite).
+    await updateByKey(tx, 'documents', 'id', 'open_amount', new Map([...lower].map(([id, v]) => [id, money(v)])), { expr: (c) => `open_amount - CAST((${c}) AS SIGNED)`, also: { updated_at: nowMs } });
     const docs = new Map<number, DocumentRow>();
     const ids = [...lower.keys()];
     for (let i = 0; i < ids.length; i += 500) for (const d of (await tx('documents').whereIn('id', ids.slice(i, i + 500))) as DocumentRow[]) docs.set(toNumber(d.id), d);

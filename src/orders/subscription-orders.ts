@@ -61,12 +61,16 @@ function statusText(status: number): string {
 /** The subscription in the actor's subtree (NOT_FOUND outside it), locked on MariaDB for the placing transaction. */
 export async function scopedSubscription(tx: Conn, actor: Actor, subscriptionId: number): Promise<SubscriptionRow> {
   const id = positiveId(subscriptionId, 'subscriptionId');
-  const visible = (await tx('subscriptions as s').join('accounts as a', 'a.id', 's.account_id').where('s.id', id).andWhere('a.path', 'like', `${actor.accountPath}%`).first('s.id')) as
-    | { id: number }
-    | undefined;
-  if (!visible) throw notFound('Subscription', id);
+  // The lock comes first: on MariaDB a plain read before it would fix the transaction's snapshot, and the checks
+  // after it (refuseOpenOrder) would not see an order a concurrent request committed while this one waited (4
+  // CancelSubscription at once placed 4 cancellations, each crediting the term).
   const q = tx('subscriptions').where({ id }).first();
-  return (await (isSqlite(tx) ? q : q.forUpdate())) as SubscriptionRow;
+  const row = (await (isSqlite(tx) ? q : q.forUpdate())) as SubscriptionRow | undefined;
+  const visible = row
+    ? ((await tx('subscriptions as s').join('accounts as a', 'a.id', 's.account_id').where('s.id', id).andWhere('a.path', 'like', `${actor.accountPath}%`).first('s.id')) as { id: number } | undefined)
+    : undefined;
+  if (!row || !visible) throw notFound('Subscription', id);
+  return row;
 }
 
 /**

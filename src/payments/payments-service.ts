@@ -52,6 +52,13 @@ export interface ChargeInput {
   idempotencyKey?: string;
   /** authorize holds the amount for a later capture; purchase (the default) charges it. */
   mode?: 'purchase' | 'authorize';
+  /**
+   * Runs first in the transaction that writes the pending payment, before the gateway is called: the caller's last
+   * check under its own locks (e.g. PayInvoice: the invoice is still open for this amount and nothing else is
+   * paying it), and whatever it writes with the payment. Throw to refuse (nothing is written); answer 'twin' when
+   * a concurrent request under the same key got there first (its payment is answered).
+   */
+  guard?: (tx: Tx) => Promise<'twin' | void>;
 }
 
 export interface PaymentsOptions {
@@ -211,7 +218,9 @@ export class PaymentsService {
       hash: chargeHash({ kind, account_id: accountId, order_id: orderId, amount, currency, gateway_instance_id: gateway, description }, toolFingerprint),
       gatewayInstanceId: gateway,
       newCharge: { field: payToolId !== null ? 'payTool.payToolId' : 'gatewayInstanceId' },
-      build: async () => ({
+      build: async (tx) => {
+        if (input.guard && (await input.guard(tx)) === 'twin') throw new TwinFound();
+        return {
         account_id: accountId,
         vendor_id: account.vendor_id ?? account.id,
         gateway_instance_id: gateway,
@@ -222,7 +231,8 @@ export class PaymentsService {
         currency,
         pay_tool_id: payToolId,
         description,
-      }),
+        };
+      },
       call: (gw, idempotencyKey) => gatewayCharge(gw, kind, idempotencyKey, amount, currency, payTool, description, accountId),
     });
   }

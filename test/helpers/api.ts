@@ -4,6 +4,7 @@ import { ManualClock } from '../../src/clock';
 import type { Config } from '../../src/config';
 import type { Actor } from '../../src/context';
 import type { Registrar } from '../../src/plugins/sdk';
+import { inTransaction } from '../../src/db/transaction';
 import { startServer, type RunningServer } from '../../src/server';
 import { freshDatabase, type FreshDb } from './db';
 import { ADMIN_PASSWORD, quietLog, testConfig } from './world';
@@ -96,4 +97,42 @@ export async function registeredDomain(
   const r = await registrar.register({ operationId: `test-reg-${name}`, name, years: 1, contacts });
   if (r.status !== 'success') throw new Error(`the registrar refused ${name}`);
   return world.server.services.domains.recordRegisteredDomain(world.fresh.db, provider, { accountId, name, registrarInstanceId: instanceId, expiresAt: new Date(r.result.expiresAt), status: opts.status, nameservers: opts.nameservers });
+}
+
+let billedSeq = 0;
+
+/** A customer of the provider in `currency` and `country`, with a default card (of gateway instance `gatewayId`) when `card` is given. */
+export async function billedCustomer(world: ApiWorld, provider: Actor, o: { label: string; currency: string; country: string; card?: string; gatewayId?: number }): Promise<number> {
+  const n = ++billedSeq;
+  const [first, last = 'Customer'] = o.label.split(' ');
+  const id = await world.server.services.accounts.create(provider, {
+    type: 'customer',
+    companyName: `${o.label} ${n}`,
+    currency: o.currency,
+    address: { country: o.country },
+    contacts: { admin: { firstName: first!, lastName: last, email: `${o.label.toLowerCase().replace(/\W+/g, '-')}-${n}@example.com` } },
+  });
+  if (o.card) {
+    if (o.gatewayId === undefined) throw new Error('billedCustomer: a card needs its gatewayId');
+    await world.server.services.payments.storePayTool(provider, id, o.gatewayId, { number: o.card, expMonth: 12, expYear: 2040, cvv: '123' }, { makeDefault: true });
+  }
+  return id;
+}
+
+/** An invoice the provider issues to `accountId` now (the server's clock): one renewal line per amount; answers its id. */
+export async function issuedInvoice(world: ApiWorld, provider: Actor, accountId: number, currency: string, amounts: bigint[], due?: string): Promise<number> {
+  const now = world.server.services.deps.clock.now();
+  const [inv] = await inTransaction(world.fresh.db, (tx) =>
+    world.server.services.documents.issueInvoices(tx, now, [
+      {
+        vendorId: provider.accountId,
+        accountId,
+        currency,
+        issueDate: now,
+        dueDate: due ? new Date(due) : undefined,
+        lines: amounts.map((a, i) => ({ kind: 'renewal' as const, description: `Hosting ${i + 1}`, subscriptionId: null, periodStart: new Date('2026-03-01T00:00:00Z'), periodEnd: new Date('2026-04-01T00:00:00Z'), quantity: '1', unitPrice: a, amount: a })),
+      },
+    ]),
+  );
+  return inv!.documentId;
 }

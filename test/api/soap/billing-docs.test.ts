@@ -8,8 +8,7 @@ import { expect } from 'chai';
 import * as soap from 'soap';
 import { ManualClock } from '../../../src/clock';
 import type { Actor } from '../../../src/context';
-import { inTransaction } from '../../../src/db/transaction';
-import { accountWithApiUser, ADMIN_PASSWORD, providerActor, startApiWorld, type ApiWorld } from '../../helpers/api';
+import { accountWithApiUser, ADMIN_PASSWORD, billedCustomer, issuedInvoice, providerActor, startApiWorld, type ApiWorld } from '../../helpers/api';
 
 const WSDL = fs.readFileSync(path.resolve(__dirname, '..', '..', '..', 'wsdl', 'BillingService.wsdl'), 'utf8');
 type Reply = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
@@ -59,7 +58,6 @@ describe('SOAP billing documents (ListInvoices, GetInvoice, PayInvoice, RecordPa
   let admin: soap.Client;
   let provider: Actor;
   let gatewayId: number;
-  let seq = 0;
 
   async function call(op: string, args: Record<string, unknown>): Promise<Reply> {
     const fn = (admin as unknown as Record<string, (a: unknown) => Promise<[Reply]>>)[`${op}Async`];
@@ -87,34 +85,8 @@ describe('SOAP billing documents (ListInvoices, GetInvoice, PayInvoice, RecordPa
     return { balance: raw('balance')[0], currency: r.currency as string };
   };
 
-  /** A customer of the provider in `currency` and `country`, with a default card when `card` is given. */
-  async function customer(currency: string, country: string, card?: string): Promise<number> {
-    const id = await world.server.services.accounts.create(provider, {
-      type: 'customer',
-      companyName: `Soap Billing ${++seq}`,
-      currency,
-      address: { country },
-      contacts: { admin: { firstName: 'Soap', lastName: 'Billing', email: `soap-billing-${seq}@example.com` } },
-    });
-    if (card) await world.server.services.payments.storePayTool(provider, id, gatewayId, { number: card, expMonth: 12, expYear: 2040, cvv: '123' }, { makeDefault: true });
-    return id;
-  }
-  async function invoice(accountId: number, currency: string, amounts: bigint[], due?: string): Promise<number> {
-    const now = clock.now();
-    const [inv] = await inTransaction(world.fresh.db, (tx) =>
-      world.server.services.documents.issueInvoices(tx, now, [
-        {
-          vendorId: provider.accountId,
-          accountId,
-          currency,
-          issueDate: now,
-          dueDate: due ? new Date(due) : undefined,
-          lines: amounts.map((a, i) => ({ kind: 'renewal' as const, description: `Hosting ${i + 1}`, subscriptionId: null, periodStart: new Date('2026-03-01T00:00:00Z'), periodEnd: new Date('2026-04-01T00:00:00Z'), quantity: '1', unitPrice: a, amount: a })),
-        },
-      ]),
-    );
-    return inv!.documentId;
-  }
+  const customer = (currency: string, country: string, card?: string) => billedCustomer(world, provider, { label: 'Soap Billing', currency, country, card, gatewayId });
+  const invoice = (accountId: number, currency: string, amounts: bigint[], due?: string) => issuedInvoice(world, provider, accountId, currency, amounts, due);
 
   before(async () => {
     world = await startApiWorld({ demo: true, clock });
