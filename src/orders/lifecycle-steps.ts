@@ -235,64 +235,99 @@ async function applyCancellation(ctx: Ctx, task: Task, tc: TaskContext, order: O
     if (!locked || locked.step !== order.step) return;
     await markCanceled(ctx, tx, sub, orderId, String(details.reason ?? ''), ctx.deps.clock.now());
   });
-  // What the customer gets back, after the service is gone.
+  // What the customer gets back, after the service is gone: per payment of the term (cancellationAmount's parts).
   const amount = toBigInt(String(details.amount ?? '0'));
+  const parts = cancellationParts(details, amount);
   let note = 'Nothing is given back.';
-  let refunded: { paymentId: number; refundPaymentId: number; amount: bigint } | null = null;
+  const refunded: { paymentId: number; refundPaymentId: number; amount: bigint }[] = [];
   if (amount > 0n && item.cancel_type === 'refund') {
-    const paymentId = toNumber(details.paymentId ?? 0);
     const payments = ctx.svc.payments;
-    if (!payments || !paymentId) {
-      note = `A refund of ${amountText(amount, order.currency)} is due but no payment service or payment is there to refund it: refund it by hand.`;
-    } else {
+    const notes: string[] = [];
+    const refundPaymentIds: number[] = [];
+    for (const part of parts) {
+      const paymentId = part.paymentId;
+      if (!payments || !paymentId) {
+        notes.push(`A refund of ${amountText(part.amount, order.currency)} is due but no payment service or payment is there to refund it: refund it by hand.`);
+        continue;
+      }
       try {
-        const r = await payments.refund(await ctx.actor(), paymentId, { amount, idempotencyKey: `order-${orderId}-refund`, reason: `Cancellation ${order.order_number}` });
+        // One key per payment (orders placed before there were several keep the one key they were placed with).
+        const idempotencyKey = part.legacy ? `order-${orderId}-refund` : `order-${orderId}-refund-${paymentId}`;
+        const r = await payments.refund(await ctx.actor(), paymentId, { amount: part.amount, idempotencyKey, reason: `Cancellation ${order.order_number}` });
         if (r.status === 'pending' || r.status === 'unknown') return { status: 'retry', error: `The refund of payment ${paymentId} is ${r.status}.`, retryable: true };
-        note = r.status === 'success' ? `Refunded ${amountText(amount, order.currency)} of payment ${paymentId} (refund ${r.paymentId}).` : `The refund of payment ${paymentId} was ${r.status}${r.message ? `: ${r.message}` : ''}; refund it by hand.`;
-        details.refundPaymentId = r.paymentId;
-        if (r.status === 'success') refunded = { paymentId, refundPaymentId: r.paymentId, amount: r.amount };
+        notes.push(r.status === 'success' ? `Refunded ${amountText(part.amount, order.currency)} of payment ${paymentId} (refund ${r.paymentId}).` : `The refund of payment ${paymentId} was ${r.status}${r.message ? `: ${r.message}` : ''}; refund it by hand.`);
+        refundPaymentIds.push(r.paymentId);
+        if (r.status === 'success') refunded.push({ paymentId, refundPaymentId: r.paymentId, amount: r.amount });
       } catch (e) {
         // Refused (already refunded meanwhile, ...): the cancellation stands and an operator settles the money.
         // Anything else (the gateway unreachable, ...) is retried by the task.
         if (!isAppError(e) || e.code === 'UNAVAILABLE' || e.code === 'INTERNAL') throw e;
-        note = `Payment ${paymentId} could not be refunded (${e.message}); refund it by hand.`;
+        notes.push(`Payment ${paymentId} could not be refunded (${e.message}); refund it by hand.`);
       }
     }
+    if (notes.length) note = notes.join(' ');
+    if (refundPaymentIds.length) Object.assign(details, { refundPaymentId: refundPaymentIds[0], refundPaymentIds });
   } else if (amount > 0n && item.cancel_type === 'credit') {
     note = `A credit of ${amountText(amount, order.currency)} is due to the account.`;
   }
   await writeTx(ctx.deps, async (tx) => {
     const locked = await lockOrder(tx, orderId);
     if (!locked || locked.step !== order.step) return;
-    if (refunded) {
-      // The refund into the ledger: a credit memo of the paid invoice and a refund document of its payment.
+    const creditMemoIds: number[] = [];
+    const refundDocumentIds: number[] = [];
+    for (const one of refunded) {
+      // Each refund into the ledger: a credit memo of the invoice its payment paid and a refund document of that payment.
       const docs = await ctx.ledger.refundOnCancellationTx(tx, await ctx.actor(tx), ctx.deps.clock.now(), {
         orderId,
         orderNumber: order.order_number,
-        paymentId: refunded.paymentId,
-        refundPaymentId: refunded.refundPaymentId,
-        amount: refunded.amount,
+        paymentId: one.paymentId,
+        refundPaymentId: one.refundPaymentId,
+        amount: one.amount,
         reason: `refund on cancellation of subscription ${sub.id}`,
       });
-      if (docs) Object.assign(details, { creditMemoId: docs.creditMemoId, refundDocumentId: docs.refundDocumentId });
+      if (docs) {
+        creditMemoIds.push(docs.creditMemoId);
+        refundDocumentIds.push(docs.refundDocumentId);
+      }
     }
+    if (creditMemoIds.length) Object.assign(details, { creditMemoId: creditMemoIds[0], refundDocumentId: refundDocumentIds[0], creditMemoIds, refundDocumentIds });
     if (amount > 0n && item.cancel_type === 'credit') {
-      await issueOrderCredit(tx, await ctx.actor(tx), ctx.deps.clock.now(), {
-        orderId,
-        orderNumber: order.order_number,
-        accountId: toNumber(order.account_id),
-        vendorAccountId: toNumber(order.vendor_id),
-        subscriptionId: toNumber(sub.id),
-        amount,
-        currency: order.currency,
-        reason: `Cancellation of subscription ${sub.id}`,
-        paymentId: toNumber(details.paymentId ?? 0) || undefined,
-      }, ctx.ledger);
+      // A credit memo per payment, against the invoice that payment paid (so each carries its own share of tax).
+      for (const part of parts) {
+        await creditOrderTx(ctx, tx, order, sub, part.amount, `Cancellation of subscription ${sub.id}`, { paymentId: part.paymentId || undefined });
+      }
     }
     await tx('order_items').where({ id: item.id }).update({ details: JSON.stringify({ ...details, result: note }) });
     await transitionIfAt(ctx, tx, orderId, order.step, 'success', clip(`Subscription ${sub.id} canceled. ${note}`));
   });
   return done({ canceled: true, note });
+}
+
+/** issueOrderCredit for an order on subscription `sub`: `amount` owed to the order's account, its memo against `where`'s invoice. */
+async function creditOrderTx(ctx: Ctx, tx: Tx, order: OrderRow, sub: SubscriptionRow, amount: bigint, reason: string, where: { invoiceId?: number; paymentId?: number }): Promise<void> {
+  await issueOrderCredit(tx, await ctx.actor(tx), ctx.deps.clock.now(), {
+    orderId: toNumber(order.id),
+    orderNumber: order.order_number,
+    accountId: toNumber(order.account_id),
+    vendorAccountId: toNumber(order.vendor_id),
+    subscriptionId: toNumber(sub.id),
+    amount,
+    currency: order.currency,
+    reason,
+    ...where,
+  }, ctx.ledger);
+}
+
+/**
+ * A cancellation order's amount per payment (its details.refunds, written by CancelSubscription); an order placed
+ * before there were several has one payment (details.paymentId) with the whole amount, refunded with the one key
+ * `order-N-refund` it may already have used.
+ */
+function cancellationParts(details: Record<string, unknown>, amount: bigint): { paymentId: number; amount: bigint; legacy: boolean }[] {
+  if (Array.isArray(details.refunds)) {
+    return (details.refunds as { paymentId: unknown; amount: unknown }[]).map((r) => ({ paymentId: toNumber(r.paymentId ?? 0), amount: toBigInt(String(r.amount ?? '0')), legacy: false })).filter((r) => r.amount > 0n);
+  }
+  return amount > 0n ? [{ paymentId: toNumber(details.paymentId ?? 0), amount, legacy: true }] : [];
 }
 
 /** subscription.scheduled_cancel {orderId, subscriptionId}: the end-of-term cancellation, at the expiration date. */
@@ -429,17 +464,7 @@ async function applyChange(ctx: Ctx, task: Task, tc: TaskContext, order: OrderRo
       // of tax, as an upgrade's charge gets its tax on its invoice.
       const term = await termPayment(tx, sub);
       const amount = await withPaidTax(tx, term?.invoiceId ?? null, -total);
-      await issueOrderCredit(tx, await ctx.actor(tx), ctx.deps.clock.now(), {
-        orderId,
-        orderNumber: order.order_number,
-        accountId: toNumber(order.account_id),
-        vendorAccountId: toNumber(order.vendor_id),
-        subscriptionId: toNumber(sub.id),
-        amount,
-        currency: order.currency,
-        reason: `Plan change of subscription ${sub.id}`,
-        invoiceId: term?.invoiceId ?? undefined,
-      }, ctx.ledger);
+      await creditOrderTx(ctx, tx, order, sub, amount, `Plan change of subscription ${sub.id}`, { invoiceId: term?.invoiceId ?? undefined });
       note = ` A credit of ${amountText(amount, order.currency)}${amount !== -total ? ` (${amountText(-total, order.currency)} and its tax)` : ''} is due to the account.`;
     }
     const text = extra ? `Subscription ${sub.id} has its added resources.` : `Subscription ${sub.id} moved to plan ${planId}, period ${periodId}.`;

@@ -41,6 +41,8 @@ export interface CancellationAmount {
   paymentId: number | null;
   /** How the amount was found, for the order's comment and details. */
   note: string;
+  /** The amount per payment given back (they add up to `amount`), oldest payment first. */
+  parts: RefundPart[];
 }
 
 export interface PlacedOnSubscription {
@@ -90,15 +92,136 @@ async function refuseOpenOrder(tx: Tx, sub: SubscriptionRow, type: OrderType): P
 }
 
 /**
- * What a cancellation gives back: within the period's refund period (days from the payment of the current term),
- * what was paid for this subscription in that payment (its order lines), less the period's non-refundable amount,
- * plus the tax paid on it, at most what is left unrefunded of the payment; after the refund period, or without a
- * successful payment, nothing.
+ * What a cancellation gives back: every successful charge of the subscription's CURRENT term, each within its own
+ * refund period (the period's refund period days, counted from that payment). The term's payment (termPayment: its
+ * sales or renewal order, or the billing run's renewal invoice paid by card) and, after it, each charge of a change
+ * order (an immediate upgrade's prorated amount, a period switch) or a resource order (more resources mid-term) on
+ * this subscription. For each: what it paid for this subscription (its lines, before tax), then
+ * - the period's **non-refundable amount**, taken ONCE for the term, from the earliest payments given back, less
+ *   what of the term's payments is kept anyway (a payment past its refund period keeps its whole amount: when it is
+ *   at least the non-refundable amount, nothing more is kept from the others);
+ * - less the **credit already given** for the term (a downgrade's credit memo, net of tax), from the latest payments
+ *   first (a downgrade gives back what the upgrade before it charged): money credited is not given back twice;
+ * - plus the tax paid on what is left (withPaidTax, that payment's invoice), at most what is still unrefunded of the
+ *   payment.
+ * Each part is refunded to its own payment (or credited against its own invoice). No payment in its refund period,
+ * or no successful payment at all: nothing.
  */
 export async function cancellationAmount(conn: Conn, sub: SubscriptionRow, period: Pick<PlanPeriod, 'refundPeriodDays' | 'nonRefundableAmount'>, now: Date): Promise<CancellationAmount> {
   const term = await termPayment(conn, sub);
-  if (!term) return { amount: 0n, paymentId: null, note: 'No successful payment of this subscription to give back.' };
-  return refundable(conn, period, now, term.paymentId, term.paymentAmount, term.paidAt, await term.paidSum(), term.invoiceId, term.what);
+  if (!term) return { amount: 0n, paymentId: null, note: 'No successful payment of this subscription to give back.', parts: [] };
+  const charges: TermCharge[] = [
+    { paymentId: term.paymentId, paymentAmount: term.paymentAmount, paidAt: term.paidAt, invoiceId: term.invoiceId, what: term.what, net: sumToBigInt(await term.paidSum()) },
+    ...(await termCharges(conn, sub, term)),
+  ];
+  const open = (c: TermCharge) => now.getTime() <= c.paidAt + period.refundPeriodDays * DAY_MS;
+  const back = charges.filter(open);
+  if (back.length === 0) {
+    return { amount: 0n, paymentId: term.paymentId, note: `The refund period (${period.refundPeriodDays} days from payment ${charges[charges.length - 1]!.paymentId}) is over.`, parts: [] };
+  }
+  const kept = charges.filter((c) => !open(c)).reduce((s, c) => s + c.net, 0n);
+  const nonRefundable = period.nonRefundableAmount > kept ? period.nonRefundableAmount - kept : 0n;
+  const credited = await creditGivenInTerm(conn, sub, term);
+  const nets = back.map((c) => (c.net > 0n ? c.net : 0n));
+  deduct(nets, nonRefundable, false);
+  deduct(nets, credited, true);
+  const parts: RefundPart[] = [];
+  const said: string[] = [];
+  for (const [i, c] of back.entries()) {
+    const [{ r }] = (await conn('payments').where({ parent_payment_id: c.paymentId, kind: 'refund', status: 'success' }).sum({ r: 'amount' })) as { r: unknown }[];
+    const left = c.paymentAmount - sumToBigInt(r);
+    const gross = await withPaidTax(conn, c.invoiceId, nets[i]!);
+    let amount = gross < left ? gross : left;
+    if (amount < 0n) amount = 0n;
+    said.push(`payment ${c.paymentId} (${c.what}): ${c.net} paid for this subscription before tax, ${nets[i]} given back, ${gross} with tax, ${left} left on the payment`);
+    if (amount > 0n) parts.push({ paymentId: c.paymentId, amount, invoiceId: c.invoiceId, what: c.what });
+  }
+  const amount = parts.reduce((s, p) => s + p.amount, 0n);
+  const past = charges.filter((c) => !open(c)).map((c) => c.paymentId);
+  return {
+    amount,
+    paymentId: parts[0]?.paymentId ?? back[0]!.paymentId,
+    note: `Within the refund period of ${said.join('; ')}. ${period.nonRefundableAmount} not refundable for the term${kept > 0n ? ` (${kept} kept of payment${past.length > 1 ? 's' : ''} ${past.join(', ')}, past the refund period)` : ''}${credited > 0n ? `, ${credited} already credited by a downgrade` : ''}.`,
+    parts,
+  };
+}
+
+/** One successful charge of the current term. */
+interface TermCharge {
+  paymentId: number;
+  paymentAmount: bigint;
+  paidAt: number;
+  invoiceId: number | null;
+  what: string;
+  /** What it paid for the subscription, before tax. */
+  net: bigint;
+}
+
+/** What a cancellation gives back of one payment. */
+export interface RefundPart {
+  paymentId: number;
+  /** Minor units, above 0, tax included. */
+  amount: bigint;
+  /** The invoice the payment paid (a credit memo is written against it). */
+  invoiceId: number | null;
+  what: string;
+}
+
+/** Takes `amount` out of `nets` (in place), earliest first, or latest first when `latestFirst`; never below 0. */
+function deduct(nets: bigint[], amount: bigint, latestFirst: boolean): void {
+  let rest = amount;
+  const order = nets.map((_, i) => i);
+  if (latestFirst) order.reverse();
+  for (const i of order) {
+    if (rest <= 0n) return;
+    const take = nets[i]! < rest ? nets[i]! : rest;
+    nets[i] = nets[i]! - take;
+    rest -= take;
+  }
+}
+
+/**
+ * Paid after `term`'s payment, so in the same term: the successful charges of the subscription's change and resource
+ * orders. (A change or resource order is priced on currentTerm, which is the term the latest payment paid for: one
+ * placed after a renewal was paid, even before that renewal's term began, is priced on and belongs to that term.)
+ */
+async function termCharges(conn: Conn, sub: Pick<SubscriptionRow, 'id'>, term: TermPayment): Promise<TermCharge[]> {
+  const rows = (await conn('orders as o')
+    .join('order_items as i', 'i.order_id', 'o.id')
+    .join('payments as p', 'p.id', 'o.payment_id')
+    .where('i.target_subscription_id', sub.id)
+    .whereIn('o.type', ['change', 'resource'])
+    .whereIn('o.status', ['CP', 'PC'])
+    .where('p.status', 'success')
+    .where((q) => q.where('p.created_at', '>', term.paidAt).orWhere((w) => w.where('p.created_at', term.paidAt).andWhere('p.id', '>', term.paymentId)))
+    .orderBy('p.id')
+    .select('o.id as order_id', 'o.order_number', 'i.id as item_id', 'p.id as payment_id', 'p.amount as payment_amount', 'p.created_at as paid_at')) as
+    { order_id: number; order_number: string; item_id: number; payment_id: number; payment_amount: unknown; paid_at: unknown }[];
+  const out: TermCharge[] = [];
+  for (const row of rows) {
+    const invoice = (await conn('documents').where({ type: 'invoice', order_id: row.order_id }).orderBy('id').first('id')) as { id: number } | undefined;
+    const [{ s }] = (await conn('order_lines').where({ order_id: row.order_id, item_id: row.item_id }).sum({ s: 'amount' })) as { s: unknown }[];
+    out.push({
+      paymentId: toNumber(row.payment_id),
+      paymentAmount: toBigInt(row.payment_amount),
+      paidAt: toNumber(row.paid_at),
+      invoiceId: invoice ? toNumber(invoice.id) : null,
+      what: `order ${row.order_number}`,
+      net: sumToBigInt(s),
+    });
+  }
+  return out;
+}
+
+/** The credit already given in `term` (since its payment): a downgrade's credit memos, net of tax. */
+async function creditGivenInTerm(conn: Conn, sub: Pick<SubscriptionRow, 'id'>, term: TermPayment): Promise<bigint> {
+  const [{ s }] = (await conn('documents as d')
+    .join('orders as o', 'o.id', 'd.order_id')
+    .join('order_items as i', 'i.order_id', 'o.id')
+    .where({ 'd.type': 'credit_memo', 'o.type': 'change', 'i.target_subscription_id': sub.id })
+    .where('d.created_at', '>=', term.paidAt)
+    .sum({ s: 'd.subtotal' })) as { s: unknown }[];
+  return sumToBigInt(s);
 }
 
 /** The payment of a subscription's current term, the invoice it paid, and what of it was for the subscription. */
@@ -163,31 +286,6 @@ export async function termPayment(conn: Conn, sub: Pick<SubscriptionRow, 'id'>):
   };
 }
 
-
-/**
- * Within the refund period of `paymentId`: what it paid for the subscription (`paidSum`, before tax) less the
- * non-refundable amount, with the invoice's tax on it (the customer paid the tax too), at most what is left
- * unrefunded of the payment.
- */
-async function refundable(conn: Conn, period: Pick<PlanPeriod, 'refundPeriodDays' | 'nonRefundableAmount'>, now: Date, paymentId: number, paymentAmount: bigint, paidAt: number, paidSum: unknown, invoiceId: number | null, what: string): Promise<CancellationAmount> {
-  const deadline = paidAt + period.refundPeriodDays * DAY_MS;
-  if (now.getTime() > deadline) {
-    return { amount: 0n, paymentId, note: `The refund period (${period.refundPeriodDays} days from payment ${paymentId}) is over.` };
-  }
-  const itemPaid = sumToBigInt(paidSum);
-  const [{ r }] = (await conn('payments').where({ parent_payment_id: paymentId, kind: 'refund', status: 'success' }).sum({ r: 'amount' })) as { r: unknown }[];
-  const left = paymentAmount - sumToBigInt(r);
-  let net = itemPaid - period.nonRefundableAmount;
-  if (net < 0n) net = 0n;
-  const gross = await withPaidTax(conn, invoiceId, net);
-  let amount = gross < left ? gross : left;
-  if (amount < 0n) amount = 0n;
-  return {
-    amount,
-    paymentId,
-    note: `Within the refund period of payment ${paymentId} (${what}): ${itemPaid} paid for this subscription before tax, ${period.nonRefundableAmount} not refundable, ${gross} with tax, ${left} left on the payment.`,
-  };
-}
 
 /**
  * The term a subscription is in now, [start, expiration): the period its last renewal or trial conversion was
@@ -277,13 +375,19 @@ export class SubscriptionOrdersService {
       const period = plan.periods.find((p) => p.periodId === toNumber(sub.period_id));
       if (!period) throw notFound('Plan period', toNumber(sub.period_id));
       const now = this.deps.clock.now();
-      const due = when === 'immediate' && cancelType !== 'none' ? await cancellationAmount(tx, sub, period, now) : { amount: 0n, paymentId: null, note: when === 'end_of_term' ? 'Canceled at the end of the term: the term is used, nothing is given back.' : 'cancelType none: nothing is given back.' };
-      const lines: PriceLine[] = [];
-      if (due.amount > 0n) {
-        const kind = cancelType === 'refund' ? 'refund' : 'credit';
-        const text = cancelType === 'refund' ? `${plan.name}: refund on cancellation` : `${plan.name}: credit on cancellation`;
-        lines.push({ kind, description: text, quantity: 1, unitPrice: -due.amount, amount: -due.amount });
-      }
+      const due: CancellationAmount =
+        when === 'immediate' && cancelType !== 'none'
+          ? await cancellationAmount(tx, sub, period, now)
+          : { amount: 0n, paymentId: null, parts: [], note: when === 'end_of_term' ? 'Canceled at the end of the term: the term is used, nothing is given back.' : 'cancelType none: nothing is given back.' };
+      // One line per payment given back (a refund goes to each payment, a credit is written against each invoice).
+      const kind = cancelType === 'refund' ? 'refund' : 'credit';
+      const lines: PriceLine[] = due.parts.map((p) => ({
+        kind,
+        description: `${plan.name}: ${kind} on cancellation${due.parts.length > 1 ? ` (${p.what})` : ''}`,
+        quantity: 1,
+        unitPrice: -p.amount,
+        amount: -p.amount,
+      }));
       const orderId = await this.insertOrder(tx, actor, 'cancellation', sub, {
         planId: toNumber(sub.plan_id),
         periodId: toNumber(sub.period_id),
@@ -292,7 +396,7 @@ export class SubscriptionOrdersService {
         cancelType,
         effective: when,
         comment: reason,
-        details: { reason, amount: due.amount.toString(), paymentId: due.paymentId, note: due.note },
+        details: { reason, amount: due.amount.toString(), paymentId: due.paymentId, refunds: due.parts.map((p) => ({ paymentId: p.paymentId, amount: p.amount.toString() })), note: due.note },
       });
       return { orderId };
     });

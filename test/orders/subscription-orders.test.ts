@@ -10,6 +10,7 @@ import { SubscriptionOrdersService } from '../../src/orders/subscription-orders'
 import { WorkflowsService } from '../../src/orders/workflows-service';
 import { SubscriptionsService } from '../../src/subscriptions/subscriptions-service';
 import { failure } from '../helpers/assertions';
+import { derivedGatewayKey } from '../../src/payments/payment-records';
 import { makeWorld, type World } from '../helpers/world';
 import { readSandboxStateFile } from '../../plugins/provisioning/sandbox';
 import { drive, journal, makeCatalog, makeEngine, orderRow, type Catalog, type Engine } from './fixtures';
@@ -189,6 +190,25 @@ describe('renewal and cancellation orders on existing subscriptions (sandbox gat
       ['purchase', 'success', 1000n],
       ['refund', 'success', 1000n],
     ]);
+  });
+
+  it('a cancellation order placed before refunds were per payment (no details.refunds) refunds its one payment with its one key order-N-refund', async () => {
+    const { subscriptionId, orderId: salesId } = await activeSubscription('legacy.example');
+    const { orderId } = await lifecycle.cancel(world.provider, subscriptionId, { cancelType: 'refund', when: 'immediate' });
+    // As such an order was written: the amount and the payment, without the list of parts.
+    const item = (await world.deps.db('order_items').where({ order_id: orderId }).first('id', 'details')) as { id: number; details: string };
+    const { refunds, ...legacy } = JSON.parse(item.details) as Record<string, unknown>;
+    expect(refunds).to.have.length(1);
+    await world.deps.db('order_items').where({ id: item.id }).update({ details: JSON.stringify(legacy) });
+    await drive(world.deps, world.clock, engine.worker);
+    expect((await orderRow(world.deps.db, orderId)).status).to.equal('CP');
+    expect(await paymentsOf(salesId)).to.deep.equal([
+      ['purchase', 'success', 1000n],
+      ['refund', 'success', 800n],
+    ]);
+    const refund = (await world.deps.db('payments').where({ order_id: salesId, kind: 'refund' }).first('idempotency_key')) as { idempotency_key: string };
+    expect(refund.idempotency_key).to.equal(derivedGatewayKey(cat.customer.accountId, `order-${orderId}-refund`));
+    expect(await balanceOf(cat.customer.accountId)).to.equal(0n);
   });
 
   it('gives nothing back after the refund period, and records a credit (order.credit_due, a credit line) for cancelType credit', async () => {
