@@ -12,7 +12,7 @@ import { oneOf, optionalText, paging, positiveId, requiredText } from '../domain
 import { formatAmount, mulDivHalfUp } from '../domain/money';
 import { idempotent } from '../idempotency';
 import type { PaymentsService } from '../payments/payments-service';
-import { derivedGatewayKey } from '../payments/payment-records';
+import { derivedGatewayKey, isOrderRefundKey, type Payment } from '../payments/payment-records';
 import { recordChanges, type BulkChange } from '../audit/record-changes';
 import { billingSettingsOfMany } from './settings';
 import { orderInvoiceLines, orderTaxFigures, quantityText } from './order-tax';
@@ -465,7 +465,10 @@ export class DocumentsService {
   constructor(
     private readonly deps: Deps,
     private readonly payments: PaymentsService,
-  ) {}
+  ) {
+    // ledgerTx() builds one without a payment service: only the application's instance listens.
+    payments?.onRefundSettled((tx, actor, at, refund) => this.refundSettledTx(tx, actor, at, refund));
+  }
 
   /** Called in the transaction that marks an invoice paid in full (the billing run extends a renewal there). */
   onInvoicePaid(listener: InvoicePaidListener): void {
@@ -1487,6 +1490,30 @@ export class DocumentsService {
       const doc = (await tx('documents').where({ id: documentId }).first()) as DocumentRow;
       return result('refunded', doc, gatewayRefund?.paymentId ?? offlineId, amount, null);
     });
+  }
+
+  /**
+   * A gateway refund transaction settled to success (RefundPayment's own answer, or the reconciler's or a late
+   * answer after a pending or unknown one), in the settling transaction: the refund document of its payment
+   * document, as RefundPayment writes it, once per refund transaction (documents.payment_id), whoever gets here
+   * first. Left alone: a payment without a payment document (an order's first charge: refunded at the gateway
+   * only), and an order's own refunds (cancellation, failed or held order: their keys, see orderRefundKey), whose
+   * ledger entries the order writes when its task or decision runs again (refundOnCancellationTx,
+   * reverseOrderChargeTx).
+   */
+  private async refundSettledTx(tx: Tx, actor: Actor, at: Date, refund: Payment): Promise<void> {
+    if (refund.parentPaymentId === null) return;
+    const source = (await tx('documents').where({ type: 'payment', payment_id: refund.parentPaymentId }).first()) as DocumentRow | undefined;
+    if (!source) return;
+    const orderIds = ((await tx('orders').where({ account_id: refund.accountId }).orWhere({ id: refund.orderId ?? 0 }).select('id')) as { id: unknown }[]).map((o) => toNumber(o.id));
+    if (isOrderRefundKey(refund.idempotencyKey, refund.accountId, orderIds)) return;
+    await this.lockAccount(tx, toNumber(source.account_id));
+    if (await tx('documents').where({ type: 'refund', payment_id: refund.paymentId }).first('id')) return;
+    // The caller's reason, as PaymentsService.refund put it in the description.
+    const prefix = `Refund of payment ${refund.parentPaymentId}: `;
+    const reason = refund.description.startsWith(prefix) ? refund.description.slice(prefix.length) : '';
+    await this.insertRefund(tx, actor, at, source, refund.amount, refund.paymentId, reason);
+    await this.applyOpenCredits(tx, actor, at, toNumber(source.account_id));
   }
 
   /**

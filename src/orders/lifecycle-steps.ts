@@ -16,6 +16,7 @@ import { enqueueFinish } from './saga';
 import { actionOf, loadOrder, loadWorkflowDefinition, lockOrder, transitionIfAt, writeTx, type Ctx, type OrderRow } from './step-handlers';
 import { amountText, termPayment } from './subscription-orders';
 import { ORDERS_QUEUE } from './transitions';
+import { orderRefundKey } from '../payments/payment-records';
 
 /**
  * The provision step of orders on existing subscriptions (subscription-orders.ts): one task per order (order.renewal,
@@ -246,7 +247,7 @@ async function applyCancellation(ctx: Ctx, task: Task, tc: TaskContext, order: O
       note = `A refund of ${amountText(amount, order.currency)} is due but no payment service or payment is there to refund it: refund it by hand.`;
     } else {
       try {
-        const r = await payments.refund(await ctx.actor(), paymentId, { amount, idempotencyKey: `order-${orderId}-refund`, reason: `Cancellation ${order.order_number}` });
+        const r = await payments.refund(await ctx.actor(), paymentId, { amount, idempotencyKey: orderRefundKey(orderId), reason: `Cancellation ${order.order_number}` });
         if (r.status === 'pending' || r.status === 'unknown') return { status: 'retry', error: `The refund of payment ${paymentId} is ${r.status}.`, retryable: true };
         note = r.status === 'success' ? `Refunded ${amountText(amount, order.currency)} of payment ${paymentId} (refund ${r.paymentId}).` : `The refund of payment ${paymentId} was ${r.status}${r.message ? `: ${r.message}` : ''}; refund it by hand.`;
         details.refundPaymentId = r.paymentId;

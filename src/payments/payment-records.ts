@@ -114,6 +114,20 @@ export function derivedGatewayKey(accountId: number, key: string): string {
   return `hw-${crypto.createHash('sha256').update(`${accountId}\0${key}`).digest('hex').slice(0, 48)}`;
 }
 
+/**
+ * The caller keys of an order's own refunds: a cancellation's or a failed order's (`order-<id>-refund`) and a held
+ * order's approval (`order-<id>-hold-refund`). The ledger entries of these refunds are the order's to write
+ * (refundOnCancellationTx, reverseOrderChargeTx) when its task or decision runs again; the ledger's own refunds
+ * (RefundPayment) use keys of another form (`refund:...`, `refund-payment:...`) or a random one, so they never meet.
+ */
+export const orderRefundKey = (orderId: number): string => `order-${orderId}-refund`;
+export const orderHoldRefundKey = (orderId: number): string => `order-${orderId}-hold-refund`;
+
+/** Whether a gateway key is one of an order's own refunds (orderRefundKey, orderHoldRefundKey) for one of `orderIds`. */
+export function isOrderRefundKey(gatewayKey: string, accountId: number, orderIds: readonly number[]): boolean {
+  return orderIds.some((id) => derivedGatewayKey(accountId, orderRefundKey(id)) === gatewayKey || derivedGatewayKey(accountId, orderHoldRefundKey(id)) === gatewayKey);
+}
+
 export function randomGatewayKey(): string {
   return `hw-${crypto.randomBytes(24).toString('hex')}`;
 }
