@@ -731,7 +731,10 @@ export class DocumentsService {
       refundTx = toOptionalNumber(children.find((c) => c.kind === 'void')?.id ?? null);
       refunded = toBigInt(payment.amount);
     } else {
-      const refunds = children.filter((c) => c.kind === 'refund');
+      // A refund already in the ledger (RefundPayment by an operator, settled at once or by the reconciler) has its
+      // own refund document: only the order's own refunds are recorded here.
+      const documented = new Set(((await tx('documents').where({ type: 'refund' }).whereIn('payment_id', children.map((c) => c.id)).select('payment_id')) as { payment_id: unknown }[]).map((d) => toNumber(d.payment_id)));
+      const refunds = children.filter((c) => c.kind === 'refund' && !documented.has(toNumber(c.id)));
       refunded = refunds.reduce((a, c) => a + toBigInt(c.amount), 0n);
       refundTx = refunds.length ? toNumber(refunds[refunds.length - 1]!.id) : null;
     }
@@ -1557,7 +1560,9 @@ export class DocumentsService {
       event: { name: 'refund.issued', accountId, payload: { documentId, number, accountId, paymentDocumentId: toNumber(source.id), amount, currency: source.currency, paymentId } },
     });
     // The refund first takes back what of the payment is still unapplied, then other unapplied credits.
-    const unapplied = toBigInt(((await tx('documents').where({ id: source.id }).first('open_amount')) as { open_amount: unknown }).open_amount);
+    // A locking read on MariaDB: a settlement's transaction (refundSettledTx) read before it took the account's lock.
+    const openQ = tx('documents').where({ id: source.id }).select('open_amount');
+    const unapplied = toBigInt(((await (isSqlite(tx) ? openQ : openQ.forUpdate())) as { open_amount: unknown }[])[0]!.open_amount);
     if (unapplied > 0n) await this.apply(tx, actor, at, toNumber(source.id), documentId, unapplied < amount ? unapplied : amount);
     return documentId;
   }
