@@ -15,10 +15,10 @@ import type { Actor } from '../../../src/context';
 import { runPaymentReconciler } from '../../../src/payments/reconcile-schedule';
 import { GatewayTimeoutError, pending, type PaymentGateway } from '../../../src/plugins/sdk';
 import { ADMIN_PASSWORD, billedCustomer, issuedInvoice, providerActor, startApiWorld, type ApiWorld } from '../../helpers/api';
+import { textsOf } from '../../orders/fixtures';
 import { bm, result } from '../xmlrpc/client';
 
 type Reply = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
-const textsOf = (xml: string, local: string): string[] => [...xml.matchAll(new RegExp(`<(?:[\\w.-]+:)?${local}>([^<]*)</(?:[\\w.-]+:)?${local}>`, 'g'))].map((m) => m[1]!);
 const asText = (row: XmlRpcValue[]): XmlRpcValue[] => row.map((v) => (v instanceof XmlRpcDouble ? v.text : v));
 
 describe('RefundPayment answered pending or unknown: the reconciler records the refund in the ledger once (SOAP, XML-RPC)', function () {
