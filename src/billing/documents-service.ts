@@ -12,7 +12,7 @@ import { oneOf, optionalText, paging, positiveId, requiredText } from '../domain
 import { formatAmount, mulDivHalfUp } from '../domain/money';
 import { idempotent } from '../idempotency';
 import type { PaymentsService } from '../payments/payments-service';
-import { derivedGatewayKey } from '../payments/payment-records';
+import { derivedGatewayKey, isOrderRefundKey, type Payment } from '../payments/payment-records';
 import { recordChanges, type BulkChange } from '../audit/record-changes';
 import { billingSettingsOfMany } from './settings';
 import { orderInvoiceLines, orderTaxFigures, quantityText } from './order-tax';
@@ -465,7 +465,10 @@ export class DocumentsService {
   constructor(
     private readonly deps: Deps,
     private readonly payments: PaymentsService,
-  ) {}
+  ) {
+    // ledgerTx() builds one without a payment service: only the application's instance listens.
+    payments?.onRefundSettled((tx, actor, at, refund) => this.refundSettledTx(tx, actor, at, refund));
+  }
 
   /** Called in the transaction that marks an invoice paid in full (the billing run extends a renewal there). */
   onInvoicePaid(listener: InvoicePaidListener): void {
@@ -728,7 +731,10 @@ export class DocumentsService {
       refundTx = toOptionalNumber(children.find((c) => c.kind === 'void')?.id ?? null);
       refunded = toBigInt(payment.amount);
     } else {
-      const refunds = children.filter((c) => c.kind === 'refund');
+      // A refund already in the ledger (RefundPayment by an operator, settled at once or by the reconciler) has its
+      // own refund document: only the order's own refunds are recorded here.
+      const documented = new Set(((await tx('documents').where({ type: 'refund' }).whereIn('payment_id', children.map((c) => c.id)).select('payment_id')) as { payment_id: unknown }[]).map((d) => toNumber(d.payment_id)));
+      const refunds = children.filter((c) => c.kind === 'refund' && !documented.has(toNumber(c.id)));
       refunded = refunds.reduce((a, c) => a + toBigInt(c.amount), 0n);
       refundTx = refunds.length ? toNumber(refunds[refunds.length - 1]!.id) : null;
     }
@@ -1490,6 +1496,30 @@ export class DocumentsService {
   }
 
   /**
+   * A gateway refund transaction settled to success (RefundPayment's own answer, or the reconciler's or a late
+   * answer after a pending or unknown one), in the settling transaction: the refund document of its payment
+   * document, as RefundPayment writes it, once per refund transaction (documents.payment_id), whoever gets here
+   * first. Left alone: a payment without a payment document (an order's first charge: refunded at the gateway
+   * only), and an order's own refunds (cancellation, failed or held order: their keys, see orderRefundKey), whose
+   * ledger entries the order writes when its task or decision runs again (refundOnCancellationTx,
+   * reverseOrderChargeTx).
+   */
+  private async refundSettledTx(tx: Tx, actor: Actor, at: Date, refund: Payment): Promise<void> {
+    if (refund.parentPaymentId === null) return;
+    const source = (await tx('documents').where({ type: 'payment', payment_id: refund.parentPaymentId }).first()) as DocumentRow | undefined;
+    if (!source) return;
+    const orderIds = ((await tx('orders').where({ account_id: refund.accountId }).orWhere({ id: refund.orderId ?? 0 }).select('id')) as { id: unknown }[]).map((o) => toNumber(o.id));
+    if (isOrderRefundKey(refund.idempotencyKey, refund.accountId, orderIds, refund.parentPaymentId)) return;
+    await this.lockAccount(tx, toNumber(source.account_id));
+    if (await tx('documents').where({ type: 'refund', payment_id: refund.paymentId }).first('id')) return;
+    // The caller's reason, as PaymentsService.refund put it in the description.
+    const prefix = `Refund of payment ${refund.parentPaymentId}: `;
+    const reason = refund.description.startsWith(prefix) ? refund.description.slice(prefix.length) : '';
+    await this.insertRefund(tx, actor, at, source, refund.amount, refund.paymentId, reason);
+    await this.applyOpenCredits(tx, actor, at, toNumber(source.account_id));
+  }
+
+  /**
    * A refund document of a payment document (its gateway or offline refund transaction `paymentId`), taking back
    * first what of the payment is still unapplied. Answers the refund's id.
    */
@@ -1530,7 +1560,9 @@ export class DocumentsService {
       event: { name: 'refund.issued', accountId, payload: { documentId, number, accountId, paymentDocumentId: toNumber(source.id), amount, currency: source.currency, paymentId } },
     });
     // The refund first takes back what of the payment is still unapplied, then other unapplied credits.
-    const unapplied = toBigInt(((await tx('documents').where({ id: source.id }).first('open_amount')) as { open_amount: unknown }).open_amount);
+    // A locking read on MariaDB: a settlement's transaction (refundSettledTx) read before it took the account's lock.
+    const openQ = tx('documents').where({ id: source.id }).select('open_amount');
+    const unapplied = toBigInt(((await (isSqlite(tx) ? openQ : openQ.forUpdate())) as { open_amount: unknown }[])[0]!.open_amount);
     if (unapplied > 0n) await this.apply(tx, actor, at, toNumber(source.id), documentId, unapplied < amount ? unapplied : amount);
     return documentId;
   }

@@ -6,6 +6,7 @@ import { setAutoRenewTx } from '../domains/domains-service';
 import { failOrderTx, MANUAL_REVIEW, PAYMENT_LEFT, rollBackPayment } from './saga';
 import { lockOrder, transitionIfAt, writeTx, type Ctx, type OrderRow } from './step-handlers';
 import { amountText } from './subscription-orders';
+import { orderHoldRefundKey } from '../payments/payment-records';
 
 /**
  * An operator settles an order on hold (HL: its saga rolled back, but a domain it registered, transferred or renewed
@@ -147,7 +148,7 @@ async function approveHeld(ctx: Ctx, actor: Actor, order: OrderRow, comment: str
     if (back <= 0n) return null;
     let r;
     try {
-      r = await payments.refund(actor, paymentId, { amount: back, idempotencyKey: `order-${orderId}-hold-refund`, reason: `Order ${order.order_number}: items not delivered` });
+      r = await payments.refund(actor, paymentId, { amount: back, idempotencyKey: orderHoldRefundKey(orderId), reason: `Order ${order.order_number}: items not delivered` });
     } catch (e) {
       // Refunded (in part) by hand before, or not refundable at all: the operator settles the money another way.
       if (e instanceof AppError && (e.code === 'NOT_ALLOWED' || e.code === 'INVALID_ARGUMENT')) {

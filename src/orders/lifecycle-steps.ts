@@ -16,6 +16,7 @@ import { enqueueFinish } from './saga';
 import { actionOf, loadOrder, loadWorkflowDefinition, lockOrder, transitionIfAt, writeTx, type Ctx, type OrderRow } from './step-handlers';
 import { amountText, termPayment } from './subscription-orders';
 import { ORDERS_QUEUE } from './transitions';
+import { orderRefundKey } from '../payments/payment-records';
 
 /**
  * The provision step of orders on existing subscriptions (subscription-orders.ts): one task per order (order.renewal,
@@ -252,7 +253,7 @@ async function applyCancellation(ctx: Ctx, task: Task, tc: TaskContext, order: O
       }
       try {
         // One key per payment (orders placed before there were several keep the one key they were placed with).
-        const idempotencyKey = part.legacy ? `order-${orderId}-refund` : `order-${orderId}-refund-${paymentId}`;
+        const idempotencyKey = part.legacy ? orderRefundKey(orderId) : orderRefundKey(orderId, paymentId);
         const r = await payments.refund(await ctx.actor(), paymentId, { amount: part.amount, idempotencyKey, reason: `Cancellation ${order.order_number}` });
         if (r.status === 'pending' || r.status === 'unknown') return { status: 'retry', error: `The refund of payment ${paymentId} is ${r.status}.`, retryable: true };
         notes.push(r.status === 'success' ? `Refunded ${amountText(part.amount, order.currency)} of payment ${paymentId} (refund ${r.paymentId}).` : `The refund of payment ${paymentId} was ${r.status}${r.message ? `: ${r.message}` : ''}; refund it by hand.`);

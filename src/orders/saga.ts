@@ -13,6 +13,7 @@ import { describeForGate } from '../subscriptions/gate-request';
 import { recordProvisionUndone, terminatedOrGone, undoGivenUpProvision } from '../subscriptions/gate-call';
 import { startLifecycle } from './lifecycle-steps';
 import { domainOutcome, holdForReview, lateDomainItemCompletion, provisionDomainItem, skipDomains, startDomains, undoDomainItem, type DomainPhaseHooks } from './domain-items';
+import { orderRefundKey } from '../payments/payment-records';
 
 /**
  * The provisioning saga of an order. Its state lives in saga_steps: one `provision` row per item (in position
@@ -468,7 +469,7 @@ export async function rollBackPayment(ctx: Ctx, order: OrderRow, by?: Actor): Pr
     voidError = e.message;
   }
   try {
-    const r = await payments.refund(actor, id, { idempotencyKey: `order-${toNumber(order.id)}-refund`, reason: 'Provisioning failed' });
+    const r = await payments.refund(actor, id, { idempotencyKey: orderRefundKey(toNumber(order.id)), reason: 'Provisioning failed' });
     if (r.status === 'success') return { retry: false, note: `Payment ${id} was refunded.` };
     if (r.status === 'pending' || r.status === 'unknown') return { retry: true, note: `The refund of payment ${id} is ${r.status}.` };
     return { retry: false, note: `Payment ${id} could not be voided (${voidError}) nor refunded (${r.message ?? r.status}): refund it by hand.` };

@@ -114,6 +114,24 @@ export function derivedGatewayKey(accountId: number, key: string): string {
   return `hw-${crypto.createHash('sha256').update(`${accountId}\0${key}`).digest('hex').slice(0, 48)}`;
 }
 
+/**
+ * The caller keys of an order's own refunds: a cancellation's or a failed order's (`order-<id>-refund`) and a held
+ * order's approval (`order-<id>-hold-refund`). The ledger entries of these refunds are the order's to write
+ * (refundOnCancellationTx, reverseOrderChargeTx) when its task or decision runs again; the ledger's own refunds
+ * (RefundPayment) use keys of another form (`refund:...`, `refund-payment:...`) or a random one, so they never meet.
+ */
+export const orderRefundKey = (orderId: number, paymentId?: number): string => (paymentId === undefined ? `order-${orderId}-refund` : `order-${orderId}-refund-${paymentId}`);
+export const orderHoldRefundKey = (orderId: number): string => `order-${orderId}-hold-refund`;
+
+/**
+ * Whether a gateway key is one of an order's own refunds for one of `orderIds`: orderRefundKey (a failed order's, or
+ * a cancellation's: one key per order, or per refunded payment `parentPaymentId` since cancellations give back
+ * every payment of the term) or orderHoldRefundKey.
+ */
+export function isOrderRefundKey(gatewayKey: string, accountId: number, orderIds: readonly number[], parentPaymentId: number): boolean {
+  return orderIds.some((id) => [orderRefundKey(id), orderRefundKey(id, parentPaymentId), orderHoldRefundKey(id)].some((k) => derivedGatewayKey(accountId, k) === gatewayKey));
+}
+
 export function randomGatewayKey(): string {
   return `hw-${crypto.randomBytes(24).toString('hex')}`;
 }

@@ -36,6 +36,12 @@ export interface TokenizedCard {
 }
 export type { PayTool } from './pay-tools';
 
+/**
+ * Runs in the transaction that settles a refund transaction to success, whoever settles it (the gateway's first
+ * answer, the reconciler, a late answer): the ledger writes its refund document there (DocumentsService).
+ */
+export type RefundSettledListener = (tx: Tx, actor: Actor, at: Date, refund: Payment) => Promise<void>;
+
 /** Finds the gateway of a payment plugin instance; the caller (plugin loader) owns how. */
 export type GatewayResolver = (gatewayInstanceId: number) => Promise<PaymentGateway>;
 
@@ -163,6 +169,7 @@ export class PaymentsService {
   private readonly running = new Map<string, Promise<Payment>>();
   private readonly pendingGraceMs: number;
   private readonly twinWaitMs: number;
+  private readonly refundSettledListeners: RefundSettledListener[] = [];
 
   constructor(
     private readonly deps: Deps,
@@ -171,6 +178,11 @@ export class PaymentsService {
   ) {
     this.pendingGraceMs = options.pendingGraceMs ?? 5 * 60_000;
     this.twinWaitMs = options.twinWaitMs ?? 10_000;
+  }
+
+  /** Called in the settling transaction of every refund transaction that settles to success (see RefundSettledListener). */
+  onRefundSettled(listener: RefundSettledListener): void {
+    this.refundSettledListeners.push(listener);
   }
 
   // ---- charging ----
@@ -501,6 +513,10 @@ export class PaymentsService {
       });
     }
     await recordChanges(tx, actor, now, changes);
+    for (const paymentId of changed) {
+      const p = toPayment(after.get(paymentId)!);
+      if (p.kind === 'refund' && p.status === 'success') for (const listener of this.refundSettledListeners) await listener(tx, actor, now, p);
+    }
     return ids.map((id) => toPayment(after.get(id)!));
   }
 
