@@ -8,7 +8,7 @@ import { safeErrorMessage } from '../logger';
 import type { NotificationsService } from '../notifications/notifications-service';
 import { DEFAULT_TIMEOUT_MS, type ActionRow, type NotificationConfig, type ScriptConfig, type WebhookConfig } from './actions-service';
 import { envelope, type EventDispatcher, type EventEnvelope, type EventRow } from './dispatcher';
-import { resolvesInternal } from './network';
+import { postOnce, resolvesInternal, type PostResult } from './network';
 
 export const SIGNATURE_HEADER = 'X-Hostwright-Signature';
 /** Shown of a failing receiver's answer or a script's stderr in the task's last error. */
@@ -82,23 +82,26 @@ export function deliveryHandlers(deps: Deps, parts: { dispatcher: EventDispatche
   const webhook = deliver(async (event, action, _task, ctx) => {
     const config = JSON.parse(action.config) as WebhookConfig;
     if (!action.secret_enc) return { outcome: 'failed', detail: `Webhook action ${action.id} has no signing secret; set config.secret.` };
+    // A reseller's webhook may not reach into the provider's own network (the answer would show in its last error).
+    let publicOnly = false;
     if (!deps.config.webhookAllowPrivateNetworks) {
-      // A reseller's webhook may not reach into the provider's own network (the answer would show in its last error).
       const vendor = (await db('accounts').where({ id: action.vendor_id }).first('type')) as { type: string } | undefined;
-      if (vendor?.type !== 'provider') {
-        const inside = await resolvesInternal(new URL(config.url)).catch((e: Error) => `unresolvable (${e.message})`);
-        if (inside) return { outcome: 'failed', detail: `Refused: ${new URL(config.url).hostname} resolves to ${inside}, a local or private address; a reseller's webhook must reach a public host.` };
-      }
+      publicOnly = vendor?.type !== 'provider';
+    }
+    if (publicOnly) {
+      const inside = await resolvesInternal(new URL(config.url)).catch((e: Error) => `unresolvable (${e.message})`);
+      if (inside) return { outcome: 'failed', detail: `Refused: ${new URL(config.url).hostname} resolves to ${inside}, a local or private address; a reseller's webhook must reach a public host.` };
     }
     const secret = deps.secrets.open(action.secret_enc);
     const body = JSON.stringify(event);
     const t = Math.floor(clock.now().getTime() / 1000);
     const timeoutMs = config.timeoutMs ?? DEFAULT_TIMEOUT_MS;
-    let res: Response;
+    let res: PostResult;
     try {
-      res = await fetch(config.url, {
-        method: 'POST',
-        headers: {
+      // The name is resolved again when connecting, and checked again there (publicOnly): DNS may answer otherwise now.
+      res = await postOnce(
+        new URL(config.url),
+        {
           'Content-Type': 'application/json',
           'User-Agent': 'Hostwright-Webhook/1',
           [SIGNATURE_HEADER]: signatureHeader(secret, body, t),
@@ -106,15 +109,15 @@ export function deliveryHandlers(deps: Deps, parts: { dispatcher: EventDispatche
           'X-Hostwright-Delivery': ctx.operationId,
         },
         body,
-        redirect: 'manual',
-        signal: AbortSignal.any([AbortSignal.timeout(timeoutMs), ctx.signal]),
-      });
+        { timeoutMs, signal: ctx.signal, publicOnly },
+      );
     } catch (e) {
-      const err = e as Error & { cause?: { code?: string; message?: string } };
-      const why = err.name === 'TimeoutError' ? `no answer within ${timeoutMs} ms` : err.cause?.code ?? err.cause?.message ?? err.message;
+      const err = e as NodeJS.ErrnoException;
+      if (err.code === 'EINTERNALADDRESS') return { outcome: 'failed', detail: `Refused: ${err.message}; a reseller's webhook must reach a public host.` };
+      const why = err.name === 'TimeoutError' ? `no answer within ${timeoutMs} ms` : err.code ?? err.message;
       return { outcome: 'failed', detail: `POST ${config.url} failed: ${why}` };
     }
-    const text = await res.text().catch(() => '');
+    const text = res.text;
     if (res.status >= 200 && res.status < 300) return { outcome: 'ok', detail: `HTTP ${res.status} from ${config.url}` };
     return { outcome: 'failed', detail: `HTTP ${res.status} from ${config.url}${text ? `: ${truncate(text, 300)}` : ''}` };
   });
