@@ -3,6 +3,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { accountWithApiUser, providerActor, startApiWorld, type ApiWorld } from '../helpers/api';
 import { execute, ok } from '../api/xmlrpc/client';
+import { eventually } from '../helpers/assertions';
 
 /**
  * Deliveries of one object to one action go out in order, a later one waiting for the earlier. An event a caller
@@ -15,14 +16,6 @@ describe("a caller's posted event does not hold the deliveries of another accoun
   let server: http.Server;
   let hookUrl: string;
   const got: { name: string; objectType: string; objectId: string }[] = [];
-
-  async function until<T>(what: string, probe: () => Promise<T | undefined> | T | undefined, ms = 8000): Promise<T> {
-    for (const end = Date.now() + ms; Date.now() < end; await new Promise((r) => setTimeout(r, 50))) {
-      const v = await probe();
-      if (v !== undefined) return v;
-    }
-    throw new Error(`timed out waiting for ${what}`);
-  }
 
   before(async () => {
     // A receiver that knows the system's events and answers 400 to anything else (as many do).
@@ -54,10 +47,10 @@ describe("a caller's posted event does not hold the deliveries of another accoun
 
     const reply = await execute(`${world.url}/RPC2`, { Server: 'TASKMAN', Method: 'PostEvent', Params: ['Ping', `ObjectType=account; ObjectID=${victim.accountId}`, 0], Username: mallory.login, Password: mallory.password });
     expect(ok(reply).Result[0]).to.deep.equal({ Status: 'Operation done.' });
-    await until('the posted event at the receiver (refused there)', () => got.find((g) => g.name === 'external.ping'));
+    await eventually(async () => got.find((g) => g.name === 'external.ping'), 'the posted event at the receiver (refused there)', 8000);
 
     await world.server.services.accounts.update(provider, victim.accountId, { companyName: 'Victim Account renamed' });
-    const delivered = await until('the victim account\u2019s own event', () => got.find((g) => g.name === 'account.updated' && g.objectId === String(victim.accountId)));
+    const delivered = await eventually(async () => got.find((g) => g.name === 'account.updated' && g.objectId === String(victim.accountId)), 'the victim account\u2019s own event', 8000);
     expect(delivered.objectType).to.equal('account');
   });
 });
