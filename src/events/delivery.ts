@@ -13,6 +13,8 @@ import { postOnce, resolvesInternal, type PostResult } from './network';
 export const SIGNATURE_HEADER = 'X-Hostwright-Signature';
 /** Shown of a failing receiver's answer or a script's stderr in the task's last error. */
 export const MAX_DETAIL_CHARS = 1000;
+/** How long a script's output is still read after it exited (a background job it started may hold the pipes). */
+export const SCRIPT_OUTPUT_GRACE_MS = 200;
 
 /** `t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>` */
 export function signatureHeader(secret: string, body: string, unixSeconds: number): string {
@@ -179,7 +181,10 @@ export async function notificationContext(deps: Deps, vendorId: number, accountI
   };
 }
 
-/** Runs the script with the event JSON on stdin; a non-zero exit, a signal or the timeout is a failed attempt. */
+/**
+ * Runs the script with the event JSON on stdin; a non-zero exit, a signal or the timeout is a failed attempt. The
+ * script's own exit decides: a background job it leaves behind (holding its stdout or stderr) is not waited for.
+ */
 export function runScript(config: ScriptConfig, event: EventEnvelope, signal?: AbortSignal): Promise<Attempt> {
   return new Promise<Attempt>((resolve) => {
     const timeoutMs = config.timeoutMs ?? DEFAULT_TIMEOUT_MS;
@@ -187,10 +192,16 @@ export function runScript(config: ScriptConfig, event: EventEnvelope, signal?: A
     let stdout = '';
     let timedOut = false;
     let settled = false;
+    let grace: NodeJS.Timeout | undefined;
     const finish = (a: Attempt) => {
       if (settled) return;
       settled = true;
       clearTimeout(timer);
+      clearTimeout(grace);
+      signal?.removeEventListener('abort', kill);
+      // A background job may still hold the pipes: our ends close now, the job is left alone.
+      child.stdout.destroy();
+      child.stderr.destroy();
       resolve(a);
     };
     const child = spawn(config.path, config.args ?? [], {
@@ -219,11 +230,17 @@ export function runScript(config: ScriptConfig, event: EventEnvelope, signal?: A
     });
     child.stdin.on('error', () => undefined); // a script that does not read its stdin closes it early
     child.on('error', (e) => finish({ outcome: 'failed', detail: `${config.path} could not run: ${e.message}` }));
-    child.on('close', (code, sig) => {
+    const conclude = (code: number | null, sig: NodeJS.Signals | null) => {
       if (timedOut) return finish({ outcome: 'failed', detail: `${config.path} did not finish within ${timeoutMs} ms and was killed.${stderr ? ` stderr: ${truncate(stderr)}` : ''}` });
       if (code === 0) return finish({ outcome: 'ok', detail: `${config.path} exited 0${stdout.trim() ? `: ${truncate(stdout, 200)}` : ''}` });
       finish({ outcome: 'failed', detail: `${config.path} ${code === null ? `was killed by ${sig}` : `exited ${code}`}${stderr.trim() ? `: ${truncate(stderr)}` : ' (no stderr)'}` });
+    };
+    // 'close' comes once the pipes are closed too; after the exit, their last output gets a moment, not more.
+    child.on('exit', (code, sig) => {
+      clearTimeout(timer);
+      grace = setTimeout(() => conclude(code, sig), SCRIPT_OUTPUT_GRACE_MS);
     });
+    child.on('close', conclude);
     child.stdin.end(JSON.stringify(event));
   });
 }
