@@ -29,6 +29,11 @@ describe("a reseller's webhook and the provider's network", function () {
     server = http.createServer((req, res) => {
       hits.push(`${req.method} ${req.url}`);
       req.resume();
+      if (req.url === '/moved') {
+        res.writeHead(302, { Location: `http://127.0.0.1:${port}/internal-target` });
+        res.end();
+        return;
+      }
       if (req.url === '/endless') {
         // An answer whose body never ends: the server must not wait for (nor buffer) all of it.
         res.writeHead(500, { 'Content-Type': 'text/plain' });
@@ -90,6 +95,19 @@ describe("a reseller's webhook and the provider's network", function () {
     expect(hits, 'the internal service was reached').to.deep.equal([]);
     expect(task.status).to.equal('pending');
     expect(task.last_error).to.contain('127.0.0.1').and.contain('local or private address');
+  });
+
+  it('a redirect is not followed: a 3xx is a failed attempt, and its Location is never asked', async () => {
+    await world.deps.db('event_actions').del();
+    await world.services.eventActions.create(world.provider, { name: 'Moved', eventPattern: 'account.created', type: 'webhook', config: { url: `http://127.0.0.1:${port}/moved`, secret: SECRET, timeoutMs: 2000 } });
+    await world.deps.db('tasks').where({ queue: EVENTS_QUEUE }).del();
+    await world.deps.db('event_deliveries').del();
+    hits.length = 0;
+    await accountActor(world, world.provider, 'customer', 'Moved Customer');
+    const [task] = await deliverOnce();
+    expect(hits).to.deep.equal(['POST /moved']);
+    expect(task.status).to.equal('pending');
+    expect(task.last_error).to.match(/^HTTP 302 from http:\/\/127\.0\.0\.1:\d+\/moved$/);
   });
 
   it('an answer with an endless body is cut short: the attempt fails at once, not at the timeout', async () => {
