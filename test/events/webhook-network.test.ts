@@ -29,6 +29,7 @@ describe("a reseller's webhook and the provider's network", function () {
     server = http.createServer((req, res) => {
       hits.push(`${req.method} ${req.url}`);
       req.resume();
+      if (req.url === '/silent') return; // reads the request, never answers
       if (req.url === '/moved') {
         res.writeHead(302, { Location: `http://127.0.0.1:${port}/internal-target` });
         res.end();
@@ -95,6 +96,19 @@ describe("a reseller's webhook and the provider's network", function () {
     expect(hits, 'the internal service was reached').to.deep.equal([]);
     expect(task.status).to.equal('pending');
     expect(task.last_error).to.contain('127.0.0.1').and.contain('local or private address');
+  });
+
+  it('a receiver that never answers fails the attempt at the action\u2019s timeout', async () => {
+    await world.deps.db('event_actions').del();
+    await world.services.eventActions.create(world.provider, { name: 'Silent', eventPattern: 'account.created', type: 'webhook', config: { url: `http://127.0.0.1:${port}/silent`, secret: SECRET, timeoutMs: 300 } });
+    await world.deps.db('tasks').where({ queue: EVENTS_QUEUE }).del();
+    await world.deps.db('event_deliveries').del();
+    await accountActor(world, world.provider, 'customer', 'Silent Customer');
+    const started = Date.now();
+    const [task] = await deliverOnce();
+    expect(Date.now() - started).to.be.below(3000);
+    expect(task.status).to.equal('pending');
+    expect(task.last_error).to.match(/^POST http:\/\/127\.0\.0\.1:\d+\/silent failed: no answer within 300 ms$/);
   });
 
   it('a redirect is not followed: a 3xx is a failed attempt, and its Location is never asked', async () => {
