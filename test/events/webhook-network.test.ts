@@ -69,6 +69,16 @@ describe("a reseller's webhook and the provider's network", function () {
     return (await world.deps.db('event_deliveries as d').join('tasks as t', 't.id', 'd.task_id').orderBy('d.id').select('t.status', 't.last_error')) as { status: string; last_error: string | null }[];
   }
 
+  /** Only a provider's webhook to `path` of the test's server, and a new customer whose account.created it gets. */
+  async function providerHookAndEvent(name: string, urlPath: string, timeoutMs: number): Promise<void> {
+    await world.deps.db('event_actions').del();
+    await world.services.eventActions.create(world.provider, { name, eventPattern: 'account.created', type: 'webhook', config: { url: `http://127.0.0.1:${port}${urlPath}`, secret: SECRET, timeoutMs } });
+    await world.deps.db('tasks').where({ queue: EVENTS_QUEUE }).del();
+    await world.deps.db('event_deliveries').del();
+    hits.length = 0;
+    await accountActor(world, world.provider, 'customer', `${name} Customer`);
+  }
+
   it('a name that resolves to a public address when checked and to 127.0.0.1 when connecting is not reached', async () => {
     const host = 'hooks.rebind.example';
     const answers = ['93.184.216.34', '127.0.0.1', '127.0.0.1', '127.0.0.1', '127.0.0.1'];
@@ -99,11 +109,7 @@ describe("a reseller's webhook and the provider's network", function () {
   });
 
   it('a receiver that never answers fails the attempt at the action\u2019s timeout', async () => {
-    await world.deps.db('event_actions').del();
-    await world.services.eventActions.create(world.provider, { name: 'Silent', eventPattern: 'account.created', type: 'webhook', config: { url: `http://127.0.0.1:${port}/silent`, secret: SECRET, timeoutMs: 300 } });
-    await world.deps.db('tasks').where({ queue: EVENTS_QUEUE }).del();
-    await world.deps.db('event_deliveries').del();
-    await accountActor(world, world.provider, 'customer', 'Silent Customer');
+    await providerHookAndEvent('Silent', '/silent', 300);
     const started = Date.now();
     const [task] = await deliverOnce();
     expect(Date.now() - started).to.be.below(3000);
@@ -112,12 +118,7 @@ describe("a reseller's webhook and the provider's network", function () {
   });
 
   it('a redirect is not followed: a 3xx is a failed attempt, and its Location is never asked', async () => {
-    await world.deps.db('event_actions').del();
-    await world.services.eventActions.create(world.provider, { name: 'Moved', eventPattern: 'account.created', type: 'webhook', config: { url: `http://127.0.0.1:${port}/moved`, secret: SECRET, timeoutMs: 2000 } });
-    await world.deps.db('tasks').where({ queue: EVENTS_QUEUE }).del();
-    await world.deps.db('event_deliveries').del();
-    hits.length = 0;
-    await accountActor(world, world.provider, 'customer', 'Moved Customer');
+    await providerHookAndEvent('Moved', '/moved', 2000);
     const [task] = await deliverOnce();
     expect(hits).to.deep.equal(['POST /moved']);
     expect(task.status).to.equal('pending');
@@ -125,11 +126,7 @@ describe("a reseller's webhook and the provider's network", function () {
   });
 
   it('an answer with an endless body is cut short: the attempt fails at once, not at the timeout', async () => {
-    await world.deps.db('event_actions').del();
-    await world.services.eventActions.create(world.provider, { name: 'Endless', eventPattern: 'account.created', type: 'webhook', config: { url: `http://127.0.0.1:${port}/endless`, secret: SECRET, timeoutMs: 8000 } });
-    await world.deps.db('tasks').where({ queue: EVENTS_QUEUE }).del();
-    await world.deps.db('event_deliveries').del();
-    await accountActor(world, world.provider, 'customer', 'Endless Customer');
+    await providerHookAndEvent('Endless', '/endless', 8000);
     const started = Date.now();
     const [task] = await deliverOnce();
     expect(Date.now() - started, 'waited for the endless body').to.be.below(4000);
