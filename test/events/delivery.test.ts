@@ -286,6 +286,7 @@ describe('event delivery: dispatcher, webhooks, scripts, notifications', functio
     await bad({ name: 'x', eventPattern: 'order.*', type: 'webhook', config: { url: hook.url, secret: 'short' } }, 'config.secret');
     await bad({ name: 'x', eventPattern: 'order.*', type: 'script', config: { path: 'relative.sh' } }, 'config.path');
     await bad({ name: 'x', eventPattern: 'order.*', type: 'script', config: { path: path.join(tmp, 'missing.sh') } }, 'config.path');
+    await bad({ name: 'x', eventPattern: 'order.*', type: 'script', config: { path: tmp } }, 'config.path'); // a directory: searchable, not runnable
     await bad({ name: 'x', eventPattern: 'order.*', type: 'notification', config: { recipient: 'everyone' } }, 'config.recipient');
     const a = await world.services.eventActions.create(world.provider, { name: 'Audited', eventPattern: 'order.*', type: 'notification', config: {} });
     await world.services.eventActions.update(world.provider, a.actionId, { enabled: false });
