@@ -369,7 +369,9 @@ export class EventActionsService {
       const file = requiredText(raw.path, 'config.path', 1000);
       if (!path.isAbsolute(file)) throw invalid('config.path', `config.path '${file}' must be an absolute path.`);
       try {
+        // A directory passes the X_OK check too (it can be searched), but cannot be run.
         fs.accessSync(file, fs.constants.X_OK);
+        if (!fs.statSync(file).isFile()) throw new Error('not a file');
       } catch {
         throw invalid('config.path', `config.path '${file}' is not an executable file on this server.`);
       }

@@ -8,11 +8,13 @@ import { safeErrorMessage } from '../logger';
 import type { NotificationsService } from '../notifications/notifications-service';
 import { DEFAULT_TIMEOUT_MS, type ActionRow, type NotificationConfig, type ScriptConfig, type WebhookConfig } from './actions-service';
 import { envelope, type EventDispatcher, type EventEnvelope, type EventRow } from './dispatcher';
-import { resolvesInternal } from './network';
+import { postOnce, resolvesInternal, type PostResult } from './network';
 
 export const SIGNATURE_HEADER = 'X-Hostwright-Signature';
 /** Shown of a failing receiver's answer or a script's stderr in the task's last error. */
 export const MAX_DETAIL_CHARS = 1000;
+/** How long a script's output is still read after it exited (a background job it started may hold the pipes). */
+export const SCRIPT_OUTPUT_GRACE_MS = 200;
 
 /** `t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>` */
 export function signatureHeader(secret: string, body: string, unixSeconds: number): string {
@@ -82,23 +84,26 @@ export function deliveryHandlers(deps: Deps, parts: { dispatcher: EventDispatche
   const webhook = deliver(async (event, action, _task, ctx) => {
     const config = JSON.parse(action.config) as WebhookConfig;
     if (!action.secret_enc) return { outcome: 'failed', detail: `Webhook action ${action.id} has no signing secret; set config.secret.` };
+    // A reseller's webhook may not reach into the provider's own network (the answer would show in its last error).
+    let publicOnly = false;
     if (!deps.config.webhookAllowPrivateNetworks) {
-      // A reseller's webhook may not reach into the provider's own network (the answer would show in its last error).
       const vendor = (await db('accounts').where({ id: action.vendor_id }).first('type')) as { type: string } | undefined;
-      if (vendor?.type !== 'provider') {
-        const inside = await resolvesInternal(new URL(config.url)).catch((e: Error) => `unresolvable (${e.message})`);
-        if (inside) return { outcome: 'failed', detail: `Refused: ${new URL(config.url).hostname} resolves to ${inside}, a local or private address; a reseller's webhook must reach a public host.` };
-      }
+      publicOnly = vendor?.type !== 'provider';
+    }
+    if (publicOnly) {
+      const inside = await resolvesInternal(new URL(config.url)).catch((e: Error) => `unresolvable (${e.message})`);
+      if (inside) return { outcome: 'failed', detail: `Refused: ${new URL(config.url).hostname} resolves to ${inside}, a local or private address; a reseller's webhook must reach a public host.` };
     }
     const secret = deps.secrets.open(action.secret_enc);
     const body = JSON.stringify(event);
     const t = Math.floor(clock.now().getTime() / 1000);
     const timeoutMs = config.timeoutMs ?? DEFAULT_TIMEOUT_MS;
-    let res: Response;
+    let res: PostResult;
     try {
-      res = await fetch(config.url, {
-        method: 'POST',
-        headers: {
+      // The name is resolved again when connecting, and checked again there (publicOnly): DNS may answer otherwise now.
+      res = await postOnce(
+        new URL(config.url),
+        {
           'Content-Type': 'application/json',
           'User-Agent': 'Hostwright-Webhook/1',
           [SIGNATURE_HEADER]: signatureHeader(secret, body, t),
@@ -106,15 +111,15 @@ export function deliveryHandlers(deps: Deps, parts: { dispatcher: EventDispatche
           'X-Hostwright-Delivery': ctx.operationId,
         },
         body,
-        redirect: 'manual',
-        signal: AbortSignal.any([AbortSignal.timeout(timeoutMs), ctx.signal]),
-      });
+        { timeoutMs, signal: ctx.signal, publicOnly },
+      );
     } catch (e) {
-      const err = e as Error & { cause?: { code?: string; message?: string } };
-      const why = err.name === 'TimeoutError' ? `no answer within ${timeoutMs} ms` : err.cause?.code ?? err.cause?.message ?? err.message;
+      const err = e as NodeJS.ErrnoException;
+      if (err.code === 'EINTERNALADDRESS') return { outcome: 'failed', detail: `Refused: ${err.message}; a reseller's webhook must reach a public host.` };
+      const why = err.name === 'TimeoutError' ? `no answer within ${timeoutMs} ms` : err.code ?? err.message;
       return { outcome: 'failed', detail: `POST ${config.url} failed: ${why}` };
     }
-    const text = await res.text().catch(() => '');
+    const text = res.text;
     if (res.status >= 200 && res.status < 300) return { outcome: 'ok', detail: `HTTP ${res.status} from ${config.url}` };
     return { outcome: 'failed', detail: `HTTP ${res.status} from ${config.url}${text ? `: ${truncate(text, 300)}` : ''}` };
   });
@@ -176,7 +181,10 @@ export async function notificationContext(deps: Deps, vendorId: number, accountI
   };
 }
 
-/** Runs the script with the event JSON on stdin; a non-zero exit, a signal or the timeout is a failed attempt. */
+/**
+ * Runs the script with the event JSON on stdin; a non-zero exit, a signal or the timeout is a failed attempt. The
+ * script's own exit decides: a background job it leaves behind (holding its stdout or stderr) is not waited for.
+ */
 export function runScript(config: ScriptConfig, event: EventEnvelope, signal?: AbortSignal): Promise<Attempt> {
   return new Promise<Attempt>((resolve) => {
     const timeoutMs = config.timeoutMs ?? DEFAULT_TIMEOUT_MS;
@@ -184,10 +192,16 @@ export function runScript(config: ScriptConfig, event: EventEnvelope, signal?: A
     let stdout = '';
     let timedOut = false;
     let settled = false;
+    let grace: NodeJS.Timeout | undefined;
     const finish = (a: Attempt) => {
       if (settled) return;
       settled = true;
       clearTimeout(timer);
+      clearTimeout(grace);
+      signal?.removeEventListener('abort', kill);
+      // A background job may still hold the pipes: our ends close now, the job is left alone.
+      child.stdout.destroy();
+      child.stderr.destroy();
       resolve(a);
     };
     const child = spawn(config.path, config.args ?? [], {
@@ -216,11 +230,17 @@ export function runScript(config: ScriptConfig, event: EventEnvelope, signal?: A
     });
     child.stdin.on('error', () => undefined); // a script that does not read its stdin closes it early
     child.on('error', (e) => finish({ outcome: 'failed', detail: `${config.path} could not run: ${e.message}` }));
-    child.on('close', (code, sig) => {
+    const conclude = (code: number | null, sig: NodeJS.Signals | null) => {
       if (timedOut) return finish({ outcome: 'failed', detail: `${config.path} did not finish within ${timeoutMs} ms and was killed.${stderr ? ` stderr: ${truncate(stderr)}` : ''}` });
       if (code === 0) return finish({ outcome: 'ok', detail: `${config.path} exited 0${stdout.trim() ? `: ${truncate(stdout, 200)}` : ''}` });
       finish({ outcome: 'failed', detail: `${config.path} ${code === null ? `was killed by ${sig}` : `exited ${code}`}${stderr.trim() ? `: ${truncate(stderr)}` : ' (no stderr)'}` });
+    };
+    // 'close' comes once the pipes are closed too; after the exit, their last output gets a moment, not more.
+    child.on('exit', (code, sig) => {
+      clearTimeout(timer);
+      grace = setTimeout(() => conclude(code, sig), SCRIPT_OUTPUT_GRACE_MS);
     });
+    child.on('close', conclude);
     child.stdin.end(JSON.stringify(event));
   });
 }

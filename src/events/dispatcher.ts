@@ -46,8 +46,17 @@ export function envelope(r: EventRow): EventEnvelope {
   };
 }
 
-export function chainOf(actionId: number, objectType: string, objectId: string): string {
-  return `${actionId}:${objectType}:${objectId}`.slice(0, 191);
+/** The prefix of the events a caller posts (TASKMAN PostEvent): they can never pose as the system's own. */
+export const EXTERNAL_PREFIX = 'external.';
+
+/**
+ * The deliveries that go out in order, one after the other: those of one object to one action. A posted event
+ * names its object as the caller pleases, so its chain is apart (per posting account): it must not hold the
+ * system's events of that object, nor another account's posted ones, behind a delivery that fails.
+ */
+export function chainOf(actionId: number, e: Pick<EventRow, 'name' | 'object_type' | 'object_id' | 'account_id'>): string {
+  const posted = e.name.startsWith(EXTERNAL_PREFIX) ? `external:${e.account_id === null ? '' : toNumber(e.account_id)}:` : '';
+  return `${actionId}:${posted}${e.object_type}:${e.object_id}`.slice(0, 191);
 }
 
 /**
@@ -190,7 +199,7 @@ export class EventDispatcher {
     const actionId = toNumber(a.id);
     const existing = await tx('event_deliveries').where({ event_id: eventId, action_id: actionId }).first('id');
     if (existing) return false;
-    const chain = chainOf(actionId, e.object_type, e.object_id);
+    const chain = chainOf(actionId, e);
     const blocked = blockedChains.has(chain) || (await this.unfinishedIn(tx, chain));
     blockedChains.add(chain); // this delivery is unfinished now: later events of the chain wait for it
     const taskId = await this.tasks.enqueue(tx, {

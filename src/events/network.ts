@@ -1,4 +1,7 @@
+import callbackDns, { type LookupAddress, type LookupOptions } from 'node:dns';
 import dns from 'node:dns/promises';
+import http from 'node:http';
+import https from 'node:https';
 import net from 'node:net';
 
 /** Loopback, private, link-local, carrier-grade NAT, multicast and unspecified addresses: not the public Internet. */
@@ -33,4 +36,79 @@ export async function resolvesInternal(url: URL): Promise<string | null> {
   if (literalInternalHost(url)) return host;
   const addresses = await dns.lookup(host, { all: true, verbatim: true });
   return addresses.find((a) => isInternalAddress(a.address))?.address ?? null;
+}
+
+/**
+ * A `lookup` for http(s).request that refuses internal addresses when the connection is made: the address checked
+ * is the address connected to, so a name that answers a public address to the check and an internal one a moment
+ * later (DNS rebinding) does not reach inside.
+ */
+export function publicOnlyLookup(hostname: string, options: LookupOptions | number | undefined, callback: (err: NodeJS.ErrnoException | null, address: string | LookupAddress[], family?: number) => void): void {
+  const opts: LookupOptions = typeof options === 'number' ? { family: options } : { ...(options ?? {}) };
+  callbackDns.lookup(hostname, { ...opts, all: true }, (err: NodeJS.ErrnoException | null, addresses: LookupAddress[]) => {
+    if (err) return callback(err, '');
+    const inside = addresses.find((a) => isInternalAddress(a.address));
+    if (inside) {
+      const e: NodeJS.ErrnoException = new Error(`${hostname} resolves to ${inside.address}, a local or private address`);
+      e.code = 'EINTERNALADDRESS';
+      return callback(e, '');
+    }
+    if (addresses.length === 0) return callback(Object.assign(new Error(`${hostname} has no address`), { code: 'ENOTFOUND' }), '');
+    if (opts.all) return callback(null, addresses);
+    callback(null, addresses[0].address, addresses[0].family);
+  });
+}
+
+export interface PostResult {
+  status: number;
+  /** The start of the answer's body (at most maxBodyBytes). */
+  text: string;
+}
+
+/**
+ * POSTs `body` once: no redirect followed, the whole exchange within timeoutMs, at most maxBodyBytes of the answer
+ * read (a receiver cannot make the server buffer an endless body). `publicOnly` connects to public addresses only.
+ */
+export function postOnce(
+  url: URL,
+  headers: Record<string, string>,
+  body: string,
+  opts: { timeoutMs: number; signal?: AbortSignal; publicOnly: boolean; maxBodyBytes?: number },
+): Promise<PostResult> {
+  const maxBody = opts.maxBodyBytes ?? 64 * 1024;
+  const timeout = AbortSignal.timeout(opts.timeoutMs);
+  const signal = opts.signal ? AbortSignal.any([timeout, opts.signal]) : timeout;
+  const request = url.protocol === 'https:' ? https.request : http.request;
+  return new Promise<PostResult>((resolve, reject) => {
+    const fail = (e: Error) => reject(timeout.aborted ? Object.assign(new Error('timeout'), { name: 'TimeoutError' }) : e);
+    const req = request(
+      url,
+      {
+        method: 'POST',
+        headers: { ...headers, 'Content-Length': String(Buffer.byteLength(body, 'utf8')) },
+        signal,
+        agent: false,
+        ...(opts.publicOnly ? { lookup: publicOnlyLookup as unknown as net.LookupFunction } : {}),
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        let size = 0;
+        const done = () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') });
+        res.on('data', (c: Buffer) => {
+          if (size >= maxBody) return;
+          chunks.push(c.subarray(0, maxBody - size));
+          size += Math.min(c.length, maxBody - size);
+          if (size >= maxBody) {
+            done();
+            res.destroy();
+          }
+        });
+        res.on('end', done);
+        res.on('error', () => done());
+        res.on('aborted', () => done());
+      },
+    );
+    req.on('error', fail);
+    req.end(body, 'utf8');
+  });
 }

@@ -8,6 +8,7 @@ import type { Actor } from '../../src/context';
 import { ADMIN_PASSWORD, accountWithApiUser, providerActor, startApiWorld, type ApiWorld } from '../helpers/api';
 import { consoleSignIn, launchChromium } from '../helpers/console';
 import { eventually } from '../helpers/assertions';
+import { execute, ok } from '../api/xmlrpc/client';
 
 const SECRET = 'console-whsec-0123456789abcdef';
 
@@ -284,6 +285,28 @@ describe('the console\u2019s event pages in a real browser: events, deliveries, 
       expect(Boolean(Number((await world.fresh.db('event_actions').where({ id: webhookId }).first('enabled')).enabled))).to.equal(true);
     } finally {
       await context.close();
+    }
+  });
+
+  it('offers a reseller administrator the object types of its own subtree\u2019s events only, not another account\u2019s', async () => {
+    // A customer outside the reseller's subtree posts an event whose object type it chose.
+    const outsider = await accountWithApiUser(world, 'customer', 'Outsider Poster');
+    const reply = await execute(`${world.url}/RPC2`, { Server: 'TASKMAN', Method: 'PostEvent', Params: ['ProjectStarted', 'ObjectType=outsider_secret_project; ObjectID=1', 0], Username: outsider.login, Password: outsider.password });
+    expect(ok(reply).Result[0]).to.deep.equal({ Status: 'Operation done.' });
+    const { context, page } = await signedIn('reseller', resellerPassword);
+    try {
+      await page.goto('/console/events');
+      const options = await page.$$eval('select[name=objectType] option', (os) => os.map((o) => o.textContent ?? ''));
+      expect(options).to.include('any').and.not.include('outsider_secret_project');
+    } finally {
+      await context.close();
+    }
+    const admin = await signedIn('admin', ADMIN_PASSWORD);
+    try {
+      await admin.page.goto('/console/events');
+      expect(await admin.page.$$eval('select[name=objectType] option', (os) => os.map((o) => o.textContent ?? ''))).to.include('outsider_secret_project');
+    } finally {
+      await admin.context.close();
     }
   });
 

@@ -286,6 +286,7 @@ describe('event delivery: dispatcher, webhooks, scripts, notifications', functio
     await bad({ name: 'x', eventPattern: 'order.*', type: 'webhook', config: { url: hook.url, secret: 'short' } }, 'config.secret');
     await bad({ name: 'x', eventPattern: 'order.*', type: 'script', config: { path: 'relative.sh' } }, 'config.path');
     await bad({ name: 'x', eventPattern: 'order.*', type: 'script', config: { path: path.join(tmp, 'missing.sh') } }, 'config.path');
+    await bad({ name: 'x', eventPattern: 'order.*', type: 'script', config: { path: tmp } }, 'config.path'); // a directory: searchable, not runnable
     await bad({ name: 'x', eventPattern: 'order.*', type: 'notification', config: { recipient: 'everyone' } }, 'config.recipient');
     const a = await world.services.eventActions.create(world.provider, { name: 'Audited', eventPattern: 'order.*', type: 'notification', config: {} });
     await world.services.eventActions.update(world.provider, a.actionId, { enabled: false });
@@ -332,6 +333,21 @@ describe('event delivery: dispatcher, webhooks, scripts, notifications', functio
       const [task] = await deliveryTasks(action.actionId);
       expect(task.status).to.equal('pending');
       expect(task.last_error).to.contain('did not finish within 300 ms and was killed');
+    });
+    it('a script that exits 0 leaving a background process behind succeeded: it is not killed as late nor run again', async () => {
+      const runs = path.join(tmp, 'runs.txt');
+      // Fire and forget: the background job inherits the script's stdout and stderr, and outlives it.
+      const action = await world.services.eventActions.create(world.provider, { name: 'Forks', eventPattern: 'account.created', type: 'script', config: { path: script('fork.sh', `cat > /dev/null; echo run >> "$1"; sleep 5 & echo started`), args: [runs], timeoutMs: 1500 } });
+      await accountActor(world, world.provider, 'customer', 'Script Fork');
+      const started = Date.now();
+      await settle();
+      expect(Date.now() - started, 'waited for the background job').to.be.below(1400);
+      const [task] = await deliveryTasks(action.actionId);
+      expect(task.status, task.last_error ?? '').to.equal('done');
+      expect(fs.readFileSync(runs, 'utf8')).to.equal('run\n');
+      const [attempt] = (await world.deps.db('delivery_attempts').where({ task_id: task.id })) as { outcome: string; detail: string }[];
+      expect(attempt).to.include({ outcome: 'ok' });
+      expect(attempt.detail).to.contain('fork.sh exited 0: started');
     });
   });
 

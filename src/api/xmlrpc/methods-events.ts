@@ -3,14 +3,14 @@ import { scopedAccount } from '../../accounts/scope';
 import { toNumber } from '../../db/knex';
 import { inTransaction } from '../../db/transaction';
 import { invalid, notFound } from '../../domain/errors';
-import { EVENTS_QUEUE } from '../../events/dispatcher';
+import { EVENTS_QUEUE, EXTERNAL_PREFIX } from '../../events/dispatcher';
 import { notificationContext } from '../../events/delivery';
 import { DEFAULT_LANGUAGE } from '../../notifications/notifications-service';
 import { done, write, type MethodTable } from './method-table';
 import type { Params } from './params';
 
 /** PostEvent's names arrive under this prefix, so a caller can never pose as one of the system's own events. */
-export const EXTERNAL_PREFIX = 'external.';
+export { EXTERNAL_PREFIX };
 const MAX_PARAMS = 100;
 
 /** "Key=Value; Key=Value" -> {Key: "Value"}; a ';' or '=' inside a value is not supported by the format. */

@@ -138,7 +138,8 @@ export function eventPages(r: ConsoleRoutes): void {
       filters: ['name', 'objectType', 'objectId'],
       tieBreaker: 'e.id',
     });
-    const objectTypes = ((await page.services.deps.db('events').distinct('object_type').orderBy('object_type')) as { object_type: string }[]).map((x) => x.object_type);
+    // Of the operator's subtree only: a posted event's object type is another account's own words.
+    const objectTypes = ((await scopedEvents(page).distinct('e.object_type').orderBy('e.object_type')) as { object_type: string }[]).map((x) => x.object_type);
     await page.render('events.njk', { title: 'Events', list, objectTypes, name, objectType: page.query('objectType'), objectId: page.query('objectId'), ...eventsTabs('events') });
   });
 
