@@ -1,7 +1,8 @@
 /**
  * A renewal order that was charged but cannot extend its subscription any more (terminated meanwhile, here by an
  * operator's TerminateSubscription while the order waited for approval after its charge) fails AND gives the charge
- * back, as a failed change or sales order does: a customer is never charged for a renewal that is not delivered.
+ * back, as a failed change or sales order does: a customer is never charged for a renewal that is not delivered. And a
+ * renewal of a subscription whose end-of-term cancellation is scheduled is refused before anything is charged.
  * A real server over SQLite or MariaDB (TEST_DATABASE_URL), node-soap's client, real HTTP.
  */
 import { expect } from 'chai';
@@ -9,15 +10,16 @@ import * as soap from 'soap';
 import { defaultWorkflow } from '../../src/domain/workflow';
 import { ADMIN_PASSWORD, providerActor, startApiWorld, type ApiWorld } from '../helpers/api';
 import { eventually } from '../helpers/assertions';
+import { textsOf } from '../orders/fixtures';
 
-describe('a charged renewal whose subscription was terminated before it was applied', function () {
+describe('renewals that would not be delivered: never kept paid for', function () {
   this.timeout(120_000);
   let world: ApiWorld;
-  let billing: soap.Client;
-  let provisioning: soap.Client;
   let customerId: number;
   let planId: number;
   let periodId: number;
+  let billing: soap.Client;
+  let provisioning: soap.Client;
   const db = () => world.fresh.db;
 
   const orderAt = (orderId: number, statuses: string[]) =>
@@ -76,5 +78,30 @@ describe('a charged renewal whose subscription was terminated before it was appl
     }, 'the renewal charge given back', 5_000);
     expect(payment.status === 'voided' || payment.refunded > 0).to.equal(true);
     expect(failed.failure_reason).to.match(/voided|refunded/);
+  });
+
+  it('RenewSubscription after CancelSubscription at the end of the term is NOT_ALLOWED on subscriptionId: nothing is charged for a period the scheduled cancellation would take away', async () => {
+    const [placed] = await billing.PlaceOrderAsync({ accountId: customerId, items: { item: [{ planId, periodId, parameters: { parameter: [{ name: 'domain', value: 'renew-after-cancel.example' }] } }] } });
+    await orderAt(Number(placed.orderId), ['CP']);
+    const subscriptionId = Number((await db()('subscriptions').where({ order_id: Number(placed.orderId) }).first('id')).id);
+    const expiration = new Date(Number((await db()('subscriptions').where({ id: subscriptionId }).first('expiration_date')).expiration_date));
+    const [canceled] = await billing.CancelSubscriptionAsync({ subscriptionId, cancelType: 'none', when: 'end_of_term' });
+    await orderAt(Number(canceled.orderId), ['CP']);
+
+    const orders = async () => Number((await db()('orders').count({ n: '*' }).first())!.n);
+    const before = await orders();
+    const refused = await billing.RenewSubscriptionAsync({ subscriptionId }).then(
+      () => null,
+      (e: { body?: string }) => ({ code: textsOf(e.body ?? '', 'code')[0], field: textsOf(e.body ?? '', 'field')[0], message: textsOf(e.body ?? '', 'message')[0] }),
+    );
+    expect(refused).to.include({ code: 'NOT_ALLOWED', field: 'subscriptionId' });
+    expect(refused?.message).to.contain(expiration.toISOString());
+    expect(await orders()).to.equal(before);
+
+    // An operator cancels the scheduled cancellation's task: the subscription renews again.
+    const taskId = Number(/task (\d+)/.exec(refused!.message!)![1]);
+    await world.server.services.tasks.cancel(await providerActor(world), taskId);
+    const [renewed] = await billing.RenewSubscriptionAsync({ subscriptionId });
+    expect(Number(renewed.orderId)).to.be.greaterThan(0);
   });
 });
