@@ -93,17 +93,18 @@ async function refuseOpenOrder(tx: Tx, sub: SubscriptionRow, type: OrderType): P
 }
 
 /**
- * Refuses a renewal while an end-of-term cancellation is scheduled (its subscription.scheduled_cancel task not yet
- * carried out): the cancellation would terminate the service at the current expiration date all the same, and the
- * renewal's period would be paid for and never delivered. (The billing run bills no renewal for such a subscription.)
+ * Refuses a renewal (or an immediate change that starts a new term) while an end-of-term cancellation is scheduled
+ * (its subscription.scheduled_cancel task not yet carried out): the cancellation would terminate the service at the
+ * current expiration date all the same, and the period paid for would never be delivered. (The billing run bills no
+ * renewal for such a subscription.)
  */
-async function refuseScheduledCancellation(tx: Tx, sub: SubscriptionRow): Promise<void> {
+async function refuseScheduledCancellation(tx: Tx, sub: SubscriptionRow, what = 'a renewal'): Promise<void> {
   const scheduled = (await tx('tasks')
     .where({ kind: SCHEDULED_CANCEL, object_type: 'subscription', object_id: String(sub.id) })
     .whereIn('status', ['pending', 'running', 'failed'])
     .first('id', 'run_at')) as { id: number; run_at: unknown } | undefined;
   if (scheduled) {
-    throw notAllowed(`Subscription ${sub.id} is to be canceled at the end of its term, ${new Date(toNumber(scheduled.run_at)).toISOString()} (task ${toNumber(scheduled.id)}); a renewal would be charged for a period it would not get. To keep the subscription, an operator cancels that task first (console, Tasks).`, 'subscriptionId');
+    throw notAllowed(`Subscription ${sub.id} is to be canceled at the end of its term, ${new Date(toNumber(scheduled.run_at)).toISOString()} (task ${toNumber(scheduled.id)}); ${what} would be charged for a period it would not get. To keep the subscription, an operator cancels that task first (console, Tasks).`, 'subscriptionId');
   }
 }
 
@@ -460,6 +461,7 @@ export class SubscriptionOrdersService {
         const now = this.deps.clock.now();
         const share = remainingShare(term.start, term.end, now);
         const sameLength = period.duration === oldPeriod.duration && period.unit === oldPeriod.unit;
+        if (!sameLength) await refuseScheduledCancellation(tx, sub, 'a change to a period of another length (a new term, charged in full)');
         lines = priceChange({ oldPlanName: oldPlan.name, newPlanName: plan.name, oldFee: oldPeriod.recurringFee, newFee: period.recurringFee, share, sameLength }).lines;
         details.share = `${share.numerator}/${share.denominator}`;
         details.newTerm = !sameLength;

@@ -104,4 +104,22 @@ describe('renewals that would not be delivered: never kept paid for', function (
     const [renewed] = await billing.RenewSubscriptionAsync({ subscriptionId });
     expect(Number(renewed.orderId)).to.be.greaterThan(0);
   });
+
+  it('ChangeSubscriptionPlan now to a period of another length (a new term, charged in full) after CancelSubscription at the end of the term is NOT_ALLOWED on subscriptionId', async () => {
+    const [placed] = await billing.PlaceOrderAsync({ accountId: customerId, items: { item: [{ planId, periodId, parameters: { parameter: [{ name: 'domain', value: 'change-after-cancel.example' }] } }] } });
+    await orderAt(Number(placed.orderId), ['CP']);
+    const subscriptionId = Number((await db()('subscriptions').where({ order_id: Number(placed.orderId) }).first('id')).id);
+    const [canceled] = await billing.CancelSubscriptionAsync({ subscriptionId, cancelType: 'none', when: 'end_of_term' });
+    await orderAt(Number(canceled.orderId), ['CP']);
+    const yearly = Number((await db()('plan_periods').where({ plan_id: planId, duration: 12, unit: 'month' }).first('id')).id);
+
+    const orders = async () => Number((await db()('orders').count({ n: '*' }).first())!.n);
+    const before = await orders();
+    const refused = await billing.ChangeSubscriptionPlanAsync({ subscriptionId, planId, periodId: yearly, when: 'immediate' }).then(
+      () => null,
+      (e: { body?: string }) => ({ code: textsOf(e.body ?? '', 'code')[0], field: textsOf(e.body ?? '', 'field')[0] }),
+    );
+    expect(refused).to.deep.equal({ code: 'NOT_ALLOWED', field: 'subscriptionId' });
+    expect(await orders()).to.equal(before);
+  });
 });
