@@ -2,7 +2,7 @@ import crypto from 'node:crypto';
 import type { Deps } from '../context';
 import { recordChange } from '../audit/record-change';
 import type { AccountRow } from '../accounts/scope';
-import { toNumber, toOptionalNumber, type Conn, type Tx } from '../db/knex';
+import { isSqlite, toNumber, toOptionalNumber, type Conn, type Tx } from '../db/knex';
 import { AppError, invalid, isAppError } from '../domain/errors';
 import { DomainsService } from '../domains/domains-service';
 import { MAX_YEARS, TldCatalogService, type Tld, type TldAction } from '../domains/tld-catalog';
@@ -185,6 +185,10 @@ export async function prepareDomainItem(
   if (!offer) throw invalid(f('name'), `.${parsed.tld} is not sold here.`);
   const price = offer.prices.find((p) => p.action === (action as TldAction) && p.years === years);
   if (!price) throw invalid(f('years'), `.${offer.tld} has no ${action} price for ${years} year(s); ask for a year count it is sold for.`);
+  // Every vendor's offer of the TLD is locked (MariaDB; SQLite has one writer) before the checks below, until the
+  // placing transaction ends: two orders of one name placed at once would otherwise both find no open order and no
+  // domain, and both be charged and sent to the registrar (4 RenewDomain at once renewed and charged 4 times).
+  if (!isSqlite(conn)) await conn('tlds').where({ tld: offer.tld }).forUpdate().select('id');
   const open = (await conn('order_domains').where({ name }).whereIn('status', ['pending', 'running']).first('order_id')) as { order_id: number } | undefined;
   if (open) throw new AppError('CONFLICT', `${name} is already in order ${toNumber(open.order_id)}, which is still running.`, f('name'));
   const held = (await conn('domains').where({ name }).whereNotIn('status', ['deleted', 'transferred_away']).first('id', 'account_id', 'registrar_instance_id')) as

@@ -86,7 +86,11 @@ export async function runLifecycle(ctx: Ctx, task: Task, tc: TaskContext): Promi
   const subId = toNumber(item?.target_subscription_id ?? 0);
   const sub = subId ? await subOf(db, subId) : undefined;
   if (!item || !sub) {
-    await writeTx(ctx.deps, (tx) => transitionIfAt(ctx, tx, orderId, order.step, 'failure', `Subscription ${subId} of this order no longer exists; nothing was changed.`));
+    // Through saga.finish: a charge the order took is given back.
+    await writeTx(ctx.deps, async (tx) => {
+      const locked = await lockOrder(tx, orderId);
+      if (locked && locked.step === order.step) await enqueueFinish(ctx, tx, locked, `Subscription ${subId} of this order no longer exists; nothing was changed.`);
+    });
     return done({ failed: true });
   }
   if (order.type === 'renewal') return applyRenewal(ctx, order, item, sub);
@@ -118,7 +122,9 @@ async function applyRenewal(ctx: Ctx, order: OrderRow, item: ItemRow, sub: Subsc
     if (!isExtended(ext)) {
       result = { notExtended: ext.skipped };
       if (ext.skipped === 'already_extended') await transitionIfAt(ctx, tx, toNumber(order.id), order.step, 'success', ext.message);
-      else await transitionIfAt(ctx, tx, toNumber(order.id), order.step, 'failure', ext.message);
+      // Through saga.finish, so that the renewal's charge is voided (or refunded): a subscription terminated or
+      // canceled since the order was charged is not renewed, and not paid for either.
+      else await enqueueFinish(ctx, tx, locked, ext.message);
       return;
     }
     let resumed = '';

@@ -15,6 +15,7 @@ import type { TaskQueue } from '../jobs/task-queue';
 import { SERVICE_STATUS, SUBSCRIPTION_STATUS, type SubscriptionRow } from '../subscriptions/subscriptions-service';
 import { insertNumberedOrder } from './order-numbers';
 import { startOrder } from './transitions';
+import { SCHEDULED_CANCEL } from './lifecycle-steps';
 import type { WorkflowsService } from './workflows-service';
 
 /**
@@ -88,6 +89,22 @@ async function refuseOpenOrder(tx: Tx, sub: SubscriptionRow, type: OrderType): P
   const open = (await q.first('o.order_number', 'o.type', 'o.status')) as { order_number: string; type: string; status: string } | undefined;
   if (open) {
     throw notAllowed(`Subscription ${sub.id} already has ${open.type} order ${open.order_number} under way (status ${open.status}); wait until it has finished.`, 'subscriptionId');
+  }
+}
+
+/**
+ * Refuses a renewal (or an immediate change that starts a new term) while an end-of-term cancellation is scheduled
+ * (its subscription.scheduled_cancel task not yet carried out): the cancellation would terminate the service at the
+ * current expiration date all the same, and the period paid for would never be delivered. (The billing run bills no
+ * renewal for such a subscription.)
+ */
+async function refuseScheduledCancellation(tx: Tx, sub: SubscriptionRow, what = 'a renewal'): Promise<void> {
+  const scheduled = (await tx('tasks')
+    .where({ kind: SCHEDULED_CANCEL, object_type: 'subscription', object_id: String(sub.id) })
+    .whereIn('status', ['pending', 'running', 'failed'])
+    .first('id', 'run_at')) as { id: number; run_at: unknown } | undefined;
+  if (scheduled) {
+    throw notAllowed(`Subscription ${sub.id} is to be canceled at the end of its term, ${new Date(toNumber(scheduled.run_at)).toISOString()} (task ${toNumber(scheduled.id)}); ${what} would be charged for a period it would not get. To keep the subscription, an operator cancels that task first (console, Tasks).`, 'subscriptionId');
   }
 }
 
@@ -328,6 +345,7 @@ export class SubscriptionOrdersService {
         throw notAllowed(`Subscription ${id} is ${statusText(status)}; only an active, graced, expired or suspended subscription can be renewed${status === SUBSCRIPTION_STATUS.trial ? ' (a trial is converted by ordering a paid period)' : ''}.`, 'subscriptionId');
       }
       await refuseOpenOrder(tx, sub, 'renewal');
+      await refuseScheduledCancellation(tx, sub);
       const plan = await this.svc.catalog.getPlanForOrder(tx, toNumber(sub.plan_id));
       if (!plan) throw notFound('Plan', toNumber(sub.plan_id));
       const pid = periodId ?? toNumber(sub.period_id);
@@ -443,6 +461,7 @@ export class SubscriptionOrdersService {
         const now = this.deps.clock.now();
         const share = remainingShare(term.start, term.end, now);
         const sameLength = period.duration === oldPeriod.duration && period.unit === oldPeriod.unit;
+        if (!sameLength) await refuseScheduledCancellation(tx, sub, 'a change to a period of another length (a new term, charged in full)');
         lines = priceChange({ oldPlanName: oldPlan.name, newPlanName: plan.name, oldFee: oldPeriod.recurringFee, newFee: period.recurringFee, share, sameLength }).lines;
         details.share = `${share.numerator}/${share.denominator}`;
         details.newTerm = !sameLength;
