@@ -245,7 +245,8 @@ export class NotificationsService {
 
   /**
    * Sends one message by SMTP when configured, and keeps it in the spool (sent, or spooled when there is no SMTP).
-   * The spool row is claimed first: a retry of a delivery that got this far does not send the message twice.
+   * A message already in the spool (its dedupe key) is not sent again. A new one is sent first and recorded after:
+   * a crash between the two may send it twice on the delivery's retry (at least once), never lose it.
    */
   async send(mail: OutgoingMail): Promise<{ mailId: number; status: 'sent' | 'spooled'; duplicate: boolean }> {
     const { db, clock, config } = this.deps;
