@@ -106,6 +106,54 @@ describe(`billing run: dunning (${dialect})`, function () {
     expect(await world.deps.db('subscriptions').where({ id }).first('hold_reason')).to.deep.equal({ hold_reason: 'admin' });
   });
 
+  /** A monthly subscription (01-05 to 02-05) with 50 GB of bandwidth above its allowance in January, card declining. */
+  const twoInvoices = async () => {
+    const book = await makeBook(world);
+    const { bandwidth } = book.resources;
+    const web = await makePlan(world, book, { name: 'Web', currency: 'USD', periods: [{ duration: 1, unit: 'month', recurringFee: 1000n }], rates: [{ resourceId: bandwidth, included: 100, overageFee: 10n }] });
+    const c = await makeCustomer(world, book, 'Epsilon', { card: 'decline' });
+    const id = await makeSubscription(world, book, c, web, { start: d('2026-01-05T00:00:00Z'), expiration: d('2026-02-05T00:00:00Z'), resources: [{ resourceId: bandwidth, included: 100 }] });
+    world.clock.set('2026-01-20T00:00:00Z');
+    await world.services.usage.report(world.provider, { subscriptionId: id, resourceId: bandwidth, quantity: '150', mode: 'increment', usageId: 'jan' });
+    return { c, id };
+  };
+  const invoices = async () => ((await world.deps.db('documents').where({ type: 'invoice' }).orderBy('id').select('id', 'total')) as { id: number; total: unknown }[]).map((i) => ({ id: toNumber(i.id), total: BigInt(toNumber(i.total)) }));
+  const payByCheck = async (accountId: number, inv: { id: number; total: bigint }, reference: string) =>
+    world.services.documents.recordPayment(world.provider, { accountId, amount: inv.total, currency: 'USD', method: 'check', reference, invoiceId: inv.id });
+
+  it('two overdue invoices on one subscription, suspended for the first: paying both, the first one first, resumes it', async () => {
+    const { c, id } = await twoInvoices();
+    await run('2026-02-01T00:00:00Z'); // renewal, due 02-08
+    await run('2026-02-05T00:00:00Z'); // January's overage, due 02-12
+    const [renewal, overage] = await invoices();
+    expect(overage).to.not.equal(undefined);
+    await run('2026-02-11T00:00:00Z'); // graced for the renewal
+    await run('2026-02-18T00:00:00Z'); // suspended for the renewal (10 days), grace for the overage (6 days)
+    expect(await steps()).to.deep.equal(['grace:done', 'suspend:requested', 'grace:done']);
+    await world.deps.db('subscriptions').where({ id }).update({ status: 80, service_status: 30 }); // the gate's task
+    world.clock.set('2026-02-19T00:00:00Z');
+    await payByCheck(c.accountId, renewal!, 'CHK-R');
+    expect(await tasks(id)).to.deep.equal(['subscription.suspend']); // the overage is still overdue
+    await payByCheck(c.accountId, overage!, 'CHK-O');
+    // Nothing is owed any more: the credit hold is lifted.
+    expect(await tasks(id)).to.deep.equal(['subscription.suspend', 'subscription.resume']);
+  });
+
+  it('an auto-pay retry is not dunning: paying the overdue invoice makes the subscription active though a newer invoice is open', async () => {
+    const { c, id } = await twoInvoices();
+    await run('2026-02-01T00:00:00Z'); // renewal, due 02-08
+    await run('2026-02-10T00:00:00Z'); // January's overage, issued 02-10, due 02-17
+    const [renewal] = await invoices();
+    await run('2026-02-11T00:00:00Z'); // graced for the renewal; the overage's first auto-pay retry
+    expect(await steps()).to.deep.equal(['grace:done']);
+    expect(await steps(true)).to.include('autopay:1:tried');
+    expect((await sub(id)).status).to.equal(40);
+    world.clock.set('2026-02-12T00:00:00Z');
+    await payByCheck(c.accountId, renewal!, 'CHK-R');
+    // The overage invoice is not overdue and not dunned: nothing keeps the subscription graced.
+    expect(await sub(id)).to.deep.include({ status: 30, expiration: '2026-03-05' });
+  });
+
   it('terminates after 30 days past due, without a separate suspension when the run first sees it that late', async () => {
     const book = await makeBook(world);
     const web = await makePlan(world, book, { name: 'Web', currency: 'USD', periods: [{ duration: 1, unit: 'month', recurringFee: 1000n }] });

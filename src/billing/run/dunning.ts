@@ -14,6 +14,8 @@ import { addTo } from '../../domain/group';
 const DAY_MS = 86_400_000;
 
 export type DunningStep = 'grace' | 'suspend' | 'terminate';
+/** dunning_steps also records auto-pay retries (`autopay:<n>`); these are the steps that dun. */
+const DUNNING_STEPS: readonly DunningStep[] = ['grace', 'suspend', 'terminate'];
 
 export interface OverdueInvoice {
   id: number;
@@ -115,31 +117,33 @@ export function liftDunning(deps: Deps, tasks: TaskQueue) {
     // One read for all the invoices paid: most were never dunned.
     const dunned = new Map<number, { step: string }[]>();
     for (let i = 0; i < events.length; i += 500) {
-      const rows = (await tx('dunning_steps').whereIn('document_id', events.slice(i, i + 500).map((e) => e.documentId)).select('document_id', 'step')) as { document_id: number; step: string }[];
+      const rows = (await tx('dunning_steps').whereIn('document_id', events.slice(i, i + 500).map((e) => e.documentId)).whereIn('step', DUNNING_STEPS).select('document_id', 'step')) as { document_id: number; step: string }[];
       for (const r of rows) addTo(dunned, toNumber(r.document_id), r);
     }
-    for (const e of events) {
-      const steps = dunned.get(e.documentId);
-      if (steps) await liftOne(deps, tasks, tx, e, steps);
-    }
+    for (const e of events) if (dunned.has(e.documentId)) await liftOne(deps, tasks, tx, e);
   };
 }
 
-async function liftOne(deps: Deps, tasks: TaskQueue, tx: Tx, e: InvoicePaidEvent, steps: { step: string }[]): Promise<void> {
+async function liftOne(deps: Deps, tasks: TaskQueue, tx: Tx, e: InvoicePaidEvent): Promise<void> {
   const subs = (await subscriptionsOn(tx, [e.documentId])).get(e.documentId) ?? [];
   const at = e.paidAt;
   for (const subscriptionId of subs) {
-    // Another open invoice of this subscription that is also being dunned keeps it where it is.
+    // Another open invoice of this subscription that is also being dunned keeps it where it is (an auto-pay retry
+    // of an invoice not yet overdue is no dunning).
     const other = await tx('billing_charges as c')
       .join('documents as d', 'd.id', 'c.document_id')
       .join('dunning_steps as s', 's.document_id', 'd.id')
       .where('c.subscription_id', subscriptionId)
       .whereNot('d.id', e.documentId)
       .where('d.status', 'open')
+      .whereIn('s.step', DUNNING_STEPS)
       .first('d.id');
     if (other) continue;
     await tx('subscriptions').where({ id: subscriptionId, status: SUBSCRIPTION_STATUS.graced }).update({ status: SUBSCRIPTION_STATUS.active, updated_at: at.getTime() });
-    if (!steps.some((s) => s.step === 'suspend')) continue;
+    // Suspended for any of its invoices (not necessarily this one: paid last, it may only have been graced), all of
+    // them now paid.
+    const suspendedForDebt = await tx('billing_charges as c').join('dunning_steps as s', 's.document_id', 'c.document_id').where({ 'c.subscription_id': subscriptionId, 's.step': 'suspend' }).first('s.document_id');
+    if (!suspendedForDebt) continue;
     // Only a suspension for non-payment (a credit hold) is lifted: one an operator made stays, even when dunning's own
     // suspend step found the subscription already suspended.
     const row = (await tx('subscriptions').where({ id: subscriptionId }).first('status', 'hold_reason')) as { status: number; hold_reason: string | null } | undefined;
