@@ -1,4 +1,5 @@
 import { expect } from 'chai';
+import sinon from 'sinon';
 import { toNumber } from '../../src/db/knex';
 import { takeFromCreditHold } from '../../src/billing/credit-hold';
 import { backfillHoldReasons } from '../../migrations/20261124000015_subscription_hold_reason';
@@ -152,6 +153,43 @@ describe(`billing run: dunning (${dialect})`, function () {
     await payByCheck(c.accountId, renewal!, 'CHK-R');
     // The overage invoice is not overdue and not dunned: nothing keeps the subscription graced.
     expect(await sub(id)).to.deep.include({ status: 30, expiration: '2026-03-05' });
+  });
+
+  // MariaDB only: the payment is made from another connection while the run holds its transaction open (SQLite has
+  // one connection). The spy calls through to the real request; it only picks the moment the customer pays.
+  if (dialect === 'mysql') it('an invoice paid while the run is dunning others is not suspended: each step reads the invoice again under its account lock', async () => {
+    const book = await makeBook(world);
+    const web = await makePlan(world, book, { name: 'Web', currency: 'USD', periods: [{ duration: 1, unit: 'month', recurringFee: 1000n }] });
+    const alpha = await makeCustomer(world, book, 'Alpha', { card: 'decline' });
+    const beta = await makeCustomer(world, book, 'Beta', { card: 'decline' });
+    const a = await makeSubscription(world, book, alpha, web, { start: d('2026-01-05T00:00:00Z'), expiration: d('2026-02-05T00:00:00Z') });
+    const b = await makeSubscription(world, book, beta, web, { start: d('2026-01-05T00:00:00Z'), expiration: d('2026-02-05T00:00:00Z') });
+    await run('2026-02-01T00:00:00Z'); // both invoiced, due 02-08, both cards decline
+    await run('2026-02-11T00:00:00Z'); // both graced
+    expect([(await sub(a)).status, (await sub(b)).status]).to.deep.equal([40, 40]);
+    const betaInvoice = (await world.deps.db('documents').where({ type: 'invoice', account_id: beta.accountId }).first('id')) as { id: number };
+    // On 02-18 the run lists both overdue invoices, then suspends Alpha's; at that moment Beta pays by check.
+    const original = SubscriptionActionsService.prototype.request;
+    let paid = false;
+    const spy = sinon.stub(SubscriptionActionsService.prototype, 'request').callsFake(async function (this: SubscriptionActionsService, ...args: Parameters<typeof original>) {
+      if (!paid && args[1] === a) {
+        paid = true;
+        await world.services.documents.recordPayment(world.provider, { accountId: beta.accountId, amount: 1000n, currency: 'USD', method: 'check', reference: 'CHK-B', invoiceId: toNumber(betaInvoice.id) });
+      }
+      return original.apply(this, args);
+    });
+    try {
+      const r = await run('2026-02-18T00:00:00Z');
+      expect(paid).to.equal(true);
+      expect(r.suspensions).to.equal(1);
+    } finally {
+      spy.restore();
+    }
+    expect(await tasks(a)).to.deep.equal(['subscription.suspend']);
+    // Beta paid in full: active (the payment lifted its grace), not suspended, its renewal applied.
+    expect(await tasks(b)).to.deep.equal([]);
+    expect(await sub(b)).to.deep.include({ status: 30, service: 50, expiration: '2026-03-05' });
+    expect(await steps()).to.deep.equal(['grace:done', 'suspend:requested', 'grace:done', 'suspend:paid']);
   });
 
   it('terminates after 30 days past due, without a separate suspension when the run first sees it that late', async () => {

@@ -1,6 +1,6 @@
 import { recordChange } from '../../audit/record-change';
 import type { Deps } from '../../context';
-import { toNumber, type Conn, type Tx } from '../../db/knex';
+import { isSqlite, toNumber, type Conn, type Tx } from '../../db/knex';
 import { isAppError } from '../../domain/errors';
 import { isUniqueViolation } from '../../idempotency';
 import type { TaskQueue } from '../../jobs/task-queue';
@@ -75,6 +75,10 @@ export async function dunInvoice(deps: Deps, tasks: TaskQueue, inv: OverdueInvoi
     if (!claimed) continue;
     if (step === 'grace') {
       await deps.db.transaction(async (tx) => {
+        if (!(await stillOpen(tx, inv))) {
+          await tx('dunning_steps').where({ document_id: inv.id, step }).update({ outcome: 'paid' });
+          return;
+        }
         const n = await tx('subscriptions').whereIn('id', subs).where('status', SUBSCRIPTION_STATUS.active).update({ status: SUBSCRIPTION_STATUS.graced, updated_at: at.getTime() });
         if (n) {
           await recordChange(tx, actor, at, {
@@ -89,11 +93,19 @@ export async function dunInvoice(deps: Deps, tasks: TaskQueue, inv: OverdueInvoi
       });
       continue;
     }
-    const actions = new SubscriptionActionsService(deps, { tasks });
     const outcomes: string[] = [];
     for (const subscriptionId of subs) {
       try {
-        await actions.request(actor, subscriptionId, step, { reason: `non-payment of invoice ${inv.number}`, idempotencyKey: `dunning:${inv.id}:${step}:${subscriptionId}`, hold: 'credit' });
+        // Paid meanwhile (the run listed it open a while ago): no suspension nor termination for a settled debt.
+        const requested = await deps.db.transaction(async (tx) => {
+          if (!(await stillOpen(tx, inv))) return false;
+          await new SubscriptionActionsService({ ...deps, db: tx }, { tasks }).request(actor, subscriptionId, step, { reason: `non-payment of invoice ${inv.number}`, idempotencyKey: `dunning:${inv.id}:${step}:${subscriptionId}`, hold: 'credit' });
+          return true;
+        });
+        if (!requested) {
+          outcomes.push('paid');
+          break;
+        }
         if (step === 'suspend') out.suspensions++;
         else out.terminations++;
         outcomes.push('requested');
@@ -102,9 +114,20 @@ export async function dunInvoice(deps: Deps, tasks: TaskQueue, inv: OverdueInvoi
         outcomes.push('refused'); // e.g. already suspended or terminated
       }
     }
-    await deps.db('dunning_steps').where({ document_id: inv.id, step }).update({ outcome: outcomes.includes('requested') ? 'requested' : 'refused' });
+    const outcome = outcomes.includes('requested') ? 'requested' : outcomes.includes('paid') ? 'paid' : 'refused';
+    await deps.db('dunning_steps').where({ document_id: inv.id, step }).update({ outcome });
   }
   return out;
+}
+
+/**
+ * Whether the invoice is still open, read under its account's lock (a payment locks the account first too), so a
+ * payment committing now either is seen here or waits for this step's transaction and then lifts what it did.
+ */
+async function stillOpen(tx: Tx, inv: OverdueInvoice): Promise<boolean> {
+  if (!isSqlite(tx)) await tx('accounts').where({ id: inv.accountId }).forUpdate().first('id');
+  const row = (await tx('documents').where({ id: inv.id }).first('status')) as { status: string } | undefined;
+  return row?.status === 'open';
 }
 
 /**
