@@ -20,6 +20,11 @@ import { closeWaitingRenewals } from '../billing/run/renewal-closing';
  * service status to its in-between value and enqueues a task in the same transaction; the task (on the orders
  * queue) calls the gate and, in one transaction, sets the final state. A permanent gate failure puts the service
  * status back and fails the task with the gate's message.
+ *
+ * A terminate may be requested while another action is half-way (it saves that in-between status as its previous
+ * one). The overlapped action's task still finishes: it records its result under `removing` and rewrites the open
+ * terminate's saved previous status to what it left, so a terminate failing for good puts back the truth. A terminate
+ * over a provision waits for the provision to settle, then removes what it made.
  */
 
 export type ServiceAction = 'suspend' | 'resume' | 'terminate' | 'provision';
@@ -174,6 +179,61 @@ async function lockSub(tx: Tx, id: number): Promise<SubRow | undefined> {
   return (await (isSqlite(tx) ? q : q.forUpdate())) as SubRow | undefined;
 }
 
+/** A task still to run or running (not done, failed or canceled). */
+const OPEN_TASK = ['pending', 'running'];
+
+interface OpenTask {
+  id: number;
+  kind: string;
+  operationId: string;
+  payload: Record<string, unknown>;
+}
+
+/** The subscription's open tasks of `action`: its `subscription.<action>` tasks and their late completions. */
+async function openActionTasks(conn: Conn, id: number, action: ServiceAction): Promise<OpenTask[]> {
+  const rows = (await conn('tasks')
+    .where({ object_type: 'subscription', object_id: String(id) })
+    .whereIn('kind', [`subscription.${action}`, ACTION_LATE_COMPLETION])
+    .whereIn('status', OPEN_TASK)
+    .orderBy('id')
+    .select('id', 'kind', 'operation_id', 'payload')) as { id: number; kind: string; operation_id: string; payload: string }[];
+  return rows
+    .map((r) => ({ id: toNumber(r.id), kind: r.kind, operationId: r.operation_id, payload: JSON.parse(r.payload) as Record<string, unknown> }))
+    .filter((t) => t.kind !== ACTION_LATE_COMPLETION || t.payload.action === action);
+}
+
+/**
+ * The open terminates that `action` is overlapped by: a terminate requested while the action was half-way (its
+ * saved previous status is the action's in-between one). The service status is then `removing`, and the action's
+ * task still finishes its work at the gate.
+ */
+async function overlappingTerminates(conn: Conn, id: number, action: ServiceAction): Promise<OpenTask[]> {
+  if (action === 'terminate') return [];
+  return (await openActionTasks(conn, id, 'terminate')).filter((t) => toNumber(t.payload.previousServiceStatus) === IN_BETWEEN[action]);
+}
+
+/** Whether the task of `action` still has work to do on a subscription of service status `serviceStatus`. */
+async function stillOurs(conn: Conn, id: number, action: ServiceAction, serviceStatus: number): Promise<boolean> {
+  if (serviceStatus === IN_BETWEEN[action]) return true;
+  return serviceStatus === SERVICE_STATUS.removing && (await overlappingTerminates(conn, id, action)).length > 0;
+}
+
+/**
+ * An action overlapped by a terminate has settled (`restore`: the service status it left): the overlapping terminates
+ * now put back that status, not the half-way one, if they fail for good. Answers their task ids.
+ */
+async function settleUnderTerminate(tx: Tx, id: number, action: ServiceAction, restore: number): Promise<number[]> {
+  const terminates = await overlappingTerminates(tx, id, action);
+  for (const t of terminates) await tx('tasks').where({ id: t.id }).update({ payload: JSON.stringify({ ...t.payload, previousServiceStatus: restore }) });
+  return terminates.map((t) => t.id);
+}
+
+/** The task's payload as stored now (another action's task may have changed what a terminate restores). */
+async function storedPayload(conn: Conn, task: Task): Promise<Record<string, unknown>> {
+  const row = (await conn('tasks').where({ id: task.taskId }).first('payload')) as { payload: string } | undefined;
+  return row ? (JSON.parse(row.payload) as Record<string, unknown>) : task.payload;
+}
+
 async function gateRequest(conn: Conn, sub: SubRow, operationId: string): Promise<ServiceRequest> {
   const described = await describeForGate(conn, toNumber(sub.id));
   if (!described) throw new Error(`Subscription ${sub.id} has no plan or template to describe it to its gate.`);
@@ -181,7 +241,15 @@ async function gateRequest(conn: Conn, sub: SubRow, operationId: string): Promis
 }
 
 
-function callActionGate(svc: ActionHandlerServices, sub: SubRow, req: ServiceRequest, action: ServiceAction, poll: boolean): Promise<Outcome<unknown>> {
+async function callActionGate(conn: Conn, svc: ActionHandlerServices, sub: SubRow, req: ServiceRequest, action: ServiceAction, poll: boolean, task: Task): Promise<Outcome<unknown>> {
+  if (action === 'terminate') {
+    // A terminate requested while a provision is under way waits for it (as for a pending gate), then removes what it
+    // made; a service never provisioned (or whose provision failed meanwhile) leaves nothing to remove.
+    const previous = toNumber((await storedPayload(conn, task)).previousServiceStatus);
+    const provisions = previous === SERVICE_STATUS.provisioning ? await openActionTasks(conn, toNumber(sub.id), 'provision') : [];
+    if (provisions.length > 0) return { status: 'pending', message: `waiting for the provision (task ${provisions.map((t) => t.id).join(', ')}) to finish before terminating what it makes.` };
+    if (!sub.gate_reference && previous === SERVICE_STATUS.notProvisioned) return { status: 'success', result: { gone: true } };
+  }
   // A terminate of a service the gate does not have (NOT_FOUND) leaves nothing to remove: done.
   return callSubscriptionGate(svc.pluginInstances, sub, req.operationId, poll, async (gate) => (action === 'provision' ? gate.provision(req) : action === 'terminate' ? terminatedOrGone(await gate.terminate(req)) : gate[action](req)));
 }
@@ -199,9 +267,10 @@ async function subscriptionEvent(tx: Tx, actor: Actor, at: Date, row: SubRow, na
 async function runAction(deps: Deps, svc: ActionHandlerServices, action: ServiceAction, task: Task, operationId: string, attempt: number): Promise<TaskOutcome> {
   const id = toNumber(task.payload.subscriptionId);
   const sub = (await deps.db('subscriptions').where({ id }).first()) as SubRow | undefined;
-  // Nothing to do when the subscription is gone or another run settled this request already.
-  if (!sub || toNumber(sub.service_status) !== IN_BETWEEN[action]) return { status: 'done', result: { stale: true } };
-  const outcome = await callActionGate(svc, sub, await gateRequest(deps.db, sub, operationId), action, attempt > 1);
+  // Nothing to do when the subscription is gone or another run settled this request already (an action overlapped
+  // by a terminate still finishes: the terminate puts back what it leaves if it fails).
+  if (!sub || !(await stillOurs(deps.db, id, action, toNumber(sub.service_status)))) return { status: 'done', result: { stale: true } };
+  const outcome = await callActionGate(deps.db, svc, sub, await gateRequest(deps.db, sub, operationId), action, attempt > 1, task);
   if (outcome.status === 'success') return actionSucceeded(deps, svc, action, task, id, outcome.result);
   const exhausted = attempt >= task.maxAttempts;
   if ((outcome.status === 'pending' || outcome.retryable) && !exhausted) {
@@ -215,7 +284,7 @@ async function runAction(deps: Deps, svc: ActionHandlerServices, action: Service
       await (svc.tasks ?? new TaskQueue(deps)).enqueue(tx, {
         kind: ACTION_LATE_COMPLETION,
         queue: SUBSCRIPTION_ACTIONS_QUEUE,
-        payload: { ...task.payload, subscriptionId: id, action, operationId, taskId: task.taskId },
+        payload: { ...(await storedPayload(tx, task)), subscriptionId: id, action, operationId, taskId: task.taskId },
         accountId: toNumber(sub.account_id),
         objectType: 'subscription',
         objectId: id,
@@ -236,8 +305,8 @@ async function lateActionCompletion(deps: Deps, svc: ActionHandlerServices, task
   const id = toNumber(task.payload.subscriptionId);
   const operationId = String(task.payload.operationId);
   const sub = (await deps.db('subscriptions').where({ id }).first()) as SubRow | undefined;
-  if (!sub || toNumber(sub.service_status) !== IN_BETWEEN[action]) return { status: 'done', result: { stale: true } };
-  const outcome = await callActionGate(svc, sub, await gateRequest(deps.db, sub, operationId), action, true);
+  if (!sub || !(await stillOurs(deps.db, id, action, toNumber(sub.service_status)))) return { status: 'done', result: { stale: true } };
+  const outcome = await callActionGate(deps.db, svc, sub, await gateRequest(deps.db, sub, operationId), action, true, task);
   if (outcome.status === 'success') return actionSucceeded(deps, svc, action, task, id, outcome.result);
   if ((outcome.status === 'pending' || outcome.retryable) && attempt < task.maxAttempts) {
     return { status: 'retry', error: outcome.status === 'pending' ? `Pending: ${outcome.message ?? 'the gate will finish later.'}` : `Retrying: ${outcome.message}`, retryable: true };
@@ -254,17 +323,23 @@ async function actionSucceeded(deps: Deps, svc: ActionHandlerServices, action: S
   const taskId = toNumber(task.payload.taskId ?? task.taskId);
   await writeTx(deps, async (tx) => {
     const row = await lockSub(tx, id);
-    if (!row || toNumber(row.service_status) !== IN_BETWEEN[action]) return;
+    if (!row || !(await stillOurs(tx, id, action, toNumber(row.service_status)))) return;
     const now = deps.clock.now();
     const actor = await jobActor(tx);
+    // Overlapped by a terminate (status removing): the action's result is recorded, the service stays `removing`, and
+    // the terminate now puts back the status this action left should it fail for good.
+    const overlapped = toNumber(row.service_status) === SERVICE_STATUS.removing;
+    const left = action === 'suspend' ? SERVICE_STATUS.stopped : SERVICE_STATUS.running;
+    const under = overlapped && action !== 'terminate' ? { terminateTaskIds: await settleUnderTerminate(tx, id, action, left) } : {};
+    const serviceStatus = overlapped ? SERVICE_STATUS.removing : left;
     if (action === 'suspend') {
-      await tx('subscriptions').where({ id }).update({ status: SUBSCRIPTION_STATUS.suspended, service_status: SERVICE_STATUS.stopped, updated_at: now.getTime() });
+      await tx('subscriptions').where({ id }).update({ status: SUBSCRIPTION_STATUS.suspended, service_status: serviceStatus, updated_at: now.getTime() });
       // The reason given with the request (dunning: "non-payment of invoice INV-..."), for the customer's notice.
       const reason = typeof task.payload.reason === 'string' ? task.payload.reason : undefined;
-      await subscriptionEvent(tx, actor, now, row, 'subscription.suspended', 'SuspendSubscription', { taskId, ...(reason ? { reason } : {}) });
+      await subscriptionEvent(tx, actor, now, row, 'subscription.suspended', 'SuspendSubscription', { taskId, ...(reason ? { reason } : {}), ...under });
     } else if (action === 'resume') {
-      await tx('subscriptions').where({ id }).update({ status: SUBSCRIPTION_STATUS.active, service_status: SERVICE_STATUS.running, updated_at: now.getTime() });
-      await subscriptionEvent(tx, actor, now, row, 'subscription.resumed', 'ResumeSubscription', { taskId });
+      await tx('subscriptions').where({ id }).update({ status: SUBSCRIPTION_STATUS.active, service_status: serviceStatus, updated_at: now.getTime() });
+      await subscriptionEvent(tx, actor, now, row, 'subscription.resumed', 'ResumeSubscription', { taskId, ...under });
     } else if (action === 'terminate') {
       await svc.subscriptions.markRemoved(tx, id, now);
       // Its renewal orders still waiting for their invoice will not be delivered: closed. The invoice stays owed
@@ -274,6 +349,10 @@ async function actionSucceeded(deps: Deps, svc: ActionHandlerServices, action: S
       const reference = String((result as { reference?: unknown } | undefined)?.reference ?? '');
       await tx('subscriptions').where({ id }).update({ gate_reference: reference || null });
       await svc.subscriptions.markProvisioned(tx, id, reference || null, now);
+      if (overlapped) {
+        await tx('subscriptions').where({ id }).update({ service_status: SERVICE_STATUS.removing });
+        await subscriptionEvent(tx, actor, now, row, 'subscription.provisioned_while_removing', 'ProvisionSubscription', { taskId, reference: reference || null, ...under });
+      }
     }
   });
   return { status: 'done' };
@@ -285,13 +364,18 @@ async function actionSucceeded(deps: Deps, svc: ActionHandlerServices, action: S
  * task in the same transaction.
  */
 async function actionFailed(deps: Deps, svc: ActionHandlerServices, action: ServiceAction, task: Task, id: number, message: string, undoOperationId: string | null = null): Promise<TaskOutcome> {
-  const previous = toNumber(task.payload.previousServiceStatus ?? SERVICE_STATUS.running);
   const taskId = toNumber(task.payload.taskId ?? task.taskId);
   await writeTx(deps, async (tx) => {
     const row = await lockSub(tx, id);
-    if (!row || toNumber(row.service_status) !== IN_BETWEEN[action]) return;
+    if (!row || !(await stillOurs(tx, id, action, toNumber(row.service_status)))) return;
+    // Read now, not when the task started: an action this terminate overlapped may have settled since, and what it
+    // left is what to put back.
+    const previous = toNumber((await storedPayload(tx, task)).previousServiceStatus ?? SERVICE_STATUS.running);
     const now = deps.clock.now();
-    await tx('subscriptions').where({ id }).update({ service_status: previous, updated_at: now.getTime() });
+    // Overlapped by a terminate: the service stays `removing`; the terminate puts back this action's previous status.
+    let under = {};
+    if (toNumber(row.service_status) === SERVICE_STATUS.removing && action !== 'terminate') under = { terminateTaskIds: await settleUnderTerminate(tx, id, action, previous) };
+    else await tx('subscriptions').where({ id }).update({ service_status: previous, updated_at: now.getTime() });
     const undoTaskId = undoOperationId
       ? await (svc.tasks ?? new TaskQueue(deps)).enqueue(tx, {
           kind: PROVISION_UNDO,
@@ -304,7 +388,12 @@ async function actionFailed(deps: Deps, svc: ActionHandlerServices, action: Serv
           dedupeKey: `undo:${undoOperationId}`,
         })
       : undefined;
-    await subscriptionEvent(tx, await jobActor(tx), now, row, `subscription.${action}_failed`, `${action[0]!.toUpperCase()}${action.slice(1)}Subscription`, { taskId, error: message, ...(undoTaskId ? { undoTaskId } : {}) });
+    await subscriptionEvent(tx, await jobActor(tx), now, row, `subscription.${action}_failed`, `${action[0]!.toUpperCase()}${action.slice(1)}Subscription`, {
+      taskId,
+      error: message,
+      ...(undoTaskId ? { undoTaskId } : {}),
+      ...under,
+    });
   });
   return { status: 'retry', error: message, retryable: false };
 }

@@ -277,6 +277,25 @@ describe('SubscriptionActionsService and its gate tasks (a scripted gate)', () =
     expect(JSON.parse(undone.payload)).to.include({ terminated: false, reference: null });
   });
 
+  it('a suspend that fails for good under an overlapping terminate: a terminate failing next puts back running (what the suspend left), not stopping', async () => {
+    const id = await subscribe();
+    await run((await svc.request(w.customer, id, 'provision')).taskId);
+    script.suspend = [{ status: 'pending', message: 'stopping the site' }];
+    const s = await svc.request(w.customer, id, 'suspend');
+    expect(await run(s.taskId, 1)).to.include({ status: 'retry', retryable: true });
+    const t = await svc.request(w.customer, id, 'terminate');
+    expect(t.serviceStatus).to.equal(70);
+    // The suspend's next attempt polls its operation: the gate refused it for good.
+    script.status = [{ status: 'failure', retryable: false, message: 'The panel refused the suspend.', code: 'REFUSED' }];
+    expect(await run(s.taskId, 2)).to.include({ status: 'retry', retryable: false });
+    expect(await state(id)).to.include({ status: 30, serviceStatus: 70 });
+    const failed = (await w.world.deps.db('events').where({ name: 'subscription.suspend_failed', object_id: String(id) }).first('payload')) as { payload: string };
+    expect(JSON.parse(failed.payload).terminateTaskIds).to.deep.equal([t.taskId]);
+    script.terminate = [{ status: 'failure', retryable: false, message: 'The panel refused the terminate.', code: 'REFUSED' }];
+    expect(await run(t.taskId)).to.include({ status: 'retry', retryable: false });
+    expect(await state(id)).to.include({ status: 30, serviceStatus: 50 });
+  });
+
   it('a terminate the gate answers NOT_FOUND (no such service) terminates the subscription', async () => {
     const id = await subscribe();
     await run((await svc.request(w.customer, id, 'provision')).taskId);
