@@ -7,6 +7,7 @@ import { migrateLatest } from './db/migrate';
 import { createHttpApp } from './http/app';
 import { createLogger, safeErrorMessage, type Logger } from './logger';
 import { createServices, type Services } from './services';
+import { BUNDLED_PLUGINS_DIR, loadPlugins } from './plugins/loader';
 import { seedDemo, type DemoSeed } from './seed/demo';
 import { bootstrapProvider } from './seed/bootstrap';
 import { SecretBox, resolveSecretKey } from './crypto/secret-box';
@@ -123,8 +124,9 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     if (applied.length) log.info('migrations applied', { migrations: applied });
     const boot = await bootstrapProvider(deps);
     adminPassword = boot.generatedPassword;
-    const seed = (opts.demo ?? config.seedDemo) ? await seedDemo(deps) : { created: false, logins: [] };
-    const services = createServices(deps);
+    const plugins = loadPlugins(BUNDLED_PLUGINS_DIR, log);
+    const seed = (opts.demo ?? config.seedDemo) ? await seedDemo(deps, plugins) : { created: false, logins: [] };
+    const services = createServices(deps, plugins);
     const { app, router } = createHttpApp(services);
     const mounts = await mountTransports(services, app, router);
     mountInvoiceHtml(services, router); // GET /invoices/:id, the printable invoice

@@ -9,7 +9,7 @@ import { PluginInstancesService } from '../plugins/instances-service';
 import { TldCatalogService } from '../domains/tld-catalog';
 import { PaymentsService } from '../payments/payments-service';
 import type { PaymentGateway } from '../plugins/sdk';
-import { BUNDLED_PLUGINS_DIR, loadPlugins } from '../plugins/loader';
+import { BUNDLED_PLUGINS_DIR, loadPlugins, type PluginRegistry } from '../plugins/loader';
 import { isUniqueViolation } from '../idempotency';
 
 const SEEDED = 'demo_seeded';
@@ -35,7 +35,7 @@ function monthly(price: number, setup: number): PeriodInput[] {
  * The demo provider's catalog and accounts: idempotent (a marker row records that it ran; each object is looked
  * up by name first, so a half-finished earlier run is completed rather than duplicated).
  */
-export async function seedDemo(deps: Deps): Promise<DemoSeed> {
+export async function seedDemo(deps: Deps, plugins?: PluginRegistry): Promise<DemoSeed> {
   const { db } = deps;
   const boot = await bootstrapProvider(deps);
   if (await db('system_settings').where({ name: SEEDED }).first()) return { created: false, logins: [] };
@@ -70,7 +70,8 @@ export async function seedDemo(deps: Deps): Promise<DemoSeed> {
   }
   const r = resourceIds;
   // The demo's templates are delivered by the sandbox gate, so a fresh start provisions orders at once.
-  const pluginInstances = new PluginInstancesService(deps, loadPlugins(BUNDLED_PLUGINS_DIR, deps.log));
+  // The server's registry when it seeds at start-up (the plugins are loaded and logged once), else loaded here.
+  const pluginInstances = new PluginInstancesService(deps, plugins ?? loadPlugins(BUNDLED_PLUGINS_DIR, deps.log));
   // ... a sandbox payment gateway (test cards) charges them, and the rules screen checks them for fraud.
   // The sandbox "processor" keeps stored cards in a state file beside the database, as a real processor keeps
   // them on its side: a card stored by one process (this seed, `npm run seed`) is known to the server's.
