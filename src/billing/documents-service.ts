@@ -453,6 +453,12 @@ async function writeAttemptsTx(tx: Tx, plans: readonly NewAttempt[], at: Date): 
   return written;
 }
 
+/** What the credit memos written against invoice `invoiceId` add up to (what of it is credited already). */
+async function creditedTx(conn: Conn, invoiceId: number): Promise<bigint> {
+  const [{ c }] = (await conn('documents').where({ related_document_id: invoiceId, type: 'credit_memo' }).sum({ c: 'total' })) as { c: unknown }[];
+  return sumToBigInt(c);
+}
+
 /**
  * Accounts receivable: invoices, credit and debit memos, payments and refunds as documents. Numbers are gapless
  * per vendor and type (a counter incremented in the issuing transaction); an issued document never changes its
@@ -745,8 +751,7 @@ export class DocumentsService {
     let creditMemoId: number | null = null;
     const invoice = (await tx('documents').where({ type: 'invoice', order_id: orderId }).orderBy('id').first('id', 'total', 'number')) as { id: number; total: unknown; number: string } | undefined;
     if (invoice) {
-      const [{ c }] = (await tx('documents').where({ related_document_id: invoice.id, type: 'credit_memo' }).sum({ c: 'total' })) as { c: unknown }[];
-      const left = toBigInt(invoice.total) - toBigInt(c);
+      const left = toBigInt(invoice.total) - (await creditedTx(tx, toNumber(invoice.id)));
       if (left > 0n) {
         creditMemoId = await this.memoTx(tx, actor, at, 'credit_memo', { accountId, amount: left, description: `Credit of ${invoice.number}: ${reason}`.slice(0, 1024), invoiceId: toNumber(invoice.id), orderId, applyUpTo: true, settleLater: true });
       }
@@ -831,8 +836,7 @@ export class DocumentsService {
   async invoiceCreditTx(tx: Conn, invoiceId: number): Promise<InvoiceCreditRoom | undefined> {
     const inv = (await tx('documents').where({ id: invoiceId, type: 'invoice' }).first('id', 'number', 'status', 'total')) as { id: number; number: string; status: DocumentStatus; total: unknown } | undefined;
     if (!inv) return undefined;
-    const [{ c }] = (await tx('documents').where({ related_document_id: inv.id, type: 'credit_memo' }).sum({ c: 'total' })) as { c: unknown }[];
-    return { id: toNumber(inv.id), number: inv.number, status: inv.status, left: toBigInt(inv.total) - sumToBigInt(c) };
+    return { id: toNumber(inv.id), number: inv.number, status: inv.status, left: toBigInt(inv.total) - (await creditedTx(tx, toNumber(inv.id))) };
   }
 
   /** The invoice of an order, once its charge is recorded (PlaceOrder's and GetOrder's invoiceId), or a renewal order's billing-run invoice. */
@@ -1018,8 +1022,7 @@ export class DocumentsService {
       currency = invoice.currency;
       const total = toBigInt(invoice.total);
       if (type === 'credit_memo') {
-        const credited = (await tx('documents').where({ related_document_id: invoice.id, type: 'credit_memo' }).sum({ s: 'total' }))[0] as { s: unknown };
-        const left = total - toBigInt(credited.s);
+        const left = total - (await creditedTx(tx, toNumber(invoice.id)));
         if (amount > left) throw invalid('amount', `At most ${formatAmount(left, currency)} ${currency} of invoice ${invoice.number} can still be credited.`);
       }
       // The memo carries the invoice's share of tax, so tax reports stay right.
