@@ -62,9 +62,10 @@ function statusText(status: number): string {
 /** The subscription in the actor's subtree (NOT_FOUND outside it), locked on MariaDB for the placing transaction. */
 export async function scopedSubscription(tx: Conn, actor: Actor, subscriptionId: number): Promise<SubscriptionRow> {
   const id = positiveId(subscriptionId, 'subscriptionId');
-  // The lock comes first: on MariaDB a plain read before it would fix the transaction's snapshot, and the checks
-  // after it (refuseOpenOrder) would not see an order a concurrent request committed while this one waited (4
-  // CancelSubscription at once placed 4 cancellations, each crediting the term).
+  // The lock comes first, so the checks after it (refuseOpenOrder) see an order a concurrent request committed while
+  // this one waited (4 CancelSubscription at once placed 4 cancellations, each crediting the term). (This was found
+  // under REPEATABLE READ, where a plain read before the lock fixed the snapshot; connections now run at READ
+  // COMMITTED, see db/knex.ts, and the lock-first order stays the simple rule.)
   const q = tx('subscriptions').where({ id }).first();
   const row = (await (isSqlite(tx) ? q : q.forUpdate())) as SubscriptionRow | undefined;
   const visible = row
